@@ -1,0 +1,56 @@
+"""featuremap: banks of conv/pool filters over chunked Zarr images, with exact geometry.
+
+The public surface is small (DESIGN section 3):
+
+* :func:`conv2d`, :func:`max_pool2d`, :func:`avg_pool2d` on NumPy, CuPy or Dask arrays;
+* :func:`load_pipeline`, :func:`run` and :func:`open` for pipeline jobs and their output stores;
+* :mod:`featuremap.banks`, the filter-bank library.
+
+Heavy modules (Dask's distributed, Zarr) load on first use, so ``import featuremap`` stays cheap
+and a spawned worker re-imports nothing it does not need.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from featuremap._functional import avg_pool2d, conv2d, max_pool2d
+from featuremap.errors import FeaturemapError, InputError, JobError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FeaturemapError",
+    "InputError",
+    "JobError",
+    "__version__",
+    "avg_pool2d",
+    "banks",
+    "conv2d",
+    "load_pipeline",
+    "max_pool2d",
+    "open",
+    "run",
+]
+
+_LAZY = {
+    "load_pipeline": ("featuremap.pipeline", "load_pipeline"),
+    "run": ("featuremap._runner", "run"),
+    "open": ("featuremap._store", "open_features"),
+    "banks": ("featuremap.banks", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'featuremap' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,168 @@
+"""The bank registry: a name -> (builder, parameters, summary) table filled by a decorator.
+
+A family module declares its banks like this::
+
+    @register("box", "mean filter", Parameter("size", 3, "kernel side", integer(1)))
+    def _box(size: int) -> Filters:
+        ...
+
+:func:`get` checks the parameter names, validates every value with the parameter's parser, fills
+in defaults and calls the builder with keyword arguments.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from featuremap.banks._bank import Bank
+from featuremap.banks._params import Parser
+from featuremap.errors import InputError, describe as describe_value
+
+__all__ = ["BankInfo", "Filters", "Parameter", "describe", "get", "names", "register"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a bank: its name, default, help line and validator."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Parser
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    """What ``featuremap banks NAME`` prints: a one-line summary and ``(name, default, help)`` rows."""
+
+    name: str
+    summary: str
+    parameters: tuple[tuple[str, Any, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "parameters": [
+                {"name": name, "default": default, "help": help_text}
+                for name, default, help_text in self.parameters
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BankInfo:
+        return cls(
+            name=data["name"],
+            summary=data["summary"],
+            parameters=tuple(
+                (row["name"], row["default"], row["help"]) for row in data["parameters"]
+            ),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Filters:
+    """What a builder returns; :func:`get` turns it into a :class:`Bank`.
+
+    ``derived`` holds parameters the builder resolved itself (e.g. a kernel size computed from
+    sigma when the user gave ``None``) so that ``Bank.params`` records what was actually used.
+    """
+
+    weight: np.ndarray
+    descriptions: list[dict[str, Any]]
+    bias: np.ndarray | None = None
+    derived: dict[str, Any] = field(default_factory=dict)
+    reduce: int | None = None
+    reduce_groups: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., Filters]
+    parameters: tuple[Parameter, ...]
+    summary: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(name: str, summary: str, *parameters: Parameter) -> Callable:
+    """Register ``builder(**params) -> Filters`` as bank ``name``."""
+
+    def decorate(builder: Callable[..., Filters]) -> Callable[..., Filters]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"filter bank {name!r} registered twice")
+        _REGISTRY[name] = _Entry(builder, parameters, summary)
+        return builder
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Sorted names of all registered banks."""
+    return sorted(_REGISTRY)
+
+
+def _suggestion(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _entry(name: Any) -> _Entry:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        hint = _suggestion(name, names()) if isinstance(name, str) else ""
+        raise InputError(
+            f"unknown filter bank {describe_value(name)}{hint}; available banks: {', '.join(names())}"
+        )
+    return _REGISTRY[name]
+
+
+def describe(name: str) -> BankInfo:
+    """Summary and parameters of bank ``name``; unknown name -> :class:`InputError`."""
+    entry = _entry(name)
+    return BankInfo(
+        name=name,
+        summary=entry.summary,
+        parameters=tuple((p.name, p.default, p.help) for p in entry.parameters),
+    )
+
+
+def get(name: str, **params: Any) -> Bank:
+    """Build bank ``name`` with ``params`` (validated, defaults filled in).
+
+    Raises
+    ------
+    InputError
+        Unknown bank, unknown parameter, or a value outside what the parameter allows.
+    """
+    entry = _entry(name)
+    known = [parameter.name for parameter in entry.parameters]
+    for key in params:
+        if key not in known:
+            listing = ", ".join(known) if known else "(none)"
+            raise InputError(
+                f"bank {name!r} has no parameter {describe_value(key)}"
+                f"{_suggestion(str(key), known)}; its parameters are: {listing}"
+            )
+    values = {
+        parameter.name: parameter.parse(
+            params.get(parameter.name, parameter.default),
+            f"bank {name!r} parameter {parameter.name!r}",
+        )
+        for parameter in entry.parameters
+    }
+    built = entry.builder(**values)
+    return Bank(
+        name=name,
+        params={**values, **built.derived},
+        weight=built.weight,
+        bias=built.bias,
+        filters=tuple(built.descriptions),
+        reduce=built.reduce,
+        reduce_groups=built.reduce_groups,
+    )

@@ -1,0 +1,145 @@
+"""Gaussian-derivative banks: ``gaussian`` (derivatives up to order 2), ``log`` and ``dog``.
+
+The kernels are SciPy's discrete Gaussians (``scipy.ndimage.gaussian_filter``): the Gaussian is
+sampled on ``[-r, r]``, normalised to sum 1 over those samples, and derivatives are the exact
+derivatives of the sampled continuous Gaussian times that normalisation. The radius is
+``r = int(truncate * sigma + 0.5)`` (SciPy's rule, ``truncate = 4``) unless ``size`` fixes it.
+
+A bank filter is applied by cross-correlation, so the weights are SciPy's convolution kernels
+mirrored: correlating an image with a ``gaussian`` bank filter of order ``(oy, ox)`` gives exactly
+``gaussian_filter(image, sigma, order=(oy, ox))``. Every ``gaussian`` filter is the outer product of
+two 1-D kernels (rank 1), so an engine can apply it as two 1-D passes. Smaller kernels are zero-padded
+to the bank's common size, centred, which keeps them rank 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from featuremap.banks._params import integer, optional, real, real_list
+from featuremap.banks._registry import Filters, Parameter, register
+from featuremap.errors import InputError, describe
+
+__all__ = ["ALL_ORDERS", "gaussian_1d", "gaussian_2d", "kernel_radius", "stack_centred"]
+
+#: Every derivative order ``[oy, ox]`` with ``oy + ox <= 2``, smoothing first.
+ALL_ORDERS = ([0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2])
+
+
+def kernel_radius(sigma: float, truncate: float, size: int | None) -> int:
+    """Half-width of a Gaussian kernel: SciPy's ``int(truncate * sigma + 0.5)``, or fixed by ``size``."""
+    return (size - 1) // 2 if size is not None else int(truncate * sigma + 0.5)
+
+
+def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
+    """Correlation weights (float64, length ``2 * radius + 1``) of SciPy's 1-D Gaussian derivative.
+
+    Equal to ``scipy.ndimage._filters._gaussian_kernel1d(sigma, order, radius)[::-1]``: the sampled
+    Gaussian ``phi`` normalised to sum 1, times the polynomial ``q`` with ``d^n/dx^n phi = q * phi``.
+    """
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    variance = sigma * sigma
+    phi = np.exp(-0.5 * x * x / variance)
+    phi /= phi.sum()
+    # Derivatives of exp(-x^2 / 2 s^2) up to order 2, written out (SciPy builds the same polynomials).
+    polynomial = {0: np.ones_like(x), 1: -x / variance, 2: (x * x - variance) / (variance * variance)}
+    return (polynomial[order] * phi)[::-1]
+
+
+def gaussian_2d(sigma: float, order: Sequence[int], radius: int) -> np.ndarray:
+    """Rank-1 2-D correlation weights of ``gaussian_filter(., sigma, order=(oy, ox))``."""
+    order_y, order_x = order
+    return np.outer(gaussian_1d(sigma, order_y, radius), gaussian_1d(sigma, order_x, radius))
+
+
+def stack_centred(kernels: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack square odd kernels of different sizes into ``(J, 1, k, k)``, each centred, zero-padded."""
+    size = max(kernel.shape[0] for kernel in kernels)
+    weight = np.zeros((len(kernels), 1, size, size))
+    for index, kernel in enumerate(kernels):
+        margin = (size - kernel.shape[0]) // 2
+        weight[index, 0, margin : size - margin, margin : size - margin] = kernel
+    return weight
+
+
+def _order_name(order: Sequence[int]) -> str:
+    order_y, order_x = order
+    return "gaussian" + ("_d" + "y" * order_y + "x" * order_x if order_y + order_x else "")
+
+
+def _parse_orders(value: Any, where: str) -> list[list[int]]:
+    allowed = "a non-empty list of distinct [oy, ox] pairs of integers >= 0 with oy + ox <= 2"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise InputError(f"{where} must be {allowed}, got {describe(value)}")
+    orders: list[list[int]] = []
+    for pair in value:
+        valid = (
+            isinstance(pair, Sequence)
+            and not isinstance(pair, (str, bytes))
+            and len(pair) == 2
+            and all(isinstance(o, (int, np.integer)) and not isinstance(o, bool) and o >= 0 for o in pair)
+            and sum(pair) <= 2
+        )
+        if not valid or [int(o) for o in pair] in orders:
+            raise InputError(f"{where} must be {allowed}, got {describe(value)} (bad or repeated {describe(pair)})")
+        orders.append([int(o) for o in pair])
+    return orders
+
+
+POSITIVE = real(0.0, open_minimum=True)
+SIGMAS_HELP = "Gaussian standard deviations in pixels"
+SIZE = Parameter(
+    "size", None, "kernel side (odd); default: from the largest sigma and truncate", optional(integer(1, odd=True))
+)
+TRUNCATE = Parameter("truncate", 4.0, "kernel radius in sigmas when size is not given (SciPy's truncate)", real(0.0, open_minimum=True))
+
+
+def _size_used(kernels: Sequence[np.ndarray]) -> dict[str, int]:
+    return {"size": max(kernel.shape[0] for kernel in kernels)}
+
+
+@register(
+    "gaussian",
+    "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, separable)",
+    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    Parameter("orders", [list(o) for o in ALL_ORDERS], "derivative orders [oy, ox], oy + ox <= 2", _parse_orders),
+    SIZE,
+    TRUNCATE,
+)
+def _gaussian(sigmas: list[float], orders: list[list[int]], size: int | None, truncate: float) -> Filters:
+    kernels, descriptions = [], []
+    for sigma in sigmas:
+        radius = kernel_radius(sigma, truncate, size)
+        for order in orders:
+            kernels.append(gaussian_2d(sigma, order, radius))
+            descriptions.append({"name": _order_name(order), "sigma": sigma, "order": list(order)})
+    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
+
+
+def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
+    """Correlation weights of ``scipy.ndimage.gaussian_laplace(., sigma)`` (sum of two rank-1 terms)."""
+    return gaussian_2d(sigma, (2, 0), radius) + gaussian_2d(sigma, (0, 2), radius)
+
+
+@register(
+    "log",
+    "Laplacian of Gaussian (SciPy's gaussian_laplace kernels; negative centre)",
+    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    SIZE,
+    TRUNCATE,
+)
+def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
+    kernels = [laplacian_of_gaussian(s, kernel_radius(s, truncate, size)) for s in sigmas]
+    descriptions = [{"name": "log", "sigma": s, "order": 2} for s in sigmas]
+    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
+
+
+def difference_of_gaussians(sigma: float, ratio: float, truncate: float, size: int | None) -> np.ndarray:
+    """``G(sigma) - G(ratio * sigma)``, each Gaussian with its own SciPy radius, centred."""
+    inner, outer = (gaussian_2d(s, (0, 0), kernel_radius(s, truncate, size)) for s in (sigma, ratio * sigma))
+    return stack_centred([inner, outer]) @ np.array([1.0, -1.0]) if False else (
+        stack_centred([inner, outer])[0, 0] - stack_centred([inner, outer])[1, 0]
+    )
