@@ -23,7 +23,15 @@ from featuremap.banks._params import integer, optional, real, real_list
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
 
-__all__ = ["ALL_ORDERS", "gaussian_1d", "gaussian_2d", "kernel_radius", "stack_centred"]
+__all__ = [
+    "ALL_ORDERS",
+    "difference_of_gaussians",
+    "gaussian_1d",
+    "gaussian_2d",
+    "kernel_radius",
+    "laplacian_of_gaussian",
+    "stack_centred",
+]
 
 #: Every derivative order ``[oy, ox]`` with ``oy + ox <= 2``, smoothing first.
 ALL_ORDERS = ([0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2])
@@ -137,9 +145,30 @@ def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
     return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
 
 
-def difference_of_gaussians(sigma: float, ratio: float, truncate: float, size: int | None) -> np.ndarray:
-    """``G(sigma) - G(ratio * sigma)``, each Gaussian with its own SciPy radius, centred."""
-    inner, outer = (gaussian_2d(s, (0, 0), kernel_radius(s, truncate, size)) for s in (sigma, ratio * sigma))
-    return stack_centred([inner, outer]) @ np.array([1.0, -1.0]) if False else (
-        stack_centred([inner, outer])[0, 0] - stack_centred([inner, outer])[1, 0]
-    )
+def difference_of_gaussians(sigma: float, k: float, truncate: float, size: int | None) -> np.ndarray:
+    """``G(sigma) - G(k * sigma)``, each Gaussian with its own SciPy radius, centred."""
+    first, second = stack_centred(
+        [gaussian_2d(s, (0, 0), kernel_radius(s, truncate, size)) for s in (sigma, k * sigma)]
+    )[:, 0]
+    return first - second
+
+
+def _parse_ratio(value: Any, where: str) -> float:
+    ratio = POSITIVE(value, where)
+    if ratio == 1.0:
+        raise InputError(f"{where} must be a number > 0 other than 1 (k = 1 gives a zero filter), got {describe(value)}")
+    return ratio
+
+
+@register(
+    "dog",
+    "difference of Gaussians G(sigma) - G(k * sigma) (SciPy's gaussian_filter kernels)",
+    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    Parameter("k", 1.6, "ratio of the second Gaussian's sigma to the first", _parse_ratio),
+    SIZE,
+    TRUNCATE,
+)
+def _dog(sigmas: list[float], k: float, size: int | None, truncate: float) -> Filters:
+    kernels = [difference_of_gaussians(s, k, truncate, size) for s in sigmas]
+    descriptions = [{"name": "dog", "sigma": s, "k": k} for s in sigmas]
+    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))

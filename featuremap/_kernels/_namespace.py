@@ -1,0 +1,69 @@
+"""Array-namespace plumbing: NumPy or CuPy, chosen from the array itself.
+
+CuPy is imported only when an array already comes from it, so a CPU install never needs it.
+The FFT helpers use :mod:`scipy.fft` (multi-threaded with ``workers=``) for NumPy arrays and
+``cupyx.scipy.fft`` for CuPy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy
+
+__all__ = ["array_namespace", "fft_module", "fft_workers", "reshape_view", "sliding_windows"]
+
+
+def array_namespace(x: Any) -> ModuleType:
+    """The array module of ``x``: :mod:`cupy` when ``type(x)`` comes from it, else :mod:`numpy`."""
+    if type(x).__module__.partition(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return numpy
+
+
+def reshape_view(a: Any, shape: tuple[int, ...]) -> Any:
+    """Reshape ``a`` without copying; raise ``ValueError`` where a copy would be needed.
+
+    Results are written through these views, so a silent copy would lose them.
+    """
+    if array_namespace(a) is numpy:
+        return a.reshape(shape, copy=False)
+    view = a.reshape(shape)
+    if view.data.ptr != a.data.ptr:  # pragma: no cover - CuPy only
+        raise ValueError(f"cannot reshape an array of strides {a.strides} to {shape} as a view")
+    return view
+
+
+def sliding_windows(x: Any, span: tuple[int, int]) -> Any:
+    """Read-only view ``(..., H - span_y + 1, W - span_x + 1, span_y, span_x)`` of ``x``."""
+    xp = array_namespace(x)
+    return xp.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))
+
+
+def fft_module(xp: ModuleType) -> ModuleType:
+    """``scipy.fft`` for NumPy, ``cupyx.scipy.fft`` for CuPy (same ``rfft2``/``irfft2`` API)."""
+    if xp is numpy:
+        import scipy.fft
+
+        return scipy.fft
+    import cupyx.scipy.fft  # pragma: no cover - CuPy only
+
+    return cupyx.scipy.fft  # pragma: no cover
+
+
+def fft_workers() -> int:
+    """Threads for :mod:`scipy.fft`: the count OpenBLAS itself would use for GEMM.
+
+    OpenBLAS reads ``OPENBLAS_NUM_THREADS`` then ``OMP_NUM_THREADS`` and otherwise uses every
+    core the process may run on; Dask's nanny sets both to 1 in workers. Following the same rule
+    keeps the FFT and GEMM paths comparable, so the method choice does not depend on threading.
+    """
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0))

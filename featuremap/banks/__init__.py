@@ -1,0 +1,21 @@
+"""Filter banks: named, parameterised stacks of 2-D filters in ``conv2d`` weight layout.
+
+>>> import featuremap.banks as banks
+>>> bank = banks.get("gabor", size=15, orientations=4, frequencies=[0.1, 0.2])
+>>> bank.weight.shape
+(16, 1, 15, 15)
+
+``get(name, **params)`` validates every parameter (unknown names and bad values raise a one-line
+:class:`featuremap.errors.InputError`) and returns a :class:`Bank`; ``names()`` lists the banks and
+``describe(name)`` gives a bank's summary and parameters. Filters are applied by cross-correlation
+(``torch.nn.functional.conv2d``).
+"""
+
+from __future__ import annotations
+
+# Importing the family modules registers their banks.
+from featuremap.banks import basic, edges, file, gabor, gaussian, ilastik, lm, mr8, schmid  # noqa: F401
+from featuremap.banks._bank import CHANNEL_MODES, Bank
+from featuremap.banks._registry import BankInfo, describe, get, names
+
+__all__ = ["CHANNEL_MODES", "Bank", "BankInfo", "describe", "get", "names"]
