@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -76,15 +77,15 @@ class Bank:
             object.__setattr__(self, "bias", bias)
         filters = tuple(dict(description) for description in self.filters)
         if len(filters) != n_filters:
-            raise ValueError(f"bank {self.name!r}: {len(filters)} descriptions for {n_filters} filters")
+            raise ValueError(f"bank {self.name!r}: {len(filters)} descriptions, {n_filters} filters")
         object.__setattr__(self, "filters", filters)
         if self.reduce_groups is not None:
             groups = tuple(int(size) for size in self.reduce_groups)
             if sum(groups) != n_filters or min(groups) < 1:
-                raise ValueError(f"bank {self.name!r}: reduce_groups {groups} do not cover {n_filters} filters")
+                raise ValueError(f"bank {self.name!r}: reduce_groups {groups} must sum to {n_filters}")
             object.__setattr__(self, "reduce_groups", groups)
         if n_filters % self.groups:
-            raise ValueError(f"bank {self.name!r}: {n_filters} filters cannot form {self.groups} groups")
+            raise ValueError(f"bank {self.name!r}: {n_filters} filters do not split into {self.groups} groups")
 
     @property
     def in_channels(self) -> int:
@@ -128,7 +129,7 @@ class Bank:
             raise InputError(
                 f"channel mode must be one of {', '.join(map(repr, CHANNEL_MODES))}, got {mode!r}"
             )
-        if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
+        if isinstance(in_channels, bool) or not isinstance(in_channels, Integral) or in_channels < 1:
             raise InputError(f"in_channels must be an integer >= 1, got {in_channels!r}")
         if in_channels == self.in_channels:
             return self

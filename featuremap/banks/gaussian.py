@@ -15,6 +15,7 @@ to the bank's common size, centred, which keeps them rank 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -88,32 +89,37 @@ def _parse_orders(value: Any, where: str) -> list[list[int]]:
             isinstance(pair, Sequence)
             and not isinstance(pair, (str, bytes))
             and len(pair) == 2
-            and all(isinstance(o, (int, np.integer)) and not isinstance(o, bool) and o >= 0 for o in pair)
+            and all(isinstance(o, Integral) and not isinstance(o, bool) and o >= 0 for o in pair)
             and sum(pair) <= 2
         )
         if not valid or [int(o) for o in pair] in orders:
-            raise InputError(f"{where} must be {allowed}, got {describe(value)} (bad or repeated {describe(pair)})")
+            raise InputError(
+                f"{where} must be {allowed}, got {describe(value)} (bad or repeated {describe(pair)})"
+            )
         orders.append([int(o) for o in pair])
     return orders
 
 
 POSITIVE = real(0.0, open_minimum=True)
 SIGMAS_HELP = "Gaussian standard deviations in pixels"
+# `size: None` stays None in Bank.params (the weight's shape tells the size): a fixed size changes
+# every filter's radius, so recording the derived size would not rebuild the same bank.
 SIZE = Parameter(
-    "size", None, "kernel side (odd); default: from the largest sigma and truncate", optional(integer(1, odd=True))
+    "size", None, "kernel side (odd), one radius for every sigma; default: each sigma its own radius",
+    optional(integer(1, odd=True)),
 )
-TRUNCATE = Parameter("truncate", 4.0, "kernel radius in sigmas when size is not given (SciPy's truncate)", real(0.0, open_minimum=True))
-
-
-def _size_used(kernels: Sequence[np.ndarray]) -> dict[str, int]:
-    return {"size": max(kernel.shape[0] for kernel in kernels)}
+TRUNCATE = Parameter(
+    "truncate", 4.0, "kernel radius in sigmas when size is not given (SciPy's truncate)", POSITIVE
+)
 
 
 @register(
     "gaussian",
     "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, separable)",
     Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
-    Parameter("orders", [list(o) for o in ALL_ORDERS], "derivative orders [oy, ox], oy + ox <= 2", _parse_orders),
+    Parameter(
+        "orders", [list(o) for o in ALL_ORDERS], "derivative orders [oy, ox], oy + ox <= 2", _parse_orders
+    ),
     SIZE,
     TRUNCATE,
 )
@@ -124,7 +130,7 @@ def _gaussian(sigmas: list[float], orders: list[list[int]], size: int | None, tr
         for order in orders:
             kernels.append(gaussian_2d(sigma, order, radius))
             descriptions.append({"name": _order_name(order), "sigma": sigma, "order": list(order)})
-    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
+    return Filters(stack_centred(kernels), descriptions)
 
 
 def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
@@ -142,7 +148,7 @@ def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
 def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
     kernels = [laplacian_of_gaussian(s, kernel_radius(s, truncate, size)) for s in sigmas]
     descriptions = [{"name": "log", "sigma": s, "order": 2} for s in sigmas]
-    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
+    return Filters(stack_centred(kernels), descriptions)
 
 
 def difference_of_gaussians(sigma: float, k: float, truncate: float, size: int | None) -> np.ndarray:
@@ -156,7 +162,9 @@ def difference_of_gaussians(sigma: float, k: float, truncate: float, size: int |
 def _parse_ratio(value: Any, where: str) -> float:
     ratio = POSITIVE(value, where)
     if ratio == 1.0:
-        raise InputError(f"{where} must be a number > 0 other than 1 (k = 1 gives a zero filter), got {describe(value)}")
+        raise InputError(
+            f"{where} must be a number > 0 other than 1 (k = 1 gives a zero filter), got {describe(value)}"
+        )
     return ratio
 
 
@@ -171,4 +179,4 @@ def _parse_ratio(value: Any, where: str) -> float:
 def _dog(sigmas: list[float], k: float, size: int | None, truncate: float) -> Filters:
     kernels = [difference_of_gaussians(s, k, truncate, size) for s in sigmas]
     descriptions = [{"name": "dog", "sigma": s, "k": k} for s in sigmas]
-    return Filters(stack_centred(kernels), descriptions, derived=_size_used(kernels))
+    return Filters(stack_centred(kernels), descriptions)

@@ -1,0 +1,57 @@
+"""The Root Filter Set (``rfs``, Varma & Zisserman's ``makeRFSfilters.m``) and ``mr8``.
+
+38 filters in the reference's order: edge (first derivative) filters at (sigma_x, sigma_y) =
+(3, 1), (6, 2), (12, 4) -- long axis, across -- x 6 orientations, orientation fastest; bar (second
+derivative) filters in the same order; a Gaussian and a LoG at sigma 10. All zero-mean, unit-L1.
+
+``mr8`` is the same bank marked for the maximum-response reduction: ``reduce_groups`` is
+``(6, 6, 6, 6, 6, 6, 1, 1)`` -- the maximum over each block of 6 consecutive features (the 6
+orientations of one type and scale) and the last two passed through -- giving the 8 MR8 responses.
+On a C-channel input expanded ``per_channel`` the grouping repeats for each channel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featuremap.banks._registry import Filters, register
+from featuremap.banks._vgg import fspecial_gaussian, fspecial_log, normalise
+from featuremap.banks.lm import N_ORIENTATIONS, SIZE, oriented_bank
+
+__all__ = ["MR8_GROUPS"]
+
+SCALES = [1.0, 2.0, 4.0]
+ROTATION_INVARIANT_SIGMA = 10.0
+#: Group sizes of the max-over-orientations reduction: 6 oriented groups, then 2 single filters.
+MR8_GROUPS = (N_ORIENTATIONS,) * (2 * len(SCALES)) + (1, 1)
+
+
+def _root_filter_set(size: int) -> Filters:
+    kernels, descriptions = oriented_bank(SCALES, size)
+    kernels += [
+        normalise(fspecial_gaussian(size, ROTATION_INVARIANT_SIGMA)),
+        normalise(fspecial_log(size, ROTATION_INVARIANT_SIGMA)),
+    ]
+    descriptions += [
+        {"name": "gaussian", "sigma": ROTATION_INVARIANT_SIGMA},
+        {"name": "log", "sigma": ROTATION_INVARIANT_SIGMA},
+    ]
+    return Filters(np.stack(kernels)[:, None], descriptions)
+
+
+@register(
+    "rfs", "Root Filter Set: 36 oriented edge/bar filters, a Gaussian and a LoG (makeRFSfilters.m)", SIZE
+)
+def _rfs(size: int) -> Filters:
+    return _root_filter_set(size)
+
+
+@register("mr8", "RFS marked for MR8: max over each 6 orientations -> 8 responses (reduce_groups)", SIZE)
+def _mr8(size: int) -> Filters:
+    filters = _root_filter_set(size)
+    return Filters(
+        filters.weight,
+        filters.descriptions,
+        reduce=N_ORIENTATIONS,
+        reduce_groups=MR8_GROUPS,
+    )
