@@ -1,0 +1,1 @@
+"""The ``featuremap`` command line: one module per command, :mod:`featuremap.cli.main` the group."""

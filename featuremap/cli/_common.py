@@ -1,0 +1,250 @@
+"""Options and output helpers shared by the commands.
+
+Nothing here imports Dask, Zarr or the runner: ``featuremap --help`` must stay fast, so every
+command imports its heavy machinery inside its own function.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from featuremap.errors import InputError
+
+__all__ = [
+    "DEVICES",
+    "echo_json",
+    "format_pair",
+    "job_options",
+    "make_security",
+    "progress_reporter",
+    "refuse_together",
+    "store_options",
+    "tls_options",
+]
+
+DEVICES = ("auto", "cpu", "gpu")
+#: A non-terminal gets a progress line at least every this many seconds ...
+PLAIN_PROGRESS_SECONDS = 2.0
+#: ... or whenever this fraction of the blocks has finished since the last line.
+PLAIN_PROGRESS_FRACTION = 0.1
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _stack(*decorators: Decorator) -> Decorator:
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+#: ``--input``, ``--array``, ``--output``: override the pipeline's stores (relative to the cwd).
+store_options = _stack(
+    click.option("--input", "input_store", metavar="STORE", help="Input Zarr store (overrides the pipeline's input.store)."),
+    click.option("--array", metavar="NAME", help="Array inside the input group (overrides input.array)."),
+    click.option("--output", "output_store", metavar="STORE", help="Output Zarr store (overrides output.store)."),
+)
+
+#: TLS for ``tls://`` scheduler addresses, with Dask's own option names.
+tls_options = _stack(
+    click.option("--tls-ca-file", type=click.Path(exists=True, dir_okay=False), help="CA certificate (PEM) for a tls:// scheduler."),
+    click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (PEM)."),
+    click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Client private key (PEM)."),
+)
+
+#: What ``run`` and ``submit`` share besides the scheduler: device, overwrite/resume, TLS.
+job_options = _stack(
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where blocks are computed: a GPU when a worker has one (auto), or forced."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output store."),
+    click.option("--resume", is_flag=True, help="Finish an interrupted job: compute only missing blocks."),
+    tls_options,
+)
+
+
+def refuse_together(**flags: Any) -> None:
+    """Raise a usage error when more than one of ``flags`` is set (``--a`` and ``--b`` conflict)."""
+    given = [name for name, value in flags.items() if value not in (None, False)]
+    if len(given) > 1:
+        names = " and ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise click.UsageError(f"{names} cannot be used together; choose one")
+
+
+def make_security(scheduler: str | None, ca_file: str | None, cert: str | None, key: str | None) -> Any:
+    """A ``distributed.security.Security`` for the TLS flags, or ``None`` when none is given.
+
+    Raises
+    ------
+    InputError
+        Only some of the three files given, or a ``tls://`` address without them.
+    """
+    files = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(files.values()):
+        if scheduler is not None and scheduler.startswith("tls://"):
+            raise InputError(
+                f"scheduler {scheduler} uses TLS: give --tls-ca-file, --tls-cert and --tls-key"
+            )
+        return None
+    missing = [name for name, value in files.items() if not value]
+    if missing:
+        raise InputError(f"TLS needs all of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as one JSON document on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def format_pair(values: Sequence[Any]) -> str:
+    """``(3, 3)`` -> ``"3"``, ``(3, 5)`` -> ``"3×5"``: per-axis values, y first, compact when equal."""
+    items = [_number(v) for v in values]
+    return items[0] if len(set(items)) == 1 else "×".join(items)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_number(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _PlainProgress:
+    """Progress lines on stderr for logs: every ~10 % or ~2 s, and at the end."""
+
+    def __init__(self) -> None:
+        self.start = self.last_time = 0.0
+        self.first_done: int | None = None
+        self.last_done = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first_done is None:
+            # The rate counts from the first report: cluster start-up and skipped blocks are not work.
+            self.first_done, self.start, self.last_time = done, now, now
+        due = (
+            done == total
+            or now - self.last_time >= PLAIN_PROGRESS_SECONDS
+            or done - self.last_done >= PLAIN_PROGRESS_FRACTION * total
+        )
+        if not due or done == self.last_done:
+            return
+        self.last_time, self.last_done = now, done
+        rate = (done - self.first_done) / max(now - self.start, 1e-9)
+        eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
+        percent = 100 * done // total if total else 100
+        click.echo(f"featuremap: {done}/{total} blocks ({percent}%), {rate:.1f} blocks/s{eta}", err=True)
+
+
+@contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(done, total)`` callback: a live rich bar on a terminal, plain lines otherwise."""
+    if not enabled:
+        yield None
+        return
+    if not sys.stderr.isatty():
+        yield _PlainProgress()
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f} blocks/s" if task.speed else "- blocks/s")
+
+    with Progress(
+        TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("run", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def describe_layer(layer: dict[str, Any]) -> str:
+    """One short phrase for a layer's metadata dict: ``conv gabor (abs)``, ``max pool``, ``reduce max``."""
+    kind = layer.get("type")
+    if kind == "conv":
+        activation = layer.get("activation", "none")
+        name = f"conv {layer.get('bank', {}).get('name', '?')}"
+        return name if activation == "none" else f"{name} ({activation})"
+    if kind == "pool":
+        return f"{layer.get('op')} pool"
+    return f"reduce {layer.get('op')}"
+
+
+def format_padding(padding: Any) -> str:
+    """``[[t, b], [l, r]]`` compactly: ``1``, ``1×2`` (symmetric per axis) or ``0,1×0,1``."""
+    if isinstance(padding, str):
+        return padding
+    (top, bottom), (left, right) = padding
+    if top == bottom and left == right:
+        return format_pair((top, left))
+    return f"{top},{bottom}×{left},{right}"
+
+
+def layer_table(title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]) -> Any:
+    """A rich table: one row per layer (metadata as :func:`featuremap._store.describe_layers`),
+    after an ``input`` row when ``input_shape`` ``(C, H, W)`` is known."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "layer", "kernel", "stride", "padding", "dilation", "output (C×H×W)",
+                   "receptive field", "jump", "offset"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    if input_shape is not None:
+        table.add_row("", "input", "", "", "", "", "×".join(map(str, input_shape)), "1", "1", "0")
+    for index, layer in enumerate(layers):
+        table.add_row(
+            str(index), describe_layer(layer), format_pair(layer["kernel_size"]),
+            format_pair(layer["stride"]), format_padding(layer["padding"]), format_pair(layer["dilation"]),
+            "×".join(map(str, layer["output_shape"])), format_pair(layer["receptive_field"]),
+            format_pair(layer["jump"]), format_pair(layer["offset"]),
+        )
+    return table
+
+
+def print_rich(*renderables: Any) -> None:
+    """Print to stdout with rich; wide enough on a pipe that tables are not squeezed."""
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
+    for renderable in renderables:
+        console.print(renderable)
+
+
+#: Metadata keys kept per layer in --json output (a bank's long filter list is left out).
+LAYER_SUMMARY_KEYS = (
+    "type", "op", "activation", "groups", "kernel_size", "stride", "padding", "dilation",
+    "in_channels", "out_channels", "output_shape", "receptive_field", "jump", "offset",
+)
+
+
+def layer_summary(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's metadata for JSON output: geometry and shapes, the bank by name and parameters."""
+    summary = {key: layer[key] for key in LAYER_SUMMARY_KEYS if key in layer}
+    if "bank" in layer:
+        summary["bank"] = {"name": layer["bank"].get("name"), "params": layer["bank"].get("params")}
+    return summary

@@ -1,0 +1,94 @@
+"""``featuremap explain``: the geometry of a pipeline, layer by layer; runs nothing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+from featuremap.cli._common import echo_json, layer_summary, layer_table, print_rich, refuse_together
+from featuremap.errors import InputError
+
+__all__ = ["explain"]
+
+EPILOG = """\b
+Examples:
+  featuremap explain pipelines/cnn-two-layer.yaml --input-shape 512,512
+  featuremap explain pipelines/mr8.yaml --input demo-output/images.zarr --array images
+  featuremap explain pipelines/gabor-texture.yaml --input-shape 256x256 --channels 3 --json
+
+Output pixel i of a layer is centred on input coordinate offset + i * jump and sees a window
+of 'receptive field' input pixels.
+"""
+
+def _input_shape(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[,x×]\s*(\d+)\s*", value)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise click.BadParameter(f"must be H,W with positive integers, e.g. 512,512; got {value!r}",
+                                 param_hint="--input-shape")
+    return int(match[1]), int(match[2])
+
+
+def _first_conv_channels(pipeline: Any) -> int:
+    """Input channels the pipeline's first conv bank takes as it stands (1 for most banks)."""
+    from featuremap import banks
+
+    for spec in pipeline.layers:
+        if "conv" in spec:
+            params = dict(spec["conv"]["bank"])
+            return banks.get(params.pop("type"), **params).in_channels
+    return 1
+
+
+@click.command(epilog=EPILOG)
+@click.argument("pipeline", metavar="PIPELINE")
+@click.option("--input-shape", "input_shape", metavar="H,W", help="Image size to explain for.")
+@click.option("--input", "input_store", metavar="STORE", help="Take the size and channels from this Zarr store.")
+@click.option("--array", metavar="NAME", help="Array inside the --input group.")
+@click.option("--channels", type=click.IntRange(min=1), help="Input channels with --input-shape (default: what the first conv bank takes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the geometry as JSON.")
+def explain(
+    pipeline: str, input_shape: str | None, input_store: str | None, array: str | None,
+    channels: int | None, as_json: bool,
+) -> None:
+    """Print PIPELINE's per-layer kernel, stride, padding, dilation, output shape, receptive
+    field, jump and offset for an input size. Needs no cluster and computes nothing.
+
+    Without --input-shape or --input, the pipeline's own input.store is read (metadata only).
+    """
+    from featuremap._store import describe_layers, open_input
+    from featuremap.layers import stack_geometry
+    from featuremap.pipeline import load_pipeline
+
+    refuse_together(input_shape=input_shape, input=input_store)
+    refuse_together(input_shape=input_shape, array=array)
+    shape = _input_shape(input_shape)
+    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array)
+    batch: tuple[int, ...] = ()
+    if shape is None:
+        if spec.input.store is None:
+            raise InputError(
+                "explain needs an image size: give --input-shape H,W or --input STORE "
+                f"(pipeline {pipeline} has no input.store)"
+            )
+        if channels is not None:
+            raise click.UsageError("--channels goes with --input-shape; with a store the channels are read from it")
+        source = open_input(spec.input.store, spec.input.array, spec.input.channel_axis)
+        shape, channels, batch = source.spatial_shape, source.channels, source.batch_shape
+    channels = channels or _first_conv_channels(spec)
+    layers = spec.build_layers(channels)
+    geometries, stacks, shapes = stack_geometry(layers, shape, channels)
+    described = describe_layers(layers, geometries, stacks, shapes)
+    if as_json:
+        echo_json({
+            "pipeline": spec.name,
+            "input": {"batch_shape": list(batch), "channels": channels, "shape": list(shape)},
+            "layers": [layer_summary(layer) for layer in described],
+        })
+        return
+    batch_text = f" × batch {'×'.join(map(str, batch))}" if batch else ""
+    print_rich(layer_table(f"{spec.name}: input {channels}×{shape[0]}×{shape[1]}{batch_text}",
+                           (channels, *shape), described))

@@ -1,0 +1,70 @@
+"""``featuremap inspect``: what an output store holds and how it was made."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from featuremap.cli._common import echo_json, format_pair, layer_summary, layer_table, print_rich
+
+__all__ = ["inspect"]
+
+EPILOG = """\b
+Examples:
+  featuremap inspect demo-output/features.zarr
+  featuremap inspect out/mr8.zarr --json | jq .geometry
+"""
+
+#: Root attributes shown as provenance lines (the rest is in --json).
+PROVENANCE_KEYS = ("fingerprint", "input", "versions", "device", "started", "finished", "error")
+
+
+def _report(store: Any) -> dict[str, Any]:
+    data = store.data
+    return {
+        "store": store.path,
+        "dims": list(store.dims),
+        "shape": list(data.shape),
+        "dtype": str(data.dtype),
+        "chunks": list(data.chunksize),
+        "geometry": store.geometry.to_dict(),
+        "layers": [layer_summary(layer) for layer in store.layers],
+        "status": store.status,
+        "provenance": store.attrs,
+    }
+
+
+def _line(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    return text if len(text) <= 150 else text[:147] + "..."
+
+
+@click.command(epilog=EPILOG)
+@click.argument("store", metavar="STORE")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+def inspect(store: str, as_json: bool) -> None:
+    """Show output STORE's features (shape, dims, chunks), every layer with its geometry, the
+    effective receptive field, jump and offset, and the provenance (pipeline, input, versions)."""
+    from featuremap._store import open_features
+
+    features = open_features(store)
+    report = _report(features)
+    if as_json:
+        echo_json(report)
+        return
+    geometry, status = report["geometry"], report["status"]
+    click.echo(f"{report['store']}")
+    click.echo(f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape']))}"
+               f"  {report['dtype']}, chunks {report['chunks']}")
+    click.echo(f"  geometry  receptive field {format_pair(geometry['receptive_field'])}, "
+               f"jump {format_pair(geometry['jump'])}, offset {format_pair(geometry['offset'])} "
+               "(output pixel i is centred on input pixel offset + i·jump)")
+    click.echo(f"  status    {status['status']}, {status['blocks_done']} of {status['blocks_total']} blocks")
+    pipeline = report["provenance"].get("pipeline") or {}
+    click.echo(f"  pipeline  {pipeline.get('name')} ({len(pipeline.get('layers', []))} layers)")
+    for key in PROVENANCE_KEYS:
+        if report["provenance"].get(key) is not None:
+            click.echo(f"  {key:<9} {_line(report['provenance'][key])}")
+    print_rich(layer_table("layers", None, features.layers))

@@ -1,0 +1,104 @@
+"""The ``featuremap`` command: a click group and :func:`main`, which owns exit statuses.
+
+Exit status 0 on success, 2 for bad input (a pipeline, an argument, a store, a path), 1 for a job
+that failed while running. A refusal is one line on stderr, ``featuremap: error: <message>``, with
+no traceback unless the environment sets ``FEATUREMAP_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from featuremap import __version__
+from featuremap.cli.banks import banks
+from featuremap.cli.demo import demo
+from featuremap.cli.explain import explain
+from featuremap.cli.inspect import inspect
+from featuremap.cli.preview import preview
+from featuremap.cli.run import run
+from featuremap.cli.status import status
+from featuremap.cli.submit import submit
+from featuremap.errors import InputError, JobError
+
+__all__ = ["cli", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Example:\n\n"
+        "  featuremap demo --output demo-output\n\n"
+        "  featuremap run pipelines/gabor-texture.yaml --workers 2\n\n"
+        "Exit status: 0 success, 2 bad input (nothing written), 1 job failure."
+    ),
+)
+@click.version_option(__version__, prog_name="featuremap")
+def cli() -> None:
+    """Banks of conv/pool filters over chunked Zarr images, with exact geometry."""
+
+
+for _command in (run, submit, status, inspect, explain, banks, preview, demo):
+    cli.add_command(_command)
+
+try:  # the deploy engineer's `featuremap cluster ...`, when it is installed
+    from featuremap.cli.cluster import cluster
+except ModuleNotFoundError as _missing:
+    if _missing.name != "featuremap.cli.cluster":
+        raise
+else:
+    cli.add_command(cluster)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"featuremap: error: {_one_line(message)}", err=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    debug = os.environ.get("FEATUREMAP_DEBUG", "") not in ("", "0")
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="featuremap",
+                          standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
+        return EXIT_BAD_INPUT
+    except click.UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+        return _fail(error.format_message() + hint, EXIT_BAD_INPUT)
+    except click.ClickException as error:
+        return _fail(error.format_message(), error.exit_code)
+    except click.Abort:
+        click.echo("featuremap: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except InputError as error:
+        if debug:
+            raise
+        return _fail(str(error), EXIT_BAD_INPUT)
+    except JobError as error:
+        if debug:
+            raise
+        return _fail(str(error), EXIT_FAILED)
+    except Exception as error:  # a bug, reported as one line unless debugging
+        if debug:
+            raise
+        return _fail(
+            f"internal error: {type(error).__name__}: {error} (rerun with FEATUREMAP_DEBUG=1 for a "
+            "traceback and report it)",
+            EXIT_FAILED,
+        )
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

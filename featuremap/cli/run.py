@@ -1,0 +1,66 @@
+"""``featuremap run``: run a pipeline to completion, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import click
+
+from featuremap.cli._common import echo_json, job_options, make_security, progress_reporter, refuse_together, store_options
+
+__all__ = ["run"]
+
+EPILOG = """\b
+Examples:
+  featuremap run pipelines/gabor-texture.yaml --workers 2
+  featuremap run p.yaml --input data/images.zarr --array images --output out/f.zarr
+  featuremap run p.yaml --scheduler tls://sched:8786 --tls-ca-file ca.pem \\
+      --tls-cert client.pem --tls-key client.key
+  featuremap run p.yaml --resume --json
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("pipeline", metavar="PIPELINE")
+@store_options
+@click.option("--scheduler", metavar="ADDR", help="Dask scheduler address (tcp:// or tls://); default: a local cluster.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster.")
+@job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+def run(
+    pipeline: str,
+    input_store: str | None,
+    array: str | None,
+    output_store: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    device: str,
+    overwrite: bool,
+    resume: bool,
+    tls_ca_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    as_json: bool,
+) -> None:
+    """Run PIPELINE (a YAML file) on its input and write the features to its output store.
+
+    An existing output store is refused unless --overwrite (replace it) or --resume (compute
+    only the blocks not yet written, then finish).
+    """
+    from featuremap._runner import run as run_job
+    from featuremap.pipeline import load_pipeline
+
+    refuse_together(overwrite=overwrite, resume=resume)
+    refuse_together(scheduler=scheduler, workers=workers)
+    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
+    security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
+    with progress_reporter() as progress:
+        summary = run_job(
+            spec, resume=resume, overwrite=overwrite, scheduler=scheduler, workers=workers,
+            device=device, security=security, progress=progress,
+        )
+    if as_json:
+        echo_json(summary.to_dict())
+        return
+    click.echo(
+        f"{summary.status}: {summary.blocks_total} blocks ({summary.blocks_computed} computed, "
+        f"{summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> {summary.store}"
+    )

@@ -1,0 +1,36 @@
+"""``featuremap status``: how far a job got, from its output store alone."""
+
+from __future__ import annotations
+
+import click
+
+from featuremap.cli._common import echo_json
+
+__all__ = ["status"]
+
+EPILOG = """\b
+Examples:
+  featuremap status out/gabor.zarr
+  featuremap status out/gabor.zarr --json    # {"status": ..., "blocks_done": ..., "blocks_total": ...}
+
+'interrupted' means running without a recent heartbeat: finish it with 'featuremap run ... --resume'.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("store", metavar="STORE")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as a JSON object.")
+def status(store: str, as_json: bool) -> None:
+    """Print the job status of output STORE: running, interrupted, complete or failed, with the
+    blocks done of the total."""
+    from featuremap._store import read_status
+
+    info = read_status(store)
+    if as_json:
+        echo_json(info)
+        return
+    done, total = info["blocks_done"], info["blocks_total"]
+    percent = f" ({100 * done // total}%)" if total else ""
+    click.echo(f"{store}: {info['status']}, {done} of {total} blocks done{percent}")
+    if info.get("error"):
+        click.echo(f"error: {info['error']}")
