@@ -1,0 +1,195 @@
+"""End to end: a float32 Zarr image -> 16 filters 7x7 "same" -> a (16, H, W) Zarr store.
+
+Compares, on the same ``LocalCluster`` size and the same output codec (featuremap's)::
+
+    featuremap       featuremap._runner.run_layers (one fused task per output block)
+    dask-image       dask_image.ndfilters.correlate once per filter, stacked, stored
+    I/O floor        read the input, write an output of the same size, no compute
+
+and checks two scaling bounds of featuremap: peak RSS per worker must grow < 1.3x from a small
+to a 16x larger image, and bytes read by the workers must stay <= 1.25x the stored input size
+(each stored chunk read once; halos come from shared chunk tasks, not re-reads). Bytes are
+counted on the workers by a wrapper around the Zarr stores' ``get``.
+
+Usage::
+
+    python benchmarks/end_to_end.py              # 8192^2, 1024^2 chunks; RSS at 4096^2 vs 16384^2
+    python benchmarks/end_to_end.py --quick      # 2048^2, 512^2 chunks; RSS at 1024^2 vs 4096^2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from featuremap._store import feature_codecs
+from featuremap.layers import ConvLayer
+
+
+def make_input(path: Path, size: int, chunk: int, seed: int = 0) -> str:
+    """Random float32 ``size x size`` image in ``chunk x chunk`` chunks, written a row at a time."""
+    array = zarr.create_array(str(path), shape=(size, size), chunks=(chunk, chunk), dtype="float32",
+                              overwrite=True)
+    rng = np.random.default_rng(seed)
+    for top in range(0, size, chunk):
+        rows = min(chunk, size - top)
+        array[top:top + rows] = rng.random((rows, size), dtype=np.float32)
+    return str(path)
+
+
+def stored_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _count_reads(prefix: str) -> None:
+    """On a worker: count the bytes Zarr stores hand out for keys under ``prefix`` (a wrapper
+    around ``get``; the total is kept on the store classes, read back by :func:`_reads_and_rss`)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    for store_class in (FsspecStore, LocalStore):
+        if not hasattr(store_class, "_bench_original_get"):
+            store_class._bench_original_get = store_class.get
+
+            async def get(self, key, prototype=None, byte_range=None, _cls=store_class):
+                value = await _cls._bench_original_get(self, key, prototype, byte_range)
+                where = f"{getattr(self, 'path', '')}{getattr(self, 'root', '')}"
+                if value is not None and where.startswith(_cls._bench_prefix):
+                    _cls._bench_bytes += len(value)
+                return value
+
+            store_class.get = get
+        store_class._bench_prefix, store_class._bench_bytes = prefix, 0
+
+
+def _reads_and_rss() -> tuple[int, int]:
+    """Input bytes read since :func:`_count_reads` and peak RSS in bytes; runs on each worker."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    read = sum(getattr(c, "_bench_bytes", 0) for c in (FsspecStore, LocalStore))
+    return read, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cluster(workers: int):
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    return cluster, Client(cluster)
+
+
+def bank(filters: int, kernel: int) -> ConvLayer:
+    weight = np.random.default_rng(1).standard_normal((filters, 1, kernel, kernel)).astype(np.float32)
+    return ConvLayer.create(weight, padding="same")
+
+
+def warm_up(client, scratch: Path, layer: ConvLayer) -> None:
+    """A tiny job first, so worker imports (torch, zarr codecs) are neither timed nor counted."""
+    from featuremap._runner import run_layers
+
+    source = make_input(scratch / "warm.zarr", 64, 32)
+    run_layers([layer], input=source, output=str(scratch / "warm-out.zarr"), client=client, overwrite=True)
+
+
+def run_featuremap(client, source: str, output: str, layer: ConvLayer) -> dict:
+    from featuremap._runner import run_layers
+
+    warm_up(client, Path(output).parent, layer)
+    client.run(_count_reads, str(Path(source).resolve()))
+    started = time.perf_counter()
+    summary = run_layers([layer], input=source, output=output, client=client, overwrite=True)
+    seconds = time.perf_counter() - started
+    after = client.run(_reads_and_rss)
+    read = sum(bytes_read for bytes_read, _ in after.values())
+    return {"seconds": seconds, "blocks": summary.blocks_total, "bytes_read": read,
+            "peak_rss": max(rss for _, rss in after.values())}
+
+
+def _output_array(path: str, shape: tuple, chunks: tuple) -> zarr.Array:
+    return zarr.create_array(path, shape=shape, chunks=chunks, dtype="float32", overwrite=True,
+                             compressors=feature_codecs(), config={"write_empty_chunks": True})
+
+
+def run_dask_image(client, source: str, output: str, layer: ConvLayer, chunk: int) -> float:
+    import dask.array as da
+    from dask_image.ndfilters import correlate
+
+    started = time.perf_counter()
+    x = da.from_zarr(source)
+    maps = [correlate(x, w[0], mode="constant", cval=0.0) for w in layer.weight]
+    stacked = da.stack(maps).rechunk((len(maps), chunk, chunk))
+    da.store(stacked, _output_array(output, stacked.shape, (len(maps), chunk, chunk)), lock=False,
+             compute=True)
+    return time.perf_counter() - started
+
+
+def run_io_floor(client, source: str, output: str, filters: int, chunk: int) -> float:
+    import dask.array as da
+
+    started = time.perf_counter()
+    x = da.from_zarr(source)
+    copies = da.broadcast_to(x[None], (filters, *x.shape)).rechunk((filters, chunk, chunk))
+    # copies of the input bytes: same size and about the same compressibility as the features
+    da.store(copies + 0, _output_array(output, copies.shape, (filters, chunk, chunk)), lock=False,
+             compute=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=8192, help="image side (default 8192)")
+    parser.add_argument("--chunk", type=int, default=1024, help="input chunk side (default 1024)")
+    parser.add_argument("--filters", type=int, default=16)
+    parser.add_argument("--kernel", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="2048^2 / 512^2 chunks, RSS 1024^2 vs 4096^2")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the RSS scaling runs")
+    parser.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    size, chunk = (2048, 512) if args.quick else (args.size, args.chunk)
+    rss_sizes = (1024, 4096) if args.quick else (4096, 16384)
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix="featuremap-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    layer = bank(args.filters, args.kernel)
+    print(f"{size}x{size} float32, {chunk}^2 chunks, {args.filters} filters {args.kernel}x{args.kernel} "
+          f"'same', LocalCluster {args.workers} workers x 1 thread, output codec blosc-lz4+shuffle+crc32c")
+    try:
+        source = make_input(scratch / "input.zarr", size, chunk)
+        cluster, client = _cluster(args.workers)
+        with cluster, client:
+            ours = run_featuremap(client, source, str(scratch / "fm.zarr"), layer)
+            theirs = run_dask_image(client, source, str(scratch / "di.zarr"), layer, chunk)
+            floor = run_io_floor(client, source, str(scratch / "floor.zarr"), args.filters, chunk)
+        input_bytes = stored_bytes(source)
+        print(f"{'variant':<12} {'seconds':>8} {'vs floor':>9}")
+        for name, seconds in (("I/O floor", floor), ("featuremap", ours["seconds"]), ("dask-image", theirs)):
+            print(f"{name:<12} {seconds:8.2f} {seconds / floor:8.2f}x")
+        print(f"featuremap vs dask-image: {theirs / ours['seconds']:.2f}x faster ({ours['blocks']} blocks)")
+        ratio = ours["bytes_read"] / input_bytes
+        print(f"input bytes read by workers: {ours['bytes_read'] / 2**20:.1f} MiB for a {input_bytes / 2**20:.1f} MiB "
+              f"input store = {ratio:.2f}x (bound 1.25x: {'ok' if ratio <= 1.25 else 'EXCEEDED'})")
+        if not args.skip_rss:
+            peaks = []
+            for side in rss_sizes:
+                source = make_input(scratch / f"rss{side}.zarr", side, chunk)
+                cluster, client = _cluster(args.workers)  # fresh workers: a clean peak
+                with cluster, client:
+                    peaks.append(run_featuremap(client, source, str(scratch / f"rss{side}-out.zarr"), layer)["peak_rss"])
+                shutil.rmtree(scratch / f"rss{side}-out.zarr", ignore_errors=True)
+            growth = peaks[1] / peaks[0]
+            print(f"peak RSS per worker: {rss_sizes[0]}^2 {peaks[0] / 2**20:.0f} MiB, {rss_sizes[1]}^2 "
+                  f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (bound 1.3x: {'ok' if growth < 1.3 else 'EXCEEDED'})")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    main()

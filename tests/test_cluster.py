@@ -1,0 +1,157 @@
+"""Jobs on a real cluster: a ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1.
+
+Runs a job through ``scheduler=ADDRESS``, submits one that goes on without the caller, and kills
+a worker with SIGKILL in the middle of a job: the job must still finish with the exact result.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from featuremap._runner import run_layers, submit
+from featuremap._store import open_features, read_status
+from featuremap.layers import ConvLayer, PoolLayer, apply_stack
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[1]
+DASK = str(Path(sys.executable).with_name("dask"))
+TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # workers import featuremap from this tree
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    """``(address, [worker processes])``; every process is stopped afterwards."""
+    from distributed import Client
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    processes = [_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                         "--dashboard-address", ":0"], tmp_path / "scheduler.log")]
+    try:
+        workers = [
+            _start([DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
+                    "--host", "127.0.0.1", "--dashboard-address", ":0"], tmp_path / f"worker{i}.log")
+            for i in range(2)
+        ]
+        processes += workers
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, workers
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _input(path: Path, shape: tuple, chunks: tuple, seed: int) -> tuple[str, np.ndarray]:
+    data = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    zarr.create_array(str(path), data=data, chunks=chunks)
+    return str(path), data
+
+
+def _layers(seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return [
+        ConvLayer.create(rng.standard_normal((4, 1, 5, 5)), padding="same", activation="relu"),
+        PoolLayer.create("max", 2),
+    ]
+
+
+def test_run_through_scheduler_address(tmp_path, cluster):
+    address, _ = cluster
+    source, data = _input(tmp_path / "in.zarr", (1, 60, 70), (1, 25, 25), seed=1)
+    layers = _layers(1)
+    summary = run_layers(layers, input=source, output=str(tmp_path / "out.zarr"), scheduler=address,
+                         out_chunks=(8, 9))
+    assert summary.status == "complete" and summary.blocks_computed == 16
+    got = open_features(str(tmp_path / "out.zarr")).data.compute()
+    np.testing.assert_allclose(got, apply_stack(layers, data), **TOLERANCE)
+
+
+def test_submit_returns_at_once_and_job_goes_on(tmp_path, cluster):
+    address, _ = cluster
+    source, data = _input(tmp_path / "in.zarr", (1, 80, 90), (1, 30, 30), seed=2)
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "w.npy", rng.standard_normal((3, 1, 3, 3)).astype(np.float32))
+    spec = {
+        "name": "submitted",
+        "input": {"store": source},
+        "output": {"store": str(tmp_path / "out.zarr"), "chunks": [10, 10]},
+        "layers": [{"conv": {"bank": {"type": "file", "path": str(tmp_path / "w.npy")}, "padding": 1}}],
+    }
+    store = submit(spec, scheduler=address)
+    assert store == str(tmp_path / "out.zarr")
+    assert read_status(store)["status"] in ("running", "complete")
+    _wait_for(lambda: read_status(store)["status"] == "complete", 120, "the submitted job")
+    from featuremap.pipeline import load_pipeline
+
+    expected = apply_stack(load_pipeline(spec).build_layers(1), data)
+    np.testing.assert_allclose(open_features(store).data.compute(), expected, **TOLERANCE)
+    assert read_status(store)["blocks_done"] == 72  # 80 x 90 in 10 x 10 blocks
+
+
+def test_job_survives_a_killed_worker(tmp_path, cluster):
+    address, workers = cluster
+    source, data = _input(tmp_path / "in.zarr", (1, 240, 240), (1, 40, 40), seed=3)
+    layers = _layers(3)
+    output = tmp_path / "out.zarr"
+    outcome: dict = {}
+
+    def job() -> None:
+        try:
+            outcome["summary"] = run_layers(layers, input=source, output=str(output), scheduler=address,
+                                            out_chunks=(4, 4))  # 900 small blocks: a long job
+        except BaseException as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    markers = output / "_job" / "done" / "c"
+    _wait_for(lambda: markers.exists() and sum(1 for _ in markers.rglob("*")) > 40, 120,
+              "the first done-markers")
+    workers[1].send_signal(signal.SIGKILL)
+    done_at_kill = sum(1 for _ in markers.rglob("*"))
+    thread.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert workers[1].poll() is not None and done_at_kill < 900  # the worker died mid-job
+    summary = outcome["summary"]
+    assert summary.status == "complete" and summary.blocks_computed == summary.blocks_total == 900
+    np.testing.assert_allclose(open_features(str(output)).data.compute(), apply_stack(layers, data),
+                               **TOLERANCE)
+    assert read_status(str(output))["blocks_done"] == 900
