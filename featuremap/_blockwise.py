@@ -1,0 +1,336 @@
+"""Lazy, chunk-exact Dask execution of a fused layer stack.
+
+One task per output block computes *all* layers of the stack for that block:
+
+* it reads exactly the input window the block needs (worked out backwards through the stack by
+  :func:`featuremap._blockplan.plan_axis`, border rules included) and depends on exactly the
+  input chunks that window overlaps -- a halo may span several chunks, chunks may be ragged, and
+  a circular border block reads the far edge without the chunks in between;
+* intermediate maps live only inside the task, held compactly (the needed intervals of each
+  layer), and are padded at their *true* image border only, never at chunk borders;
+* output blocks are regular in ``y, x`` (so no block straddles a stride step), all features in
+  one chunk, batch axes chunked like the input.
+
+:func:`blockwise_stack` returns the result as a Dask array; :func:`block_tasks` returns one
+``Delayed`` per block that hands the block to a ``sink`` on the worker (e.g. a Zarr region
+write), so block data never travels back to the client. Both share one graph builder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask._task_spec import DataNode, List, Task, TaskRef
+from dask.array.utils import meta_from_array
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from featuremap._blockplan import (
+    AxisPlan,
+    AxisStep,
+    Gather,
+    Level,
+    OutputGrid,
+    border_rule,
+    output_grid,
+    plan_axis,
+)
+from featuremap._kernels import array_namespace
+from featuremap.errors import InputError, describe
+from featuremap.geometry import parse_pair
+from featuremap.layers import Layer, as_float32, stack_geometry
+
+__all__ = ["OutputGrid", "block_tasks", "blockwise_stack", "output_grid"]
+
+BlockIndex = tuple[int, ...]
+#: ``sink(block_index, block_slices, out_block, *sink_args)``, called on the worker.
+Sink = Callable[..., Any]
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StackPlan:
+    """A stack resolved against an input: output grid and per-axis block plans."""
+
+    x: da.Array  # the input, channel axis in one chunk
+    layers: tuple[Layer, ...]
+    grid: OutputGrid
+    axis_plans: tuple[tuple[AxisPlan, ...], tuple[AxisPlan, ...]]  # per block along y, along x
+    token: str
+
+    def input_chunk_keys(self, block: BlockIndex) -> list[list[tuple]]:
+        """Keys of the input chunk under every (y piece, x piece) the block reads."""
+        *batch, iy, ix = block
+        plan_y, plan_x = self.axis_plans[0][iy], self.axis_plans[1][ix]
+        return [
+            [(self.x.name, *batch, 0, y.chunk, x.chunk) for x in plan_x.reads] for y in plan_y.reads
+        ]
+
+
+def _parse_input(x: Any) -> da.Array:
+    if not isinstance(x, da.Array):
+        raise InputError(f"blockwise execution needs a Dask array, got {type(x).__name__}")
+    if x.ndim < 3:
+        raise InputError(
+            f"input must have shape (..., channels, y, x), got shape {x.shape}; "
+            "add a channel axis of length 1 for a single-channel image"
+        )
+    if any(np.isnan(n) for n in x.shape):
+        raise InputError(
+            f"input has unknown chunk sizes (shape {x.shape}); call compute_chunk_sizes() first"
+        )
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
+    if len(x.chunks[-3]) > 1:  # every task needs all channels of its window
+        x = x.rechunk({x.ndim - 3: -1})
+    return x
+
+
+def _axis_steps(
+    layers: Sequence[Layer], hw: tuple[int, int], channels: int
+) -> tuple[list[list[AxisStep]], tuple[int, int, int]]:
+    """Per axis, the stack's :class:`AxisStep` s, and the output ``(J, H_out, W_out)``.
+
+    Validates the layers against the input (channels, sizes, border limits).
+    """
+    geometries, _, shapes = stack_geometry(layers, hw, channels)
+    input_sizes = [hw, *(shape[1:] for shape in shapes[:-1])]
+    return [
+        [
+            AxisStep(geometry.axes[axis], size[axis], border_rule(layer.pad_mode))
+            for layer, geometry, size in zip(layers, geometries, input_sizes)
+        ]
+        for axis in range(2)
+    ], shapes[-1]
+
+
+def _plan(x: Any, layers: Sequence[Layer], out_chunks: Any) -> _StackPlan:
+    x = _parse_input(x)
+    layers = tuple(layers)
+    if not layers:
+        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
+    steps, (features, height, width) = _axis_steps(layers, x.shape[-2:], x.shape[-3])
+    if out_chunks is None:
+        jump = [math.prod(step.layer.stride for step in axis_steps) for axis_steps in steps]
+        out_chunks = tuple(max(1, int(x.chunks[-2 + i][0] // jump[i])) for i in range(2))
+    out_chunks = parse_pair("out_chunks", out_chunks)
+    grid = output_grid((*x.shape[:-3], features, height, width), x.chunks[:-3], out_chunks)
+    axis_plans = tuple(
+        tuple(
+            plan_axis(steps[axis], start, start + size, x.chunks[-2 + axis])
+            for start, size in zip(itertools.accumulate(sizes, initial=0), sizes)
+        )
+        for axis, sizes in enumerate(grid.chunks[-2:])
+    )
+    return _StackPlan(x, layers, grid, axis_plans, tokenize(x.name, layers, out_chunks))
+
+
+# --- the block function (runs on workers) ------------------------------------------------------
+
+
+def _assemble(chunks: list[list[Any]], plan_y: AxisPlan, plan_x: AxisPlan) -> Any:
+    """The block's compact input: the planned pieces of its input chunks, concatenated."""
+    rows = [
+        [chunk[..., y.start : y.stop, x.start : x.stop] for chunk, x in zip(row, plan_x.reads)]
+        for row, y in zip(chunks, plan_y.reads)
+    ]
+    return _concatenate([_concatenate(row, -1) for row in rows], -2)
+
+
+def _concatenate(parts: list[Any], axis: int) -> Any:
+    """``parts[0]`` itself when alone (a view, no copy), else their concatenation."""
+    if len(parts) == 1:
+        return parts[0]
+    return array_namespace(parts[0]).concatenate(parts, axis=axis)
+
+
+def _take(values: Any, axis: int, start: int, stop: int) -> Any:
+    index = [slice(None)] * values.ndim
+    index[axis] = slice(start, stop)
+    return values[tuple(index)]
+
+
+def _gather(values: Any, gather: Gather, axis: int, fill: float) -> Any:
+    """A run's virtual padded input along ``axis``, from the compact array ``values``."""
+    xp = array_namespace(values)
+    parts = []
+    for segment in gather.segments:
+        if segment.kind == "fill":
+            shape = list(values.shape)
+            shape[axis] = segment.length
+            parts.append(xp.full(tuple(shape), fill, dtype=values.dtype))
+            continue
+        part = _take(values, axis, segment.start, segment.stop)
+        if segment.kind == "reversed":
+            part = xp.flip(part, axis=axis)
+        elif segment.kind == "repeat":
+            shape = list(part.shape)
+            shape[axis] = segment.length
+            part = xp.broadcast_to(part, tuple(shape))
+        parts.append(part)
+    return _concatenate(parts, axis)
+
+
+def _apply_level(layer: Layer, values: Any, level_y: Level, level_x: Level) -> Any:
+    """One layer on every (y run, x run) of the block; the outputs, compact."""
+    rows = []
+    for gather_y in level_y.gathers:
+        band = _gather(values, gather_y, -2, layer.pad_value)
+        rows.append(
+            _concatenate(
+                [
+                    layer.apply_padded(_gather(band, gather_x, -1, layer.pad_value))
+                    for gather_x in level_x.gathers
+                ],
+                -1,
+            )
+        )
+    return _concatenate(rows, -2)
+
+
+def _compute_block(
+    layers: Sequence[Layer], plan_y: AxisPlan, plan_x: AxisPlan, chunks: list[list[Any]]
+) -> Any:
+    """The fused stack on one output block; ``chunks`` are the input chunks it reads."""
+    values = as_float32(_assemble(chunks, plan_y, plan_x))
+    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels):
+        values = _apply_level(layer, values, level_y, level_x)
+    return values
+
+
+def _compute_block_into(
+    sink: Sink,
+    block: BlockIndex,
+    block_slices: tuple[slice, ...],
+    sink_args: tuple,
+    layers: Sequence[Layer],
+    plan_y: AxisPlan,
+    plan_x: AxisPlan,
+    chunks: list[list[Any]],
+) -> Any:
+    """:func:`_compute_block`, then hand the result to ``sink`` (on the worker)."""
+    out = _compute_block(layers, plan_y, plan_x, chunks)
+    return sink(block, block_slices, out, *sink_args)
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+
+def _graph(
+    plan: _StackPlan,
+    name: str,
+    blocks: Iterable[BlockIndex],
+    task: Callable[[tuple, BlockIndex, tuple], Task],
+) -> tuple[HighLevelGraph, dict[BlockIndex, tuple]]:
+    """One task per block in ``blocks``, depending on the input chunks it reads.
+
+    ``task(key, block, compute_args)`` makes the block's task from the arguments of
+    :func:`_compute_block`. The layers (with their weights) are one graph node every task
+    refers to, not a copy per task.
+    """
+    layers_key = f"{name}-layers"
+    layer: dict = {layers_key: DataNode(layers_key, plan.layers)}
+    keys = {}
+    for block in blocks:
+        *batch, iy, ix = block
+        key = (name, *batch, 0, iy, ix)
+        chunk_refs = List(*(List(*map(TaskRef, row)) for row in plan.input_chunk_keys(block)))
+        compute_args = (
+            TaskRef(layers_key),
+            plan.axis_plans[0][iy],
+            plan.axis_plans[1][ix],
+            chunk_refs,
+        )
+        layer[key] = task(key, block, compute_args)
+        keys[block] = key
+    return HighLevelGraph.from_collections(name, layer, dependencies=[plan.x]), keys
+
+
+def blockwise_stack(
+    x: da.Array, layers: Sequence[Layer], *, out_chunks: tuple[int, int] | None = None
+) -> da.Array:
+    """A layer stack applied lazily and chunk-exactly to a Dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array of shape ``(..., C, H, W)``
+        Any numeric dtype (converted to float32 inside the tasks); NumPy or CuPy chunks.
+    layers : sequence of ConvLayer, PoolLayer or ReduceLayer
+        Applied in order, fused: one task per output block computes all of them.
+    out_chunks : (int, int), optional
+        Output block size along ``y, x``; default: the input's first chunk size divided by the
+        stack's jump (at least 1).
+
+    Returns
+    -------
+    dask.array.Array of shape ``(..., J, H_out, W_out)``, float32
+        Batch axes chunked like ``x``, features in one chunk, regular spatial chunks.
+    """
+    plan = _plan(x, layers, out_chunks)
+    name = f"featuremap-stack-{plan.token}"
+    graph, _ = _graph(
+        plan, name, plan.grid.blocks(), lambda key, block, args: Task(key, _compute_block, *args)
+    )
+    meta = meta_from_array(plan.x._meta, ndim=len(plan.grid.shape), dtype=np.float32)
+    return da.Array(graph, name, plan.grid.chunks, meta=meta)
+
+
+def block_tasks(
+    x: da.Array,
+    layers: Sequence[Layer],
+    sink: Sink,
+    *,
+    out_chunks: tuple[int, int],
+    blocks: Iterable[BlockIndex] | None = None,
+    sink_args: tuple = (),
+) -> dict[BlockIndex, Delayed]:
+    """One ``Delayed`` per output block that computes the block and passes it to ``sink``.
+
+    Parameters
+    ----------
+    x, layers, out_chunks
+        As for :func:`blockwise_stack`.
+    sink : callable
+        ``sink(block_index, block_slices, out_block, *sink_args)``, run in the block's task on
+        the worker; its return value is the task's result. ``block_index`` is
+        ``(*batch_block, iy, ix)``; ``block_slices`` locate the block in the full output (all
+        axes, feature axis ``slice(0, J)``).
+    blocks : iterable of block indices, optional
+        Only these blocks get a task (e.g. the ones a resumed job still lacks); input chunks no
+        block needs are not read. Default: every block of the grid.
+    sink_args : tuple
+        Extra arguments for ``sink`` (plain, picklable values).
+
+    Returns
+    -------
+    dict mapping block index to dask.delayed.Delayed
+    """
+    plan = _plan(x, layers, out_chunks)
+    wanted = list(
+        plan.grid.blocks() if blocks is None else (tuple(int(i) for i in b) for b in blocks)
+    )
+    for block in wanted:
+        if len(block) != len(plan.grid.numblocks) or not all(
+            0 <= i < n for i, n in zip(block, plan.grid.numblocks)
+        ):
+            raise InputError(
+                f"block {describe(block)} is outside the output block grid {plan.grid.numblocks}"
+            )
+    name = f"featuremap-blocks-{tokenize(plan.token, sink, sink_args, wanted)}"
+
+    def task(key: tuple, block: BlockIndex, args: tuple) -> Task:
+        return Task(
+            key, _compute_block_into, sink, block, plan.grid.slices(block), sink_args, *args
+        )
+
+    graph, keys = _graph(plan, name, wanted, task)
+    return {block: Delayed(key, graph, layer=name) for block, key in keys.items()}
