@@ -45,6 +45,7 @@ from featuremap._blockplan import (
 from featuremap._kernels import array_namespace
 from featuremap.errors import InputError, describe
 from featuremap.geometry import parse_pair
+from featuremap._device import block_device, to_device
 from featuremap.layers import Layer, as_float32, stack_geometry
 
 __all__ = ["OutputGrid", "block_tasks", "blockwise_stack", "output_grid"]
@@ -198,10 +199,22 @@ def _apply_level(layer: Layer, values: Any, level_y: Level, level_x: Level) -> A
 
 
 def _compute_block(
-    layers: Sequence[Layer], plan_y: AxisPlan, plan_x: AxisPlan, chunks: list[list[Any]]
+    layers: Sequence[Layer],
+    plan_y: AxisPlan,
+    plan_x: AxisPlan,
+    chunks: list[list[Any]],
+    device: str | None = None,
 ) -> Any:
-    """The fused stack on one output block; ``chunks`` are the input chunks it reads."""
-    values = as_float32(_assemble(chunks, plan_y, plan_x))
+    """The fused stack on one output block; ``chunks`` are the input chunks it reads.
+
+    With ``device`` (``"auto"``, ``"cpu"`` or ``"gpu"``) the assembled input moves to the device
+    this worker computes on here, inside the block's task, so a chunk shared by neighbouring
+    blocks never travels between workers as device memory.
+    """
+    values = _assemble(chunks, plan_y, plan_x)
+    if device is not None:
+        values = to_device(values, block_device(device))
+    values = as_float32(values)
     for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels):
         values = _apply_level(layer, values, level_y, level_x)
     return values
@@ -212,13 +225,14 @@ def _compute_block_into(
     block: BlockIndex,
     block_slices: tuple[slice, ...],
     sink_args: tuple,
+    device: str | None,
     layers: Sequence[Layer],
     plan_y: AxisPlan,
     plan_x: AxisPlan,
     chunks: list[list[Any]],
 ) -> Any:
     """:func:`_compute_block`, then hand the result to ``sink`` (on the worker)."""
-    out = _compute_block(layers, plan_y, plan_x, chunks)
+    out = _compute_block(layers, plan_y, plan_x, chunks, device)
     return sink(block, block_slices, out, *sink_args)
 
 
@@ -292,6 +306,7 @@ def block_tasks(
     out_chunks: tuple[int, int],
     blocks: Iterable[BlockIndex] | None = None,
     sink_args: tuple = (),
+    device: str | None = None,
 ) -> dict[BlockIndex, Delayed]:
     """One ``Delayed`` per output block that computes the block and passes it to ``sink``.
 
@@ -309,6 +324,9 @@ def block_tasks(
         block needs are not read. Default: every block of the grid.
     sink_args : tuple
         Extra arguments for ``sink`` (plain, picklable values).
+    device : {"auto", "cpu", "gpu"}, optional
+        Move each block's input to that device on the worker (see :mod:`featuremap._device`);
+        ``None`` leaves the chunks' array type as it is.
 
     Returns
     -------
@@ -325,11 +343,12 @@ def block_tasks(
             raise InputError(
                 f"block {describe(block)} is outside the output block grid {plan.grid.numblocks}"
             )
-    name = f"featuremap-blocks-{tokenize(plan.token, sink, sink_args, wanted)}"
+    name = f"featuremap-blocks-{tokenize(plan.token, sink, sink_args, wanted, device)}"
 
     def task(key: tuple, block: BlockIndex, args: tuple) -> Task:
         return Task(
-            key, _compute_block_into, sink, block, plan.grid.slices(block), sink_args, *args
+            key, _compute_block_into, sink, block, plan.grid.slices(block), sink_args, device,
+            *args,
         )
 
     graph, keys = _graph(plan, name, wanted, task)

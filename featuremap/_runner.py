@@ -326,17 +326,9 @@ def _all_blocks(grid_shape: Sequence[int]) -> list[tuple[int, ...]]:
     return list(product(*(range(n) for n in grid_shape)))
 
 
-def _chunk_on_block_device(chunk: Any, requested: str) -> Any:
-    """An input chunk moved to the device the worker reading it computes on."""
-    return _device.to_device(chunk, _device.block_device(requested))
-
-
-def _input_dask(plan: JobPlan, devices: _device.DevicePlan) -> Any:
+def _input_dask(plan: JobPlan) -> Any:
     source = _store.open_input(plan.input_store, plan.input_array, plan.channel_axis)
-    x = source.to_dask(plan.read_chunks)
-    if devices.gpu_workers:  # without any GPU worker, no task so much as imports CuPy
-        x = x.map_blocks(_chunk_on_block_device, devices.requested, dtype=x.dtype)
-    return x
+    return source.to_dask(plan.read_chunks)
 
 
 class _Heartbeat:
@@ -380,8 +372,10 @@ def _compute_blocks(
     from featuremap._blockwise import block_tasks
 
     tasks = block_tasks(
-        _input_dask(plan, devices), list(plan.layers), write_block,
+        _input_dask(plan), list(plan.layers), write_block,
         out_chunks=plan.layout.out_chunks, blocks=todo, sink_args=(plan.store, owner["id"]),
+        # without any GPU worker no task so much as imports CuPy
+        device=devices.requested if devices.gpu_workers else None,
     )
     futures = client.compute(list(tasks.values()), retries=RETRIES, **devices.task_restrictions())
     try:
