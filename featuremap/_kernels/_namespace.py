@@ -7,13 +7,12 @@ The FFT helpers use :mod:`scipy.fft` (multi-threaded with ``workers=``) for NumP
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Any
 
 import numpy
 
-__all__ = ["array_namespace", "fft_module", "fft_workers", "reshape_view", "sliding_windows"]
+__all__ = ["array_namespace", "fft_module", "reshape_view", "sliding_windows"]
 
 
 def array_namespace(x: Any) -> ModuleType:
@@ -53,17 +52,3 @@ def fft_module(xp: ModuleType) -> ModuleType:
     import cupyx.scipy.fft  # pragma: no cover - CuPy only
 
     return cupyx.scipy.fft  # pragma: no cover
-
-
-def fft_workers() -> int:
-    """Threads for :mod:`scipy.fft`: the count OpenBLAS itself would use for GEMM.
-
-    OpenBLAS reads ``OPENBLAS_NUM_THREADS`` then ``OMP_NUM_THREADS`` and otherwise uses every
-    core the process may run on; Dask's nanny sets both to 1 in workers. Following the same rule
-    keeps the FFT and GEMM paths comparable, so the method choice does not depend on threading.
-    """
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return len(os.sched_getaffinity(0))

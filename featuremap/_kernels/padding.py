@@ -7,6 +7,7 @@ pooling) and ``zeros`` with 0.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from featuremap._kernels._namespace import array_namespace
@@ -19,14 +20,19 @@ PAD_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular", "cons
 _NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def _width(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a padding width")
+    return operator.index(value)
+
+
 def _parse_widths(padding: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     try:
         (top, bottom), (left, right) = padding
-        widths = ((top, bottom), (left, right))
-        valid = all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in (top, bottom, left, right))
+        widths = ((_width(top), _width(bottom)), (_width(left), _width(right)))
     except (TypeError, ValueError):
-        valid = False
-    if not valid:
+        widths = None
+    if widths is None or min(min(pair) for pair in widths) < 0:
         raise InputError(
             f"padding must be ((top, bottom), (left, right)) of non-negative integers, got {describe(padding)}"
         )

@@ -1,0 +1,102 @@
+"""Run independent tiles of one call on Python threads, with BLAS single-threaded meanwhile.
+
+Why not let BLAS thread each GEMM: a tiled convolution makes hundreds of small GEMM calls with
+a single-threaded patch copy between them. OpenBLAS workers spin between calls and take the
+core that the copy needs; on a busy machine a call then waits for descheduled workers. Measured
+on the 2-core development machine under load (C=1 J=16 k=7 2048^2): 0.30 s with 2 BLAS threads,
+0.055-0.088 s with 2 Python threads each running single-threaded BLAS on its own tiles (copy
+and GEMM both in parallel, no spinning), the way PyTorch runs its own tiles.
+
+The number of threads is the number BLAS would have used (``OPENBLAS_NUM_THREADS``, Dask's
+nanny sets 1 in workers: then everything runs inline). The single-thread limit is reference
+counted so that concurrent calls restore the original BLAS setting only when the last ends;
+a call made while another one holds the limit runs inline.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+__all__ = ["blas_threads", "run_tiles"]
+
+Item = TypeVar("Item")
+
+_inside_worker = threading.local()
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limiter: Any = None
+_controller: Any = None
+
+
+def _blas() -> Any:
+    """threadpoolctl's controller of the BLAS libraries loaded (numpy's OpenBLAS), made once."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+def blas_threads() -> int:
+    """Threads a BLAS call would use now; 1 inside a tile worker."""
+    if getattr(_inside_worker, "active", False):
+        return 1
+    return max((library.num_threads for library in _blas().lib_controllers), default=1)
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    global _limit_users, _limiter
+    with _limit_lock:
+        if _limit_users == 0:
+            _limiter = _blas().limit(limits=1)
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
+
+
+def run_tiles(work: Callable[[Item], None], items: Iterable[Item], *, parallel: bool = True) -> None:
+    """Call ``work(item)`` for every item, on as many threads as BLAS would use.
+
+    Items are handed out one at a time (the fastest thread takes the next), so a thread slowed
+    by other processes does not hold up the call. ``work`` must write disjoint outputs.
+    ``parallel=False`` (CuPy arrays) runs everything inline.
+    """
+    items = list(items)
+    threads = min(blas_threads(), len(items)) if parallel else 1
+    if threads <= 1:
+        for item in items:
+            work(item)
+        return
+    queue = iter(items)
+    queue_lock = threading.Lock()
+
+    def worker() -> None:
+        _inside_worker.active = True
+        try:
+            while True:
+                with queue_lock:
+                    item = next(queue, _DONE)
+                if item is _DONE:
+                    return
+                work(item)
+        finally:
+            _inside_worker.active = False
+
+    with _single_threaded_blas(), ThreadPoolExecutor(threads, thread_name_prefix="featuremap-tile") as pool:
+        for future in [pool.submit(worker) for _ in range(threads)]:
+            future.result()
+
+
+_DONE = object()

@@ -1,0 +1,56 @@
+"""Max and average pooling of already padded inputs (``max_pool2d`` / ``avg_pool2d`` semantics).
+
+Both reductions are separable: a pass along ``x`` over ``kw`` strided slices, then along ``y``
+over ``kh`` -- ``kh + kw`` vectorised passes instead of ``kh * kw``. ``maximum`` propagates NaN
+like PyTorch; the average sums in float32 and divides by ``kh * kw`` (``count_include_pad``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from featuremap._kernels._namespace import array_namespace
+from featuremap.errors import InputError
+from featuremap.geometry import output_length, parse_pair
+
+__all__ = ["avg_pool_valid", "max_pool_valid"]
+
+
+def _reduce(x: Any, kernel: Any, stride: Any, name: str, combine: Callable[..., Any]) -> Any:
+    xp = array_namespace(x)
+    if x.ndim < 2:
+        raise InputError(f"{name} needs an array of shape (..., H, W), got shape {x.shape}")
+    (kh, kw), (sy, sx) = parse_pair("kernel_size", kernel), parse_pair("stride", stride)
+    out_h = output_length(x.shape[-2], kh, sy, 1, 0, 0, axis="y")
+    out_w = output_length(x.shape[-1], kw, sx, 1, 0, 0, axis="x")
+    x = xp.asarray(x, dtype=xp.float32)
+    # Along x first, on the rows the y pass will read; the first slice is copied, the rest folded in.
+    rows = slice(0, (out_h - 1) * sy + kh)
+    across = x[..., rows, 0 : (out_w - 1) * sx + 1 : sx].copy()
+    for t in range(1, kw):
+        combine(across, x[..., rows, t : t + (out_w - 1) * sx + 1 : sx], out=across)
+    out = across[..., 0 : (out_h - 1) * sy + 1 : sy, :].copy()
+    for t in range(1, kh):
+        combine(out, across[..., t : t + (out_h - 1) * sy + 1 : sy, :], out=out)
+    return out
+
+
+def max_pool_valid(x: Any, kernel: Any, stride: Any) -> Any:
+    """Maximum over each ``kernel`` window of the padded ``x (..., H, W)`` at ``stride``.
+
+    Pad with ``-inf`` beforehand for PyTorch's padding semantics.
+    """
+    return _reduce(x, kernel, stride, "max_pool", array_namespace(x).maximum)
+
+
+def avg_pool_valid(x: Any, kernel: Any, stride: Any) -> Any:
+    """Mean over each full ``kernel`` window of the padded ``x (..., H, W)`` at ``stride``.
+
+    Pad with zeros beforehand for ``count_include_pad=True`` semantics.
+    """
+    xp = array_namespace(x)
+    out = _reduce(x, kernel, stride, "avg_pool", xp.add)
+    kh, kw = parse_pair("kernel_size", kernel)
+    out *= xp.float32(1.0 / (kh * kw))
+    return out
