@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from featuremap._kernels import cuda  # importing it never imports CuPy
 from featuremap._kernels._namespace import array_namespace
 from featuremap._kernels.fft import fft_conv
 from featuremap._kernels.gemm import gemm_conv
@@ -34,7 +35,7 @@ from featuremap.geometry import output_length, parse_pair
 
 __all__ = ["METHODS", "choose_method", "conv2d_valid", "estimate_seconds"]
 
-METHODS: tuple[str, ...] = ("auto", "gemm", "fft", "separable")
+METHODS: tuple[str, ...] = ("auto", "gemm", "fft", "separable", "direct")
 
 Pair = tuple[int, int]
 
@@ -174,8 +175,9 @@ def conv2d_valid(
     stride, dilation : int or (int, int)
         ``(y, x)``.
     groups : int
-    method : {"auto", "gemm", "fft", "separable"}
-        ``"auto"`` picks the fastest (:func:`choose_method`). Forcing ``"fft"`` or
+    method : {"auto", "gemm", "fft", "separable", "direct"}
+        ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
+        ``"direct"`` kernel for kernels up to 7x7). Forcing ``"fft"`` or
         ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
         raises ``ValueError``.
 
@@ -198,6 +200,9 @@ def conv2d_valid(
         bias = xp.asarray(bias, dtype=xp.float32)
         if bias.shape != (n_filters,):
             raise InputError(f"bias must have shape ({n_filters},) to match the weight, got shape {bias.shape}")
+    if _use_direct(method, xp, (kh, kw), stride, dilation):
+        # the CUDA direct kernel is exact for NaN/Inf too: no finiteness check, no device sync
+        return cuda.direct_conv2d(x, weight, bias, stride=stride, dilation=dilation, groups=groups)
     batch = x.shape[:-3]
     images = x.reshape((-1,) + x.shape[-3:])
     finite = method == "gemm" or _finite(images)
@@ -212,6 +217,16 @@ def conv2d_valid(
     if bias is not None:
         out += bias[:, None, None]
     return out.reshape(batch + out.shape[1:])
+
+
+def _use_direct(method: str, xp: Any, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
+    """The CUDA direct kernel: forced, or chosen for small kernels on CuPy arrays."""
+    on_gpu = xp.__name__ != "numpy"
+    if method == "direct" and not on_gpu:
+        raise InputError(
+            "method 'direct' needs a CuPy array; use 'auto', 'gemm', 'fft' or 'separable' for NumPy input"
+        )
+    return method == "direct" or (method == "auto" and on_gpu and cuda.supports(kernel, stride, dilation))
 
 
 def _method_for(
