@@ -57,21 +57,6 @@ def _peak_bytes(function) -> int:
     return peak
 
 
-def _gaussian_derivative_bank(size: int, sigmas) -> "numpy.ndarray":
-    """3 scales x orders (0,0),(0,1),(1,0),(0,2),(1,1),(2,0): J = 18 rank-1 filters."""
-    import numpy as np
-
-    t = np.arange(size) - size // 2
-    filters = []
-    for sigma in sigmas:
-        g = np.exp(-(t**2) / (2 * sigma**2))
-        g /= g.sum()
-        derivatives = [g, -t / sigma**2 * g, (t**2 / sigma**4 - 1 / sigma**2) * g]
-        for oy, ox in [(0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (2, 0)]:
-            filters.append(np.outer(derivatives[oy], derivatives[ox]))
-    return np.stack(filters)[:, None].astype(np.float32)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -89,6 +74,7 @@ def main() -> None:
     import scipy.signal
     import torch
 
+    import featuremap.banks
     from featuremap._kernels import choose_method, conv2d_valid, pad
 
     torch.set_num_threads(args.threads)
@@ -135,7 +121,8 @@ def main() -> None:
     record("C=1 J=8 k=31 s=1 1024^2", x, weight, 1, ours_call(x, weight, 1), fftconvolve_peer, "fftconvolve", "large")
 
     x = rng.standard_normal((1, 2048, 2048), dtype=np.float32)
-    weight = _gaussian_derivative_bank(25, (1.0, 2.0, 4.0))
+    # featuremap's own Gaussian-derivative bank: 3 scales x orders <= 2, J = 18 rank-1 filters
+    weight = featuremap.banks.get("gaussian", sigmas=[1.0, 2.0, 4.0], size=25).weight
 
     def correlate1d_peer():
         # Row filters are shared between outputs (9 distinct for 18 filters): filter along x once each.

@@ -36,15 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from featuremap import _device, _jobs, _store
-from featuremap.errors import InputError, JobError, describe
+from featuremap import _device, _jobs, _store, _verify
+from featuremap.errors import InputError, JobError, StoreBusyError, describe
 from featuremap.geometry import ceil_div
 from featuremap.layers import stack_geometry
 
 __all__ = [
     "JobPlan",
     "RunSummary",
+    "UnauthenticatedSchedulerWarning",
     "execute_job",
+    "insecure_scheduler_message",
     "open_job",
     "plan_job",
     "run",
@@ -210,12 +212,13 @@ def _plan_mode(store: str, *, resume: bool, overwrite: bool, fingerprint: str) -
     group = _existing_group(store)
     if group is None:
         return "new", None
+    # first: a live job's store is busy, whatever the flags
+    _jobs.check_takeover(group, store, fingerprint=fingerprint if resume else None)
     if not (resume or overwrite):
         raise InputError(
             f"output store {store!r} already exists; use --overwrite to replace it or --resume "
             "to finish it"
         )
-    _jobs.check_takeover(group, store, fingerprint=fingerprint if resume else None)
     return ("resume" if resume else "overwrite"), group
 
 
@@ -282,20 +285,39 @@ def plan_job(
 # ------------------------------------------------------------------------------------- the job
 
 
-def open_job(plan: JobPlan, owner: Mapping[str, Any]) -> Any:
-    """Create (or reopen, to resume) the output store and mark it ``running`` under ``owner``."""
-    if plan.mode == "resume":
-        _store.sweep_partial_files(plan.store)
-        group = _store.open_output_group(plan.store, "r+")
-    else:
-        group = _store.create_output(
-            plan.store, layout=plan.layout, layers=plan.layers, layer_dicts=plan.layer_dicts,
-            root_attrs=plan.root_attrs, overwrite=plan.mode == "overwrite",
-        )
-    _jobs.start_job(
-        group, owner=owner, fingerprint=plan.fingerprint, blocks_total=plan.layout.blocks_total,
-        blocks_done=_jobs.count_done(group),
+def _recheck(plan: JobPlan) -> None:
+    """Check the store again under the claim: another job may have started it since planning."""
+    mode, _ = _plan_mode(
+        plan.store, resume=plan.mode == "resume", overwrite=plan.mode == "overwrite",
+        fingerprint=plan.fingerprint,
     )
+    if mode != plan.mode:
+        raise StoreBusyError(
+            f"output store {plan.store!r} changed while this job was being prepared (another job "
+            "wrote it); check it with 'featuremap status' and retry"
+        )
+
+
+def open_job(plan: JobPlan, owner: Mapping[str, Any]) -> Any:
+    """Create (or reopen, to resume) the output store and mark it ``running`` under ``owner``.
+
+    Runs under the store's claim (:func:`featuremap._jobs.claim_store`), so that of two jobs
+    started at once exactly one gets the store; the other raises :class:`StoreBusyError`.
+    """
+    with _jobs.claim_store(_store.local_path(plan.store), owner, plan.store):
+        _recheck(plan)
+        if plan.mode == "resume":
+            _store.sweep_partial_files(plan.store)
+            group = _store.open_output_group(plan.store, "r+")
+        else:
+            group = _store.create_output(
+                plan.store, layout=plan.layout, layers=plan.layers, layer_dicts=plan.layer_dicts,
+                root_attrs=plan.root_attrs, overwrite=plan.mode == "overwrite",
+            )
+        _jobs.start_job(
+            group, owner=owner, fingerprint=plan.fingerprint, blocks_total=plan.layout.blocks_total,
+            blocks_done=_jobs.count_done(group),
+        )
     return group
 
 
@@ -332,16 +354,21 @@ def _input_dask(plan: JobPlan) -> Any:
 
 
 class _Heartbeat:
-    """Refreshes the job's heartbeat and ``blocks_done`` every few seconds from a thread."""
+    """Refreshes the job's heartbeat and ``blocks_done`` every few seconds from a thread.
 
-    def __init__(self, group: Any, owner: Mapping[str, Any], done: int) -> None:
-        self.group, self.owner, self.done = group, owner, done
+    It beats only while ``client`` is connected to its scheduler: a job whose scheduler died
+    cannot progress, so its heartbeat must go stale even though this process lives on.
+    """
+
+    def __init__(self, group: Any, owner: Mapping[str, Any], done: int, client: Any) -> None:
+        self.group, self.owner, self.done, self.client = group, owner, done, client
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="featuremap-heartbeat", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(_jobs.HEARTBEAT_INTERVAL_S):
-            _jobs.record_progress(self.group, owner=self.owner, blocks_done=self.done)
+            if self.client.status == "running":
+                _jobs.record_progress(self.group, owner=self.owner, blocks_done=self.done)
 
     @contextmanager
     def running(self) -> Iterator[_Heartbeat]:
@@ -394,7 +421,7 @@ def execute_job(
     client: Any, plan: JobPlan, group: Any, owner: Mapping[str, Any],
     devices: _device.DevicePlan, progress: Progress | None = None,
 ) -> tuple[int, int]:
-    """Compute every block without a done-marker, then finish the store.
+    """Compute every block without a done-marker (or whose chunk is gone), then finish the store.
 
     Returns ``(blocks_computed, blocks_skipped)``.
 
@@ -405,10 +432,12 @@ def execute_job(
         ``interrupted``).
     """
     total = plan.layout.blocks_total
-    done = _jobs.done_blocks(group)
+    # a marker whose chunk was deleted since does not count: listing the chunks is cheap, reading
+    # them is not (corrupted chunks are found by `featuremap verify`)
+    done = _jobs.done_blocks(group) & _verify.stored_blocks(group)
     todo = [block for block in _all_blocks(plan.layout.grid_shape) if block not in done]
     skipped = total - len(todo)
-    heartbeat = _Heartbeat(group, owner, skipped)
+    heartbeat = _Heartbeat(group, owner, skipped, client)
     per_device: Counter[str] = Counter()
 
     def on_block(device: str) -> None:
@@ -425,7 +454,10 @@ def execute_job(
                 _compute_blocks(client, plan, devices, todo, owner, on_block)
     except BaseException as error:
         _jobs.release(group, owner=owner)
-        status = "failed" if isinstance(error, Exception) else "interrupted"
+        # a lost scheduler (or Ctrl-C) interrupts the job, `--resume` finishes it; a block that
+        # failed past its retries fails it
+        lost = not isinstance(error, Exception) or client.status != "running"
+        status = "interrupted" if lost else "failed"
         _jobs.finish_job(group, status, blocks_done=_jobs.count_done(group), error=_one_line(error))
         if isinstance(error, Exception):
             raise JobError(
@@ -451,10 +483,42 @@ def _finish(
         )
     _jobs.record_devices(group, devices=devices.to_dict(), blocks_per_device=dict(per_device))
     _consolidate(plan.store)
-    _jobs.finish_job(_store.open_output_group(plan.store, "r+"), "complete", blocks_done=written)
+    complete = _store.open_output_group(plan.store, "r+", consolidated=True)  # keeps the metadata
+    _jobs.finish_job(complete, "complete", blocks_done=written)
 
 
 # ------------------------------------------------------------------------------------- clients
+
+
+class UnauthenticatedSchedulerWarning(UserWarning):
+    """A job is sent over plain TCP to a scheduler that is not on this machine."""
+
+
+def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | None:
+    """A one-line warning when ``scheduler`` is reached unauthenticated from another host.
+
+    Dask executes what its scheduler sends, so anyone who can reach a plain ``tcp://`` scheduler
+    can run code on the workers; loopback addresses stay on this machine.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if security is not None and getattr(security, "require_encryption", False):
+        return None
+    parts = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    if parts.scheme != "tcp":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"the connection to {scheduler} is unauthenticated and unencrypted: anyone who can reach "
+        "it can run code on the workers; use tls:// with --tls-ca-file/--tls-cert/--tls-key"
+    )
 
 
 @contextmanager
@@ -471,16 +535,23 @@ def _cluster_client(
     if client is not None:
         yield client
         return
+    import dask.config
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
-        try:
-            connected = Client(scheduler, security=security, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as error:
-            raise InputError(
-                f"cannot connect to the scheduler {scheduler!r}: {error}; check the address and "
-                "TLS options"
+        message = insecure_scheduler_message(scheduler, security)
+        if message is not None:
+            warnings.warn(message, UnauthenticatedSchedulerWarning, stacklevel=4)
+        try:  # Dask's connect timeout (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT), 30 s by default
+            connected = Client(scheduler, security=security,
+                               timeout=dask.config.get("distributed.comm.timeouts.connect"))
+        except (OSError, TimeoutError) as error:
+            raise JobError(
+                f"cannot connect to the scheduler {scheduler!r}: {_one_line(error)}; check that it "
+                "runs, the address and the TLS options"
             ) from None
+        except ValueError as error:  # a malformed address or TLS setting
+            raise InputError(f"cannot use the scheduler address {scheduler!r}: {_one_line(error)}") from None
         with connected:
             yield connected
         return
@@ -627,10 +698,13 @@ def _job_on_cluster(plan: JobPlan, owner: dict[str, Any], devices: _device.Devic
     """A submitted job, run inside a task: fans the block tasks out from the worker.
 
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
+    The task takes the ownership over (its own host and process, the job's id), so that
+    ``status`` sees at once when its worker is gone.
     """
     from distributed import worker_client
 
     group = _store.open_output_group(plan.store, "r+")
+    owner = _jobs.adopt_job(group, owner, plan.store)
     with worker_client() as client:
         execute_job(client, plan, group, owner, devices)
     return plan.store
@@ -660,7 +734,7 @@ def submit(
     plan = _plan_pipeline(pipeline, resume=resume, overwrite=overwrite, device=device)
     with _cluster_client(None, scheduler, None, security) as client:
         devices = _device.plan_devices(client, plan.device)
-        owner = _jobs.new_owner()
+        owner = _jobs.new_owner(process=False)  # this process exits at once: the task adopts the job
         open_job(plan, owner)
         fire_and_forget(client.submit(_job_on_cluster, plan, owner, devices, pure=False))
     return plan.store

@@ -424,9 +424,15 @@ def _write_weights(group: zarr.Group, layers: Sequence[Any]) -> None:
             stored[...] = values
 
 
-def open_output_group(store: str, mode: str) -> zarr.Group:
-    """Open an output group (``mode`` ``"r"``, ``"r+"``, ``"w"`` or ``"w-"``), format 3."""
-    return zarr.open_group(store=store, mode=mode, zarr_format=3)
+def open_output_group(store: str, mode: str, *, consolidated: bool = False) -> zarr.Group:
+    """Open an output group (``mode`` ``"r"``, ``"r+"``, ``"w"`` or ``"w-"``), format 3.
+
+    The consolidated metadata (written for xarray when a job completes) is not used unless
+    ``consolidated``: it is a snapshot, and the job bookkeeping in ``_job`` changes after it (a
+    resumed job's heartbeat). A group opened without it drops it when its attributes are
+    written; the job's last write (``status: complete``) opens with it to keep it.
+    """
+    return zarr.open_group(store=store, mode=mode, zarr_format=3, use_consolidated=consolidated)
 
 
 def create_output(

@@ -22,6 +22,7 @@ from featuremap.cli.preview import preview
 from featuremap.cli.run import run
 from featuremap.cli.status import status
 from featuremap.cli.submit import submit
+from featuremap.cli.verify import verify
 from featuremap.errors import InputError, JobError
 
 __all__ = ["cli", "main"]
@@ -43,7 +44,7 @@ def cli() -> None:
     """Banks of conv/pool filters over chunked Zarr images, with exact geometry."""
 
 
-for _command in (run, submit, status, inspect, explain, banks, preview, demo):
+for _command in (run, submit, status, verify, inspect, explain, banks, preview, demo):
     cli.add_command(_command)
 
 try:  # the deploy engineer's `featuremap cluster ...`, when it is installed

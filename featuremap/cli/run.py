@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from featuremap.cli._common import echo_json, job_options, make_security, progress_reporter, refuse_together, store_options
 
-__all__ = ["run"]
+__all__ = ["run", "scheduler_warning"]
 
 EPILOG = """\b
 Examples:
@@ -16,6 +21,20 @@ Examples:
       --tls-cert client.pem --tls-key client.key
   featuremap run p.yaml --resume --json
 """
+
+
+@contextmanager
+def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
+    """Print the unauthenticated-scheduler warning as one ``featuremap: warning:`` line (instead
+    of Python's two-line warning) around connecting to ``scheduler``."""
+    from featuremap._runner import UnauthenticatedSchedulerWarning, insecure_scheduler_message
+
+    message = None if scheduler is None else insecure_scheduler_message(scheduler, security)
+    if message is not None:
+        click.echo(f"featuremap: warning: {message}", err=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnauthenticatedSchedulerWarning)
+        yield
 
 
 @click.command(epilog=EPILOG)
@@ -52,7 +71,7 @@ def run(
     refuse_together(scheduler=scheduler, workers=workers)
     spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
     security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
-    with progress_reporter() as progress:
+    with scheduler_warning(scheduler, security), progress_reporter() as progress:
         summary = run_job(
             spec, resume=resume, overwrite=overwrite, scheduler=scheduler, workers=workers,
             device=device, security=security, progress=progress,

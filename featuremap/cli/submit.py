@@ -7,6 +7,7 @@ import shlex
 import click
 
 from featuremap.cli._common import echo_json, job_options, make_security, refuse_together, store_options
+from featuremap.cli.run import scheduler_warning
 
 __all__ = ["submit"]
 
@@ -47,9 +48,11 @@ def submit(
     refuse_together(overwrite=overwrite, resume=resume)
     spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
     security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
-    store = submit_job(
-        spec, scheduler=scheduler, security=security, resume=resume, overwrite=overwrite, device=device
-    )
+    with scheduler_warning(scheduler, security):
+        store = submit_job(
+            spec, scheduler=scheduler, security=security, resume=resume, overwrite=overwrite,
+            device=device,
+        )
     if as_json:
         echo_json({"store": store, "pipeline": spec.name, "scheduler": scheduler})
         return
