@@ -38,6 +38,7 @@ from featuremap._blockplan import (
     Gather,
     Level,
     OutputGrid,
+    Piece,
     border_rule,
     output_grid,
     plan_axis,
@@ -68,12 +69,13 @@ class _StackPlan:
     axis_plans: tuple[tuple[AxisPlan, ...], tuple[AxisPlan, ...]]  # per block along y, along x
     token: str
 
-    def input_chunk_keys(self, block: BlockIndex) -> list[list[tuple]]:
-        """Keys of the input chunk under every (y piece, x piece) the block reads."""
+    def input_reads(self, block: BlockIndex) -> list[list[tuple[tuple, Piece, Piece]]]:
+        """``(input chunk key, y piece, x piece)`` for every piece of input the block reads."""
         *batch, iy, ix = block
         plan_y, plan_x = self.axis_plans[0][iy], self.axis_plans[1][ix]
         return [
-            [(self.x.name, *batch, 0, y.chunk, x.chunk) for x in plan_x.reads] for y in plan_y.reads
+            [((self.x.name, *batch, 0, y.chunk, x.chunk), y, x) for x in plan_x.reads]
+            for y in plan_y.reads
         ]
 
 
@@ -138,13 +140,33 @@ def _plan(x: Any, layers: Sequence[Layer], out_chunks: Any) -> _StackPlan:
 # --- the block function (runs on workers) ------------------------------------------------------
 
 
-def _assemble(chunks: list[list[Any]], plan_y: AxisPlan, plan_x: AxisPlan) -> Any:
-    """The block's compact input: the planned pieces of its input chunks, concatenated."""
+def _assemble(
+    sources: list[list[Any]], own: tuple[tuple[bool, ...], ...], plan_y: AxisPlan, plan_x: AxisPlan
+) -> Any:
+    """The block's compact input: its pieces of input, concatenated.
+
+    A piece of the block's own (home) chunk is sliced from the chunk; a halo piece comes
+    ready-cut from the neighbouring chunk's :func:`_cut_halos` result.
+    """
     rows = [
-        [chunk[..., y.start : y.stop, x.start : x.stop] for chunk, x in zip(row, plan_x.reads)]
-        for row, y in zip(chunks, plan_y.reads)
+        [
+            source[..., y.start : y.stop, x.start : x.stop]
+            if is_own
+            else source[(y.start, y.stop, x.start, x.stop)]
+            for source, is_own, x in zip(row, own_row, plan_x.reads)
+        ]
+        for row, own_row, y in zip(sources, own, plan_y.reads)
     ]
     return _concatenate([_concatenate(row, -1) for row in rows], -2)
+
+
+def _cut_halos(chunk: Any, cuts: tuple[tuple[int, int, int, int], ...]) -> dict[tuple, Any]:
+    """Copies of the pieces of ``chunk`` that neighbouring blocks read, keyed by their bounds.
+
+    Copies, not views, so the (large) chunk can be freed as soon as its own block has run: a
+    worker then holds only thin halo strips for blocks still to come, whatever the image size.
+    """
+    return {cut: chunk[..., cut[0] : cut[1], cut[2] : cut[3]].copy() for cut in cuts}
 
 
 def _concatenate(parts: list[Any], axis: int) -> Any:
@@ -202,16 +224,17 @@ def _compute_block(
     layers: Sequence[Layer],
     plan_y: AxisPlan,
     plan_x: AxisPlan,
-    chunks: list[list[Any]],
+    sources: list[list[Any]],
+    own: tuple[tuple[bool, ...], ...],
     device: str | None = None,
 ) -> Any:
-    """The fused stack on one output block; ``chunks`` are the input chunks it reads.
+    """The fused stack on one output block, from its input ``sources`` (see :func:`_assemble`).
 
     With ``device`` (``"auto"``, ``"cpu"`` or ``"gpu"``) the assembled input moves to the device
     this worker computes on here, inside the block's task, so a chunk shared by neighbouring
     blocks never travels between workers as device memory.
     """
-    values = _assemble(chunks, plan_y, plan_x)
+    values = _assemble(sources, own, plan_y, plan_x)
     if device is not None:
         values = to_device(values, block_device(device))
     values = as_float32(values)
@@ -229,14 +252,24 @@ def _compute_block_into(
     layers: Sequence[Layer],
     plan_y: AxisPlan,
     plan_x: AxisPlan,
-    chunks: list[list[Any]],
+    sources: list[list[Any]],
+    own: tuple[tuple[bool, ...], ...],
 ) -> Any:
     """:func:`_compute_block`, then hand the result to ``sink`` (on the worker)."""
-    out = _compute_block(layers, plan_y, plan_x, chunks, device)
+    out = _compute_block(layers, plan_y, plan_x, sources, own, device)
     return sink(block, block_slices, out, *sink_args)
 
 
 # --- the graph ---------------------------------------------------------------------------------
+
+
+def _home_chunk(reads: list[list[tuple[tuple, Piece, Piece]]]) -> tuple:
+    """The input chunk a block reads most of: it takes that chunk whole, the rest as halos."""
+    area: dict[tuple, int] = {}
+    for row in reads:
+        for chunk, y, x in row:
+            area[chunk] = area.get(chunk, 0) + (y.stop - y.start) * (x.stop - x.start)
+    return max(area, key=area.__getitem__)
 
 
 def _graph(
@@ -245,24 +278,48 @@ def _graph(
     blocks: Iterable[BlockIndex],
     task: Callable[[tuple, BlockIndex, tuple], Task],
 ) -> tuple[HighLevelGraph, dict[BlockIndex, tuple]]:
-    """One task per block in ``blocks``, depending on the input chunks it reads.
+    """One task per block in ``blocks``, plus one halo-cutting task per input chunk that
+    other blocks read a halo from.
 
+    A block depends on its home chunk whole and on the halo tasks of its neighbours, so a
+    chunk is released once its own block and its halo task have run (map_overlap would keep
+    every chunk until all of its neighbours are done: memory growing with the image width).
     ``task(key, block, compute_args)`` makes the block's task from the arguments of
     :func:`_compute_block`. The layers (with their weights) are one graph node every task
     refers to, not a copy per task.
     """
     layers_key = f"{name}-layers"
     layer: dict = {layers_key: DataNode(layers_key, plan.layers)}
+    reads = {block: plan.input_reads(block) for block in blocks}
+    homes = {block: _home_chunk(block_reads) for block, block_reads in reads.items()}
+    cuts: dict[tuple, set[tuple[int, int, int, int]]] = {}
+    for block, block_reads in reads.items():
+        for row in block_reads:
+            for chunk, y, x in row:
+                if chunk != homes[block]:
+                    cuts.setdefault(chunk, set()).add((y.start, y.stop, x.start, x.stop))
+    halo_keys = {chunk: (f"{name}-halo", *chunk[1:]) for chunk in cuts}
+    for chunk, chunk_cuts in cuts.items():
+        layer[halo_keys[chunk]] = Task(
+            halo_keys[chunk], _cut_halos, TaskRef(chunk), tuple(sorted(chunk_cuts))
+        )
     keys = {}
-    for block in blocks:
+    for block, block_reads in reads.items():
         *batch, iy, ix = block
         key = (name, *batch, 0, iy, ix)
-        chunk_refs = List(*(List(*map(TaskRef, row)) for row in plan.input_chunk_keys(block)))
+        own = tuple(tuple(chunk == homes[block] for chunk, _, _ in row) for row in block_reads)
+        sources = List(
+            *(
+                List(*(TaskRef(chunk if chunk == homes[block] else halo_keys[chunk]) for chunk, _, _ in row))
+                for row in block_reads
+            )
+        )
         compute_args = (
             TaskRef(layers_key),
             plan.axis_plans[0][iy],
             plan.axis_plans[1][ix],
-            chunk_refs,
+            sources,
+            own,
         )
         layer[key] = task(key, block, compute_args)
         keys[block] = key

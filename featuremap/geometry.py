@@ -25,6 +25,7 @@ __all__ = [
     "AxisLayer",
     "LayerGeometry",
     "StackGeometry",
+    "ceil_div",
     "compose",
     "input_window",
     "output_centres",
@@ -111,7 +112,7 @@ def parse_padding_mode(value: Any) -> str:
 
 def same_padding(n: int, kernel: int, stride: int, dilation: int) -> PadPair:
     """``(lo, hi)`` padding so that ``n_out = ceil(n / stride)``."""
-    n_out = -(-n // stride)
+    n_out = ceil_div(n, stride)
     total = max((n_out - 1) * stride + dilation * (kernel - 1) + 1 - n, 0)
     return (total // 2, total - total // 2)
 

@@ -15,6 +15,7 @@ import click
 
 from featuremap import __version__
 from featuremap.cli.banks import banks
+from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo
 from featuremap.cli.explain import explain
 from featuremap.cli.inspect import inspect
@@ -44,16 +45,8 @@ def cli() -> None:
     """Banks of conv/pool filters over chunked Zarr images, with exact geometry."""
 
 
-for _command in (run, submit, status, verify, inspect, explain, banks, preview, demo):
+for _command in (run, submit, status, verify, inspect, explain, banks, preview, demo, cluster):
     cli.add_command(_command)
-
-try:  # the deploy engineer's `featuremap cluster ...`, when it is installed
-    from featuremap.cli.cluster import cluster
-except ModuleNotFoundError as _missing:
-    if _missing.name != "featuremap.cli.cluster":
-        raise
-else:
-    cli.add_command(cluster)
 
 
 def _one_line(text: str) -> str:
