@@ -31,12 +31,14 @@ _PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _reexec_with_threads(threads: int) -> None:
-    """Restart this script once with a clean OpenBLAS environment and ``threads`` BLAS threads."""
+def _reexec_with_threads(threads: int, keep_pinning: bool) -> None:
+    """Restart this script once with ``threads`` BLAS threads and (unless ``keep_pinning``) a
+    clean OpenBLAS environment."""
     wanted = {name: str(threads) for name in _THREAD_VARIABLES}
-    if all(os.environ.get(k) == v for k, v in wanted.items()) and not any(k in os.environ for k in _PINNING):
+    drop = () if keep_pinning else _PINNING
+    if all(os.environ.get(k) == v for k, v in wanted.items()) and not any(k in os.environ for k in drop):
         return
-    env = {k: v for k, v in os.environ.items() if k not in _PINNING} | wanted
+    env = {k: v for k, v in os.environ.items() if k not in drop} | wanted
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
@@ -62,8 +64,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--crossover", action="store_true", help="time GEMM against FFT over kernel sizes")
+    parser.add_argument(
+        "--keep-openblas-pinning", action="store_true",
+        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them",
+    )
     args = parser.parse_args()
-    _reexec_with_threads(args.threads)
+    _reexec_with_threads(args.threads, args.keep_openblas_pinning)
     if args.crossover:
         crossover(args.repeats)
         return
@@ -139,7 +145,8 @@ def main() -> None:
 
     record("separable J=18 k=25 2048^2", x, weight, 1, ours_call(x, weight, 1), correlate1d_peer, "correlate1d", "sep")
 
-    print(f"threads={args.threads} repeats={args.repeats} (median); ratio = peer / featuremap, > 1 = featuremap faster")
+    print(f"threads={args.threads} repeats={args.repeats} (median); ratio = peer / featuremap, > 1 = featuremap faster; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     header = (
         f"{'case':<28}{'ours s':>9}{'peer s':>9}  {'peer':<12}{'ratio':>7}  {'method':<10}"
         f"{'peak MB':>9}{'limit MB':>9}{'rel err':>9}"

@@ -101,10 +101,6 @@ class Gather:
 
     segments: tuple[Segment, ...]
 
-    @property
-    def length(self) -> int:
-        return sum(segment.length for segment in self.segments)
-
 
 @dataclass(frozen=True)
 class Level:
@@ -134,11 +130,6 @@ class AxisPlan:
     reads: tuple[Piece, ...]
     levels: tuple[Level, ...]
 
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        """Input chunk indices read, ascending."""
-        return tuple(sorted({piece.chunk for piece in self.reads}))
-
 
 def merge(intervals: Sequence[Interval], gap: int = 0) -> list[Interval]:
     """Sort intervals and merge those that overlap, touch or lie at most ``gap`` apart."""
@@ -165,9 +156,11 @@ def fold(start: int, stop: int, size: int, border: str) -> list[Interval]:
     return merge(inside)
 
 
-def _locate(intervals: Sequence[Interval], offsets: Sequence[int], coordinate: int) -> int:
-    """Compact index of ``coordinate`` in the concatenation of ``intervals``."""
-    position = bisect_right([start for start, _ in intervals], coordinate) - 1
+def _locate(
+    intervals: Sequence[Interval], starts: Sequence[int], offsets: Sequence[int], coordinate: int
+) -> int:
+    """Compact index of ``coordinate`` in the concatenation of ``intervals`` (``starts``: theirs)."""
+    position = bisect_right(starts, coordinate) - 1
     start, stop = intervals[position]
     if not start <= coordinate < stop:
         raise AssertionError(f"coordinate {coordinate} is not among the planned {intervals}")
@@ -178,10 +171,11 @@ def _segments(run: Interval, step: AxisStep, needed: Sequence[Interval]) -> Gath
     """Segments of the virtual padded input of ``run`` in compact input indices."""
     start, stop = step.layer.input_interval(*run)
     size, border = step.size, step.border
+    starts = [a for a, _ in needed]
     offsets = list(itertools.accumulate((b - a for a, b in needed), initial=0))
 
     def index(coordinate: int) -> int:
-        return _locate(needed, offsets, coordinate)
+        return _locate(needed, starts, offsets, coordinate)
 
     def ascending(first: int, last: int) -> Segment:
         return Segment("slice", index(first), index(last) + 1, last - first + 1)

@@ -121,11 +121,7 @@ def _declared_gpus(dask_worker: Any) -> float:
     return float(dask_worker.state.total_resources.get(GPU_RESOURCE, 0.0)) if dask_worker is not None else 0.0
 
 
-def worker_capabilities(dask_worker: Any = None) -> dict[str, Any]:
-    """Capabilities of the process it runs in, as a dict (run on every worker by ``Client.run``).
-
-    ``Client.run`` passes the :class:`distributed.Worker` as ``dask_worker``.
-    """
+def _capabilities(dask_worker: Any) -> WorkerCapabilities:
     count, version, error = _probe_cuda()
     return WorkerCapabilities(
         address=dask_worker.address if dask_worker is not None else "",
@@ -133,7 +129,15 @@ def worker_capabilities(dask_worker: Any = None) -> dict[str, Any]:
         gpu_resource=_declared_gpus(dask_worker),
         cupy_version=version,
         cuda_error=error,
-    ).to_dict()
+    )
+
+
+def worker_capabilities(dask_worker: Any = None) -> dict[str, Any]:
+    """Capabilities of the process it runs in, as a dict (run on every worker by ``Client.run``).
+
+    ``Client.run`` passes the :class:`distributed.Worker` as ``dask_worker``.
+    """
+    return _capabilities(dask_worker).to_dict()
 
 
 def _current_worker() -> Any:
@@ -148,7 +152,7 @@ def _current_worker() -> Any:
 
 def local_capabilities() -> WorkerCapabilities:
     """Capabilities of this process (the worker running the current task, if any)."""
-    return WorkerCapabilities.from_dict(worker_capabilities(_current_worker()))
+    return _capabilities(_current_worker())
 
 
 def block_device(requested: str) -> str:

@@ -51,7 +51,6 @@ __all__ = [
     "JOB_GROUP",
     "MARKERS",
     "ROOT_KEY",
-    "STATUSES",
     "check_takeover",
     "claim_store",
     "count_done",
@@ -73,7 +72,6 @@ __all__ = [
 ROOT_KEY = "featuremap"
 JOB_GROUP = "_job"
 MARKERS = f"{JOB_GROUP}/done"
-STATUSES = ("running", "complete", "failed", "interrupted")
 #: How often the client refreshes the heartbeat and ``blocks_done`` while it follows a job.
 HEARTBEAT_INTERVAL_S = 5.0
 #: A ``running`` job whose heartbeat is older than this is reported ``interrupted``: four missed

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from featuremap.errors import InputError
+from featuremap.geometry import ceil_div
 
 __all__ = ["render_preview"]
 
@@ -52,7 +53,7 @@ def _feature_tiles(maps: np.ndarray, tile: int) -> list[np.ndarray]:
 def _mosaic(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     height = max(t.shape[0] for t in tiles)
     width = max(t.shape[1] for t in tiles)
-    rows = -(-len(tiles) // columns)
+    rows = ceil_div(len(tiles), columns)
     canvas = np.full((rows * (height + PAD) + PAD, columns * (width + PAD) + PAD), BACKGROUND, np.uint8)
     for index, tile in enumerate(tiles):
         top = PAD + (index // columns) * (height + PAD)
@@ -90,7 +91,7 @@ def render_preview(
     if not 0 <= image < n_images:
         raise InputError(f"--image {image} is out of range; the store holds {n_images} image(s)")
     index = np.unravel_index(image, batch_shape) if batch_shape else ()
-    step = max(1, -(-max(data.shape[-2:]) // tile))
+    step = max(1, ceil_div(max(data.shape[-2:]), tile))
     maps = np.asarray(data[tuple(int(i) for i in index)][:max_features, ::step, ::step].compute())
 
     sections = []

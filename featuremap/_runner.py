@@ -251,7 +251,8 @@ def plan_job(
     _check_output_path(output, input)
     pipeline_hash = pipeline_hash or _layers_hash(layers)
     identity = source.identity()
-    fingerprint = _jobs.fingerprint(pipeline_hash, identity, _versions()["featuremap"])
+    versions = _versions()
+    fingerprint = _jobs.fingerprint(pipeline_hash, identity, versions["featuremap"])
     mode, existing = _plan_mode(output, resume=resume, overwrite=overwrite, fingerprint=fingerprint)
 
     features, out_h, out_w = shapes[-1]
@@ -272,7 +273,7 @@ def plan_job(
         "pipeline_hash": pipeline_hash,
         "fingerprint": fingerprint,
         "input": identity,
-        "versions": _versions(),
+        "versions": versions,
         "device": device,
     }
     return JobPlan(
@@ -526,7 +527,7 @@ def _cluster_client(
     client: Any, scheduler: str | None, workers: int | None, security: Any
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after)."""
-    if sum(x is not None for x in (client, scheduler)) > 1:
+    if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
     if workers is not None and (client is not None or scheduler is not None):
         raise InputError("workers sizes a local cluster; it cannot be combined with a scheduler or client")

@@ -226,12 +226,12 @@ def _parse_channel_axis(
     return int(channel_axis) - ndim if channel_axis >= 0 else int(channel_axis)
 
 
-def _open_node(store: str, mode: str = "r") -> zarr.Array | zarr.Group:
+def _open_node(store: str) -> zarr.Array | zarr.Group:
     path = local_path(store)
     if path is not None and not path.exists():
         raise InputError(f"input store {store!r} does not exist; check the path")
     try:
-        return zarr.open(store=store, mode=mode)
+        return zarr.open(store=store, mode="r")
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # zarr errors are ValueErrors
         raise InputError(
             f"input store {store!r} is not a Zarr array or group ({type(error).__name__}: {error}); "

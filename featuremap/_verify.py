@@ -108,7 +108,8 @@ def _read_error(array: zarr.Array, chunk: tuple[int, ...]) -> str | None:
     try:
         array.blocks[chunk]
     except Exception as error:  # any decode failure is damage: crc32c, blosc, a truncated file
-        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        text = str(error).strip()
+        return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
     return None
 
 

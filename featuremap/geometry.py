@@ -20,7 +20,6 @@ from typing import Any
 from featuremap.errors import InputError, describe
 
 __all__ = [
-    "AXES",
     "PADDING_MODES",
     "AxisLayer",
     "LayerGeometry",
@@ -37,7 +36,6 @@ __all__ = [
     "same_padding",
 ]
 
-AXES: tuple[str, str] = ("y", "x")
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
 
 Pair = tuple[int, int]
@@ -72,6 +70,9 @@ def parse_pair(name: str, value: Any, *, minimum: int = 1) -> Pair:
     return items
 
 
+_PADDING_ALLOWED = "'same', 'valid', an integer >= 0, [py, px] or [[top, bottom], [left, right]]"
+
+
 def parse_padding(value: Any) -> Padding:
     """Parse a padding: ``int``, ``[py, px]``, ``[[lo, hi], [lo, hi]]``, ``"valid"`` or ``"same"``."""
     if isinstance(value, str):
@@ -79,10 +80,7 @@ def parse_padding(value: Any) -> Padding:
             return ((0, 0), (0, 0))
         if value == "same":
             return "same"
-        raise InputError(
-            f"padding must be 'same', 'valid', an integer >= 0, [py, px] or [[top, bottom], "
-            f"[left, right]], got {describe(value)}"
-        )
+        raise InputError(f"padding must be {_PADDING_ALLOWED}, got {describe(value)}")
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(
         isinstance(v, (list, tuple)) for v in value
     ):
@@ -92,10 +90,7 @@ def parse_padding(value: Any) -> Padding:
     try:
         py, px = parse_pair("padding", value, minimum=0)
     except InputError:
-        raise InputError(
-            f"padding must be 'same', 'valid', an integer >= 0, [py, px] or [[top, bottom], "
-            f"[left, right]], got {describe(value)}"
-        ) from None
+        raise InputError(f"padding must be {_PADDING_ALLOWED}, got {describe(value)}") from None
     return ((py, py), (px, px))
 
 

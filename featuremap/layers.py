@@ -24,6 +24,7 @@ from featuremap._kernels import (
     activate,
     array_namespace,
     avg_pool_valid,
+    check_fits,
     conv2d_valid,
     max_pool_valid,
     pad,
@@ -58,20 +59,6 @@ def parse_activation(value: Any) -> str:
     if value not in ACTIVATIONS:
         raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {describe(value)}")
     return value
-
-
-def _check_border(geometry: LayerGeometry, shape: Sequence[int], mode: str) -> None:
-    """PyTorch's limits: reflect padding < input size, circular padding <= input size."""
-    for axis, n, (lo, hi) in zip("yx", shape, geometry.padding):
-        if mode == "reflect" and max(lo, hi) >= n:
-            raise InputError(
-                f"reflect padding {max(lo, hi)} along {axis} must be smaller than the input size {n}; "
-                "use less padding or padding_mode 'replicate'/'zeros'"
-            )
-        if mode == "circular" and max(lo, hi) > n:
-            raise InputError(
-                f"circular padding {max(lo, hi)} along {axis} exceeds the input size {n}; use less padding"
-            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,9 +97,10 @@ class ConvLayer:
     ) -> ConvLayer:
         """Validate parameters; ``flip=True`` turns the cross-correlation into a true convolution."""
         weight = _as_float32_host(weight, "weight")
-        if weight.ndim != 4:
+        if weight.ndim != 4 or 0 in weight.shape:
             raise InputError(
-                f"weight must have shape (out_channels, in_channels/groups, kh, kw), got shape {weight.shape}"
+                "weight must have shape (out_channels, in_channels/groups, kh, kw), every size >= 1, "
+                f"got shape {weight.shape}"
             )
         if flip:
             weight = np.ascontiguousarray(weight[..., ::-1, ::-1])
@@ -165,7 +153,7 @@ class ConvLayer:
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
         geometry = resolve_layer(self.kernel_size, self.stride, self.dilation, self.padding, shape)
-        _check_border(geometry, shape, self.padding_mode)
+        check_fits(self.padding_mode, geometry.padding, shape)
         return geometry
 
     def apply_padded(self, x: Any) -> Any:
@@ -326,7 +314,7 @@ Layer = Union[ConvLayer, PoolLayer, ReduceLayer]
 
 
 def _as_float32_host(value: Any, name: str) -> np.ndarray:
-    if type(value).__module__.startswith("cupy"):
+    if array_namespace(value) is not np:  # CuPy weights are kept on the host, moved per block
         value = value.get()
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":

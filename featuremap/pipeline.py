@@ -508,15 +508,18 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"pipeline file {str(path)!r} not found") from None
     except IsADirectoryError:
         raise InputError(f"pipeline {str(path)!r} is a directory; give a YAML file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read pipeline file {str(path)!r}: {error}") from None
+
+
+def _parse_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.constructor.ConstructorError as error:
@@ -579,8 +582,9 @@ def load_pipeline(
         )
     path = Path(path_or_dict)
     folder = Path(base_dir) if base_dir is not None else path.parent
+    text = _read_text(path)  # its errors name the file already
     try:
-        data = _read_yaml(path)
+        data = _parse_yaml(text)
         return _parse_pipeline(data, folder.absolute(), str(path.absolute()), path.stem)
     except InputError as error:
         raise InputError(f"{error} ({path})") from None

@@ -1,7 +1,8 @@
 """Real processes for the job tests: the ``featuremap`` command, ``dask scheduler`` / ``dask worker``.
 
-Shared by ``test_failures.py``, ``test_bad_inputs.py`` and ``test_tls.py``. Every process runs in
-its own session, so a test can SIGKILL a whole process tree (a CLI and its local cluster).
+Shared by ``test_cluster.py``, ``test_failures.py``, ``test_bad_inputs.py`` and ``test_tls.py``.
+Every process runs in its own session, so a test can SIGKILL a whole process tree (a CLI and its
+local cluster).
 """
 
 from __future__ import annotations

@@ -406,7 +406,6 @@ def test_plan_axis_circular_stack_keeps_the_wrap_apart():
         Piece(0, 0, 13),
         Piece(4, 17, 20),
     )  # outputs 99 and 0..10 read 97..99, 0..12
-    assert plan.chunks == (0, 4)
     # the second layer's run gathers output 99, then outputs 0..10: two ascending slices
     assert [(s.kind, s.start, s.stop) for s in second.gathers[0].segments] == [
         ("slice", 11, 12),
@@ -551,3 +550,8 @@ def test_input_errors():
         block_tasks(da.zeros((3, 8, 8)), [layer], print, out_chunks=(2, 2), blocks=[(3, 0)])
     with pytest.raises(InputError, match="empty"):
         blockwise_stack(da.zeros((3, 8, 8)), [])
+    with pytest.raises(InputError, match="every size >= 1"):  # no features: refused before any plan
+        ConvLayer.create(np.zeros((0, 3, 3, 3)))
+    with pytest.raises(InputError, match=r"reflect padding 8 along y must be smaller"):
+        blockwise_stack(da.zeros((3, 8, 8)), [ConvLayer.create(np.ones((1, 3, 3, 3)), padding=8,
+                                                               padding_mode="reflect")])

@@ -6,18 +6,14 @@ a worker with SIGKILL in the middle of a job: the job must still finish with the
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from _procs import dask_cluster, wait_for
 
 from featuremap._runner import run_layers, submit
 from featuremap._store import open_features, read_status
@@ -25,58 +21,18 @@ from featuremap.layers import ConvLayer, PoolLayer, apply_stack
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[1]
-DASK = str(Path(sys.executable).with_name("dask"))
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # workers import featuremap from this tree
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 @pytest.fixture()
 def cluster(tmp_path):
-    """``(address, [worker processes])``; every process is stopped afterwards."""
+    """``(address, [worker processes])``, the workers connected; every process is stopped afterwards."""
     from distributed import Client
 
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    processes = [_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                         "--dashboard-address", ":0"], tmp_path / "scheduler.log")]
-    try:
-        workers = [
-            _start([DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-nanny",
-                    "--host", "127.0.0.1", "--dashboard-address", ":0"], tmp_path / f"worker{i}.log")
-            for i in range(2)
-        ]
-        processes += workers
+    with dask_cluster(tmp_path, workers=2) as (address, processes):
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
-        yield address, workers
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        yield address, processes[1:]  # processes[0] is the scheduler
 
 
 def _input(path: Path, shape: tuple, chunks: tuple, seed: int) -> tuple[str, np.ndarray]:
@@ -118,7 +74,7 @@ def test_submit_returns_at_once_and_job_goes_on(tmp_path, cluster):
     store = submit(spec, scheduler=address)
     assert store == str(tmp_path / "out.zarr")
     assert read_status(store)["status"] in ("running", "complete")
-    _wait_for(lambda: read_status(store)["status"] == "complete", 120, "the submitted job")
+    wait_for(lambda: read_status(store)["status"] == "complete", 120, "the submitted job")
     from featuremap.pipeline import load_pipeline
 
     expected = apply_stack(load_pipeline(spec).build_layers(1), data)
@@ -143,7 +99,7 @@ def test_job_survives_a_killed_worker(tmp_path, cluster):
     thread = threading.Thread(target=job)
     thread.start()
     markers = output / "_job" / "done" / "c"
-    _wait_for(lambda: markers.exists() and sum(1 for _ in markers.rglob("*")) > 40, 120,
+    wait_for(lambda: markers.exists() and sum(1 for _ in markers.rglob("*")) > 40, 120,
               "the first done-markers")
     workers[1].send_signal(signal.SIGKILL)
     done_at_kill = sum(1 for _ in markers.rglob("*"))

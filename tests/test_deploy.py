@@ -437,7 +437,11 @@ def test_shellcheck_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_constraints_pin_the_tested_versions() -> None:
+def test_constraints_pin_versions_featuremap_accepts() -> None:
+    """Every image constraint is an exact pin, the pins satisfy featuremap's own requirements,
+    and dask and distributed (released in lockstep) are pinned to the same version."""
+    from packaging.requirements import Requirement
+
     pins = {}
     for line in CONSTRAINTS.read_text().splitlines():
         line = line.split("#")[0].strip()
@@ -445,8 +449,14 @@ def test_constraints_pin_the_tested_versions() -> None:
             name, separator, version = line.partition("==")
             assert separator, f"unpinned constraint {line!r}"
             pins[name.lower()] = version
-    for package in ("numpy", "dask", "distributed", "zarr", "numcodecs", "fsspec"):
-        assert pins[package] == importlib.metadata.version(package), package
+    for text in importlib.metadata.requires("featuremap") or []:
+        requirement = Requirement(text)
+        if requirement.marker is not None:  # extras (test, gpu, ...) are not in the images
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is a featuremap dependency but not pinned for the images"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+    assert pins["dask"] == pins["distributed"]
 
 
 # --------------------------------------------------------------------------- SLURM

@@ -147,8 +147,8 @@ def test_pad_without_padding_returns_input_itself():
         (((1, 1), (1, 1)), "mirror", "padding mode must be one of"),
         (((1, -1), (0, 0)), "zeros", "non-negative integers"),
         ((1, 1), "zeros", "non-negative integers"),
-        (((3, 0), (0, 0)), "reflect", "reflect padding (3, 0) along y"),
-        (((0, 0), (0, 5)), "circular", "circular padding (0, 5) along x"),
+        (((3, 0), (0, 0)), "reflect", "reflect padding 3 along y must be smaller than the input size 3"),
+        (((0, 0), (0, 5)), "circular", "circular padding 5 along x exceeds the input size 4"),
     ],
 )
 def test_pad_refuses_bad_requests(padding, mode, message):
@@ -245,10 +245,11 @@ def test_gemm_tiles_cover_every_branch(monkeypatch):
         _assert_close(result, expected, x, weight)
 
 
-def test_fft_bands_and_filter_chunks(monkeypatch):
+@pytest.mark.parametrize("n_filters", [6, 1])  # 1: one filter chunk, its spectra reused by equal bands
+def test_fft_bands_and_filter_chunks(monkeypatch, n_filters):
     """Overlap-save bands along y and chunks of filters give the same result."""
     monkeypatch.setattr(fft_module, "scratch_budget", lambda input_bytes, output_bytes: 40_000)
-    x, weight, bias = _case_arrays(11, (2,), 2, 6, 9, 5, 1, 60, 33)
+    x, weight, bias = _case_arrays(11, (2,), 2, n_filters, 9, 5, 1, 60, 33)
     result = conv2d_valid(x, weight, bias, stride=(2, 1), dilation=(1, 2), method="fft")
     _assert_close(result, _torch_conv(x, weight, bias, (2, 1), (1, 2), 1), x, weight)
 

@@ -6,13 +6,14 @@ code runs on CuPy arrays; CuPy is never imported unless such an array arrives.
 
 ``conv2d_valid`` picks among three paths (:func:`choose_method`): tiled im2col + GEMM, overlap-save
 FFT for large kernels, and separable 1-D passes for rank-1 banks; see :mod:`.conv` for the cost
-model and the measured crossover.
+model and the measured crossover. On CuPy arrays, kernels up to 7x7 run the CUDA direct kernel
+(:mod:`.cuda`) instead.
 """
 
 from featuremap._kernels._namespace import array_namespace
 from featuremap._kernels.activations import ACTIVATIONS, activate
 from featuremap._kernels.conv import METHODS, choose_method, conv2d_valid
-from featuremap._kernels.padding import PAD_MODES, pad
+from featuremap._kernels.padding import PAD_MODES, check_fits, pad
 from featuremap._kernels.pool import avg_pool_valid, max_pool_valid
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "activate",
     "array_namespace",
     "avg_pool_valid",
+    "check_fits",
     "choose_method",
     "conv2d_valid",
     "max_pool_valid",

@@ -18,6 +18,9 @@ C=1 J=16 1024^2 -- GEMM 0.045 s vs FFT 0.13 s at k=15, 0.090 s vs 0.113 s at k=2
 from k ~ 23; model: k ~ 25); C=16 J=32 512^2 -- GEMM 0.25 s vs FFT 0.35 s at k=15, 0.51 s vs
 0.36 s at k=21 (measured k ~ 17; model: k ~ 20). Stride s divides the GEMM cost by s^2 but
 not the FFT cost, which moves the crossover to larger kernels; the model accounts for it.
+
+On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) for kernels up to
+7x7 whose tile fits shared memory; larger kernels go through the cost model like on the CPU.
 """
 
 from __future__ import annotations

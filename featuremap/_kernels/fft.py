@@ -83,6 +83,7 @@ def fft_conv(x: Any, weight: Any, stride: tuple[int, int], dilation: tuple[int, 
     filters_per_group = n_filters // groups
     band, chunk = _plan(x.shape, weight.shape, sy, span[0], out_rows, scratch_budget(x.nbytes, out.nbytes), fft)
     col_stop = (out_cols - 1) * sx + 1
+    kept: tuple[tuple[int, int], Any] | None = None  # (shape, spectra) of an only filter chunk
     for r0 in range(0, out_rows, band):
         r1 = min(r0 + band, out_rows)
         in_rows = slice(r0 * sy, (r1 - 1) * sy + span[0])
@@ -90,8 +91,13 @@ def fft_conv(x: Any, weight: Any, stride: tuple[int, int], dilation: tuple[int, 
         x_spectra = fft.rfft2(x[:, :, in_rows], s=shape, **workers)
         for j0 in range(0, n_filters, chunk):
             j1 = min(j0 + chunk, n_filters)
-            k_spectra = fft.rfft2(dilated[j0:j1], s=shape, **workers)
-            xp.conj(k_spectra, out=k_spectra)
+            if kept is not None and kept[0] == shape:
+                k_spectra = kept[1]  # bands of equal height share the kernel spectra
+            else:
+                k_spectra = fft.rfft2(dilated[j0:j1], s=shape, **workers)
+                xp.conj(k_spectra, out=k_spectra)
+                if chunk == n_filters:  # within the budget: _band_bytes counts one chunk's spectra
+                    kept = (shape, k_spectra)
             products = xp.zeros((n_images, j1 - j0) + x_spectra.shape[-2:], dtype=x_spectra.dtype)
             for j in range(j0, j1):
                 first = (j // filters_per_group) * group_channels

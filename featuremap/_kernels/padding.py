@@ -8,12 +8,13 @@ pooling) and ``zeros`` with 0.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 from featuremap._kernels._namespace import array_namespace
 from featuremap.errors import InputError, describe
 
-__all__ = ["PAD_MODES", "pad"]
+__all__ = ["PAD_MODES", "check_fits", "pad"]
 
 PAD_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular", "constant")
 
@@ -39,15 +40,23 @@ def _parse_widths(padding: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     return widths
 
 
-def _check_fits(mode: str, widths: tuple[tuple[int, int], tuple[int, int]], shape: tuple[int, ...]) -> None:
-    """PyTorch refuses reflect padding >= the size and circular padding > the size; so do we."""
-    for (lo, hi), size, axis in zip(widths, shape[-2:], ("y", "x")):
-        limit = size - 1 if mode == "reflect" else size
-        if max(lo, hi) > limit:
+def check_fits(mode: str, widths: Sequence[tuple[int, int]], shape: Sequence[int]) -> None:
+    """PyTorch's limits on the last two axes of ``shape``: reflect padding < size, circular <= size.
+
+    Layers check this when they resolve their geometry, before a job writes anything; :func:`pad`
+    checks it again for direct callers.
+    """
+    for (lo, hi), size, axis in zip(widths, shape[-2:], "yx"):
+        width = max(lo, hi)
+        if mode == "reflect" and width >= size:
             raise InputError(
-                f"{mode} padding ({lo}, {hi}) along {axis} needs an input of more than "
-                f"{max(lo, hi) if mode == 'reflect' else max(lo, hi) - 1} pixels, got {size}; "
-                "use less padding, a larger input or padding_mode 'zeros'/'replicate'"
+                f"reflect padding {width} along {axis} must be smaller than the input size {size}; "
+                "use less padding, a larger input or padding_mode 'replicate'/'zeros'"
+            )
+        if mode == "circular" and width > size:
+            raise InputError(
+                f"circular padding {width} along {axis} exceeds the input size {size}; "
+                "use less padding or a larger input"
             )
 
 
@@ -82,5 +91,5 @@ def pad(x: Any, padding: Any, mode: str, value: float = 0.0) -> Any:
     if mode in ("zeros", "constant"):
         fill = value if mode == "constant" else 0
         return xp.pad(x, pad_width, mode="constant", constant_values=fill)
-    _check_fits(mode, widths, x.shape)
+    check_fits(mode, widths, x.shape)
     return xp.pad(x, pad_width, mode=_NUMPY_MODES[mode])

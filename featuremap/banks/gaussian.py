@@ -101,7 +101,9 @@ def _parse_orders(value: Any, where: str) -> list[list[int]]:
 
 
 POSITIVE = real(0.0, open_minimum=True)
-SIGMAS_HELP = "Gaussian standard deviations in pixels"
+SIGMAS = Parameter(
+    "sigmas", [1.0, 2.0, 4.0], "Gaussian standard deviations in pixels", real_list(POSITIVE, "numbers > 0")
+)
 # `size: None` stays None in Bank.params (the weight's shape tells the size): a fixed size changes
 # every filter's radius, so recording the derived size would not rebuild the same bank.
 SIZE = Parameter(
@@ -116,7 +118,7 @@ TRUNCATE = Parameter(
 @register(
     "gaussian",
     "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, separable)",
-    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    SIGMAS,
     Parameter(
         "orders", [list(o) for o in ALL_ORDERS], "derivative orders [oy, ox], oy + ox <= 2", _parse_orders
     ),
@@ -141,7 +143,7 @@ def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
 @register(
     "log",
     "Laplacian of Gaussian (SciPy's gaussian_laplace kernels; negative centre)",
-    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    SIGMAS,
     SIZE,
     TRUNCATE,
 )
@@ -171,7 +173,7 @@ def _parse_ratio(value: Any, where: str) -> float:
 @register(
     "dog",
     "difference of Gaussians G(sigma) - G(k * sigma) (SciPy's gaussian_filter kernels)",
-    Parameter("sigmas", [1.0, 2.0, 4.0], SIGMAS_HELP, real_list(POSITIVE, "numbers > 0")),
+    SIGMAS,
     Parameter("k", 1.6, "ratio of the second Gaussian's sigma to the first", _parse_ratio),
     SIZE,
     TRUNCATE,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from featuremap.errors import InputError
+from featuremap.geometry import ceil_div
 
 __all__ = [
     "KERNEL_NAME",
@@ -111,10 +112,10 @@ def plan_launch(
             f"{shared_bytes} bytes of shared memory (at most {MAX_SHARED_BYTES}); use the GEMM method"
         )
     tiles = _tile_constants()
-    oc_tiles = -(-(n_filters // groups) // tiles["OC_TILE"])
+    oc_tiles = ceil_div(n_filters // groups, tiles["OC_TILE"])
     grid = (
-        -(-out_w // tiles["TILE_W"]),
-        -(-out_h // tiles["TILE_H"]),
+        ceil_div(out_w, tiles["TILE_W"]),
+        ceil_div(out_h, tiles["TILE_H"]),
         max(1, min(n_images * groups * oc_tiles, _GRID_Z_MAX)),
     )
     return LaunchPlan(
