@@ -23,6 +23,7 @@ __all__ = [
     "format_pair",
     "job_options",
     "make_security",
+    "prepare_job",
     "progress_reporter",
     "refuse_together",
     "store_options",
@@ -100,6 +101,31 @@ def make_security(scheduler: str | None, ca_file: str | None, cert: str | None, 
     from distributed.security import Security
 
     return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def prepare_job(
+    pipeline: str,
+    scheduler: str | None,
+    *,
+    input_store: str | None,
+    array: str | None,
+    output_store: str | None,
+    device: str,
+    overwrite: bool,
+    resume: bool,
+    tls_ca_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """What ``run`` and ``submit`` share: the pipeline with the command line's overrides, and the
+    keyword arguments both pass on (scheduler, security, device, overwrite, resume)."""
+    from featuremap.pipeline import load_pipeline
+
+    refuse_together(overwrite=overwrite, resume=resume)
+    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
+    security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
+    return spec, {"scheduler": scheduler, "security": security, "device": device,
+                  "overwrite": overwrite, "resume": resume}
 
 
 def echo_json(data: Any) -> None:

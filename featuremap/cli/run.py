@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, job_options, make_security, progress_reporter, refuse_together, store_options
+from featuremap.cli._common import echo_json, job_options, prepare_job, progress_reporter, refuse_together, store_options
 
 __all__ = ["run", "scheduler_warning"]
 
@@ -45,19 +45,7 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 def run(
-    pipeline: str,
-    input_store: str | None,
-    array: str | None,
-    output_store: str | None,
-    scheduler: str | None,
-    workers: int | None,
-    device: str,
-    overwrite: bool,
-    resume: bool,
-    tls_ca_file: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    as_json: bool,
+    pipeline: str, scheduler: str | None, workers: int | None, as_json: bool, **job_flags: Any
 ) -> None:
     """Run PIPELINE (a YAML file) on its input and write the features to its output store.
 
@@ -65,17 +53,11 @@ def run(
     only the blocks not yet written, then finish).
     """
     from featuremap._runner import run as run_job
-    from featuremap.pipeline import load_pipeline
 
-    refuse_together(overwrite=overwrite, resume=resume)
     refuse_together(scheduler=scheduler, workers=workers)
-    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
-    security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
-    with scheduler_warning(scheduler, security), progress_reporter() as progress:
-        summary = run_job(
-            spec, resume=resume, overwrite=overwrite, scheduler=scheduler, workers=workers,
-            device=device, security=security, progress=progress,
-        )
+    spec, job = prepare_job(pipeline, scheduler, **job_flags)
+    with scheduler_warning(scheduler, job["security"]), progress_reporter() as progress:
+        summary = run_job(spec, workers=workers, progress=progress, **job)
     if as_json:
         echo_json(summary.to_dict())
         return

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, job_options, make_security, refuse_together, store_options
+from featuremap.cli._common import echo_json, job_options, prepare_job, store_options
 from featuremap.cli.run import scheduler_warning
 
 __all__ = ["submit"]
@@ -24,35 +25,16 @@ Examples:
 @click.option("--scheduler", metavar="ADDR", required=True, help="Address of the running Dask scheduler.")
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print {store, pipeline} as a JSON object.")
-def submit(
-    pipeline: str,
-    input_store: str | None,
-    array: str | None,
-    output_store: str | None,
-    scheduler: str,
-    device: str,
-    overwrite: bool,
-    resume: bool,
-    tls_ca_file: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    as_json: bool,
-) -> None:
+def submit(pipeline: str, scheduler: str, as_json: bool, **job_flags: Any) -> None:
     """Submit PIPELINE to the cluster at --scheduler; the job goes on after this command exits.
 
     Prints the output store's path; follow the job with 'featuremap status STORE'.
     """
     from featuremap._runner import submit as submit_job
-    from featuremap.pipeline import load_pipeline
 
-    refuse_together(overwrite=overwrite, resume=resume)
-    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
-    security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
-    with scheduler_warning(scheduler, security):
-        store = submit_job(
-            spec, scheduler=scheduler, security=security, resume=resume, overwrite=overwrite,
-            device=device,
-        )
+    spec, job = prepare_job(pipeline, scheduler, **job_flags)
+    with scheduler_warning(scheduler, job["security"]):
+        store = submit_job(spec, **job)
     if as_json:
         echo_json({"store": store, "pipeline": spec.name, "scheduler": scheduler})
         return
