@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_kernels import TORCH_ACTIVATIONS
 import zarr
 from dask._task_spec import Task
 
@@ -35,14 +36,6 @@ TORCH_MODES = {
     "reflect": "reflect",
     "replicate": "replicate",
     "circular": "circular",
-}
-TORCH_ACTIVATIONS = {
-    "none": lambda t: t,
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "abs": torch.abs,
-    "square": torch.square,
 }
 
 

@@ -322,18 +322,22 @@ def test_pool_refuses_a_window_larger_than_the_input():
         max_pool_valid(np.zeros((3, 3), dtype=np.float32), 4, 1)
 
 
+#: featuremap's activation names and their torch equivalents (shared with test_blockwise.py)
+TORCH_ACTIVATIONS = {
+    "none": lambda t: t,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "abs": torch.abs,
+    "square": torch.square,
+}
+
+
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activations_match_torch(name):
     x = np.concatenate([np.random.default_rng(14).standard_normal(50) * 10, [0, -100, 100, np.nan, np.inf, -np.inf]])
     x = x.astype(np.float32)
-    expected = {
-        "none": lambda t: t,
-        "relu": torch.relu,
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-        "abs": torch.abs,
-        "square": torch.square,
-    }[name](torch.from_numpy(x.copy())).numpy()
+    expected = TORCH_ACTIVATIONS[name](torch.from_numpy(x.copy())).numpy()
     result = activate(name, x.copy())
     assert result.dtype == np.float32
     np.testing.assert_allclose(result, expected, rtol=2e-6, atol=1e-7)
