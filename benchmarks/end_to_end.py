@@ -2,7 +2,7 @@
 
 Compares, on the same ``LocalCluster`` size and the same output codec (featuremap's)::
 
-    featuremap       featuremap._runner.run_layers (one fused task per output block)
+    featuremap       featuremap.jobs.run.run_layers (one fused task per output block)
     dask-image       dask_image.ndfilters.correlate once per filter, stacked, stored
     I/O floor        read the input, write an output of the same size, no compute
 
@@ -31,18 +31,19 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from featuremap._store import feature_codecs
+from featuremap.io import feature_codecs
 from featuremap.layers import ConvLayer
 
 
 def make_input(path: Path, size: int, chunk: int, seed: int = 0) -> str:
     """Random float32 ``size x size`` image in ``chunk x chunk`` chunks, written a row at a time."""
-    array = zarr.create_array(str(path), shape=(size, size), chunks=(chunk, chunk), dtype="float32",
-                              overwrite=True)
+    array = zarr.create_array(
+        str(path), shape=(size, size), chunks=(chunk, chunk), dtype="float32", overwrite=True
+    )
     rng = np.random.default_rng(seed)
     for top in range(0, size, chunk):
         rows = min(chunk, size - top)
-        array[top:top + rows] = rng.random((rows, size), dtype=np.float32)
+        array[top : top + rows] = rng.random((rows, size), dtype=np.float32)
     return str(path)
 
 
@@ -81,25 +82,31 @@ def _reads_and_rss() -> tuple[int, int]:
 def _cluster(workers: int):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
     return cluster, Client(cluster)
 
 
 def bank(filters: int, kernel: int) -> ConvLayer:
-    weight = np.random.default_rng(1).standard_normal((filters, 1, kernel, kernel)).astype(np.float32)
+    weight = (
+        np.random.default_rng(1).standard_normal((filters, 1, kernel, kernel)).astype(np.float32)
+    )
     return ConvLayer.create(weight, padding="same")
 
 
 def warm_up(client, scratch: Path, layer: ConvLayer) -> None:
     """A tiny job first, so worker imports (torch, zarr codecs) are neither timed nor counted."""
-    from featuremap._runner import run_layers
+    from featuremap.jobs.run import run_layers
 
     source = make_input(scratch / "warm.zarr", 64, 32)
-    run_layers([layer], input=source, output=str(scratch / "warm-out.zarr"), client=client, overwrite=True)
+    run_layers(
+        [layer], input=source, output=str(scratch / "warm-out.zarr"), client=client, overwrite=True
+    )
 
 
 def run_featuremap(client, source: str, output: str, layer: ConvLayer) -> dict:
-    from featuremap._runner import run_layers
+    from featuremap.jobs.run import run_layers
 
     warm_up(client, Path(output).parent, layer)
     client.run(_count_reads, str(Path(source).resolve()))
@@ -108,13 +115,24 @@ def run_featuremap(client, source: str, output: str, layer: ConvLayer) -> dict:
     seconds = time.perf_counter() - started
     after = client.run(_reads_and_rss)
     read = sum(bytes_read for bytes_read, _ in after.values())
-    return {"seconds": seconds, "blocks": summary.blocks_total, "bytes_read": read,
-            "peak_rss": max(rss for _, rss in after.values())}
+    return {
+        "seconds": seconds,
+        "blocks": summary.blocks_total,
+        "bytes_read": read,
+        "peak_rss": max(rss for _, rss in after.values()),
+    }
 
 
 def _output_array(path: str, shape: tuple, chunks: tuple) -> zarr.Array:
-    return zarr.create_array(path, shape=shape, chunks=chunks, dtype="float32", overwrite=True,
-                             compressors=feature_codecs(), config={"write_empty_chunks": True})
+    return zarr.create_array(
+        path,
+        shape=shape,
+        chunks=chunks,
+        dtype="float32",
+        overwrite=True,
+        compressors=feature_codecs(),
+        config={"write_empty_chunks": True},
+    )
 
 
 def run_dask_image(client, source: str, output: str, layer: ConvLayer, chunk: int) -> float:
@@ -125,8 +143,12 @@ def run_dask_image(client, source: str, output: str, layer: ConvLayer, chunk: in
     x = da.from_zarr(source)
     maps = [correlate(x, w[0], mode="constant", cval=0.0) for w in layer.weight]
     stacked = da.stack(maps).rechunk((len(maps), chunk, chunk))
-    da.store(stacked, _output_array(output, stacked.shape, (len(maps), chunk, chunk)), lock=False,
-             compute=True)
+    da.store(
+        stacked,
+        _output_array(output, stacked.shape, (len(maps), chunk, chunk)),
+        lock=False,
+        compute=True,
+    )
     return time.perf_counter() - started
 
 
@@ -137,8 +159,12 @@ def run_io_floor(client, source: str, output: str, filters: int, chunk: int) -> 
     x = da.from_zarr(source)
     copies = da.broadcast_to(x[None], (filters, *x.shape)).rechunk((filters, chunk, chunk))
     # copies of the input bytes: same size and about the same compressibility as the features
-    da.store(copies + 0, _output_array(output, copies.shape, (filters, chunk, chunk)), lock=False,
-             compute=True)
+    da.store(
+        copies + 0,
+        _output_array(output, copies.shape, (filters, chunk, chunk)),
+        lock=False,
+        compute=True,
+    )
     return time.perf_counter() - started
 
 
@@ -150,15 +176,21 @@ def _fresh(outputs) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=8192, help="image side (default 8192)")
     parser.add_argument("--chunk", type=int, default=1024, help="input chunk side (default 1024)")
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--kernel", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="2048^2 / 512^2 chunks, RSS 1024^2 vs 4096^2")
+    parser.add_argument(
+        "--quick", action="store_true", help="2048^2 / 512^2 chunks, RSS 1024^2 vs 4096^2"
+    )
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS scaling runs")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each variant (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each variant (median)"
+    )
     parser.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     size, chunk = (2048, 512) if args.quick else (args.size, args.chunk)
@@ -166,8 +198,10 @@ def main() -> None:
     scratch = Path(args.dir or tempfile.mkdtemp(prefix="featuremap-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     layer = bank(args.filters, args.kernel)
-    print(f"{size}x{size} float32, {chunk}^2 chunks, {args.filters} filters {args.kernel}x{args.kernel} "
-          f"'same', LocalCluster {args.workers} workers x 1 thread, output codec blosc-lz4+shuffle+crc32c")
+    print(
+        f"{size}x{size} float32, {chunk}^2 chunks, {args.filters} filters {args.kernel}x{args.kernel} "
+        f"'same', LocalCluster {args.workers} workers x 1 thread, output codec blosc-lz4+shuffle+crc32c"
+    )
     try:
         source = make_input(scratch / "input.zarr", size, chunk)
         cluster, client = _cluster(args.workers)
@@ -180,30 +214,48 @@ def main() -> None:
                 _fresh(outputs.values())
                 runs["di"].append(run_dask_image(client, source, str(outputs["di"]), layer, chunk))
                 _fresh(outputs.values())
-                runs["floor"].append(run_io_floor(client, source, str(outputs["floor"]), args.filters, chunk))
+                runs["floor"].append(
+                    run_io_floor(client, source, str(outputs["floor"]), args.filters, chunk)
+                )
         ours = min(runs["fm"], key=lambda run: run["seconds"])
         ours["seconds"] = statistics.median(run["seconds"] for run in runs["fm"])
         theirs, floor = statistics.median(runs["di"]), statistics.median(runs["floor"])
-        print(f"median of {args.repeats} interleaved runs; outputs removed and dirty pages synced before each")
+        print(
+            f"median of {args.repeats} interleaved runs; outputs removed and dirty pages synced before each"
+        )
         input_bytes = stored_bytes(source)
         print(f"{'variant':<12} {'seconds':>8} {'vs floor':>9}")
-        for name, seconds in (("I/O floor", floor), ("featuremap", ours["seconds"]), ("dask-image", theirs)):
+        for name, seconds in (
+            ("I/O floor", floor),
+            ("featuremap", ours["seconds"]),
+            ("dask-image", theirs),
+        ):
             print(f"{name:<12} {seconds:8.2f} {seconds / floor:8.2f}x")
-        print(f"featuremap vs dask-image: {theirs / ours['seconds']:.2f}x faster ({ours['blocks']} blocks)")
+        print(
+            f"featuremap vs dask-image: {theirs / ours['seconds']:.2f}x faster ({ours['blocks']} blocks)"
+        )
         ratio = ours["bytes_read"] / input_bytes
-        print(f"input bytes read by workers: {ours['bytes_read'] / 2**20:.1f} MiB for a {input_bytes / 2**20:.1f} MiB "
-              f"input store = {ratio:.2f}x (bound 1.25x: {'ok' if ratio <= 1.25 else 'EXCEEDED'})")
+        print(
+            f"input bytes read by workers: {ours['bytes_read'] / 2**20:.1f} MiB for a {input_bytes / 2**20:.1f} MiB "
+            f"input store = {ratio:.2f}x (bound 1.25x: {'ok' if ratio <= 1.25 else 'EXCEEDED'})"
+        )
         if not args.skip_rss:
             peaks = []
             for side in rss_sizes:
                 source = make_input(scratch / f"rss{side}.zarr", side, chunk)
                 cluster, client = _cluster(args.workers)  # fresh workers: a clean peak
                 with cluster, client:
-                    peaks.append(run_featuremap(client, source, str(scratch / f"rss{side}-out.zarr"), layer)["peak_rss"])
+                    peaks.append(
+                        run_featuremap(client, source, str(scratch / f"rss{side}-out.zarr"), layer)[
+                            "peak_rss"
+                        ]
+                    )
                 shutil.rmtree(scratch / f"rss{side}-out.zarr", ignore_errors=True)
             growth = peaks[1] / peaks[0]
-            print(f"peak RSS per worker: {rss_sizes[0]}^2 {peaks[0] / 2**20:.0f} MiB, {rss_sizes[1]}^2 "
-                  f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (bound 1.3x: {'ok' if growth < 1.3 else 'EXCEEDED'})")
+            print(
+                f"peak RSS per worker: {rss_sizes[0]}^2 {peaks[0] / 2**20:.0f} MiB, {rss_sizes[1]}^2 "
+                f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (bound 1.3x: {'ok' if growth < 1.3 else 'EXCEEDED'})"
+            )
     finally:
         if args.dir is None:
             shutil.rmtree(scratch, ignore_errors=True)

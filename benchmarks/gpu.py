@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernels import _gaussian_derivative_bank, _reexec_with_threads  # noqa: E402 - sibling script
+from kernels import _gaussian_derivative_bank, _reexec_with_threads
 
 # (name, channels, filters, kernel, stride, size) as in benchmarks/kernels.py; kernel None = the
 # separable Gaussian-derivative bank of size 25.
@@ -45,7 +45,7 @@ def _cuda():
         import cupy
 
         return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
-    except Exception:
+    except Exception:  # noqa: BLE001 -- no driver, no device, broken install: all mean "no GPU"
         return None
 
 
@@ -88,22 +88,29 @@ def main() -> None:
     torch = _torch_cuda()
     synchronize = cp.cuda.Device().synchronize
     rng = np.random.default_rng(0)
-    print(f"device: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}, cupy {cp.__version__}, "
-          f"torch CUDA: {'yes' if torch else 'no'}; threads={args.threads} repeats={args.repeats} (median)")
-    print(f"{'case':<28}{'cpu s':>9}{'gpu s':>9}{'direct s':>10}{'torch s':>9}{'copy s':>9}{'cpu/gpu':>9}{'rel err':>9}")
+    print(
+        f"device: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}, cupy {cp.__version__}, "
+        f"torch CUDA: {'yes' if torch else 'no'}; threads={args.threads} repeats={args.repeats} (median)"
+    )
+    print(
+        f"{'case':<28}{'cpu s':>9}{'gpu s':>9}{'direct s':>10}{'torch s':>9}{'copy s':>9}{'cpu/gpu':>9}{'rel err':>9}"
+    )
     for name, channels, filters, k, stride, size in CASES:
         x = rng.standard_normal((channels, size, size), dtype=np.float32)
-        weight = (_gaussian_derivative_bank(25, (1.0, 2.0, 4.0)) if k is None
-                  else rng.standard_normal((filters, channels, k, k), dtype=np.float32))
+        weight = (
+            _gaussian_derivative_bank(25, (1.0, 2.0, 4.0))
+            if k is None
+            else rng.standard_normal((filters, channels, k, k), dtype=np.float32)
+        )
         half = weight.shape[-1] // 2
         widths = ((half, half), (half, half))
         x_gpu, weight_gpu = cp.asarray(x), cp.asarray(weight)
 
         def cpu():
-            return conv2d_valid(pad(x, widths, "zeros"), weight, stride=stride)
+            return conv2d_valid(pad(x, widths, "zeros"), weight, stride=(stride, stride))
 
         def gpu():
-            return conv2d_valid(pad(x_gpu, widths, "zeros"), weight_gpu, stride=stride)
+            return conv2d_valid(pad(x_gpu, widths, "zeros"), weight_gpu, stride=(stride, stride))
 
         def direct():
             return direct_conv2d(pad(x_gpu, widths, "zeros"), weight_gpu, stride=(stride, stride))
@@ -113,8 +120,11 @@ def main() -> None:
         error = float(np.abs(gpu().get() - expected).max()) / scale
         cpu_s = _median_seconds(cpu, args.repeats)
         gpu_s = _median_seconds(gpu, args.repeats, synchronize)
-        direct_s = (_median_seconds(direct, args.repeats, synchronize)
-                    if supports(weight.shape[-2:], (stride, stride), (1, 1)) else float("nan"))
+        direct_s = (
+            _median_seconds(direct, args.repeats, synchronize)
+            if supports(weight.shape[-2:], (stride, stride), (1, 1))
+            else float("nan")
+        )
         if supports(weight.shape[-2:], (stride, stride), (1, 1)):
             error = max(error, float(np.abs(direct().get() - expected).max()) / scale)
         out_gpu = gpu()
@@ -123,10 +133,15 @@ def main() -> None:
         if torch is not None:
             xt = torch.as_tensor(x[None], device="cuda")
             wt = torch.as_tensor(weight, device="cuda")
-            torch_s = _median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, stride=stride, padding=half),
-                                      args.repeats, torch.cuda.synchronize)
-        print(f"{name:<28}{cpu_s:>9.4f}{gpu_s:>9.4f}{direct_s:>10.4f}{torch_s:>9.4f}{copy_s:>9.4f}"
-              f"{cpu_s / gpu_s:>9.1f}{error:>9.1e}")
+            torch_s = _median_seconds(
+                lambda: torch.nn.functional.conv2d(xt, wt, stride=stride, padding=half),
+                args.repeats,
+                torch.cuda.synchronize,
+            )
+        print(
+            f"{name:<28}{cpu_s:>9.4f}{gpu_s:>9.4f}{direct_s:>10.4f}{torch_s:>9.4f}{copy_s:>9.4f}"
+            f"{cpu_s / gpu_s:>9.1f}{error:>9.1e}"
+        )
 
 
 if __name__ == "__main__":

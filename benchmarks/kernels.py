@@ -36,7 +36,9 @@ def _reexec_with_threads(threads: int, keep_pinning: bool) -> None:
     clean OpenBLAS environment."""
     wanted = {name: str(threads) for name in _THREAD_VARIABLES}
     drop = () if keep_pinning else _PINNING
-    if all(os.environ.get(k) == v for k, v in wanted.items()) and not any(k in os.environ for k in drop):
+    if all(os.environ.get(k) == v for k, v in wanted.items()) and not any(
+        k in os.environ for k in drop
+    ):
         return
     env = {k: v for k, v in os.environ.items() if k not in drop} | wanted
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
@@ -63,9 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--crossover", action="store_true", help="time GEMM against FFT over kernel sizes")
     parser.add_argument(
-        "--keep-openblas-pinning", action="store_true",
+        "--crossover", action="store_true", help="time GEMM against FFT over kernel sizes"
+    )
+    parser.add_argument(
+        "--keep-openblas-pinning",
+        action="store_true",
         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them",
     )
     args = parser.parse_args()
@@ -89,7 +94,9 @@ def main() -> None:
 
     def ours_call(x, weight, stride):
         half = weight.shape[-1] // 2
-        return lambda: conv2d_valid(pad(x, ((half, half), (half, half)), "zeros"), weight, stride=stride)
+        return lambda: conv2d_valid(
+            pad(x, ((half, half), (half, half)), "zeros"), weight, stride=(stride, stride)
+        )
 
     def record(name, x, weight, stride, ours, peer, peer_name, group):
         result, expected = ours(), peer()
@@ -98,21 +105,36 @@ def main() -> None:
         ours_s = _median_seconds(ours, args.repeats)
         peer_s = _median_seconds(peer, args.repeats)
         half = weight.shape[-1] // 2
-        padded_shape = x.shape[:-2] + (x.shape[-2] + 2 * half, x.shape[-1] + 2 * half)
-        method = choose_method(padded_shape, weight, stride, 1, 1)
+        padded_shape = (*x.shape[:-2], x.shape[-2] + 2 * half, x.shape[-1] + 2 * half)
+        method = choose_method(padded_shape, weight, (stride, stride), (1, 1), 1)
         peak = _peak_bytes(ours)
         limit = 2 * (x.nbytes + result.nbytes)
         rows.append((name, ours_s, peer_s, peer_name, method, peak, limit, error, group))
 
     def torch_peer(x, weight, stride):
         xt, wt = torch.from_numpy(x[None]), torch.from_numpy(weight)
-        return lambda: torch.nn.functional.conv2d(xt, wt, stride=stride, padding=weight.shape[-1] // 2)[0].numpy()
+        return lambda: torch.nn.functional.conv2d(
+            xt, wt, stride=stride, padding=weight.shape[-1] // 2
+        )[0].numpy()
 
-    for channels, filters, k, stride, size in [(1, 16, 7, 1, 2048), (3, 32, 5, 2, 2048), (16, 32, 3, 1, 1024)]:
+    for channels, filters, k, stride, size in [
+        (1, 16, 7, 1, 2048),
+        (3, 32, 5, 2, 2048),
+        (16, 32, 3, 1, 1024),
+    ]:
         x = rng.standard_normal((channels, size, size), dtype=np.float32)
         weight = rng.standard_normal((filters, channels, k, k), dtype=np.float32)
         name = f"C={channels} J={filters} k={k} s={stride} {size}^2"
-        record(name, x, weight, stride, ours_call(x, weight, stride), torch_peer(x, weight, stride), "torch", "small")
+        record(
+            name,
+            x,
+            weight,
+            stride,
+            ours_call(x, weight, stride),
+            torch_peer(x, weight, stride),
+            "torch",
+            "small",
+        )
 
     x = rng.standard_normal((1, 1024, 1024), dtype=np.float32)
     weight = rng.standard_normal((8, 1, 31, 31), dtype=np.float32)
@@ -124,7 +146,16 @@ def main() -> None:
             images = np.broadcast_to(x, flipped.shape[:1] + x.shape[1:])
             return scipy.signal.fftconvolve(images, flipped, mode="same", axes=(-2, -1))
 
-    record("C=1 J=8 k=31 s=1 1024^2", x, weight, 1, ours_call(x, weight, 1), fftconvolve_peer, "fftconvolve", "large")
+    record(
+        "C=1 J=8 k=31 s=1 1024^2",
+        x,
+        weight,
+        1,
+        ours_call(x, weight, 1),
+        fftconvolve_peer,
+        "fftconvolve",
+        "large",
+    )
 
     x = rng.standard_normal((1, 2048, 2048), dtype=np.float32)
     # featuremap's own Gaussian-derivative bank: 3 scales x orders <= 2, J = 18 rank-1 filters
@@ -132,7 +163,7 @@ def main() -> None:
 
     def correlate1d_peer():
         # Row filters are shared between outputs (9 distinct for 18 filters): filter along x once each.
-        out = np.empty((weight.shape[0],) + x.shape[-2:], dtype=np.float32)
+        out = np.empty((weight.shape[0], *x.shape[-2:]), dtype=np.float32)
         along_x = {}
         for j, kernel in enumerate(weight[:, 0].astype(np.float64)):
             u, s, vt = np.linalg.svd(kernel)
@@ -143,10 +174,21 @@ def main() -> None:
             out[j] = scipy.ndimage.correlate1d(along_x[key], column, axis=0, mode="constant")
         return out
 
-    record("separable J=18 k=25 2048^2", x, weight, 1, ours_call(x, weight, 1), correlate1d_peer, "correlate1d", "sep")
+    record(
+        "separable J=18 k=25 2048^2",
+        x,
+        weight,
+        1,
+        ours_call(x, weight, 1),
+        correlate1d_peer,
+        "correlate1d",
+        "sep",
+    )
 
-    print(f"threads={args.threads} repeats={args.repeats} (median); ratio = peer / featuremap, > 1 = featuremap faster; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(
+        f"threads={args.threads} repeats={args.repeats} (median); ratio = peer / featuremap, > 1 = featuremap faster; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
+    )
     header = (
         f"{'case':<28}{'ours s':>9}{'peer s':>9}  {'peer':<12}{'ratio':>7}  {'method':<10}"
         f"{'peak MB':>9}{'limit MB':>9}{'rel err':>9}"
@@ -158,7 +200,9 @@ def main() -> None:
             f"{peak / 2**20:>9.1f}{limit / 2**20:>9.1f}{error:>9.1e}"
         )
     small = [peer_s / ours_s for _, ours_s, peer_s, *_, group in rows if group == "small"]
-    print(f"geometric mean ratio, small kernels vs torch: {math.exp(sum(map(math.log, small)) / len(small)):.2f}")
+    print(
+        f"geometric mean ratio, small kernels vs torch: {math.exp(sum(map(math.log, small)) / len(small)):.2f}"
+    )
 
 
 def crossover(repeats: int) -> None:
@@ -170,7 +214,10 @@ def crossover(repeats: int) -> None:
 
     rng = np.random.default_rng(0)
     print(f"{'C':>3}{'J':>4}{'size':>6}{'k':>4}{'gemm s':>9}{'model':>8}{'fft s':>9}{'model':>8}")
-    for channels, filters, size, kernels in [(1, 16, 1024, (3, 7, 11, 15, 21, 25)), (16, 32, 512, (3, 7, 11, 15, 21))]:
+    for channels, filters, size, kernels in [
+        (1, 16, 1024, (3, 7, 11, 15, 21, 25)),
+        (16, 32, 512, (3, 7, 11, 15, 21)),
+    ]:
         for k in kernels:
             x = rng.standard_normal((channels, size + k - 1, size + k - 1), dtype=np.float32)
             weight = rng.standard_normal((filters, channels, k, k), dtype=np.float32)

@@ -35,9 +35,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load_pipeline": ("featuremap.pipeline", "load_pipeline"),
-    "run": ("featuremap._runner", "run"),
-    "open": ("featuremap._store", "open_features"),
+    "load_pipeline": ("featuremap.jobs.pipeline", "load_pipeline"),
+    "run": ("featuremap.jobs.run", "run"),
+    "open": ("featuremap.io.reader", "open_features"),
     "banks": ("featuremap.banks", None),
 }
 

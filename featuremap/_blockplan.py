@@ -3,9 +3,9 @@
 For one output block ``[a, b)`` of the last layer of a stack, :func:`plan_axis` works backwards
 through the layers. At each layer the needed outputs (a sorted list of disjoint intervals, the
 *runs*) read a *virtual* input interval each (:meth:`AxisLayer.input_interval`, running into the
-padding), which the layer's border rule folds onto the *valid* input coordinates it really reads:
+padding), which the layer's padding mode folds onto the *valid* input coordinates it really reads:
 
-* ``constant`` (zeros, pool padding): clip, the outside is a constant and needs nothing;
+* ``zeros`` or ``constant`` (pool padding): clip, the outside is a constant and needs nothing;
 * ``replicate``: clip, the edge pixel is read;
 * ``reflect``: coordinate ``c < 0`` reads ``-c``, ``c > n - 1`` reads ``2 (n - 1) - c``;
 * ``circular``: ``c mod n``, kept as separate intervals (a left border block also needs the
@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from featuremap._vocabulary import BorderMode
 from featuremap.geometry import AxisLayer
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "OutputGrid",
     "Piece",
     "Segment",
-    "border_rule",
     "fold",
     "merge",
     "output_grid",
@@ -54,27 +54,13 @@ Interval = tuple[int, int]
 #: Intervals closer than this many kernel reaches (at least one pixel's worth) are merged.
 MERGE_REACHES = 4
 
-_BORDER_RULES = {
-    "zeros": "constant",
-    "constant": "constant",
-    "replicate": "replicate",
-    "reflect": "reflect",
-    "circular": "circular",
-}
-
-
-def border_rule(pad_mode: str) -> str:
-    """How a layer's padding folds onto valid coordinates: constant|replicate|reflect|circular."""
-    return _BORDER_RULES[pad_mode]
-
 
 @dataclass(frozen=True)
 class AxisStep:
-    """One layer along one axis: its resolved geometry, input length and border rule."""
+    """One layer along one axis: its resolved geometry (padding mode included) and input length."""
 
     layer: AxisLayer
     size: int
-    border: str
 
     @property
     def merge_gap(self) -> int:
@@ -142,16 +128,17 @@ def merge(intervals: Sequence[Interval], gap: int = 0) -> list[Interval]:
     return [(start, stop) for start, stop in merged]
 
 
-def fold(start: int, stop: int, size: int, border: str) -> list[Interval]:
-    """Valid coordinates in ``[0, size)`` that the virtual interval ``[start, stop)`` reads."""
+def fold(start: int, stop: int, size: int, mode: BorderMode) -> list[Interval]:
+    """Valid coordinates in ``[0, size)`` that the virtual interval ``[start, stop)`` reads
+    under the border ``mode`` (``zeros`` and ``constant`` read nothing outside)."""
     # the parts in the padding: [start, low_stop) below the axis, [high_start, stop) above it
     low_stop, high_start = min(stop, 0), max(start, size)
     inside = [(max(start, 0), min(stop, size))]
-    if border == "replicate":
+    if mode == "replicate":
         inside += [(0, 1)] * (start < low_stop) + [(size - 1, size)] * (high_start < stop)
-    elif border == "reflect":
+    elif mode == "reflect":
         inside += [(1 - low_stop, 1 - start), (2 * size - 1 - stop, 2 * size - 1 - high_start)]
-    elif border == "circular":
+    elif mode == "circular":
         inside += [(size + start, size + low_stop), (high_start - size, stop - size)]
     return merge(inside)
 
@@ -170,7 +157,7 @@ def _locate(
 def _segments(run: Interval, step: AxisStep, needed: Sequence[Interval]) -> Gather:
     """Segments of the virtual padded input of ``run`` in compact input indices."""
     start, stop = step.layer.input_interval(*run)
-    size, border = step.size, step.border
+    size, mode = step.size, step.layer.padding_mode
     starts = [a for a, _ in needed]
     offsets = list(itertools.accumulate((b - a for a, b in needed), initial=0))
 
@@ -189,22 +176,24 @@ def _segments(run: Interval, step: AxisStep, needed: Sequence[Interval]) -> Gath
     if low > 0:
         segments.append(
             {
+                "zeros": lambda: Segment("fill", 0, 0, low),
                 "constant": lambda: Segment("fill", 0, 0, low),
                 "replicate": lambda: Segment("repeat", index(0), index(0) + 1, low),
                 "reflect": lambda: descending(-start, 1 - low_stop),
                 "circular": lambda: ascending(size + start, size + low_stop - 1),
-            }[border]()
+            }[mode]()
         )
     if max(start, 0) < min(stop, size):
         segments.append(ascending(max(start, 0), min(stop, size) - 1))
     if high > 0:
         segments.append(
             {
+                "zeros": lambda: Segment("fill", 0, 0, high),
                 "constant": lambda: Segment("fill", 0, 0, high),
                 "replicate": lambda: Segment("repeat", index(size - 1), index(size - 1) + 1, high),
                 "reflect": lambda: descending(2 * size - 2 - high_start, 2 * size - 1 - stop),
                 "circular": lambda: ascending(high_start - size, stop - 1 - size),
-            }[border]()
+            }[mode]()
         )
     return Gather(tuple(segments))
 
@@ -238,7 +227,9 @@ def plan_axis(
         read = [
             interval
             for run in runs
-            for interval in fold(*step.layer.input_interval(*run), step.size, step.border)
+            for interval in fold(
+                *step.layer.input_interval(*run), step.size, step.layer.padding_mode
+            )
         ]
         # a run entirely in constant padding reads nothing; keep one pixel so every layer has
         # a (tiny) compact array and the block still knows its array type and batch shape
@@ -280,11 +271,12 @@ class OutputGrid:
         *batch, iy, ix = block
         per_axis = [*batch, 0, iy, ix]
         if len(per_axis) != len(self.chunks) or not all(
-            0 <= index < len(sizes) for index, sizes in zip(per_axis, self.chunks)
+            0 <= index < len(sizes) for index, sizes in zip(per_axis, self.chunks, strict=False)
         ):
             raise IndexError(f"block {tuple(block)} is outside the grid {self.numblocks}")
         return tuple(
-            slice(edges[index], edges[index + 1]) for index, edges in zip(per_axis, self._edges)
+            slice(edges[index], edges[index + 1])
+            for index, edges in zip(per_axis, self._edges, strict=False)
         )
 
     @cached_property

@@ -19,7 +19,6 @@ write), so block data never travels back to the client. Both share one graph bui
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,19 +38,23 @@ from featuremap._blockplan import (
     Level,
     OutputGrid,
     Piece,
-    border_rule,
     output_grid,
     plan_axis,
 )
-from featuremap._kernels import array_namespace
-from featuremap.errors import InputError, describe
-from featuremap.geometry import parse_pair
 from featuremap._device import block_device, to_device
-from featuremap.layers import Layer, as_float32, stack_geometry
+from featuremap._kernels import array_namespace
+from featuremap._typing import Array
+from featuremap._validation import parse_pair
+from featuremap.errors import InputError, describe
+from featuremap.layers import Layer, ResolvedStack, as_float32, resolve_stack
 
 __all__ = ["OutputGrid", "block_tasks", "blockwise_stack", "output_grid"]
 
 BlockIndex = tuple[int, ...]
+#: A Dask key: ``(name, *index)``.
+Key = tuple[Any, ...]
+#: The bounds ``(y0, y1, x0, x1)`` of a halo strip cut from an input chunk.
+Cut = tuple[int, int, int, int]
 #: ``sink(block_index, block_slices, out_block, *sink_args)``, called on the worker.
 Sink = Callable[..., Any]
 
@@ -69,7 +72,7 @@ class _StackPlan:
     axis_plans: tuple[tuple[AxisPlan, ...], tuple[AxisPlan, ...]]  # per block along y, along x
     token: str
 
-    def input_reads(self, block: BlockIndex) -> list[list[tuple[tuple, Piece, Piece]]]:
+    def input_reads(self, block: BlockIndex) -> list[list[tuple[Key, Piece, Piece]]]:
         """``(input chunk key, y piece, x piece)`` for every piece of input the block reads."""
         *batch, iy, ix = block
         plan_y, plan_x = self.axis_plans[0][iy], self.axis_plans[1][ix]
@@ -98,43 +101,42 @@ def _parse_input(x: Any) -> da.Array:
     return x
 
 
-def _axis_steps(
-    layers: Sequence[Layer], hw: tuple[int, int], channels: int
-) -> tuple[list[list[AxisStep]], tuple[int, int, int]]:
-    """Per axis, the stack's :class:`AxisStep` s, and the output ``(J, H_out, W_out)``.
-
-    Validates the layers against the input (channels, sizes, border limits).
-    """
-    geometries, _, shapes = stack_geometry(layers, hw, channels)
-    input_sizes = [hw, *(shape[1:] for shape in shapes[:-1])]
-    return [
+def _axis_steps(stack: ResolvedStack) -> tuple[list[AxisStep], list[AxisStep]]:
+    """Per axis, the stack's :class:`AxisStep` s (geometry and input length of each layer)."""
+    y_steps, x_steps = (
         [
-            AxisStep(geometry.axes[axis], size[axis], border_rule(layer.pad_mode))
-            for layer, geometry, size in zip(layers, geometries, input_sizes)
+            AxisStep(geometry.axes[axis], size[axis])
+            for geometry, size in zip(stack.geometries, stack.input_sizes, strict=True)
         ]
         for axis in range(2)
-    ], shapes[-1]
+    )
+    return y_steps, x_steps
 
 
-def _plan(x: Any, layers: Sequence[Layer], out_chunks: Any) -> _StackPlan:
-    x = _parse_input(x)
-    layers = tuple(layers)
-    if not layers:
-        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
-    steps, (features, height, width) = _axis_steps(layers, x.shape[-2:], x.shape[-3])
+def _plan(x: da.Array, stack: ResolvedStack, out_chunks: Any) -> _StackPlan:
+    """Plan every output block of ``stack`` (resolved against ``x`` already) along each axis."""
+    if stack.input_shape != tuple(x.shape[-3:]):
+        raise InputError(
+            f"the layer stack was resolved for an input (C, H, W) of {stack.input_shape}, "
+            f"not {tuple(x.shape[-3:])}"
+        )
+    steps = _axis_steps(stack)
+    features, height, width = stack.output_shape
     if out_chunks is None:
-        jump = [math.prod(step.layer.stride for step in axis_steps) for axis_steps in steps]
+        jump = stack.geometry.jump
         out_chunks = tuple(max(1, int(x.chunks[-2 + i][0] // jump[i])) for i in range(2))
     out_chunks = parse_pair("out_chunks", out_chunks)
     grid = output_grid((*x.shape[:-3], features, height, width), x.chunks[:-3], out_chunks)
-    axis_plans = tuple(
+    plans_y, plans_x = (
         tuple(
             plan_axis(steps[axis], start, start + size, x.chunks[-2 + axis])
-            for start, size in zip(itertools.accumulate(sizes, initial=0), sizes)
+            for start, size in zip(itertools.accumulate(sizes, initial=0), sizes, strict=False)
         )
         for axis, sizes in enumerate(grid.chunks[-2:])
     )
-    return _StackPlan(x, layers, grid, axis_plans, tokenize(x.name, layers, out_chunks))
+    return _StackPlan(
+        x, stack.layers, grid, (plans_y, plans_x), tokenize(x.name, stack.layers, out_chunks)
+    )
 
 
 # --- the block function (runs on workers) ------------------------------------------------------
@@ -142,7 +144,7 @@ def _plan(x: Any, layers: Sequence[Layer], out_chunks: Any) -> _StackPlan:
 
 def _assemble(
     sources: list[list[Any]], own: tuple[tuple[bool, ...], ...], plan_y: AxisPlan, plan_x: AxisPlan
-) -> Any:
+) -> Array:
     """The block's compact input: its pieces of input, concatenated.
 
     A piece of the block's own (home) chunk is sliced from the chunk; a halo piece comes
@@ -153,14 +155,14 @@ def _assemble(
             source[..., y.start : y.stop, x.start : x.stop]
             if is_own
             else source[(y.start, y.stop, x.start, x.stop)]
-            for source, is_own, x in zip(row, own_row, plan_x.reads)
+            for source, is_own, x in zip(row, own_row, plan_x.reads, strict=False)
         ]
-        for row, own_row, y in zip(sources, own, plan_y.reads)
+        for row, own_row, y in zip(sources, own, plan_y.reads, strict=False)
     ]
     return _concatenate([_concatenate(row, -1) for row in rows], -2)
 
 
-def _cut_halos(chunk: Any, cuts: tuple[tuple[int, int, int, int], ...]) -> dict[tuple, Any]:
+def _cut_halos(chunk: Array, cuts: tuple[Cut, ...]) -> dict[Cut, Array]:
     """Copies of the pieces of ``chunk`` that neighbouring blocks read, keyed by their bounds.
 
     Copies, not views, so the (large) chunk can be freed as soon as its own block has run: a
@@ -169,20 +171,20 @@ def _cut_halos(chunk: Any, cuts: tuple[tuple[int, int, int, int], ...]) -> dict[
     return {cut: chunk[..., cut[0] : cut[1], cut[2] : cut[3]].copy() for cut in cuts}
 
 
-def _concatenate(parts: list[Any], axis: int) -> Any:
+def _concatenate(parts: list[Array], axis: int) -> Array:
     """``parts[0]`` itself when alone (a view, no copy), else their concatenation."""
     if len(parts) == 1:
         return parts[0]
     return array_namespace(parts[0]).concatenate(parts, axis=axis)
 
 
-def _take(values: Any, axis: int, start: int, stop: int) -> Any:
+def _take(values: Array, axis: int, start: int, stop: int) -> Array:
     index = [slice(None)] * values.ndim
     index[axis] = slice(start, stop)
     return values[tuple(index)]
 
 
-def _gather(values: Any, gather: Gather, axis: int, fill: float) -> Any:
+def _gather(values: Array, gather: Gather, axis: int, fill: float) -> Array:
     """A run's virtual padded input along ``axis``, from the compact array ``values``."""
     xp = array_namespace(values)
     parts = []
@@ -203,7 +205,7 @@ def _gather(values: Any, gather: Gather, axis: int, fill: float) -> Any:
     return _concatenate(parts, axis)
 
 
-def _apply_level(layer: Layer, values: Any, level_y: Level, level_x: Level) -> Any:
+def _apply_level(layer: Layer, values: Array, level_y: Level, level_x: Level) -> Array:
     """One layer on every (y run, x run) of the block; the outputs, compact."""
     rows = []
     for gather_y in level_y.gathers:
@@ -238,7 +240,7 @@ def _compute_block(
     if device is not None:
         values = to_device(values, block_device(device))
     values = as_float32(values)
-    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels):
+    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels, strict=False):
         values = _apply_level(layer, values, level_y, level_x)
     return values
 
@@ -247,7 +249,7 @@ def _compute_block_into(
     sink: Sink,
     block: BlockIndex,
     block_slices: tuple[slice, ...],
-    sink_args: tuple,
+    sink_args: tuple[Any, ...],
     device: str | None,
     layers: Sequence[Layer],
     plan_y: AxisPlan,
@@ -263,9 +265,9 @@ def _compute_block_into(
 # --- the graph ---------------------------------------------------------------------------------
 
 
-def _home_chunk(reads: list[list[tuple[tuple, Piece, Piece]]]) -> tuple:
+def _home_chunk(reads: list[list[tuple[Key, Piece, Piece]]]) -> Key:
     """The input chunk a block reads most of: it takes that chunk whole, the rest as halos."""
-    area: dict[tuple, int] = {}
+    area: dict[Key, int] = {}
     for row in reads:
         for chunk, y, x in row:
             area[chunk] = area.get(chunk, 0) + (y.stop - y.start) * (x.stop - x.start)
@@ -276,8 +278,8 @@ def _graph(
     plan: _StackPlan,
     name: str,
     blocks: Iterable[BlockIndex],
-    task: Callable[[tuple, BlockIndex, tuple], Task],
-) -> tuple[HighLevelGraph, dict[BlockIndex, tuple]]:
+    task: Callable[[Key, BlockIndex, tuple[Any, ...]], Task],
+) -> tuple[HighLevelGraph, dict[BlockIndex, Key]]:
     """One task per block in ``blocks``, plus one halo-cutting task per input chunk that
     other blocks read a halo from.
 
@@ -289,10 +291,10 @@ def _graph(
     refers to, not a copy per task.
     """
     layers_key = f"{name}-layers"
-    layer: dict = {layers_key: DataNode(layers_key, plan.layers)}
+    layer: dict[Any, Any] = {layers_key: DataNode(layers_key, plan.layers)}
     reads = {block: plan.input_reads(block) for block in blocks}
     homes = {block: _home_chunk(block_reads) for block, block_reads in reads.items()}
-    cuts: dict[tuple, set[tuple[int, int, int, int]]] = {}
+    cuts: dict[Key, set[Cut]] = {}
     for block, block_reads in reads.items():
         for row in block_reads:
             for chunk, y, x in row:
@@ -310,7 +312,12 @@ def _graph(
         own = tuple(tuple(chunk == homes[block] for chunk, _, _ in row) for row in block_reads)
         sources = List(
             *(
-                List(*(TaskRef(chunk if chunk == homes[block] else halo_keys[chunk]) for chunk, _, _ in row))
+                List(
+                    *(
+                        TaskRef(chunk if chunk == homes[block] else halo_keys[chunk])
+                        for chunk, _, _ in row
+                    )
+                )
                 for row in block_reads
             )
         )
@@ -346,7 +353,8 @@ def blockwise_stack(
     dask.array.Array of shape ``(..., J, H_out, W_out)``, float32
         Batch axes chunked like ``x``, features in one chunk, regular spatial chunks.
     """
-    plan = _plan(x, layers, out_chunks)
+    x = _parse_input(x)
+    plan = _plan(x, resolve_stack(tuple(layers), x.shape[-2:], x.shape[-3]), out_chunks)
     name = f"featuremap-stack-{plan.token}"
     graph, _ = _graph(
         plan, name, plan.grid.blocks(), lambda key, block, args: Task(key, _compute_block, *args)
@@ -357,20 +365,22 @@ def blockwise_stack(
 
 def block_tasks(
     x: da.Array,
-    layers: Sequence[Layer],
+    stack: ResolvedStack,
     sink: Sink,
     *,
     out_chunks: tuple[int, int],
     blocks: Iterable[BlockIndex] | None = None,
-    sink_args: tuple = (),
+    sink_args: tuple[Any, ...] = (),
     device: str | None = None,
 ) -> dict[BlockIndex, Delayed]:
     """One ``Delayed`` per output block that computes the block and passes it to ``sink``.
 
     Parameters
     ----------
-    x, layers, out_chunks
+    x, out_chunks
         As for :func:`blockwise_stack`.
+    stack : ResolvedStack
+        The layers resolved against ``x`` (:func:`featuremap.layers.resolve_stack`), once per job.
     sink : callable
         ``sink(block_index, block_slices, out_block, *sink_args)``, run in the block's task on
         the worker; its return value is the task's result. ``block_index`` is
@@ -389,22 +399,28 @@ def block_tasks(
     -------
     dict mapping block index to dask.delayed.Delayed
     """
-    plan = _plan(x, layers, out_chunks)
+    plan = _plan(_parse_input(x), stack, out_chunks)
     wanted = list(
         plan.grid.blocks() if blocks is None else (tuple(int(i) for i in b) for b in blocks)
     )
     for block in wanted:
         if len(block) != len(plan.grid.numblocks) or not all(
-            0 <= i < n for i, n in zip(block, plan.grid.numblocks)
+            0 <= i < n for i, n in zip(block, plan.grid.numblocks, strict=False)
         ):
             raise InputError(
                 f"block {describe(block)} is outside the output block grid {plan.grid.numblocks}"
             )
     name = f"featuremap-blocks-{tokenize(plan.token, sink, sink_args, wanted, device)}"
 
-    def task(key: tuple, block: BlockIndex, args: tuple) -> Task:
+    def task(key: Key, block: BlockIndex, args: tuple[Any, ...]) -> Task:
         return Task(
-            key, _compute_block_into, sink, block, plan.grid.slices(block), sink_args, device,
+            key,
+            _compute_block_into,
+            sink,
+            block,
+            plan.grid.slices(block),
+            sink_args,
+            device,
             *args,
         )
 

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_PIPELINE", "IMAGES", "default_pipeline_path", "make_images", "run_demo", "write_images"]
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "IMAGES",
+    "default_pipeline_path",
+    "make_images",
+    "run_demo",
+    "write_images",
+]
 
 #: Array name of the images inside ``DIR/images.zarr``.
 IMAGES = "images"
@@ -28,7 +35,9 @@ Texture = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 def _stripes(angle_deg: float, frequency: float) -> Texture:
     angle = np.deg2rad(angle_deg)
-    return lambda y, x, rng: 0.5 + 0.5 * np.cos(2 * np.pi * frequency * (x * np.cos(angle) + y * np.sin(angle)))
+    return lambda y, x, rng: (
+        0.5 + 0.5 * np.cos(2 * np.pi * frequency * (x * np.cos(angle) + y * np.sin(angle)))
+    )
 
 
 def _checkerboard(period: int) -> Texture:
@@ -67,7 +76,9 @@ TEXTURES: dict[str, Texture] = {
 }
 
 
-def make_images(n_images: int = 4, size: int = 256, seed: int = 0) -> tuple[np.ndarray, list[list[str]]]:
+def make_images(
+    n_images: int = 4, size: int = 256, seed: int = 0
+) -> tuple[np.ndarray, list[list[str]]]:
     """``(n_images, 1, size, size)`` float32 texture mosaics and, per image, its quadrants' names
     (top-left, top-right, bottom-left, bottom-right)."""
     rng = np.random.default_rng(seed)
@@ -88,18 +99,17 @@ def make_images(n_images: int = 4, size: int = 256, seed: int = 0) -> tuple[np.n
 
 def write_images(store: str | Path, images: np.ndarray, layout: list[list[str]]) -> str:
     """Write ``images`` as array ``images`` of a new Zarr v3 group (replacing ``store``)."""
-    import zarr
+    from featuremap.io.samples import write_image_group
 
-    group = zarr.open_group(str(store), mode="w", zarr_format=3)
-    array = group.create_array(
-        IMAGES, shape=images.shape, dtype=images.dtype,
+    return write_image_group(
+        str(store),
+        IMAGES,
+        images,
         chunks=(1, 1, min(STORE_CHUNK, images.shape[-2]), min(STORE_CHUNK, images.shape[-1])),
         dimension_names=("image", "channel", "y", "x"),
+        array_attrs={"textures": layout},
+        group_attrs={"description": "featuremap demo: synthetic texture mosaics (2 x 2 per image)"},
     )
-    array[...] = images
-    array.attrs["textures"] = layout
-    group.attrs["description"] = "featuremap demo: synthetic texture mosaics (2 x 2 per image)"
-    return str(store)
 
 
 def default_pipeline_path() -> Path:
@@ -108,13 +118,17 @@ def default_pipeline_path() -> Path:
 
 
 def run_demo(
-    output_dir: str | Path, *, n_images: int = 4, size: int = 256, workers: int | None = None,
+    output_dir: str | Path,
+    *,
+    n_images: int = 4,
+    size: int = 256,
+    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Make the sample images in ``output_dir/images.zarr`` and run the default pipeline on them,
     locally, into ``output_dir/features.zarr`` (both replaced). Returns the run summary."""
-    from featuremap._runner import run
-    from featuremap.pipeline import load_pipeline
+    from featuremap.jobs.pipeline import load_pipeline
+    from featuremap.jobs.run import run
 
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)

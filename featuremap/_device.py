@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from featuremap._typing import Array
+from featuremap._validation import parse_choice
+from featuremap._vocabulary import DEVICES, Device
 from featuremap.errors import InputError, JobError, describe
 
 __all__ = [
-    "DEVICES",
     "DevicePlan",
     "WorkerCapabilities",
     "array_device",
@@ -45,16 +47,13 @@ __all__ = [
     "worker_capabilities",
 ]
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "gpu")
 #: The Dask worker resource that declares a GPU (``dask worker --resources GPU=1``).
 GPU_RESOURCE = "GPU"
 
 
-def parse_device(value: Any) -> str:
+def parse_device(value: Any) -> Device:
     """Validate a ``device`` argument: ``"auto"``, ``"cpu"`` or ``"gpu"``."""
-    if value not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {describe(value)}")
-    return value
+    return parse_choice("device", value, DEVICES)
 
 
 @dataclass(frozen=True)
@@ -112,13 +111,17 @@ def _probe_cuda() -> tuple[int, str | None, str | None]:
         import cupy
 
         count = int(cupy.cuda.runtime.getDeviceCount())
-    except Exception as error:  # ImportError of a broken install, CUDARuntimeError without a driver
+    except Exception as error:  # noqa: BLE001 -- ImportError of a broken install, CUDARuntimeError without a driver
         return 0, None, f"{type(error).__name__}: {error}"
     return count, cupy.__version__, None if count else "CUDA reports no device"
 
 
 def _declared_gpus(dask_worker: Any) -> float:
-    return float(dask_worker.state.total_resources.get(GPU_RESOURCE, 0.0)) if dask_worker is not None else 0.0
+    return (
+        float(dask_worker.state.total_resources.get(GPU_RESOURCE, 0.0))
+        if dask_worker is not None
+        else 0.0
+    )
 
 
 def _capabilities(dask_worker: Any) -> WorkerCapabilities:
@@ -226,7 +229,9 @@ def plan_devices(client: Any, device: str) -> DevicePlan:
     workers = tuple(WorkerCapabilities.from_dict(report) for _, report in sorted(reports.items()))
     plan = DevicePlan(requested, workers)
     if requested == "gpu" and not plan.gpu_workers:
-        reasons = sorted({worker.cuda_error or "no GPU" for worker in workers}) or ["the cluster has no workers"]
+        reasons = sorted({worker.cuda_error or "no GPU" for worker in workers}) or [
+            "the cluster has no workers"
+        ]
         raise InputError(
             f"device 'gpu' was requested but no worker has a GPU ({len(workers)} checked: {'; '.join(reasons)}); "
             "install cupy on GPU hosts and start their workers with --resources GPU=1, or use --device auto or cpu"
@@ -234,11 +239,11 @@ def plan_devices(client: Any, device: str) -> DevicePlan:
     return plan
 
 
-def _is_cupy(block: Any) -> bool:
+def _is_cupy(block: object) -> bool:
     return type(block).__module__.partition(".")[0] == "cupy"
 
 
-def to_device(block: Any, device: str) -> Any:
+def to_device(block: Array, device: str) -> Array:
     """``block`` as a CuPy array for ``device="gpu"``, a NumPy array for ``"cpu"``.
 
     Raises
@@ -260,16 +265,18 @@ def to_device(block: Any, device: str) -> Any:
         )
     import cupy
 
-    return cupy.asarray(block)
+    on_device: Array = cupy.asarray(block)
+    return on_device
 
 
-def array_device(block: Any) -> str:
+def array_device(block: object) -> str:
     """``"gpu"`` for a CuPy array, ``"cpu"`` for anything else (what a block was computed on)."""
     return "gpu" if _is_cupy(block) else "cpu"
 
 
-def to_host(block: Any) -> np.ndarray:
+def to_host(block: Array) -> np.ndarray:
     """``block`` as a NumPy array; a CuPy array is copied back from the GPU."""
     if _is_cupy(block):
-        return block.get()
+        device_block: Any = block  # a CuPy array
+        return np.asarray(device_block.get())
     return np.asarray(block)

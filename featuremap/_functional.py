@@ -58,7 +58,12 @@ def conv2d(
         lazy and chunk-exact for a Dask ``x``.
     """
     layer = ConvLayer.create(
-        weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
         padding_mode=padding_mode,
     )
     return _run(layer, x)

@@ -46,7 +46,9 @@ def _feature_tiles(maps: np.ndarray, tile: int) -> list[np.ndarray]:
     for feature in maps.astype(np.float64):
         finite = feature[np.isfinite(feature)]
         low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-        tiles.append(np.kron(_to_uint8(feature, low, high), np.ones((scale, scale), dtype=np.uint8)))
+        tiles.append(
+            np.kron(_to_uint8(feature, low, high), np.ones((scale, scale), dtype=np.uint8))
+        )
     return tiles
 
 
@@ -54,7 +56,9 @@ def _mosaic(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     height = max(t.shape[0] for t in tiles)
     width = max(t.shape[1] for t in tiles)
     rows = ceil_div(len(tiles), columns)
-    canvas = np.full((rows * (height + PAD) + PAD, columns * (width + PAD) + PAD), BACKGROUND, np.uint8)
+    canvas = np.full(
+        (rows * (height + PAD) + PAD, columns * (width + PAD) + PAD), BACKGROUND, np.uint8
+    )
     for index, tile in enumerate(tiles):
         top = PAD + (index // columns) * (height + PAD)
         left = PAD + (index % columns) * (width + PAD)
@@ -63,7 +67,12 @@ def _mosaic(tiles: list[np.ndarray], columns: int) -> np.ndarray:
 
 
 def render_preview(
-    store: Any, path: str | Path, *, image: int = 0, max_features: int = 32, tile: int = 128,
+    store: Any,
+    path: str | Path,
+    *,
+    image: int = 0,
+    max_features: int = 32,
+    tile: int = 128,
     columns: int = 8,
 ) -> Path:
     """Write the preview PNG of an opened feature store (:func:`featuremap.open`) to ``path``.
@@ -98,11 +107,19 @@ def render_preview(
     convs = [i for i, layer in enumerate(store.layers) if layer.get("type") == "conv"]
     if convs:
         weight, _ = store.weights(convs[0])
-        sections.append((f"layer {convs[0]} filters (first of {weight.shape[0]}, channel 0; grey = 0)",
-                         _mosaic(_filter_tiles(weight, max_features), columns)))
+        sections.append(
+            (
+                f"layer {convs[0]} filters (first of {weight.shape[0]}, channel 0; grey = 0)",
+                _mosaic(_filter_tiles(weight, max_features), columns),
+            )
+        )
     sampling = f", every {step}th pixel" if step > 1 else ""
-    sections.append((f"features of image {image} (first {len(maps)} of {data.shape[-3]}{sampling})",
-                     _mosaic(_feature_tiles(maps, tile), columns)))
+    sections.append(
+        (
+            f"features of image {image} (first {len(maps)} of {data.shape[-3]}{sampling})",
+            _mosaic(_feature_tiles(maps, tile), columns),
+        )
+    )
 
     width = max(section.shape[1] for _, section in sections)
     height = sum(section.shape[0] + LABEL_HEIGHT for _, section in sections)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FeaturemapError", "InputError", "JobError", "StoreBusyError", "describe"]
+__all__ = ["FeaturemapError", "InputError", "JobError", "StoreBusyError", "describe", "error_line"]
 
 
 class FeaturemapError(Exception):
@@ -38,3 +38,9 @@ def describe(value: Any) -> str:
     """Render ``value`` for an error message: short, unambiguous, one line."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def error_line(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for one-line reports."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -17,57 +17,35 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from featuremap._validation import parse_pair
+from featuremap._vocabulary import PADDING_MODES, BorderMode, PaddingMode
 from featuremap.errors import InputError, describe
 
 __all__ = [
-    "PADDING_MODES",
     "AxisLayer",
     "LayerGeometry",
+    "PadPair",
+    "Padding",
+    "Pair",
+    "ResolvedPadding",
     "StackGeometry",
     "ceil_div",
     "compose",
     "input_window",
     "output_centres",
     "output_length",
-    "parse_pair",
     "parse_padding",
     "parse_padding_mode",
     "resolve_layer",
     "same_padding",
 ]
 
-PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
-
 Pair = tuple[int, int]
 PadPair = tuple[int, int]
-#: A parsed padding: ``"same"`` (resolved against the input size later) or ``((lo, hi), (lo, hi))``.
-Padding = str | tuple[PadPair, PadPair]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or (
-        type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iu"
-    )
-
-
-def parse_pair(name: str, value: Any, *, minimum: int = 1) -> Pair:
-    """Parse an int or a ``(y, x)`` pair of ints, each ``>= minimum``.
-
-    Raises
-    ------
-    InputError
-        Naming ``name``, the value and what is allowed.
-    """
-    allowed = f"an integer >= {minimum} or a pair [y, x] of them"
-    if _is_int(value):
-        items = (int(value), int(value))
-    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
-        items = (int(value[0]), int(value[1]))
-    else:
-        raise InputError(f"{name} must be {allowed}, got {describe(value)}")
-    if min(items) < minimum:
-        raise InputError(f"{name} must be {allowed}, got {describe(value)}")
-    return items
+#: Padding resolved per axis: ``((top, bottom), (left, right))``.
+ResolvedPadding = tuple[PadPair, PadPair]
+#: A parsed padding: ``"same"`` (resolved against the input size later) or resolved pairs.
+Padding = str | ResolvedPadding
 
 
 _PADDING_ALLOWED = "'same', 'valid', an integer >= 0, [py, px] or [[top, bottom], [left, right]]"
@@ -81,8 +59,10 @@ def parse_padding(value: Any) -> Padding:
         if value == "same":
             return "same"
         raise InputError(f"padding must be {_PADDING_ALLOWED}, got {describe(value)}")
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(v, (list, tuple)) for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (list, tuple)) for v in value)
     ):
         y_pad = parse_pair("padding (y: [top, bottom])", value[0], minimum=0)
         x_pad = parse_pair("padding (x: [left, right])", value[1], minimum=0)
@@ -94,15 +74,20 @@ def parse_padding(value: Any) -> Padding:
     return ((py, py), (px, px))
 
 
-def parse_padding_mode(value: Any) -> str:
+def parse_padding_mode(value: Any) -> PaddingMode:
     """Check a padding mode against PyTorch's names (``zeros``, ``reflect``, ``replicate``, ``circular``)."""
-    if value not in PADDING_MODES:
-        raise InputError(
-            f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {describe(value)}"
-            + (" (SciPy's 'reflect' repeats the edge pixel and is not offered; torch 'reflect' "
-               "is SciPy 'mirror')" if value in ("symmetric", "mirror") else "")
-        )
-    return value
+    for mode in PADDING_MODES:
+        if value == mode and isinstance(value, str):
+            return mode
+    hint = (
+        " (SciPy's 'reflect' repeats the edge pixel and is not offered; torch 'reflect' "
+        "is SciPy 'mirror')"
+        if value in ("symmetric", "mirror")
+        else ""
+    )
+    raise InputError(
+        f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {describe(value)}{hint}"
+    )
 
 
 def same_padding(n: int, kernel: int, stride: int, dilation: int) -> PadPair:
@@ -136,6 +121,7 @@ class AxisLayer:
     dilation: int = 1
     pad_lo: int = 0
     pad_hi: int = 0
+    padding_mode: BorderMode = "zeros"
 
     @property
     def reach(self) -> int:
@@ -160,19 +146,32 @@ class AxisLayer:
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """Kernel size, stride, dilation and resolved ``(lo, hi)`` padding of one layer, per axis."""
+    """One layer's geometry, parsed and resolved once: kernel size, stride, dilation, the
+    ``(lo, hi)`` padding per axis and how the border is filled (``padding_mode``).
+
+    Block planning, the kernels and the output store's attributes all read it from here.
+    """
 
     kernel_size: Pair
     stride: Pair = (1, 1)
     dilation: Pair = (1, 1)
-    padding: tuple[PadPair, PadPair] = ((0, 0), (0, 0))
+    padding: ResolvedPadding = ((0, 0), (0, 0))
+    padding_mode: BorderMode = "zeros"
 
     @property
     def axes(self) -> tuple[AxisLayer, AxisLayer]:
-        return tuple(  # type: ignore[return-value]
-            AxisLayer(self.kernel_size[i], self.stride[i], self.dilation[i], *self.padding[i])
+        """The layer along ``y`` and along ``x``."""
+        y_axis, x_axis = (
+            AxisLayer(
+                self.kernel_size[i],
+                self.stride[i],
+                self.dilation[i],
+                *self.padding[i],
+                padding_mode=self.padding_mode,
+            )
             for i in range(2)
         )
+        return y_axis, x_axis
 
     def output_shape(self, shape: Sequence[int]) -> Pair:
         """Output ``(H_out, W_out)`` for an input ``(H, W)``; :class:`InputError` if empty."""
@@ -185,34 +184,46 @@ class LayerGeometry:
             "stride": list(self.stride),
             "dilation": list(self.dilation),
             "padding": [list(p) for p in self.padding],
+            "padding_mode": self.padding_mode,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerGeometry:
+        top_bottom, left_right = data.get("padding", [[0, 0], [0, 0]])
+        mode = data.get("padding_mode", "zeros")
         return cls(
             kernel_size=parse_pair("kernel_size", data["kernel_size"]),
             stride=parse_pair("stride", data.get("stride", 1)),
             dilation=parse_pair("dilation", data.get("dilation", 1)),
-            padding=tuple(parse_pair("padding", p, minimum=0) for p in data.get("padding", [[0, 0], [0, 0]])),  # type: ignore[arg-type]
+            padding=(
+                parse_pair("padding", top_bottom, minimum=0),
+                parse_pair("padding", left_right, minimum=0),
+            ),
+            padding_mode="constant" if mode == "constant" else parse_padding_mode(mode),
         )
 
 
 def resolve_layer(
-    kernel_size: Any, stride: Any, dilation: Any, padding: Any, shape: Sequence[int]
+    kernel_size: Pair,
+    stride: Pair,
+    dilation: Pair,
+    padding: Padding,
+    shape: Sequence[int],
+    padding_mode: BorderMode = "zeros",
 ) -> LayerGeometry:
-    """Parse a layer's parameters and resolve its padding against the input ``(H, W)``.
-
-    Also checks that the output is not empty, so a resolved layer always has a valid output shape.
-    """
-    kernel = parse_pair("kernel_size", kernel_size)
-    strides = parse_pair("stride", stride)
-    dilations = parse_pair("dilation", dilation)
-    pads = parse_padding(padding)
-    if pads == "same":
-        pads = tuple(
-            same_padding(shape[i], kernel[i], strides[i], dilations[i]) for i in range(2)
-        )  # type: ignore[assignment]
-    geometry = LayerGeometry(kernel, strides, dilations, pads)  # type: ignore[arg-type]
+    """Resolve a layer's parsed parameters against the input ``(H, W)``: ``"same"`` becomes
+    ``(lo, hi)`` pairs, and the output is checked not to be empty, so a resolved layer always
+    has a valid output shape."""
+    if padding == "same":
+        y_pad, x_pad = (
+            same_padding(shape[i], kernel_size[i], stride[i], dilation[i]) for i in range(2)
+        )
+        resolved: ResolvedPadding = (y_pad, x_pad)
+    elif isinstance(padding, str):
+        raise InputError(f"padding must be {_PADDING_ALLOWED}, got {describe(padding)}")
+    else:
+        resolved = padding
+    geometry = LayerGeometry(kernel_size, stride, dilation, resolved, padding_mode)
     geometry.output_shape(shape)
     return geometry
 
@@ -231,12 +242,15 @@ class StackGeometry:
 
     def then(self, layer: LayerGeometry) -> StackGeometry:
         """The geometry after one more layer."""
-        rf, jump, offset = [], [], []
-        for i, axis in enumerate(layer.axes):
-            rf.append(self.receptive_field[i] + axis.reach * self.jump[i])
-            offset.append(self.offset[i] + (axis.reach / 2 - axis.pad_lo) * self.jump[i])
-            jump.append(self.jump[i] * axis.stride)
-        return StackGeometry(tuple(rf), tuple(jump), tuple(offset))  # type: ignore[arg-type]
+        y_axis, x_axis = (
+            (
+                self.receptive_field[i] + axis.reach * self.jump[i],
+                self.jump[i] * axis.stride,
+                self.offset[i] + (axis.reach / 2 - axis.pad_lo) * self.jump[i],
+            )
+            for i, axis in enumerate(layer.axes)
+        )
+        return StackGeometry((y_axis[0], x_axis[0]), (y_axis[1], x_axis[1]), (y_axis[2], x_axis[2]))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -247,11 +261,10 @@ class StackGeometry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StackGeometry:
-        return cls(
-            tuple(int(v) for v in data["receptive_field"]),  # type: ignore[arg-type]
-            tuple(int(v) for v in data["jump"]),  # type: ignore[arg-type]
-            tuple(float(v) for v in data["offset"]),  # type: ignore[arg-type]
-        )
+        rf_y, rf_x = (int(v) for v in data["receptive_field"])
+        jump_y, jump_x = (int(v) for v in data["jump"])
+        offset_y, offset_x = (float(v) for v in data["offset"])
+        return cls((rf_y, rf_x), (jump_y, jump_x), (offset_y, offset_x))
 
 
 def _plain_number(value: float) -> float | int:
@@ -270,9 +283,10 @@ def compose(layers: Iterable[LayerGeometry]) -> list[StackGeometry]:
 
 def output_centres(stack: StackGeometry, shape: Sequence[int]) -> tuple[list[float], list[float]]:
     """Centre, in input pixel coordinates, of every output pixel along ``y`` and ``x``."""
-    return tuple(  # type: ignore[return-value]
+    y_centres, x_centres = (
         [stack.offset[i] + k * stack.jump[i] for k in range(shape[i])] for i in range(2)
     )
+    return y_centres, x_centres
 
 
 def input_window(axes: Sequence[AxisLayer], out_start: int, out_stop: int) -> tuple[int, int]:
@@ -293,5 +307,3 @@ def input_window(axes: Sequence[AxisLayer], out_start: int, out_stop: int) -> tu
 def ceil_div(a: int, b: int) -> int:
     """``ceil(a / b)`` for integers, exact for any size."""
     return -(-a // b)
-
-

@@ -1,12 +1,16 @@
 """Layer specifications: what one conv, pool or reduce layer computes, and where.
 
-A layer is a frozen, validated description (weights included for conv). It knows
+A layer is a frozen, validated description (weights included for conv), its parameters parsed
+once by ``create``. It knows
 
-* its geometry for a given input size (:meth:`geometry`, resolving ``"same"`` padding),
-* how its border is padded (:attr:`pad_mode`, :attr:`pad_value`), which applies at the true image
-  border only — the blockwise executor pads there and nowhere else, and
+* its geometry for a given input size (:meth:`geometry`, resolving ``"same"`` padding) as one
+  :class:`~featuremap.geometry.LayerGeometry` that carries the padding mode too -- the border
+  is filled at the true image border only, never at chunk borders, with :attr:`pad_value` where
+  the mode is a constant;
 * how to compute on an input block that is already padded (:meth:`apply_padded`).
 
+:func:`resolve_stack` resolves a whole stack against an input once, into a frozen
+:class:`ResolvedStack` that block planning, the store's attributes and the job plan share.
 :func:`apply` and :func:`apply_stack` run layers on whole in-memory (NumPy or CuPy) arrays and
 are the oracle the chunked execution must match.
 """
@@ -15,12 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
 from featuremap._kernels import (
-    ACTIVATIONS,
     activate,
     array_namespace,
     avg_pool_valid,
@@ -29,13 +32,24 @@ from featuremap._kernels import (
     max_pool_valid,
     pad,
 )
+from featuremap._typing import Array
+from featuremap._validation import parse_choice, parse_int, parse_pair
+from featuremap._vocabulary import (
+    ACTIVATIONS,
+    POOL_OPS,
+    REDUCE_OPS,
+    Activation,
+    PaddingMode,
+    PoolOp,
+    ReduceOp,
+)
 from featuremap.errors import InputError, describe
 from featuremap.geometry import (
     LayerGeometry,
     Padding,
+    Pair,
     StackGeometry,
     compose,
-    parse_pair,
     parse_padding,
     parse_padding_mode,
     resolve_layer,
@@ -46,19 +60,25 @@ __all__ = [
     "Layer",
     "PoolLayer",
     "ReduceLayer",
+    "ResolvedStack",
     "apply",
     "apply_stack",
-    "stack_geometry",
+    "as_float32",
+    "parse_activation",
+    "resolve_stack",
 ]
 
-POOL_OPS = ("max", "avg")
-REDUCE_OPS = ("max", "mean", "sum")
+#: ``(channels, height, width)`` of a layer's input or output.
+Shape3 = tuple[int, int, int]
 
 
-def parse_activation(value: Any) -> str:
-    if value not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {describe(value)}")
-    return value
+def parse_activation(value: Any) -> Activation:
+    """One of :data:`~featuremap._vocabulary.ACTIVATIONS`."""
+    return parse_choice("activation", value, ACTIVATIONS)
+
+
+def _padding_spec(padding: Padding) -> str | list[list[int]]:
+    return padding if isinstance(padding, str) else [list(pair) for pair in padding]
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,15 +90,16 @@ class ConvLayer:
 
     weight: np.ndarray
     bias: np.ndarray | None = None
-    stride: tuple[int, int] = (1, 1)
+    stride: Pair = (1, 1)
     padding: Padding = ((0, 0), (0, 0))
-    dilation: tuple[int, int] = (1, 1)
+    dilation: Pair = (1, 1)
     groups: int = 1
-    padding_mode: str = "zeros"
-    activation: str = "none"
+    padding_mode: PaddingMode = "zeros"
+    activation: Activation = "none"
     bank: Mapping[str, Any] = field(default_factory=dict)
 
-    kind = "conv"
+    kind: ClassVar[str] = "conv"
+    pad_value: ClassVar[float] = 0.0
 
     @classmethod
     def create(
@@ -90,8 +111,8 @@ class ConvLayer:
         padding: Any = 0,
         dilation: Any = 1,
         groups: Any = 1,
-        padding_mode: str = "zeros",
-        activation: str = "none",
+        padding_mode: Any = "zeros",
+        activation: Any = "none",
         flip: bool = False,
         bank: Mapping[str, Any] | None = None,
     ) -> ConvLayer:
@@ -111,8 +132,7 @@ class ConvLayer:
                     f"bias must have shape ({weight.shape[0]},) to match the weight's {weight.shape[0]} "
                     f"output channels, got shape {bias.shape}"
                 )
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise InputError(f"groups must be a positive integer, got {describe(groups)}")
+        groups = parse_int("groups", groups, minimum=1)
         if weight.shape[0] % groups:
             raise InputError(
                 f"groups={groups} must divide the weight's {weight.shape[0]} output channels"
@@ -123,23 +143,15 @@ class ConvLayer:
             stride=parse_pair("stride", stride),
             padding=parse_padding(padding),
             dilation=parse_pair("dilation", dilation),
-            groups=int(groups),
+            groups=groups,
             padding_mode=parse_padding_mode(padding_mode),
             activation=parse_activation(activation),
             bank=dict(bank or {}),
         )
 
     @property
-    def kernel_size(self) -> tuple[int, int]:
+    def kernel_size(self) -> Pair:
         return (int(self.weight.shape[2]), int(self.weight.shape[3]))
-
-    @property
-    def pad_mode(self) -> str:
-        return self.padding_mode
-
-    @property
-    def pad_value(self) -> float:
-        return 0.0
 
     def out_channels(self, in_channels: int) -> int:
         """Output channel count for ``in_channels`` inputs; :class:`InputError` on a mismatch."""
@@ -152,11 +164,14 @@ class ConvLayer:
         return int(self.weight.shape[0])
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        geometry = resolve_layer(self.kernel_size, self.stride, self.dilation, self.padding, shape)
+        """The layer resolved against an input ``(H, W)``; refuses borders PyTorch refuses."""
+        geometry = resolve_layer(
+            self.kernel_size, self.stride, self.dilation, self.padding, shape, self.padding_mode
+        )
         check_fits(self.padding_mode, geometry.padding, shape)
         return geometry
 
-    def apply_padded(self, x: Any) -> Any:
+    def apply_padded(self, x: Array) -> Array:
         """Compute on a block that already carries its padding."""
         xp = array_namespace(x)
         weight = xp.asarray(self.weight)
@@ -166,16 +181,13 @@ class ConvLayer:
         )
         return activate(self.activation, out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Metadata (no weights): what goes into the output store's ``layers`` list."""
+    def describe(self) -> dict[str, Any]:
+        """What the layer is besides its geometry (no weights): the store's per-layer attributes
+        add the resolved :class:`LayerGeometry` to it."""
         return {
             "type": "conv",
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": self.padding if isinstance(self.padding, str) else [list(p) for p in self.padding],
-            "dilation": list(self.dilation),
+            "padding_spec": _padding_spec(self.padding),
             "groups": self.groups,
-            "padding_mode": self.padding_mode,
             "activation": self.activation,
             "in_channels": int(self.weight.shape[1] * self.groups),
             "out_channels": int(self.weight.shape[0]),
@@ -183,38 +195,46 @@ class ConvLayer:
             "bank": dict(self.bank),
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The layer's full specification (no weights), geometry as requested."""
+        return {
+            **self.describe(),
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": _padding_spec(self.padding),
+            "dilation": list(self.dilation),
+            "padding_mode": self.padding_mode,
+        }
+
 
 @dataclass(frozen=True)
 class PoolLayer:
     """Max or average pooling with ``max_pool2d`` / ``avg_pool2d`` (count_include_pad) semantics."""
 
-    op: str
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
+    op: PoolOp
+    kernel_size: Pair
+    stride: Pair
     padding: Padding = ((0, 0), (0, 0))
 
-    kind = "pool"
-    dilation = (1, 1)
+    kind: ClassVar[str] = "pool"
+    dilation: ClassVar[Pair] = (1, 1)
 
     @classmethod
-    def create(cls, op: str = "max", kernel_size: Any = 2, stride: Any = None, padding: Any = 0) -> PoolLayer:
-        if op not in POOL_OPS:
-            raise InputError(f"pool type must be one of {', '.join(POOL_OPS)}, got {describe(op)}")
+    def create(
+        cls, op: Any = "max", kernel_size: Any = 2, stride: Any = None, padding: Any = 0
+    ) -> PoolLayer:
+        parsed_op = parse_choice("pool type", op, POOL_OPS)
         kernel = parse_pair("kernel_size", kernel_size)
         strides = kernel if stride is None else parse_pair("stride", stride)
         pads = parse_padding(padding)
-        if pads != "same":
-            for axis, k, (lo, hi) in zip("yx", kernel, pads):
+        if not isinstance(pads, str):
+            for axis, k, (lo, hi) in zip("yx", kernel, pads, strict=True):
                 if max(lo, hi) * 2 > k:
                     raise InputError(
                         f"pool padding {max(lo, hi)} along {axis} must be at most half the kernel size "
                         f"{k} (PyTorch's rule: every window must hold an input pixel)"
                     )
-        return cls(op, kernel, strides, pads)
-
-    @property
-    def pad_mode(self) -> str:
-        return "constant"
+        return cls(parsed_op, kernel, strides, pads)
 
     @property
     def pad_value(self) -> float:
@@ -224,19 +244,21 @@ class PoolLayer:
         return in_channels
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        return resolve_layer(self.kernel_size, self.stride, 1, self.padding, shape)
+        return resolve_layer(self.kernel_size, self.stride, (1, 1), self.padding, shape, "constant")
 
-    def apply_padded(self, x: Any) -> Any:
+    def apply_padded(self, x: Array) -> Array:
         pool = max_pool_valid if self.op == "max" else avg_pool_valid
         return pool(x, self.kernel_size, self.stride)
 
+    def describe(self) -> dict[str, Any]:
+        return {"type": "pool", "op": self.op, "padding_spec": _padding_spec(self.padding)}
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": "pool",
-            "op": self.op,
+            **self.describe(),
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": self.padding if isinstance(self.padding, str) else [list(p) for p in self.padding],
+            "padding": _padding_spec(self.padding),
             "dilation": [1, 1],
         }
 
@@ -248,21 +270,15 @@ class ReduceLayer:
     ``groups`` lists the group sizes in feature order; they must add up to the input channel count.
     """
 
-    op: str
+    op: ReduceOp
     groups: tuple[int, ...]
 
-    kind = "reduce"
-    kernel_size = (1, 1)
-    stride = (1, 1)
-    dilation = (1, 1)
-    padding = ((0, 0), (0, 0))
-    pad_mode = "constant"
-    pad_value = 0.0
+    kind: ClassVar[str] = "reduce"
+    pad_value: ClassVar[float] = 0.0
 
     @classmethod
-    def create(cls, op: str = "max", groups: Any = None) -> ReduceLayer:
-        if op not in REDUCE_OPS:
-            raise InputError(f"reduce op must be one of {', '.join(REDUCE_OPS)}, got {describe(op)}")
+    def create(cls, op: Any = "max", groups: Any = None) -> ReduceLayer:
+        parsed_op = parse_choice("reduce op", op, REDUCE_OPS)
         if isinstance(groups, int) and not isinstance(groups, bool):
             groups = [groups]
         if (
@@ -273,7 +289,7 @@ class ReduceLayer:
             raise InputError(
                 f"reduce groups must be a positive integer or a list of them, got {describe(groups)}"
             )
-        return cls(op, tuple(groups))
+        return cls(parsed_op, tuple(groups))
 
     def _sizes(self, in_channels: int) -> tuple[int, ...]:
         """A single group size repeats over all channels; a list must cover them exactly."""
@@ -294,9 +310,9 @@ class ReduceLayer:
         return len(self._sizes(in_channels))
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        return LayerGeometry((1, 1))
+        return LayerGeometry((1, 1), padding_mode="constant")
 
-    def apply_padded(self, x: Any) -> Any:
+    def apply_padded(self, x: Array) -> Array:
         xp = array_namespace(x)
         reducer = {"max": xp.max, "mean": xp.mean, "sum": xp.sum}[self.op]
         parts, start = [], 0
@@ -305,12 +321,19 @@ class ReduceLayer:
             start += size
         return xp.concatenate(parts, axis=-3)
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "reduce",
+            "op": self.op,
+            "groups": list(self.groups),
+            "padding_spec": [[0, 0], [0, 0]],
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "reduce", "op": self.op, "groups": list(self.groups),
-                "kernel_size": [1, 1], "stride": [1, 1], "padding": [[0, 0], [0, 0]], "dilation": [1, 1]}
+        return {**self.describe(), **LayerGeometry((1, 1)).to_dict()}
 
 
-Layer = Union[ConvLayer, PoolLayer, ReduceLayer]
+Layer = ConvLayer | PoolLayer | ReduceLayer
 
 
 def _as_float32_host(value: Any, name: str) -> np.ndarray:
@@ -322,17 +345,72 @@ def _as_float32_host(value: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def stack_geometry(
-    layers: Sequence[Layer], shape: Sequence[int], in_channels: int
-) -> tuple[list[LayerGeometry], list[StackGeometry], list[tuple[int, int, int]]]:
+@dataclass(frozen=True)
+class ResolvedStack:
+    """A stack of layers resolved once against an input ``(C, H, W)``.
+
+    Attributes
+    ----------
+    layers : tuple of Layer
+    geometries : tuple of LayerGeometry
+        Each layer's resolved geometry (padding mode included), first layer first.
+    stacks : tuple of StackGeometry
+        The cumulative receptive field, jump and offset after each layer.
+    shapes : tuple of (C, H, W)
+        What each layer produces.
+    input_shape : (C, H, W)
+    """
+
+    layers: tuple[Layer, ...]
+    geometries: tuple[LayerGeometry, ...]
+    stacks: tuple[StackGeometry, ...]
+    shapes: tuple[Shape3, ...]
+    input_shape: Shape3
+
+    @property
+    def output_shape(self) -> Shape3:
+        """``(features, H_out, W_out)`` of the last layer."""
+        return self.shapes[-1]
+
+    @property
+    def geometry(self) -> StackGeometry:
+        """The whole stack's receptive field, jump and offset."""
+        return self.stacks[-1]
+
+    @property
+    def input_sizes(self) -> tuple[Pair, ...]:
+        """``(H, W)`` of each layer's input, first layer first."""
+        sizes = [self.input_shape, *self.shapes[:-1]]
+        return tuple((shape[1], shape[2]) for shape in sizes)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
+        the ``(C, H, W)`` it produces and the stack's receptive field, jump and offset after it."""
+        return [
+            {
+                **layer.describe(),
+                **geometry.to_dict(),
+                "output_shape": list(shape),
+                **stack.to_dict(),
+            }
+            for layer, geometry, stack, shape in zip(
+                self.layers, self.geometries, self.stacks, self.shapes, strict=True
+            )
+        ]
+
+
+def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
     """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
 
-    Returns per-layer resolved geometry, the cumulative stack geometry after each layer, and the
-    ``(channels, H, W)`` after each layer. Raises :class:`InputError` for any impossible layer,
-    naming its position.
+    Raises
+    ------
+    InputError
+        For an empty stack or any impossible layer, naming its position (``layers[i]``).
     """
+    if not layers:
+        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
     geometries, shapes = [], []
-    channels, hw = in_channels, tuple(shape)
+    channels, hw = in_channels, (int(shape[0]), int(shape[1]))
     for index, layer in enumerate(layers):
         try:
             geometry = layer.geometry(hw)
@@ -342,10 +420,16 @@ def stack_geometry(
         hw = geometry.output_shape(hw)
         geometries.append(geometry)
         shapes.append((channels, *hw))
-    return geometries, compose(geometries), shapes
+    return ResolvedStack(
+        layers=tuple(layers),
+        geometries=tuple(geometries),
+        stacks=tuple(compose(geometries)),
+        shapes=tuple(shapes),
+        input_shape=(in_channels, int(shape[0]), int(shape[1])),
+    )
 
 
-def as_float32(x: Any) -> Any:
+def as_float32(x: Array) -> Array:
     """float32 view or copy of ``x`` (integer inputs are converted)."""
     xp = array_namespace(x)
     if x.dtype.kind not in "biuf":
@@ -353,18 +437,18 @@ def as_float32(x: Any) -> Any:
     return xp.asarray(x, dtype=xp.float32)
 
 
-def apply(layer: Layer, x: Any) -> Any:
+def apply(layer: Layer, x: Array) -> Array:
     """Run one layer on a whole in-memory array ``(..., C, H, W)``: pad at the border, compute."""
     x = as_float32(x)
     if x.ndim < 3:
         raise InputError(f"input must have shape (..., channels, y, x), got shape {tuple(x.shape)}")
     layer.out_channels(x.shape[-3])
     geometry = layer.geometry(x.shape[-2:])
-    padded = pad(x, geometry.padding, layer.pad_mode, layer.pad_value)
+    padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
     return layer.apply_padded(padded)
 
 
-def apply_stack(layers: Sequence[Layer], x: Any) -> Any:
+def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
     """Run a stack of layers on a whole in-memory array, layer by layer."""
     for index, layer in enumerate(layers):
         try:

@@ -1,23 +1,29 @@
-"""Shared test configuration: GPU tests skip with a reason when no CUDA device is present."""
+"""Shared test configuration and fixtures.
+
+* GPU tests (marked ``gpu``) skip with the reason "no CUDA device" when CuPy sees none.
+* ``client``: an in-process ``LocalCluster`` (threads, no worker processes) and its client, one per
+  test module; ``process_client``: two single-threaded worker *processes*, so tasks, blocks and
+  results really cross process borders (pickling), one per test module.
+* ``input_store``: writes a NumPy array as a Zarr input into ``tmp_path``.
+
+Helpers that are not fixtures live in the ``support`` package next to this file.
+"""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import settings
+from support.gpu import cuda_device_available
+from support.stores import write_input
 
-
-@functools.cache
-def cuda_device_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-    except Exception:
-        return False
-    try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+# Property tests (hypothesis) set their own small ``max_examples``; none has a per-example deadline
+# (a loaded 2-core machine makes timings meaningless).
+settings.register_profile("featuremap", deadline=None)
+settings.load_profile("featuremap")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,3 +33,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A client of an in-process cluster: two single-threaded workers in this process."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as active,
+    ):
+        yield active
+
+
+@pytest.fixture(scope="module")
+def process_client() -> Iterator[Any]:
+    """A client of a local cluster of two single-threaded worker processes."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as active,
+    ):
+        yield active
+
+
+@pytest.fixture
+def input_store(tmp_path) -> Callable[..., str]:
+    """``input_store(data, chunks=None, name="in.zarr", **zarr_options)``: a Zarr array holding
+    ``data`` written into ``tmp_path``; returns its path."""
+
+    def write(
+        data: np.ndarray, chunks: Sequence[int] | None = None, name: str = "in.zarr", **options: Any
+    ) -> str:
+        return write_input(tmp_path / name, data, chunks, **options)
+
+    return write

@@ -11,6 +11,11 @@ kernels) are run through ``torch.nn.functional`` in float64. We check that
   the dilated taps of every layer (holes included);
 * :func:`same_padding` reproduces ``padding="same"`` for stride 1, shape and values;
 * the ``parse_*`` validators raise :class:`InputError` naming the parameter.
+
+Property tests (hypothesis) check the same arithmetic against a brute-force walk through the taps,
+without torch: :func:`compose` (receptive field, jump, offset) and :func:`input_window` against the
+virtual input coordinates every output reads, :func:`same_padding` and :func:`output_length`
+against their definitions.
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from featuremap._validation import parse_pair
 from featuremap.errors import InputError
 from featuremap.geometry import (
     AxisLayer,
     LayerGeometry,
+    StackGeometry,
     compose,
     input_window,
     output_centres,
     output_length,
     parse_padding,
     parse_padding_mode,
-    parse_pair,
     resolve_layer,
     same_padding,
 )
@@ -89,7 +97,7 @@ def build_stack(rng: np.random.Generator, shape: tuple[int, int], depth: int):
         spec = random_layer(rng)
         try:
             geometry = resolve_layer(
-                spec["kernel"], spec["stride"], spec["dilation"], spec["padding"], hw
+                spec["kernel"], spec["stride"], spec["dilation"], parse_padding(spec["padding"]), hw
             )
         except InputError:
             return None
@@ -118,10 +126,12 @@ def test_output_shapes_match_torch(seed):
     for shape, specs, geometries in random_stacks(seed, 25):
         x = torch.rand((1, 2, *shape))
         hw = shape
-        for spec, geometry in zip(specs, geometries):
+        for spec, geometry in zip(specs, geometries, strict=False):
             x = torch_layer(spec, geometry, x)
             if spec["padding"] == "same":
-                assert tuple(x.shape[-2:]) == tuple(-(-n // s) for n, s in zip(hw, spec["stride"]))
+                assert tuple(x.shape[-2:]) == tuple(
+                    -(-n // s) for n, s in zip(hw, spec["stride"], strict=False)
+                )
             hw = geometry.output_shape(hw)
             assert tuple(x.shape[-2:]) == hw, (spec, geometry)
         # the stack's own output length agrees with chaining output_length per axis
@@ -156,7 +166,7 @@ def influence(specs, geometries, shape, out_index) -> tuple[np.ndarray, np.ndarr
     """Rows and columns of the input whose gradient for output pixel ``out_index`` is non-zero."""
     x = torch.ones((1, 1, *shape), requires_grad=True)
     y = x
-    for spec, geometry in zip(specs, geometries):
+    for spec, geometry in zip(specs, geometries, strict=False):
         y = torch_layer(spec, geometry, y)
     y[0, 0, out_index[0], out_index[1]].backward()
     mask = (x.grad[0, 0] != 0).numpy()
@@ -175,7 +185,7 @@ def tap_offsets(geometries, axis: int) -> set[int]:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_influence_window_matches_stack_geometry(seed):
+def test_influence_window_matches_resolve_stack(seed):
     rng = np.random.default_rng(100 + seed)
     for shape, specs, geometries in random_stacks(100 + seed, 12):
         # max pooling routes the gradient to one pixel: use avg pooling for the influence test
@@ -198,7 +208,9 @@ def test_influence_window_matches_stack_geometry(seed):
                 assert window == (lo, hi + 1)
                 pixels = found[axis]
                 assert len(pixels) <= rf
-                assert pixels.size and pixels.min() >= lo and pixels.max() <= hi
+                assert pixels.size
+                assert pixels.min() >= lo
+                assert pixels.max() <= hi
                 if lo >= 0 and hi <= shape[axis] - 1:
                     expected = sorted(int(lo) + o for o in tap_offsets(geometries, axis))
                     assert pixels.tolist() == expected
@@ -211,7 +223,7 @@ def test_max_pool_output_is_max_over_geometry_window():
         kernel = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
         stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
         padding = [k // 2 for k in kernel]
-        geometry = resolve_layer(kernel, stride, 1, padding, shape)
+        geometry = resolve_layer(kernel, stride, (1, 1), parse_padding(padding), shape)
         x = torch.rand((1, 1, *shape))
         out = F.max_pool2d(x, kernel, stride, padding)[0, 0].numpy()
         assert out.shape == geometry.output_shape(shape)
@@ -251,7 +263,7 @@ def test_same_padding_matches_torch_same():
         dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
         x, w = torch.rand((1, 2, *shape)), torch.rand((3, 2, *kernel))
         expected = F.conv2d(x, w, padding="same", dilation=dilation)
-        geometry = resolve_layer(kernel, 1, dilation, "same", shape)
+        geometry = resolve_layer(kernel, (1, 1), dilation, "same", shape)
         (top, bottom), (left, right) = geometry.padding
         assert geometry.padding == tuple(
             same_padding(shape[i], kernel[i], 1, dilation[i]) for i in range(2)
@@ -279,7 +291,7 @@ def test_same_padding_matches_torch_same():
         (lambda: parse_padding_mode("wrap"), ["padding_mode", "'wrap'", "circular"]),
         (lambda: output_length(4, 7, 1, 1, 0, 0, axis="x"), ["x", "kernel 7", "4"]),
         (lambda: AxisLayer(5, dilation=3).output_length(8), ["y", "13", "8"]),
-        (lambda: resolve_layer(3, 1, 1, 0, (2, 9)), ["along y"]),
+        (lambda: resolve_layer((3, 3), (1, 1), (1, 1), ((0, 0), (0, 0)), (2, 9)), ["along y"]),
     ],
 )
 def test_validators_raise_input_error_naming_the_parameter(call, names):
@@ -301,3 +313,97 @@ def test_parsers_normalise():
     assert LayerGeometry.from_dict(
         LayerGeometry((3, 2), (2, 1), (1, 2), ((1, 0), (0, 1))).to_dict()
     ) == LayerGeometry((3, 2), (2, 1), (1, 2), ((1, 0), (0, 1)))
+
+
+# --- (e) properties against brute force (hypothesis) ----------------------------------------------
+
+axis_layers = st.builds(
+    AxisLayer,
+    kernel=st.integers(1, 6),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 3),
+    pad_lo=st.integers(0, 5),
+    pad_hi=st.integers(0, 5),
+)
+
+
+def virtual_reads(axes, index: int) -> set[int]:
+    """Input coordinates (of the unpadded input, so possibly in the padding) that output ``index``
+    of a stack reads, by walking every tap of every layer from the last back to the first."""
+    coordinates = {index}
+    for axis in reversed(axes):
+        coordinates = {
+            c * axis.stride - axis.pad_lo + t * axis.dilation
+            for c in coordinates
+            for t in range(axis.kernel)
+        }
+    return coordinates
+
+
+def as_layer(y_axis: AxisLayer, x_axis: AxisLayer) -> LayerGeometry:
+    return LayerGeometry(
+        (y_axis.kernel, x_axis.kernel),
+        (y_axis.stride, x_axis.stride),
+        (y_axis.dilation, x_axis.dilation),
+        ((y_axis.pad_lo, y_axis.pad_hi), (x_axis.pad_lo, x_axis.pad_hi)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(axis_layers, axis_layers), min_size=1, max_size=4),
+    st.integers(0, 6),
+)
+def test_compose_matches_the_taps_every_output_reads(stack, index):
+    layers = [as_layer(y_axis, x_axis) for y_axis, x_axis in stack]
+    history = compose(layers)
+    assert len(history) == len(layers)
+    for depth, geometry in enumerate(history, start=1):
+        for axis in range(2):
+            axes = [pair[axis] for pair in stack[:depth]]
+            reads, following = virtual_reads(axes, index), virtual_reads(axes, index + 1)
+            assert geometry.receptive_field[axis] == max(reads) - min(reads) + 1
+            assert geometry.jump[axis] == min(following) - min(reads)
+            assert (
+                geometry.offset[axis] + index * geometry.jump[axis] == (min(reads) + max(reads)) / 2
+            )
+            assert StackGeometry.from_dict(geometry.to_dict()) == geometry
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(axis_layers, min_size=1, max_size=4), st.integers(0, 8), st.integers(1, 6))
+def test_input_window_is_the_hull_of_what_the_outputs_read(axes, out_start, length):
+    out_stop = out_start + length
+    reads = set().union(*(virtual_reads(axes, i) for i in range(out_start, out_stop)))
+    assert input_window(axes, out_start, out_stop) == (min(reads), max(reads) + 1)
+    # one output's window is the stack's receptive field wide
+    start, stop = input_window(axes, out_start, out_start + 1)
+    rf = compose([as_layer(a, a) for a in axes])[-1].receptive_field[0]
+    assert stop - start == rf
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 11), st.integers(1, 5), st.integers(1, 4))
+def test_same_padding_gives_ceil_with_the_least_padding(n, kernel, stride, dilation):
+    lo, hi = same_padding(n, kernel, stride, dilation)
+    assert 0 <= lo <= hi <= lo + 1
+    assert output_length(n, kernel, stride, dilation, lo, hi) == -(-n // stride)
+    if lo + hi:  # one pixel less padding would lose the last output (or not fit at all)
+        span, padded = dilation * (kernel - 1) + 1, n + lo + hi - 1
+        assert padded < span or (padded - span) // stride + 1 < -(-n // stride)
+
+
+@settings(max_examples=200, deadline=None)
+@given(axis_layers, st.integers(1, 60))
+def test_output_length_counts_the_windows_that_fit(axis, n):
+    padded = n + axis.pad_lo + axis.pad_hi
+    fitting = [i for i in range(padded) if i * axis.stride + axis.reach < padded]
+    if not fitting:
+        with pytest.raises(InputError):
+            axis.output_length(n)
+        return
+    assert axis.output_length(n) == len(fitting)
+    # the last output's window ends inside the padded input; one more would not
+    start, stop = axis.input_interval(0, len(fitting))
+    assert start == -axis.pad_lo
+    assert stop <= n + axis.pad_hi < stop + axis.stride

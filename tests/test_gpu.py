@@ -1,8 +1,8 @@
 """The kernel conformance suite on CuPy arrays, the CUDA direct kernel, and GPU jobs end to end.
 
 Every test needs a CUDA device and CuPy; without them all are skipped with "no CUDA device"
-(``conftest.py``). The cases and oracles are those of ``tests/test_kernels.py`` (torch on the
-CPU and a float64 direct reference), so the GPU is held to the same standard as the CPU.
+(``conftest.py``). The cases and oracles are those of ``tests/kernels/`` (``support.torch_reference``:
+torch on the CPU and a float64 direct reference), so the GPU is held to the same standard as the CPU.
 """
 
 from __future__ import annotations
@@ -10,11 +10,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_kernels import CONV_CASES, _assert_close, _case_arrays, _gaussian_bank, _reference64, _torch_conv
+from support.torch_reference import (
+    CONV_CASES,
+    assert_close,
+    case_arrays,
+    gaussian_bank,
+    reference64,
+    torch_conv,
+)
 
 import featuremap
-from featuremap._device import array_device, block_device, plan_devices, to_device, to_host
-from featuremap._kernels import activate, avg_pool_valid, conv2d_valid, max_pool_valid, pad
+from featuremap._device import (
+    array_device,
+    block_device,
+    plan_devices,
+    to_device,
+    to_host,
+)
+from featuremap._kernels import (
+    activate,
+    avg_pool_valid,
+    conv2d_valid,
+    max_pool_valid,
+    pad,
+)
 from featuremap._kernels.cuda import direct_conv2d, supports
 
 pytestmark = pytest.mark.gpu
@@ -42,18 +61,32 @@ def _on_host(result, cp) -> np.ndarray:
 @pytest.mark.parametrize("case", DIRECT_CASES)
 def test_direct_kernel_matches_torch(cp, case) -> None:
     batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
-    x, weight, bias = _case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
-    result = direct_conv2d(cp.asarray(x), cp.asarray(weight), cp.asarray(bias), stride=stride, dilation=dilation,
-                           groups=groups)
-    _assert_close(_on_host(result, cp), _torch_conv(x, weight, bias, stride, dilation, groups), x, weight)
+    x, weight, bias = case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
+    result = direct_conv2d(
+        cp.asarray(x),
+        cp.asarray(weight),
+        cp.asarray(bias),
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+    )
+    assert_close(
+        _on_host(result, cp), torch_conv(x, weight, bias, stride, dilation, groups), x, weight
+    )
 
 
 @pytest.mark.parametrize("case", DIRECT_CASES)
 def test_direct_kernel_matches_float64_reference(cp, case) -> None:
     batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
-    x, weight, _ = _case_arrays(200 + case, batch, channels, n_filters, kh, kw, groups, height, width)
-    result = direct_conv2d(cp.asarray(x), cp.asarray(weight), stride=stride, dilation=dilation, groups=groups)
-    _assert_close(_on_host(result, cp), _reference64(x, weight, None, stride, dilation, groups), x, weight)
+    x, weight, _ = case_arrays(
+        200 + case, batch, channels, n_filters, kh, kw, groups, height, width
+    )
+    result = direct_conv2d(
+        cp.asarray(x), cp.asarray(weight), stride=stride, dilation=dilation, groups=groups
+    )
+    assert_close(
+        _on_host(result, cp), reference64(x, weight, None, stride, dilation, groups), x, weight
+    )
 
 
 def test_direct_kernel_on_a_large_grid(cp) -> None:
@@ -62,25 +95,36 @@ def test_direct_kernel_on_a_large_grid(cp) -> None:
     x = rng.standard_normal((3, 5, 301, 517)).astype(np.float32)
     weight = rng.standard_normal((19, 5, 5, 5)).astype(np.float32)
     result = direct_conv2d(cp.asarray(x), cp.asarray(weight), stride=(2, 1))
-    _assert_close(_on_host(result, cp), _torch_conv(x, weight, None, (2, 1), (1, 1), 1), x, weight)
+    assert_close(_on_host(result, cp), torch_conv(x, weight, None, (2, 1), (1, 1), 1), x, weight)
 
 
 @pytest.mark.parametrize("method", ["auto", "gemm", "fft"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 def test_conv_matches_torch_on_cupy(cp, case, method) -> None:
     batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
-    x, weight, bias = _case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
-    result = conv2d_valid(cp.asarray(x), cp.asarray(weight), cp.asarray(bias), stride=stride, dilation=dilation,
-                          groups=groups, method=method)
-    _assert_close(_on_host(result, cp), _torch_conv(x, weight, bias, stride, dilation, groups), x, weight)
+    x, weight, bias = case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
+    result = conv2d_valid(
+        cp.asarray(x),
+        cp.asarray(weight),
+        cp.asarray(bias),
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+        method=method,
+    )
+    assert_close(
+        _on_host(result, cp), torch_conv(x, weight, bias, stride, dilation, groups), x, weight
+    )
 
 
 @pytest.mark.parametrize("method", ["auto", "separable", "gemm", "fft"])
 def test_separable_bank_on_cupy(cp, method) -> None:
-    weight = _gaussian_bank()
+    weight = gaussian_bank()
     x = np.random.default_rng(5).standard_normal((2, 1, 45, 52)).astype(np.float32)
-    result = conv2d_valid(cp.asarray(x), cp.asarray(weight), stride=(2, 3), dilation=(1, 2), method=method)
-    _assert_close(_on_host(result, cp), _torch_conv(x, weight, None, (2, 3), (1, 2), 1), x, weight)
+    result = conv2d_valid(
+        cp.asarray(x), cp.asarray(weight), stride=(2, 3), dilation=(1, 2), method=method
+    )
+    assert_close(_on_host(result, cp), torch_conv(x, weight, None, (2, 3), (1, 2), 1), x, weight)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["conv2d_valid", "direct"])
@@ -90,7 +134,7 @@ def test_nan_and_inf_propagate_like_torch_on_cupy(cp, direct) -> None:
     x[0, 1, 4, 7] = np.nan
     x[1, 0, 20, 3] = np.inf
     weight = rng.standard_normal((5, 3, 7, 7)).astype(np.float32)
-    expected = _torch_conv(x, weight, None, (1, 1), (1, 1), 1)
+    expected = torch_conv(x, weight, None, (1, 1), (1, 1), 1)
     run = direct_conv2d if direct else conv2d_valid
     result = _on_host(run(cp.asarray(x), cp.asarray(weight)), cp)
     np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
@@ -101,7 +145,9 @@ def test_nan_and_inf_propagate_like_torch_on_cupy(cp, direct) -> None:
 def test_pad_matches_torch_on_cupy(cp, mode) -> None:
     x = np.random.default_rng(11).standard_normal((2, 3, 9, 11)).astype(np.float32)
     expected = F.pad(torch.from_numpy(x), (2, 1, 3, 0), mode=mode).numpy()
-    np.testing.assert_array_equal(_on_host(pad(cp.asarray(x), ((3, 0), (2, 1)), mode), cp), expected)
+    np.testing.assert_array_equal(
+        _on_host(pad(cp.asarray(x), ((3, 0), (2, 1)), mode), cp), expected
+    )
 
 
 def test_pools_and_activations_match_torch_on_cupy(cp) -> None:
@@ -111,13 +157,25 @@ def test_pools_and_activations_match_torch_on_cupy(cp) -> None:
     padded_max = pad(cp.asarray(x), ((1, 1), (1, 1)), "constant", value=-np.inf)
     padded_avg = pad(cp.asarray(x), ((1, 1), (1, 1)), "zeros")
     images = torch.from_numpy(x)
-    np.testing.assert_allclose(_on_host(max_pool_valid(padded_max, (3, 2), (2, 3)), cp),
-                               F.max_pool2d(images, (3, 2), (2, 3), (1, 1)).numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(_on_host(avg_pool_valid(padded_avg, (3, 2), (2, 3)), cp),
-                               F.avg_pool2d(images, (3, 2), (2, 3), (1, 1)).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _on_host(max_pool_valid(padded_max, (3, 2), (2, 3)), cp),
+        F.max_pool2d(images, (3, 2), (2, 3), (1, 1)).numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        _on_host(avg_pool_valid(padded_avg, (3, 2), (2, 3)), cp),
+        F.avg_pool2d(images, (3, 2), (2, 3), (1, 1)).numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     for name, reference in (("relu", torch.relu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
-        np.testing.assert_allclose(_on_host(activate(name, cp.asarray(x)), cp), reference(images).numpy(),
-                                   rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            _on_host(activate(name, cp.asarray(x)), cp),
+            reference(images).numpy(),
+            rtol=2e-6,
+            atol=1e-7,
+        )
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
@@ -127,21 +185,34 @@ def test_public_conv2d_on_cupy_and_dask_of_cupy(cp, padding_mode) -> None:
     rng = np.random.default_rng(21)
     x = rng.standard_normal((2, 3, 40, 36)).astype(np.float32)
     weight = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
-    expected = F.conv2d(F.pad(torch.from_numpy(x), (2, 2, 2, 2), mode={"zeros": "constant"}.get(padding_mode,
-                        padding_mode)), torch.from_numpy(weight)).numpy()
+    expected = F.conv2d(
+        F.pad(
+            torch.from_numpy(x),
+            (2, 2, 2, 2),
+            mode={"zeros": "constant"}.get(padding_mode, padding_mode),
+        ),
+        torch.from_numpy(weight),
+    ).numpy()
     eager = featuremap.conv2d(cp.asarray(x), weight, padding=2, padding_mode=padding_mode)
-    _assert_close(_on_host(eager, cp), expected, x, weight)
-    lazy = featuremap.conv2d(da.from_array(cp.asarray(x), chunks=(1, 3, 16, 13)), weight, padding=2,
-                             padding_mode=padding_mode)
-    _assert_close(_on_host(lazy.compute(scheduler="threads"), cp), expected, x, weight)
+    assert_close(_on_host(eager, cp), expected, x, weight)
+    lazy = featuremap.conv2d(
+        da.from_array(cp.asarray(x), chunks=(1, 3, 16, 13)),
+        weight,
+        padding=2,
+        padding_mode=padding_mode,
+    )
+    assert_close(_on_host(lazy.compute(scheduler="threads"), cp), expected, x, weight)
 
 
 def test_blocks_move_to_the_gpu_and_back(cp) -> None:
     block = np.arange(12, dtype=np.float32).reshape(3, 4)
     on_gpu = to_device(block, "gpu")
-    assert isinstance(on_gpu, cp.ndarray) and array_device(on_gpu) == "gpu"
+    assert isinstance(on_gpu, cp.ndarray)
+    assert array_device(on_gpu) == "gpu"
     np.testing.assert_array_equal(to_host(on_gpu), block)
-    assert block_device("auto") == "gpu" and block_device("gpu") == "gpu" and block_device("cpu") == "cpu"
+    assert block_device("auto") == "gpu"
+    assert block_device("gpu") == "gpu"
+    assert block_device("cpu") == "cpu"
 
 
 @pytest.mark.cluster
@@ -151,21 +222,36 @@ def test_gpu_job_matches_cpu_job_and_records_devices(tmp_path) -> None:
     from distributed import Client, LocalCluster
 
     rng = np.random.default_rng(31)
-    zarr.create_array(tmp_path / "in.zarr", data=rng.standard_normal((2, 3, 96, 80)).astype(np.float32),
-                      chunks=(1, 3, 32, 32))
+    zarr.create_array(
+        tmp_path / "in.zarr",
+        data=rng.standard_normal((2, 3, 96, 80)).astype(np.float32),
+        chunks=(1, 3, 32, 32),
+    )
     np.save(tmp_path / "w.npy", rng.standard_normal((6, 3, 5, 5)).astype(np.float32))
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
         assert plan_devices(client, "auto").gpu_workers == tuple(client.scheduler_info()["workers"])
         outputs = {}
         for device in ("cpu", "gpu"):
-            pipeline = featuremap.load_pipeline({
-                "name": "gpu-check",
-                "input": {"store": str(tmp_path / "in.zarr")},
-                "output": {"store": str(tmp_path / f"{device}.zarr")},
-                "layers": [{"conv": {"bank": {"type": "file", "path": str(tmp_path / "w.npy")},
-                                     "padding": "same", "padding_mode": "reflect"}},
-                           {"pool": {"type": "max", "kernel_size": 2}}],
-            })
+            pipeline = featuremap.load_pipeline(
+                {
+                    "name": "gpu-check",
+                    "input": {"store": str(tmp_path / "in.zarr")},
+                    "output": {"store": str(tmp_path / f"{device}.zarr")},
+                    "layers": [
+                        {
+                            "conv": {
+                                "bank": {"type": "file", "path": str(tmp_path / "w.npy")},
+                                "padding": "same",
+                                "padding_mode": "reflect",
+                            }
+                        },
+                        {"pool": {"type": "max", "kernel_size": 2}},
+                    ],
+                }
+            )
             summary = featuremap.run(pipeline, client=client, device=device)
             store = featuremap.open(summary.store)
             assert store.attrs["blocks_per_device"] == {device: summary.blocks_total}

@@ -11,15 +11,12 @@ model and the measured crossover. On CuPy arrays, kernels up to 7x7 run the CUDA
 """
 
 from featuremap._kernels._namespace import array_namespace
-from featuremap._kernels.activations import ACTIVATIONS, activate
-from featuremap._kernels.conv import METHODS, choose_method, conv2d_valid
-from featuremap._kernels.padding import PAD_MODES, check_fits, pad
+from featuremap._kernels.activations import activate
+from featuremap._kernels.conv import choose_method, conv2d_valid
+from featuremap._kernels.padding import check_fits, pad
 from featuremap._kernels.pool import avg_pool_valid, max_pool_valid
 
 __all__ = [
-    "ACTIVATIONS",
-    "METHODS",
-    "PAD_MODES",
     "activate",
     "array_namespace",
     "avg_pool_valid",

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy
 
+from featuremap._typing import Array
+
 __all__ = ["array_namespace", "fft_module", "reshape_view", "sliding_windows"]
 
 
-def array_namespace(x: Any) -> ModuleType:
+def array_namespace(x: object) -> ModuleType:
     """The array module of ``x``: :mod:`cupy` when ``type(x)`` comes from it, else :mod:`numpy`."""
     if type(x).__module__.partition(".")[0] == "cupy":
         import cupy
@@ -24,7 +26,7 @@ def array_namespace(x: Any) -> ModuleType:
     return numpy
 
 
-def reshape_view(a: Any, shape: tuple[int, ...]) -> Any:
+def reshape_view(a: Array, shape: tuple[int, ...]) -> Array:
     """Reshape ``a`` without copying; raise ``ValueError`` where a copy would be needed.
 
     Results are written through these views, so a silent copy would lose them.
@@ -32,12 +34,13 @@ def reshape_view(a: Any, shape: tuple[int, ...]) -> Any:
     if array_namespace(a) is numpy:
         return a.reshape(shape, copy=False)
     view = a.reshape(shape)
-    if view.data.ptr != a.data.ptr:  # pragma: no cover - CuPy only
+    source: Any = a  # a CuPy array: its device pointer tells a view from a copy
+    if view.data.ptr != source.data.ptr:  # pragma: no cover - CuPy only
         raise ValueError(f"cannot reshape an array of strides {a.strides} to {shape} as a view")
     return view
 
 
-def sliding_windows(x: Any, span: tuple[int, int]) -> Any:
+def sliding_windows(x: Array, span: tuple[int, int]) -> Array:
     """Read-only view ``(..., H - span_y + 1, W - span_x + 1, span_y, span_x)`` of ``x``."""
     xp = array_namespace(x)
     return xp.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))

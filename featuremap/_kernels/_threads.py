@@ -66,7 +66,9 @@ def _single_threaded_blas() -> Iterator[None]:
                 _limiter = None
 
 
-def run_tiles(work: Callable[[Item], None], items: Iterable[Item], *, parallel: bool = True) -> None:
+def run_tiles(
+    work: Callable[[Item], None], items: Iterable[Item], *, parallel: bool = True
+) -> None:
     """Call ``work(item)`` for every item, on as many threads as BLAS would use.
 
     Items are handed out one at a time (the fastest thread takes the next), so a thread slowed
@@ -87,16 +89,16 @@ def run_tiles(work: Callable[[Item], None], items: Iterable[Item], *, parallel: 
         try:
             while True:
                 with queue_lock:
-                    item = next(queue, _DONE)
-                if item is _DONE:
+                    item = next(queue, None)
+                if item is None:
                     return
                 work(item)
         finally:
             _inside_worker.active = False
 
-    with _single_threaded_blas(), ThreadPoolExecutor(threads, thread_name_prefix="featuremap-tile") as pool:
+    with (
+        _single_threaded_blas(),
+        ThreadPoolExecutor(threads, thread_name_prefix="featuremap-tile") as pool,
+    ):
         for future in [pool.submit(worker) for _ in range(threads)]:
             future.result()
-
-
-_DONE = object()

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 from featuremap._kernels._namespace import array_namespace
+from featuremap._typing import Array
+from featuremap._vocabulary import ACTIVATIONS
 from featuremap.errors import InputError, describe
 
-__all__ = ["ACTIVATIONS", "activate"]
-
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "tanh", "sigmoid", "abs", "square")
+__all__ = ["activate"]
 
 
-def _sigmoid(xp: ModuleType, x: Any) -> Any:
+def _sigmoid(xp: ModuleType, x: Array) -> Array:
     # exp of -|x| never overflows; both branches are then accurate, also far in the tails.
     decay = xp.exp(-xp.abs(x))
     ratio = decay / (1 + decay)
     return xp.where(x >= 0, 1 - ratio, ratio)
 
 
-def activate(name: str, x: Any) -> Any:
+def activate(name: str, x: Array) -> Array:
     """Apply activation ``name`` to ``x``, possibly in place; returns the result.
 
     Raises
@@ -29,7 +28,9 @@ def activate(name: str, x: Any) -> Any:
         For a name not in :data:`ACTIVATIONS`.
     """
     if name not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {describe(name)}")
+        raise InputError(
+            f"activation must be one of {', '.join(ACTIVATIONS)}, got {describe(name)}"
+        )
     xp = array_namespace(x)
     if name == "none":
         return x

@@ -8,7 +8,11 @@ machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernel
   about ``GEMM_FLOPS`` plus the patch copy. Always applicable; the only path for inputs with
   NaN/Inf, because only a direct method keeps NaN inside the windows that touch it.
 * ``fft``: overlap-save FFT (:mod:`.fft`), cost ``~ (C + J) L log2 L`` for the transforms plus
-  ``J C_g L`` for the spectral products, independent of kernel size and stride.
+  ``J C_g L`` for the spectral products, independent of kernel size and stride. Its rounding
+  error scales with the energy of the whole band, not the pixels under each window, so where a
+  few bright pixels dominate that energy (:func:`.fft.dynamic_range` above
+  ``fft.FLOAT64_RANGE``) the transforms run in float64; ``"auto"`` measures that only when the
+  FFT would win, and then re-chooses with the FFT's float64 cost (``FFT64_FACTOR``, more bands).
 * ``separable``: every kernel rank 1 (:mod:`.separable`): an im2col GEMM along ``x`` with the
   distinct row filters, then banded-matrix GEMMs along ``y`` (``2 ((16 - 1) s_y + span)`` flops
   per output pixel instead of ``2 C_g kh kw``).
@@ -26,21 +30,25 @@ On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) 
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import ModuleType
 
 from featuremap._kernels import cuda  # importing it never imports CuPy
 from featuremap._kernels._namespace import array_namespace
-from featuremap._kernels.fft import fft_conv
+from featuremap._kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap._kernels.gemm import gemm_conv
-from featuremap._kernels.separable import COLUMN_BLOCK, ChannelPlan, plan_separable, separable_conv
+from featuremap._kernels.separable import (
+    COLUMN_BLOCK,
+    ChannelPlan,
+    plan_separable,
+    separable_conv,
+)
+from featuremap._typing import Array
+from featuremap._validation import parse_choice
+from featuremap._vocabulary import CONV_METHODS, ConvMethod
 from featuremap.errors import InputError, describe
-from featuremap.geometry import output_length, parse_pair
+from featuremap.geometry import Pair, output_length
 
-__all__ = ["METHODS", "choose_method", "conv2d_valid", "estimate_seconds"]
-
-METHODS: tuple[str, ...] = ("auto", "gemm", "fft", "separable", "direct")
-
-Pair = tuple[int, int]
+__all__ = ["choose_method", "conv2d_valid", "estimate_seconds"]
 
 # Fitted rates (seconds per unit) on the development machine, 2 threads; see module docstring.
 GEMM_FLOPS = 280e9  # AVX-512 OpenBLAS on 2 threads of tiles (84e9 with OPENBLAS_CORETYPE=Haswell)
@@ -49,9 +57,14 @@ GEMM_CALL_SECONDS = 5e-6  # per small matmul call (the separable column pass mak
 FFT_SECONDS = 0.15e-9  # per point * log2(points) of one real 2-D transform
 FFT_CALL_SECONDS = 20e-6  # fixed cost per filter (planning, allocation); dominates tiny blocks
 PRODUCT_SECONDS = 1.0e-9  # per complex multiply-add of the spectral products
+# float64 spectra (inputs of a large dynamic range, see .fft): per transformed row, relative to
+# float32 -- scipy.fft rfft2 1024^2 1.9 ms vs 1.05 ms; complex128 products move twice the bytes.
+FFT64_FACTOR = 2.0
 
 
-def _gemm_seconds(n_pixels_out: int, n_filters: int, group_channels: int, channels: int, taps: int) -> float:
+def _gemm_seconds(
+    n_pixels_out: int, n_filters: int, group_channels: int, channels: int, taps: int
+) -> float:
     flops = 2.0 * n_pixels_out * n_filters * group_channels * taps
     return flops / GEMM_FLOPS + n_pixels_out * channels * taps * PATCH_SECONDS
 
@@ -64,8 +77,12 @@ def estimate_seconds(
     dilation: Pair,
     groups: int,
     row_filters: int = 1,
+    float64_spectra: bool = False,
 ) -> float:
-    """Estimated seconds of one call; ``row_filters`` = distinct row filters per channel (separable)."""
+    """Estimated seconds of one call; ``row_filters`` = distinct row filters per channel (separable);
+    ``float64_spectra``: the FFT transforms in float64 (:func:`.fft.spectra_dtype`), which costs
+    :data:`FFT64_FACTOR` times as much per transformed row, and more rows where the larger scratch
+    splits the input into more overlap-save bands."""
     n_images = math.prod(x_shape[:-3])
     channels, height, width = x_shape[-3:]
     n_filters, group_channels, kh, kw = weight_shape
@@ -78,7 +95,17 @@ def estimate_seconds(
         transforms = n_images * (channels + n_filters) + n_filters * group_channels
         products = n_images * n_filters * group_channels * points / 2
         overhead = (n_filters + 1) * FFT_CALL_SECONDS
-        return transforms * points * math.log2(max(points, 2)) * FFT_SECONDS + products * PRODUCT_SECONDS + overhead
+        seconds = (
+            transforms * points * math.log2(max(points, 2)) * FFT_SECONDS
+            + products * PRODUCT_SECONDS
+        )
+        if float64_spectra:
+            shape = (n_images, *x_shape[-3:])
+            single, double = (
+                transformed_rows(shape, weight_shape, stride, dilation, size) for size in (4, 8)
+            )
+            seconds *= FFT64_FACTOR * double / single
+        return seconds + overhead
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
         block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
@@ -93,7 +120,9 @@ def _check_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], group
     if len(x_shape) < 3:
         raise InputError(f"conv2d input must have shape (..., C, H, W), got shape {tuple(x_shape)}")
     if len(weight_shape) != 4:
-        raise InputError(f"conv2d weight must have shape (J, C/groups, kh, kw), got shape {tuple(weight_shape)}")
+        raise InputError(
+            f"conv2d weight must have shape (J, C/groups, kh, kw), got shape {tuple(weight_shape)}"
+        )
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise InputError(f"groups must be a positive integer, got {describe(groups)}")
     channels = x_shape[-3]
@@ -112,7 +141,13 @@ def _check_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], group
 
 
 def choose_method(
-    x_shape: tuple[int, ...], weight: Any, stride: Any, dilation: Any, groups: int, finite: bool = True
+    x_shape: tuple[int, ...],
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    finite: bool = True,
+    float64_spectra: bool = False,
 ) -> str:
     """The fastest applicable method for this call: ``"gemm"``, ``"fft"`` or ``"separable"``.
 
@@ -122,26 +157,39 @@ def choose_method(
         ``(..., C, H, W)`` of the padded input.
     weight : array
         ``(J, C/groups, kh, kw)``; its values decide whether ``"separable"`` applies.
-    stride, dilation : int or (int, int)
+    stride, dilation : (int, int)
     groups : int
     finite : bool
         Whether the input holds no NaN/Inf; when False the answer is always ``"gemm"``.
+    float64_spectra : bool
+        Whether the input's dynamic range needs the FFT in float64 (:func:`.fft.spectra_dtype`,
+        which :func:`conv2d_valid` asks when the FFT would otherwise win); the FFT then costs more.
     """
-    stride, dilation = parse_pair("stride", stride), parse_pair("dilation", dilation)
     _check_shapes(tuple(x_shape), weight.shape, groups)
-    return _choose(tuple(x_shape), weight, stride, dilation, groups, finite)[0]
+    return _choose(tuple(x_shape), weight, stride, dilation, groups, finite, float64_spectra)[0]
 
 
 def _choose(
-    x_shape: tuple[int, ...], weight: Any, stride: Pair, dilation: Pair, groups: int, finite: bool
+    x_shape: tuple[int, ...],
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    finite: bool,
+    float64_spectra: bool = False,
 ) -> tuple[str, list[ChannelPlan] | None]:
     """``(method, separable plan or None)`` of the cheapest applicable method."""
     gemm = estimate_seconds("gemm", x_shape, weight.shape, stride, dilation, groups)
     if not finite:
         return "gemm", None
-    costs = {"gemm": gemm, "fft": estimate_seconds("fft", x_shape, weight.shape, stride, dilation, groups)}
+    fft = estimate_seconds(
+        "fft", x_shape, weight.shape, stride, dilation, groups, float64_spectra=float64_spectra
+    )
+    costs = {"gemm": gemm, "fft": fft}
     # The SVD is only worth doing when even the best case (one row filter) could win.
-    if estimate_seconds("separable", x_shape, weight.shape, stride, dilation, groups) < min(costs.values()):
+    if estimate_seconds("separable", x_shape, weight.shape, stride, dilation, groups) < min(
+        costs.values()
+    ):
         plans = plan_separable(weight, groups)
         if plans is not None:
             row_filters = max(len(plan.rows) for plan in plans)
@@ -153,20 +201,20 @@ def _choose(
     return min(("gemm", "fft"), key=costs.__getitem__), None
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Array) -> bool:
     return bool(array_namespace(x).isfinite(x).all())
 
 
 def conv2d_valid(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
     *,
-    stride: Any = (1, 1),
-    dilation: Any = (1, 1),
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
     groups: int = 1,
-    method: str = "auto",
-) -> Any:
+    method: ConvMethod = "auto",
+) -> Array:
     """Cross-correlation of an already padded input, exactly ``torch.nn.functional.conv2d(padding=0)``.
 
     Parameters
@@ -175,8 +223,9 @@ def conv2d_valid(
         Any number of leading batch axes; NumPy or CuPy. Other dtypes are converted to float32.
     weight : array, shape (J, C/groups, kh, kw)
     bias : array of shape (J,), optional
-    stride, dilation : int or (int, int)
-        ``(y, x)``.
+    stride, dilation : (int, int)
+        ``(y, x)``, parsed already (:class:`~featuremap.geometry.LayerGeometry`): the kernels
+        never parse a layer's parameters again.
     groups : int
     method : {"auto", "gemm", "fft", "separable", "direct"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
@@ -189,10 +238,8 @@ def conv2d_valid(
     array, float32, shape (..., J, H_out, W_out)
         ``H_out = (H - d_y (kh - 1) - 1) // s_y + 1``, likewise ``W_out``.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {describe(method)}")
+    method = parse_choice("method", method, CONV_METHODS)
     xp = array_namespace(x)
-    stride, dilation = parse_pair("stride", stride), parse_pair("dilation", dilation)
     x = xp.asarray(x, dtype=xp.float32)
     weight = xp.asarray(weight, dtype=xp.float32)
     _check_shapes(x.shape, weight.shape, groups)
@@ -202,38 +249,57 @@ def conv2d_valid(
     if bias is not None:
         bias = xp.asarray(bias, dtype=xp.float32)
         if bias.shape != (n_filters,):
-            raise InputError(f"bias must have shape ({n_filters},) to match the weight, got shape {bias.shape}")
+            raise InputError(
+                f"bias must have shape ({n_filters},) to match the weight, got shape {bias.shape}"
+            )
     if _use_direct(method, xp, (kh, kw), stride, dilation):
         # the CUDA direct kernel is exact for NaN/Inf too: no finiteness check, no device sync
         return cuda.direct_conv2d(x, weight, bias, stride=stride, dilation=dilation, groups=groups)
     batch = x.shape[:-3]
-    images = x.reshape((-1,) + x.shape[-3:])
+    images = x.reshape((-1, *x.shape[-3:]))
     finite = method == "gemm" or _finite(images)
     chosen, plans = _method_for(method, images.shape, weight, stride, dilation, groups, finite)
+    precision = None  # of the FFT: fft_conv decides where it was forced
+    if method == "auto" and chosen == "fft":
+        span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+        precision = spectra_dtype(images, span)
+        if precision == "float64":  # the FFT costs more: another method may now be cheaper
+            chosen, plans = _choose(
+                images.shape, weight, stride, dilation, groups, finite, float64_spectra=True
+            )
     out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
-        fft_conv(images, weight, stride, dilation, groups, out)
+        fft_conv(images, weight, stride, dilation, groups, out, precision)
     else:
+        assert plans is not None  # the separable method always comes with its plan
         separable_conv(images, plans, stride, dilation, out)
     if bias is not None:
         out += bias[:, None, None]
     return out.reshape(batch + out.shape[1:])
 
 
-def _use_direct(method: str, xp: Any, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
+def _use_direct(method: str, xp: ModuleType, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
     """The CUDA direct kernel: forced, or chosen for small kernels on CuPy arrays."""
     on_gpu = xp.__name__ != "numpy"
     if method == "direct" and not on_gpu:
         raise InputError(
             "method 'direct' needs a CuPy array; use 'auto', 'gemm', 'fft' or 'separable' for NumPy input"
         )
-    return method == "direct" or (method == "auto" and on_gpu and cuda.supports(kernel, stride, dilation))
+    return method == "direct" or (
+        method == "auto" and on_gpu and cuda.supports(kernel, stride, dilation)
+    )
 
 
 def _method_for(
-    method: str, x_shape: tuple[int, ...], weight: Any, stride: Pair, dilation: Pair, groups: int, finite: bool
+    method: str,
+    x_shape: tuple[int, ...],
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    finite: bool,
 ) -> tuple[str, list[ChannelPlan] | None]:
     """Resolve ``method`` to ``(name, separable plan)``, refusing forced methods that cannot apply."""
     if method == "auto":

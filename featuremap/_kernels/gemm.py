@@ -24,8 +24,13 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from featuremap._kernels._namespace import array_namespace, reshape_view, sliding_windows
+from featuremap._kernels._namespace import (
+    array_namespace,
+    reshape_view,
+    sliding_windows,
+)
 from featuremap._kernels._threads import run_tiles
+from featuremap._typing import Array
 
 __all__ = ["SCRATCH_BYTES", "gemm_conv"]
 
@@ -34,7 +39,9 @@ __all__ = ["SCRATCH_BYTES", "gemm_conv"]
 SCRATCH_BYTES = 4 << 20
 
 
-def _tiles(n_images: int, rows: int, cols: int, column_bytes: int) -> Iterator[tuple[slice, slice, slice]]:
+def _tiles(
+    n_images: int, rows: int, cols: int, column_bytes: int
+) -> Iterator[tuple[slice, slice, slice]]:
     """Yield ``(images, rows, cols)`` slices covering the output with about SCRATCH_BYTES each.
 
     A tile spans several images only with whole images, several rows only with whole rows,
@@ -59,26 +66,26 @@ def _tiles(n_images: int, rows: int, cols: int, column_bytes: int) -> Iterator[t
                     yield slice(n, n + 1), slice(r, r + 1), slice(c0, min(c0 + step, cols))
 
 
-def _quiet_nan(xp: ModuleType) -> contextlib.AbstractContextManager:
+def _quiet_nan(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
     """NaN inputs are legitimate here (they propagate like in PyTorch): no NumPy warning."""
     return xp.errstate(invalid="ignore") if xp.__name__ == "numpy" else contextlib.nullcontext()
 
 
 def gemm_conv(
-    x: Any,
-    weight: Any,
+    x: Array,
+    weight: Array,
     stride: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
-    out: Any,
-) -> Any:
+    out: Array,
+) -> Array:
     """Valid cross-correlation of ``x (N, C, H, W)`` with ``weight (J, C/groups, kh, kw)``.
 
     Writes ``out (N, J, H_out, W_out)`` (C-contiguous) and returns it. Inputs are float32 and
     already validated; NaN/Inf propagate exactly to the outputs whose window holds them.
     """
     xp = array_namespace(x)
-    n_images, channels = x.shape[:2]
+    n_images, _channels = x.shape[:2]
     n_filters, group_channels, kh, kw = weight.shape
     rows, cols = out.shape[-2:]
     (sy, sx), (dy, dx) = stride, dilation
@@ -89,7 +96,9 @@ def gemm_conv(
     weight_matrix = xp.ascontiguousarray(weight.reshape(groups, n_filters // groups, taps))
     out_groups = reshape_view(out, (n_images, groups, n_filters // groups, rows, cols))
     column_bytes = groups * taps * x.itemsize
-    scratch_items = min(n_images * rows * cols, max(SCRATCH_BYTES // column_bytes, 1)) * groups * taps
+    scratch_items = (
+        min(n_images * rows * cols, max(SCRATCH_BYTES // column_bytes, 1)) * groups * taps
+    )
     per_thread = threading.local()
 
     def tile(images: slice, band: slice, piece: slice) -> None:
@@ -104,9 +113,15 @@ def gemm_conv(
             patches.reshape(n, groups, group_channels, kh, kw, h, w),
             source.reshape(n, groups, group_channels, h, w, kh, kw).transpose(0, 1, 2, 5, 6, 3, 4),
         )
-        target = reshape_view(out_groups[images, :, :, band, piece], (n, groups, n_filters // groups, h * w))
+        target = reshape_view(
+            out_groups[images, :, :, band, piece], (n, groups, n_filters // groups, h * w)
+        )
         with _quiet_nan(xp):
             xp.matmul(weight_matrix, patches.reshape(n, groups, taps, h * w), out=target)
 
-    run_tiles(lambda item: tile(*item), _tiles(n_images, rows, cols, column_bytes), parallel=xp.__name__ == "numpy")
+    run_tiles(
+        lambda item: tile(*item),
+        _tiles(n_images, rows, cols, column_bytes),
+        parallel=xp.__name__ == "numpy",
+    )
     return out

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from featuremap._kernels._namespace import array_namespace
+from featuremap._typing import Array
+from featuremap._vocabulary import BORDER_MODES
 from featuremap.errors import InputError, describe
 
-__all__ = ["PAD_MODES", "check_fits", "pad"]
-
-PAD_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular", "constant")
+__all__ = ["check_fits", "pad"]
 
 _NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -46,7 +46,7 @@ def check_fits(mode: str, widths: Sequence[tuple[int, int]], shape: Sequence[int
     Layers check this when they resolve their geometry, before a job writes anything; :func:`pad`
     checks it again for direct callers.
     """
-    for (lo, hi), size, axis in zip(widths, shape[-2:], "yx"):
+    for (lo, hi), size, axis in zip(widths, shape[-2:], "yx", strict=False):
         width = max(lo, hi)
         if mode == "reflect" and width >= size:
             raise InputError(
@@ -60,7 +60,7 @@ def check_fits(mode: str, widths: Sequence[tuple[int, int]], shape: Sequence[int
             )
 
 
-def pad(x: Any, padding: Any, mode: str, value: float = 0.0) -> Any:
+def pad(x: Array, padding: Any, mode: str, value: float = 0.0) -> Array:
     """Pad the last two axes of ``x``.
 
     Parameters
@@ -79,11 +79,15 @@ def pad(x: Any, padding: Any, mode: str, value: float = 0.0) -> Any:
     array
         ``x`` itself when there is no padding, else a new array of the same dtype.
     """
-    if mode not in PAD_MODES:
-        raise InputError(f"padding mode must be one of {', '.join(PAD_MODES)}, got {describe(mode)}")
+    if mode not in BORDER_MODES:
+        raise InputError(
+            f"padding mode must be one of {', '.join(BORDER_MODES)}, got {describe(mode)}"
+        )
     widths = _parse_widths(padding)
     if x.ndim < 2:
-        raise InputError(f"pad needs an array with at least 2 dimensions (y, x), got shape {x.shape}")
+        raise InputError(
+            f"pad needs an array with at least 2 dimensions (y, x), got shape {x.shape}"
+        )
     if widths == ((0, 0), (0, 0)):
         return x
     xp = array_namespace(x)

@@ -11,17 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from featuremap._kernels._namespace import array_namespace
+from featuremap._typing import Array
 from featuremap.errors import InputError
-from featuremap.geometry import output_length, parse_pair
+from featuremap.geometry import Pair, output_length
 
 __all__ = ["avg_pool_valid", "max_pool_valid"]
 
 
-def _reduce(x: Any, kernel: Any, stride: Any, name: str, combine: Callable[..., Any]) -> Any:
+def _reduce(x: Array, kernel: Pair, stride: Pair, name: str, combine: Callable[..., Any]) -> Array:
     xp = array_namespace(x)
     if x.ndim < 2:
         raise InputError(f"{name} needs an array of shape (..., H, W), got shape {x.shape}")
-    (kh, kw), (sy, sx) = parse_pair("kernel_size", kernel), parse_pair("stride", stride)
+    (kh, kw), (sy, sx) = kernel, stride
     out_h = output_length(x.shape[-2], kh, sy, 1, 0, 0, axis="y")
     out_w = output_length(x.shape[-1], kw, sx, 1, 0, 0, axis="x")
     x = xp.asarray(x, dtype=xp.float32)
@@ -36,7 +37,7 @@ def _reduce(x: Any, kernel: Any, stride: Any, name: str, combine: Callable[..., 
     return out
 
 
-def max_pool_valid(x: Any, kernel: Any, stride: Any) -> Any:
+def max_pool_valid(x: Array, kernel: Pair, stride: Pair) -> Array:
     """Maximum over each ``kernel`` window of the padded ``x (..., H, W)`` at ``stride``.
 
     Pad with ``-inf`` beforehand for PyTorch's padding semantics.
@@ -44,13 +45,12 @@ def max_pool_valid(x: Any, kernel: Any, stride: Any) -> Any:
     return _reduce(x, kernel, stride, "max_pool", array_namespace(x).maximum)
 
 
-def avg_pool_valid(x: Any, kernel: Any, stride: Any) -> Any:
+def avg_pool_valid(x: Array, kernel: Pair, stride: Pair) -> Array:
     """Mean over each full ``kernel`` window of the padded ``x (..., H, W)`` at ``stride``.
 
     Pad with zeros beforehand for ``count_include_pad=True`` semantics.
     """
     xp = array_namespace(x)
     out = _reduce(x, kernel, stride, "avg_pool", xp.add)
-    kh, kw = parse_pair("kernel_size", kernel)
-    out *= xp.float32(1.0 / (kh * kw))
+    out *= xp.float32(1.0 / (kernel[0] * kernel[1]))
     return out

@@ -17,12 +17,20 @@ from typing import Any
 
 import numpy
 
+from featuremap._kernels import gemm
 from featuremap._kernels._namespace import array_namespace
 from featuremap._kernels._threads import run_tiles
-from featuremap._kernels import gemm
 from featuremap._kernels.gemm import gemm_conv
+from featuremap._typing import Array
 
-__all__ = ["COLUMN_BLOCK", "RANK1_RTOL", "ChannelPlan", "column_matrix", "plan_separable", "separable_conv"]
+__all__ = [
+    "COLUMN_BLOCK",
+    "RANK1_RTOL",
+    "ChannelPlan",
+    "column_matrix",
+    "plan_separable",
+    "separable_conv",
+]
 
 #: Relative size of the second singular value below which a kernel counts as rank 1; the
 #: factorisation error is then below float32 rounding of the result.
@@ -48,13 +56,14 @@ class ChannelPlan:
     columns: tuple[tuple[tuple[int, ...], numpy.ndarray], ...]
 
 
-def _to_host(weight: Any) -> numpy.ndarray:
+def _to_host(weight: Array) -> numpy.ndarray:
     if array_namespace(weight) is numpy:
         return numpy.asarray(weight, dtype=numpy.float64)
-    return numpy.asarray(weight.get(), dtype=numpy.float64)  # pragma: no cover - CuPy only
+    device_weight: Any = weight  # a CuPy array
+    return numpy.asarray(device_weight.get(), dtype=numpy.float64)  # pragma: no cover - CuPy only
 
 
-def _rank1_factors(weight: Any) -> tuple[numpy.ndarray, numpy.ndarray] | None:
+def _rank1_factors(weight: Array) -> tuple[numpy.ndarray, numpy.ndarray] | None:
     """``(u (J, Cg, kh), v (J, Cg, kw))`` with ``|v| = 1``, or None when a kernel is not rank 1."""
     u_basis, singular, v_basis = numpy.linalg.svd(_to_host(weight))
     if singular.shape[-1] > 1 and numpy.any(singular[..., 1] > RANK1_RTOL * singular[..., 0]):
@@ -67,7 +76,7 @@ def _rank1_factors(weight: Any) -> tuple[numpy.ndarray, numpy.ndarray] | None:
     return u * sign, v * sign
 
 
-def plan_separable(weight: Any, groups: int) -> list[ChannelPlan] | None:
+def plan_separable(weight: Array, groups: int) -> list[ChannelPlan] | None:
     """The per-channel 1-D filter plan of ``weight (J, C/groups, kh, kw)``, or None if not rank 1."""
     factors = _rank1_factors(weight)
     if factors is None:
@@ -81,7 +90,14 @@ def plan_separable(weight: Any, groups: int) -> list[ChannelPlan] | None:
         rows: list[numpy.ndarray] = []
         users: list[list[int]] = []
         for j in range(group * filters_per_group, (group + 1) * filters_per_group):
-            match = next((p for p, row in enumerate(rows) if numpy.abs(row - v[j, local]).max() <= _DEDUPE_ATOL), None)
+            match = next(
+                (
+                    p
+                    for p, row in enumerate(rows)
+                    if numpy.abs(row - v[j, local]).max() <= _DEDUPE_ATOL
+                ),
+                None,
+            )
             if match is None:
                 rows.append(v[j, local])
                 users.append([])
@@ -99,7 +115,9 @@ def _band_rows(n_images: int, row_filters: int, width: int, stride: int, span: i
     return max(COLUMN_BLOCK, rows - rows % COLUMN_BLOCK)
 
 
-def column_matrix(column_filter: numpy.ndarray, rows: int, stride: int, dilation: int) -> numpy.ndarray:
+def column_matrix(
+    column_filter: numpy.ndarray, rows: int, stride: int, dilation: int
+) -> numpy.ndarray:
     """Banded ``(rows, (rows - 1) * stride + span)`` matrix ``M`` with ``M @ a`` = valid correlation.
 
     Row ``i`` holds the filter at columns ``i * stride + t * dilation``: filtering along ``y``
@@ -113,12 +131,12 @@ def column_matrix(column_filter: numpy.ndarray, rows: int, stride: int, dilation
 
 
 def separable_conv(
-    x: Any,
+    x: Array,
     plans: list[ChannelPlan],
     stride: tuple[int, int],
     dilation: tuple[int, int],
-    out: Any,
-) -> Any:
+    out: Array,
+) -> Array:
     """Valid cross-correlation of finite ``x (N, C, H, W)`` by row then column passes into ``out``.
 
     Works in bands of output rows, in parallel (:mod:`._threads`), so the row-filtered images
@@ -145,11 +163,17 @@ def separable_conv(
     def band_pass(r0: int) -> None:
         r1 = min(r0 + band, rows_out)
         in_rows = slice(r0 * sy, (r1 - 1) * sy + span)
-        for plan, rows, plan_matrices in zip(plans, row_filters, matrices):
-            filtered = xp.empty((n_images, len(plan.rows), in_rows.stop - in_rows.start, cols_out), dtype=x.dtype)
-            gemm_conv(x[:, plan.channel : plan.channel + 1, in_rows], rows, (1, sx), (1, dx), 1, filtered)
-            for p, ((js, _), column_matrices) in enumerate(zip(plan.columns, plan_matrices)):
-                for j, matrix in zip(js, column_matrices):
+        for plan, rows, plan_matrices in zip(plans, row_filters, matrices, strict=False):
+            filtered = xp.empty(
+                (n_images, len(plan.rows), in_rows.stop - in_rows.start, cols_out), dtype=x.dtype
+            )
+            gemm_conv(
+                x[:, plan.channel : plan.channel + 1, in_rows], rows, (1, sx), (1, dx), 1, filtered
+            )
+            for p, ((js, _), column_matrices) in enumerate(
+                zip(plan.columns, plan_matrices, strict=False)
+            ):
+                for j, matrix in zip(js, column_matrices, strict=False):
                     _column_pass(filtered[:, p], matrix, (r0, r1), sy, span, out[:, j], plan.first)
 
     run_tiles(band_pass, range(0, rows_out, band), parallel=xp.__name__ == "numpy")
@@ -157,7 +181,13 @@ def separable_conv(
 
 
 def _column_pass(
-    filtered: Any, matrix: Any, rows: tuple[int, int], stride: int, span: int, out: Any, store: bool
+    filtered: Array,
+    matrix: Array,
+    rows: tuple[int, int],
+    stride: int,
+    span: int,
+    out: Array,
+    store: bool,
 ) -> None:
     """``out[:, r0:r1]`` (N, rows, W) = (or +=) the column filter of ``matrix`` over ``filtered``."""
     xp = array_namespace(filtered)

@@ -14,8 +14,18 @@
 from __future__ import annotations
 
 # Importing the family modules registers their banks.
-from featuremap.banks import basic, edges, file, gabor, gaussian, ilastik, lm, mr8, schmid  # noqa: F401
-from featuremap.banks._bank import CHANNEL_MODES, Bank
+from featuremap.banks import (  # noqa: F401
+    basic,
+    edges,
+    file,
+    gabor,
+    gaussian,
+    ilastik,
+    lm,
+    mr8,
+    schmid,
+)
+from featuremap.banks._bank import Bank
 from featuremap.banks._registry import BankInfo, describe, get, names
 
-__all__ = ["CHANNEL_MODES", "Bank", "BankInfo", "describe", "get", "names"]
+__all__ = ["Bank", "BankInfo", "describe", "get", "names"]

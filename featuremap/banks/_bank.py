@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from featuremap._validation import parse_choice, parse_int
+from featuremap._vocabulary import CHANNEL_MODES
 from featuremap.errors import InputError
 
-__all__ = ["Bank", "CHANNEL_MODES"]
-
-CHANNEL_MODES = ("per_channel", "sum")
+__all__ = ["Bank"]
 
 
 def _frozen_float32(array: np.ndarray) -> np.ndarray:
@@ -77,25 +76,31 @@ class Bank:
             object.__setattr__(self, "bias", bias)
         filters = tuple(dict(description) for description in self.filters)
         if len(filters) != n_filters:
-            raise ValueError(f"bank {self.name!r}: {len(filters)} descriptions, {n_filters} filters")
+            raise ValueError(
+                f"bank {self.name!r}: {len(filters)} descriptions, {n_filters} filters"
+            )
         object.__setattr__(self, "filters", filters)
         if self.reduce_groups is not None:
             groups = tuple(int(size) for size in self.reduce_groups)
             if sum(groups) != n_filters or min(groups) < 1:
-                raise ValueError(f"bank {self.name!r}: reduce_groups {groups} must sum to {n_filters}")
+                raise ValueError(
+                    f"bank {self.name!r}: reduce_groups {groups} must sum to {n_filters}"
+                )
             object.__setattr__(self, "reduce_groups", groups)
         if n_filters % self.groups:
-            raise ValueError(f"bank {self.name!r}: {n_filters} filters do not split into {self.groups} groups")
+            raise ValueError(
+                f"bank {self.name!r}: {n_filters} filters do not split into {self.groups} groups"
+            )
 
     @property
     def in_channels(self) -> int:
         """Number of input channels the bank expects (``C / groups * groups``)."""
-        return self.weight.shape[1] * self.groups
+        return int(self.weight.shape[1]) * self.groups
 
     @property
     def out_channels(self) -> int:
         """Number of output features ``J``."""
-        return self.weight.shape[0]
+        return int(self.weight.shape[0])
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -125,12 +130,8 @@ class Bank:
         InputError
             If ``mode`` is unknown, or the bank takes several channels but not ``in_channels``.
         """
-        if mode not in CHANNEL_MODES:
-            raise InputError(
-                f"channel mode must be one of {', '.join(map(repr, CHANNEL_MODES))}, got {mode!r}"
-            )
-        if isinstance(in_channels, bool) or not isinstance(in_channels, Integral) or in_channels < 1:
-            raise InputError(f"in_channels must be an integer >= 1, got {in_channels!r}")
+        mode = parse_choice("channel mode", mode, CHANNEL_MODES, quoted=True)
+        in_channels = parse_int("in_channels", in_channels, minimum=1)
         if in_channels == self.in_channels:
             return self
         if self.in_channels != 1:

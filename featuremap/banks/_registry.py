@@ -21,7 +21,8 @@ import numpy as np
 
 from featuremap.banks._bank import Bank
 from featuremap.banks._params import Parser
-from featuremap.errors import InputError, describe as describe_value
+from featuremap.errors import InputError
+from featuremap.errors import describe as describe_value
 
 __all__ = ["BankInfo", "Filters", "Parameter", "describe", "get", "names", "register"]
 
@@ -91,7 +92,9 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register(name: str, summary: str, *parameters: Parameter) -> Callable:
+def register(
+    name: str, summary: str, *parameters: Parameter
+) -> Callable[[Callable[..., Filters]], Callable[..., Filters]]:
     """Register ``builder(**params) -> Filters`` as bank ``name``."""
 
     def decorate(builder: Callable[..., Filters]) -> Callable[..., Filters]:

@@ -18,14 +18,20 @@ __all__: list[str] = []
     Parameter("n", 8, "number of filters J", integer(1, 65536)),
     Parameter("size", 3, "kernel side", integer(1, 1025)),
     Parameter("in_channels", 1, "input channels C of every filter", integer(1, 65536)),
-    Parameter("seed", 0, "random seed (same seed, same weights on every machine)", integer(0, 2**63 - 1)),
+    Parameter(
+        "seed", 0, "random seed (same seed, same weights on every machine)", integer(0, 2**63 - 1)
+    ),
     Parameter("bias", False, "also draw a normal bias per filter", boolean()),
     Parameter(
-        "std", None, "standard deviation (default 1/sqrt(in_channels*size*size))",
+        "std",
+        None,
+        "standard deviation (default 1/sqrt(in_channels*size*size))",
         optional(real(0.0, open_minimum=True)),
     ),
 )
-def _random(n: int, size: int, in_channels: int, seed: int, bias: bool, std: float | None) -> Filters:
+def _random(
+    n: int, size: int, in_channels: int, seed: int, bias: bool, std: float | None
+) -> Filters:
     scale = std if std is not None else 1.0 / math.sqrt(in_channels * size * size)
     generator = np.random.default_rng(seed)
     weight = scale * generator.standard_normal((n, in_channels, size, size))
@@ -40,7 +46,9 @@ def _random(n: int, size: int, in_channels: int, seed: int, bias: bool, std: flo
     Parameter("size", 3, "kernel side", integer(1, 1025)),
 )
 def _box(size: int) -> Filters:
-    return Filters(np.full((1, 1, size, size), 1.0 / (size * size)), [{"name": "box", "size": size}])
+    return Filters(
+        np.full((1, 1, size, size), 1.0 / (size * size)), [{"name": "box", "size": size}]
+    )
 
 
 @register(

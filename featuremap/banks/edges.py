@@ -23,7 +23,10 @@ SMOOTHING = {
     "prewitt": np.array([1.0, 1.0, 1.0]),
 }
 NORMALIZE = Parameter(
-    "normalize", False, "divide the smoothing weights by their sum (scikit-image's weights)", boolean()
+    "normalize",
+    False,
+    "divide the smoothing weights by their sum (scikit-image's weights)",
+    boolean(),
 )
 
 
@@ -58,4 +61,6 @@ LAPLACIAN = {
     Parameter("neighbours", 4, "4 or 8", choice((4, 8))),
 )
 def _laplacian(neighbours: int) -> Filters:
-    return Filters(LAPLACIAN[neighbours][None, None], [{"name": "laplacian", "neighbours": neighbours}])
+    return Filters(
+        LAPLACIAN[neighbours][None, None], [{"name": "laplacian", "neighbours": neighbours}]
+    )

@@ -75,7 +75,11 @@ def _load_safetensors(path: Path, tensor: str, bias_tensor: str | None) -> Array
 
 
 def _pick(
-    path: Path, names: list[str], read: Callable[[str], np.ndarray], tensor: str, bias_tensor: str | None
+    path: Path,
+    names: list[str],
+    read: Callable[[str], np.ndarray],
+    tensor: str,
+    bias_tensor: str | None,
 ) -> Arrays:
     if tensor not in names:
         raise InputError(
@@ -104,7 +108,9 @@ def _read(path: Path, tensor: str, bias_tensor: str | None) -> Arrays:
             f"weight file {path} has unknown extension {path.suffix!r}; use one of {', '.join(EXTENSIONS)}"
         )
     if not path.is_file():
-        raise InputError(f"weight file {path} does not exist (paths are relative to the pipeline file)")
+        raise InputError(
+            f"weight file {path} does not exist (paths are relative to the pipeline file)"
+        )
     try:
         return LOADERS[suffix](path, tensor, bias_tensor)
     except InputError:
@@ -112,13 +118,17 @@ def _read(path: Path, tensor: str, bias_tensor: str | None) -> Arrays:
     except ValueError as error:
         # NumPy's refusal of an object array (in a .npy or inside a .npz) names allow_pickle.
         if "allow_pickle" not in str(error):
-            raise InputError(f"weight file {path} cannot be read as {suffix} ({_one_line(error)})") from None
+            raise InputError(
+                f"weight file {path} cannot be read as {suffix} ({_one_line(error)})"
+            ) from None
         raise InputError(
             f"weight file {path} contains pickled objects; featuremap never unpickles, "
             "re-save it with numpy.save(..., allow_pickle=False) as a numeric array"
         ) from None
     except (OSError, EOFError, zipfile.BadZipFile, TypeError) as error:
-        raise InputError(f"weight file {path} cannot be read as {suffix} ({_one_line(error)})") from None
+        raise InputError(
+            f"weight file {path} cannot be read as {suffix} ({_one_line(error)})"
+        ) from None
     except Exception as error:  # safetensors raises its own SafetensorError (not importable lazily)
         if type(error).__name__ != "SafetensorError":
             raise
@@ -127,7 +137,9 @@ def _read(path: Path, tensor: str, bias_tensor: str | None) -> Arrays:
 
 def _as_weight(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind not in "fiu":
-        raise InputError(f"weight in {path} must be a real or integer array, got dtype {array.dtype}")
+        raise InputError(
+            f"weight in {path} must be a real or integer array, got dtype {array.dtype}"
+        )
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4 or 0 in array.shape:
@@ -136,7 +148,9 @@ def _as_weight(path: Path, array: np.ndarray) -> np.ndarray:
         )
     weight = array.astype(np.float32)
     if not np.isfinite(weight).all():
-        raise InputError(f"weight in {path} contains NaN or infinite values (or values beyond float32)")
+        raise InputError(
+            f"weight in {path} contains NaN or infinite values (or values beyond float32)"
+        )
     return weight
 
 
@@ -163,13 +177,21 @@ def load_weights(path: Path, tensor: str = "weight", bias_tensor: str | None = N
 @register(
     "file",
     "weights (and bias) from a .npy, .npz or .safetensors file; never unpickled",
-    Parameter("path", None, "weight file; relative paths are resolved against base_dir", _parse_path),
     Parameter(
-        "base_dir", None, "directory for a relative path (the pipeline file's directory)", optional(text())
+        "path", None, "weight file; relative paths are resolved against base_dir", _parse_path
+    ),
+    Parameter(
+        "base_dir",
+        None,
+        "directory for a relative path (the pipeline file's directory)",
+        optional(text()),
     ),
     Parameter("tensor", "weight", "name of the weight array in a .npz / .safetensors", text()),
     Parameter(
-        "bias_tensor", None, "name of the bias array (default: 'bias' when the file has one)", optional(text())
+        "bias_tensor",
+        None,
+        "name of the bias array (default: 'bias' when the file has one)",
+        optional(text()),
     ),
 )
 def _file(path: str, base_dir: str | None, tensor: str, bias_tensor: str | None) -> Filters:

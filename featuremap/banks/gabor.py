@@ -16,6 +16,7 @@ needs for the widest filter: ``2 * ceil(n_stds * sigma) + 1``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,9 @@ def sigma_for_bandwidth(frequency: float, bandwidth: float) -> float:
     return prefactor / frequency
 
 
-def gabor_filter(size: int, frequency: float, theta: float, phase: float, sigma: float) -> np.ndarray:
+def gabor_filter(
+    size: int, frequency: float, theta: float, phase: float, sigma: float
+) -> np.ndarray:
     """One ``size x size`` Gabor filter (float64), centred."""
     half = size // 2
     y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
@@ -46,35 +49,52 @@ def gabor_filter(size: int, frequency: float, theta: float, phase: float, sigma:
     "gabor",
     "Gabor filters (scikit-image's gabor_kernel): frequencies x orientations x phases",
     Parameter(
-        "size", None, "kernel side (odd); default 2*ceil(n_stds*sigma)+1 of the widest filter",
+        "size",
+        None,
+        "kernel side (odd); default 2*ceil(n_stds*sigma)+1 of the widest filter",
         optional(integer(1, odd=True)),
     ),
     Parameter(
-        "orientations", None, "number of orientations k*pi/n, k = 0..n-1 (default 8 unless angles)",
+        "orientations",
+        None,
+        "number of orientations k*pi/n, k = 0..n-1 (default 8 unless angles)",
         optional(integer(1, 360)),
     ),
     Parameter(
-        "angles", None, "explicit orientations in radians (instead of orientations)",
+        "angles",
+        None,
+        "explicit orientations in radians (instead of orientations)",
         optional(real_list(real(), "numbers")),
     ),
     Parameter(
-        "frequencies", [0.1, 0.2], "spatial frequencies in cycles per pixel, 0 < f <= 0.5",
+        "frequencies",
+        [0.1, 0.2],
+        "spatial frequencies in cycles per pixel, 0 < f <= 0.5",
         real_list(real(0.0, 0.5, open_minimum=True), "numbers in (0, 0.5]"),
     ),
     Parameter(
-        "phases", [0.0, math.pi / 2], "phases in radians: 0 = even (real part), pi/2 = odd (imaginary part)",
+        "phases",
+        [0.0, math.pi / 2],
+        "phases in radians: 0 = even (real part), pi/2 = odd (imaginary part)",
         real_list(real(), "numbers"),
     ),
     Parameter(
-        "bandwidth", 1.0, "octave bandwidth that sets sigma when sigma is not given",
+        "bandwidth",
+        1.0,
+        "octave bandwidth that sets sigma when sigma is not given",
         real(0.0, 8.0, open_minimum=True),
     ),
     Parameter(
-        "sigma", None, "envelope sigma in pixels of every filter (default: from bandwidth and frequency)",
+        "sigma",
+        None,
+        "envelope sigma in pixels of every filter (default: from bandwidth and frequency)",
         optional(real(0.0, open_minimum=True)),
     ),
     Parameter(
-        "n_stds", 3.0, "default kernel half-width in sigmas (scikit-image's n_stds)", real(0.0, open_minimum=True)
+        "n_stds",
+        3.0,
+        "default kernel half-width in sigmas (scikit-image's n_stds)",
+        real(0.0, open_minimum=True),
     ),
 )
 def _gabor(
@@ -92,17 +112,19 @@ def _gabor(
             "bank 'gabor' takes orientations or angles, not both "
             f"(got orientations={orientations}, angles={describe(angles)})"
         )
-    derived: dict = {}
+    derived: dict[str, Any] = {}
     if angles is None:
         orientations = 8 if orientations is None else orientations
         angles = [math.pi * k / orientations for k in range(orientations)]
         derived["orientations"] = orientations
-    sigmas = [sigma if sigma is not None else sigma_for_bandwidth(f, bandwidth) for f in frequencies]
+    sigmas = [
+        sigma if sigma is not None else sigma_for_bandwidth(f, bandwidth) for f in frequencies
+    ]
     if size is None:
         size = 2 * math.ceil(n_stds * max(sigmas)) + 1
         derived["size"] = size
     kernels, descriptions = [], []
-    for frequency, envelope_sigma in zip(frequencies, sigmas):
+    for frequency, envelope_sigma in zip(frequencies, sigmas, strict=False):
         for theta in angles:
             for phase in phases:
                 kernels.append(gabor_filter(size, frequency, theta, phase, envelope_sigma))

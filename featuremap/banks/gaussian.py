@@ -15,11 +15,11 @@ to the bank's common size, centred, which keeps them rank 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from featuremap._validation import is_integer
 from featuremap.banks._params import integer, optional, real, real_list
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
@@ -54,7 +54,11 @@ def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
     phi = np.exp(-0.5 * x * x / variance)
     phi /= phi.sum()
     # Derivatives of exp(-x^2 / 2 s^2) up to order 2, written out (SciPy builds the same polynomials).
-    polynomial = {0: np.ones_like(x), 1: -x / variance, 2: (x * x - variance) / (variance * variance)}
+    polynomial = {
+        0: np.ones_like(x),
+        1: -x / variance,
+        2: (x * x - variance) / (variance * variance),
+    }
     return (polynomial[order] * phi)[::-1]
 
 
@@ -89,7 +93,7 @@ def _parse_orders(value: Any, where: str) -> list[list[int]]:
             isinstance(pair, Sequence)
             and not isinstance(pair, (str, bytes))
             and len(pair) == 2
-            and all(isinstance(o, Integral) and not isinstance(o, bool) and o >= 0 for o in pair)
+            and all(is_integer(o) and int(o) >= 0 for o in pair)
             and sum(pair) <= 2
         )
         if not valid or [int(o) for o in pair] in orders:
@@ -102,12 +106,17 @@ def _parse_orders(value: Any, where: str) -> list[list[int]]:
 
 POSITIVE = real(0.0, open_minimum=True)
 SIGMAS = Parameter(
-    "sigmas", [1.0, 2.0, 4.0], "Gaussian standard deviations in pixels", real_list(POSITIVE, "numbers > 0")
+    "sigmas",
+    [1.0, 2.0, 4.0],
+    "Gaussian standard deviations in pixels",
+    real_list(POSITIVE, "numbers > 0"),
 )
 # `size: None` stays None in Bank.params (the weight's shape tells the size): a fixed size changes
 # every filter's radius, so recording the derived size would not rebuild the same bank.
 SIZE = Parameter(
-    "size", None, "kernel side (odd), one radius for every sigma; default: each sigma its own radius",
+    "size",
+    None,
+    "kernel side (odd), one radius for every sigma; default: each sigma its own radius",
     optional(integer(1, odd=True)),
 )
 TRUNCATE = Parameter(
@@ -120,12 +129,17 @@ TRUNCATE = Parameter(
     "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, separable)",
     SIGMAS,
     Parameter(
-        "orders", [list(o) for o in ALL_ORDERS], "derivative orders [oy, ox], oy + ox <= 2", _parse_orders
+        "orders",
+        [list(o) for o in ALL_ORDERS],
+        "derivative orders [oy, ox], oy + ox <= 2",
+        _parse_orders,
     ),
     SIZE,
     TRUNCATE,
 )
-def _gaussian(sigmas: list[float], orders: list[list[int]], size: int | None, truncate: float) -> Filters:
+def _gaussian(
+    sigmas: list[float], orders: list[list[int]], size: int | None, truncate: float
+) -> Filters:
     kernels, descriptions = [], []
     for sigma in sigmas:
         radius = kernel_radius(sigma, truncate, size)
@@ -153,7 +167,9 @@ def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
     return Filters(stack_centred(kernels), descriptions)
 
 
-def difference_of_gaussians(sigma: float, k: float, truncate: float, size: int | None) -> np.ndarray:
+def difference_of_gaussians(
+    sigma: float, k: float, truncate: float, size: int | None
+) -> np.ndarray:
     """``G(sigma) - G(k * sigma)``, each Gaussian with its own SciPy radius, centred."""
     first, second = stack_centred(
         [gaussian_2d(s, (0, 0), kernel_radius(s, truncate, size)) for s in (sigma, k * sigma)]
@@ -167,7 +183,7 @@ def _parse_ratio(value: Any, where: str) -> float:
         raise InputError(
             f"{where} must be a number > 0 other than 1 (k = 1 gives a zero filter), got {describe(value)}"
         )
-    return ratio
+    return float(ratio)
 
 
 @register(

@@ -54,7 +54,11 @@ FEATURES = {
 def _parse_features(value: Any, where: str) -> list[str]:
     allowed = "a non-empty list of distinct names from " + ", ".join(FEATURES)
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items or len(set(map(repr, items))) != len(items):
+    if (
+        not isinstance(items, (list, tuple))
+        or not items
+        or len(set(map(repr, items))) != len(items)
+    ):
         raise InputError(f"{where} must be {allowed}, got {describe(value)}")
     for item in items:
         if item not in FEATURES:
@@ -77,11 +81,16 @@ def _kernel(name: str, order: list[int] | None, sigma: float, truncate: float) -
     "ilastik",
     "ilastik's linear pixel features: Gaussian, LoG, gradient, Hessian, DoG per scale",
     Parameter(
-        "sigmas", list(ILASTIK_SCALES[:-1]), "scales in pixels (ilastik offers 0.3 0.7 1.0 1.6 3.5 5.0 10.0)",
+        "sigmas",
+        list(ILASTIK_SCALES[:-1]),
+        "scales in pixels (ilastik offers 0.3 0.7 1.0 1.6 3.5 5.0 10.0)",
         real_list(POSITIVE, "numbers > 0"),
     ),
     Parameter(
-        "features", list(FEATURES), "which features; output order is always " + ", ".join(FEATURES), _parse_features
+        "features",
+        list(FEATURES),
+        "which features; output order is always " + ", ".join(FEATURES),
+        _parse_features,
     ),
     TRUNCATE,
 )

@@ -16,12 +16,18 @@ filter's long axis points along ``(x, y) = (cos a, -sin a)``, i.e. ``(column, ro
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from featuremap.banks._params import choice, integer
 from featuremap.banks._registry import Filters, Parameter, register
-from featuremap.banks._vgg import fspecial_gaussian, fspecial_log, normalise, oriented_filter
+from featuremap.banks._vgg import (
+    fspecial_gaussian,
+    fspecial_log,
+    normalise,
+    oriented_filter,
+)
 
 __all__ = ["oriented_bank"]
 
@@ -32,7 +38,7 @@ BASIC_SCALES = {
 }
 
 
-def oriented_bank(scales: list[float], size: int) -> tuple[list[np.ndarray], list[dict]]:
+def oriented_bank(scales: list[float], size: int) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     """Edge then bar filters at ``scales`` x 6 orientations, the reference's order and descriptions."""
     kernels, descriptions = [], []
     for order, kind in ((1, "edge"), (2, "bar")):
@@ -41,7 +47,12 @@ def oriented_bank(scales: list[float], size: int) -> tuple[list[np.ndarray], lis
                 angle = math.pi * index / N_ORIENTATIONS
                 kernels.append(oriented_filter(scale, order, angle, size))
                 descriptions.append(
-                    {"name": kind, "sigma": [3 * scale, scale], "orientation": angle, "order": order}
+                    {
+                        "name": kind,
+                        "sigma": [3 * scale, scale],
+                        "orientation": angle,
+                        "order": order,
+                    }
                 )
     return kernels, descriptions
 
@@ -52,7 +63,12 @@ SIZE = Parameter("size", 49, "kernel side (odd); the reference uses 49", integer
 @register(
     "lm",
     "Leung-Malik bank: 36 oriented edge/bar, 8 LoG, 4 Gaussian filters (makeLMfilters.m)",
-    Parameter("variant", "LML", "'LML' (large, the published code) or 'LMS' (small)", choice(("LML", "LMS"))),
+    Parameter(
+        "variant",
+        "LML",
+        "'LML' (large, the published code) or 'LMS' (small)",
+        choice(("LML", "LMS")),
+    ),
     SIZE,
 )
 def _lm(variant: str, size: int) -> Filters:

@@ -8,6 +8,17 @@ derivative) filters in the same order; a Gaussian and a LoG at sigma 10. All zer
 ``(6, 6, 6, 6, 6, 6, 1, 1)`` -- the maximum over each block of 6 consecutive features (the 6
 orientations of one type and scale) and the last two passed through -- giving the 8 MR8 responses.
 On a C-channel input expanded ``per_channel`` the grouping repeats for each channel.
+
+Reference semantics of the reduction (Varma & Zisserman, IJCV 62(1-2):61-81, 2005, section 2.1.3:
+outputs "collapsed by recording only the maximum filter response across all orientations"; VGG's
+``MR8fast.m`` from the texclass page). The orientations span only pi (``makeRFSfilters.m``: "Not 2pi
+as filters have symmetry"), so an edge of the opposite polarity gives negative responses at all 6
+edge orientations: the reference takes the maximum of the *absolute* edge responses,
+``max_k |r_k|`` (a magnitude, not the signed value at the arg-max). ``MR8fast.m`` keeps the bar
+(second-derivative) maximum signed, noting that Varma & Zisserman also take it of the absolute
+values; the Gaussian and the LoG pass through signed. A plain signed ``max`` over each group (what
+``reduce: {op: max}`` computes) is therefore not MR8 for the edge responses: a bright-to-dark step
+gives 0.5 and the mirrored step ~0. The reduction operator lives in the pipeline, not in this bank.
 """
 
 from __future__ import annotations
@@ -40,13 +51,17 @@ def _root_filter_set(size: int) -> Filters:
 
 
 @register(
-    "rfs", "Root Filter Set: 36 oriented edge/bar filters, a Gaussian and a LoG (makeRFSfilters.m)", SIZE
+    "rfs",
+    "Root Filter Set: 36 oriented edge/bar filters, a Gaussian and a LoG (makeRFSfilters.m)",
+    SIZE,
 )
 def _rfs(size: int) -> Filters:
     return _root_filter_set(size)
 
 
-@register("mr8", "RFS marked for MR8: max over each 6 orientations -> 8 responses (reduce_groups)", SIZE)
+@register(
+    "mr8", "RFS marked for MR8: max over each 6 orientations -> 8 responses (reduce_groups)", SIZE
+)
 def _mr8(size: int) -> Filters:
     filters = _root_filter_set(size)
     return Filters(

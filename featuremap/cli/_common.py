@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 
+from featuremap._vocabulary import DEVICES
 from featuremap.errors import InputError
 
 __all__ = [
-    "DEVICES",
     "echo_json",
     "format_pair",
     "job_options",
@@ -30,7 +30,6 @@ __all__ = [
     "tls_options",
 ]
 
-DEVICES = ("auto", "cpu", "gpu")
 #: A non-terminal gets a progress line at least every this many seconds ...
 PLAIN_PROGRESS_SECONDS = 2.0
 #: ... or whenever this fraction of the blocks has finished since the last line.
@@ -50,24 +49,51 @@ def _stack(*decorators: Decorator) -> Decorator:
 
 #: ``--input``, ``--array``, ``--output``: override the pipeline's stores (relative to the cwd).
 store_options = _stack(
-    click.option("--input", "input_store", metavar="STORE", help="Input Zarr store (overrides the pipeline's input.store)."),
-    click.option("--array", metavar="NAME", help="Array inside the input group (overrides input.array)."),
-    click.option("--output", "output_store", metavar="STORE", help="Output Zarr store (overrides output.store)."),
+    click.option(
+        "--input",
+        "input_store",
+        metavar="STORE",
+        help="Input Zarr store (overrides the pipeline's input.store).",
+    ),
+    click.option(
+        "--array", metavar="NAME", help="Array inside the input group (overrides input.array)."
+    ),
+    click.option(
+        "--output",
+        "output_store",
+        metavar="STORE",
+        help="Output Zarr store (overrides output.store).",
+    ),
 )
 
 #: TLS for ``tls://`` scheduler addresses, with Dask's own option names.
 tls_options = _stack(
-    click.option("--tls-ca-file", type=click.Path(exists=True, dir_okay=False), help="CA certificate (PEM) for a tls:// scheduler."),
-    click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (PEM)."),
-    click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Client private key (PEM)."),
+    click.option(
+        "--tls-ca-file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA certificate (PEM) for a tls:// scheduler.",
+    ),
+    click.option(
+        "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (PEM)."
+    ),
+    click.option(
+        "--tls-key", type=click.Path(exists=True, dir_okay=False), help="Client private key (PEM)."
+    ),
 )
 
 #: What ``run`` and ``submit`` share besides the scheduler: device, overwrite/resume, TLS.
 job_options = _stack(
-    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-                 help="Where blocks are computed: a GPU when a worker has one (auto), or forced."),
+    click.option(
+        "--device",
+        type=click.Choice(DEVICES),
+        default="auto",
+        show_default=True,
+        help="Where blocks are computed: a GPU when a worker has one (auto), or forced.",
+    ),
     click.option("--overwrite", is_flag=True, help="Replace an existing output store."),
-    click.option("--resume", is_flag=True, help="Finish an interrupted job: compute only missing blocks."),
+    click.option(
+        "--resume", is_flag=True, help="Finish an interrupted job: compute only missing blocks."
+    ),
     tls_options,
 )
 
@@ -80,7 +106,9 @@ def refuse_together(**flags: Any) -> None:
         raise click.UsageError(f"{names} cannot be used together; choose one")
 
 
-def make_security(scheduler: str | None, ca_file: str | None, cert: str | None, key: str | None) -> Any:
+def make_security(
+    scheduler: str | None, ca_file: str | None, cert: str | None, key: str | None
+) -> Any:
     """A ``distributed.security.Security`` for the TLS flags, or ``None`` when none is given.
 
     Raises
@@ -97,10 +125,14 @@ def make_security(scheduler: str | None, ca_file: str | None, cert: str | None, 
         return None
     missing = [name for name, value in files.items() if not value]
     if missing:
-        raise InputError(f"TLS needs all of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}")
+        raise InputError(
+            f"TLS needs all of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}"
+        )
     from distributed.security import Security
 
-    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+    return Security(
+        tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True
+    )
 
 
 def prepare_job(
@@ -119,13 +151,20 @@ def prepare_job(
 ) -> tuple[Any, dict[str, Any]]:
     """What ``run`` and ``submit`` share: the pipeline with the command line's overrides, and the
     keyword arguments both pass on (scheduler, security, device, overwrite, resume)."""
-    from featuremap.pipeline import load_pipeline
+    from featuremap.jobs.pipeline import load_pipeline
 
     refuse_together(overwrite=overwrite, resume=resume)
-    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array, output=output_store)
+    spec = load_pipeline(pipeline).with_overrides(
+        input=input_store, array=array, output=output_store
+    )
     security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
-    return spec, {"scheduler": scheduler, "security": security, "device": device,
-                  "overwrite": overwrite, "resume": resume}
+    return spec, {
+        "scheduler": scheduler,
+        "security": security,
+        "device": device,
+        "overwrite": overwrite,
+        "resume": resume,
+    }
 
 
 def echo_json(data: Any) -> None:
@@ -169,7 +208,9 @@ class _PlainProgress:
         rate = (done - self.first_done) / max(now - self.start, 1e-9)
         eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
         percent = 100 * done // total if total else 100
-        click.echo(f"featuremap: {done}/{total} blocks ({percent}%), {rate:.1f} blocks/s{eta}", err=True)
+        click.echo(
+            f"featuremap: {done}/{total} blocks ({percent}%), {rate:.1f} blocks/s{eta}", err=True
+        )
 
 
 @contextmanager
@@ -198,8 +239,14 @@ def progress_reporter(enabled: bool = True) -> Iterator[Callable[[int, int], Non
             return Text(f"{task.speed:.1f} blocks/s" if task.speed else "- blocks/s")
 
     with Progress(
-        TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True),
+        TextColumn("blocks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("run", total=None)
 
@@ -231,23 +278,41 @@ def format_padding(padding: Any) -> str:
     return f"{top},{bottom}×{left},{right}"
 
 
-def layer_table(title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]) -> Any:
-    """A rich table: one row per layer (metadata as :func:`featuremap._store.describe_layers`),
+def layer_table(
+    title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]
+) -> Any:
+    """A rich table: one row per layer (metadata as :meth:`featuremap.layers.ResolvedStack.describe`),
     after an ``input`` row when ``input_shape`` ``(C, H, W)`` is known."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in ("#", "layer", "kernel", "stride", "padding", "dilation", "output (C×H×W)",
-                   "receptive field", "jump", "offset"):
+    for column in (
+        "#",
+        "layer",
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "output (C×H×W)",
+        "receptive field",
+        "jump",
+        "offset",
+    ):
         table.add_column(column, justify="left" if column == "layer" else "right")
     if input_shape is not None:
         table.add_row("", "input", "", "", "", "", "×".join(map(str, input_shape)), "1", "1", "0")
     for index, layer in enumerate(layers):
         table.add_row(
-            str(index), describe_layer(layer), format_pair(layer["kernel_size"]),
-            format_pair(layer["stride"]), format_padding(layer["padding"]), format_pair(layer["dilation"]),
-            "×".join(map(str, layer["output_shape"])), format_pair(layer["receptive_field"]),
-            format_pair(layer["jump"]), format_pair(layer["offset"]),
+            str(index),
+            describe_layer(layer),
+            format_pair(layer["kernel_size"]),
+            format_pair(layer["stride"]),
+            format_padding(layer["padding"]),
+            format_pair(layer["dilation"]),
+            "×".join(map(str, layer["output_shape"])),
+            format_pair(layer["receptive_field"]),
+            format_pair(layer["jump"]),
+            format_pair(layer["offset"]),
         )
     return table
 
@@ -263,8 +328,20 @@ def print_rich(*renderables: Any) -> None:
 
 #: Metadata keys kept per layer in --json output (a bank's long filter list is left out).
 LAYER_SUMMARY_KEYS = (
-    "type", "op", "activation", "groups", "kernel_size", "stride", "padding", "dilation",
-    "in_channels", "out_channels", "output_shape", "receptive_field", "jump", "offset",
+    "type",
+    "op",
+    "activation",
+    "groups",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "in_channels",
+    "out_channels",
+    "output_shape",
+    "receptive_field",
+    "jump",
+    "offset",
 )
 
 

@@ -32,8 +32,12 @@ def banks(name: str | None, as_json: bool) -> None:
         if as_json:
             echo_json([{"name": info.name, "summary": info.summary} for info in infos])
             return
-        table = Table("bank", "summary", title="filter banks (featuremap banks NAME for parameters)",
-                      title_justify="left")
+        table = Table(
+            "bank",
+            "summary",
+            title="filter banks (featuremap banks NAME for parameters)",
+            title_justify="left",
+        )
         for info in infos:
             table.add_row(info.name, info.summary)
         print_rich(table)
@@ -42,8 +46,13 @@ def banks(name: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(info.to_dict())
         return
-    table = Table("parameter", "default", "meaning", title=f"{info.name}: {info.summary}",
-                  title_justify="left")
+    table = Table(
+        "parameter",
+        "default",
+        "meaning",
+        title=f"{info.name}: {info.summary}",
+        title_justify="left",
+    )
     for parameter, default, help_text in info.parameters:
         table.add_row(parameter, repr(default), help_text)
     print_rich(table)

@@ -51,36 +51,52 @@ def _connect_hint(address: str, spec: Any) -> str:
 @cluster.command("slurm")
 @click.option("--partition", "-p", default=None, help="SLURM partition (default: the site's).")
 @click.option("--account", "-A", default=None, help="SLURM account to charge.")
-@click.option("--gpus", type=int, default=0, show_default=True,
-              help="GPUs per job: --gres=gpu:N and worker resource GPU=N.")
+@click.option(
+    "--gpus",
+    type=int,
+    default=0,
+    show_default=True,
+    help="GPUs per job: --gres=gpu:N and worker resource GPU=N.",
+)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Worker jobs to submit.")
 @click.option("--cores", type=int, default=8, show_default=True, help="CPU cores per job.")
 @click.option("--memory", default="32GiB", show_default=True, help="Memory per job.")
 @click.option("--walltime", default="01:00:00", show_default=True, help="Time limit per job.")
-@click.option("--processes", type=int, default=1, show_default=True,
-              help="Worker processes per job (1 with GPUs).")
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes per job (1 with GPUs).",
+)
 @click.option("--interface", default=None, help="Network interface of workers (e.g. ib0).")
 @click.option("--local-directory", default=None, help="Worker scratch directory on the node.")
 @click.option("--log-directory", default=None, help="Directory for the jobs' SLURM logs.")
-@click.option("--prologue", multiple=True,
-              help="Shell line run before the worker (repeatable), e.g. 'module load cuda'.")
+@click.option(
+    "--prologue",
+    multiple=True,
+    help="Shell line run before the worker (repeatable), e.g. 'module load cuda'.",
+)
 @click.option("--tls-ca-file", default=None, help="CA certificate (PEM) for Dask TLS.")
 @click.option("--tls-cert", default=None, help="Certificate (PEM) for Dask TLS.")
 @click.option("--tls-key", default=None, help="Private key (PEM) for Dask TLS.")
-@click.option("--port", type=int, default=0, show_default=True,
-              help="Scheduler port (0: any free port).")
-@click.option("--dashboard-address", default=":8787", show_default=True,
-              help="Scheduler dashboard address.")
-@click.option("--print-job-script", is_flag=True,
-              help="Print one worker job's batch script and exit; submits nothing.")
-def slurm(
-    port: int, dashboard_address: str, print_job_script: bool, **options: Any
-) -> None:
+@click.option(
+    "--port", type=int, default=0, show_default=True, help="Scheduler port (0: any free port)."
+)
+@click.option(
+    "--dashboard-address", default=":8787", show_default=True, help="Scheduler dashboard address."
+)
+@click.option(
+    "--print-job-script",
+    is_flag=True,
+    help="Print one worker job's batch script and exit; submits nothing.",
+)
+def slurm(port: int, dashboard_address: str, print_job_script: bool, **options: Any) -> None:
     """Run a scheduler here and featuremap workers as SLURM jobs, until Ctrl-C.
 
     Bad options raise InputError, which ``featuremap.cli.main`` reports as one line, exit 2.
     """
-    from featuremap._slurm import SlurmSpec, render_job_script, start_slurm_cluster
+    from featuremap.jobs.slurm import SlurmSpec, render_job_script, start_slurm_cluster
 
     spec = SlurmSpec.from_dict(options)
     if print_job_script:

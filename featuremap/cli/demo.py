@@ -19,13 +19,32 @@ Examples:
 
 
 @click.command(epilog=EPILOG)
-@click.option("--output", "output_dir", default="demo-output", show_default=True, metavar="DIR",
-              help="Folder for images.zarr and features.zarr (both replaced).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster.")
-@click.option("--size", type=click.IntRange(min=32, max=4096), default=256, show_default=True,
-              help="Side of each sample image in pixels.")
-@click.option("--images", "n_images", type=click.IntRange(min=1, max=64), default=4, show_default=True,
-              help="Images in the sample batch.")
+@click.option(
+    "--output",
+    "output_dir",
+    default="demo-output",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for images.zarr and features.zarr (both replaced).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=32, max=4096),
+    default=256,
+    show_default=True,
+    help="Side of each sample image in pixels.",
+)
+@click.option(
+    "--images",
+    "n_images",
+    type=click.IntRange(min=1, max=64),
+    default=4,
+    show_default=True,
+    help="Images in the sample batch.",
+)
 def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None:
     """Make a sample dataset (synthetic texture mosaics) in DIR/images.zarr, run the default
     pipeline (Gabor energy, pooled) on a local cluster into DIR/features.zarr, and show how to
@@ -33,11 +52,17 @@ def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None
     from featuremap._demo import run_demo
 
     with progress_reporter() as progress:
-        summary = run_demo(output_dir, n_images=n_images, size=size, workers=workers, progress=progress)
+        summary = run_demo(
+            output_dir, n_images=n_images, size=size, workers=workers, progress=progress
+        )
     features = shlex.quote(str(Path(summary.store)))
-    click.echo(f"{summary.status}: {summary.blocks_total} blocks in {summary.seconds:.1f} s -> {summary.store}")
+    click.echo(
+        f"{summary.status}: {summary.blocks_total} blocks in {summary.seconds:.1f} s -> {summary.store}"
+    )
     click.echo("open it with:")
-    click.echo(f"  python -c \"import featuremap; print(featuremap.open({str(summary.store)!r}).to_xarray())\"")
-    click.echo(f"  python -c \"import xarray; print(xarray.open_zarr({str(summary.store)!r}))\"")
+    click.echo(
+        f'  python -c "import featuremap; print(featuremap.open({str(summary.store)!r}).to_xarray())"'
+    )
+    click.echo(f'  python -c "import xarray; print(xarray.open_zarr({str(summary.store)!r}))"')
     click.echo(f"  featuremap inspect {features}")
     click.echo(f"  featuremap preview {features} -o preview.png")

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, layer_summary, layer_table, print_rich, refuse_together
+from featuremap.cli._common import (
+    echo_json,
+    layer_summary,
+    layer_table,
+    print_rich,
+    refuse_together,
+)
 from featuremap.errors import InputError
 
 __all__ = ["explain"]
@@ -22,13 +28,16 @@ Output pixel i of a layer is centred on input coordinate offset + i * jump and s
 of 'receptive field' input pixels.
 """
 
+
 def _input_shape(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*[,x×]\s*(\d+)\s*", value)
     if not match or min(int(match[1]), int(match[2])) < 1:
-        raise click.BadParameter(f"must be H,W with positive integers, e.g. 512,512; got {value!r}",
-                                 param_hint="--input-shape")
+        raise click.BadParameter(
+            f"must be H,W with positive integers, e.g. 512,512; got {value!r}",
+            param_hint="--input-shape",
+        )
     return int(match[1]), int(match[2])
 
 
@@ -46,22 +55,35 @@ def _first_conv_channels(pipeline: Any) -> int:
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
 @click.option("--input-shape", "input_shape", metavar="H,W", help="Image size to explain for.")
-@click.option("--input", "input_store", metavar="STORE", help="Take the size and channels from this Zarr store.")
+@click.option(
+    "--input",
+    "input_store",
+    metavar="STORE",
+    help="Take the size and channels from this Zarr store.",
+)
 @click.option("--array", metavar="NAME", help="Array inside the --input group.")
-@click.option("--channels", type=click.IntRange(min=1), help="Input channels with --input-shape (default: what the first conv bank takes).")
+@click.option(
+    "--channels",
+    type=click.IntRange(min=1),
+    help="Input channels with --input-shape (default: what the first conv bank takes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the geometry as JSON.")
 def explain(
-    pipeline: str, input_shape: str | None, input_store: str | None, array: str | None,
-    channels: int | None, as_json: bool,
+    pipeline: str,
+    input_shape: str | None,
+    input_store: str | None,
+    array: str | None,
+    channels: int | None,
+    as_json: bool,
 ) -> None:
     """Print PIPELINE's per-layer kernel, stride, padding, dilation, output shape, receptive
     field, jump and offset for an input size. Needs no cluster and computes nothing.
 
     Without --input-shape or --input, the pipeline's own input.store is read (metadata only).
     """
-    from featuremap._store import describe_layers, open_input
-    from featuremap.layers import stack_geometry
-    from featuremap.pipeline import load_pipeline
+    from featuremap.io import open_input
+    from featuremap.jobs.pipeline import load_pipeline
+    from featuremap.layers import resolve_stack
 
     refuse_together(input_shape=input_shape, input=input_store)
     refuse_together(input_shape=input_shape, array=array)
@@ -75,20 +97,28 @@ def explain(
                 f"(pipeline {pipeline} has no input.store)"
             )
         if channels is not None:
-            raise click.UsageError("--channels goes with --input-shape; with a store the channels are read from it")
+            raise click.UsageError(
+                "--channels goes with --input-shape; with a store the channels are read from it"
+            )
         source = open_input(spec.input.store, spec.input.array, spec.input.channel_axis)
         shape, channels, batch = source.spatial_shape, source.channels, source.batch_shape
     channels = channels or _first_conv_channels(spec)
     layers = spec.build_layers(channels)
-    geometries, stacks, shapes = stack_geometry(layers, shape, channels)
-    described = describe_layers(layers, geometries, stacks, shapes)
+    described = resolve_stack(layers, shape, channels).describe()
     if as_json:
-        echo_json({
-            "pipeline": spec.name,
-            "input": {"batch_shape": list(batch), "channels": channels, "shape": list(shape)},
-            "layers": [layer_summary(layer) for layer in described],
-        })
+        echo_json(
+            {
+                "pipeline": spec.name,
+                "input": {"batch_shape": list(batch), "channels": channels, "shape": list(shape)},
+                "layers": [layer_summary(layer) for layer in described],
+            }
+        )
         return
     batch_text = f" × batch {'×'.join(map(str, batch))}" if batch else ""
-    print_rich(layer_table(f"{spec.name}: input {channels}×{shape[0]}×{shape[1]}{batch_text}",
-                           (channels, *shape), described))
+    print_rich(
+        layer_table(
+            f"{spec.name}: input {channels}×{shape[0]}×{shape[1]}{batch_text}",
+            (channels, *shape),
+            described,
+        )
+    )

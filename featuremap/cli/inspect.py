@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, format_pair, layer_summary, layer_table, print_rich
+from featuremap.cli._common import (
+    echo_json,
+    format_pair,
+    layer_summary,
+    layer_table,
+    print_rich,
+)
 
 __all__ = ["inspect"]
 
@@ -21,7 +27,7 @@ Examples:
 PROVENANCE_KEYS = ("fingerprint", "input", "versions", "device", "started", "finished", "error")
 
 
-def _report(store: Any) -> dict[str, Any]:
+def _report(store: Any, status: dict[str, Any]) -> dict[str, Any]:
     data = store.data
     return {
         "store": store.path,
@@ -31,13 +37,15 @@ def _report(store: Any) -> dict[str, Any]:
         "chunks": list(data.chunksize),
         "geometry": store.geometry.to_dict(),
         "layers": [layer_summary(layer) for layer in store.layers],
-        "status": store.status,
+        "status": status,
         "provenance": store.attrs,
     }
 
 
 def _line(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    text = (
+        value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    )
     return text if len(text) <= 150 else text[:147] + "..."
 
 
@@ -47,21 +55,28 @@ def _line(value: Any) -> str:
 def inspect(store: str, as_json: bool) -> None:
     """Show output STORE's features (shape, dims, chunks), every layer with its geometry, the
     effective receptive field, jump and offset, and the provenance (pipeline, input, versions)."""
-    from featuremap._store import open_features
+    from featuremap.io import open_features
+    from featuremap.jobs.state import read_status
 
     features = open_features(store)
-    report = _report(features)
+    report = _report(features, read_status(store))
     if as_json:
         echo_json(report)
         return
     geometry, status = report["geometry"], report["status"]
     click.echo(f"{report['store']}")
-    click.echo(f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape']))}"
-               f"  {report['dtype']}, chunks {report['chunks']}")
-    click.echo(f"  geometry  receptive field {format_pair(geometry['receptive_field'])}, "
-               f"jump {format_pair(geometry['jump'])}, offset {format_pair(geometry['offset'])} "
-               "(output pixel i is centred on input pixel offset + i·jump)")
-    click.echo(f"  status    {status['status']}, {status['blocks_done']} of {status['blocks_total']} blocks")
+    click.echo(
+        f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape'], strict=False))}"
+        f"  {report['dtype']}, chunks {report['chunks']}"
+    )
+    click.echo(
+        f"  geometry  receptive field {format_pair(geometry['receptive_field'])}, "
+        f"jump {format_pair(geometry['jump'])}, offset {format_pair(geometry['offset'])} "
+        "(output pixel i is centred on input pixel offset + i·jump)"
+    )
+    click.echo(
+        f"  status    {status['status']}, {status['blocks_done']} of {status['blocks_total']} blocks"
+    )
     pipeline = report["provenance"].get("pipeline") or {}
     click.echo(f"  pipeline  {pipeline.get('name')} ({len(pipeline.get('layers', []))} layers)")
     for key in PROVENANCE_KEYS:

@@ -62,8 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     debug = os.environ.get("FEATUREMAP_DEBUG", "") not in ("", "0")
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="featuremap",
-                          standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="featuremap",
+            standalone_mode=False,
+        )
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
         return EXIT_BAD_INPUT

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, job_options, prepare_job, progress_reporter, refuse_together, store_options
+from featuremap.cli._common import (
+    echo_json,
+    job_options,
+    prepare_job,
+    progress_reporter,
+    refuse_together,
+    store_options,
+)
 
 __all__ = ["run", "scheduler_warning"]
 
@@ -27,7 +34,10 @@ Examples:
 def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
     """Print the unauthenticated-scheduler warning as one ``featuremap: warning:`` line (instead
     of Python's two-line warning) around connecting to ``scheduler``."""
-    from featuremap._runner import UnauthenticatedSchedulerWarning, insecure_scheduler_message
+    from featuremap.jobs.cluster import (
+        UnauthenticatedSchedulerWarning,
+        insecure_scheduler_message,
+    )
 
     message = None if scheduler is None else insecure_scheduler_message(scheduler, security)
     if message is not None:
@@ -40,8 +50,14 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
 @store_options
-@click.option("--scheduler", metavar="ADDR", help="Dask scheduler address (tcp:// or tls://); default: a local cluster.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster.")
+@click.option(
+    "--scheduler",
+    metavar="ADDR",
+    help="Dask scheduler address (tcp:// or tls://); default: a local cluster.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
+)
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 def run(
@@ -52,7 +68,7 @@ def run(
     An existing output store is refused unless --overwrite (replace it) or --resume (compute
     only the blocks not yet written, then finish).
     """
-    from featuremap._runner import run as run_job
+    from featuremap.jobs.run import run as run_job
 
     refuse_together(scheduler=scheduler, workers=workers)
     spec, job = prepare_job(pipeline, scheduler, **job_flags)

@@ -23,7 +23,7 @@ Examples:
 def status(store: str, as_json: bool) -> None:
     """Print the job status of output STORE: running, interrupted, complete or failed, with the
     blocks done of the total."""
-    from featuremap._store import read_status
+    from featuremap.jobs.state import read_status
 
     info = read_status(store)
     if as_json:

@@ -22,7 +22,9 @@ Examples:
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
 @store_options
-@click.option("--scheduler", metavar="ADDR", required=True, help="Address of the running Dask scheduler.")
+@click.option(
+    "--scheduler", metavar="ADDR", required=True, help="Address of the running Dask scheduler."
+)
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print {store, pipeline} as a JSON object.")
 def submit(pipeline: str, scheduler: str, as_json: bool, **job_flags: Any) -> None:
@@ -30,7 +32,7 @@ def submit(pipeline: str, scheduler: str, as_json: bool, **job_flags: Any) -> No
 
     Prints the output store's path; follow the job with 'featuremap status STORE'.
     """
-    from featuremap._runner import submit as submit_job
+    from featuremap.jobs.run import submit as submit_job
 
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
     with scheduler_warning(scheduler, job["security"]):
@@ -39,4 +41,7 @@ def submit(pipeline: str, scheduler: str, as_json: bool, **job_flags: Any) -> No
         echo_json({"store": store, "pipeline": spec.name, "scheduler": scheduler})
         return
     click.echo(store)
-    click.echo(f"submitted {spec.name!r} to {scheduler}; follow it with: featuremap status {shlex.quote(store)}", err=True)
+    click.echo(
+        f"submitted {spec.name!r} to {scheduler}; follow it with: featuremap status {shlex.quote(store)}",
+        err=True,
+    )

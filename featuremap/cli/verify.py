@@ -30,8 +30,11 @@ def _blocks(blocks: list[list[int]]) -> str:
 
 @click.command(epilog=EPILOG)
 @click.argument("store", metavar="STORE")
-@click.option("--repair", is_flag=True,
-              help="Delete damaged chunks and their done-markers so that 'run --resume' recomputes them.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Delete damaged chunks and their done-markers so that 'run --resume' recomputes them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as a JSON object.")
 def verify(store: str, repair: bool, as_json: bool) -> int:
     """Read every chunk of STORE's features (each carries a crc32c checksum) and check it against
@@ -39,7 +42,7 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
 
     Block indices are (batch blocks..., block_y, block_x).
     """
-    from featuremap._verify import verify_store
+    from featuremap.jobs.verify import verify_store
 
     report = verify_store(store, repair=repair).to_dict()
     if as_json:
@@ -49,14 +52,21 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
             f"{store}: {report['status']}, {report['blocks_done']} of {report['blocks_total']} blocks "
             f"marked done, {report['chunks_read']} chunks read"
         )
-        for kind, what in (("corrupted", "corrupted chunks"), ("missing", "marked done but no chunk"),
-                           ("bad_marker", "unreadable done-markers")):
+        for kind, what in (
+            ("corrupted", "corrupted chunks"),
+            ("missing", "marked done but no chunk"),
+            ("bad_marker", "unreadable done-markers"),
+        ):
             if report[kind]:
                 click.echo(f"{what}: {_blocks(report[kind])}")
         if report["clean"]:
             click.echo("ok: no damage found")
         elif report["repaired"]:
-            click.echo("repaired: damaged blocks cleared; finish with 'featuremap run PIPELINE --resume'")
+            click.echo(
+                "repaired: damaged blocks cleared; finish with 'featuremap run PIPELINE --resume'"
+            )
         else:
-            click.echo("damage found: run 'featuremap verify --repair' then 'featuremap run PIPELINE --resume'")
+            click.echo(
+                "damage found: run 'featuremap verify --repair' then 'featuremap run PIPELINE --resume'"
+            )
     return 0 if report["clean"] else 1

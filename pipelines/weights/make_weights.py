@@ -18,7 +18,9 @@ OUT_CHANNELS, IN_CHANNELS, KERNEL = 8, 8, 3
 def make_weights() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(SEED)
     fan_in = IN_CHANNELS * KERNEL * KERNEL
-    weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(OUT_CHANNELS, IN_CHANNELS, KERNEL, KERNEL))
+    weight = rng.normal(
+        0.0, np.sqrt(2.0 / fan_in), size=(OUT_CHANNELS, IN_CHANNELS, KERNEL, KERNEL)
+    )
     bias = rng.normal(0.0, 0.01, size=OUT_CHANNELS)
     return {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
 

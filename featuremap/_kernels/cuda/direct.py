@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from featuremap._typing import Array
 from featuremap.errors import InputError
 from featuremap.geometry import ceil_div
 
@@ -44,7 +45,9 @@ _GRID_Z_MAX = 65535
 @functools.cache
 def _tile_constants() -> dict[str, int]:
     """``TILE_H``, ``TILE_W``, ``OC_TILE`` as ``#define``-d in the source (one source of truth)."""
-    defines = dict(re.findall(r"^#define\s+(\w+)\s+(\d+)\s*$", SOURCE.read_text(), flags=re.MULTILINE))
+    defines = dict(
+        re.findall(r"^#define\s+(\w+)\s+(\d+)\s*$", SOURCE.read_text(), flags=re.MULTILINE)
+    )
     return {name: int(defines[name]) for name in ("TILE_H", "TILE_W", "OC_TILE")}
 
 
@@ -58,7 +61,9 @@ class LaunchPlan:
     out_shape: tuple[int, int, int, int]
 
 
-def _shared_bytes(kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> int:
+def _shared_bytes(
+    kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> int:
     """Shared memory of one block: the input tile + halo and ``OC_TILE`` filters' taps."""
     tiles = _tile_constants()
     (kh, kw), (sy, sx), (dy, dx) = kernel_size, stride, dilation
@@ -67,9 +72,14 @@ def _shared_bytes(kernel_size: tuple[int, int], stride: tuple[int, int], dilatio
     return (in_h * in_w + tiles["OC_TILE"] * kh * kw) * _FLOAT_BYTES
 
 
-def supports(kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> bool:
+def supports(
+    kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> bool:
     """Whether the direct kernel should run this layer: sides up to 7 and the tile fits shared memory."""
-    return max(kernel_size) <= MAX_KERNEL_SIZE and _shared_bytes(kernel_size, stride, dilation) <= MAX_SHARED_BYTES
+    return (
+        max(kernel_size) <= MAX_KERNEL_SIZE
+        and _shared_bytes(kernel_size, stride, dilation) <= MAX_SHARED_BYTES
+    )
 
 
 def plan_launch(
@@ -104,7 +114,9 @@ def plan_launch(
             f"{dy * (kh - 1) + 1}x{dx * (kw - 1) + 1}; pad the input first"
         )
     if max(*x_shape, n_filters) > _INT32_MAX:  # extents are int32 in the kernel, offsets 64-bit
-        raise InputError(f"direct_conv2d: input shape {tuple(x_shape)} exceeds the kernel's 32-bit extents")
+        raise InputError(
+            f"direct_conv2d: input shape {tuple(x_shape)} exceeds the kernel's 32-bit extents"
+        )
     shared_bytes = _shared_bytes((kh, kw), stride, dilation)
     if shared_bytes > MAX_SHARED_BYTES:
         raise InputError(
@@ -135,9 +147,9 @@ def _kernel() -> Any:
 
 
 def direct_conv2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
     *,
     stride: tuple[int, int] = (1, 1),
     dilation: tuple[int, int] = (1, 1),
@@ -161,15 +173,36 @@ def direct_conv2d(
     import cupy
 
     if x.ndim < 3:
-        raise InputError(f"direct_conv2d needs an input of shape (..., C, H, W), got shape {x.shape}")
+        raise InputError(
+            f"direct_conv2d needs an input of shape (..., C, H, W), got shape {x.shape}"
+        )
     batch_shape = x.shape[:-3]
-    images = cupy.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]), dtype=cupy.float32)
+    images = cupy.ascontiguousarray(x.reshape((-1, *x.shape[-3:])), dtype=cupy.float32)
     weight = cupy.ascontiguousarray(weight, dtype=cupy.float32)
-    plan = plan_launch(images.shape, weight.shape, stride=stride, dilation=dilation, groups=groups)
+    n_filters, group_channels, kh, kw = weight.shape
+    plan = plan_launch(
+        images.shape,
+        (n_filters, group_channels, kh, kw),
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+    )
     out = cupy.empty(plan.out_shape, dtype=cupy.float32)
     if out.size:
-        bias = cupy.zeros(weight.shape[0], cupy.float32) if bias is None else cupy.ascontiguousarray(bias, cupy.float32)
-        extents = (*images.shape, weight.shape[0], *weight.shape[2:], *plan.out_shape[2:], *stride, *dilation, groups)
+        bias = (
+            cupy.zeros(weight.shape[0], cupy.float32)
+            if bias is None
+            else cupy.ascontiguousarray(bias, cupy.float32)
+        )
+        extents = (
+            *images.shape,
+            weight.shape[0],
+            *weight.shape[2:],
+            *plan.out_shape[2:],
+            *stride,
+            *dilation,
+            groups,
+        )
         _kernel()(
             plan.grid,
             plan.block,

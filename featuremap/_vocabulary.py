@@ -1,0 +1,62 @@
+"""The words featuremap accepts, each list defined once and imported wherever it is named.
+
+A pipeline key, a function argument, a CLI choice and an error message that name one of these
+lists all import it from here, so that adding a word (a new activation, say) is one edit.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+__all__ = [
+    "ACTIVATIONS",
+    "BORDER_MODES",
+    "CHANNEL_MODES",
+    "CONV_METHODS",
+    "DEVICES",
+    "PADDING_MODES",
+    "POOL_OPS",
+    "REDUCE_OPS",
+    "Activation",
+    "BorderMode",
+    "ChannelMode",
+    "ConvMethod",
+    "Device",
+    "PaddingMode",
+    "PoolOp",
+    "ReduceOp",
+]
+
+#: ``padding_mode`` of a conv layer: PyTorch's names and meanings (DESIGN section 1).
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+PADDING_MODES: Final[tuple[PaddingMode, ...]] = get_args(PaddingMode)
+
+#: How a layer's border is filled: a padding mode, or ``constant`` (a pool's fill value, e.g.
+#: ``-inf`` for max pooling). Block planning folds ``zeros`` and ``constant`` alike: the outside
+#: is a constant and reads no pixel.
+BorderMode = Literal["zeros", "reflect", "replicate", "circular", "constant"]
+BORDER_MODES: Final[tuple[BorderMode, ...]] = get_args(BorderMode)
+
+#: Pointwise activations after a conv layer.
+Activation = Literal["none", "relu", "tanh", "sigmoid", "abs", "square"]
+ACTIVATIONS: Final[tuple[Activation, ...]] = get_args(Activation)
+
+#: Pool layer types (``torch.nn.functional.max_pool2d`` / ``avg_pool2d``).
+PoolOp = Literal["max", "avg"]
+POOL_OPS: Final[tuple[PoolOp, ...]] = get_args(PoolOp)
+
+#: Reductions over consecutive groups of features.
+ReduceOp = Literal["max", "mean", "sum"]
+REDUCE_OPS: Final[tuple[ReduceOp, ...]] = get_args(ReduceOp)
+
+#: Where blocks are computed (``--device``).
+Device = Literal["auto", "cpu", "gpu"]
+DEVICES: Final[tuple[Device, ...]] = get_args(Device)
+
+#: How a single-channel bank meets a multi-channel input.
+ChannelMode = Literal["per_channel", "sum"]
+CHANNEL_MODES: Final[tuple[ChannelMode, ...]] = get_args(ChannelMode)
+
+#: Convolution algorithms of the kernels (``auto`` picks by a cost model).
+ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct"]
+CONV_METHODS: Final[tuple[ConvMethod, ...]] = get_args(ConvMethod)

@@ -1,0 +1,111 @@
+"""Reading an output store back: :func:`open_features` is ``featuremap.open``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from featuremap.errors import InputError, describe
+from featuremap.geometry import StackGeometry
+from featuremap.io._paths import local_path
+from featuremap.io.input import dimension_names
+from featuremap.io.layout import FEATURE_DIMS, FEATURES, ROOT_KEY
+from featuremap.io.output import Mode, OutputStore, array_at, attrs_dict
+
+__all__ = ["FeatureStore", "open_features", "open_output"]
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """An output store opened for reading (``featuremap.open``)."""
+
+    path: str
+    group: zarr.Group
+
+    @property
+    def array(self) -> zarr.Array[Any]:
+        return array_at(self.group, FEATURES)
+
+    @property
+    def data(self) -> Any:
+        """The features as a Dask array ``(*batch, feature, y, x)``, one task per stored chunk."""
+        import dask.array as da
+
+        return da.from_zarr(self.array)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return dimension_names(self.array) or ()
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root ``featuremap`` attributes: status, pipeline, fingerprint, input, versions."""
+        return attrs_dict(self.group.attrs.get(ROOT_KEY))
+
+    @property
+    def geometry_attrs(self) -> dict[str, Any]:
+        return attrs_dict(self.array.attrs.get(ROOT_KEY))
+
+    @property
+    def geometry(self) -> StackGeometry:
+        """Receptive field, jump and offset of the whole stack."""
+        return StackGeometry.from_dict(self.geometry_attrs)
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        return list(self.geometry_attrs["layers"])
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """``y``, ``x`` centres (input pixel units) and ``feature`` indices."""
+        return {name: np.asarray(array_at(self.group, name)[...]) for name in FEATURE_DIMS}
+
+    def weights(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(weight, bias)`` of layer ``index`` (0-based); bias is ``None`` when it has none."""
+        layers = self.layers
+        if not (0 <= index < len(layers)) or layers[index].get("type") != "conv":
+            conv = [i for i, layer in enumerate(layers) if layer.get("type") == "conv"]
+            raise InputError(f"layer {describe(index)} has no weights; conv layers are {conv}")
+        weight = np.asarray(array_at(self.group, f"layers/{index}/weight")[...])
+        if not layers[index].get("bias"):
+            return weight, None
+        return weight, np.asarray(array_at(self.group, f"layers/{index}/bias")[...])
+
+    def to_xarray(self) -> Any:
+        """A labelled ``xarray.DataArray`` with ``y``/``x`` centre coordinates and the attributes."""
+        import xarray as xr
+
+        return xr.DataArray(
+            self.data,
+            dims=self.dims,
+            coords=self.coords(),
+            name=FEATURES,
+            attrs={**self.geometry_attrs, "featuremap": self.attrs},
+        )
+
+
+def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:
+    """Open a featuremap output store; :class:`InputError` naming it if it is not one."""
+    path = os.fspath(store)
+    local = local_path(path)
+    if local is not None and not local.exists():
+        raise InputError(f"feature store {path!r} does not exist; check the path")
+    try:
+        output = OutputStore.open(path, mode)
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        raise InputError(f"{path!r} is not a Zarr group written by featuremap") from None
+    if not output.is_featuremap or FEATURES not in output.group:
+        raise InputError(
+            f"{path!r} is not a featuremap output store (no '{FEATURES}' array or "
+            f"'{ROOT_KEY}' attributes)"
+        )
+    return output
+
+
+def open_features(store: str | os.PathLike[str]) -> FeatureStore:
+    """Open an output store for reading (``featuremap.open``); :class:`InputError` if it is not one."""
+    output = open_output(store)
+    return FeatureStore(output.path, output.group)

@@ -1,0 +1,244 @@
+"""The job entry points: :func:`run` (``featuremap.run``), :func:`run_layers` and :func:`submit`.
+
+:func:`run` plans the job (:mod:`.plan`), then opens and executes it (:mod:`.execute`) from the
+calling process; :func:`submit` plans and opens it here and executes it inside a task on the
+cluster, so the job goes on without the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from featuremap import _device
+from featuremap.errors import InputError
+from featuremap.io import OutputStore
+from featuremap.jobs import state
+from featuremap.jobs.cluster import cluster_client
+from featuremap.jobs.execute import Progress, execute_job, open_job
+from featuremap.jobs.pipeline import Pipeline, load_pipeline
+from featuremap.jobs.plan import JobPlan, plan_job
+from featuremap.layers import Layer
+
+__all__ = ["RunSummary", "run", "run_layers", "submit"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished :func:`run` reports (``featuremap run --json``)."""
+
+    status: str
+    store: str
+    blocks_total: int
+    blocks_computed: int
+    blocks_skipped: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_pipeline(
+    pipeline: Any, *, input: str | None, array: str | None, output: str | None
+) -> Pipeline:
+    loaded = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    return loaded.with_overrides(input=input, array=array, output=output)
+
+
+def _plan_pipeline(pipeline: Pipeline, *, resume: bool, overwrite: bool, device: str) -> JobPlan:
+    if pipeline.input.store is None:
+        raise InputError("no input store: give --input STORE or input.store in the pipeline")
+    if pipeline.output.store is None:
+        raise InputError("no output store: give --output STORE or output.store in the pipeline")
+    return plan_job(
+        pipeline.build_layers,
+        input=pipeline.input.store,
+        array=pipeline.input.array,
+        channel_axis=pipeline.input.channel_axis,
+        output=pipeline.output.store,
+        out_chunks=pipeline.output.chunks,
+        pipeline=pipeline.to_dict(),
+        pipeline_hash=pipeline.fingerprint(),
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+    )
+
+
+def _run_plan(
+    plan: JobPlan,
+    *,
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    security: Any,
+    progress: Progress | None,
+) -> RunSummary:
+    started = time.perf_counter()
+    with cluster_client(client, scheduler, workers, security) as active:
+        devices = _device.plan_devices(active, plan.device)  # may refuse: nothing written yet
+        owner = state.new_owner()
+        store = open_job(plan, owner)
+        computed, skipped = execute_job(active, plan, store, owner, devices, progress)
+    return RunSummary(
+        status="complete",
+        store=plan.store,
+        blocks_total=plan.layout.blocks_total,
+        blocks_computed=computed,
+        blocks_skipped=skipped,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def run(
+    pipeline: Any,
+    *,
+    input: str | None = None,
+    output: str | None = None,
+    client: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    array: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    security: Any = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run a pipeline to completion and return a summary.
+
+    Parameters
+    ----------
+    pipeline : Pipeline, dict or path
+        A :class:`featuremap.pipeline.Pipeline` or what :func:`featuremap.load_pipeline` accepts.
+    input, array, output : str, optional
+        Override the pipeline's input store, input array and output store.
+    client : distributed.Client, optional
+        Run on this client. Otherwise ``scheduler`` (``tcp://`` / ``tls://`` address, with
+        ``security`` a :class:`distributed.security.Security` for TLS) is connected, or a local
+        cluster of ``workers`` single-threaded processes (default: one per core) is started and
+        closed after.
+    resume : bool
+        Finish an existing store: compute only blocks without a done-marker. The pipeline and input
+        must be those the store was started with.
+    overwrite : bool
+        Replace an existing (finished, failed or interrupted) store.
+    device : {"auto", "cpu", "gpu"}
+    progress : callable(done, total), optional
+        Called as blocks finish (``done`` includes blocks skipped by ``resume``).
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    InputError
+        Anything wrong with the request; nothing has been written then.
+    StoreBusyError
+        The output store belongs to a job that is still running.
+    JobError
+        The job failed while running; the store is marked ``failed``.
+    """
+    pipeline = _as_pipeline(pipeline, input=input, array=array, output=output)
+    plan = _plan_pipeline(pipeline, resume=resume, overwrite=overwrite, device=device)
+    return _run_plan(
+        plan,
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        security=security,
+        progress=progress,
+    )
+
+
+def run_layers(
+    layers: Sequence[Layer],
+    *,
+    input: str,
+    output: str,
+    array: str | None = None,
+    channel_axis: int | None = None,
+    out_chunks: tuple[int, int] | None = None,
+    client: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    security: Any = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """:func:`run` for ready-made layers (:mod:`featuremap.layers`) instead of a pipeline."""
+    plan = plan_job(
+        lambda channels: layers,
+        input=os.fspath(input),
+        array=array,
+        channel_axis=channel_axis,
+        output=os.fspath(output),
+        out_chunks=out_chunks,
+        pipeline=None,
+        pipeline_hash=None,
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+    )
+    return _run_plan(
+        plan,
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        security=security,
+        progress=progress,
+    )
+
+
+def _job_on_cluster(plan: JobPlan, owner: dict[str, Any], devices: _device.DevicePlan) -> str:
+    """A submitted job, run inside a task: fans the block tasks out from the worker.
+
+    If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
+    The task takes the ownership over (its own host and process, the job's id), so that
+    ``status`` sees at once when its worker is gone.
+    """
+    from distributed import worker_client
+
+    store = OutputStore.open(plan.store, "r+")
+    adopted = state.adopt_job(store, owner)
+    with worker_client() as client:
+        execute_job(client, plan, store, adopted, devices)
+    return plan.store
+
+
+def submit(
+    pipeline: Any,
+    *,
+    scheduler: str,
+    security: Any = None,
+    input: str | None = None,
+    output: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    array: str | None = None,
+    device: str = "auto",
+) -> str:
+    """Start a pipeline on a running cluster and return the output store's path at once.
+
+    The store is created and marked ``running`` before this returns; the job then runs inside a
+    task on the cluster, independent of the caller. Follow it with
+    :func:`featuremap.jobs.state.read_status`.
+    """
+    from distributed import fire_and_forget
+
+    pipeline = _as_pipeline(pipeline, input=input, array=array, output=output)
+    plan = _plan_pipeline(pipeline, resume=resume, overwrite=overwrite, device=device)
+    with cluster_client(None, scheduler, None, security) as client:
+        devices = _device.plan_devices(client, plan.device)
+        owner = state.new_owner(
+            process=False
+        )  # this process exits at once: the task adopts the job
+        open_job(plan, owner)
+        fire_and_forget(client.submit(_job_on_cluster, plan, owner, devices, pure=False))
+    return plan.store

@@ -1,0 +1,248 @@
+"""Job bookkeeping inside an output store (DESIGN section 7).
+
+Everything a job needs to be followed, resumed and refused lives in the store itself, so that
+``featuremap status`` and ``--resume`` work from the store alone, after any crash:
+
+* the **status** (``running`` -> ``complete`` | ``failed``) and progress in the root attributes
+  under ``featuremap``; ``complete`` is written last;
+* the **done-markers** (:class:`featuremap.io.OutputStore`), one per block, written right after
+  the block's data: markers are the truth, ``blocks_done`` in the attributes is only a periodic
+  summary;
+* the **owner and heartbeat** of the running job in the ``_job`` group's attributes. The process
+  that follows the job (the ``run`` client, or the task of a submitted job) rewrites the
+  heartbeat every :data:`HEARTBEAT_INTERVAL_S`; a ``running`` job is reported ``interrupted``
+  when its heartbeat is older than :data:`HEARTBEAT_TIMEOUT_S` (about 4 periods) or, on the
+  owner's own host, at once when the owner process is gone. A store whose job is alive is never
+  taken over by another job (:class:`StoreBusyError`);
+* the **claim** (:mod:`.claim`), held only while a job checks the store and marks it
+  ``running``, so that of two jobs started at once exactly one proceeds;
+* the **fingerprint** (pipeline hash + input identity + software version), which ``--resume``
+  must match.
+
+This module decides what the records mean; :class:`featuremap.io.OutputStore` keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from featuremap.errors import InputError, StoreBusyError, describe
+from featuremap.io import OutputStore, open_output
+
+__all__ = [
+    "HEARTBEAT_INTERVAL_S",
+    "HEARTBEAT_TIMEOUT_S",
+    "adopt_job",
+    "check_takeover",
+    "fingerprint",
+    "finish_job",
+    "job_status",
+    "new_owner",
+    "owner_alive",
+    "read_status",
+    "record_devices",
+    "record_progress",
+    "release",
+    "start_job",
+    "utc_now",
+]
+
+#: How often the client refreshes the heartbeat and ``blocks_done`` while it follows a job.
+HEARTBEAT_INTERVAL_S = 5.0
+#: A ``running`` job whose heartbeat is older than this is reported ``interrupted``: four missed
+#: beats, so a client busy for a moment (a slow object store, a GIL-bound callback) is not
+#: declared dead.
+HEARTBEAT_TIMEOUT_S = 20.0
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string (what every time attribute holds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def fingerprint(pipeline_hash: str, input_identity: Mapping[str, Any], version: str) -> str:
+    """sha256 of what decides the result: the pipeline, the input and featuremap's version."""
+    canonical = json.dumps(
+        {"pipeline": pipeline_hash, "input": dict(input_identity), "featuremap": version},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_owner(*, process: bool = True) -> dict[str, Any]:
+    """Who runs a job: host, process and a fresh id (a lock's owner).
+
+    ``process=False`` leaves the process out (``pid: None``): a submitted job, whose submitting
+    process exits at once and whose task takes the ownership over when it starts; until then only
+    the heartbeat tells whether it lives.
+    """
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid() if process else None,
+        "id": uuid.uuid4().hex,
+    }
+
+
+def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
+    """Whether the owner process still exists: ``None`` when that cannot be told from here
+    (another host, or no process recorded)."""
+    if not owner or owner.get("pid") is None or owner.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(owner["pid"]), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _beat(store: OutputStore, owner: Mapping[str, Any], **fields: Any) -> None:
+    store.update_job({"owner": dict(owner), "heartbeat": time.time(), **fields})
+
+
+def start_job(
+    store: OutputStore,
+    *,
+    owner: Mapping[str, Any],
+    fingerprint: str,
+    blocks_total: int,
+    blocks_done: int = 0,
+) -> None:
+    """Mark the store ``running`` under ``owner`` (the fingerprint is written with it)."""
+    _beat(store, owner, fingerprint=fingerprint)
+    store.update_root(
+        status="running",
+        fingerprint=fingerprint,
+        blocks_total=blocks_total,
+        blocks_done=blocks_done,
+        started=utc_now(),
+        finished=None,
+        error=None,
+    )
+
+
+def record_progress(store: OutputStore, *, owner: Mapping[str, Any], blocks_done: int) -> None:
+    """Refresh the heartbeat and the ``blocks_done`` summary of a running job."""
+    _beat(store, owner)
+    store.update_root(blocks_done=blocks_done)
+
+
+def adopt_job(store: OutputStore, owner: Mapping[str, Any]) -> dict[str, Any]:
+    """Take a submitted job over in this process: same job id, this host and pid.
+
+    Raises
+    ------
+    StoreBusyError
+        The store now belongs to another job (it was resumed or overwritten meanwhile).
+    """
+    current = store.job.get("owner") or {}
+    if current.get("id") != owner["id"]:
+        raise StoreBusyError(
+            f"output store {store.path!r} was taken over by another job (owner {describe(current)}); "
+            "this submitted job stops"
+        )
+    adopted = {**dict(owner), "host": socket.gethostname(), "pid": os.getpid()}
+    _beat(store, adopted)
+    return adopted
+
+
+def release(store: OutputStore, *, owner: Mapping[str, Any]) -> None:
+    """Clear the heartbeat: the job no longer runs (written before the final status)."""
+    _beat(store, owner, heartbeat=None, released=utc_now())
+
+
+def record_devices(
+    store: OutputStore, *, devices: Mapping[str, Any], blocks_per_device: Mapping[str, int]
+) -> None:
+    """Provenance of where blocks ran: the device plan and this run's block count per device."""
+    store.update_root(devices=dict(devices), blocks_per_device=dict(blocks_per_device))
+
+
+def finish_job(
+    store: OutputStore, status: str, *, blocks_done: int, error: str | None = None
+) -> None:
+    """Write the final status (``complete``, ``failed`` or ``interrupted``); a job's last write."""
+    store.update_root(status=status, blocks_done=blocks_done, finished=utc_now(), error=error)
+
+
+def job_status(store: OutputStore) -> dict[str, Any]:
+    """``status``, ``blocks_done``, ``blocks_total`` (+ timing and owner) of a store's job.
+
+    ``blocks_done`` counts the markers; a ``running`` job with a stale heartbeat, or whose owner
+    process is known to be gone, is reported ``interrupted``.
+    """
+    attrs = store.root
+    job_attrs = store.job
+    status = attrs.get("status", "running")
+    heartbeat = job_attrs.get("heartbeat")
+    stale = heartbeat is None or time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
+    if status == "running" and (stale or owner_alive(job_attrs.get("owner")) is False):
+        status = "interrupted"
+    done = store.count_done()
+    return {
+        "status": status,
+        "blocks_done": done,
+        "blocks_total": int(attrs.get("blocks_total", 0)),
+        "started": attrs.get("started"),
+        "finished": attrs.get("finished"),
+        "heartbeat": heartbeat,
+        "owner": job_attrs.get("owner"),
+        "error": attrs.get("error"),
+    }
+
+
+def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, Any]:
+    """Refuse to touch a store whose job is alive, or (``fingerprint`` given) resume a different job.
+
+    Returns the store's :func:`job_status`.
+
+    Raises
+    ------
+    StoreBusyError
+        The store's job is ``running`` with a fresh heartbeat.
+    InputError
+        ``fingerprint`` is given and differs from the store's.
+    """
+    state = job_status(store)
+    if state["status"] == "running":
+        raise StoreBusyError(
+            f"output store {store.path!r} belongs to a job that is still running "
+            f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} blocks); "
+            f"wait for it, or if it is dead retry after {HEARTBEAT_TIMEOUT_S:.0f} s without a heartbeat"
+        )
+    stored = store.root.get("fingerprint")
+    if fingerprint is not None and stored != fingerprint:
+        raise InputError(
+            f"cannot resume {store.path!r}: it was written by a different pipeline, input or featuremap "
+            f"version (fingerprint {str(stored)[:12]}..., now {fingerprint[:12]}...); "
+            "use --overwrite to replace it or another --output"
+        )
+    return state
+
+
+def read_status(store: str | os.PathLike[str]) -> dict[str, Any]:
+    """Job status of an output store, finished or not (``featuremap status``).
+
+    Returns
+    -------
+    dict
+        ``status`` (``running``, ``complete``, ``failed`` or ``interrupted``: running without a
+        recent heartbeat), ``blocks_done`` (counted from the done-markers), ``blocks_total``, and
+        ``started``, ``finished``, ``heartbeat``, ``owner``, ``error``.
+
+    Raises
+    ------
+    InputError
+        ``store`` is not a featuremap output store.
+    """
+    return job_status(open_output(store))

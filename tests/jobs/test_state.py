@@ -1,0 +1,74 @@
+"""Job records on real stores (``featuremap.jobs.state``): owner liveness and heartbeat, adoption
+of a submitted job, the status of an unfinished store."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from support.procs import dead_pid
+from support.stores import small_layout
+
+from featuremap.errors import StoreBusyError
+from featuremap.io import OutputStore, create_output, open_features
+from featuremap.jobs import state
+from featuremap.jobs.state import read_status
+from featuremap.layers import PoolLayer
+
+
+@pytest.mark.parametrize(
+    ("owner", "status"),
+    [
+        (lambda: state.new_owner(), "running"),
+        (lambda: {**state.new_owner(), "pid": dead_pid()}, "interrupted"),
+        (lambda: state.new_owner(process=False), "running"),  # submitted, not yet adopted
+        (lambda: {**state.new_owner(), "host": "elsewhere", "pid": 1}, "running"),
+    ],
+    ids=["live owner", "dead owner", "no process", "other host"],
+)
+def test_running_or_interrupted(finished, owner, status):
+    store = finished[0]
+    group = OutputStore.open(str(store), "r+")
+    state.start_job(group, owner=owner(), fingerprint="f" * 64, blocks_total=20, blocks_done=20)
+    assert read_status(str(store))["status"] == status
+    group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
+    assert read_status(str(store))["status"] == "interrupted"  # stale, whoever the owner
+
+
+def test_adopt_job(finished):
+    store = finished[0]
+    group = OutputStore.open(str(store), "r+")
+    submitted = state.new_owner(process=False)
+    state.start_job(group, owner=submitted, fingerprint="f" * 64, blocks_total=20)
+    adopted = state.adopt_job(group, submitted)
+    assert adopted["id"] == submitted["id"]
+    assert adopted["pid"] == os.getpid()
+    assert read_status(str(store))["owner"] == adopted
+    with pytest.raises(StoreBusyError, match="taken over by another job"):
+        state.adopt_job(group, state.new_owner())
+
+
+def test_status_of_an_unfinished_store(tmp_path):
+    store = str(tmp_path / "job.zarr")
+    layer = PoolLayer.create("max", 2)
+    output = create_output(
+        store,
+        layout=small_layout((3,)),
+        geometry_attrs={"layers": [layer.to_dict()]},
+        weights=[],
+        root_attrs={},
+    )
+    owner = state.new_owner()
+    state.start_job(output, owner=owner, fingerprint="f" * 64, blocks_total=12)
+    assert read_status(store)["status"] == "running"
+    assert read_status(store)["blocks_done"] == 0
+    output.markers[1, 0, 1] = 1
+    assert read_status(store)["blocks_done"] == 1
+    output.update_job({"heartbeat": time.time() - 2 * state.HEARTBEAT_TIMEOUT_S})
+    status = read_status(store)
+    assert status["status"] == "interrupted"
+    assert status["blocks_total"] == 12
+    # a missing chunk reads as NaN: "not computed", never zeros
+    assert np.isnan(open_features(store).data[0].compute()).all()

@@ -1,0 +1,41 @@
+"""Sample stores: Zarr input arrays written to a folder, and small output layouts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from featuremap.geometry import StackGeometry
+from featuremap.io import OutputLayout
+
+
+def write_input(
+    path: Path | str, data: np.ndarray, chunks: Sequence[int] | None = None, **kwargs: Any
+) -> str:
+    """Write ``data`` as a Zarr array at ``path`` (Zarr's own chunks unless given); its path."""
+    if chunks is not None:
+        kwargs["chunks"] = tuple(chunks)
+    zarr.create_array(str(path), data=data, **kwargs)
+    return str(path)
+
+
+def random_input(
+    path: Path | str, shape: Sequence[int], chunks: Sequence[int], seed: int
+) -> tuple[str, np.ndarray]:
+    """A seeded uniform float32 input at ``path``: ``(path, data)``."""
+    data = np.random.default_rng(seed).random(tuple(shape), dtype=np.float32)
+    return write_input(path, data, chunks), data
+
+
+def small_layout(batch: tuple[int, ...]) -> OutputLayout:
+    """The layout of a ``(*batch, 2, 8, 8)`` output in 4 x 4 blocks (rf 3, jump 1, offset 1)."""
+    return OutputLayout(
+        batch_dims=tuple(f"dim_{i}" for i in range(len(batch))),
+        shape=(*batch, 2, 8, 8),
+        chunks=(*(1,) * len(batch), 2, 4, 4),
+        stack=StackGeometry((3, 3), (1, 1), (1.0, 1.0)),
+    )
