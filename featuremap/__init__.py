@@ -4,6 +4,7 @@ The public surface is small (DESIGN section 3):
 
 * :func:`conv2d`, :func:`max_pool2d`, :func:`avg_pool2d` on NumPy, CuPy or Dask arrays;
 * :func:`load_pipeline`, :func:`run` and :func:`open` for pipeline jobs and their output stores;
+* :func:`apply` for an xarray DataArray: lazy, with composed coordinates and CRS;
 * :mod:`featuremap.banks`, the filter-bank library.
 
 Heavy modules (Dask's distributed, Zarr) load on first use, so ``import featuremap`` stays cheap
@@ -16,15 +17,15 @@ from importlib import import_module
 from typing import Any
 
 from featuremap._functional import avg_pool2d, conv2d, max_pool2d
+from featuremap._version import __version__
 from featuremap.errors import FeaturemapError, InputError, JobError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FeaturemapError",
     "InputError",
     "JobError",
     "__version__",
+    "apply",
     "avg_pool2d",
     "banks",
     "conv2d",
@@ -38,6 +39,7 @@ _LAZY = {
     "load_pipeline": ("featuremap.jobs.pipeline", "load_pipeline"),
     "run": ("featuremap.jobs.run", "run"),
     "open": ("featuremap.io.reader", "open_features"),
+    "apply": ("featuremap._xarray", "apply"),
     "banks": ("featuremap.banks", None),
 }
 

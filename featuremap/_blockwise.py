@@ -46,7 +46,8 @@ from featuremap._kernels import array_namespace
 from featuremap._typing import Array
 from featuremap._validation import parse_pair
 from featuremap.errors import InputError, describe
-from featuremap.layers import Layer, ResolvedStack, as_float32, resolve_stack
+from featuremap.layers import Layer
+from featuremap.stack import ResolvedStack, as_float32, resolve_stack
 
 __all__ = ["OutputGrid", "block_tasks", "blockwise_stack", "output_grid"]
 
@@ -334,7 +335,10 @@ def _graph(
 
 
 def blockwise_stack(
-    x: da.Array, layers: Sequence[Layer], *, out_chunks: tuple[int, int] | None = None
+    x: da.Array,
+    layers: Sequence[Layer] | ResolvedStack,
+    *,
+    out_chunks: tuple[int, int] | None = None,
 ) -> da.Array:
     """A layer stack applied lazily and chunk-exactly to a Dask array.
 
@@ -342,8 +346,9 @@ def blockwise_stack(
     ----------
     x : dask.array.Array of shape ``(..., C, H, W)``
         Any numeric dtype (converted to float32 inside the tasks); NumPy or CuPy chunks.
-    layers : sequence of ConvLayer, PoolLayer or ReduceLayer
-        Applied in order, fused: one task per output block computes all of them.
+    layers : sequence of ConvLayer, PoolLayer or ReduceLayer, or a ResolvedStack
+        Applied in order, fused: one task per output block computes all of them. A stack
+        already resolved against ``x`` is used as it is.
     out_chunks : (int, int), optional
         Output block size along ``y, x``; default: the input's first chunk size divided by the
         stack's jump (at least 1).
@@ -354,7 +359,9 @@ def blockwise_stack(
         Batch axes chunked like ``x``, features in one chunk, regular spatial chunks.
     """
     x = _parse_input(x)
-    plan = _plan(x, resolve_stack(tuple(layers), x.shape[-2:], x.shape[-3]), out_chunks)
+    if not isinstance(layers, ResolvedStack):
+        layers = resolve_stack(tuple(layers), x.shape[-2:], x.shape[-3])
+    plan = _plan(x, layers, out_chunks)
     name = f"featuremap-stack-{plan.token}"
     graph, _ = _graph(
         plan, name, plan.grid.blocks(), lambda key, block, args: Task(key, _compute_block, *args)
@@ -380,7 +387,7 @@ def block_tasks(
     x, out_chunks
         As for :func:`blockwise_stack`.
     stack : ResolvedStack
-        The layers resolved against ``x`` (:func:`featuremap.layers.resolve_stack`), once per job.
+        The layers resolved against ``x`` (:func:`featuremap.stack.resolve_stack`), once per job.
     sink : callable
         ``sink(block_index, block_slices, out_block, *sink_args)``, run in the block's task on
         the worker; its return value is the task's result. ``block_index`` is

@@ -1,14 +1,17 @@
-"""The public array functions: one layer on a NumPy, CuPy or Dask array.
+"""The public array functions: one layer on a NumPy, CuPy or Dask array, or an xarray DataArray.
 
-NumPy and CuPy arrays are computed at once by :func:`featuremap.layers.apply`; a Dask array
-becomes a lazy, chunk-exact Dask array (:mod:`featuremap._blockwise`).
+NumPy and CuPy arrays are computed at once by :func:`featuremap.stack.apply`; a Dask array
+becomes a lazy, chunk-exact Dask array (:mod:`featuremap._blockwise`); an xarray DataArray goes to
+:func:`featuremap.apply` -- lazy, its axes read by name and its coordinates composed, never
+computed here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from featuremap.layers import ConvLayer, Layer, PoolLayer, apply
+from featuremap.layers import ConvLayer, Layer, PoolLayer
+from featuremap.stack import apply
 
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
 
@@ -18,6 +21,10 @@ def _is_dask(x: Any) -> bool:
 
 
 def _run(layer: Layer, x: Any) -> Any:
+    if type(x).__name__ == "DataArray" and type(x).__module__.startswith("xarray"):
+        from featuremap._xarray import apply as apply_to_dataarray
+
+        return apply_to_dataarray(x, [layer])
     if _is_dask(x):
         # imported here so NumPy-only users never import dask
         from featuremap._blockwise import blockwise_stack
@@ -41,8 +48,10 @@ def conv2d(
 
     Parameters
     ----------
-    x : array of shape ``(..., C, H, W)``
-        NumPy, CuPy or Dask array; integer inputs are converted to float32.
+    x : array of shape ``(..., C, H, W)``, or an xarray DataArray
+        NumPy, CuPy or Dask array; integer inputs are converted to float32. A DataArray's axes
+        are read from its dimension names (any order) and the result is a lazy DataArray with
+        composed coordinates (:func:`featuremap.apply`).
     weight : array of shape ``(J, C / groups, kh, kw)``
     bias : array of shape ``(J,)``, optional
     stride, dilation : int or (int, int)

@@ -143,13 +143,20 @@ def parse_choice(name: str, value: Any, options: Sequence[T], *, quoted: bool = 
 
 
 def parse_pair(name: str, value: Any, *, minimum: int = 1) -> Pair:
-    """An integer or a ``(y, x)`` pair of integers, each ``>= minimum``."""
+    """An integer or a ``(y, x)`` pair of integers, each ``>= minimum``.
+
+    A one-element sequence counts as the integer it holds, as PyTorch accepts ``stride=(2,)``.
+    """
     allowed = f"an integer >= {minimum} or a pair [y, x] of them"
     items: Sequence[Any]
     if is_integer(value):
         items = (value, value)
-    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(is_integer(v) for v in value):
-        items = (value[0], value[1])
+    elif (
+        isinstance(value, (list, tuple))
+        and len(value) in (1, 2)
+        and all(is_integer(v) for v in value)
+    ):
+        items = (value[0], value[-1])
     else:
         raise _refuse(name, allowed, value)
     pair = (operator.index(items[0]), operator.index(items[1]))

@@ -45,8 +45,9 @@ ACTIVATIONS: Final[tuple[Activation, ...]] = get_args(Activation)
 PoolOp = Literal["max", "avg"]
 POOL_OPS: Final[tuple[PoolOp, ...]] = get_args(PoolOp)
 
-#: Reductions over consecutive groups of features.
-ReduceOp = Literal["max", "mean", "sum"]
+#: Reductions over consecutive groups of features; ``max_abs`` is the largest absolute response
+#: (MR8's rule for its oriented edge filters).
+ReduceOp = Literal["max", "max_abs", "mean", "sum"]
 REDUCE_OPS: Final[tuple[ReduceOp, ...]] = get_args(ReduceOp)
 
 #: Where blocks are computed (``--device``).

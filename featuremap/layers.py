@@ -9,14 +9,12 @@ once by ``create``. It knows
   the mode is a constant;
 * how to compute on an input block that is already padded (:meth:`apply_padded`).
 
-:func:`resolve_stack` resolves a whole stack against an input once, into a frozen
-:class:`ResolvedStack` that block planning, the store's attributes and the job plan share.
-:func:`apply` and :func:`apply_stack` run layers on whole in-memory (NumPy or CuPy) arrays and
-are the oracle the chunked execution must match.
+A stack of layers is resolved against an input once by :func:`featuremap.stack.resolve_stack`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -30,7 +28,6 @@ from featuremap._kernels import (
     check_fits,
     conv2d_valid,
     max_pool_valid,
-    pad,
 )
 from featuremap._typing import Array
 from featuremap._validation import parse_choice, parse_int, parse_pair
@@ -48,8 +45,6 @@ from featuremap.geometry import (
     LayerGeometry,
     Padding,
     Pair,
-    StackGeometry,
-    compose,
     parse_padding,
     parse_padding_mode,
     resolve_layer,
@@ -60,16 +55,8 @@ __all__ = [
     "Layer",
     "PoolLayer",
     "ReduceLayer",
-    "ResolvedStack",
-    "apply",
-    "apply_stack",
-    "as_float32",
     "parse_activation",
-    "resolve_stack",
 ]
-
-#: ``(channels, height, width)`` of a layer's input or output.
-Shape3 = tuple[int, int, int]
 
 
 def parse_activation(value: Any) -> Activation:
@@ -241,6 +228,10 @@ class PoolLayer:
         return float("-inf") if self.op == "max" else 0.0
 
     def out_channels(self, in_channels: int) -> int:
+        if in_channels < 1:  # PyTorch refuses an empty channel axis (an empty batch is fine)
+            raise InputError(
+                f"{self.op} pooling needs at least one channel, but its input has {in_channels}"
+            )
         return in_channels
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
@@ -267,10 +258,14 @@ class PoolLayer:
 class ReduceLayer:
     """Reduce consecutive groups of features (e.g. MR8's max over 6 orientations); 1x1 geometry.
 
-    ``groups`` lists the group sizes in feature order; they must add up to the input channel count.
+    ``groups`` lists the group sizes in feature order; they must add up to the input channel
+    count (a single size repeats). ``ops`` is one reduction for every group, or one per group
+    (repeating when the groups do, e.g. per input channel): MR8 takes ``max_abs`` -- the largest
+    absolute response -- over its edge filters and a signed ``max`` over its bars (the reference
+    ``MR8fast.m``); a group of one feature passes through whatever the op.
     """
 
-    op: ReduceOp
+    ops: tuple[ReduceOp, ...]
     groups: tuple[int, ...]
 
     kind: ClassVar[str] = "reduce"
@@ -278,7 +273,8 @@ class ReduceLayer:
 
     @classmethod
     def create(cls, op: Any = "max", groups: Any = None) -> ReduceLayer:
-        parsed_op = parse_choice("reduce op", op, REDUCE_OPS)
+        op_list = op if isinstance(op, (list, tuple)) and op else [op]
+        ops = tuple(parse_choice("reduce op", item, REDUCE_OPS) for item in op_list)
         if isinstance(groups, int) and not isinstance(groups, bool):
             groups = [groups]
         if (
@@ -289,7 +285,7 @@ class ReduceLayer:
             raise InputError(
                 f"reduce groups must be a positive integer or a list of them, got {describe(groups)}"
             )
-        return cls(parsed_op, tuple(groups))
+        return cls(ops, tuple(groups))
 
     def _sizes(self, in_channels: int) -> tuple[int, ...]:
         """A single group size repeats over all channels; a list must cover them exactly."""
@@ -298,13 +294,29 @@ class ReduceLayer:
                 raise InputError(
                     f"reduce group size {self.groups[0]} does not divide the {in_channels} input features"
                 )
-            return self.groups * (in_channels // self.groups[0])
-        if sum(self.groups) != in_channels:
+            sizes = self.groups * (in_channels // self.groups[0])
+        elif sum(self.groups) != in_channels:
             raise InputError(
                 f"reduce groups {list(self.groups)} add up to {sum(self.groups)} but the input has "
                 f"{in_channels} features"
             )
-        return self.groups
+        else:
+            sizes = self.groups
+        if len(sizes) % len(self.ops):
+            raise InputError(
+                f"reduce op lists {len(self.ops)} reductions for {len(sizes)} groups; give one op, "
+                "or one per group"
+            )
+        return sizes
+
+    def plan(self, in_channels: int) -> list[tuple[ReduceOp, int, int]]:
+        """``(op, start, stop)`` of every group of the ``in_channels`` input features."""
+        sizes = self._sizes(in_channels)
+        starts = itertools.accumulate(sizes, initial=0)
+        ops = itertools.cycle(self.ops)
+        return [
+            (op, start, start + size) for op, start, size in zip(ops, starts, sizes, strict=False)
+        ]
 
     def out_channels(self, in_channels: int) -> int:
         return len(self._sizes(in_channels))
@@ -314,17 +326,24 @@ class ReduceLayer:
 
     def apply_padded(self, x: Array) -> Array:
         xp = array_namespace(x)
-        reducer = {"max": xp.max, "mean": xp.mean, "sum": xp.sum}[self.op]
-        parts, start = [], 0
-        for size in self._sizes(x.shape[-3]):
-            parts.append(reducer(x[..., start : start + size, :, :], axis=-3, keepdims=True))
-            start += size
+        reducers = {
+            "max": lambda part: xp.max(part, axis=-3, keepdims=True),
+            "max_abs": lambda part: xp.max(xp.abs(part), axis=-3, keepdims=True),
+            "mean": lambda part: xp.mean(part, axis=-3, keepdims=True),
+            "sum": lambda part: xp.sum(part, axis=-3, keepdims=True),
+        }
+        parts = [
+            x[..., start:stop, :, :]
+            if stop - start == 1
+            else reducers[op](x[..., start:stop, :, :])
+            for op, start, stop in self.plan(x.shape[-3])
+        ]
         return xp.concatenate(parts, axis=-3)
 
     def describe(self) -> dict[str, Any]:
         return {
             "type": "reduce",
-            "op": self.op,
+            "op": self.ops[0] if len(self.ops) == 1 else list(self.ops),
             "groups": list(self.groups),
             "padding_spec": [[0, 0], [0, 0]],
         }
@@ -343,116 +362,3 @@ def _as_float32_host(value: Any, name: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise InputError(f"{name} must be a numeric array, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class ResolvedStack:
-    """A stack of layers resolved once against an input ``(C, H, W)``.
-
-    Attributes
-    ----------
-    layers : tuple of Layer
-    geometries : tuple of LayerGeometry
-        Each layer's resolved geometry (padding mode included), first layer first.
-    stacks : tuple of StackGeometry
-        The cumulative receptive field, jump and offset after each layer.
-    shapes : tuple of (C, H, W)
-        What each layer produces.
-    input_shape : (C, H, W)
-    """
-
-    layers: tuple[Layer, ...]
-    geometries: tuple[LayerGeometry, ...]
-    stacks: tuple[StackGeometry, ...]
-    shapes: tuple[Shape3, ...]
-    input_shape: Shape3
-
-    @property
-    def output_shape(self) -> Shape3:
-        """``(features, H_out, W_out)`` of the last layer."""
-        return self.shapes[-1]
-
-    @property
-    def geometry(self) -> StackGeometry:
-        """The whole stack's receptive field, jump and offset."""
-        return self.stacks[-1]
-
-    @property
-    def input_sizes(self) -> tuple[Pair, ...]:
-        """``(H, W)`` of each layer's input, first layer first."""
-        sizes = [self.input_shape, *self.shapes[:-1]]
-        return tuple((shape[1], shape[2]) for shape in sizes)
-
-    def describe(self) -> list[dict[str, Any]]:
-        """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
-        the ``(C, H, W)`` it produces and the stack's receptive field, jump and offset after it."""
-        return [
-            {
-                **layer.describe(),
-                **geometry.to_dict(),
-                "output_shape": list(shape),
-                **stack.to_dict(),
-            }
-            for layer, geometry, stack, shape in zip(
-                self.layers, self.geometries, self.stacks, self.shapes, strict=True
-            )
-        ]
-
-
-def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
-    """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
-
-    Raises
-    ------
-    InputError
-        For an empty stack or any impossible layer, naming its position (``layers[i]``).
-    """
-    if not layers:
-        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
-    geometries, shapes = [], []
-    channels, hw = in_channels, (int(shape[0]), int(shape[1]))
-    for index, layer in enumerate(layers):
-        try:
-            geometry = layer.geometry(hw)
-            channels = layer.out_channels(channels)
-        except InputError as error:
-            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
-        hw = geometry.output_shape(hw)
-        geometries.append(geometry)
-        shapes.append((channels, *hw))
-    return ResolvedStack(
-        layers=tuple(layers),
-        geometries=tuple(geometries),
-        stacks=tuple(compose(geometries)),
-        shapes=tuple(shapes),
-        input_shape=(in_channels, int(shape[0]), int(shape[1])),
-    )
-
-
-def as_float32(x: Array) -> Array:
-    """float32 view or copy of ``x`` (integer inputs are converted)."""
-    xp = array_namespace(x)
-    if x.dtype.kind not in "biuf":
-        raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
-    return xp.asarray(x, dtype=xp.float32)
-
-
-def apply(layer: Layer, x: Array) -> Array:
-    """Run one layer on a whole in-memory array ``(..., C, H, W)``: pad at the border, compute."""
-    x = as_float32(x)
-    if x.ndim < 3:
-        raise InputError(f"input must have shape (..., channels, y, x), got shape {tuple(x.shape)}")
-    layer.out_channels(x.shape[-3])
-    geometry = layer.geometry(x.shape[-2:])
-    padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
-    return layer.apply_padded(padded)
-
-
-def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
-    """Run a stack of layers on a whole in-memory array, layer by layer."""
-    for index, layer in enumerate(layers):
-        try:
-            x = apply(layer, x)
-        except InputError as error:
-            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
-    return x

@@ -281,7 +281,7 @@ def test_same_padding_matches_torch_same():
     [
         (lambda: parse_pair("stride", -1), ["stride", "-1"]),
         (lambda: parse_pair("stride", 0), ["stride", "0"]),
-        (lambda: parse_pair("kernel_size", [3]), ["kernel_size", "[3]"]),
+        (lambda: parse_pair("kernel_size", [3, 4, 5]), ["kernel_size", "[3, 4, 5]"]),
         (lambda: parse_pair("dilation", 1.5), ["dilation", "1.5"]),
         (lambda: parse_pair("stride", True), ["stride", "True"]),
         (lambda: parse_padding("full"), ["padding", "'full'", "same"]),

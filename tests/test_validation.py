@@ -113,15 +113,31 @@ def test_parse_pair_takes_y_then_x(y, x, container, minimum):
 @settings(max_examples=150, deadline=None)
 @given(
     st.one_of(
-        not_integers.filter(lambda v: not isinstance(v, list) or len(v) != 2),
+        not_integers.filter(lambda v: not isinstance(v, list) or len(v) not in (1, 2)),
         st.lists(st.integers(1, 9), min_size=3, max_size=4),  # too long
-        st.lists(st.integers(1, 9), max_size=1),  # too short
+        st.lists(st.integers(1, 9), max_size=0),  # too short
         st.tuples(st.integers(1, 9), not_integers),  # one element not an integer
         st.tuples(not_integers, st.integers(1, 9)).map(list),
     )
 )
 def test_parse_pair_refuses_everything_else(value):
     refused(lambda: parse_pair("dilation", value), "dilation")
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_parse_pair_takes_a_one_element_sequence_like_torch(container):
+    """``stride=(2,)`` is ``stride=2`` for ``torch.nn.functional.max_pool2d`` / ``conv2d``."""
+    import numpy as np
+    import torch
+
+    assert parse_pair("stride", container([2])) == (2, 2)
+    x = np.random.default_rng(0).random((1, 2, 9, 9), dtype=np.float32)
+    import featuremap
+
+    expected = torch.nn.functional.max_pool2d(torch.from_numpy(x), (3,), (2,)).numpy()
+    np.testing.assert_array_equal(
+        featuremap.max_pool2d(x, container([3]), container([2])), expected
+    )
 
 
 # --- parse_real, parse_real_list ---------------------------------------------------------------

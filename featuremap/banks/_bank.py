@@ -45,6 +45,9 @@ class Bank:
     reduce_groups : tuple of int or None
         Exact grouping of consecutive output features for that reduction: the sizes sum to ``J``
         and each group becomes one reduced feature (``mr8``: ``(6, 6, 6, 6, 6, 6, 1, 1)``).
+    reduce_ops : tuple of str or None
+        The reduction of each of those groups (``mr8``: ``max_abs`` for the 3 edge groups, ``max``
+        for the 3 bar groups and the two single filters).
     groups : int
         ``groups`` of the conv layer that applies ``weight``.
     """
@@ -57,6 +60,7 @@ class Bank:
     reduce: int | None = None
     reduce_groups: tuple[int, ...] | None = None
     groups: int = 1
+    reduce_ops: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         weight = _frozen_float32(self.weight)
@@ -151,6 +155,7 @@ class Bank:
                 for description in self.filters
             ),
             reduce_groups=None if self.reduce_groups is None else self.reduce_groups * in_channels,
+            reduce_ops=None if self.reduce_ops is None else self.reduce_ops * in_channels,
             groups=in_channels,
         )
 
@@ -165,4 +170,5 @@ class Bank:
             "filters": [dict(description) for description in self.filters],
             "reduce": self.reduce,
             "reduce_groups": None if self.reduce_groups is None else list(self.reduce_groups),
+            "reduce_ops": None if self.reduce_ops is None else list(self.reduce_ops),
         }

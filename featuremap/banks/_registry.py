@@ -80,6 +80,7 @@ class Filters:
     derived: dict[str, Any] = field(default_factory=dict)
     reduce: int | None = None
     reduce_groups: tuple[int, ...] | None = None
+    reduce_ops: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -168,4 +169,5 @@ def get(name: str, **params: Any) -> Bank:
         filters=tuple(built.descriptions),
         reduce=built.reduce,
         reduce_groups=built.reduce_groups,
+        reduce_ops=built.reduce_ops,
     )

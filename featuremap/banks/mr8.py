@@ -5,9 +5,11 @@
 derivative) filters in the same order; a Gaussian and a LoG at sigma 10. All zero-mean, unit-L1.
 
 ``mr8`` is the same bank marked for the maximum-response reduction: ``reduce_groups`` is
-``(6, 6, 6, 6, 6, 6, 1, 1)`` -- the maximum over each block of 6 consecutive features (the 6
-orientations of one type and scale) and the last two passed through -- giving the 8 MR8 responses.
-On a C-channel input expanded ``per_channel`` the grouping repeats for each channel.
+``(6, 6, 6, 6, 6, 6, 1, 1)`` -- one response per block of 6 consecutive features (the 6
+orientations of one type and scale), the last two passed through -- giving the 8 MR8 responses,
+and ``reduce_ops`` follows the reference: ``max_abs`` (``max_k |r_k|``) for the three edge groups,
+a signed ``max`` for the three bar groups. On a C-channel input expanded ``per_channel`` both
+repeat for each channel. A pipeline's ``reduce`` without ``op`` takes these.
 
 Reference semantics of the reduction (Varma & Zisserman, IJCV 62(1-2):61-81, 2005, section 2.1.3:
 outputs "collapsed by recording only the maximum filter response across all orientations"; VGG's
@@ -18,7 +20,7 @@ edge orientations: the reference takes the maximum of the *absolute* edge respon
 (second-derivative) maximum signed, noting that Varma & Zisserman also take it of the absolute
 values; the Gaussian and the LoG pass through signed. A plain signed ``max`` over each group (what
 ``reduce: {op: max}`` computes) is therefore not MR8 for the edge responses: a bright-to-dark step
-gives 0.5 and the mirrored step ~0. The reduction operator lives in the pipeline, not in this bank.
+gives 0.5 and the mirrored step ~0; with the bank's ``reduce_ops`` both give 0.5.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SCALES = [1.0, 2.0, 4.0]
 ROTATION_INVARIANT_SIGMA = 10.0
 #: Group sizes of the max-over-orientations reduction: 6 oriented groups, then 2 single filters.
 MR8_GROUPS = (N_ORIENTATIONS,) * (2 * len(SCALES)) + (1, 1)
+#: The reduction of each group (``MR8fast.m``): largest absolute edge response, signed bar maximum.
+MR8_OPS = ("max_abs",) * len(SCALES) + ("max",) * len(SCALES) + ("max", "max")
 
 
 def _root_filter_set(size: int) -> Filters:
@@ -69,4 +73,5 @@ def _mr8(size: int) -> Filters:
         filters.descriptions,
         reduce=N_ORIENTATIONS,
         reduce_groups=MR8_GROUPS,
+        reduce_ops=MR8_OPS,
     )

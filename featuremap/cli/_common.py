@@ -23,9 +23,11 @@ __all__ = [
     "format_pair",
     "job_options",
     "make_security",
+    "physical_line",
     "prepare_job",
     "progress_reporter",
     "refuse_together",
+    "selection_options",
     "store_options",
     "tls_options",
 ]
@@ -63,6 +65,31 @@ store_options = _stack(
         "output_store",
         metavar="STORE",
         help="Output Zarr store (overrides output.store).",
+    ),
+)
+
+#: ``--axes``, ``--level``, ``--region``, ``--channels``: which part of the input, read how.
+selection_options = _stack(
+    click.option(
+        "--axes",
+        metavar="AXES",
+        help="What each input axis is: letters (tczyx, nyxc), names (time,band,lat,lon) or "
+        "name=kind pairs (lat=y,lon=x,band=c). Overrides input.axes.",
+    ),
+    click.option(
+        "--level",
+        metavar="LEVEL",
+        help="OME-Zarr resolution level: index (0 = full resolution) or dataset path.",
+    ),
+    click.option(
+        "--region",
+        metavar="REGION",
+        help="Part of the input, per axis name or kind: z=10:20,y=0:4096,x=0:4096 (stop excluded).",
+    ),
+    click.option(
+        "--channels",
+        metavar="CHANNELS",
+        help="Channels to read: indices (0,2) or labels (DAPI,GFP). Overrides input.channels.",
     ),
 )
 
@@ -148,6 +175,10 @@ def prepare_job(
     tls_ca_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    axes: str | None = None,
+    level: str | None = None,
+    region: str | None = None,
+    channels: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """What ``run`` and ``submit`` share: the pipeline with the command line's overrides, and the
     keyword arguments both pass on (scheduler, security, device, overwrite, resume)."""
@@ -155,7 +186,13 @@ def prepare_job(
 
     refuse_together(overwrite=overwrite, resume=resume)
     spec = load_pipeline(pipeline).with_overrides(
-        input=input_store, array=array, output=output_store
+        input=input_store,
+        array=array,
+        output=output_store,
+        axes=axes,
+        level=level,
+        region=region,
+        channels=channels,
     )
     security = make_security(scheduler, tls_ca_file, tls_cert, tls_key)
     return spec, {
@@ -351,3 +388,14 @@ def layer_summary(layer: dict[str, Any]) -> dict[str, Any]:
     if "bank" in layer:
         summary["bank"] = {"name": layer["bank"].get("name"), "params": layer["bank"].get("params")}
     return summary
+
+
+def physical_line(physical: dict[str, Any]) -> str:
+    """``in µm: receptive field 4.25×4.25, jump 1×1, first centre 2.13,2.13`` for a geometry in
+    physical units (:func:`featuremap.jobs.plan.physical_geometry`)."""
+    units = physical["units"]
+    unit = units[0] if units[0] == units[1] else "×".join(units)
+    return (
+        f"in {unit}: receptive field {format_pair(physical['receptive_field'])}, jump "
+        f"{format_pair(physical['jump'])}, first output centre {format_pair(physical['offset'])}"
+    )

@@ -11,6 +11,7 @@ from featuremap.cli._common import (
     echo_json,
     layer_summary,
     layer_table,
+    physical_line,
     print_rich,
     refuse_together,
 )
@@ -62,6 +63,9 @@ def _first_conv_channels(pipeline: Any) -> int:
     help="Take the size and channels from this Zarr store.",
 )
 @click.option("--array", metavar="NAME", help="Array inside the --input group.")
+@click.option("--axes", metavar="AXES", help="What each input axis is (as for run).")
+@click.option("--level", metavar="LEVEL", help="OME-Zarr resolution level (as for run).")
+@click.option("--region", metavar="REGION", help="Part of the input (as for run).")
 @click.option(
     "--channels",
     type=click.IntRange(min=1),
@@ -73,23 +77,31 @@ def explain(
     input_shape: str | None,
     input_store: str | None,
     array: str | None,
+    axes: str | None,
+    level: str | None,
+    region: str | None,
     channels: int | None,
     as_json: bool,
 ) -> None:
     """Print PIPELINE's per-layer kernel, stride, padding, dilation, output shape, receptive
     field, jump and offset for an input size. Needs no cluster and computes nothing.
 
-    Without --input-shape or --input, the pipeline's own input.store is read (metadata only).
+    Without --input-shape or --input, the pipeline's own input.store is read (metadata only);
+    with a store, the receptive field, jump and offset are also given in its physical units.
     """
     from featuremap.io import open_input
     from featuremap.jobs.pipeline import load_pipeline
-    from featuremap.layers import resolve_stack
+    from featuremap.jobs.plan import physical_geometry
+    from featuremap.stack import resolve_stack
 
     refuse_together(input_shape=input_shape, input=input_store)
     refuse_together(input_shape=input_shape, array=array)
     shape = _input_shape(input_shape)
-    spec = load_pipeline(pipeline).with_overrides(input=input_store, array=array)
+    spec = load_pipeline(pipeline).with_overrides(
+        input=input_store, array=array, axes=axes, level=level, region=region
+    )
     batch: tuple[int, ...] = ()
+    placement = None
     if shape is None:
         if spec.input.store is None:
             raise InputError(
@@ -100,19 +112,23 @@ def explain(
             raise click.UsageError(
                 "--channels goes with --input-shape; with a store the channels are read from it"
             )
-        source = open_input(spec.input.store, spec.input.array, spec.input.channel_axis)
-        shape, channels, batch = source.spatial_shape, source.channels, source.batch_shape
+        source = open_input(spec.input.store, spec.input.array, spec.input.selection())
+        shape, channels, batch = source.spatial_shape, source.channel_count, source.batch_shape
+        placement = source.placement
     channels = channels or _first_conv_channels(spec)
     layers = spec.build_layers(channels)
-    described = resolve_stack(layers, shape, channels).describe()
+    stack = resolve_stack(layers, shape, channels)
+    described = stack.describe()
+    physical = None if placement is None else physical_geometry(stack.geometry, placement)
     if as_json:
-        echo_json(
-            {
-                "pipeline": spec.name,
-                "input": {"batch_shape": list(batch), "channels": channels, "shape": list(shape)},
-                "layers": [layer_summary(layer) for layer in described],
-            }
-        )
+        report = {
+            "pipeline": spec.name,
+            "input": {"batch_shape": list(batch), "channels": channels, "shape": list(shape)},
+            "layers": [layer_summary(layer) for layer in described],
+        }
+        if physical is not None:
+            report["physical"] = physical
+        echo_json(report)
         return
     batch_text = f" × batch {'×'.join(map(str, batch))}" if batch else ""
     print_rich(
@@ -122,3 +138,5 @@ def explain(
             described,
         )
     )
+    if physical is not None:
+        click.echo(physical_line(physical))

@@ -12,6 +12,7 @@ from featuremap.cli._common import (
     format_pair,
     layer_summary,
     layer_table,
+    physical_line,
     print_rich,
 )
 
@@ -36,6 +37,7 @@ def _report(store: Any, status: dict[str, Any]) -> dict[str, Any]:
         "dtype": str(data.dtype),
         "chunks": list(data.chunksize),
         "geometry": store.geometry.to_dict(),
+        "physical": store.geometry_attrs.get("physical"),
         "layers": [layer_summary(layer) for layer in store.layers],
         "status": status,
         "provenance": store.attrs,
@@ -74,6 +76,8 @@ def inspect(store: str, as_json: bool) -> None:
         f"jump {format_pair(geometry['jump'])}, offset {format_pair(geometry['offset'])} "
         "(output pixel i is centred on input pixel offset + i·jump)"
     )
+    if report["physical"]:
+        click.echo(f"  physical  {physical_line(report['physical'])}")
     click.echo(
         f"  status    {status['status']}, {status['blocks_done']} of {status['blocks_total']} blocks"
     )

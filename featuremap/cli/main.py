@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from featuremap import __version__
+from featuremap._version import __version__
 from featuremap.cli.banks import banks
 from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo

@@ -15,6 +15,7 @@ from featuremap.cli._common import (
     prepare_job,
     progress_reporter,
     refuse_together,
+    selection_options,
     store_options,
 )
 
@@ -27,6 +28,8 @@ Examples:
   featuremap run p.yaml --scheduler tls://sched:8786 --tls-ca-file ca.pem \\
       --tls-cert client.pem --tls-key client.key
   featuremap run p.yaml --resume --json
+  featuremap run p.yaml --input cells.ome.zarr --level 1 --region z=10:20 --channels DAPI
+  featuremap run p.yaml --input era5.zarr --array t2m --axes time=t,latitude=y,longitude=x
 """
 
 
@@ -50,6 +53,7 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
 @store_options
+@selection_options
 @click.option(
     "--scheduler",
     metavar="ADDR",

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import echo_json, job_options, prepare_job, store_options
+from featuremap.cli._common import (
+    echo_json,
+    job_options,
+    prepare_job,
+    selection_options,
+    store_options,
+)
 from featuremap.cli.run import scheduler_warning
 
 __all__ = ["submit"]
@@ -22,6 +28,7 @@ Examples:
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
 @store_options
+@selection_options
 @click.option(
     "--scheduler", metavar="ADDR", required=True, help="Address of the running Dask scheduler."
 )

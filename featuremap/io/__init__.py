@@ -16,7 +16,7 @@ from featuremap.io._paths import (
     nearest_existing,
     sweep_partial_files,
 )
-from featuremap.io.input import InputArray, open_input
+from featuremap.io.input import InputArray, InputSelection, open_input
 from featuremap.io.layout import (
     FEATURE_DIMS,
     FEATURES,
@@ -45,6 +45,7 @@ __all__ = [
     "Block",
     "FeatureStore",
     "InputArray",
+    "InputSelection",
     "LayerArrays",
     "OutputLayout",
     "OutputStore",

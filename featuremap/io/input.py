@@ -1,9 +1,13 @@
-"""The input of a job: a Zarr array (format 2 or 3), or a group plus the array's name.
+"""The input of a job: a Zarr array, a group plus the array's name, or an OME-Zarr image group.
 
-:func:`open_input` validates it and says how its axes map to ``(*batch, channel, y, x)``: the
-last two axes are ``y, x``; the channel axis is ``-3`` for 3+ dims (or ``channel_axis``, or a
-dimension named like a channel); a 2-D image gets a length-1 channel axis; leading axes are
-batch axes, carried through to the output.
+:func:`open_input` finds the array (a resolution level of an OME-Zarr image; the only data
+variable of an xarray dataset), says what each of its axes is (:mod:`.axes`), applies a region
+and a channel subset, and reads where its pixels are in physical space (:mod:`.placement`):
+NGFF transforms of the chosen level, or regular xarray coordinates and a CF ``grid_mapping``.
+
+The result, :class:`InputArray`, is a frozen, picklable description; :meth:`InputArray.to_dask`
+gives the pixels as ``(*batch, C, y, x)`` -- any storage order (channel-last included) is
+reordered inside each block's read, never by copying the input.
 """
 
 from __future__ import annotations
@@ -11,125 +15,204 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
+from featuremap._validation import is_integer
 from featuremap.errors import InputError, describe
 from featuremap.io._paths import local_path
+from featuremap.io.axes import Axes, AxesSpec, resolve_axes
 from featuremap.io.layout import FEATURE_DIMS
+from featuremap.io.ome import read_multiscales
+from featuremap.io.placement import Interval, Placement, ome_placement, xarray_placement
 
-__all__ = ["CHANNEL_NAMES", "InputArray", "dimension_names", "open_input"]
+__all__ = ["InputArray", "InputSelection", "dimension_names", "open_input"]
 
-#: Dimension names that mark the channel axis of an input when ``channel_axis`` is not given.
-CHANNEL_NAMES = frozenset({"c", "channel", "channels", "band", "bands"})
+#: A requested region along one axis (``None``: from the start, or to the end).
+OpenInterval = tuple[int | None, int | None]
+
+
+@dataclass(frozen=True)
+class InputSelection:
+    """What part of the input a job reads, and how to read its axes (``input.*`` keys).
+
+    Attributes
+    ----------
+    axes : AxesSpec or None
+        ``input.axes`` / ``--axes``, parsed (:func:`featuremap.io.axes.parse_axes_spec`).
+    level : int, str or None
+        The OME-Zarr resolution level (index or dataset path); default 0.
+    region : mapping of axis name or kind to ``(start, stop)``
+        ``input.region``; an axis left out is read whole.
+    channels : tuple of int or str, or None
+        ``input.channels``: channel indices, or labels (OME ``omero`` labels, xarray coordinate
+        values); ``None`` reads every channel.
+    channel_axis : int or None
+        The older way to place the channel axis of an unnamed array.
+    """
+
+    axes: AxesSpec | None = None
+    level: int | str | None = None
+    region: Mapping[str, OpenInterval] = field(default_factory=dict)
+    channels: tuple[int | str, ...] | None = None
+    channel_axis: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "axes": None
+            if self.axes is None
+            else (dict(self.axes) if isinstance(self.axes, Mapping) else list(self.axes)),
+            "level": self.level,
+            "region": {key: list(value) for key, value in self.region.items()},
+            "channels": None if self.channels is None else list(self.channels),
+            "channel_axis": self.channel_axis,
+        }
 
 
 @dataclass(frozen=True)
 class InputArray:
-    """A validated input array and how its axes map to ``(*batch, channel, y, x)``.
+    """A validated input: where it is, what its axes are, the part read and where it lies.
 
     Attributes
     ----------
-    array : zarr.Array[Any]
     path : str
         The store path or URL as given.
     name : str or None
         The array's path inside the store (``None`` when the store is the array).
-    channel_axis : int or None
-        Negative index of the channel axis, ``None`` for a 2-D image.
-    dims : tuple of str or None
-        The array's dimension names, when it has them.
+    shape, chunks : tuple of int
+        The stored array's, in storage order.
+    dtype : numpy.dtype
+    axes : Axes
+        The kind of every stored axis.
+    region : tuple of (start, stop)
+        Per stored axis, the part read.
+    channels : tuple of int or None
+        Indices of the channels read (``None``: all).
+    placement : Placement
+        The read part's physical placement (region origin included).
+    channel_labels : tuple of str or None
+        Labels of the channels read, when the input names them.
+    level : int or None
+        The OME-Zarr level read.
+    metadata_sha256 : str
+        Digest of the array's metadata (for the job's fingerprint).
     """
 
-    array: zarr.Array[Any]
     path: str
     name: str | None
-    channel_axis: int | None
-    dims: tuple[str, ...] | None
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]
+    axes: Axes
+    region: tuple[Interval, ...]
+    channels: tuple[int, ...] | None
+    placement: Placement
+    channel_labels: tuple[str, ...] | None = None
+    level: int | None = None
+    ome_version: str | None = None
+    metadata_sha256: str = ""
+
+    # -- the part read, in (*batch, c, y, x) terms --------------------------------------------
+
+    def _length(self, axis: int) -> int:
+        start, stop = self.region[axis]
+        return stop - start
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.array.dtype
-
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        return tuple(self.array.chunks)
-
-    @property
-    def batch_axes(self) -> tuple[int, ...]:
-        """Positive indices of the batch axes, in order."""
-        channel = None if self.channel_axis is None else self.array.ndim + self.channel_axis
-        return tuple(i for i in range(self.array.ndim - 2) if i != channel)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.batch_axes)
-
-    @property
-    def batch_chunks(self) -> tuple[int, ...]:
-        return tuple(self.chunks[i] for i in self.batch_axes)
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.channel_axis is None else self.shape[self.channel_axis]
+    def channel_count(self) -> int:
+        """Channels the first layer sees (1 without a channel axis)."""
+        channel = self.axes.channel
+        if channel is None:
+            return 1
+        return len(self.channels) if self.channels is not None else self._length(channel)
 
     @property
     def spatial_shape(self) -> tuple[int, int]:
-        return (self.shape[-2], self.shape[-1])
+        return (self._length(self.axes.y), self._length(self.axes.x))
 
     @property
     def spatial_chunks(self) -> tuple[int, int]:
-        return (self.chunks[-2], self.chunks[-1])
+        return (self.chunks[self.axes.y], self.chunks[self.axes.x])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self._length(i) for i in self.axes.batch)
+
+    @property
+    def batch_chunks(self) -> tuple[int, ...]:
+        return tuple(self.chunks[i] for i in self.axes.batch)
+
+    @property
+    def batch_kinds(self) -> tuple[str, ...]:
+        return tuple(self.axes.axes[i].kind for i in self.axes.batch)
 
     @property
     def batch_dims(self) -> tuple[str, ...]:
         """Names for the output's batch axes: the input's own when usable, else ``dim_<i>``."""
-        names = tuple(self.dims[i] for i in self.batch_axes) if self.dims else ()
-        usable = (
-            len(names) == len(self.batch_axes)
-            and all(isinstance(n, str) and n for n in names)
-            and len(set(names)) == len(names)
-            and not set(names) & set(FEATURE_DIMS)
-        )
-        return names if usable else tuple(f"dim_{i}" for i in self.batch_axes)
+        names = tuple(self.axes.axes[i].name for i in self.axes.batch)
+        usable = len(set(names)) == len(names) and not set(names) & {*FEATURE_DIMS, "feature"}
+        return names if usable else tuple(f"dim_{i}" for i in self.axes.batch)
+
+    @property
+    def region_origin(self) -> tuple[int, int]:
+        """Input pixel ``(y, x)`` of the read part's first pixel."""
+        return (self.region[self.axes.y][0], self.region[self.axes.x][0])
 
     def identity(self) -> dict[str, Any]:
         """What identifies the input for the fingerprint and provenance."""
-        metadata = json.dumps(self.array.metadata.to_dict(), sort_keys=True, default=str)
         return {
             "path": self.path,
             "array": self.name,
             "shape": list(self.shape),
             "dtype": str(self.dtype),
             "chunks": list(self.chunks),
-            "channel_axis": self.channel_axis,
-            "metadata_sha256": hashlib.sha256(metadata.encode()).hexdigest(),
+            "axes": list(self.axes.names),
+            "kinds": [axis.kind for axis in self.axes.axes],
+            "axes_from": self.axes.source,
+            "level": self.level,
+            "region": [list(interval) for interval in self.region],
+            "channels": None if self.channels is None else list(self.channels),
+            "placement": self.placement.to_dict(),
+            "metadata_sha256": self.metadata_sha256,
         }
 
     def to_dask(self, spatial_chunks: tuple[int, int]) -> Any:
-        """The input as a Dask array ``(*batch, C, H, W)``.
+        """The part read as a Dask array ``(*batch, C, y, x)``, one task per read chunk.
 
         ``spatial_chunks`` must be whole multiples of the storage chunks (except at the far
-        border) so every stored chunk is read by exactly one task; the channel axis is one chunk.
+        border), so each stored chunk is read by one task; the channel axis is one chunk; batch
+        axes keep the storage chunks. Transposing and selecting channels happen inside each
+        block's task.
         """
         import dask.array as da
 
         read_chunks = list(self.chunks)
-        read_chunks[-2:] = spatial_chunks
-        if self.channel_axis is not None:
-            read_chunks[self.channel_axis] = self.shape[self.channel_axis]
+        read_chunks[self.axes.y], read_chunks[self.axes.x] = spatial_chunks
+        channel = self.axes.channel
+        if channel is not None:
+            read_chunks[channel] = self.shape[channel]
         x = da.from_zarr(self.path, component=self.name, chunks=tuple(read_chunks))
-        if self.channel_axis is None:
-            return x[..., None, :, :]
-        return da.moveaxis(x, self.channel_axis, -3)
+        x = x[tuple(slice(start, stop) for start, stop in self.region)]
+        if self.channels is not None and channel is not None:
+            x = da.take(x, list(self.channels), axis=channel)
+        x = x.transpose(self.axes.order)
+        if channel is None:
+            x = x[..., None, :, :]
+        return _regular_batch_chunks(x, self.batch_chunks)
+
+
+def _regular_batch_chunks(x: Any, sizes: Sequence[int]) -> Any:
+    """Batch axes chunked regularly from the region's start (output blocks never straddle an
+    output chunk); a region that starts inside a stored chunk reads across chunks for it."""
+    wanted = {
+        axis: size for axis, size in enumerate(sizes) if any(c != size for c in x.chunks[axis][:-1])
+    }
+    return x.rechunk(wanted) if wanted else x
 
 
 def dimension_names(array: zarr.Array[Any]) -> tuple[str, ...] | None:
@@ -145,42 +228,13 @@ def dimension_names(array: zarr.Array[Any]) -> tuple[str, ...] | None:
     return None
 
 
-def _parse_channel_axis(channel_axis: Any, ndim: int, dims: tuple[str, ...] | None) -> int | None:
-    if channel_axis is None:
-        if ndim == 2:
-            return None
-        named = [i - ndim for i, n in enumerate(dims or ()) if n.lower() in CHANNEL_NAMES]
-        named = [i for i in named if i <= -3]
-        return named[0] if len(named) == 1 else -3
-    if ndim == 2:
-        raise InputError(
-            f"channel_axis {describe(channel_axis)} was given but the input is 2-D (y, x) and has no "
-            "channel axis; leave channel_axis out"
-        )
-    if (
-        isinstance(channel_axis, bool)
-        or not isinstance(channel_axis, (int, np.integer))
-        or not (0 <= channel_axis <= ndim - 3 or -ndim <= channel_axis <= -3)
-    ):
-        raise InputError(
-            f"channel_axis must be an integer in [{-ndim}, -3] or [0, {ndim - 3}] for a {ndim}-D input "
-            f"(the last two axes are y, x), got {describe(channel_axis)}"
-        )
-    return int(channel_axis) - ndim if channel_axis >= 0 else int(channel_axis)
-
-
 def _open_node(store: str) -> zarr.Array[Any] | zarr.Group:
     path = local_path(store)
     if path is not None and not path.exists():
         raise InputError(f"input store {store!r} does not exist; check the path")
     try:
         return zarr.open(store=store, mode="r")
-    except (
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-        TypeError,
-    ) as error:  # zarr errors are ValueErrors
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
         raise InputError(
             f"input store {store!r} is not a Zarr array or group ({type(error).__name__}: {error}); "
             "give a .zarr store"
@@ -191,46 +245,37 @@ def _array_names(group: zarr.Group) -> list[str]:
     return sorted(name for name, _ in group.arrays())
 
 
-def open_input(store: str, array: str | None = None, channel_axis: int | None = None) -> InputArray:
-    """Open and validate the input array.
+def _data_variables(group: zarr.Group) -> list[str]:
+    """xarray data variables of a group: arrays that are no other array's coordinate (named
+    like one of its dimensions) and no CF grid mapping."""
+    arrays = dict(group.arrays())
+    dims = {d for a in arrays.values() for d in (dimension_names(a) or ())}
+    mappings = {str(a.attrs.get("grid_mapping")) for a in arrays.values()}
+    return sorted(
+        n for n, a in arrays.items() if n not in dims and n not in mappings and a.ndim >= 2
+    )
 
-    Parameters
-    ----------
-    store : str
-        Local path or fsspec URL of a Zarr array or group (format 2 or 3).
-    array : str, optional
-        Path of the array inside a group store; required when ``store`` is a group.
-    channel_axis : int, optional
-        Index of the channel axis (default ``-3`` for 3+ dims, or the axis whose dimension name
-        is ``c``/``channel``/``band``).
 
-    Raises
-    ------
-    InputError
-        Missing path, not a Zarr store, a group without ``array`` (the message lists its arrays),
-        a wrong array name, a 0-D/1-D or empty array, a non-numeric dtype, a bad channel axis.
-    """
-    store = os.fspath(store)
-    node = _open_node(store)
-    if isinstance(node, zarr.Group):
-        names = _array_names(node)
-        if array is None:
+def _pick_array(group: zarr.Group, store: str, array: str | None) -> tuple[str, zarr.Array[Any]]:
+    names = _array_names(group)
+    if array is None:
+        candidates = _data_variables(group)
+        if len(candidates) != 1:
             raise InputError(
                 f"input store {store!r} is a group; choose an array with --array / input.array "
                 f"(it holds: {', '.join(names) or 'no arrays'})"
             )
-        found = node.get(array)
-        if not isinstance(found, zarr.Array):
-            raise InputError(
-                f"input array {array!r} is not in the group {store!r} (arrays there: "
-                f"{', '.join(names) or 'none'})"
-            )
-        node = found
-    elif array is not None:
+        array = candidates[0]
+    found = group.get(array)
+    if not isinstance(found, zarr.Array):
         raise InputError(
-            f"input store {store!r} is itself an array, so array {array!r} cannot be chosen in it; "
-            "drop --array / input.array"
+            f"input array {array!r} is not in the group {store!r} (arrays there: "
+            f"{', '.join(names) or 'none'})"
         )
+    return array, found
+
+
+def _check_array(node: zarr.Array[Any]) -> None:
     if node.ndim < 2:
         raise InputError(
             f"input array must have at least 2 dimensions (y, x), got shape {tuple(node.shape)}"
@@ -241,5 +286,151 @@ def open_input(store: str, array: str | None = None, channel_axis: int | None = 
         raise InputError(
             f"input array must hold numbers (bool, int, uint or float), got dtype {node.dtype}"
         )
-    dims = dimension_names(node)
-    return InputArray(node, store, array, _parse_channel_axis(channel_axis, node.ndim, dims), dims)
+
+
+def _interval(value: Any, length: int, name: str) -> Interval:
+    """``[start, stop)`` from ``[start, stop]`` (``None`` for an open end) or one index."""
+    if is_integer(value):
+        value = [value, int(value) + 1]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(v is None or is_integer(v) for v in value)
+    ):
+        raise InputError(
+            f"region {name}: must be [start, stop] (pixels, stop excluded) or one index, got {describe(value)}"
+        )
+    start = 0 if value[0] is None else int(value[0])
+    stop = length if value[1] is None else int(value[1])
+    if not 0 <= start < stop <= length:
+        raise InputError(
+            f"region {name}: [{start}, {stop}) is not inside the axis of length {length}; "
+            f"give 0 <= start < stop <= {length}"
+        )
+    return start, stop
+
+
+def _region(axes: Axes, shape: Sequence[int], region: Mapping[str, Any]) -> tuple[Interval, ...]:
+    intervals = [(0, n) for n in shape]
+    for key, value in region.items():
+        axis = axes.find(key)
+        if axis == axes.channel:
+            raise InputError(
+                f"region {key}: select channels with input.channels / --channels, not a region"
+            )
+        intervals[axis] = _interval(value, shape[axis], key)
+    return tuple(intervals)
+
+
+def _channel_indices(
+    wanted: Sequence[int | str] | None, count: int, labels: Sequence[str] | None
+) -> tuple[int, ...] | None:
+    if wanted is None:
+        return None
+    if not wanted:
+        raise InputError("channels: give at least one channel (an index or a label)")
+    indices = []
+    for item in wanted:
+        if is_integer(item) and 0 <= int(item) < count:
+            indices.append(int(item))
+        elif isinstance(item, str) and labels is not None and item in labels:
+            indices.append(list(labels).index(item))
+        else:
+            known = f"; labels: {', '.join(labels)}" if labels else ""
+            raise InputError(
+                f"channels: {describe(item)} is not a channel of the input (indices 0..{count - 1}{known})"
+            )
+    return tuple(indices)
+
+
+def _digest(array: zarr.Array[Any]) -> str:
+    metadata = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(metadata.encode()).hexdigest()
+
+
+def open_input(
+    store: str | os.PathLike[str], array: str | None = None, selection: InputSelection | None = None
+) -> InputArray:
+    """Open and validate the input; reads metadata only.
+
+    Parameters
+    ----------
+    store : str
+        Local path or fsspec URL of a Zarr array, a group (format 2 or 3; an xarray dataset), or an
+        OME-Zarr image group.
+    array : str, optional
+        Path of the array inside a group store; needed unless the group is an OME-Zarr image or
+        holds exactly one data variable.
+    selection : InputSelection, optional
+        Axes, level, region and channels (default: everything, axes from the metadata).
+
+    Raises
+    ------
+    InputError
+        Missing path, not a Zarr store, an ambiguous group, a wrong array name or level, an axis
+        that cannot be told, a region or channel outside the input, a non-numeric dtype.
+    """
+    store = os.fspath(store)
+    selection = selection or InputSelection()
+    node = _open_node(store)
+    group = node if isinstance(node, zarr.Group) else None
+    multiscale = None if group is None else read_multiscales(dict(group.attrs))
+    level_index = None
+    if group is not None and multiscale is not None:
+        # --array naming a level's path (the older way to read an OME-Zarr image) picks that level
+        if array is not None and selection.level is not None and array != selection.level:
+            raise InputError(
+                f"--array {array!r} and --level {describe(selection.level)} disagree; give --level only"
+            )
+        level_index, level = multiscale.level(
+            selection.level if selection.level is not None else array
+        )
+        array, node = _pick_array(group, store, level.path)
+    elif group is not None:
+        array, node = _pick_array(group, store, array)
+    elif array is not None:
+        raise InputError(
+            f"input store {store!r} is itself an array, so array {array!r} cannot be chosen in it; "
+            "drop --array / input.array"
+        )
+    if selection.level is not None and level_index is None:
+        raise InputError(
+            f"input.level / --level {describe(selection.level)} was given but {store!r} is not an "
+            "OME-Zarr image group; leave it out"
+        )
+    assert isinstance(node, zarr.Array)
+    _check_array(node)
+    axes = resolve_axes(
+        node.ndim,
+        spec=selection.axes,
+        names=dimension_names(node),
+        ome_axes=None if multiscale is None else multiscale.axes,
+        channel_axis=selection.channel_axis,
+    )
+    region = _region(axes, node.shape, selection.region)
+    if multiscale is not None and level_index is not None:
+        placement = ome_placement(multiscale, level_index, axes, region)
+        labels = multiscale.channel_labels
+    else:
+        placement, labels = xarray_placement(group, node, axes, region)
+    channel = axes.channel
+    channels = _channel_indices(
+        selection.channels, 1 if channel is None else node.shape[channel], labels
+    )
+    if labels is not None and channel is not None:
+        labels = tuple(labels[i] for i in (channels or range(len(labels))))
+    return InputArray(
+        path=store,
+        name=array,
+        shape=tuple(node.shape),
+        chunks=tuple(node.chunks),
+        dtype=node.dtype,
+        axes=axes,
+        region=region,
+        channels=channels,
+        placement=placement,
+        channel_labels=labels,
+        level=level_index,
+        ome_version=None if multiscale is None else multiscale.version,
+        metadata_sha256=_digest(node),
+    )

@@ -2,10 +2,13 @@
 
 A Zarr format 3 group (DESIGN section 6)::
 
-    features            (*batch, feature, y, x) float32, one chunk per output block,
+    features            (*batch, feature, [z,] y, x) float32, one chunk per output block,
                         crc32c-checked, geometry in attrs["featuremap"]
-    y, x                1-D centres of the output pixels in input pixel units (offset + i * jump)
-    feature             0..J-1
+    y, x                1-D centres of the output pixels in the input's physical units,
+                        translation + scale * (offset + i * jump), with ``units``
+    feature             readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
+    <batch dims>        the batch axes' own coordinates (time stamps, z positions), when known
+    spatial_ref         the CRS (CF grid mapping), when the input has one
     layers/<i>/weight   conv weights and biases (a subgroup: xarray reads only root arrays)
     layers/<i>/bias
     _job/done           done-markers, one chunk per block (job bookkeeping, never at the root)
@@ -17,12 +20,13 @@ with the job status, provenance and OME-NGFF ``multiscales`` in the root attribu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zarr.codecs
 
 from featuremap.geometry import StackGeometry, ceil_div
+from featuremap.io.placement import Placement
 
 __all__ = [
     "FEATURES",
@@ -66,16 +70,57 @@ def checked_codecs() -> list[Any]:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Shape, chunking, names and geometry of the ``features`` array of one job."""
+    """Shape, chunking, names and placement of the ``features`` array of one job.
+
+    Blocks are computed in ``(*batch, feature, y, x)`` order (:attr:`shape`, :attr:`chunks`,
+    the block grid), batch axes other than ``z`` first. The array is stored in NGFF's axis order:
+    those batch axes, the features (in the channel place), the space batch axes (``z``), then
+    ``y, x`` -- ``(t, feature, z, y, x)`` for a ``(t, c, z, y, x)`` input, and simply
+    ``(*batch, feature, y, x)`` without a ``z``.
+
+    ``placement`` is the *output's*: each output pixel's centre in the input's physical units
+    (:meth:`featuremap.io.placement.Spacing.compose`), the batch axes' coordinates and the CRS.
+    """
 
     batch_dims: tuple[str, ...]
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     stack: StackGeometry
+    batch_kinds: tuple[str, ...] = ()
+    placement: Placement = field(default_factory=Placement)
+    feature_labels: tuple[str, ...] = ()
+
+    @property
+    def feature_axis(self) -> int:
+        """Where the features are stored: after the batch axes that are not ``z``."""
+        return (
+            sum(1 for kind in self.batch_kinds if kind != "z")
+            if self.batch_kinds
+            else len(self.batch_dims)
+        )
+
+    def _to_storage(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Per-axis ``values`` (compute order) in storage order."""
+        *batch, feature, y, x = values
+        at = self.feature_axis
+        return (*batch[:at], feature, *batch[at:], y, x)
 
     @property
     def dims(self) -> tuple[str, ...]:
-        return (*self.batch_dims, *FEATURE_DIMS)
+        """The stored array's dimension names."""
+        return self._to_storage((*self.batch_dims, *FEATURE_DIMS))
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        return self._to_storage(self.shape)
+
+    @property
+    def storage_chunks(self) -> tuple[int, ...]:
+        return self._to_storage(self.chunks)
+
+    def storage_slices(self, block_slices: tuple[slice, ...]) -> tuple[slice, ...]:
+        """Where a computed block (compute-order slices) lies in the stored array."""
+        return self._to_storage(block_slices)
 
     @property
     def out_chunks(self) -> tuple[int, int]:

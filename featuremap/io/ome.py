@@ -1,42 +1,207 @@
-"""OME-NGFF (OME-Zarr) metadata of an output store, so image viewers place the feature maps."""
+"""OME-NGFF (OME-Zarr) metadata: reading an image group's multiscales, writing the output's.
+
+Reading (:func:`read_multiscales`) understands NGFF 0.4 (``multiscales`` in the group's
+attributes, Zarr format 2) and 0.5 (under ``ome``, Zarr format 3): the axes (names, types,
+units), each level's ``path`` and its ``scale`` / ``translation``, composed with the multiscale's
+own transforms, and the ``omero`` channel labels.
+
+Writing (:func:`ome_multiscales`) gives the output NGFF 0.5 metadata whenever its axes fit NGFF's
+rules: at most one time axis first, then the features as the channel axis, then 2 or 3 space
+axes (``z``, ``y``, ``x``). NGFF has no batch axis type, so a single non-space batch axis (an
+ML batch or an unnamed leading axis) is written as the time axis, which viewers show as a
+slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The
+coordinate transformations are one ``scale`` then one ``translation``, the form NGFF requires
+(some readers apply only the first transform, so scale must come first and translation second).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from featuremap.io.layout import FEATURES, OutputLayout
+from featuremap.errors import InputError, describe
+from featuremap.io.placement import Spacing, ngff_unit
 
-__all__ = ["ome_multiscales"]
+__all__ = ["Level", "Multiscale", "OmeAxis", "ome_multiscales", "read_multiscales"]
 
 
-def ome_multiscales(layout: OutputLayout) -> dict[str, Any] | None:
-    """OME-NGFF 0.5 metadata: at most one batch axis (as time), features as channels."""
-    batch = len(layout.batch_dims)
-    if batch > 1:
+@dataclass(frozen=True)
+class Level:
+    """One resolution level: its array path, and ``scale`` / ``translation`` per axis."""
+
+    path: str
+    scale: tuple[float, ...]
+    translation: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Multiscale:
+    """An NGFF image group's first multiscale."""
+
+    version: str
+    axes: tuple[Mapping[str, Any], ...]
+    levels: tuple[Level, ...]
+    channel_labels: tuple[str, ...] | None = None
+
+    def level(self, choice: int | str | None) -> tuple[int, Level]:
+        """The level ``choice`` (an index, 0 = full resolution, or a dataset path)."""
+        if choice is None:
+            return 0, self.levels[0]
+        for index, level in enumerate(self.levels):
+            if choice == level.path:
+                return index, level
+        for index, level in enumerate(self.levels):
+            if choice == index or choice == str(index):
+                return index, level
+        paths = [level.path for level in self.levels]
+        raise InputError(
+            f"the OME-Zarr image has no level {describe(choice)}; its levels are 0..{len(paths) - 1} "
+            f"(paths {paths})"
+        )
+
+    def spacing(self, level: Level, axis: int) -> Spacing:
+        """The physical spacing of ``axis`` at ``level``, with the axis's unit."""
+        unit = self.axes[axis].get("unit")
+        return Spacing(
+            level.scale[axis], level.translation[axis], unit if isinstance(unit, str) else None
+        )
+
+
+def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], list[float]]:
+    """``(scale, translation)`` of an NGFF ``coordinateTransformations`` list."""
+    scale, translation = [1.0] * ndim, [0.0] * ndim
+    for transform in transforms or []:
+        kind = transform.get("type") if isinstance(transform, Mapping) else None
+        if kind == "identity":
+            continue
+        values = transform.get(kind) if kind in ("scale", "translation") else None
+        if not isinstance(values, list) or len(values) != ndim:
+            raise InputError(
+                f"OME-NGFF {where} has a coordinate transformation featuremap cannot read "
+                f"({describe(transform)}); only inline scale and translation are supported"
+            )
+        if kind == "scale":
+            scale = [float(v) for v in values]
+        else:
+            translation = [float(v) for v in values]
+    return scale, translation
+
+
+def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
+    """The first multiscale of a group's attributes, or ``None`` when it is not an NGFF image."""
+    ome = attrs.get("ome")
+    if isinstance(ome, Mapping) and "multiscales" in ome:
+        version, container = str(ome.get("version", "0.5")), ome
+    elif "multiscales" in attrs:
+        container = attrs
+        version = (
+            str(attrs["multiscales"][0].get("version", "0.4")) if attrs["multiscales"] else "0.4"
+        )
+    else:
         return None
-    axes = [{"name": name, "type": "time"} for name in layout.batch_dims]
-    axes += [
-        {"name": "feature", "type": "channel"},
-        {"name": "y", "type": "space"},
-        {"name": "x", "type": "space"},
-    ]
-    scale = [1.0] * (batch + 1) + [float(j) for j in layout.stack.jump]
-    translation = [0.0] * (batch + 1) + [float(o) for o in layout.stack.offset]
-    return {
+    multiscales = container.get("multiscales")
+    if (
+        not isinstance(multiscales, list)
+        or not multiscales
+        or not isinstance(multiscales[0], Mapping)
+    ):
+        raise InputError("the group's OME-NGFF multiscales metadata is empty or malformed")
+    first = multiscales[0]
+    axes = tuple(
+        axis if isinstance(axis, Mapping) else {"name": str(axis)} for axis in first.get("axes", [])
+    )
+    ndim = len(axes)
+    outer_scale, outer_translation = _transforms(
+        first.get("coordinateTransformations"), ndim, "multiscale"
+    )
+    levels = []
+    for dataset in first.get("datasets", []):
+        scale, translation = _transforms(dataset.get("coordinateTransformations"), ndim, "dataset")
+        levels.append(
+            Level(
+                str(dataset["path"]),
+                tuple(o * s for o, s in zip(outer_scale, scale, strict=True)),
+                tuple(
+                    o * t + ot
+                    for o, t, ot in zip(outer_scale, translation, outer_translation, strict=True)
+                ),
+            )
+        )
+    if not levels:
+        raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
+    omero = container.get("omero")
+    labels = None
+    if isinstance(omero, Mapping) and isinstance(omero.get("channels"), list):
+        labels = tuple(str(c.get("label", i)) for i, c in enumerate(omero["channels"]))
+    return Multiscale(version, axes, tuple(levels), labels)
+
+
+def _ngff_axis(name: str, kind: str, unit: str | None) -> dict[str, Any]:
+    axis: dict[str, Any] = {"name": name, "type": kind}
+    if ngff_unit(unit) is not None:
+        axis["unit"] = ngff_unit(unit)
+    return axis
+
+
+@dataclass(frozen=True)
+class OmeAxis:
+    """An output axis as NGFF sees it: name, type (time/channel/space), unit, scale, translation."""
+
+    name: str
+    type: str
+    unit: str | None = None
+    scale: float = 1.0
+    translation: float = 0.0
+
+
+def ome_multiscales(
+    axes: Sequence[OmeAxis], *, path: str, name: str, channel_labels: Sequence[str] = ()
+) -> dict[str, Any] | None:
+    """NGFF 0.5 ``ome`` attributes for an array with ``axes`` (in storage order) at ``path``, or
+    ``None`` when the axes do not fit NGFF's order ``[time] [channel] space{2,3}``."""
+    order = {"time": 0, "channel": 1, "space": 2}
+    types = [axis.type for axis in axes]
+    if (
+        any(kind not in order for kind in types)
+        or types != sorted(types, key=order.__getitem__)
+        or types.count("time") > 1
+        or types.count("channel") > 1
+        or not 2 <= types.count("space") <= 3
+    ):
+        return None
+    metadata: dict[str, Any] = {
         "version": "0.5",
         "multiscales": [
             {
-                "name": FEATURES,
-                "axes": axes,
+                "name": name,
+                "axes": [_ngff_axis(axis.name, axis.type, axis.unit) for axis in axes],
                 "datasets": [
                     {
-                        "path": FEATURES,
+                        "path": path,
                         "coordinateTransformations": [
-                            {"type": "scale", "scale": scale},
-                            {"type": "translation", "translation": translation},
+                            {"type": "scale", "scale": [axis.scale for axis in axes]},
+                            {
+                                "type": "translation",
+                                "translation": [axis.translation for axis in axes],
+                            },
                         ],
                     }
                 ],
             }
         ],
     }
+    if channel_labels:
+        metadata["omero"] = {
+            "channels": [
+                {
+                    "label": label,
+                    "active": True,
+                    "color": "FFFFFF",
+                    "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
+                }
+                for label in channel_labels
+            ],
+            "rdefs": {"model": "greyscale"},
+        }
+    return metadata

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from featuremap.io.chunks import stored_chunks
+from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
     FEATURES,
     JOB_GROUP,
@@ -25,7 +26,8 @@ from featuremap.io.layout import (
     checked_codecs,
     feature_codecs,
 )
-from featuremap.io.ome import ome_multiscales
+from featuremap.io.ome import OmeAxis, ome_multiscales
+from featuremap.io.placement import Coordinate, Spacing, regular_spacing
 
 __all__ = [
     "Block",
@@ -43,9 +45,10 @@ __all__ = [
 Block = tuple[int, ...]
 
 
-def feature_chunk(block: Block) -> tuple[int, ...]:
-    """The chunk of ``features`` that holds ``block``: all features are one chunk."""
-    return (*block[:-2], 0, *block[-2:])
+def feature_chunk(block: Block, feature_axis: int) -> tuple[int, ...]:
+    """The chunk of ``features`` that holds ``block``: all features are one chunk, stored at
+    ``feature_axis`` (after the batch axes that are not ``z``)."""
+    return (*block[:feature_axis], 0, *block[feature_axis:])
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,12 @@ class OutputStore:
         return array_at(self.group, FEATURES)
 
     @property
+    def feature_axis(self) -> int:
+        """Where the features are in the stored array (NGFF order: after time-like batch axes)."""
+        names = dimension_names(self.features) or ()
+        return names.index("feature") if "feature" in names else len(self.features.shape) - 3
+
+    @property
     def out_chunks(self) -> tuple[int, int]:
         """The ``(y, x)`` block size of ``features``."""
         chunks = self.features.chunks
@@ -176,7 +185,7 @@ class OutputStore:
 
     def stored_blocks(self) -> set[Block]:
         """Blocks whose ``features`` chunk is on disk (listed, not read)."""
-        by_chunk = {feature_chunk(block): block for block in self.blocks()}
+        by_chunk = {feature_chunk(block, self.feature_axis): block for block in self.blocks()}
         return {by_chunk[chunk] for chunk in stored_chunks(self.path, self.features, by_chunk)}
 
     def count_done(self) -> int:
@@ -184,16 +193,86 @@ class OutputStore:
         return int(np.count_nonzero(self.done_mask())) if self.has_markers else 0
 
 
-def _create_coordinate(group: zarr.Group, name: str, values: np.ndarray) -> None:
+def _create_coordinate(
+    group: zarr.Group,
+    name: str,
+    values: np.ndarray,
+    attrs: Mapping[str, Any] | None = None,
+    dims: Sequence[str] | None = None,
+) -> None:
     array = group.create_array(
         name,
         shape=values.shape,
-        chunks=values.shape,
-        dtype=values.dtype,
-        dimension_names=[name],
+        chunks=values.shape if values.ndim else "auto",
+        # text (feature labels) as Zarr's variable-length UTF-8 strings, which xarray reads
+        dtype=str if values.dtype.kind == "U" else values.dtype,
+        dimension_names=list(dims if dims is not None else [name]),
         compressors=checked_codecs(),
     )
     array[...] = values
+    if attrs:
+        array.attrs.update(dict(attrs))
+
+
+def _spatial_attrs(spacing: Spacing) -> dict[str, Any]:
+    """A ``y`` / ``x`` coordinate's attributes: the input's own, and its ``units``."""
+    return {**spacing.attrs, "units": spacing.unit or "pixel"}
+
+
+def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
+    """``y``, ``x`` in physical units, ``feature`` labels, the batch axes' values and the CRS."""
+    placement = layout.placement
+    for name, spacing, length in (
+        ("y", placement.y, layout.shape[-2]),
+        ("x", placement.x, layout.shape[-1]),
+    ):
+        _create_coordinate(group, name, spacing.values(length), _spatial_attrs(spacing))
+    labels = layout.feature_labels or tuple(str(i) for i in range(layout.shape[-3]))
+    _create_coordinate(group, "feature", np.array(labels, dtype=str))
+    for name, coordinate in placement.batch.items():
+        _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
+    if placement.grid_mapping is not None:
+        _create_coordinate(
+            group,
+            placement.grid_mapping.name,
+            np.array(0, dtype=np.int64),
+            placement.grid_mapping.attrs,
+            dims=(),
+        )
+
+
+def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
+    """A batch axis for NGFF: ``z`` is a space axis, placed by its coordinates when they are
+    regular; a lone other batch axis is NGFF's time axis; several have no NGFF type."""
+    regular = (
+        None
+        if coordinate is None
+        else regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
+    )
+    if kind == "z":
+        if regular is None:
+            return OmeAxis(name, "space")
+        return OmeAxis(name, "space", regular.unit, regular.scale, regular.translation)
+    return OmeAxis(name, "time" if lone else "batch")
+
+
+def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
+    """The stored array's axes as NGFF sees them (see :mod:`featuremap.io.ome`)."""
+    placement = layout.placement
+    kinds = dict(
+        zip(layout.batch_dims, layout.batch_kinds or ("n",) * len(layout.batch_dims), strict=True)
+    )
+    lone = sum(1 for kind in kinds.values() if kind != "z") <= 1
+    axes = []
+    for name in layout.dims:
+        if name in ("y", "x"):
+            spacing = placement.y if name == "y" else placement.x
+            axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
+        elif name == "feature":
+            axes.append(OmeAxis(name, "channel"))
+        else:
+            axes.append(_ome_batch_axis(name, kinds[name], placement.batch.get(name), lone))
+    return axes
 
 
 def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
@@ -243,8 +322,8 @@ def create_output(
     group = _open_group(store, "w" if overwrite else "w-")
     features = group.create_array(
         FEATURES,
-        shape=layout.shape,
-        chunks=layout.chunks,
+        shape=layout.storage_shape,
+        chunks=layout.storage_chunks,
         dtype="float32",
         dimension_names=list(layout.dims),
         compressors=feature_codecs(),
@@ -252,18 +331,17 @@ def create_output(
         config={"write_empty_chunks": True},
     )
     features.attrs[ROOT_KEY] = dict(geometry_attrs)
-    centres_y, centres_x = (
-        layout.stack.offset[i]
-        + np.arange(layout.shape[-2 + i], dtype=np.float64) * layout.stack.jump[i]
-        for i in range(2)
-    )
-    _create_coordinate(group, "y", centres_y)
-    _create_coordinate(group, "x", centres_x)
-    _create_coordinate(group, "feature", np.arange(layout.shape[-3], dtype=np.int64))
+    if layout.placement.grid_mapping is not None:
+        # CF: the grid mapping is a coordinate of the features, so xarray and rioxarray find it
+        name = layout.placement.grid_mapping.name
+        features.attrs.update({"grid_mapping": name, "coordinates": name})
+    _write_coordinates(group, layout)
     _write_weights(group, weights)
     _create_markers(group, layout.grid_shape)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
-    ome = ome_multiscales(layout)
+    ome = ome_multiscales(
+        _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
+    )
     if ome is not None:
         attrs["ome"] = ome
     group.attrs.update(attrs)

@@ -13,7 +13,7 @@ from featuremap.errors import InputError, describe
 from featuremap.geometry import StackGeometry
 from featuremap.io._paths import local_path
 from featuremap.io.input import dimension_names
-from featuremap.io.layout import FEATURE_DIMS, FEATURES, ROOT_KEY
+from featuremap.io.layout import FEATURES, ROOT_KEY
 from featuremap.io.output import Mode, OutputStore, array_at, attrs_dict
 
 __all__ = ["FeatureStore", "open_features", "open_output"]
@@ -60,8 +60,13 @@ class FeatureStore:
         return list(self.geometry_attrs["layers"])
 
     def coords(self) -> dict[str, np.ndarray]:
-        """``y``, ``x`` centres (input pixel units) and ``feature`` indices."""
-        return {name: np.asarray(array_at(self.group, name)[...]) for name in FEATURE_DIMS}
+        """The stored coordinate values of every axis that has some (as stored: a time axis is
+        still CF-encoded here; :meth:`to_xarray` decodes it)."""
+        return {
+            name: np.asarray(array_at(self.group, name)[...])
+            for name in self.dims
+            if isinstance(self.group.get(name), zarr.Array)
+        }
 
     def weights(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``(weight, bias)`` of layer ``index`` (0-based); bias is ``None`` when it has none."""
@@ -75,16 +80,16 @@ class FeatureStore:
         return weight, np.asarray(array_at(self.group, f"layers/{index}/bias")[...])
 
     def to_xarray(self) -> Any:
-        """A labelled ``xarray.DataArray`` with ``y``/``x`` centre coordinates and the attributes."""
+        """A labelled, lazy ``xarray.DataArray``: ``y``/``x`` in physical units, feature labels,
+        the batch axes' decoded coordinates (time stamps), the CRS coordinate, and the geometry
+        and provenance attributes -- as ``xarray.open_zarr(store)["features"]`` gives it."""
         import xarray as xr
 
-        return xr.DataArray(
-            self.data,
-            dims=self.dims,
-            coords=self.coords(),
-            name=FEATURES,
-            attrs={**self.geometry_attrs, "featuremap": self.attrs},
-        )
+        dataset = xr.open_dataset(self.path, engine="zarr", consolidated=False, chunks={})
+        features = dataset[FEATURES]
+        others = {key: value for key, value in features.attrs.items() if key != ROOT_KEY}
+        features.attrs = {**others, **self.geometry_attrs, ROOT_KEY: self.attrs}
+        return features
 
 
 def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:

@@ -22,16 +22,26 @@ def _output_arrays(store: str, job_id: str) -> tuple[zarr.Array[Any], zarr.Array
 
 
 def write_block(
-    block_index: Block, block_slices: tuple[slice, ...], block: Any, store: str, job_id: str
+    block_index: Block,
+    block_slices: tuple[slice, ...],
+    block: Any,
+    store: str,
+    job_id: str,
+    feature_axis: int,
 ) -> str:
     """Sink of a block task: write the block into its chunk, then its done-marker.
 
-    Runs on a worker. Blocks are whole chunks, so concurrent writes never share a chunk and a
-    retried task rewrites the same bytes. Returns where the block was computed (``"cpu"`` or
-    ``"gpu"``), so only a word travels back.
+    Runs on a worker. The block comes in compute order ``(*batch, feature, y, x)`` and is stored
+    with its features at ``feature_axis`` (NGFF order, see :class:`~featuremap.io.OutputLayout`).
+    Blocks are whole chunks, so concurrent writes never share a chunk and a retried task rewrites
+    the same bytes. Returns where the block was computed (``"cpu"`` or ``"gpu"``), so only a word
+    travels back.
     """
     features, markers = _output_arrays(store, job_id)
     device = array_device(block)
-    features[block_slices] = np.asarray(to_host(block), dtype=np.float32)
+    *batch, feature, y, x = block_slices
+    stored = (*batch[:feature_axis], feature, *batch[feature_axis:], y, x)
+    values = np.moveaxis(np.asarray(to_host(block), dtype=np.float32), -3, feature_axis)
+    features[stored] = values
     markers[block_index] = 1  # after the data: a marker always means the block is on disk
     return device

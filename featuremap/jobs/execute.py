@@ -25,7 +25,6 @@ from featuremap.io import (
     consolidate,
     create_output,
     local_path,
-    open_input,
     sweep_partial_files,
     write_block,
 )
@@ -116,8 +115,7 @@ class _Heartbeat:
 
 
 def _input_dask(plan: JobPlan) -> Any:
-    source = open_input(plan.input_store, plan.input_array, plan.channel_axis)
-    return source.to_dask(plan.read_chunks)
+    return plan.source.to_dask(plan.read_chunks)
 
 
 def _compute_blocks(
@@ -139,7 +137,7 @@ def _compute_blocks(
         write_block,
         out_chunks=plan.layout.out_chunks,
         blocks=todo,
-        sink_args=(plan.store, owner["id"]),
+        sink_args=(plan.store, owner["id"], plan.layout.feature_axis),
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
     )

@@ -58,13 +58,17 @@ import yaml
 from featuremap import banks
 from featuremap._validation import parse_text
 from featuremap.errors import InputError, describe
+from featuremap.io.axes import parse_axes_spec
 from featuremap.jobs.spec import (
     BANK_PATH_PARAMS,
     InputSpec,
     OutputSpec,
     field_value,
     mapping,
+    parse_channels,
     parse_layers,
+    parse_level,
+    parse_region,
     resolve_path,
 )
 from featuremap.layers import ConvLayer, Layer, PoolLayer, ReduceLayer
@@ -108,11 +112,20 @@ class Pipeline:
     base_dir: Path = field(default_factory=Path.cwd)
 
     def with_overrides(
-        self, *, input: str | None = None, array: str | None = None, output: str | None = None
+        self,
+        *,
+        input: str | None = None,
+        array: str | None = None,
+        output: str | None = None,
+        axes: Any = None,
+        level: Any = None,
+        region: Any = None,
+        channels: Any = None,
     ) -> Pipeline:
-        """A copy with the input store, input array or output store replaced.
+        """A copy with the input store, input array, output store or input selection replaced.
 
-        These come from the command line, so relative paths resolve against the current
+        These come from the command line (``--input``, ``--array``, ``--output``, ``--axes``,
+        ``--level``, ``--region``, ``--channels``), so relative paths resolve against the current
         directory, not the pipeline's folder.
         """
         cwd = Path.cwd()
@@ -123,6 +136,18 @@ class Pipeline:
             inputs = replace(inputs, array=_cli_text("--array", array))
         if output is not None:
             outputs = replace(outputs, store=resolve_path(_cli_text("--output", output), cwd))
+        selection: dict[str, Any] = {
+            key: field_value("", f"--{key}", parse, value)
+            for key, parse, value in (
+                ("axes", parse_axes_spec, axes),
+                ("level", parse_level, level),
+                ("region", parse_region, region),
+                ("channels", parse_channels, channels),
+            )
+            if value is not None
+        }
+        if selection:
+            inputs = replace(inputs, **selection)
         return replace(self, input=inputs, output=outputs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +189,7 @@ class Pipeline:
 
         Banks are built (weight files read) and adapted to the channel count, and every layer's
         channel count is checked against its input's. Geometry needs the image size and is
-        checked by :func:`featuremap.layers.resolve_stack`.
+        checked by :func:`featuremap.stack.resolve_stack`.
 
         Raises
         ------
@@ -172,26 +197,20 @@ class Pipeline:
             Naming the layer (``layers[i].conv``) and what does not fit.
         """
         layers: list[Layer] = []
-        channels, suggested_groups = in_channels, None
+        channels, suggested = in_channels, None
         layer: Layer
         for index, spec in enumerate(self.layers):
             kind, params = next(iter(spec.items()))
             where = f"layers[{index}].{kind}"
             try:
                 if kind == "conv":
-                    layer, suggested_groups = _build_conv(params, channels)
+                    layer, suggested = _build_conv(params, channels)
                 elif kind == "pool":
                     layer = PoolLayer.create(
                         params["type"], params["kernel_size"], params["stride"], params["padding"]
                     )
                 else:
-                    groups = params["groups"] or suggested_groups
-                    if groups is None:
-                        raise InputError(
-                            "groups: missing, and the previous conv layer's bank suggests none; "
-                            "give a group size or a list of sizes"
-                        )
-                    layer = ReduceLayer.create(params["op"], groups)
+                    layer = _build_reduce(params, suggested)
                 channels = layer.out_channels(channels)
             except InputError as error:
                 raise self._error(f"{where}: {error}") from None
@@ -202,10 +221,22 @@ class Pipeline:
         return InputError(f"{message} ({self.source})" if self.source else message)
 
 
-def _build_conv(
-    params: Mapping[str, Any], in_channels: int
-) -> tuple[ConvLayer, tuple[int, ...] | None]:
-    """A :class:`~featuremap.layers.ConvLayer` and the reduce groups its bank suggests."""
+def _build_reduce(params: Mapping[str, Any], bank: banks.Bank | None) -> ReduceLayer:
+    """A reduce layer; groups and ops left out are those the previous conv layer's bank
+    suggests (``mr8``: its 8 groups, ``max_abs`` for edges and ``max`` for the rest)."""
+    groups = params["groups"] or (None if bank is None else bank.reduce_groups)
+    if groups is None:
+        raise InputError(
+            "groups: missing, and the previous conv layer's bank suggests none; "
+            "give a group size or a list of sizes"
+        )
+    suggested_ops = None if bank is None or params["groups"] else bank.reduce_ops
+    op = params["op"] or suggested_ops or "max"
+    return ReduceLayer.create(op, groups)
+
+
+def _build_conv(params: Mapping[str, Any], in_channels: int) -> tuple[ConvLayer, banks.Bank]:
+    """A :class:`~featuremap.layers.ConvLayer`, and its bank (which suggests a reduction)."""
     spec = dict(params["bank"])
     bank = banks.get(spec.pop("type"), **spec).for_channels(in_channels, params["channels"])
     bias = params["bias"]
@@ -233,7 +264,7 @@ def _build_conv(
         flip=params["flip"],
         bank=bank.to_dict(),
     )
-    return layer, bank.reduce_groups
+    return layer, bank
 
 
 # -- loading -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Planning a job: everything is validated and resolved once, before anything is written.
 
 :func:`plan_job` opens the input, builds the layers, resolves the stack's geometry once
-(:func:`featuremap.layers.resolve_stack`), sizes the output blocks, checks the output path (not
+(:func:`featuremap.stack.resolve_stack`), sizes the output blocks, checks the output path (not
 inside the input, parent writable, an existing store only with ``overwrite`` or ``resume``, never
 one whose job is alive) and returns one frozen, picklable :class:`JobPlan` that creating the
 store, block planning and the block tasks all read without re-parsing anything.
@@ -13,15 +13,18 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from featuremap import _device
+from featuremap._version import __version__
 from featuremap.errors import InputError
-from featuremap.geometry import Pair, ceil_div
+from featuremap.geometry import Pair, StackGeometry, ceil_div
 from featuremap.io import (
+    InputArray,
+    InputSelection,
     LayerArrays,
     OutputLayout,
     OutputStore,
@@ -30,10 +33,21 @@ from featuremap.io import (
     open_input,
     storage_versions,
 )
+from featuremap.io.placement import Placement
 from featuremap.jobs import state
-from featuremap.layers import ConvLayer, Layer, ResolvedStack, resolve_stack
+from featuremap.layers import ConvLayer, Layer
+from featuremap.stack import ResolvedStack, resolve_stack
 
-__all__ = ["MAX_BLOCK_BYTES", "MIN_BLOCK", "JobPlan", "existing_store", "plan_job", "plan_mode"]
+__all__ = [
+    "MAX_BLOCK_BYTES",
+    "MIN_BLOCK",
+    "JobPlan",
+    "existing_store",
+    "output_placement",
+    "physical_geometry",
+    "plan_job",
+    "plan_mode",
+]
 
 #: Default output blocks hold at least this many output pixels per spatial axis (a distributed
 #: task costs ~2.5 ms, PERFORMANCE.md) unless the image is smaller ...
@@ -50,9 +64,7 @@ class JobPlan:
     """
 
     store: str
-    input_store: str
-    input_array: str | None
-    channel_axis: int | None
+    source: InputArray
     read_chunks: Pair
     stack: ResolvedStack
     layout: OutputLayout
@@ -72,6 +84,7 @@ class JobPlan:
                 {key: layers[0][key] for key in ("kernel_size", "stride", "padding", "dilation")}
             )
         attrs.update(self.stack.geometry.to_dict())
+        attrs["physical"] = physical_geometry(self.stack.geometry, self.source.placement)
         attrs["layers"] = layers
         return attrs
 
@@ -89,10 +102,8 @@ def _versions() -> dict[str, str]:
     import dask
     import distributed
 
-    import featuremap
-
     return {
-        "featuremap": featuremap.__version__,
+        "featuremap": __version__,
         "dask": dask.__version__,
         "distributed": distributed.__version__,
         **storage_versions(),
@@ -203,12 +214,37 @@ def plan_mode(
     return ("resume" if resume else "overwrite"), existing
 
 
+def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:
+    """The stack's receptive field, jump and first output centre in the input's physical units
+    (per axis ``y, x``; pixels where the input has no units)."""
+    spacings = (placement.y, placement.x)
+    return {
+        "units": [spacing.unit or "pixel" for spacing in spacings],
+        "receptive_field": [
+            abs(s.scale) * rf for s, rf in zip(spacings, stack.receptive_field, strict=True)
+        ],
+        "jump": [s.scale * jump for s, jump in zip(spacings, stack.jump, strict=True)],
+        "offset": [
+            s.translation + s.scale * o for s, o in zip(spacings, stack.offset, strict=True)
+        ],
+    }
+
+
+def output_placement(stack: StackGeometry, placement: Placement) -> Placement:
+    """Where the output's pixels are: ``translation + scale * (offset + i * jump)`` per axis,
+    the batch coordinates as they are, and the CRS with the output grid's transform."""
+    y = placement.y.compose(stack.offset[0], stack.jump[0])
+    x = placement.x.compose(stack.offset[1], stack.jump[1])
+    mapping = None if placement.grid_mapping is None else placement.grid_mapping.for_grid(y, x)
+    return replace(placement, y=y, x=x, grid_mapping=mapping)
+
+
 def plan_job(
     layers_for: Callable[[int], Sequence[Layer]],
     *,
     input: str,
     array: str | None,
-    channel_axis: int | None,
+    selection: InputSelection | None = None,
     output: str,
     out_chunks: Pair | None,
     pipeline: Mapping[str, Any] | None,
@@ -223,11 +259,11 @@ def plan_job(
     provenance (``None``: derived from the layers).
     """
     device = _device.parse_device(device)
-    source = open_input(input, array, channel_axis)
-    layers = tuple(layers_for(source.channels))
+    source = open_input(input, array, selection)
+    layers = tuple(layers_for(source.channel_count))
     if not layers:
         raise InputError("the pipeline has no layers; add at least one conv or pool layer")
-    stack = resolve_stack(layers, source.spatial_shape, source.channels)
+    stack = resolve_stack(layers, source.spatial_shape, source.channel_count)
     output = os.fspath(output)
     _check_output_path(output, input)
     pipeline_hash = pipeline_hash or _layers_hash(layers)
@@ -247,6 +283,9 @@ def plan_job(
         shape=(*source.batch_shape, features, out_h, out_w),
         chunks=(*source.batch_chunks, features, *block_chunks),
         stack=stack.geometry,
+        batch_kinds=source.batch_kinds,
+        placement=output_placement(stack.geometry, source.placement),
+        feature_labels=stack.feature_labels(source.channel_labels),
     )
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},
@@ -258,9 +297,7 @@ def plan_job(
     }
     return JobPlan(
         store=output,
-        input_store=input,
-        input_array=array,
-        channel_axis=source.channel_axis,
+        source=source,
         read_chunks=read_chunks,
         stack=stack,
         layout=layout,

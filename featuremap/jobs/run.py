@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from featuremap import _device
 from featuremap.errors import InputError
-from featuremap.io import OutputStore
+from featuremap.io import InputSelection, OutputStore
 from featuremap.jobs import state
 from featuremap.jobs.cluster import cluster_client
 from featuremap.jobs.execute import Progress, execute_job, open_job
@@ -41,11 +41,9 @@ class RunSummary:
         return asdict(self)
 
 
-def _as_pipeline(
-    pipeline: Any, *, input: str | None, array: str | None, output: str | None
-) -> Pipeline:
+def _as_pipeline(pipeline: Any, **overrides: Any) -> Pipeline:
     loaded = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
-    return loaded.with_overrides(input=input, array=array, output=output)
+    return loaded.with_overrides(**overrides)
 
 
 def _plan_pipeline(pipeline: Pipeline, *, resume: bool, overwrite: bool, device: str) -> JobPlan:
@@ -57,7 +55,7 @@ def _plan_pipeline(pipeline: Pipeline, *, resume: bool, overwrite: bool, device:
         pipeline.build_layers,
         input=pipeline.input.store,
         array=pipeline.input.array,
-        channel_axis=pipeline.input.channel_axis,
+        selection=pipeline.input.selection(),
         output=pipeline.output.store,
         out_chunks=pipeline.output.chunks,
         pipeline=pipeline.to_dict(),
@@ -162,6 +160,7 @@ def run_layers(
     output: str,
     array: str | None = None,
     channel_axis: int | None = None,
+    selection: InputSelection | None = None,
     out_chunks: tuple[int, int] | None = None,
     client: Any = None,
     resume: bool = False,
@@ -172,12 +171,18 @@ def run_layers(
     security: Any = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """:func:`run` for ready-made layers (:mod:`featuremap.layers`) instead of a pipeline."""
+    """:func:`run` for ready-made layers (:mod:`featuremap.layers`) instead of a pipeline.
+
+    ``selection`` picks axes, level, region and channels (``channel_axis`` alone is the older
+    shorthand for ``InputSelection(channel_axis=...)``).
+    """
+    if channel_axis is not None:
+        selection = replace(selection or InputSelection(), channel_axis=channel_axis)
     plan = plan_job(
         lambda channels: layers,
         input=os.fspath(input),
         array=array,
-        channel_axis=channel_axis,
+        selection=selection,
         output=os.fspath(output),
         out_chunks=out_chunks,
         pipeline=None,

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from featuremap._validation import (
+    is_integer,
     parse_bool,
     parse_choice,
     parse_int,
@@ -27,6 +28,8 @@ from featuremap._validation import (
 from featuremap._vocabulary import CHANNEL_MODES, POOL_OPS, REDUCE_OPS
 from featuremap.errors import InputError, describe
 from featuremap.geometry import parse_padding, parse_padding_mode
+from featuremap.io import InputSelection
+from featuremap.io.axes import AxesSpec, parse_axes_spec
 from featuremap.layers import PoolLayer, ReduceLayer, parse_activation
 
 __all__ = [
@@ -35,13 +38,16 @@ __all__ = [
     "OutputSpec",
     "field_value",
     "mapping",
+    "parse_channels",
     "parse_layers",
+    "parse_level",
+    "parse_region",
     "resolve_path",
 ]
 
 T = TypeVar("T")
 
-INPUT_KEYS = ("store", "array", "channel_axis")
+INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis")
 OUTPUT_KEYS = ("store", "chunks")
 LAYER_KINDS = ("conv", "pool", "reduce")
 CONV_KEYS = (
@@ -148,16 +154,123 @@ def resolve_path(path: str, base_dir: Path) -> str:
 # -- the parts of a pipeline -------------------------------------------------------------------
 
 
+def parse_region(value: Any) -> dict[str, tuple[int | None, int | None]]:
+    """``{axis: [start, stop]}`` (``null`` for an open end, one index for a single plane), or the
+    command line's ``z=10:20,y=0:4096``; axis names are checked against the input later."""
+    if isinstance(value, str):
+        value = dict(_region_item(item) for item in value.split(",") if item.strip())
+    if not isinstance(value, Mapping) or not value:
+        raise InputError(
+            f"must be a mapping of axis to [start, stop], e.g. {{z: [10, 20], y: [0, 4096]}} "
+            f"(--region z=10:20,y=0:4096), got {describe(value)}"
+        )
+    region: dict[str, tuple[int | None, int | None]] = {}
+    for name, interval in value.items():
+        if is_integer(interval):
+            interval = [int(interval), int(interval) + 1]
+        ends_ok = isinstance(interval, (list, tuple)) and len(interval) == 2
+        if not ends_ok or not all(
+            end is None or (is_integer(end) and int(end) >= 0) for end in interval
+        ):
+            raise InputError(
+                f"{name}: must be [start, stop] of pixel indices >= 0 (stop excluded) or one index, "
+                f"got {describe(interval)}"
+            )
+        start, stop = (None if end is None else int(end) for end in interval)
+        if start is not None and stop is not None and stop <= start:
+            raise InputError(f"{name}: stop {stop} must be larger than start {start}")
+        region[str(name)] = (start, stop)
+    return region
+
+
+def _region_item(item: str) -> tuple[str, Any]:
+    name, _, bounds = item.partition("=")
+    if not bounds:
+        raise InputError(f"region item {item!r} must be AXIS=START:STOP or AXIS=INDEX")
+    if ":" not in bounds:
+        return name.strip(), _int_text(bounds)
+    start, stop = bounds.split(":", 1)
+    return name.strip(), [
+        _int_text(start) if start.strip() else None,
+        _int_text(stop) if stop.strip() else None,
+    ]
+
+
+def _int_text(text: str) -> int | str:
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def parse_channels(value: Any) -> tuple[int | str, ...]:
+    """Channel indices or labels: one, a list, or the command line's ``0,2`` / ``DAPI,GFP``."""
+    if isinstance(value, str):
+        value = [_int_text(item.strip()) for item in value.split(",") if item.strip()]
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(
+        (is_integer(v) and int(v) >= 0) or (isinstance(v, str) and v) for v in items
+    ):
+        raise InputError(
+            f"must be channel indices (integers >= 0) or labels, e.g. [0, 2] or [DAPI, GFP], got {describe(value)}"
+        )
+    return tuple(int(v) if is_integer(v) else v for v in items)
+
+
+def parse_level(value: Any) -> int | str:
+    """An OME-Zarr resolution level: its index (0 = full resolution) or its dataset path."""
+    if isinstance(value, str) and value:
+        return int(value) if value.isdigit() else value
+    return parse_int("level", value, minimum=0)
+
+
+def _axes_value(spec: AxesSpec) -> str | list[str] | dict[str, str]:
+    """A parsed ``axes`` in the pipeline file's form (letters where every kind has one)."""
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    return "".join(spec) if all(len(kind) == 1 for kind in spec) else list(spec)
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """Where the images come from: a Zarr store, the array inside it, and its channel axis."""
+    """Where the images come from and which part of them is read (``input.*``).
+
+    ``store`` and ``array`` locate the array (an OME-Zarr image group needs no ``array``);
+    ``axes``, ``level``, ``region`` and ``channels`` select and describe it
+    (:class:`featuremap.io.InputSelection`); ``channel_axis`` is the older way to place the
+    channel axis of an unnamed array.
+    """
 
     store: str | None = None
     array: str | None = None
     channel_axis: int | None = None
+    axes: AxesSpec | None = None
+    level: int | str | None = None
+    region: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    channels: tuple[int | str, ...] | None = None
+
+    def selection(self) -> InputSelection:
+        """What :func:`featuremap.io.open_input` reads."""
+        return InputSelection(
+            axes=self.axes,
+            level=self.level,
+            region=dict(self.region),
+            channels=self.channels,
+            channel_axis=self.channel_axis,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "array": self.array, "channel_axis": self.channel_axis}
+        data: dict[str, Any] = {
+            "store": self.store,
+            "array": self.array,
+            "channel_axis": self.channel_axis,
+        }
+        if self.axes is not None:
+            data["axes"] = _axes_value(self.axes)
+        if self.level is not None:
+            data["level"] = self.level
+        if self.region:
+            data["region"] = {name: list(interval) for name, interval in self.region.items()}
+        if self.channels is not None:
+            data["channels"] = list(self.channels)
+        return data
 
     @classmethod
     def from_dict(
@@ -165,15 +278,19 @@ class InputSpec:
     ) -> InputSpec:
         spec = mapping({} if data is None else data, where, INPUT_KEYS)
         store = field_value(where, "store", _text("store"), spec.get("store"))
-        channel_axis = spec.get("channel_axis")
+
+        def optional(key: str, parse: Callable[[Any], Any]) -> Any:
+            value = spec.get(key)
+            return None if value is None else field_value(where, key, parse, value)
+
         return cls(
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             array=field_value(where, "array", _text("array"), spec.get("array")),
-            channel_axis=None
-            if channel_axis is None
-            else field_value(
-                where, "channel_axis", lambda v: parse_int("channel_axis", v), channel_axis
-            ),
+            channel_axis=optional("channel_axis", lambda v: parse_int("channel_axis", v)),
+            axes=optional("axes", parse_axes_spec),
+            level=optional("level", parse_level),
+            region=optional("region", parse_region) or {},
+            channels=optional("channels", parse_channels),
         )
 
 
@@ -271,12 +388,21 @@ def _parse_pool(value: Any, where: str) -> dict[str, Any]:
     return {"type": op, "kernel_size": kernel, "stride": stride, "padding": padding}
 
 
+def _reduce_op(value: Any) -> str | list[str]:
+    """One reduction, or a list of one per group."""
+    if isinstance(value, list) and value:
+        return [parse_choice("op", item, REDUCE_OPS) for item in value]
+    return parse_choice("op", value, REDUCE_OPS)
+
+
 def _parse_reduce(value: Any, where: str) -> dict[str, Any]:
-    spec = mapping(value, where, REDUCE_KEYS, required=("op",))
-    op = field_value(where, "op", _choice("op", REDUCE_OPS), spec["op"])
+    spec = mapping(value, where, REDUCE_KEYS)
+    op = spec.get("op")
+    if op is not None:
+        op = field_value(where, "op", _reduce_op, op)
     groups = spec.get("groups")
     if groups is not None:
-        layer = field_value(where, "groups", lambda g: ReduceLayer.create(op, g), groups)
+        layer = field_value(where, "groups", lambda g: ReduceLayer.create(op or "max", g), groups)
         groups = list(layer.groups)
     return {"op": op, "groups": groups}
 

@@ -87,7 +87,7 @@ def _marker_values(
 
 def _corrupted(store: OutputStore, blocks: Iterable[Block]) -> dict[Block, str]:
     """Blocks among ``blocks`` whose ``features`` chunk fails to decode."""
-    by_chunk = {feature_chunk(block): block for block in blocks}
+    by_chunk = {feature_chunk(block, store.feature_axis): block for block in blocks}
     return {
         by_chunk[chunk]: error
         for chunk, error in unreadable_chunks(store.features, by_chunk).items()
@@ -96,7 +96,9 @@ def _corrupted(store: OutputStore, blocks: Iterable[Block]) -> dict[Block, str]:
 
 def _repair(store: OutputStore, report: VerifyReport) -> None:
     """Delete damaged chunks and their markers, and leave the store for ``--resume``."""
-    delete_chunks(store.path, store.features, (feature_chunk(b) for b in report.corrupted))
+    delete_chunks(
+        store.path, store.features, (feature_chunk(b, store.feature_axis) for b in report.corrupted)
+    )
     delete_chunks(store.path, store.markers, report.damaged)
     state.finish_job(
         store,

@@ -1,6 +1,6 @@
 """Chunk-exact fused execution (``featuremap._blockwise``) against whole-image oracles.
 
-Every chunked result must equal the in-memory engine (:func:`featuremap.layers.apply_stack`) and
+Every chunked result must equal the in-memory engine (:func:`featuremap.stack.apply_stack`) and
 a float64 PyTorch computation of the same stack on the whole image, whatever the chunking: halos
 larger than a chunk, ragged chunks, strides that do not divide the chunks, every border mode at
 the first layer and at later layers (where it applies to the intermediate map's true border),
@@ -29,13 +29,8 @@ from featuremap._blockplan import output_grid
 from featuremap._blockwise import block_tasks, blockwise_stack
 from featuremap.errors import InputError
 from featuremap.geometry import input_window
-from featuremap.layers import (
-    ConvLayer,
-    PoolLayer,
-    ReduceLayer,
-    apply_stack,
-    resolve_stack,
-)
+from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.stack import apply_stack, resolve_stack
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 TORCH_MODES = {
@@ -61,7 +56,8 @@ def torch_layer(layer, x: torch.Tensor) -> torch.Tensor:
             "max": lambda t: t.amax(1, keepdim=True),
             "mean": lambda t: t.mean(1, keepdim=True),
             "sum": lambda t: t.sum(1, keepdim=True),
-        }[layer.op]
+            "max_abs": lambda t: t.abs().amax(1, keepdim=True),
+        }[layer.ops[0]]
         sizes = (
             layer.groups * (x.shape[1] // layer.groups[0])
             if len(layer.groups) == 1

@@ -14,7 +14,7 @@ from support.procs import featuremap
 
 from featuremap._demo import IMAGES, make_images, write_images
 from featuremap.jobs.pipeline import load_pipeline
-from featuremap.layers import apply_stack, resolve_stack
+from featuremap.stack import apply_stack, resolve_stack
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 COMMANDS = ("run", "submit", "status", "inspect", "explain", "banks", "preview", "demo")

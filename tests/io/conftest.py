@@ -7,7 +7,8 @@ import pytest
 from support.stores import write_input
 
 from featuremap.jobs.run import run_layers
-from featuremap.layers import ConvLayer, PoolLayer, apply_stack
+from featuremap.layers import ConvLayer, PoolLayer
+from featuremap.stack import apply_stack
 
 
 def job_layers(rng: np.random.Generator) -> list:

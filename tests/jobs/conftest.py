@@ -10,7 +10,8 @@ import zarr
 from support.stores import write_input
 
 from featuremap.jobs.run import run_layers
-from featuremap.layers import ConvLayer, apply_stack
+from featuremap.layers import ConvLayer
+from featuremap.stack import apply_stack
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from featuremap.io import open_features
 from featuremap.jobs.cluster import insecure_scheduler_message
 from featuremap.jobs.run import run_layers, submit
 from featuremap.jobs.state import read_status
-from featuremap.layers import ConvLayer, PoolLayer, apply_stack
+from featuremap.layers import ConvLayer, PoolLayer
+from featuremap.stack import apply_stack
 
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
 

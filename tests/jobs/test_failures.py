@@ -17,7 +17,7 @@ import zarr
 from support.procs import dask_cluster, featuremap, kill_group, start_featuremap, wait_for
 
 from featuremap.jobs.pipeline import load_pipeline
-from featuremap.layers import apply_stack
+from featuremap.stack import apply_stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

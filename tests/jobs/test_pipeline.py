@@ -13,13 +13,8 @@ from support import REPO
 from featuremap import banks
 from featuremap.errors import InputError
 from featuremap.jobs.pipeline import Pipeline, load_pipeline
-from featuremap.layers import (
-    ConvLayer,
-    PoolLayer,
-    ReduceLayer,
-    apply_stack,
-    resolve_stack,
-)
+from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.stack import apply_stack, resolve_stack
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 
@@ -265,7 +260,10 @@ ERRORS = [
         spec({"pool": {"type": "max", "kernel_size": 2, "padding": 2}}),
         "layers[0].pool.padding: pool padding 2",
     ),
-    (spec({"reduce": {"op": "median"}}), "layers[0].reduce.op: must be one of max, mean, sum"),
+    (
+        spec({"reduce": {"op": "median"}}),
+        "layers[0].reduce.op: must be one of max, max_abs, mean, sum",
+    ),
     (
         spec({"reduce": {"op": "max", "groups": [0]}}),
         "layers[0].reduce.groups: reduce groups must be",

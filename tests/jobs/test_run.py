@@ -3,7 +3,7 @@
 
 Each case is seeded-random weights on a chunking chosen to be awkward (halos wider than a chunk,
 ragged last chunks, strides that do not divide the chunks, even kernels with "same", reflect and
-circular borders, batch axes); the result must match :func:`featuremap.layers.apply_stack` on the
+circular borders, batch axes); the result must match :func:`featuremap.stack.apply_stack` on the
 whole array and, for single conv layers, ``torch.nn.functional.conv2d``.
 """
 
@@ -23,7 +23,8 @@ from featuremap.jobs import state
 from featuremap.jobs.pipeline import load_pipeline
 from featuremap.jobs.run import RunSummary, run_layers
 from featuremap.jobs.state import read_status
-from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer, apply_stack
+from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.stack import apply_stack
 
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
 

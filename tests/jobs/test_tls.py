@@ -20,7 +20,7 @@ from support.procs import dask_cluster, featuremap
 
 from featuremap.jobs.pipeline import load_pipeline
 from featuremap.jobs.run import run_layers
-from featuremap.layers import apply_stack
+from featuremap.stack import apply_stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -1,0 +1,319 @@
+"""Where an input's pixels are in physical space, and where the output's pixels therefore are.
+
+An input pixel ``i`` along ``y`` (or ``x``) is centred on ``translation + scale * i`` in the
+input's units (:class:`Spacing`): from the NGFF transforms of the chosen level, or from regular
+1-D xarray coordinates (descending ones give a negative scale). A region's origin is folded into
+the translation. Output pixel ``i`` of a stack with ``offset`` and ``jump`` is then centred on
+``translation + scale * (offset + i * jump)`` (:meth:`Spacing.compose`). Batch axes keep their
+coordinate values (time stamps, z positions) as :class:`Coordinate` s, and a CRS (CF
+``grid_mapping`` / rioxarray's ``spatial_ref``) travels along as a :class:`GridMapping`.
+
+:func:`ome_placement` reads a placement from an OME-Zarr level's transforms,
+:func:`xarray_placement` from an xarray dataset's coordinate variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+if TYPE_CHECKING:
+    from featuremap.io.axes import Axes
+    from featuremap.io.ome import Multiscale
+
+__all__ = [
+    "NGFF_UNITS",
+    "Coordinate",
+    "GridMapping",
+    "Interval",
+    "Placement",
+    "Spacing",
+    "meaning_attrs",
+    "ngff_unit",
+    "ome_placement",
+    "regular_spacing",
+    "xarray_placement",
+]
+
+#: A part of an axis: ``[start, stop)`` in pixels.
+Interval = tuple[int, int]
+
+#: UDUNITS-2 names NGFF allows for space and time axes, and common spellings of them.
+NGFF_UNITS: Mapping[str, str] = {
+    **{
+        name: name
+        for name in (
+            "angstrom",
+            "attometer",
+            "centimeter",
+            "decimeter",
+            "exameter",
+            "femtometer",
+            "foot",
+            "gigameter",
+            "hectometer",
+            "inch",
+            "kilometer",
+            "megameter",
+            "meter",
+            "micrometer",
+            "mile",
+            "millimeter",
+            "nanometer",
+            "parsec",
+            "petameter",
+            "picometer",
+            "terameter",
+            "yard",
+            "yoctometer",
+            "yottameter",
+            "zeptometer",
+            "zettameter",
+            "attosecond",
+            "centisecond",
+            "day",
+            "decisecond",
+            "exasecond",
+            "femtosecond",
+            "gigasecond",
+            "hectosecond",
+            "hour",
+            "kilosecond",
+            "megasecond",
+            "microsecond",
+            "millisecond",
+            "minute",
+            "nanosecond",
+            "petasecond",
+            "picosecond",
+            "second",
+            "terasecond",
+            "yoctosecond",
+            "yottasecond",
+            "zeptosecond",
+            "zettasecond",
+        )
+    },
+    "m": "meter",
+    "metre": "meter",
+    "meters": "meter",
+    "metres": "meter",
+    "km": "kilometer",
+    "cm": "centimeter",
+    "mm": "millimeter",
+    "um": "micrometer",
+    "µm": "micrometer",
+    "μm": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "nm": "nanometer",
+    "s": "second",
+    "sec": "second",
+    "seconds": "second",
+    "ms": "millisecond",
+    "us": "microsecond",
+    "min": "minute",
+    "h": "hour",
+    "hr": "hour",
+}
+
+#: Coordinate attributes that describe encoding, not meaning: never copied to the output.
+_ENCODING_ATTRS = frozenset(
+    {"_FillValue", "_ARRAY_DIMENSIONS", "dtype", "scale_factor", "add_offset"}
+)
+
+
+def ngff_unit(unit: str | None) -> str | None:
+    """The NGFF (UDUNITS-2) spelling of ``unit``, or ``None`` when NGFF has no name for it."""
+    return None if unit is None else NGFF_UNITS.get(unit.strip())
+
+
+def meaning_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` without the encoding attributes xarray and Zarr add (``_FillValue``, ...)."""
+    return {key: value for key, value in attrs.items() if key not in _ENCODING_ATTRS}
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """A regular grid along one axis: pixel ``i`` is centred on ``translation + scale * i``.
+
+    ``attrs`` are the input coordinate's own attributes (``standard_name``, ``long_name``, ...),
+    carried to the output coordinate; ``unit`` is ``None`` when the input says none (then the
+    values are input pixel indices).
+    """
+
+    scale: float = 1.0
+    translation: float = 0.0
+    unit: str | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_pixels(self) -> bool:
+        return self.scale == 1.0 and self.translation == 0.0 and self.unit is None
+
+    def shifted(self, start: int) -> Spacing:
+        """The spacing of a region that starts at input pixel ``start``."""
+        return replace(self, translation=self.translation + self.scale * start)
+
+    def compose(self, offset: float, jump: int) -> Spacing:
+        """The output's spacing: output pixel ``i`` sits on input pixel ``offset + i * jump``."""
+        return replace(
+            self, scale=self.scale * jump, translation=self.translation + self.scale * offset
+        )
+
+    def values(self, length: int) -> np.ndarray:
+        """Centres of ``length`` pixels."""
+        return self.translation + self.scale * np.arange(length, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "translation": self.translation, "unit": self.unit}
+
+
+def regular_spacing(
+    values: np.ndarray, attrs: Mapping[str, Any], *, rtol: float = 1e-4
+) -> Spacing | None:
+    """The :class:`Spacing` of 1-D coordinate ``values``; ``None`` when they are not regular
+    (or not numbers). One value gives scale 1 at that translation."""
+    if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iuf":
+        return None
+    data = values.astype(np.float64)
+    step = 1.0 if data.size == 1 else (data[-1] - data[0]) / (data.size - 1)
+    if step == 0 or not np.all(np.isfinite(data)):
+        return None
+    expected = data[0] + step * np.arange(data.size)
+    if np.max(np.abs(data - expected)) > rtol * abs(step):
+        return None
+    unit = attrs.get("units")
+    return Spacing(
+        float(step), float(data[0]), unit if isinstance(unit, str) else None, meaning_attrs(attrs)
+    )
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    """The coordinate values of a batch axis (time stamps, z positions), as stored, with the
+    attributes that decode them (``units``, ``calendar``)."""
+
+    values: np.ndarray
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def region(self, start: int, stop: int) -> Coordinate:
+        return replace(self, values=self.values[start:stop])
+
+
+@dataclass(frozen=True)
+class GridMapping:
+    """A CRS as CF stores it: a 0-d variable (rioxarray's ``spatial_ref``) with its attributes."""
+
+    name: str
+    attrs: Mapping[str, Any]
+
+    def for_grid(self, y: Spacing, x: Spacing) -> GridMapping:
+        """The mapping for an output grid: GDAL's ``GeoTransform`` (which rioxarray reads before
+        the coordinates) describes the new pixels, whose edges lie half a pixel out."""
+        attrs = dict(self.attrs)
+        if "GeoTransform" in attrs:
+            left = x.translation - x.scale / 2
+            top = y.translation - y.scale / 2
+            attrs["GeoTransform"] = f"{left!r} {x.scale!r} 0.0 {top!r} 0.0 {y.scale!r}"
+        return replace(self, attrs=attrs)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Everything that places an input (or an output) in physical space.
+
+    ``batch`` maps a batch axis's name to its coordinate values (only axes that have some).
+    """
+
+    y: Spacing = field(default_factory=Spacing)
+    x: Spacing = field(default_factory=Spacing)
+    batch: Mapping[str, Coordinate] = field(default_factory=dict)
+    grid_mapping: GridMapping | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A summary for provenance and ``inspect``."""
+        return {
+            "y": self.y.to_dict(),
+            "x": self.x.to_dict(),
+            "crs": None if self.grid_mapping is None else self.grid_mapping.name,
+        }
+
+
+def _sibling(group: zarr.Group | None, name: str) -> zarr.Array[Any] | None:
+    if group is None:
+        return None
+    found = group.get(name)
+    return found if isinstance(found, zarr.Array) else None
+
+
+def xarray_placement(
+    group: zarr.Group | None, array: zarr.Array[Any], axes: Axes, region: Sequence[Interval]
+) -> tuple[Placement, tuple[str, ...] | None]:
+    """Placement from an xarray dataset's coordinate variables (siblings named like the dims),
+    and the channel labels when the channel axis has a coordinate."""
+    spacings: dict[int, Spacing] = {}
+    batch: dict[str, Coordinate] = {}
+    labels = None
+    for index, axis in enumerate(axes.axes):
+        coordinate = _sibling(group, axis.name)
+        if coordinate is None or coordinate.ndim != 1 or coordinate.shape[0] != array.shape[index]:
+            continue
+        start, stop = region[index]
+        values = np.asarray(coordinate[start:stop])
+        attrs = meaning_attrs(dict(coordinate.attrs))
+        if axis.kind in ("y", "x"):
+            spacing = regular_spacing(np.asarray(coordinate[...]), attrs)
+            if spacing is not None:
+                spacings[index] = spacing.shifted(start)
+        elif axis.kind == "c":
+            labels = tuple(str(v) for v in values)
+        else:
+            batch[axis.name] = Coordinate(values, attrs)
+    return (
+        Placement(
+            y=spacings.get(axes.y, Spacing()),
+            x=spacings.get(axes.x, Spacing()),
+            batch=batch,
+            grid_mapping=_grid_mapping(group, array),
+        ),
+        labels,
+    )
+
+
+def _grid_mapping(group: zarr.Group | None, array: zarr.Array[Any]) -> GridMapping | None:
+    """The CRS of an array: its CF ``grid_mapping`` variable, a ``spatial_ref`` or ``crs``
+    sibling, or a ``crs`` attribute on the array itself."""
+    names = [array.attrs.get("grid_mapping"), "spatial_ref", "crs"]
+    for name in names:
+        if isinstance(name, str):
+            variable = _sibling(group, name)
+            if variable is not None and variable.ndim == 0:
+                return GridMapping(name, meaning_attrs(dict(variable.attrs)))
+    crs = array.attrs.get("crs")
+    if isinstance(crs, str):
+        return GridMapping("spatial_ref", {"crs_wkt": crs, "spatial_ref": crs})
+    return None
+
+
+def ome_placement(
+    multiscale: Multiscale, level_index: int, axes: Axes, region: Sequence[Interval]
+) -> Placement:
+    level = multiscale.levels[level_index]
+    y_start, x_start = region[axes.y][0], region[axes.x][0]
+    batch = {}
+    for index in axes.batch:
+        spacing = multiscale.spacing(level, index)
+        if axes.axes[index].kind in ("z", "t") and not spacing.is_pixels:
+            start, stop = region[index]
+            attrs = {} if spacing.unit is None else {"units": spacing.unit}
+            batch[axes.axes[index].name] = Coordinate(spacing.values(stop)[start:], attrs)
+    return Placement(
+        y=multiscale.spacing(level, axes.y).shifted(y_start),
+        x=multiscale.spacing(level, axes.x).shifted(x_start),
+        batch=batch,
+    )

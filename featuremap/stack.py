@@ -1,0 +1,171 @@
+"""A stack of layers resolved once against an input, and its in-memory execution.
+
+:func:`resolve_stack` resolves a stack against an input ``(C, H, W)`` once, into a frozen
+:class:`ResolvedStack`: each layer's :class:`~featuremap.geometry.LayerGeometry` (padding mode
+included), the cumulative receptive field, jump and offset, each layer's output shape, and the
+output features' labels. Block planning, the store's attributes and the job plan all share it.
+
+:func:`apply` and :func:`apply_stack` run layers on whole in-memory (NumPy or CuPy) arrays and
+are the oracle the chunked execution must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featuremap._kernels import array_namespace, pad
+from featuremap._typing import Array
+from featuremap.banks._labels import filter_label, group_label
+from featuremap.errors import InputError
+from featuremap.geometry import LayerGeometry, Pair, StackGeometry, compose
+from featuremap.layers import ConvLayer, Layer, ReduceLayer
+
+__all__ = ["ResolvedStack", "apply", "apply_stack", "as_float32", "resolve_stack"]
+
+#: ``(channels, height, width)`` of a layer's input or output.
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    """A stack of layers resolved once against an input ``(C, H, W)``.
+
+    Attributes
+    ----------
+    layers : tuple of Layer
+    geometries : tuple of LayerGeometry
+        Each layer's resolved geometry (padding mode included), first layer first.
+    stacks : tuple of StackGeometry
+        The cumulative receptive field, jump and offset after each layer.
+    shapes : tuple of (C, H, W)
+        What each layer produces.
+    input_shape : (C, H, W)
+    """
+
+    layers: tuple[Layer, ...]
+    geometries: tuple[LayerGeometry, ...]
+    stacks: tuple[StackGeometry, ...]
+    shapes: tuple[Shape3, ...]
+    input_shape: Shape3
+
+    @property
+    def output_shape(self) -> Shape3:
+        """``(features, H_out, W_out)`` of the last layer."""
+        return self.shapes[-1]
+
+    @property
+    def geometry(self) -> StackGeometry:
+        """The whole stack's receptive field, jump and offset."""
+        return self.stacks[-1]
+
+    @property
+    def input_sizes(self) -> tuple[Pair, ...]:
+        """``(H, W)`` of each layer's input, first layer first."""
+        sizes = [self.input_shape, *self.shapes[:-1]]
+        return tuple((shape[1], shape[2]) for shape in sizes)
+
+    def feature_labels(self, channel_labels: Sequence[str] | None = None) -> tuple[str, ...]:
+        """A readable label per output feature, from the banks' filter descriptions through
+        every layer (a pool keeps its input's labels, a reduction labels each group);
+        ``channel_labels`` name the input channels of a per-channel bank."""
+        labels: list[str] = [f"channel {i}" for i in range(self.input_shape[0])]
+        descriptions: list[dict[str, Any]] = [{"name": label} for label in labels]
+        for layer, shape in zip(self.layers, self.shapes, strict=True):
+            if isinstance(layer, ConvLayer):
+                filters = list(layer.bank.get("filters") or [])
+                if len(filters) != shape[0]:
+                    filters = [
+                        {"name": layer.bank.get("name", "conv"), "index": i}
+                        for i in range(shape[0])
+                    ]
+                descriptions = [_named_channel(d, channel_labels) for d in filters]
+                labels = [filter_label(d) for d in descriptions]
+            elif isinstance(layer, ReduceLayer):
+                groups = layer.plan(len(labels))
+                labels = [group_label(op, descriptions[start:stop]) for op, start, stop in groups]
+                descriptions = [{"name": label} for label in labels]
+        return tuple(labels)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
+        the ``(C, H, W)`` it produces and the stack's receptive field, jump and offset after it."""
+        return [
+            {
+                **layer.describe(),
+                **geometry.to_dict(),
+                "output_shape": list(shape),
+                **stack.to_dict(),
+            }
+            for layer, geometry, stack, shape in zip(
+                self.layers, self.geometries, self.stacks, self.shapes, strict=True
+            )
+        ]
+
+
+def _named_channel(description: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+    """``description`` with its input channel index replaced by the channel's name, if known."""
+    channel = description.get("channel")
+    if names is None or not isinstance(channel, int) or not 0 <= channel < len(names):
+        return dict(description)
+    return {**description, "channel": names[channel]}
+
+
+def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
+    """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
+
+    Raises
+    ------
+    InputError
+        For an empty stack or any impossible layer, naming its position (``layers[i]``).
+    """
+    if not layers:
+        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
+    geometries, shapes = [], []
+    channels, hw = in_channels, (int(shape[0]), int(shape[1]))
+    for index, layer in enumerate(layers):
+        try:
+            geometry = layer.geometry(hw)
+            channels = layer.out_channels(channels)
+        except InputError as error:
+            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
+        hw = geometry.output_shape(hw)
+        geometries.append(geometry)
+        shapes.append((channels, *hw))
+    return ResolvedStack(
+        layers=tuple(layers),
+        geometries=tuple(geometries),
+        stacks=tuple(compose(geometries)),
+        shapes=tuple(shapes),
+        input_shape=(in_channels, int(shape[0]), int(shape[1])),
+    )
+
+
+def as_float32(x: Array) -> Array:
+    """float32 view or copy of ``x`` (integer inputs are converted)."""
+    xp = array_namespace(x)
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
+    return xp.asarray(x, dtype=xp.float32)
+
+
+def apply(layer: Layer, x: Array) -> Array:
+    """Run one layer on a whole in-memory array ``(..., C, H, W)``: pad at the border, compute."""
+    x = as_float32(x)
+    if x.ndim < 3:
+        raise InputError(f"input must have shape (..., channels, y, x), got shape {tuple(x.shape)}")
+    layer.out_channels(x.shape[-3])
+    geometry = layer.geometry(x.shape[-2:])
+    padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
+    return layer.apply_padded(padded)
+
+
+def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
+    """Run a stack of layers on a whole in-memory array, layer by layer."""
+    for index, layer in enumerate(layers):
+        try:
+            x = apply(layer, x)
+        except InputError as error:
+            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
+    return x
