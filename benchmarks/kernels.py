@@ -2,10 +2,15 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/kernels.py [--threads 2] [--repeats 3] [--crossover]
+    .venv/bin/python benchmarks/kernels.py [--threads 2] [--repeats 3] [--avx2] [--crossover]
 
+Cases: the "small" group against PyTorch (7x7, 5x5/2, 3x3; AlexNet's 11x11/4 on 3 -> 24 channels,
+1024^2 and 8 x 227^2; ResNet's 7x7/2 stem; depthwise 3x3; 5x5; 1x1), summarised by the geometric
+mean and the minimum of the ratios; then a large kernel against SciPy's FFT and a separable bank
+against scipy.ndimage. Times are medians of ``--repeats`` calls, ours and the peer's interleaved.
 Prints per case: featuremap seconds (padding included), peer seconds, ratio = peer / featuremap
-(> 1: featuremap is faster), the method chosen, and the peak memory of our call beyond its input
+(> 1: featuremap is faster), the method chosen (for the GEMM with its patch path,
+:func:`featuremap._kernels.gemm.patch_path`), and the peak memory of our call beyond its input
 (tracemalloc, output included) next to the 2 x (input + output) limit. ``--crossover`` instead
 times the forced GEMM and FFT paths over kernel sizes, with the cost model's estimates, to
 check where FFT starts to win (the constants in ``featuremap/_kernels/conv.py``).
@@ -31,11 +36,20 @@ _PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _reexec_with_threads(threads: int, keep_pinning: bool) -> None:
+#: ``--avx2``: both sides limited to AVX2 on an AVX-512 machine (OpenBLAS's Haswell kernel,
+#: oneDNN's and ATen's AVX2 code), to measure an AVX2 machine's balance on this one.
+_AVX2 = {
+    "OPENBLAS_CORETYPE": "Haswell",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+}
+
+
+def _reexec_with_threads(threads: int, keep_pinning: bool, avx2: bool = False) -> None:
     """Restart this script once with ``threads`` BLAS threads and (unless ``keep_pinning``) a
-    clean OpenBLAS environment."""
-    wanted = {name: str(threads) for name in _THREAD_VARIABLES}
-    drop = () if keep_pinning else _PINNING
+    clean OpenBLAS environment; with ``avx2``, limited to AVX2 (:data:`_AVX2`)."""
+    wanted = {name: str(threads) for name in _THREAD_VARIABLES} | (_AVX2 if avx2 else {})
+    drop = () if keep_pinning or avx2 else _PINNING
     if all(os.environ.get(k) == v for k, v in wanted.items()) and not any(
         k in os.environ for k in drop
     ):
@@ -73,8 +87,13 @@ def main() -> None:
         action="store_true",
         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them",
     )
+    parser.add_argument(
+        "--avx2",
+        action="store_true",
+        help="limit OpenBLAS, oneDNN and ATen to AVX2 (an AVX2 machine's balance on AVX-512)",
+    )
     args = parser.parse_args()
-    _reexec_with_threads(args.threads, args.keep_openblas_pinning)
+    _reexec_with_threads(args.threads, args.keep_openblas_pinning, args.avx2)
     if args.crossover:
         crossover(args.repeats)
         return
@@ -87,53 +106,85 @@ def main() -> None:
 
     import featuremap.banks
     from featuremap._kernels import choose_method, conv2d_valid, pad
+    from featuremap._kernels import gemm as gemm_module
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows = []
 
-    def ours_call(x, weight, stride):
+    def ours_call(x, weight, stride, groups=1):
         half = weight.shape[-1] // 2
         return lambda: conv2d_valid(
-            pad(x, ((half, half), (half, half)), "zeros"), weight, stride=(stride, stride)
+            pad(x, ((half, half), (half, half)), "zeros"),
+            weight,
+            stride=(stride, stride),
+            groups=groups,
         )
 
-    def record(name, x, weight, stride, ours, peer, peer_name, group):
+    def record(name, x, weight, stride, ours, peer, peer_name, group, groups=1):
         result, expected = ours(), peer()
         scale = float(np.abs(weight).sum(axis=(1, 2, 3)).max() * np.abs(x).max())
         error = float(np.abs(result - expected).max()) / scale
-        ours_s = _median_seconds(ours, args.repeats)
-        peer_s = _median_seconds(peer, args.repeats)
+        ours_times, peer_times = [], []
+        for _ in range(args.repeats):  # interleaved: a busy spell slows both sides alike
+            ours_times.append(_median_seconds(ours, 1))
+            peer_times.append(_median_seconds(peer, 1))
+        ours_s, peer_s = statistics.median(ours_times), statistics.median(peer_times)
         half = weight.shape[-1] // 2
         padded_shape = (*x.shape[:-2], x.shape[-2] + 2 * half, x.shape[-1] + 2 * half)
-        method = choose_method(padded_shape, weight, (stride, stride), (1, 1), 1)
+        method = _path(padded_shape, weight, (stride, stride), groups)
         peak = _peak_bytes(ours)
         limit = 2 * (x.nbytes + result.nbytes)
         rows.append((name, ours_s, peer_s, peer_name, method, peak, limit, error, group))
 
-    def torch_peer(x, weight, stride):
-        xt, wt = torch.from_numpy(x[None]), torch.from_numpy(weight)
-        return lambda: torch.nn.functional.conv2d(
-            xt, wt, stride=stride, padding=weight.shape[-1] // 2
-        )[0].numpy()
+    def _path(padded_shape, weight, stride, groups):
+        method = choose_method(padded_shape, weight, stride, (1, 1), groups)
+        patch_path = getattr(gemm_module, "patch_path", None)  # how the GEMM copies patches
+        if method == "gemm" and patch_path is not None:
+            return f"gemm/{patch_path(weight.shape, stride, groups)}"
+        return method
 
-    for channels, filters, k, stride, size in [
-        (1, 16, 7, 1, 2048),
-        (3, 32, 5, 2, 2048),
-        (16, 32, 3, 1, 1024),
+    def torch_peer(x, weight, stride, groups=1):
+        images = x.reshape((-1, *x.shape[-3:]))  # (N, C, H, W): torch wants one batch axis
+        xt, wt = torch.from_numpy(images), torch.from_numpy(weight)
+
+        def peer():
+            result = torch.nn.functional.conv2d(
+                xt, wt, stride=stride, padding=weight.shape[-1] // 2, groups=groups
+            )
+            return result.numpy().reshape((*x.shape[:-3], *result.shape[1:]))
+
+        return peer
+
+    # (batch, C, J, k, stride, groups, size): the first three are the original cases; then
+    # strided large kernels (AlexNet's first layer 11x11/4 3->24, ResNet's stem 7x7/2), a
+    # depthwise 3x3, a 5x5 and a 1x1 (issue #13, item 6).
+    for batch, channels, filters, k, stride, groups, size in [
+        ((), 1, 16, 7, 1, 1, 2048),
+        ((), 3, 32, 5, 2, 1, 2048),
+        ((), 16, 32, 3, 1, 1, 1024),
+        ((), 3, 24, 11, 4, 1, 1024),
+        ((8,), 3, 24, 11, 4, 1, 227),
+        ((), 3, 64, 7, 2, 1, 512),
+        ((), 64, 64, 3, 1, 64, 256),
+        ((), 32, 32, 5, 1, 1, 256),
+        ((), 64, 128, 1, 1, 1, 256),
     ]:
-        x = rng.standard_normal((channels, size, size), dtype=np.float32)
-        weight = rng.standard_normal((filters, channels, k, k), dtype=np.float32)
-        name = f"C={channels} J={filters} k={k} s={stride} {size}^2"
+        x = rng.standard_normal((*batch, channels, size, size), dtype=np.float32)
+        weight = rng.standard_normal((filters, channels // groups, k, k), dtype=np.float32)
+        name = f"C={channels} J={filters} k={k} s={stride}"
+        name += f" g={groups}" if groups > 1 else ""
+        name += f" {batch[0]}x{size}^2" if batch else f" {size}^2"
         record(
             name,
             x,
             weight,
             stride,
-            ours_call(x, weight, stride),
-            torch_peer(x, weight, stride),
+            ours_call(x, weight, stride, groups),
+            torch_peer(x, weight, stride, groups),
             "torch",
             "small",
+            groups,
         )
 
     x = rng.standard_normal((1, 1024, 1024), dtype=np.float32)
@@ -185,23 +236,58 @@ def main() -> None:
         "sep",
     )
 
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
     print(
-        f"threads={args.threads} repeats={args.repeats} (median); ratio = peer / featuremap, > 1 = featuremap faster; "
+        f"cpu: {_cpu_model()}; {_blas_line()}; torch {torch.__version__} "
+        f"(ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN ISA {isa})"
+    )
+    print(
+        f"threads={args.threads} repeats={args.repeats} (median, interleaved); ratio = peer / featuremap, > 1 = featuremap faster; "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
     )
     header = (
-        f"{'case':<28}{'ours s':>9}{'peer s':>9}  {'peer':<12}{'ratio':>7}  {'method':<10}"
+        f"{'case':<34}{'ours s':>9}{'peer s':>9}  {'peer':<12}{'ratio':>7}  {'method':<22}"
         f"{'peak MB':>9}{'limit MB':>9}{'rel err':>9}"
     )
     print(header)
     for name, ours_s, peer_s, peer_name, method, peak, limit, error, _ in rows:
         print(
-            f"{name:<28}{ours_s:>9.4f}{peer_s:>9.4f}  {peer_name:<12}{peer_s / ours_s:>7.2f}  {method:<10}"
+            f"{name:<34}{ours_s:>9.4f}{peer_s:>9.4f}  {peer_name:<12}{peer_s / ours_s:>7.2f}  {method:<22}"
             f"{peak / 2**20:>9.1f}{limit / 2**20:>9.1f}{error:>9.1e}"
         )
     small = [peer_s / ours_s for _, ours_s, peer_s, *_, group in rows if group == "small"]
     print(
-        f"geometric mean ratio, small kernels vs torch: {math.exp(sum(map(math.log, small)) / len(small)):.2f}"
+        f"small kernels vs torch ({len(small)} cases): geometric mean ratio "
+        f"{math.exp(sum(map(math.log, small)) / len(small)):.2f}, minimum {min(small):.2f}"
+    )
+
+
+def _cpu_model() -> str:
+    """``model name`` of /proc/cpuinfo, and whether the CPU has AVX-512 (``avx512f``)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            lines = info.read().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+    model = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?"
+    )
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model} ({vector})"
+
+
+def _blas_line() -> str:
+    """threadpoolctl's view of numpy's BLAS: library, kernel (architecture), threads."""
+    from threadpoolctl import threadpool_info
+
+    return "; ".join(
+        f"blas {info.get('internal_api')} {info.get('version')} kernel="
+        f"{info.get('architecture') or info.get('corename')} threads={info.get('num_threads')}"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
     )
 
 

@@ -11,15 +11,16 @@ One task per output block computes *all* layers of the stack for that block:
 * output blocks are regular in ``y, x`` (so no block straddles a stride step), all features in
   one chunk, batch axes chunked like the input.
 
-:func:`blockwise_stack` returns the result as a Dask array; :func:`block_tasks` returns one
-``Delayed`` per block that hands the block to a ``sink`` on the worker (e.g. a Zarr region
-write), so block data never travels back to the client. Both share one graph builder.
+:func:`blockwise_stack` returns the result as a Dask array. The per-block pieces are public
+for the job layer, whose block tasks read their own input windows from Zarr
+(:mod:`featuremap.jobs.blocks`): :func:`axis_steps` (a resolved stack per axis) and
+:func:`compute_compact` (the fused stack on a block's compact input).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,6 @@ import numpy as np
 from dask._task_spec import DataNode, List, Task, TaskRef
 from dask.array.utils import meta_from_array
 from dask.base import tokenize
-from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from featuremap._blockplan import (
@@ -41,23 +41,20 @@ from featuremap._blockplan import (
     output_grid,
     plan_axis,
 )
-from featuremap._device import block_device, to_device
 from featuremap._kernels import array_namespace
 from featuremap._typing import Array
 from featuremap._validation import parse_pair
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError
 from featuremap.layers import Layer
 from featuremap.stack import ResolvedStack, as_float32, resolve_stack
 
-__all__ = ["OutputGrid", "block_tasks", "blockwise_stack", "output_grid"]
+__all__ = ["OutputGrid", "axis_steps", "blockwise_stack", "compute_compact", "output_grid"]
 
 BlockIndex = tuple[int, ...]
 #: A Dask key: ``(name, *index)``.
 Key = tuple[Any, ...]
 #: The bounds ``(y0, y1, x0, x1)`` of a halo strip cut from an input chunk.
 Cut = tuple[int, int, int, int]
-#: ``sink(block_index, block_slices, out_block, *sink_args)``, called on the worker.
-Sink = Callable[..., Any]
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -102,7 +99,7 @@ def _parse_input(x: Any) -> da.Array:
     return x
 
 
-def _axis_steps(stack: ResolvedStack) -> tuple[list[AxisStep], list[AxisStep]]:
+def axis_steps(stack: ResolvedStack) -> tuple[list[AxisStep], list[AxisStep]]:
     """Per axis, the stack's :class:`AxisStep` s (geometry and input length of each layer)."""
     y_steps, x_steps = (
         [
@@ -121,7 +118,7 @@ def _plan(x: da.Array, stack: ResolvedStack, out_chunks: Any) -> _StackPlan:
             f"the layer stack was resolved for an input (C, H, W) of {stack.input_shape}, "
             f"not {tuple(x.shape[-3:])}"
         )
-    steps = _axis_steps(stack)
+    steps = axis_steps(stack)
     features, height, width = stack.output_shape
     if out_chunks is None:
         jump = stack.geometry.jump
@@ -223,44 +220,26 @@ def _apply_level(layer: Layer, values: Array, level_y: Level, level_x: Level) ->
     return _concatenate(rows, -2)
 
 
+def compute_compact(
+    layers: Sequence[Layer], plan_y: AxisPlan, plan_x: AxisPlan, values: Array
+) -> Array:
+    """The fused stack on one output block, from its compact input ``values`` -- the
+    concatenation of the input pieces its plans read (``plan_y.reads`` x ``plan_x.reads``)."""
+    values = as_float32(values)
+    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels, strict=True):
+        values = _apply_level(layer, values, level_y, level_x)
+    return values
+
+
 def _compute_block(
     layers: Sequence[Layer],
     plan_y: AxisPlan,
     plan_x: AxisPlan,
     sources: list[list[Any]],
     own: tuple[tuple[bool, ...], ...],
-    device: str | None = None,
-) -> Any:
-    """The fused stack on one output block, from its input ``sources`` (see :func:`_assemble`).
-
-    With ``device`` (``"auto"``, ``"cpu"`` or ``"gpu"``) the assembled input moves to the device
-    this worker computes on here, inside the block's task, so a chunk shared by neighbouring
-    blocks never travels between workers as device memory.
-    """
-    values = _assemble(sources, own, plan_y, plan_x)
-    if device is not None:
-        values = to_device(values, block_device(device))
-    values = as_float32(values)
-    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels, strict=False):
-        values = _apply_level(layer, values, level_y, level_x)
-    return values
-
-
-def _compute_block_into(
-    sink: Sink,
-    block: BlockIndex,
-    block_slices: tuple[slice, ...],
-    sink_args: tuple[Any, ...],
-    device: str | None,
-    layers: Sequence[Layer],
-    plan_y: AxisPlan,
-    plan_x: AxisPlan,
-    sources: list[list[Any]],
-    own: tuple[tuple[bool, ...], ...],
-) -> Any:
-    """:func:`_compute_block`, then hand the result to ``sink`` (on the worker)."""
-    out = _compute_block(layers, plan_y, plan_x, sources, own, device)
-    return sink(block, block_slices, out, *sink_args)
+) -> Array:
+    """The fused stack on one output block, from its input ``sources`` (see :func:`_assemble`)."""
+    return compute_compact(layers, plan_y, plan_x, _assemble(sources, own, plan_y, plan_x))
 
 
 # --- the graph ---------------------------------------------------------------------------------
@@ -275,25 +254,18 @@ def _home_chunk(reads: list[list[tuple[Key, Piece, Piece]]]) -> Key:
     return max(area, key=area.__getitem__)
 
 
-def _graph(
-    plan: _StackPlan,
-    name: str,
-    blocks: Iterable[BlockIndex],
-    task: Callable[[Key, BlockIndex, tuple[Any, ...]], Task],
-) -> tuple[HighLevelGraph, dict[BlockIndex, Key]]:
-    """One task per block in ``blocks``, plus one halo-cutting task per input chunk that
-    other blocks read a halo from.
+def _graph(plan: _StackPlan, name: str) -> HighLevelGraph:
+    """One task per output block, plus one halo-cutting task per input chunk that other blocks
+    read a halo from.
 
     A block depends on its home chunk whole and on the halo tasks of its neighbours, so a
     chunk is released once its own block and its halo task have run (map_overlap would keep
     every chunk until all of its neighbours are done: memory growing with the image width).
-    ``task(key, block, compute_args)`` makes the block's task from the arguments of
-    :func:`_compute_block`. The layers (with their weights) are one graph node every task
-    refers to, not a copy per task.
+    The layers (with their weights) are one graph node every task refers to, not a copy per task.
     """
     layers_key = f"{name}-layers"
     layer: dict[Any, Any] = {layers_key: DataNode(layers_key, plan.layers)}
-    reads = {block: plan.input_reads(block) for block in blocks}
+    reads = {block: plan.input_reads(block) for block in plan.grid.blocks()}
     homes = {block: _home_chunk(block_reads) for block, block_reads in reads.items()}
     cuts: dict[Key, set[Cut]] = {}
     for block, block_reads in reads.items():
@@ -306,7 +278,6 @@ def _graph(
         layer[halo_keys[chunk]] = Task(
             halo_keys[chunk], _cut_halos, TaskRef(chunk), tuple(sorted(chunk_cuts))
         )
-    keys = {}
     for block, block_reads in reads.items():
         *batch, iy, ix = block
         key = (name, *batch, 0, iy, ix)
@@ -322,16 +293,16 @@ def _graph(
                 for row in block_reads
             )
         )
-        compute_args = (
+        layer[key] = Task(
+            key,
+            _compute_block,
             TaskRef(layers_key),
             plan.axis_plans[0][iy],
             plan.axis_plans[1][ix],
             sources,
             own,
         )
-        layer[key] = task(key, block, compute_args)
-        keys[block] = key
-    return HighLevelGraph.from_collections(name, layer, dependencies=[plan.x]), keys
+    return HighLevelGraph.from_collections(name, layer, dependencies=[plan.x])
 
 
 def blockwise_stack(
@@ -363,73 +334,6 @@ def blockwise_stack(
         layers = resolve_stack(tuple(layers), x.shape[-2:], x.shape[-3])
     plan = _plan(x, layers, out_chunks)
     name = f"featuremap-stack-{plan.token}"
-    graph, _ = _graph(
-        plan, name, plan.grid.blocks(), lambda key, block, args: Task(key, _compute_block, *args)
-    )
+    graph = _graph(plan, name)
     meta = meta_from_array(plan.x._meta, ndim=len(plan.grid.shape), dtype=np.float32)
     return da.Array(graph, name, plan.grid.chunks, meta=meta)
-
-
-def block_tasks(
-    x: da.Array,
-    stack: ResolvedStack,
-    sink: Sink,
-    *,
-    out_chunks: tuple[int, int],
-    blocks: Iterable[BlockIndex] | None = None,
-    sink_args: tuple[Any, ...] = (),
-    device: str | None = None,
-) -> dict[BlockIndex, Delayed]:
-    """One ``Delayed`` per output block that computes the block and passes it to ``sink``.
-
-    Parameters
-    ----------
-    x, out_chunks
-        As for :func:`blockwise_stack`.
-    stack : ResolvedStack
-        The layers resolved against ``x`` (:func:`featuremap.stack.resolve_stack`), once per job.
-    sink : callable
-        ``sink(block_index, block_slices, out_block, *sink_args)``, run in the block's task on
-        the worker; its return value is the task's result. ``block_index`` is
-        ``(*batch_block, iy, ix)``; ``block_slices`` locate the block in the full output (all
-        axes, feature axis ``slice(0, J)``).
-    blocks : iterable of block indices, optional
-        Only these blocks get a task (e.g. the ones a resumed job still lacks); input chunks no
-        block needs are not read. Default: every block of the grid.
-    sink_args : tuple
-        Extra arguments for ``sink`` (plain, picklable values).
-    device : {"auto", "cpu", "gpu"}, optional
-        Move each block's input to that device on the worker (see :mod:`featuremap._device`);
-        ``None`` leaves the chunks' array type as it is.
-
-    Returns
-    -------
-    dict mapping block index to dask.delayed.Delayed
-    """
-    plan = _plan(_parse_input(x), stack, out_chunks)
-    wanted = list(
-        plan.grid.blocks() if blocks is None else (tuple(int(i) for i in b) for b in blocks)
-    )
-    for block in wanted:
-        if len(block) != len(plan.grid.numblocks) or not all(
-            0 <= i < n for i, n in zip(block, plan.grid.numblocks, strict=False)
-        ):
-            raise InputError(
-                f"block {describe(block)} is outside the output block grid {plan.grid.numblocks}"
-            )
-    name = f"featuremap-blocks-{tokenize(plan.token, sink, sink_args, wanted, device)}"
-
-    def task(key: Key, block: BlockIndex, args: tuple[Any, ...]) -> Task:
-        return Task(
-            key,
-            _compute_block_into,
-            sink,
-            block,
-            plan.grid.slices(block),
-            sink_args,
-            device,
-            *args,
-        )
-
-    graph, keys = _graph(plan, name, wanted, task)
-    return {block: Delayed(key, graph, layer=name) for block, key in keys.items()}

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from featuremap.errors import InputError
+
 __all__ = [
     "DEFAULT_PIPELINE",
     "IMAGES",
@@ -29,6 +31,8 @@ IMAGES = "images"
 #: The default pipeline, shipped inside the package (``pipelines/`` is not installed).
 DEFAULT_PIPELINE = "data/default.yaml"
 STORE_CHUNK = 128
+#: The group attribute that marks sample images as made by the demo (so it may replace them).
+DEMO_MARK = "featuremap_demo"
 
 Texture = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -108,8 +112,34 @@ def write_images(store: str | Path, images: np.ndarray, layout: list[list[str]])
         chunks=(1, 1, min(STORE_CHUNK, images.shape[-2]), min(STORE_CHUNK, images.shape[-1])),
         dimension_names=("image", "channel", "y", "x"),
         array_attrs={"textures": layout},
-        group_attrs={"description": "featuremap demo: synthetic texture mosaics (2 x 2 per image)"},
+        group_attrs={
+            "description": "featuremap demo: synthetic texture mosaics (2 x 2 per image)",
+            DEMO_MARK: True,
+        },
     )
+
+
+def _check_replaceable(folder: Path) -> str:
+    """Refuse, before anything is written, whatever in ``folder`` the demo did not make: its
+    ``images.zarr`` must be a demo's own, its ``features.zarr`` a featuremap store whose job is
+    not running. Returns the features store's path."""
+    from featuremap.io.samples import group_attributes
+    from featuremap.jobs import state
+    from featuremap.jobs.target import existing_store
+
+    images = folder / "images.zarr"
+    if images.exists() or images.is_symlink():
+        attrs = group_attributes(str(images))
+        if not attrs or not attrs.get(DEMO_MARK):
+            raise InputError(
+                f"{str(images)!r} exists and was not made by 'featuremap demo'; it is never "
+                "replaced: give another --output folder"
+            )
+    features = str(folder / "features.zarr")
+    existing = existing_store(features)  # refuses what featuremap did not make
+    if existing is not None:
+        state.check_takeover(existing, fingerprint=None)
+    return features
 
 
 def default_pipeline_path() -> Path:
@@ -126,14 +156,18 @@ def run_demo(
     progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Make the sample images in ``output_dir/images.zarr`` and run the default pipeline on them,
-    locally, into ``output_dir/features.zarr`` (both replaced). Returns the run summary."""
+    locally, into ``output_dir/features.zarr``. Both are replaced only if an earlier demo made
+    them; anything else there is refused before anything is written. Returns the run summary."""
     from featuremap.jobs.pipeline import load_pipeline
     from featuremap.jobs.run import run
 
     folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"demo output {str(folder)!r} is a file; give a folder")
+    features = _check_replaceable(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images_store = write_images(folder / "images.zarr", *make_images(n_images, size))
     pipeline = load_pipeline(default_pipeline_path()).with_overrides(
-        input=images_store, array=IMAGES, output=str(folder / "features.zarr")
+        input=images_store, array=IMAGES, output=features
     )
     return run(pipeline, overwrite=True, workers=workers, progress=progress)

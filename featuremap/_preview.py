@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from featuremap.errors import InputError
+from featuremap.errors import InputError, error_line
 from featuremap.geometry import ceil_div
 
 __all__ = ["render_preview"]
@@ -90,18 +90,28 @@ def render_preview(
     from PIL import Image, ImageDraw
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"preview output {str(path)!r} is a folder; give a .png file path")
     if path.suffix.lower() != ".png":
         raise InputError(f"preview output {str(path)!r} must be a .png file")
     if not path.parent.is_dir():
         raise InputError(f"preview output folder {str(path.parent)!r} does not exist")
-    data = store.data
+    data = _features_last(store)
     batch_shape = data.shape[:-3]
     n_images = int(np.prod(batch_shape)) if batch_shape else 1
     if not 0 <= image < n_images:
         raise InputError(f"--image {image} is out of range; the store holds {n_images} image(s)")
     index = np.unravel_index(image, batch_shape) if batch_shape else ()
     step = max(1, ceil_div(max(data.shape[-2:]), tile))
-    maps = np.asarray(data[tuple(int(i) for i in index)][:max_features, ::step, ::step].compute())
+    try:
+        maps = np.asarray(
+            data[tuple(int(i) for i in index)][:max_features, ::step, ::step].compute()
+        )
+    except (ValueError, OSError) as error:  # a chunk that fails its checksum, a truncated file
+        raise InputError(
+            f"feature store {store.path!r} has a damaged chunk ({error_line(error)}); check it "
+            "with 'featuremap verify' and repair it with --repair"
+        ) from None
 
     sections = []
     convs = [i for i, layer in enumerate(store.layers) if layer.get("type") == "conv"]
@@ -130,5 +140,19 @@ def render_preview(
         draw.text((PAD, top + 1), label, fill=TEXT)
         canvas.paste(Image.fromarray(section), (0, top + LABEL_HEIGHT))
         top += section.shape[0] + LABEL_HEIGHT
-    canvas.save(path, format="PNG")
+    try:
+        canvas.save(path, format="PNG")
+    except OSError as error:
+        raise InputError(
+            f"cannot write preview {str(path)!r} ({error.strerror or error}); choose a writable path"
+        ) from None
     return path
+
+
+def _features_last(store: Any) -> Any:
+    """The features as a Dask array ``(*batch, feature, y, x)`` whatever their stored order."""
+    import dask.array as da
+
+    data = store.data
+    feature_axis = list(store.dims).index("feature") if "feature" in store.dims else data.ndim - 3
+    return da.moveaxis(data, feature_axis, -3)

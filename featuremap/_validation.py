@@ -104,15 +104,26 @@ def parse_real(
 
 
 def parse_real_list(
-    name: str, value: Any, element: Callable[[str, Any], float], allowed: str
+    name: str,
+    value: Any,
+    element: Callable[[str, Any], float],
+    allowed: str,
+    *,
+    max_length: int | None = None,
 ) -> list[float]:
-    """A non-empty list of numbers, each checked by ``element(name, item)``; a number alone is a
-    list of one. ``allowed`` describes one element (``"numbers > 0"``)."""
+    """A non-empty list of numbers (at most ``max_length`` of them), each checked by
+    ``element(name, item)``; a number alone is a list of one. ``allowed`` describes one element
+    (``"numbers > 0"``)."""
+    what = f"a non-empty list of {allowed}"
     items = [value] if is_real(value) else value
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
-        raise _refuse(name, f"a non-empty list of {allowed}", value)
+        raise _refuse(name, what, value)
+    if max_length is not None and len(items) > max_length:
+        raise _refuse(
+            name, f"{what}, at most {max_length} of them", value, f" ({len(items)} of them)"
+        )
     if not all(is_real(item) for item in items):
-        raise _refuse(name, f"a non-empty list of {allowed}", value)
+        raise _refuse(name, what, value)
     return [element(f"{name} (each element)", item) for item in items]
 
 

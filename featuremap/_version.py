@@ -1,3 +1,3 @@
 """The version of featuremap (one place; the package, the CLI and provenance read it)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -14,6 +14,8 @@ __all__ = [
     "CHANNEL_MODES",
     "CONV_METHODS",
     "DEVICES",
+    "OUTPUT_CODECS",
+    "OUTPUT_DTYPES",
     "PADDING_MODES",
     "POOL_OPS",
     "REDUCE_OPS",
@@ -22,6 +24,8 @@ __all__ = [
     "ChannelMode",
     "ConvMethod",
     "Device",
+    "OutputCodec",
+    "OutputDtype",
     "PaddingMode",
     "PoolOp",
     "ReduceOp",
@@ -57,6 +61,14 @@ DEVICES: Final[tuple[Device, ...]] = get_args(Device)
 #: How a single-channel bank meets a multi-channel input.
 ChannelMode = Literal["per_channel", "sum"]
 CHANNEL_MODES: Final[tuple[ChannelMode, ...]] = get_args(ChannelMode)
+
+#: The stored features' data type (``output.dtype``); blocks are computed in float32.
+OutputDtype = Literal["float32", "float16"]
+OUTPUT_DTYPES: Final[tuple[OutputDtype, ...]] = get_args(OutputDtype)
+
+#: The features' compression (``output.codec``); a crc32c checksum is always added.
+OutputCodec = Literal["lz4", "zstd", "none"]
+OUTPUT_CODECS: Final[tuple[OutputCodec, ...]] = get_args(OutputCodec)
 
 #: Convolution algorithms of the kernels (``auto`` picks by a cost model).
 ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct"]

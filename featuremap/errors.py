@@ -13,9 +13,20 @@ command line can print them as ``featuremap: error: <message>`` without a traceb
 
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Any
 
-__all__ = ["FeaturemapError", "InputError", "JobError", "StoreBusyError", "describe", "error_line"]
+__all__ = [
+    "BrokenStoreError",
+    "FeaturemapError",
+    "FencedError",
+    "InputError",
+    "JobError",
+    "StoreBusyError",
+    "describe",
+    "error_line",
+]
 
 
 class FeaturemapError(Exception):
@@ -31,16 +42,87 @@ class StoreBusyError(InputError):
 
 
 class JobError(FeaturemapError, RuntimeError):
-    """A valid job failed while it ran (cluster lost, retries exhausted, I/O failure)."""
+    """A valid job failed while it ran (cluster lost, retries exhausted, I/O failure).
+
+    ``log`` is the file holding the whole story (tracebacks included), when one was written.
+    """
+
+    def __init__(self, message: str, *, log: str | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+class FencedError(JobError):
+    """A job lost its store to another job (which took it over): it stops without writing."""
+
+
+class BrokenStoreError(InputError):
+    """A featuremap store whose bookkeeping or metadata is damaged; the message names the file."""
+
+
+#: The longest text :func:`describe` returns.
+DESCRIBE_WIDTH = 80
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` with small limits: only the first few items of a few levels are ever rendered,
+    so the cost and the length of the text do not depend on the size of the value (a YAML alias
+    bomb expands to billions of items; a hexadecimal YAML integer can have millions of digits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdeque = 8
+        self.maxset = self.maxfrozenset = 8
+        self.maxdict = 6
+        self.maxstring = DESCRIBE_WIDTH
+        self.maxlong = 40
+        self.maxother = DESCRIBE_WIDTH
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() of an int is quadratic in its digits and refused past 4300 of them.
+        if x.bit_length() <= 128:
+            return super().repr_int(x, level)
+        digits = int(x.bit_length() * math.log10(2)) + 1
+        return f"<{'negative ' if x < 0 else ''}integer of about {digits} digits>"
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception:  # noqa: BLE001 -- a value whose repr fails still gets named
+            return f"<{type(x).__name__}>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+_SHORT_REPR = _ShortRepr()
 
 
 def describe(value: Any) -> str:
-    """Render ``value`` for an error message: short, unambiguous, one line."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """Render ``value`` for an error message: short, unambiguous, one line.
+
+    The text is bounded *before* it is built (:mod:`reprlib`), whatever the size or depth of the
+    value: at most 80 characters, long strings, lists and numbers cut with ``...``.
+    """
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:  # noqa: BLE001 -- describing a bad value must not hide the error
+        text = f"<{type(value).__name__}>"
+    if "\n" in text:  # NumPy's repr of an array spans lines
+        text = " ".join(text.split())
+    return text if len(text) <= DESCRIBE_WIDTH else text[: DESCRIBE_WIDTH - 3] + "..."
+
+
+#: The longest message :func:`error_line` keeps of a foreign exception.
+ERROR_LINE_WIDTH = 200
 
 
 def error_line(error: BaseException) -> str:
-    """``Type: first line of the message`` of an exception, for one-line reports."""
+    """``Type: first line of the message`` of an exception, for one-line reports (cut to
+    :data:`ERROR_LINE_WIDTH` characters: a library's message may embed raw data)."""
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    first = text.splitlines()[0]
+    if len(first) > ERROR_LINE_WIDTH:
+        first = first[: ERROR_LINE_WIDTH - 3] + "..."
+    return f"{type(error).__name__}: {first}"

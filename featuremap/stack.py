@@ -112,13 +112,32 @@ def _named_channel(description: Mapping[str, Any], names: Sequence[str] | None) 
     return {**description, "channel": names[channel]}
 
 
+#: The largest receptive field or jump a stack may reach: output coordinates are stored as
+#: float64, exact for integers up to 2**53 (a pixel grid no image comes near).
+MAX_EXACT = 2**53
+
+
+def _check_exact(stacks: Sequence[StackGeometry], layers: Sequence[Layer]) -> None:
+    """Refuse a stack whose geometry outgrows exact float64 coordinates (strides of 2**40 in
+    two layers give a jump of 2**80)."""
+    for index, (stack, layer) in enumerate(zip(stacks, layers, strict=True)):
+        largest = max(*stack.receptive_field, *stack.jump)
+        if largest > MAX_EXACT:
+            raise InputError(
+                f"layers[{index}].{layer.kind}: the stack's receptive field or jump reaches "
+                f"{largest} pixels, past 2**53 where output coordinates stop being exact; use "
+                "smaller strides, dilations or kernels"
+            )
+
+
 def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
     """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
 
     Raises
     ------
     InputError
-        For an empty stack or any impossible layer, naming its position (``layers[i]``).
+        For an empty stack or any impossible layer, naming its place as a pipeline does
+        (``layers[0].pool: ...``, counted from 0).
     """
     if not layers:
         raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
@@ -129,14 +148,17 @@ def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: in
             geometry = layer.geometry(hw)
             channels = layer.out_channels(channels)
         except InputError as error:
-            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
+            # The place as a pipeline file names it (layers counted from 0, like the YAML list).
+            raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
         hw = geometry.output_shape(hw)
         geometries.append(geometry)
         shapes.append((channels, *hw))
+    stacks = tuple(compose(geometries))
+    _check_exact(stacks, layers)
     return ResolvedStack(
         layers=tuple(layers),
         geometries=tuple(geometries),
-        stacks=tuple(compose(geometries)),
+        stacks=stacks,
         shapes=tuple(shapes),
         input_shape=(in_channels, int(shape[0]), int(shape[1])),
     )
@@ -167,5 +189,5 @@ def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
         try:
             x = apply(layer, x)
         except InputError as error:
-            raise InputError(f"layer {index + 1} ({layer.kind}): {error}") from None
+            raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
     return x

@@ -229,7 +229,13 @@ def test_gpu_job_matches_cpu_job_and_records_devices(tmp_path) -> None:
     )
     np.save(tmp_path / "w.npy", rng.standard_normal((6, 3, 5, 5)).astype(np.float32))
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
         Client(cluster) as client,
     ):
         assert plan_devices(client, "auto").gpu_workers == tuple(client.scheduler_info()["workers"])

@@ -186,6 +186,21 @@ def test_parse_real_list():
 # --- parse_bool, parse_text, parse_choice ------------------------------------------------------
 
 
+def test_parse_real_list_bounds_its_length_before_checking_elements():
+    def positive(name, value):
+        return parse_real(name, value, minimum=0.0, open_minimum=True)
+
+    assert parse_real_list("sigmas", [1.0] * 4, positive, "numbers > 0", max_length=4) == [1.0] * 4
+    with pytest.raises(InputError) as caught:
+        parse_real_list("sigmas", [1.0] * 5, positive, "numbers > 0", max_length=4)
+    assert str(caught.value) == (
+        "sigmas must be a non-empty list of numbers > 0, at most 4 of them, "
+        "got [1.0, 1.0, 1.0, 1.0, 1.0] (5 of them)"
+    )
+    with pytest.raises(InputError, match=r"at most 4 of them, got \['x', 'x', .*\.\.\.\] \(9"):
+        parse_real_list("sigmas", ["x"] * 9, positive, "numbers > 0", max_length=4)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.one_of(st.booleans(), st.integers(-2, 2), st.text(max_size=4), st.none()))
 def test_parse_bool_only_takes_true_and_false(value):

@@ -5,8 +5,12 @@ a time estimate (:func:`estimate_seconds`) whose constants were fitted on the 2-
 machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernels.py``:
 
 * ``gemm``: tiled im2col + BLAS (:mod:`.gemm`), ``2 J C_g kh kw`` flops per output pixel at
-  about ``GEMM_FLOPS`` plus the patch copy. Always applicable; the only path for inputs with
-  NaN/Inf, because only a direct method keeps NaN inside the windows that touch it.
+  about ``GEMM_FLOPS`` plus the patch copy: ``PATCH_SECONDS`` per element for contiguous rows,
+  ``STRIDED_SECONDS`` where a column stride makes it a gather, or the column phases' copy of the
+  input band plus contiguous patches where :func:`.gemm.use_phases` takes them; nothing for a
+  1x1 stride-1 convolution. Always applicable; the only path for inputs with NaN/Inf, because
+  only a direct method keeps NaN inside the windows that touch it -- which is also why
+  ``"auto"`` checks the input's finiteness (a full pass) only where another method would win.
 * ``fft``: overlap-save FFT (:mod:`.fft`), cost ``~ (C + J) L log2 L`` for the transforms plus
   ``J C_g L`` for the spectral products, independent of kernel size and stride. Its rounding
   error scales with the energy of the whole band, not the pixels under each window, so where a
@@ -35,7 +39,7 @@ from types import ModuleType
 from featuremap._kernels import cuda  # importing it never imports CuPy
 from featuremap._kernels._namespace import array_namespace
 from featuremap._kernels.fft import fft_conv, spectra_dtype, transformed_rows
-from featuremap._kernels.gemm import gemm_conv
+from featuremap._kernels.gemm import gemm_conv, phase_elements, use_phases
 from featuremap._kernels.separable import (
     COLUMN_BLOCK,
     ChannelPlan,
@@ -53,6 +57,10 @@ __all__ = ["choose_method", "conv2d_valid", "estimate_seconds"]
 # Fitted rates (seconds per unit) on the development machine, 2 threads; see module docstring.
 GEMM_FLOPS = 280e9  # AVX-512 OpenBLAS on 2 threads of tiles (84e9 with OPENBLAS_CORETYPE=Haswell)
 PATCH_SECONDS = 0.06e-9  # per patch element copied (in cache, 2 threads)
+# per element gathered with a column stride > 1 (element by element: 3.3e9/s on one core against
+# ~12e9/s for contiguous rows in cache); where .gemm.use_phases, only the column phases' copy of
+# the input band is gathered and the patches are contiguous copies
+STRIDED_SECONDS = 0.15e-9
 GEMM_CALL_SECONDS = 5e-6  # per small matmul call (the separable column pass makes many)
 FFT_SECONDS = 0.15e-9  # per point * log2(points) of one real 2-D transform
 FFT_CALL_SECONDS = 20e-6  # fixed cost per filter (planning, allocation); dominates tiny blocks
@@ -63,10 +71,32 @@ FFT64_FACTOR = 2.0
 
 
 def _gemm_seconds(
-    n_pixels_out: int, n_filters: int, group_channels: int, channels: int, taps: int
+    n_pixels_out: int,
+    n_filters: int,
+    group_channels: int,
+    channels: int,
+    taps: int,
+    copy_seconds: float = PATCH_SECONDS,
 ) -> float:
     flops = 2.0 * n_pixels_out * n_filters * group_channels * taps
-    return flops / GEMM_FLOPS + n_pixels_out * channels * taps * PATCH_SECONDS
+    return flops / GEMM_FLOPS + n_pixels_out * channels * taps * copy_seconds
+
+
+def _patch_seconds(
+    n_images: int, out_shape: Pair, weight_shape: tuple[int, ...], stride: Pair, span: int
+) -> float:
+    """Seconds per patch element of :func:`.gemm.gemm_conv`, the column phases' copy included
+    (spread over the patch elements); none for a 1x1 stride-1 convolution (no copy)."""
+    kh, kw = weight_shape[-2:]
+    if kh == kw == 1 and stride == (1, 1):
+        return 0.0
+    if stride[1] == 1:
+        return PATCH_SECONDS
+    if not use_phases(weight_shape, stride):
+        return STRIDED_SECONDS
+    pixels = n_images * out_shape[0] * out_shape[1]
+    phase = n_images * phase_elements(out_shape, stride, span) * STRIDED_SECONDS
+    return PATCH_SECONDS + phase / (pixels * kh * kw)
 
 
 def estimate_seconds(
@@ -89,7 +119,11 @@ def estimate_seconds(
     out_h = output_length(height, kh, stride[0], dilation[0], 0, 0, axis="y")
     out_w = output_length(width, kw, stride[1], dilation[1], 0, 0, axis="x")
     if method == "gemm":
-        return _gemm_seconds(n_images * out_h * out_w, n_filters, group_channels, channels, kh * kw)
+        span = dilation[0] * (kh - 1) + 1
+        copy = _patch_seconds(n_images, (out_h, out_w), weight_shape, stride, span)
+        return _gemm_seconds(
+            n_images * out_h * out_w, n_filters, group_channels, channels, kh * kw, copy
+        )
     if method == "fft":
         points = height * width
         transforms = n_images * (channels + n_filters) + n_filters * group_channels
@@ -257,15 +291,14 @@ def conv2d_valid(
         return cuda.direct_conv2d(x, weight, bias, stride=stride, dilation=dilation, groups=groups)
     batch = x.shape[:-3]
     images = x.reshape((-1, *x.shape[-3:]))
-    finite = method == "gemm" or _finite(images)
-    chosen, plans = _method_for(method, images.shape, weight, stride, dilation, groups, finite)
+    chosen, plans = _method_for(method, images, weight, stride, dilation, groups)
     precision = None  # of the FFT: fft_conv decides where it was forced
     if method == "auto" and chosen == "fft":
         span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
         precision = spectra_dtype(images, span)
         if precision == "float64":  # the FFT costs more: another method may now be cheaper
-            chosen, plans = _choose(
-                images.shape, weight, stride, dilation, groups, finite, float64_spectra=True
+            chosen, plans = _choose(  # the input is finite: the FFT was chosen
+                images.shape, weight, stride, dilation, groups, True, float64_spectra=True
             )
     out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
     if chosen == "gemm":
@@ -294,17 +327,23 @@ def _use_direct(method: str, xp: ModuleType, kernel: Pair, stride: Pair, dilatio
 
 def _method_for(
     method: str,
-    x_shape: tuple[int, ...],
+    images: Array,
     weight: Array,
     stride: Pair,
     dilation: Pair,
     groups: int,
-    finite: bool,
 ) -> tuple[str, list[ChannelPlan] | None]:
-    """Resolve ``method`` to ``(name, separable plan)``, refusing forced methods that cannot apply."""
+    """Resolve ``method`` to ``(name, separable plan)``, refusing forced methods that cannot apply.
+
+    The GEMM is exact for NaN/Inf, so only the choice or the forcing of another method needs
+    the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
+    """
     if method == "auto":
-        return _choose(x_shape, weight, stride, dilation, groups, finite)
-    if method != "gemm" and not finite:
+        chosen, plans = _choose(images.shape, weight, stride, dilation, groups, finite=True)
+        if chosen != "gemm" and not _finite(images):
+            return "gemm", None
+        return chosen, plans
+    if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "
             "beyond the windows that touch them); use method 'gemm' or 'auto'"

@@ -10,6 +10,11 @@ import numpy as np
 
 from featuremap._validation import parse_choice, parse_int
 from featuremap._vocabulary import CHANNEL_MODES
+from featuremap.banks._params import (
+    MAX_EXPANDED_FILTERS,
+    MAX_EXPANDED_WEIGHT_ELEMENTS,
+    check_weight_shape,
+)
 from featuremap.errors import InputError
 
 __all__ = ["Bank"]
@@ -132,7 +137,8 @@ class Bank:
         Raises
         ------
         InputError
-            If ``mode`` is unknown, or the bank takes several channels but not ``in_channels``.
+            If ``mode`` is unknown, the bank takes several channels but not ``in_channels``, or
+            the expanded bank would exceed the limits of :mod:`featuremap.banks._params`.
         """
         mode = parse_choice("channel mode", mode, CHANNEL_MODES, quoted=True)
         in_channels = parse_int("in_channels", in_channels, minimum=1)
@@ -143,6 +149,16 @@ class Bank:
                 f"bank {self.name!r} takes {self.in_channels} input channels but the input has "
                 f"{in_channels}; only a single-channel bank can be expanded to several channels"
             )
+        filters, _, kh, kw = self.weight.shape
+        check_weight_shape(
+            self.name,
+            (filters * in_channels, 1, kh, kw)
+            if mode == "per_channel"
+            else (filters, in_channels, kh, kw),
+            max_filters=MAX_EXPANDED_FILTERS,
+            max_elements=MAX_EXPANDED_WEIGHT_ELEMENTS,
+            what=f" expanded to {in_channels} input channels ({mode})",
+        )
         if mode == "sum":
             return dataclasses.replace(self, weight=np.repeat(self.weight, in_channels, axis=1))
         return dataclasses.replace(

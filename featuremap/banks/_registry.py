@@ -2,12 +2,16 @@
 
 A family module declares its banks like this::
 
-    @register("box", "mean filter", Parameter("size", 3, "kernel side", integer(1)))
+    @register("box", "mean filter", Parameter("size", 3, "kernel side", integer(1)),
+              shape=lambda size: (1, 1, size, size))
     def _box(size: int) -> Filters:
         ...
 
 :func:`get` checks the parameter names, validates every value with the parameter's parser, fills
-in defaults and calls the builder with keyword arguments.
+in defaults, checks the weight's shape (``shape(**params)``, computed from the parameters alone)
+against :data:`~featuremap.banks._params.MAX_FILTERS` and
+:data:`~featuremap.banks._params.MAX_WEIGHT_ELEMENTS` *before* anything is allocated, and calls the
+builder with keyword arguments.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from featuremap.banks._bank import Bank
-from featuremap.banks._params import Parser
+from featuremap.banks._params import Parser, check_weight_shape
 from featuremap.errors import InputError
 from featuremap.errors import describe as describe_value
 
@@ -83,25 +87,36 @@ class Filters:
     reduce_ops: tuple[str, ...] | None = None
 
 
+#: ``shape(**params) -> (J, C, kh, kw)``: the weight a builder will make, from its parameters.
+ShapeEstimate = Callable[..., tuple[int, int, int, int]]
+
+
 @dataclass(frozen=True)
 class _Entry:
     builder: Callable[..., Filters]
     parameters: tuple[Parameter, ...]
     summary: str
+    shape: ShapeEstimate | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
 def register(
-    name: str, summary: str, *parameters: Parameter
+    name: str, summary: str, *parameters: Parameter, shape: ShapeEstimate | None = None
 ) -> Callable[[Callable[..., Filters]], Callable[..., Filters]]:
-    """Register ``builder(**params) -> Filters`` as bank ``name``."""
+    """Register ``builder(**params) -> Filters`` as bank ``name``.
+
+    ``shape(**params)`` gives the ``(J, C, kh, kw)`` the builder will allocate, from the validated
+    parameters alone, so that :func:`get` refuses an oversized bank before building it; it may
+    itself raise :class:`InputError` (a kernel size derived from sigma that is too large). Banks
+    of a fixed small size need none.
+    """
 
     def decorate(builder: Callable[..., Filters]) -> Callable[..., Filters]:
         if name in _REGISTRY:
             raise RuntimeError(f"filter bank {name!r} registered twice")
-        _REGISTRY[name] = _Entry(builder, parameters, summary)
+        _REGISTRY[name] = _Entry(builder, parameters, summary, shape)
         return builder
 
     return decorate
@@ -142,7 +157,8 @@ def get(name: str, **params: Any) -> Bank:
     Raises
     ------
     InputError
-        Unknown bank, unknown parameter, or a value outside what the parameter allows.
+        Unknown bank, unknown parameter, a value outside what the parameter allows, or a bank
+        larger than the limits of :mod:`featuremap.banks._params` (refused before it is built).
     """
     entry = _entry(name)
     known = [parameter.name for parameter in entry.parameters]
@@ -160,7 +176,11 @@ def get(name: str, **params: Any) -> Bank:
         )
         for parameter in entry.parameters
     }
+    if entry.shape is not None:
+        check_weight_shape(name, entry.shape(**values))
     built = entry.builder(**values)
+    if built.weight.ndim == 4:  # what the estimate missed still ends here, as one line
+        check_weight_shape(name, built.weight.shape)
     return Bank(
         name=name,
         params={**values, **built.derived},

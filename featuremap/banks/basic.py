@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from featuremap.banks._params import boolean, integer, optional, real
+from featuremap.banks._params import boolean, integer, kernel_size, optional, real
 from featuremap.banks._registry import Filters, Parameter, register
 
 __all__: list[str] = []
@@ -16,7 +16,7 @@ __all__: list[str] = []
     "random",
     "seeded normal random filters (NumPy PCG64), e.g. for random-feature baselines",
     Parameter("n", 8, "number of filters J", integer(1, 65536)),
-    Parameter("size", 3, "kernel side", integer(1, 1025)),
+    Parameter("size", 3, "kernel side", kernel_size()),
     Parameter("in_channels", 1, "input channels C of every filter", integer(1, 65536)),
     Parameter(
         "seed", 0, "random seed (same seed, same weights on every machine)", integer(0, 2**63 - 1)
@@ -28,6 +28,7 @@ __all__: list[str] = []
         "standard deviation (default 1/sqrt(in_channels*size*size))",
         optional(real(0.0, open_minimum=True)),
     ),
+    shape=lambda n, size, in_channels, **_: (n, in_channels, size, size),
 )
 def _random(
     n: int, size: int, in_channels: int, seed: int, bias: bool, std: float | None
@@ -43,7 +44,7 @@ def _random(
 @register(
     "box",
     "mean filter: every weight 1/size^2",
-    Parameter("size", 3, "kernel side", integer(1, 1025)),
+    Parameter("size", 3, "kernel side", kernel_size()),
 )
 def _box(size: int) -> Filters:
     return Filters(
@@ -54,7 +55,7 @@ def _box(size: int) -> Filters:
 @register(
     "identity",
     "a centred 1: passes the input through (with padding 'same')",
-    Parameter("size", 1, "kernel side (odd)", integer(1, 1025, odd=True)),
+    Parameter("size", 1, "kernel side (odd)", kernel_size(odd=True)),
 )
 def _identity(size: int) -> Filters:
     weight = np.zeros((1, 1, size, size))

@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from featuremap.banks._params import integer, optional, real, real_list
+from featuremap.banks._params import (
+    derived_kernel_size,
+    integer,
+    kernel_size,
+    optional,
+    real,
+    real_list,
+)
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
 
@@ -29,7 +36,10 @@ __all__ = ["gabor_filter", "sigma_for_bandwidth"]
 
 def sigma_for_bandwidth(frequency: float, bandwidth: float) -> float:
     """Envelope sigma of a Gabor filter with the given frequency and octave bandwidth."""
-    prefactor = math.sqrt(math.log(2) / 2) / math.pi * (2**bandwidth + 1) / (2**bandwidth - 1)
+    spread = 2**bandwidth - 1
+    if spread <= 0.0:  # a bandwidth too small for a float: an infinitely wide envelope
+        return math.inf
+    prefactor = math.sqrt(math.log(2) / 2) / math.pi * (2**bandwidth + 1) / spread
     return prefactor / frequency
 
 
@@ -45,6 +55,49 @@ def gabor_filter(
     return envelope * np.cos(2 * math.pi * frequency * u - phase)
 
 
+def _sigmas(frequencies: list[float], bandwidth: float, sigma: float | None) -> list[float]:
+    """The envelope sigma of each frequency; refused if one is not finite (tiny f or bandwidth)."""
+    sigmas = [
+        sigma if sigma is not None else sigma_for_bandwidth(f, bandwidth) for f in frequencies
+    ]
+    for frequency, envelope_sigma in zip(frequencies, sigmas, strict=True):
+        if not math.isfinite(envelope_sigma):
+            raise InputError(
+                f"bank 'gabor' envelope sigma of frequency {frequency:g} with bandwidth "
+                f"{bandwidth:g} is not a finite number; give a larger frequency or bandwidth, or sigma"
+            )
+    return sigmas
+
+
+def _size(size: int | None, sigmas: list[float], n_stds: float) -> int:
+    """The kernel side: ``size``, or ``2 * ceil(n_stds * sigma) + 1`` of the widest filter,
+    refused past :data:`~featuremap.banks._params.MAX_KERNEL_SIZE` before it is used."""
+    if size is not None:
+        return size
+    return derived_kernel_size(
+        "bank 'gabor' kernel size 2*ceil(n_stds*sigma)+1",
+        n_stds * max(sigmas),
+        math.ceil,
+        f"n_stds {n_stds:g}, largest sigma {max(sigmas):g}; lower sigma or n_stds, "
+        "raise the smallest frequency, or give size",
+    )
+
+
+def _shape(
+    size: int | None,
+    orientations: int | None,
+    angles: list[float] | None,
+    frequencies: list[float],
+    phases: list[float],
+    bandwidth: float,
+    sigma: float | None,
+    n_stds: float,
+) -> tuple[int, int, int, int]:
+    n_angles = len(angles) if angles is not None else orientations or 8
+    side = _size(size, _sigmas(frequencies, bandwidth, sigma), n_stds)
+    return len(frequencies) * n_angles * len(phases), 1, side, side
+
+
 @register(
     "gabor",
     "Gabor filters (scikit-image's gabor_kernel): frequencies x orientations x phases",
@@ -52,7 +105,7 @@ def gabor_filter(
         "size",
         None,
         "kernel side (odd); default 2*ceil(n_stds*sigma)+1 of the widest filter",
-        optional(integer(1, odd=True)),
+        optional(kernel_size(odd=True)),
     ),
     Parameter(
         "orientations",
@@ -96,6 +149,7 @@ def gabor_filter(
         "default kernel half-width in sigmas (scikit-image's n_stds)",
         real(0.0, open_minimum=True),
     ),
+    shape=_shape,
 )
 def _gabor(
     size: int | None,
@@ -117,12 +171,9 @@ def _gabor(
         orientations = 8 if orientations is None else orientations
         angles = [math.pi * k / orientations for k in range(orientations)]
         derived["orientations"] = orientations
-    sigmas = [
-        sigma if sigma is not None else sigma_for_bandwidth(f, bandwidth) for f in frequencies
-    ]
+    sigmas = _sigmas(frequencies, bandwidth, sigma)
     if size is None:
-        size = 2 * math.ceil(n_stds * max(sigmas)) + 1
-        derived["size"] = size
+        size = derived["size"] = _size(None, sigmas, n_stds)
     kernels, descriptions = [], []
     for frequency, envelope_sigma in zip(frequencies, sigmas, strict=False):
         for theta in angles:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from featuremap._validation import is_integer
-from featuremap.banks._params import integer, optional, real, real_list
+from featuremap.banks._params import derived_kernel_size, kernel_size, optional, real, real_list
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
 
@@ -31,6 +31,7 @@ __all__ = [
     "gaussian_2d",
     "kernel_radius",
     "laplacian_of_gaussian",
+    "square_shape",
     "stack_centred",
 ]
 
@@ -38,9 +39,33 @@ __all__ = [
 ALL_ORDERS = ([0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2])
 
 
-def kernel_radius(sigma: float, truncate: float, size: int | None) -> int:
-    """Half-width of a Gaussian kernel: SciPy's ``int(truncate * sigma + 0.5)``, or fixed by ``size``."""
-    return (size - 1) // 2 if size is not None else int(truncate * sigma + 0.5)
+def kernel_radius(sigma: float, truncate: float, size: int | None, bank: str = "gaussian") -> int:
+    """Half-width of a Gaussian kernel: SciPy's ``int(truncate * sigma + 0.5)``, or fixed by ``size``.
+
+    A derived kernel larger than :data:`~featuremap.banks._params.MAX_KERNEL_SIZE` raises one
+    :class:`InputError` line naming ``bank``, before anything is allocated.
+    """
+    if size is not None:
+        return (size - 1) // 2
+    side = derived_kernel_size(
+        f"bank {bank!r} kernel size 2*int(truncate*sigma+0.5)+1",
+        truncate * sigma,
+        lambda half: int(half + 0.5),
+        f"truncate {truncate:g}, sigma {sigma:g}; lower sigma or truncate, or give size"
+        if bank != "ilastik"
+        else f"truncate {truncate:g}, sigma {sigma:g}; lower sigma or truncate",
+    )
+    return (side - 1) // 2
+
+
+def _side(bank: str, sigmas: Sequence[float], truncate: float, size: int | None) -> int:
+    """The common kernel side of a bank of these sigmas (the largest radius), checked."""
+    return 2 * max(kernel_radius(s, truncate, size, bank) for s in sigmas) + 1
+
+
+def square_shape(filters: int, side: int) -> tuple[int, int, int, int]:
+    """``(filters, 1, side, side)``: the weight shape of a single-channel bank."""
+    return filters, 1, side, side
 
 
 def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
@@ -117,7 +142,7 @@ SIZE = Parameter(
     "size",
     None,
     "kernel side (odd), one radius for every sigma; default: each sigma its own radius",
-    optional(integer(1, odd=True)),
+    optional(kernel_size(odd=True)),
 )
 TRUNCATE = Parameter(
     "truncate", 4.0, "kernel radius in sigmas when size is not given (SciPy's truncate)", POSITIVE
@@ -136,6 +161,9 @@ TRUNCATE = Parameter(
     ),
     SIZE,
     TRUNCATE,
+    shape=lambda sigmas, orders, size, truncate: square_shape(
+        len(sigmas) * len(orders), _side("gaussian", sigmas, truncate, size)
+    ),
 )
 def _gaussian(
     sigmas: list[float], orders: list[list[int]], size: int | None, truncate: float
@@ -160,6 +188,9 @@ def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
     SIGMAS,
     SIZE,
     TRUNCATE,
+    shape=lambda sigmas, size, truncate: square_shape(
+        len(sigmas), _side("log", sigmas, truncate, size)
+    ),
 )
 def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
     kernels = [laplacian_of_gaussian(s, kernel_radius(s, truncate, size)) for s in sigmas]
@@ -193,6 +224,9 @@ def _parse_ratio(value: Any, where: str) -> float:
     Parameter("k", 1.6, "ratio of the second Gaussian's sigma to the first", _parse_ratio),
     SIZE,
     TRUNCATE,
+    shape=lambda sigmas, k, size, truncate: square_shape(
+        len(sigmas), _side("dog", [*sigmas, *(k * s for s in sigmas)], truncate, size)
+    ),
 )
 def _dog(sigmas: list[float], k: float, size: int | None, truncate: float) -> Filters:
     kernels = [difference_of_gaussians(s, k, truncate, size) for s in sigmas]

@@ -31,6 +31,7 @@ from featuremap.banks.gaussian import (
     gaussian_2d,
     kernel_radius,
     laplacian_of_gaussian,
+    square_shape,
     stack_centred,
 )
 from featuremap.errors import InputError, describe
@@ -54,18 +55,22 @@ FEATURES = {
 def _parse_features(value: Any, where: str) -> list[str]:
     allowed = "a non-empty list of distinct names from " + ", ".join(FEATURES)
     items = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(items, (list, tuple))
-        or not items
-        or len(set(map(repr, items))) != len(items)
-    ):
+    if not isinstance(items, (list, tuple)) or not items:
         raise InputError(f"{where} must be {allowed}, got {describe(value)}")
     for item in items:
-        if item not in FEATURES:
+        if not isinstance(item, str) or item not in FEATURES:
             raise InputError(
                 f"{where} must be {allowed}, got {describe(value)} (unknown {describe(item)})"
             )
+    if len(set(items)) != len(items):
+        raise InputError(f"{where} must be {allowed}, got {describe(value)}")
     return list(items)
+
+
+def _shape(sigmas: list[float], features: list[str], truncate: float) -> tuple[int, int, int, int]:
+    filters = len(sigmas) * sum(len(FEATURES[feature]) for feature in features)
+    side = 2 * max(kernel_radius(s, truncate, None, "ilastik") for s in sigmas) + 1
+    return square_shape(filters, side)
 
 
 def _kernel(name: str, order: list[int] | None, sigma: float, truncate: float) -> np.ndarray:
@@ -93,6 +98,7 @@ def _kernel(name: str, order: list[int] | None, sigma: float, truncate: float) -
         _parse_features,
     ),
     TRUNCATE,
+    shape=_shape,
 )
 def _ilastik(sigmas: list[float], features: list[str], truncate: float) -> Filters:
     kernels, descriptions = [], []

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from featuremap.banks._params import choice, integer
+from featuremap.banks._params import choice, kernel_size
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.banks._vgg import (
     fspecial_gaussian,
@@ -57,7 +57,9 @@ def oriented_bank(scales: list[float], size: int) -> tuple[list[np.ndarray], lis
     return kernels, descriptions
 
 
-SIZE = Parameter("size", 49, "kernel side (odd); the reference uses 49", integer(3, 1025, odd=True))
+SIZE = Parameter("size", 49, "kernel side (odd); the reference uses 49", kernel_size(3, odd=True))
+#: Filters of the ``lm`` bank: 36 oriented, 4 Gaussians and 8 LoGs.
+N_LM_FILTERS = 48
 
 
 @register(
@@ -70,6 +72,7 @@ SIZE = Parameter("size", 49, "kernel side (odd); the reference uses 49", integer
         choice(("LML", "LMS")),
     ),
     SIZE,
+    shape=lambda size, **_: (N_LM_FILTERS, 1, size, size),
 )
 def _lm(variant: str, size: int) -> Filters:
     scales = BASIC_SCALES[variant]

@@ -39,6 +39,8 @@ ROTATION_INVARIANT_SIGMA = 10.0
 MR8_GROUPS = (N_ORIENTATIONS,) * (2 * len(SCALES)) + (1, 1)
 #: The reduction of each group (``MR8fast.m``): largest absolute edge response, signed bar maximum.
 MR8_OPS = ("max_abs",) * len(SCALES) + ("max",) * len(SCALES) + ("max", "max")
+#: Filters of the root filter set: 36 oriented, a Gaussian and a LoG.
+N_RFS_FILTERS = sum(MR8_GROUPS)
 
 
 def _root_filter_set(size: int) -> Filters:
@@ -58,13 +60,17 @@ def _root_filter_set(size: int) -> Filters:
     "rfs",
     "Root Filter Set: 36 oriented edge/bar filters, a Gaussian and a LoG (makeRFSfilters.m)",
     SIZE,
+    shape=lambda size: (N_RFS_FILTERS, 1, size, size),
 )
 def _rfs(size: int) -> Filters:
     return _root_filter_set(size)
 
 
 @register(
-    "mr8", "RFS marked for MR8: max over each 6 orientations -> 8 responses (reduce_groups)", SIZE
+    "mr8",
+    "RFS marked for MR8: max over each 6 orientations -> 8 responses (reduce_groups)",
+    SIZE,
+    shape=lambda size: (N_RFS_FILTERS, 1, size, size),
 )
 def _mr8(size: int) -> Filters:
     filters = _root_filter_set(size)

@@ -31,7 +31,12 @@ def schmid_filter(size: int, sigma: float, tau: float) -> np.ndarray:
     return normalise(np.cos(radius * (math.pi * tau / sigma)) * envelope)
 
 
-@register("schmid", "Schmid's 13 rotation-invariant filters (makeSfilters.m)", SIZE)
+@register(
+    "schmid",
+    "Schmid's 13 rotation-invariant filters (makeSfilters.m)",
+    SIZE,
+    shape=lambda size: (len(SCHMID_PAIRS), 1, size, size),
+)
 def _schmid(size: int) -> Filters:
     kernels = [schmid_filter(size, sigma, tau) for sigma, tau in SCHMID_PAIRS]
     descriptions = [

@@ -24,9 +24,11 @@ __all__ = [
     "job_options",
     "make_security",
     "physical_line",
+    "plural",
     "prepare_job",
     "progress_reporter",
     "refuse_together",
+    "safe",
     "selection_options",
     "store_options",
     "tls_options",
@@ -119,6 +121,11 @@ job_options = _stack(
     ),
     click.option("--overwrite", is_flag=True, help="Replace an existing output store."),
     click.option(
+        "--allow-large",
+        is_flag=True,
+        help="Run outputs over 1 TiB or 10 million blocks (refused otherwise, as likely mistakes).",
+    ),
+    click.option(
         "--resume", is_flag=True, help="Finish an interrupted job: compute only missing blocks."
     ),
     tls_options,
@@ -141,13 +148,15 @@ def make_security(
     Raises
     ------
     InputError
-        Only some of the three files given, or a ``tls://`` address without them.
+        Only some of the three files given, or a ``tls://`` / ``wss://`` address without them.
     """
+    from featuremap.jobs.cluster import ENCRYPTED_SCHEMES, scheme_of
+
     files = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
     if not any(files.values()):
-        if scheduler is not None and scheduler.startswith("tls://"):
+        if scheduler is not None and scheme_of(scheduler) in ENCRYPTED_SCHEMES:
             raise InputError(
-                f"scheduler {scheduler} uses TLS: give --tls-ca-file, --tls-cert and --tls-key"
+                f"scheduler {safe(scheduler)} uses TLS: give --tls-ca-file, --tls-cert and --tls-key"
             )
         return None
     missing = [name for name, value in files.items() if not value]
@@ -172,6 +181,7 @@ def prepare_job(
     device: str,
     overwrite: bool,
     resume: bool,
+    allow_large: bool,
     tls_ca_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -201,7 +211,24 @@ def prepare_job(
         "device": device,
         "overwrite": overwrite,
         "resume": resume,
+        "allow_large": allow_large,
     }
+
+
+def safe(text: Any) -> str:
+    """``text`` with control characters (ESC, OSC and other C0/C1 codes, DEL) escaped, so that
+    a string from a pipeline, a store or a path can never drive the terminal it is printed to."""
+    return "".join(
+        char
+        if char.isprintable() or char in "\t"
+        else char.encode("unicode_escape").decode("ascii")
+        for char in str(text)
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 block``, ``2 blocks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def echo_json(data: Any) -> None:
@@ -246,7 +273,8 @@ class _PlainProgress:
         eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
         percent = 100 * done // total if total else 100
         click.echo(
-            f"featuremap: {done}/{total} blocks ({percent}%), {rate:.1f} blocks/s{eta}", err=True
+            f"featuremap: {done}/{plural(total, 'block')} ({percent}%), {rate:.1f} blocks/s{eta}",
+            err=True,
         )
 
 
@@ -318,11 +346,12 @@ def format_padding(padding: Any) -> str:
 def layer_table(
     title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]
 ) -> Any:
-    """A rich table: one row per layer (metadata as :meth:`featuremap.layers.ResolvedStack.describe`),
+    """A rich table: one row per layer (metadata as :meth:`featuremap.stack.ResolvedStack.describe`),
     after an ``input`` row when ``input_shape`` ``(C, H, W)`` is known."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(safe(title)), title_justify="left")
     for column in (
         "#",
         "layer",
@@ -341,7 +370,7 @@ def layer_table(
     for index, layer in enumerate(layers):
         table.add_row(
             str(index),
-            describe_layer(layer),
+            escape(safe(describe_layer(layer))),
             format_pair(layer["kernel_size"]),
             format_pair(layer["stride"]),
             format_padding(layer["padding"]),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from featuremap.cli._common import progress_reporter
+from featuremap.cli._common import plural, progress_reporter, safe
 
 __all__ = ["demo"]
 
@@ -57,7 +57,8 @@ def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None
         )
     features = shlex.quote(str(Path(summary.store)))
     click.echo(
-        f"{summary.status}: {summary.blocks_total} blocks in {summary.seconds:.1f} s -> {summary.store}"
+        f"{summary.status}: {plural(summary.blocks_total, 'block')} in {summary.seconds:.1f} s "
+        f"-> {safe(summary.store)}"
     )
     click.echo("open it with:")
     click.echo(

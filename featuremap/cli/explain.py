@@ -92,7 +92,6 @@ def explain(
     from featuremap.io import open_input
     from featuremap.jobs.pipeline import load_pipeline
     from featuremap.jobs.plan import physical_geometry
-    from featuremap.stack import resolve_stack
 
     refuse_together(input_shape=input_shape, input=input_store)
     refuse_together(input_shape=input_shape, array=array)
@@ -117,7 +116,7 @@ def explain(
         placement = source.placement
     channels = channels or _first_conv_channels(spec)
     layers = spec.build_layers(channels)
-    stack = resolve_stack(layers, shape, channels)
+    stack = spec.resolve_stack(layers, shape, channels)
     described = stack.describe()
     physical = None if placement is None else physical_geometry(stack.geometry, placement)
     if as_json:

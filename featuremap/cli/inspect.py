@@ -13,7 +13,9 @@ from featuremap.cli._common import (
     layer_summary,
     layer_table,
     physical_line,
+    plural,
     print_rich,
+    safe,
 )
 
 __all__ = ["inspect"]
@@ -66,7 +68,7 @@ def inspect(store: str, as_json: bool) -> None:
         echo_json(report)
         return
     geometry, status = report["geometry"], report["status"]
-    click.echo(f"{report['store']}")
+    click.echo(safe(report["store"]))
     click.echo(
         f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape'], strict=False))}"
         f"  {report['dtype']}, chunks {report['chunks']}"
@@ -79,11 +81,14 @@ def inspect(store: str, as_json: bool) -> None:
     if report["physical"]:
         click.echo(f"  physical  {physical_line(report['physical'])}")
     click.echo(
-        f"  status    {status['status']}, {status['blocks_done']} of {status['blocks_total']} blocks"
+        f"  status    {status['status']}, {status['blocks_done']} of "
+        f"{plural(status['blocks_total'], 'block')}"
     )
     pipeline = report["provenance"].get("pipeline") or {}
-    click.echo(f"  pipeline  {pipeline.get('name')} ({len(pipeline.get('layers', []))} layers)")
+    click.echo(
+        f"  pipeline  {safe(pipeline.get('name'))} ({plural(len(pipeline.get('layers', [])), 'layer')})"
+    )
     for key in PROVENANCE_KEYS:
         if report["provenance"].get(key) is not None:
-            click.echo(f"  {key:<9} {_line(report['provenance'][key])}")
+            click.echo(f"  {key:<9} {safe(_line(report['provenance'][key]))}")
     print_rich(layer_table("layers", None, features.layers))

@@ -8,12 +8,14 @@ no traceback unless the environment sets ``FEATUREMAP_DEBUG=1``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import click
 
 from featuremap._version import __version__
+from featuremap.cli._common import safe
 from featuremap.cli.banks import banks
 from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo
@@ -49,8 +51,24 @@ for _command in (run, submit, status, verify, inspect, explain, banks, preview, 
     cli.add_command(_command)
 
 
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: unwinds a command like Ctrl-C (jobs record ``interrupted``), but is not
+    a ``KeyboardInterrupt``, so click leaves it to :func:`main` to report in one line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return " ".join(safe(text).split())
 
 
 def _fail(message: str, code: int) -> int:
@@ -58,9 +76,18 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _quiet_workers() -> None:
+    """Worker tracebacks go to the job's log file, not the terminal (one line is printed)."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     debug = os.environ.get("FEATUREMAP_DEBUG", "") not in ("", "0")
+    if not debug:
+        _quiet_workers()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,
@@ -78,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("featuremap: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except Interrupted as stop:
+        click.echo(f"featuremap: interrupted ({stop}); finish with --resume", err=True)
+        return EXIT_TERMINATED if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED
     except InputError as error:
         if debug:
             raise
@@ -85,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobError as error:
         if debug:
             raise
-        return _fail(str(error), EXIT_FAILED)
+        log = f" (full log: {error.log})" if error.log else ""
+        return _fail(f"{error}{log}", EXIT_FAILED)
     except Exception as error:  # a bug, reported as one line unless debugging
         if debug:
             raise

@@ -12,9 +12,11 @@ import click
 from featuremap.cli._common import (
     echo_json,
     job_options,
+    plural,
     prepare_job,
     progress_reporter,
     refuse_together,
+    safe,
     selection_options,
     store_options,
 )
@@ -62,10 +64,21 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
 )
+@click.option(
+    "--dashboard",
+    metavar="ADDR",
+    help="Dashboard address of the local cluster (default 127.0.0.1, a free port; e.g. :8787 "
+    "opens it to the network).",
+)
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 def run(
-    pipeline: str, scheduler: str | None, workers: int | None, as_json: bool, **job_flags: Any
+    pipeline: str,
+    scheduler: str | None,
+    workers: int | None,
+    dashboard: str | None,
+    as_json: bool,
+    **job_flags: Any,
 ) -> None:
     """Run PIPELINE (a YAML file) on its input and write the features to its output store.
 
@@ -75,13 +88,26 @@ def run(
     from featuremap.jobs.run import run as run_job
 
     refuse_together(scheduler=scheduler, workers=workers)
+    refuse_together(scheduler=scheduler, dashboard=dashboard)
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
+
+    def announce(link: str) -> None:
+        click.echo(f"featuremap: dashboard at {link}", err=True)
+
     with scheduler_warning(scheduler, job["security"]), progress_reporter() as progress:
-        summary = run_job(spec, workers=workers, progress=progress, **job)
+        summary = run_job(
+            spec,
+            workers=workers,
+            progress=progress,
+            dashboard=dashboard,
+            on_dashboard=announce,
+            **job,
+        )
     if as_json:
         echo_json(summary.to_dict())
         return
     click.echo(
-        f"{summary.status}: {summary.blocks_total} blocks ({summary.blocks_computed} computed, "
-        f"{summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> {summary.store}"
+        f"{summary.status}: {plural(summary.blocks_total, 'block')} ({summary.blocks_computed} "
+        f"computed, {summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> "
+        f"{safe(summary.store)}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._common import echo_json
+from featuremap.cli._common import echo_json, plural, safe
 
 __all__ = ["status"]
 
@@ -31,6 +31,14 @@ def status(store: str, as_json: bool) -> None:
         return
     done, total = info["blocks_done"], info["blocks_total"]
     percent = f" ({100 * done // total}%)" if total else ""
-    click.echo(f"{store}: {info['status']}, {done} of {total} blocks done{percent}")
+    name = f" ({safe(info['name'])})" if info.get("name") else ""
+    click.echo(
+        f"{safe(store)}{name}: {info['status']}, {done} of {plural(total, 'block')} done{percent}"
+    )
+    if info["status"] == "complete" and done < total:
+        click.echo(
+            f"warning: no readable done-marker for {plural(total - done, 'block')} of a complete "
+            f"store; check it with 'featuremap verify {safe(store)}'"
+        )
     if info.get("error"):
-        click.echo(f"error: {info['error']}")
+        click.echo(f"error: {safe(info['error'])}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._common import echo_json
+from featuremap.cli._common import echo_json, plural, safe
 
 __all__ = ["verify"]
 
@@ -37,8 +37,9 @@ def _blocks(blocks: list[list[int]]) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as a JSON object.")
 def verify(store: str, repair: bool, as_json: bool) -> int:
-    """Read every chunk of STORE's features (each carries a crc32c checksum) and check it against
-    the done-markers: report blocks marked done whose chunk is missing or corrupted.
+    """Read everything STORE holds -- every metadata document, every chunk of every array (each
+    carries a crc32c checksum) -- and check each block of features against its done-marker:
+    report what is missing, corrupted or unreadable.
 
     Block indices are (batch blocks..., block_y, block_x).
     """
@@ -49,8 +50,9 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
         echo_json(report)
     else:
         click.echo(
-            f"{store}: {report['status']}, {report['blocks_done']} of {report['blocks_total']} blocks "
-            f"marked done, {report['chunks_read']} chunks read"
+            f"{safe(store)}: {report['status']}, {report['blocks_done']} of "
+            f"{plural(report['blocks_total'], 'block')} marked done, "
+            f"{plural(report['chunks_read'], 'block')} read"
         )
         for kind, what in (
             ("corrupted", "corrupted chunks"),
@@ -59,6 +61,16 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
         ):
             if report[kind]:
                 click.echo(f"{what}: {_blocks(report[kind])}")
+        for name, chunks in report["arrays"].items():
+            click.echo(f"damaged array {safe(name)}: {safe(', '.join(chunks[:3]))}")
+        for name, error in report["documents"].items():
+            click.echo(f"unreadable metadata {safe(name)}: {safe(error)}")
+        if report["unrepairable"]:
+            click.echo(
+                "cannot be recomputed from the store: "
+                f"{safe(', '.join(report['unrepairable']))}; replace it with "
+                "'featuremap run PIPELINE --overwrite'"
+            )
         if report["clean"]:
             click.echo("ok: no damage found")
         elif report["repaired"]:

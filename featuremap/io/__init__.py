@@ -11,11 +11,16 @@ store must record (attributes, weights, layout), and decides what the records me
 from __future__ import annotations
 
 from featuremap.io._paths import (
+    access_error,
+    check_url,
+    dangling_link,
     is_url,
     local_path,
     nearest_existing,
+    normalize_store,
     sweep_partial_files,
 )
+from featuremap.io.create import LayerArrays, create_output
 from featuremap.io.input import InputArray, InputSelection, open_input
 from featuremap.io.layout import (
     FEATURE_DIMS,
@@ -28,10 +33,11 @@ from featuremap.io.layout import (
 )
 from featuremap.io.output import (
     Block,
-    LayerArrays,
     OutputStore,
     consolidate,
-    create_output,
+    damaged_store,
+    made_by_featuremap,
+    read_job_token,
 )
 from featuremap.io.reader import FeatureStore, open_features, open_output
 from featuremap.io.sink import write_block
@@ -49,15 +55,22 @@ __all__ = [
     "LayerArrays",
     "OutputLayout",
     "OutputStore",
+    "access_error",
+    "check_url",
     "consolidate",
     "create_output",
+    "damaged_store",
+    "dangling_link",
     "feature_codecs",
     "is_url",
     "local_path",
+    "made_by_featuremap",
     "nearest_existing",
+    "normalize_store",
     "open_features",
     "open_input",
     "open_output",
+    "read_job_token",
     "storage_versions",
     "sweep_partial_files",
     "write_block",

@@ -2,23 +2,94 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
-__all__ = ["is_url", "local_path", "nearest_existing", "sweep_partial_files"]
+from featuremap.errors import InputError, error_line
+
+__all__ = [
+    "PROTOCOL_EXTRAS",
+    "check_url",
+    "dangling_link",
+    "is_url",
+    "local_path",
+    "nearest_existing",
+    "normalize_store",
+    "sweep_partial_files",
+    "write_atomically",
+]
+
+#: The featuremap extra (or package) that brings each remote protocol's fsspec filesystem.
+PROTOCOL_EXTRAS = {
+    "s3": "featuremap[s3]",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+}
+#: Protocols whose "stores" vanish with the process: refused as job outputs.
+EPHEMERAL = ("memory",)
 
 
 def is_url(store: str) -> bool:
-    """``True`` for an fsspec URL such as ``s3://bucket/x.zarr`` (``file://`` included)."""
+    """``True`` for an fsspec URL such as ``s3://bucket/x.zarr`` (``file://`` excluded by
+    :func:`normalize_store`)."""
     return "://" in store
 
 
+def normalize_store(store: str) -> str:
+    """A ``file://`` URL as the plain path it names (it works like one everywhere)."""
+    return store[len("file://") :] if store.startswith("file://") else store
+
+
 def local_path(store: str) -> Path | None:
-    """The local filesystem path of a store, or ``None`` for a remote URL."""
-    if store.startswith("file://"):
-        return Path(store[len("file://") :]).resolve()
+    """The local filesystem path of a store (symbolic links resolved), or ``None`` for a remote
+    URL. A symbolic link loop is an :class:`InputError` naming the path."""
+    store = normalize_store(store)
     if is_url(store):
         return None
-    return Path(store).expanduser().resolve()
+    try:
+        return Path(store).expanduser().resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: Python < 3.13's "Symlink loop"
+        raise InputError(
+            f"path {store!r} cannot be resolved ({error}); it is probably a symbolic link loop: "
+            "fix the link or give another path"
+        ) from None
+
+
+def check_url(store: str, *, output: bool = False) -> None:
+    """Refuse a URL whose filesystem is not installed (naming the extra to install) or, for an
+    output, one that does not persist (``memory://``)."""
+    store = normalize_store(store)
+    if not is_url(store):
+        return
+    protocol = store.split("://", 1)[0].lower()
+    if output and protocol in EPHEMERAL:
+        raise InputError(
+            f"output {store!r} is an in-memory store that vanishes with each process; give a "
+            "path or an object store URL"
+        )
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError:
+        extra = PROTOCOL_EXTRAS.get(protocol, f"the fsspec filesystem for {protocol}://")
+        raise InputError(
+            f"{store!r} needs the {protocol}:// filesystem, which is not installed; install "
+            f"{extra} (pip install '{extra}')"
+        ) from None
+    except ValueError:
+        raise InputError(
+            f"{store!r} has an unknown protocol {protocol!r}; give a path or a URL fsspec knows"
+        ) from None
+
+
+def dangling_link(store: str) -> bool:
+    """Whether ``store`` is a symbolic link whose target does not exist."""
+    store = normalize_store(store)
+    return not is_url(store) and os.path.islink(store) and not os.path.exists(store)
 
 
 def nearest_existing(path: Path) -> Path:
@@ -26,6 +97,18 @@ def nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` in one step: written beside it as ``*.partial``, then renamed
+    over it, so that a crash or a full disk leaves the old file or the new, never a torn one."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def sweep_partial_files(store: str) -> int:
@@ -38,3 +121,15 @@ def sweep_partial_files(store: str) -> int:
         leftover.unlink(missing_ok=True)
         swept += 1
     return swept
+
+
+def access_error(what: str, store: str, error: BaseException) -> InputError:
+    """The one-line error for a store that cannot be reached (object stores: credentials,
+    permissions, network), with the credentials hint where that is what is missing."""
+    text = f"{type(error).__name__} {error}".lower()
+    hint = (
+        "; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile) for s3://"
+        if "credential" in text
+        else ""
+    )
+    return InputError(f"cannot open {what} {store!r}: {error_line(error)}{hint}")

@@ -8,6 +8,8 @@ corrupted or truncated chunk into an error.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,21 @@ import zarr
 from featuremap.errors import error_line
 from featuremap.io._paths import local_path
 
-__all__ = ["Chunk", "chunk_value", "delete_chunks", "stored_chunks", "unreadable_chunks"]
+__all__ = [
+    "Chunk",
+    "chunk_value",
+    "content_identity",
+    "delete_chunks",
+    "metadata_documents",
+    "region_errors",
+    "stored_chunks",
+    "unreadable_chunks",
+]
+
+#: The names of Zarr's metadata documents (format 3, then format 2).
+_DOCUMENTS = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+#: A caller's name for what a region belongs to (e.g. a block index).
+Key = Any
 
 #: Chunks read at once: reading is I/O- and decompression-bound, both release the GIL.
 READ_THREADS = 8
@@ -42,6 +58,36 @@ def _list_remote(url: str) -> list[str]:
     filesystem, root = fsspec.core.url_to_fs(url)
     root = root.rstrip("/")
     return [key[len(root) + 1 :] for key in filesystem.find(root)]
+
+
+def content_identity(store: str, array: str | None) -> dict[str, Any]:
+    """What identifies an input's *content* cheaply: a digest over every stored object of the
+    array -- its key, size and modification time (local files, in nanoseconds), or its ETag on
+    an object store -- and how many there are. Costs one listing (and one ``stat`` per local
+    chunk) at the start of a job and again on ``--resume``, which refuses an input whose digest
+    changed; it reads no chunk."""
+    url = f"{store.rstrip('/')}/{array}" if array else store
+    root = local_path(url)
+    entries: list[str] = []
+    if root is not None:
+        for key in sorted(_list_local(root)):
+            info = (root / key).stat()
+            entries.append(f"{key}\t{info.st_size}\t{info.st_mtime_ns}")
+    else:
+        import fsspec
+
+        filesystem, remote_root = fsspec.core.url_to_fs(url)
+        prefix = remote_root.rstrip("/")
+        for path, info in sorted(filesystem.find(prefix, detail=True).items()):
+            tag = (
+                info.get("ETag")
+                or info.get("etag")
+                or info.get("LastModified")
+                or info.get("mtime")
+            )
+            entries.append(f"{path[len(prefix) + 1 :]}\t{info.get('size')}\t{tag}")
+    digest = hashlib.sha256("\n".join(entries).encode()).hexdigest()
+    return {"objects": len(entries), "sha256": digest}
 
 
 def _array_url(store: str, array: zarr.Array[Any]) -> str:
@@ -80,6 +126,61 @@ def unreadable_chunks(array: zarr.Array[Any], chunks: Iterable[Chunk]) -> dict[C
         return {
             chunk: error for chunk, error in zip(wanted, errors, strict=True) if error is not None
         }
+
+
+def region_errors(
+    array: zarr.Array[Any], regions: Iterable[tuple[Key, tuple[slice, ...]]]
+) -> dict[Key, str]:
+    """For ``(key, region)`` pairs: the keys one of whose regions fails to decode, with the first
+    error. A region of one inner chunk of a sharded array decodes that chunk only."""
+    items = list(regions)
+
+    def error_of(region: tuple[slice, ...]) -> str | None:
+        try:
+            array[region]
+        except Exception as error:  # noqa: BLE001 -- any decode failure is damage
+            return error_line(error)
+        return None
+
+    found: dict[Key, str] = {}
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for (key, _), error in zip(
+            items, pool.map(lambda item: error_of(item[1]), items), strict=True
+        ):
+            if error is not None:
+                found.setdefault(key, error)
+    return found
+
+
+def metadata_documents(store: str) -> dict[str, str]:
+    """The metadata documents (``zarr.json``, ``.zarray``, ``.zattrs``, ``.zgroup``) of a store
+    that do not parse as JSON, by path, with the error; ``{}`` when every one parses."""
+    root = local_path(store)
+    if root is not None:
+        keys = _list_local(root)
+
+        def read(key: str) -> bytes:
+            return (root / key).read_bytes()
+
+    else:
+        import fsspec
+
+        filesystem, remote_root = fsspec.core.url_to_fs(store)
+        prefix = remote_root.rstrip("/")
+        keys = [key[len(prefix) + 1 :] for key in filesystem.find(prefix)]
+
+        def read(key: str) -> bytes:
+            return bytes(filesystem.cat_file(f"{prefix}/{key}"))
+
+    damaged = {}
+    for key in sorted(keys):
+        if key.rsplit("/", 1)[-1] not in _DOCUMENTS:
+            continue
+        try:
+            json.loads(read(key))
+        except (OSError, ValueError) as error:
+            damaged[key] = error_line(error)
+    return damaged
 
 
 def chunk_value(array: zarr.Array[Any], chunk: Chunk) -> Any:

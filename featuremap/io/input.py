@@ -12,6 +12,7 @@ reordered inside each block's read, never by copying the input.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,8 +25,8 @@ import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
 from featuremap._validation import is_integer
-from featuremap.errors import InputError, describe
-from featuremap.io._paths import local_path
+from featuremap.errors import InputError, describe, error_line
+from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, AxesSpec, resolve_axes
 from featuremap.io.layout import FEATURE_DIMS
 from featuremap.io.ome import read_multiscales
@@ -205,6 +206,52 @@ class InputArray:
             x = x[..., None, :, :]
         return _regular_batch_chunks(x, self.batch_chunks)
 
+    def read(
+        self,
+        batch: Sequence[slice],
+        rows: Sequence[Interval],
+        cols: Sequence[Interval],
+        *,
+        session: str = "",
+    ) -> np.ndarray:
+        """A block's input window as ``(*batch, C, h, w)``: the batch slices, the channels read
+        and the concatenated ``rows`` x ``cols`` intervals (coordinates of the part read).
+
+        Each interval rectangle is read straight from its stored chunks; the reordering of axes
+        and the channel selection happen on this small window, never on the whole input. The
+        opened array is reused by the reads of one ``session`` (a job's token) in a process.
+        """
+        array = _open_array(self.path, self.name, session)
+        axes = self.axes
+        index: list[Any] = [slice(start, stop) for start, stop in self.region]
+        for axis, part in zip(axes.batch, batch, strict=True):
+            start = self.region[axis][0]
+            index[axis] = slice(start + (part.start or 0), start + part.stop)
+        y0, x0 = self.region[axes.y][0], self.region[axes.x][0]
+        tiles = []
+        for row_start, row_stop in rows:
+            row = []
+            for col_start, col_stop in cols:
+                index[axes.y] = slice(y0 + row_start, y0 + row_stop)
+                index[axes.x] = slice(x0 + col_start, x0 + col_stop)
+                row.append(np.asarray(array[tuple(index)]))
+            tiles.append(np.concatenate(row, axis=axes.x))
+        window = np.concatenate(tiles, axis=axes.y)
+        if self.channels is not None and axes.channel is not None:
+            window = np.take(window, self.channels, axis=axes.channel)
+        window = window.transpose(axes.order)
+        return window if axes.channel is not None else window[..., None, :, :]
+
+
+@functools.lru_cache(maxsize=8)
+def _open_array(path: str, name: str | None, session: str) -> zarr.Array[Any]:
+    """The input array, opened once per worker process and job (``session``): a worker that
+    outlives a job never reads a replaced array through metadata cached for an earlier one."""
+    node = zarr.open(store=path, mode="r", path=name or "")
+    if not isinstance(node, zarr.Array):
+        raise InputError(f"input {path!r} ({name}) is no longer an array")
+    return node
+
 
 def _regular_batch_chunks(x: Any, sizes: Sequence[int]) -> Any:
     """Batch axes chunked regularly from the region's start (output blocks never straddle an
@@ -236,9 +283,11 @@ def _open_node(store: str) -> zarr.Array[Any] | zarr.Group:
         return zarr.open(store=store, mode="r")
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
         raise InputError(
-            f"input store {store!r} is not a Zarr array or group ({type(error).__name__}: {error}); "
+            f"input store {store!r} is not a Zarr array or group ({error_line(error)}); "
             "give a .zarr store"
         ) from None
+    except Exception as error:  # noqa: BLE001 -- object stores: credentials, permissions, network
+        raise access_error("input store", store, error) from None
 
 
 def _array_names(group: zarr.Group) -> list[str]:

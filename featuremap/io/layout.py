@@ -25,10 +25,12 @@ from typing import Any
 
 import zarr.codecs
 
+from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.geometry import StackGeometry, ceil_div
 from featuremap.io.placement import Placement
 
 __all__ = [
+    "CODEC_LEVELS",
     "FEATURES",
     "FEATURE_DIMS",
     "JOB_GROUP",
@@ -47,20 +49,25 @@ FEATURE_DIMS = ("feature", "y", "x")
 ROOT_KEY = "featuremap"
 #: The subgroup of job bookkeeping (owner, heartbeat, done-markers).
 JOB_GROUP = "_job"
-#: The done-marker array: one ``uint8`` chunk per output block, ``1`` once the block is on disk.
+#: The done-markers: one bit per block, packed (:mod:`featuremap.io.markers`).
 MARKERS = f"{JOB_GROUP}/done"
+#: Default Blosc level of each codec (LZ4 is fast at any level; zstd 1 is its fast setting).
+CODEC_LEVELS = {"lz4": 5, "zstd": 1}
 
 
-def feature_codecs() -> list[Any]:
-    """Bytes-to-bytes codecs of ``features``: Blosc LZ4 with byte shuffle, then a crc32c checksum.
+def feature_codecs(codec: OutputCodec = "lz4", level: int | None = None) -> list[Any]:
+    """Bytes-to-bytes codecs of ``features``: Blosc ``lz4`` or ``zstd`` with byte shuffle (or
+    no compression, ``none``), then always a crc32c checksum.
 
     Float features of noisy data barely compress; LZ4 costs about what raw bytes cost to write
-    while Zstandard (Zarr's default) nearly doubles the write time for ~1 % more savings.
+    while Zstandard (Zarr's default) nearly doubles the write time for ~1 % more savings, and
+    wins on smooth or float16 features.
     """
-    return [
-        zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
-        zarr.codecs.Crc32cCodec(),
-    ]
+    checksum = zarr.codecs.Crc32cCodec()
+    if codec == "none":
+        return [checksum]
+    clevel = CODEC_LEVELS[codec] if level is None else level
+    return [zarr.codecs.BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle"), checksum]
 
 
 def checked_codecs() -> list[Any]:
@@ -80,6 +87,10 @@ class OutputLayout:
 
     ``placement`` is the *output's*: each output pixel's centre in the input's physical units
     (:meth:`featuremap.io.placement.Spacing.compose`), the batch axes' coordinates and the CRS.
+
+    A *block* is what one task computes and writes and one done-marker covers: a chunk, or with
+    ``shards`` a shard of whole chunks (Zarr v3 sharding; one writer per shard, so concurrent
+    tasks never touch the same object).
     """
 
     batch_dims: tuple[str, ...]
@@ -89,6 +100,36 @@ class OutputLayout:
     batch_kinds: tuple[str, ...] = ()
     placement: Placement = field(default_factory=Placement)
     feature_labels: tuple[str, ...] = ()
+    dtype: OutputDtype = "float32"
+    codec: OutputCodec = "lz4"
+    codec_level: int | None = None
+    shards: tuple[int, ...] | None = None
+
+    @property
+    def block_shape(self) -> tuple[int, ...]:
+        """The shape of one block (a shard when sharded, else a chunk), compute order."""
+        return self.shards if self.shards is not None else self.chunks
+
+    @property
+    def block_out(self) -> tuple[int, int]:
+        """The ``(y, x)`` size of one block."""
+        return (self.block_shape[-2], self.block_shape[-1])
+
+    @property
+    def storage_shards(self) -> tuple[int, ...] | None:
+        return None if self.shards is None else self._to_storage(self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        """How the features are stored, for the store's attributes."""
+        return {
+            "dtype": self.dtype,
+            "codec": self.codec,
+            "codec_level": CODEC_LEVELS.get(self.codec)
+            if self.codec_level is None
+            else self.codec_level,
+            "chunks": list(self.storage_chunks),
+            "shards": None if self.shards is None else list(self._to_storage(self.shards)),
+        }
 
     @property
     def feature_axis(self) -> int:
@@ -131,8 +172,17 @@ class OutputLayout:
         """Blocks per axis, the feature axis left out: ``(*batch_blocks, blocks_y, blocks_x)``."""
         return tuple(
             ceil_div(n, c)
-            for i, (n, c) in enumerate(zip(self.shape, self.chunks, strict=True))
+            for i, (n, c) in enumerate(zip(self.shape, self.block_shape, strict=True))
             if i != len(self.shape) - 3
+        )
+
+    def block_slices(self, block: tuple[int, ...]) -> tuple[slice, ...]:
+        """Where ``block`` (``(*batch_blocks, iy, ix)``) lies in the output, compute order."""
+        *batch, iy, ix = block
+        per_axis = [*batch, 0, iy, ix]
+        return tuple(
+            slice(index * size, min((index + 1) * size, length))
+            for index, size, length in zip(per_axis, self.block_shape, self.shape, strict=True)
         )
 
     @property

@@ -1,4 +1,5 @@
-"""Creating an output store, and the store as the job layer sees it (:class:`OutputStore`).
+"""The output store as the job layer sees it (:class:`OutputStore`); created by
+:mod:`featuremap.io.create`.
 
 The job layer decides *what* to record (status, owner, heartbeat, provenance); this module
 decides *where* it lives in the Zarr group (:mod:`featuremap.io.layout`) and how it is written.
@@ -6,15 +7,21 @@ decides *where* it lives in the Zarr group (:mod:`featuremap.io.layout`) and how
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import zarr
 
+from featuremap.errors import BrokenStoreError, describe, error_line
+from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
@@ -22,23 +29,20 @@ from featuremap.io.layout import (
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
-    OutputLayout,
-    checked_codecs,
-    feature_codecs,
 )
-from featuremap.io.ome import OmeAxis, ome_multiscales
-from featuremap.io.placement import Coordinate, Spacing, regular_spacing
+from featuremap.io.markers import MarkerWriter, done_numbers
 
 __all__ = [
     "Block",
-    "LayerArrays",
     "Mode",
     "OutputStore",
     "array_at",
     "attrs_dict",
     "consolidate",
-    "create_output",
+    "damaged_store",
     "feature_chunk",
+    "made_by_featuremap",
+    "read_job_token",
 ]
 
 #: A block index ``(*batch_blocks, block_y, block_x)``.
@@ -51,20 +55,11 @@ def feature_chunk(block: Block, feature_axis: int) -> tuple[int, ...]:
     return (*block[:feature_axis], 0, *block[feature_axis:])
 
 
-@dataclass(frozen=True)
-class LayerArrays:
-    """The weights (and bias) a conv layer was run with, stored under ``layers/<index>/``."""
-
-    index: int
-    weight: np.ndarray
-    bias: np.ndarray | None
-
-
 #: How a store is opened: read, read/write, create (replacing) or create (new only).
 Mode = Literal["r", "r+", "w", "w-"]
 
 
-def _open_group(store: str, mode: Mode, *, consolidated: bool = False) -> zarr.Group:
+def open_group(store: str, mode: Mode, *, consolidated: bool = False) -> zarr.Group:
     return zarr.open_group(store=store, mode=mode, zarr_format=3, use_consolidated=consolidated)
 
 
@@ -81,14 +76,25 @@ def attrs_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+def damaged_store(store: str, document: str, error: BaseException) -> BrokenStoreError:
+    """The error for a featuremap store whose ``document`` cannot be read."""
+    return BrokenStoreError(
+        f"output store {store!r} is damaged: {document} cannot be read ({error_line(error)}); "
+        "check it with 'featuremap verify', or replace the store with 'featuremap run ... --overwrite'"
+    )
+
+
 @dataclass(frozen=True)
 class OutputStore:
     """An output group opened for the job layer: attributes, job records and done-markers.
 
     Open it with :meth:`open`. The consolidated metadata (written for xarray when a job
     completes) is not used unless ``consolidated``: it is a snapshot, and the job bookkeeping in
-    ``_job`` changes after it (a resumed job's heartbeat). A group opened without it drops it
-    when its attributes are written; the job's last write (``status: complete``) opens with it.
+    ``_job`` changes after it (a resumed job's heartbeat). Attributes are read afresh from their
+    documents and rewritten atomically (:meth:`update_root`, :meth:`update_job`).
+
+    Reading damaged bookkeeping (a missing ``_job``, an unreadable ``zarr.json``, root attributes
+    that are not featuremap's) raises :class:`BrokenStoreError` naming the file and the fix.
     """
 
     path: str
@@ -97,42 +103,110 @@ class OutputStore:
     @classmethod
     def open(cls, path: str, mode: Mode = "r", *, consolidated: bool = False) -> OutputStore:
         """Open ``path`` (``mode`` ``"r"`` or ``"r+"``); Zarr's own errors propagate."""
-        return cls(path, _open_group(path, mode, consolidated=consolidated))
+        return cls(path, open_group(path, mode, consolidated=consolidated))
 
     # -- attributes ---------------------------------------------------------------------------
 
     @property
     def is_featuremap(self) -> bool:
-        """Whether featuremap's root attributes are there."""
-        return ROOT_KEY in self.group.attrs
+        """Whether featuremap's root attributes are there (a mapping, as featuremap writes)."""
+        return isinstance(self.group.attrs.get(ROOT_KEY), Mapping)
 
     @property
     def root(self) -> dict[str, Any]:
-        """The root ``featuremap`` attributes (status, provenance)."""
-        return attrs_dict(self.group.attrs.get(ROOT_KEY))
+        """The root ``featuremap`` attributes (status, provenance), read afresh."""
+        value = self._attributes("").get(ROOT_KEY)
+        if value is not None and not isinstance(value, Mapping):
+            raise BrokenStoreError(
+                f"output store {self.path!r} is damaged: the root attribute {ROOT_KEY!r} is "
+                f"{describe(value)}, not featuremap's record; replace the store with "
+                "'featuremap run ... --overwrite'"
+            )
+        return dict(value or {})
 
     def update_root(self, **fields: Any) -> None:
         """Merge ``fields`` into the root ``featuremap`` attributes."""
-        self.group.attrs[ROOT_KEY] = {**self.root, **fields}
+        self._update_attributes("", lambda attrs: {**attrs, ROOT_KEY: {**self.root, **fields}})
 
-    @property
-    def has_job_group(self) -> bool:
-        return JOB_GROUP in self.group
+    def _job_group(self) -> zarr.Group:
+        try:
+            node = self.group[JOB_GROUP]
+        except KeyError:
+            raise BrokenStoreError(
+                f"output store {self.path!r} is damaged: its job bookkeeping {JOB_GROUP}/ is "
+                "missing; replace the store with 'featuremap run ... --overwrite'"
+            ) from None
+        except Exception as error:  # noqa: BLE001 -- a torn zarr.json: any decode error
+            raise damaged_store(self.path, f"{JOB_GROUP}/zarr.json", error) from None
+        if not isinstance(node, zarr.Group):
+            raise damaged_store(
+                self.path, f"{JOB_GROUP}/zarr.json", TypeError("an array, not a group")
+            )
+        return node
 
     @property
     def job(self) -> dict[str, Any]:
-        """The ``_job`` group's attributes (owner, heartbeat, fingerprint); ``{}`` without it."""
-        return dict(self.group[JOB_GROUP].attrs) if self.has_job_group else {}
+        """The ``_job`` group's attributes (owner, heartbeat, fingerprint, marker layout)."""
+        return self._attributes(JOB_GROUP)
 
     def update_job(self, fields: Mapping[str, Any]) -> None:
         """Merge ``fields`` into the ``_job`` group's attributes."""
-        self.group[JOB_GROUP].attrs.update(dict(fields))
+        self._update_attributes(JOB_GROUP, lambda attrs: {**attrs, **fields})
+
+    def _document(self, node: str) -> Path | None:
+        """The local ``zarr.json`` of the group ``node`` (``""``: the root); ``None`` remotely."""
+        local = local_path(self.path)
+        return None if local is None else local / node / "zarr.json"
+
+    def _attributes(self, node: str) -> dict[str, Any]:
+        """The attributes of the group ``node``, read afresh from its document."""
+        document = self._document(node)
+        if document is None:
+            group = self.group if not node else self._job_group()
+            return dict(group.attrs)
+        if node and not document.parent.is_dir():
+            self._job_group()  # raises the "missing" error
+        try:
+            attributes = json.loads(document.read_bytes()).get("attributes") or {}
+        except (OSError, ValueError, AttributeError) as error:
+            raise damaged_store(self.path, f"{node}/zarr.json".lstrip("/"), error) from None
+        return dict(attributes)
+
+    def _update_attributes(
+        self, node: str, update: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Rewrite the attributes of the group ``node``: on a local filesystem atomically (the
+        whole document renamed over the old one: a crash or a full disk never leaves a torn
+        ``zarr.json``), on an object store as one put, which is atomic there."""
+        document = self._document(node)
+        if document is None:
+            group = self.group if not node else self._job_group()
+            group.attrs.put(update(dict(group.attrs)))
+            return
+        content = json.loads(document.read_bytes())
+        content["attributes"] = update(self._attributes(node))
+        write_atomically(document, json.dumps(content, indent=2).encode())
+
+    def job_token(self) -> str | None:
+        """The id of the job that owns the store now, read afresh (the fencing token)."""
+        return read_job_token(self.path)
 
     # -- blocks -------------------------------------------------------------------------------
 
+    def _array(self, path: str) -> zarr.Array[Any]:
+        try:
+            return array_at(self.group, path)
+        except KeyError:
+            raise BrokenStoreError(
+                f"output store {self.path!r} is damaged: {path} is missing; replace the store "
+                "with 'featuremap run ... --overwrite'"
+            ) from None
+        except Exception as error:  # noqa: BLE001 -- a torn zarr.json
+            raise damaged_store(self.path, f"{path}/zarr.json", error) from None
+
     @property
     def features(self) -> zarr.Array[Any]:
-        return array_at(self.group, FEATURES)
+        return self._array(FEATURES)
 
     @property
     def feature_axis(self) -> int:
@@ -141,211 +215,154 @@ class OutputStore:
         return names.index("feature") if "feature" in names else len(self.features.shape) - 3
 
     @property
-    def out_chunks(self) -> tuple[int, int]:
-        """The ``(y, x)`` block size of ``features``."""
-        chunks = self.features.chunks
-        return (chunks[-2], chunks[-1])
+    def block_shape(self) -> tuple[int, ...]:
+        """The stored shape of one block: a shard when sharded, else a chunk."""
+        features = self.features
+        return tuple(features.shards or features.chunks)
 
     @property
-    def has_markers(self) -> bool:
-        return MARKERS in self.group
+    def out_chunks(self) -> tuple[int, int]:
+        """The ``(y, x)`` size of one block."""
+        shape = self.block_shape
+        return (shape[-2], shape[-1])
 
     @property
     def markers(self) -> zarr.Array[Any]:
-        return array_at(self.group, MARKERS)
+        return self._array(MARKERS)
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
-        """Blocks per axis (the marker array's shape)."""
-        return tuple(self.markers.shape)
+        """Blocks per axis, ``(*batch_blocks, blocks_y, blocks_x)`` (from the job's record)."""
+        grid = self.job.get("grid")
+        if isinstance(grid, list):
+            return tuple(int(n) for n in grid)
+        return _legacy_grid(self.markers)
 
-    def blocks(self) -> list[Block]:
-        """Every block index of the grid, in C order."""
-        return list(itertools.product(*(range(n) for n in self.grid_shape)))
+    @property
+    def blocks_total(self) -> int:
+        return math.prod(self.grid_shape)
 
-    def done_mask(self) -> np.ndarray:
-        """``True`` where a block's done-marker is set. A marker chunk that cannot be decoded (a
-        damaged file) counts as not set, so the block is recomputed rather than the job stopped."""
+    def block_of(self, number: int) -> Block:
+        return tuple(int(i) for i in np.unravel_index(number, self.grid_shape))
+
+    def done_numbers(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first block number, done bits)`` per marker chunk, one chunk in memory at a time."""
         markers = self.markers
-        try:
-            done: np.ndarray = np.asarray(markers[...]) == 1
-            return done
-        except Exception:  # noqa: BLE001 -- any decode error: read marker by marker, as verify does
-            marked = np.zeros(markers.shape, dtype=bool)
-            for index in np.ndindex(*markers.shape):
-                try:
-                    marked[index] = markers[index] == 1
-                except Exception:  # noqa: BLE001 -- unreadable: not done
-                    continue
-            return marked
+        if _legacy_grid(markers) != ():
+            done = _legacy_done(markers).reshape(-1)
+            yield 0, done
+            return
+        yield from done_numbers(markers, self.blocks_total)
+
+    def undone_blocks(self) -> Iterator[Block]:
+        """Every block whose done-marker is not set, in C order, lazily."""
+        for first, bits in self.done_numbers():
+            for offset in np.flatnonzero(~bits):
+                yield self.block_of(first + int(offset))
 
     def done_blocks(self) -> set[Block]:
-        """Block indices whose done-marker is set."""
-        return {tuple(int(i) for i in index) for index in np.argwhere(self.done_mask())}
-
-    def stored_blocks(self) -> set[Block]:
-        """Blocks whose ``features`` chunk is on disk (listed, not read)."""
-        by_chunk = {feature_chunk(block, self.feature_axis): block for block in self.blocks()}
-        return {by_chunk[chunk] for chunk in stored_chunks(self.path, self.features, by_chunk)}
+        """Block indices whose done-marker is set (for small stores and tests)."""
+        return {
+            self.block_of(first + int(offset))
+            for first, bits in self.done_numbers()
+            for offset in np.flatnonzero(bits)
+        }
 
     def count_done(self) -> int:
-        """Number of blocks whose done-marker is set (0 without markers)."""
-        return int(np.count_nonzero(self.done_mask())) if self.has_markers else 0
+        """Number of blocks whose done-marker is set."""
+        return sum(int(np.count_nonzero(bits)) for _, bits in self.done_numbers())
+
+    def marker_writer(self, check: Callable[[], None]) -> MarkerWriter:
+        """The job's one marker writer (``check``: its fencing check before every flush)."""
+        return MarkerWriter(self.markers, self.blocks_total, check)
+
+    def arrays(self) -> list[tuple[str, zarr.Array[Any]]]:
+        """Every array of the store with its path (``features``, coordinates, weights, markers).
+
+        Listed from the consolidated metadata in the root document where there is one, so that
+        one torn array document does not hide the others.
+        """
+        try:
+            group = open_group(self.path, "r", consolidated=True)
+        except ValueError:  # no consolidated metadata: walk the hierarchy
+            group = self.group
+        return [
+            (path, node)
+            for path, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array)
+        ]
+
+    def stored_blocks(self) -> set[Block]:
+        """Blocks whose ``features`` chunk (or shard) is on disk (listed, not read)."""
+        by_chunk = {
+            feature_chunk(block, self.feature_axis): block for block in _all(self.grid_shape)
+        }
+        return {by_chunk[chunk] for chunk in stored_chunks(self.path, self.features, by_chunk)}
 
 
-def _create_coordinate(
-    group: zarr.Group,
-    name: str,
-    values: np.ndarray,
-    attrs: Mapping[str, Any] | None = None,
-    dims: Sequence[str] | None = None,
-) -> None:
-    array = group.create_array(
-        name,
-        shape=values.shape,
-        chunks=values.shape if values.ndim else "auto",
-        # text (feature labels) as Zarr's variable-length UTF-8 strings, which xarray reads
-        dtype=str if values.dtype.kind == "U" else values.dtype,
-        dimension_names=list(dims if dims is not None else [name]),
-        compressors=checked_codecs(),
-    )
-    array[...] = values
-    if attrs:
-        array.attrs.update(dict(attrs))
+def made_by_featuremap(store: str) -> bool:
+    """Whether featuremap can prove it made ``store``: its root record, or -- when the root
+    document is damaged -- its job record (``_job`` with the owner and the block grid), which
+    no other tool writes. Only such a store is ever replaced (``--overwrite``)."""
+    return _has_root_record(store) or _has_job_record(store)
 
 
-def _spatial_attrs(spacing: Spacing) -> dict[str, Any]:
-    """A ``y`` / ``x`` coordinate's attributes: the input's own, and its ``units``."""
-    return {**spacing.attrs, "units": spacing.unit or "pixel"}
+def _has_root_record(store: str) -> bool:
+    try:
+        return isinstance(open_group(store, "r").attrs.get(ROOT_KEY), Mapping)
+    except Exception:  # noqa: BLE001 -- a torn root zarr.json: no root record
+        return False
 
 
-def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
-    """``y``, ``x`` in physical units, ``feature`` labels, the batch axes' values and the CRS."""
-    placement = layout.placement
-    for name, spacing, length in (
-        ("y", placement.y, layout.shape[-2]),
-        ("x", placement.x, layout.shape[-1]),
-    ):
-        _create_coordinate(group, name, spacing.values(length), _spatial_attrs(spacing))
-    labels = layout.feature_labels or tuple(str(i) for i in range(layout.shape[-3]))
-    _create_coordinate(group, "feature", np.array(labels, dtype=str))
-    for name, coordinate in placement.batch.items():
-        _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
-    if placement.grid_mapping is not None:
-        _create_coordinate(
-            group,
-            placement.grid_mapping.name,
-            np.array(0, dtype=np.int64),
-            placement.grid_mapping.attrs,
-            dims=(),
-        )
+def _has_job_record(store: str) -> bool:
+    try:
+        job = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+    except Exception:  # noqa: BLE001 -- no readable job record
+        return False
+    return isinstance(job.get("owner"), Mapping) and isinstance(job.get("grid"), list)
 
 
-def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
-    """A batch axis for NGFF: ``z`` is a space axis, placed by its coordinates when they are
-    regular; a lone other batch axis is NGFF's time axis; several have no NGFF type."""
-    regular = (
-        None
-        if coordinate is None
-        else regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
-    )
-    if kind == "z":
-        if regular is None:
-            return OmeAxis(name, "space")
-        return OmeAxis(name, "space", regular.unit, regular.scale, regular.translation)
-    return OmeAxis(name, "time" if lone else "batch")
+def read_job_token(store: str) -> str | None:
+    """The id of the job that owns ``store`` now, read afresh from ``_job/zarr.json`` (the
+    fencing token); ``None`` when there is no readable one (the store is being replaced).
 
-
-def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
-    """The stored array's axes as NGFF sees them (see :mod:`featuremap.io.ome`)."""
-    placement = layout.placement
-    kinds = dict(
-        zip(layout.batch_dims, layout.batch_kinds or ("n",) * len(layout.batch_dims), strict=True)
-    )
-    lone = sum(1 for kind in kinds.values() if kind != "z") <= 1
-    axes = []
-    for name in layout.dims:
-        if name in ("y", "x"):
-            spacing = placement.y if name == "y" else placement.x
-            axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
-        elif name == "feature":
-            axes.append(OmeAxis(name, "channel"))
-        else:
-            axes.append(_ome_batch_axis(name, kinds[name], placement.batch.get(name), lone))
-    return axes
-
-
-def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
-    for layer in weights:
-        arrays = {"weight": (layer.weight, ["feature", "channel", "ky", "kx"])}
-        if layer.bias is not None:
-            arrays["bias"] = (layer.bias, ["feature"])
-        for name, (values, dims) in arrays.items():
-            stored = group.create_array(
-                f"layers/{layer.index}/{name}",
-                shape=values.shape,
-                chunks=values.shape,
-                dtype="float32",
-                dimension_names=dims,
-                compressors=checked_codecs(),
-            )
-            stored[...] = values
-
-
-def _create_markers(group: zarr.Group, grid_shape: Sequence[int]) -> None:
-    group.create_array(
-        MARKERS,
-        shape=tuple(grid_shape),
-        chunks=(1,) * len(grid_shape),
-        dtype="uint8",
-        fill_value=0,
-        dimension_names=[f"block_{i}" for i in range(len(grid_shape))],
-        config={"write_empty_chunks": True},
-        overwrite=True,
-    )
-
-
-def create_output(
-    store: str,
-    *,
-    layout: OutputLayout,
-    geometry_attrs: Mapping[str, Any],
-    weights: Sequence[LayerArrays],
-    root_attrs: Mapping[str, Any],
-    overwrite: bool = False,
-) -> OutputStore:
-    """Create every array of a new output store; no block is written yet.
-
-    ``geometry_attrs`` become the ``featuremap`` attributes of ``features``, ``root_attrs`` the
-    root ones (provenance); the job status is written after, by the job layer.
+    Every block task calls it before writing, so a local store's document is read directly
+    (a few microseconds) rather than through Zarr's group machinery.
     """
-    group = _open_group(store, "w" if overwrite else "w-")
-    features = group.create_array(
-        FEATURES,
-        shape=layout.storage_shape,
-        chunks=layout.storage_chunks,
-        dtype="float32",
-        dimension_names=list(layout.dims),
-        compressors=feature_codecs(),
-        fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
-        config={"write_empty_chunks": True},
-    )
-    features.attrs[ROOT_KEY] = dict(geometry_attrs)
-    if layout.placement.grid_mapping is not None:
-        # CF: the grid mapping is a coordinate of the features, so xarray and rioxarray find it
-        name = layout.placement.grid_mapping.name
-        features.attrs.update({"grid_mapping": name, "coordinates": name})
-    _write_coordinates(group, layout)
-    _write_weights(group, weights)
-    _create_markers(group, layout.grid_shape)
-    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
-    ome = ome_multiscales(
-        _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
-    )
-    if ome is not None:
-        attrs["ome"] = ome
-    group.attrs.update(attrs)
-    return OutputStore(store, group)
+    local = local_path(store)
+    try:
+        if local is not None:
+            attributes = json.loads((local / JOB_GROUP / "zarr.json").read_bytes())["attributes"]
+        else:
+            attributes = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+        owner = attributes.get("owner")
+    except Exception:  # noqa: BLE001 -- no readable _job: nobody's token
+        return None
+    token = owner.get("id") if isinstance(owner, Mapping) else None
+    return token if isinstance(token, str) else None
+
+
+def _all(grid_shape: Sequence[int]) -> Iterator[Block]:
+    return itertools.product(*(range(n) for n in grid_shape))
+
+
+def _legacy_grid(markers: zarr.Array[Any]) -> tuple[int, ...]:
+    """The block grid of featuremap 0.1's markers (one ``uint8`` chunk per block), else ``()``."""
+    names = dimension_names(markers) or ()
+    return tuple(markers.shape) if names and names[0].startswith("block_") else ()
+
+
+def _legacy_done(markers: zarr.Array[Any]) -> np.ndarray:
+    """featuremap 0.1's done mask; an undecodable marker chunk counts as not done."""
+    try:
+        done: np.ndarray = np.asarray(markers[...]) == 1
+        return done
+    except Exception:  # noqa: BLE001 -- any decode error: read marker by marker
+        marked = np.zeros(markers.shape, dtype=bool)
+        for index in np.ndindex(*markers.shape):
+            with contextlib.suppress(Exception):
+                marked[index] = markers[index] == 1
+        return marked
 
 
 def consolidate(store: str) -> OutputStore:

@@ -14,7 +14,14 @@ from featuremap.geometry import StackGeometry
 from featuremap.io._paths import local_path
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import FEATURES, ROOT_KEY
-from featuremap.io.output import Mode, OutputStore, array_at, attrs_dict
+from featuremap.io.output import (
+    Mode,
+    OutputStore,
+    array_at,
+    attrs_dict,
+    damaged_store,
+    made_by_featuremap,
+)
 
 __all__ = ["FeatureStore", "open_features", "open_output"]
 
@@ -93,20 +100,34 @@ class FeatureStore:
 
 
 def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:
-    """Open a featuremap output store; :class:`InputError` naming it if it is not one."""
+    """Open a featuremap output store.
+
+    Raises
+    ------
+    InputError
+        ``store`` does not exist or is not a featuremap output store.
+    BrokenStoreError
+        featuremap made ``store`` but its root document, root record or ``features`` metadata
+        cannot be read (the message names the file and the fix).
+    """
     path = os.fspath(store)
     local = local_path(path)
     if local is not None and not local.exists():
         raise InputError(f"feature store {path!r} does not exist; check the path")
     try:
         output = OutputStore.open(path, mode)
-    except (FileNotFoundError, KeyError, ValueError, TypeError):
+    except Exception as error:  # noqa: BLE001 -- missing, or a torn root zarr.json
+        if made_by_featuremap(path):
+            raise damaged_store(path, "zarr.json", error) from None
         raise InputError(f"{path!r} is not a Zarr group written by featuremap") from None
-    if not output.is_featuremap or FEATURES not in output.group:
+    if not output.is_featuremap:
+        if made_by_featuremap(path):
+            output.root  # noqa: B018 -- raises BrokenStoreError naming the damaged record
         raise InputError(
             f"{path!r} is not a featuremap output store (no '{FEATURES}' array or "
             f"'{ROOT_KEY}' attributes)"
         )
+    output.features  # noqa: B018 -- BrokenStoreError if its metadata cannot be read
     return output
 
 

@@ -8,7 +8,17 @@ from typing import Any
 import numpy as np
 import zarr
 
-__all__ = ["write_image_group"]
+__all__ = ["group_attributes", "write_image_group"]
+
+
+def group_attributes(store: str) -> dict[str, Any] | None:
+    """The attributes of the Zarr group at ``store``; ``None`` when nothing readable is a group
+    there (a plain folder, a file, an array, a damaged store)."""
+    try:
+        group = zarr.open_group(store, mode="r")
+    except Exception:  # noqa: BLE001 -- whatever it is, it is not a readable group
+        return None
+    return dict(group.attrs)
 
 
 def write_image_group(

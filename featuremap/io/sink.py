@@ -1,4 +1,4 @@
-"""The worker side of a job: write one computed block into its chunk, then its done-marker."""
+"""The worker side of a job's output: write one computed block into its chunk or shard."""
 
 from __future__ import annotations
 
@@ -8,40 +8,36 @@ from typing import Any
 import numpy as np
 import zarr
 
-from featuremap._device import array_device, to_host
-from featuremap.io.output import Block, OutputStore
+from featuremap._device import to_host
+from featuremap._typing import Array
+from featuremap.io.layout import FEATURES, OutputLayout
 
 __all__ = ["write_block"]
 
 
 @functools.lru_cache(maxsize=4)
-def _output_arrays(store: str, job_id: str) -> tuple[zarr.Array[Any], zarr.Array[Any]]:
-    """``features`` and the done-markers, opened once per worker process and job."""
-    output = OutputStore.open(store, "r+")
-    return output.features, output.markers
+def _features(store: str, session: str) -> zarr.Array[Any]:
+    """``features``, opened once per worker process and job (``session``, its token): a store
+    replaced by another job is never written through the metadata of the one it replaced."""
+    node = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)[FEATURES]
+    assert isinstance(node, zarr.Array)
+    # a block is always written whole: never scan it for "all fill value" first (NaN is the
+    # fill value: the scan would cost a pass over the block to find what a block never is)
+    return node.with_config({"write_empty_chunks": True})
 
 
 def write_block(
-    block_index: Block,
-    block_slices: tuple[slice, ...],
-    block: Any,
     store: str,
-    job_id: str,
-    feature_axis: int,
-) -> str:
-    """Sink of a block task: write the block into its chunk, then its done-marker.
-
-    Runs on a worker. The block comes in compute order ``(*batch, feature, y, x)`` and is stored
-    with its features at ``feature_axis`` (NGFF order, see :class:`~featuremap.io.OutputLayout`).
-    Blocks are whole chunks, so concurrent writes never share a chunk and a retried task rewrites
-    the same bytes. Returns where the block was computed (``"cpu"`` or ``"gpu"``), so only a word
-    travels back.
+    layout: OutputLayout,
+    block_slices: tuple[slice, ...],
+    block: Array,
+    *,
+    session: str,
+) -> None:
+    """Write a computed block (compute order ``(*batch, feature, y, x)``, float32) into the
+    stored ``features``: moved to the storage order (features after the non-``z`` batch axes),
+    converted to the stored dtype. A block is a whole chunk or shard, so concurrent writes never
+    share an object and a retried task rewrites the same bytes.
     """
-    features, markers = _output_arrays(store, job_id)
-    device = array_device(block)
-    *batch, feature, y, x = block_slices
-    stored = (*batch[:feature_axis], feature, *batch[feature_axis:], y, x)
-    values = np.moveaxis(np.asarray(to_host(block), dtype=np.float32), -3, feature_axis)
-    features[stored] = values
-    markers[block_index] = 1  # after the data: a marker always means the block is on disk
-    return device
+    values = np.moveaxis(to_host(block), -3, layout.feature_axis).astype(layout.dtype, copy=False)
+    _features(store, session)[layout.storage_slices(block_slices)] = values

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
+import socket
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,33 +22,73 @@ from urllib.parse import urlsplit
 from featuremap._validation import parse_int
 from featuremap.errors import InputError, JobError, error_line
 
-__all__ = ["UnauthenticatedSchedulerWarning", "cluster_client", "insecure_scheduler_message"]
+__all__ = [
+    "ENCRYPTED_SCHEMES",
+    "LOOPBACK",
+    "PLAINTEXT_SCHEMES",
+    "UnauthenticatedSchedulerWarning",
+    "cluster_client",
+    "insecure_scheduler_message",
+    "is_loopback",
+    "scheme_of",
+]
+
+#: Where a local cluster listens.
+LOOPBACK = "127.0.0.1"
 
 
 class UnauthenticatedSchedulerWarning(UserWarning):
     """A job is sent over plain TCP to a scheduler that is not on this machine."""
 
 
-def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | None:
-    """A one-line warning when ``scheduler`` is reached unauthenticated from another host.
+#: Tasks the local cluster's dashboard remembers for its task stream (Dask's default is 100 000
+#: records, held by the scheduler, which is this process): enough to watch a job, no more.
+TASK_STREAM = 10_000
 
-    Loopback addresses stay on this machine and are not warned about.
+#: Schemes that carry Dask's protocol in plain text, and those that encrypt it.
+PLAINTEXT_SCHEMES = ("tcp", "ws", "ucx")
+ENCRYPTED_SCHEMES = ("tls", "wss")
+
+
+def scheme_of(address: str) -> str:
+    """The scheme of a scheduler address (a bare ``host:port`` is ``tcp``)."""
+    return address.split("://", 1)[0].lower() if "://" in address else "tcp"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback: ``localhost``, any of 127.0.0.0/8 (short
+    forms such as ``127.1`` included) or ``::1``. Other names are not resolved."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        return socket.inet_aton(host)[0] == 127  # the short IPv4 forms inet_aton accepts
+    except OSError:
+        return False
+
+
+def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | None:
+    """A one-line warning when ``scheduler`` is reached in plain text from another host.
+
+    Dask executes what its scheduler sends, so anyone who can reach a plain-text scheduler
+    (``tcp://``, ``ws://``, a bare ``host:port``) can run code on the workers; loopback
+    addresses stay on this machine and are not warned about.
     """
     if security is not None and getattr(security, "require_encryption", False):
         return None
-    parts = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
-    if parts.scheme != "tcp":
+    scheme = scheme_of(scheduler)
+    if scheme not in PLAINTEXT_SCHEMES:
         return None
-    host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost
-        loopback = False
-    if loopback:
+    parts = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    if is_loopback(parts.hostname or ""):
         return None
     return (
         f"the connection to {scheduler} is unauthenticated and unencrypted: anyone who can reach "
-        "it can run code on the workers; use tls:// with --tls-ca-file/--tls-cert/--tls-key"
+        "it can run code on the workers; use tls:// (or wss://) with "
+        "--tls-ca-file/--tls-cert/--tls-key"
     )
 
 
@@ -74,10 +117,37 @@ def _connect(scheduler: str, security: Any) -> Any:
 
 
 @contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore SIGINT: a Ctrl-C reaches the whole foreground process group,
+    and the local cluster's workers must leave it to the process that owns them, which stops
+    the job, records it and closes the cluster (workers killed by it would print tracebacks
+    and leak semaphores). Spawned Python processes keep an inherited SIG_IGN."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def cluster_client(
-    client: Any, scheduler: str | None, workers: int | None, security: Any
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    security: Any,
+    *,
+    dashboard: str | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
 ) -> Iterator[Any]:
-    """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after)."""
+    """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
+
+    A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
+    address (e.g. ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is
+    told the dashboard's address when the cluster is up.
+    """
     if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
     if workers is not None and (client is not None or scheduler is not None):
@@ -93,17 +163,24 @@ def cluster_client(
         with _connect(scheduler, security) as connected:
             yield connected
         return
+    import dask.config
     from distributed import Client, LocalCluster
 
     # one single-threaded worker process per core: blocks run BLAS/oneDNN kernels that would
-    # fight over cores in threads
+    # fight over cores in threads. Scheduler, workers and dashboard listen on loopback only
+    # unless a dashboard address is given on purpose.
     with (
-        LocalCluster(
+        _sigint_ignored_by_children(),
+        dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": TASK_STREAM}),
+    ):
+        cluster = LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as local,
-    ):
+            host=LOOPBACK,
+            dashboard_address=dashboard or f"{LOOPBACK}:0",
+        )
+    with cluster, Client(cluster) as local:
+        if on_dashboard is not None:
+            on_dashboard(local.dashboard_link)
         yield local

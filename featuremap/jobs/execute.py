@@ -1,41 +1,66 @@
-"""Running a planned job: open its store under the claim, send the blocks, finish the store.
+"""Running a planned job: open its store under the claim, stream the blocks, finish the store.
 
 1. :func:`open_job` creates the output store (or reopens it to resume) under the store's claim,
-   writes the fingerprint and marks it ``running``;
-2. :func:`execute_job` sends one task per missing output block. Each task computes its fused
-   stack on the worker and writes its block into its own chunk of ``features``, then its
-   done-marker (:func:`featuremap.io.write_block`); block data never travels through the
-   client. A heartbeat thread keeps the store's ``running`` status fresh meanwhile;
+   writes the job's token first, and marks it ``running``;
+2. :func:`execute_job` streams the blocks to the cluster through a bounded window: blocks not yet
+   done are generated lazily from the done-markers, at most :func:`window_size` tasks are in
+   flight (a few per worker thread), and each finished task lets the next one in. A task reads,
+   computes and writes its own block (:func:`featuremap.jobs.blocks.run_block`), so the client
+   and the scheduler hold a window of small futures, never a graph of every block: their memory
+   is the same at 10^3 and 10^8 blocks. The job's shared data (layers, plan) is scattered to the
+   workers once. As tasks finish, this process sets their done-markers (one writer, packed bits,
+   flushed every second: :class:`featuremap.io.markers.MarkerWriter`) and reports progress from
+   the finished futures themselves, so progress never lags the disk. A heartbeat thread keeps
+   the store's ``running`` status fresh;
 3. the consolidated metadata, then ``status: complete``, are written last.
+
+Every write of the job -- markers, heartbeat, status -- and every block write on a worker is
+preceded by the fencing check: a job that lost its store to another job stops without writing.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from featuremap import _device
-from featuremap.errors import JobError, StoreBusyError, error_line
+from featuremap.errors import FencedError, JobError, StoreBusyError, error_line
 from featuremap.io import (
-    Block,
     OutputStore,
     consolidate,
     create_output,
     local_path,
     sweep_partial_files,
-    write_block,
 )
+from featuremap.io.markers import block_number
 from featuremap.jobs import state
+from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
-from featuremap.jobs.plan import JobPlan, plan_mode
+from featuremap.jobs.plan import JobPlan
+from featuremap.jobs.target import plan_mode
 
-__all__ = ["RETRIES", "Progress", "execute_job", "open_job"]
+__all__ = [
+    "RETRIES",
+    "TASKS_PER_THREAD",
+    "Progress",
+    "execute_job",
+    "log_folder",
+    "open_job",
+    "window_size",
+    "write_log",
+]
 
 #: Extra attempts for a block task that raised (worker loss is retried by Dask on its own).
 RETRIES = 2
+#: Tasks in flight per worker thread: enough that a worker never waits for its next block.
+TASKS_PER_THREAD = 4
 
 Progress = Callable[[int, int], None]
 
@@ -47,6 +72,7 @@ def _recheck(plan: JobPlan) -> None:
         resume=plan.mode == "resume",
         overwrite=plan.mode == "overwrite",
         fingerprint=plan.fingerprint,
+        input_content=plan.source_content,
     )
     if mode != plan.mode:
         raise StoreBusyError(
@@ -73,6 +99,7 @@ def open_job(plan: JobPlan, owner: Mapping[str, Any]) -> OutputStore:
                 geometry_attrs=plan.geometry_attrs,
                 weights=plan.weights,
                 root_attrs=plan.root_attrs,
+                job_attrs={"owner": dict(owner)},
                 overwrite=plan.mode == "overwrite",
             )
         state.start_job(
@@ -89,20 +116,27 @@ class _Heartbeat:
     """Refreshes the job's heartbeat and ``blocks_done`` every few seconds from a thread.
 
     It beats only while ``client`` is connected to its scheduler: a job whose scheduler died
-    cannot progress, so its heartbeat must go stale even though this process lives on.
+    cannot progress, so its heartbeat must go stale even though this process lives on. A beat
+    that finds the store taken over records that in :attr:`fenced`; the job then stops.
     """
 
     def __init__(
         self, store: OutputStore, owner: Mapping[str, Any], done: int, client: Any
     ) -> None:
         self.store, self.owner, self.done, self.client = store, owner, done, client
+        self.fenced: FencedError | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="featuremap-heartbeat", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(state.HEARTBEAT_INTERVAL_S):
-            if self.client.status == "running":
+            if self.client.status != "running":
+                continue
+            try:
                 state.record_progress(self.store, owner=self.owner, blocks_done=self.done)
+            except FencedError as error:
+                self.fenced = error
+                return
 
     @contextmanager
     def running(self) -> Iterator[_Heartbeat]:
@@ -114,39 +148,77 @@ class _Heartbeat:
             self._thread.join()
 
 
-def _input_dask(plan: JobPlan) -> Any:
-    return plan.source.to_dask(plan.read_chunks)
+def window_size(client: Any) -> int:
+    """Tasks in flight: :data:`TASKS_PER_THREAD` per worker thread of the cluster (at least 4)."""
+    threads = sum(client.nthreads().values()) if hasattr(client, "nthreads") else 1
+    return max(4, TASKS_PER_THREAD * max(threads, 1))
 
 
-def _compute_blocks(
+def _stream_blocks(
     client: Any,
     plan: JobPlan,
     devices: _device.DevicePlan,
-    todo: Sequence[Block],
+    store: OutputStore,
     owner: Mapping[str, Any],
-    on_block: Callable[[str], None],
+    on_block: Callable[[tuple[int, ...]], None],
+    heartbeat: _Heartbeat,
 ) -> None:
-    """Send one task per block of ``todo`` and call ``on_block(device)`` as each finishes."""
+    """Send every block not yet done through a bounded window; ``on_block(block)`` as each
+    finishes (its result stays on the worker: no round trip per block)."""
     from distributed import as_completed
 
-    from featuremap._blockwise import block_tasks
-
-    tasks = block_tasks(
-        _input_dask(plan),
-        plan.stack,
-        write_block,
-        out_chunks=plan.layout.out_chunks,
-        blocks=todo,
-        sink_args=(plan.store, owner["id"], plan.layout.feature_axis),
+    job = BlockJob.create(
+        store=plan.store,
+        token=str(owner["id"]),
+        source=plan.source,
+        stack=plan.stack,
+        layout=plan.layout,
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
     )
-    futures = client.compute(list(tasks.values()), retries=RETRIES, **devices.task_restrictions())
+    [shared] = client.scatter([job], broadcast=True, hash=False)
+    restrictions = devices.task_restrictions()
+    todo = store.undone_blocks()
+    blocks: dict[str, tuple[int, ...]] = {}
+
+    def submit(block: tuple[int, ...]) -> Any:
+        future = client.submit(
+            run_block, shared, block, pure=False, retries=RETRIES, **restrictions
+        )
+        blocks[future.key] = block
+        return future
+
+    first = [submit(block) for _, block in zip(range(window_size(client)), todo, strict=False)]
+    if not first:
+        return
+    pending = as_completed(first)
     try:
-        for future in as_completed(futures):
-            on_block(future.result())
+        for future in pending:
+            if future.status != "finished":
+                future.result()  # raises the task's error (past its retries)
+            on_block(blocks.pop(future.key))
+            if heartbeat.fenced is not None:
+                raise heartbeat.fenced
+            following = next(todo, None)
+            if following is not None:
+                pending.add(submit(following))
     finally:
-        client.cancel(futures)
+        in_flight = list(pending.futures)
+        pending.clear()
+        if in_flight:
+            client.cancel(in_flight)
+
+
+def _count_devices(client: Any, token: str) -> dict[str, int]:
+    """Blocks per device of job ``token``, summed over the workers' own counters."""
+    try:
+        counts = client.run(blocks_per_device, token)
+    except Exception:  # noqa: BLE001 -- provenance only: never fail a finished job over it
+        return {}
+    total: Counter[str] = Counter()
+    for worker_counts in counts.values():
+        total.update(worker_counts)
+    return dict(total)
 
 
 def execute_job(
@@ -157,7 +229,7 @@ def execute_job(
     devices: _device.DevicePlan,
     progress: Progress | None = None,
 ) -> tuple[int, int]:
-    """Compute every block without a done-marker (or whose chunk is gone), then finish the store.
+    """Compute every block without a done-marker, then finish the store.
 
     Returns ``(blocks_computed, blocks_skipped)``.
 
@@ -165,20 +237,21 @@ def execute_job(
     ------
     JobError
         A block failed past its retries (the store is left ``failed``; an interrupt leaves it
-        ``interrupted``).
+        ``interrupted``). :class:`FencedError` when another job took the store over: then
+        nothing more is written.
     """
     total = plan.layout.blocks_total
-    # a marker whose chunk was deleted since does not count: listing the chunks is cheap, reading
-    # them is not (corrupted chunks are found by `featuremap verify`)
-    done = store.done_blocks() & store.stored_blocks()
-    todo = [block for block in store.blocks() if block not in done]
-    skipped = total - len(todo)
+    skipped = store.count_done()
     heartbeat = _Heartbeat(store, owner, skipped, client)
-    per_device: Counter[str] = Counter()
+    markers = store.marker_writer(lambda: state.check_token(store, owner))
+    grid = plan.layout.grid_shape
+    computed = 0
 
-    def on_block(device: str) -> None:
-        per_device[device] += 1
-        heartbeat.done = skipped + sum(per_device.values())
+    def on_block(block: tuple[int, ...]) -> None:
+        nonlocal computed
+        markers.mark(block_number(block, grid))
+        computed += 1
+        heartbeat.done = skipped + computed
         if progress is not None:
             progress(heartbeat.done, total)
 
@@ -186,23 +259,73 @@ def execute_job(
         progress(skipped, total)
     try:
         with heartbeat.running():
-            if todo:
-                _compute_blocks(client, plan, devices, todo, owner, on_block)
+            _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat)
+            markers.flush()
     except BaseException as error:
-        state.release(store, owner=owner)
-        # a lost scheduler (or Ctrl-C) interrupts the job, `--resume` finishes it; a block that
-        # failed past its retries fails it
-        lost = not isinstance(error, Exception) or client.status != "running"
-        status = "interrupted" if lost else "failed"
-        state.finish_job(store, status, blocks_done=store.count_done(), error=error_line(error))
+        unrecorded = _stop(store, owner, markers, client, error)
+        if isinstance(error, FencedError):
+            raise
         if isinstance(error, Exception):
             raise JobError(
-                f"job writing {plan.store!r} failed after {sum(per_device.values())} of {len(todo)} "
-                f"blocks: {error_line(error)}"
+                f"job writing {plan.store!r} failed after {computed} of "
+                f"{total - skipped} blocks: {error_line(error)}{unrecorded}",
+                log=write_log(plan.store, error),
             ) from error
         raise
-    _finish(plan, store, owner, devices, per_device)
-    return len(todo), skipped
+    _finish(plan, store, owner, devices, _count_devices(client, str(owner["id"])))
+    return total - skipped, skipped
+
+
+def log_folder() -> Path:
+    """Where jobs write their full error logs: ``$FEATUREMAP_LOG_DIR``, else
+    ``$XDG_STATE_HOME/featuremap/logs`` (``~/.local/state/featuremap/logs``)."""
+    configured = os.environ.get("FEATUREMAP_LOG_DIR")
+    if configured:
+        return Path(configured)
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "featuremap" / "logs"
+
+
+def write_log(store: str, error: BaseException) -> str | None:
+    """The full story of a failed job (the traceback, the worker's included) in a log file;
+    its path, or ``None`` when no log can be written (the disk may be what failed)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = log_folder() / f"{stamp}-{os.getpid()}.log"
+    text = f"featuremap job writing {store}\n\n" + "".join(traceback.format_exception(error))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError:
+        return None
+    return str(path)
+
+
+def _stop(
+    store: OutputStore, owner: Mapping[str, Any], markers: Any, client: Any, error: BaseException
+) -> str:
+    """After a failure or an interrupt: keep the markers of the blocks that did finish and mark
+    the store ``interrupted`` (lost scheduler, Ctrl-C, SIGTERM) or ``failed`` -- unless the
+    store belongs to another job now, which is never written to.
+
+    Returns ``""``, or why the store's status could not be recorded (the disk may be what
+    failed: the job's own error is what the user must see, so this never raises).
+    """
+    try:
+        markers.flush()
+        state.release(store, owner=owner)
+        lost = not isinstance(error, Exception) or client.status != "running"
+        state.finish_job(
+            store,
+            "interrupted" if lost else "failed",
+            blocks_done=store.count_done(),
+            owner=owner,
+            error=error_line(error),
+        )
+    except FencedError:
+        return ""
+    except Exception as unrecorded:  # noqa: BLE001 -- e.g. ENOSPC again: report, do not mask
+        return f"; the store's status could not be recorded ({error_line(unrecorded)})"
+    return ""
 
 
 def _finish(
@@ -216,10 +339,15 @@ def _finish(
     written = store.count_done()
     state.release(store, owner=owner)
     if written != plan.layout.blocks_total:
-        state.finish_job(store, "failed", blocks_done=written, error="blocks missing after the run")
-        raise JobError(
-            f"job writing {plan.store!r} ended with {written} of {plan.layout.blocks_total} blocks on disk"
+        state.finish_job(
+            store, "failed", blocks_done=written, owner=owner, error="blocks missing after the run"
         )
-    state.record_devices(store, devices=devices.to_dict(), blocks_per_device=dict(per_device))
+        raise JobError(
+            f"job writing {plan.store!r} ended with {written} of {plan.layout.blocks_total} "
+            "blocks on disk"
+        )
+    state.record_devices(
+        store, owner=owner, devices=devices.to_dict(), blocks_per_device=dict(per_device)
+    )
     complete = consolidate(plan.store)  # reopened with the consolidated metadata, which it keeps
-    state.finish_job(complete, "complete", blocks_done=written)
+    state.finish_job(complete, "complete", blocks_done=written, owner=owner)

@@ -40,6 +40,9 @@ Every refused value raises one :class:`~featuremap.errors.InputError` line namin
 (layers are counted from 0, like the YAML list; the schema is :mod:`.spec`). Paths resolve against the pipeline file's folder
 (``load_pipeline(dict)``: the current directory or ``base_dir``); URLs such as ``s3://...`` are
 kept as they are.
+
+A pipeline file is read with a safe loader and bounded before anything is built from it
+(:mod:`.yaml_reader`).
 """
 
 from __future__ import annotations
@@ -48,30 +51,30 @@ import copy
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from featuremap import banks
 from featuremap._validation import parse_text
 from featuremap.errors import InputError, describe
+from featuremap.geometry import Pair
 from featuremap.io.axes import parse_axes_spec
+from featuremap.jobs.layer_spec import BANK_PATH_PARAMS, parse_layers
 from featuremap.jobs.spec import (
-    BANK_PATH_PARAMS,
     InputSpec,
     OutputSpec,
     field_value,
     mapping,
     parse_channels,
-    parse_layers,
     parse_level,
     parse_region,
     resolve_path,
 )
+from featuremap.jobs.yaml_reader import parse_yaml, read_yaml_text
 from featuremap.layers import ConvLayer, Layer, PoolLayer, ReduceLayer
+from featuremap.stack import ResolvedStack, resolve_stack
 
 __all__ = ["InputSpec", "OutputSpec", "Pipeline", "load_pipeline"]
 
@@ -179,9 +182,9 @@ class Pipeline:
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
         for path in self.weight_files():
             try:
-                digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+                digest.update(_file_digest(path))
             except OSError as error:
-                raise self._error(f"cannot read weight file {path!r}: {error.strerror}") from None
+                raise self.located(f"cannot read weight file {path!r}: {error.strerror}") from None
         return digest.hexdigest()
 
     def build_layers(self, in_channels: int) -> list[Layer]:
@@ -213,12 +216,26 @@ class Pipeline:
                     layer = _build_reduce(params, suggested)
                 channels = layer.out_channels(channels)
             except InputError as error:
-                raise self._error(f"{where}: {error}") from None
+                raise self.located(f"{where}: {error}") from None
             layers.append(layer)
         return layers
 
-    def _error(self, message: str) -> InputError:
+    def located(self, message: str) -> InputError:
+        """An :class:`InputError` whose message names the pipeline file it comes from."""
         return InputError(f"{message} ({self.source})" if self.source else message)
+
+    def resolve_stack(self, layers: Sequence[Layer], shape: Pair, channels: int) -> ResolvedStack:
+        """:func:`featuremap.stack.resolve_stack`, its errors naming the pipeline file."""
+        try:
+            return resolve_stack(layers, shape, channels)
+        except InputError as error:
+            raise self.located(str(error)) from None
+
+
+def _file_digest(path: str) -> bytes:
+    """sha256 of a file, read in pieces (weight files may be large)."""
+    with Path(path).open("rb") as file:
+        return hashlib.file_digest(file, "sha256").digest()
 
 
 def _build_reduce(params: Mapping[str, Any], bank: banks.Bank | None) -> ReduceLayer:
@@ -268,49 +285,6 @@ def _build_conv(params: Mapping[str, Any], in_channels: int) -> tuple[ConvLayer,
 
 
 # -- loading -----------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys (a silent overwrite hides a typo)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise InputError(
-                    f"duplicate key {describe(key)} at line {key_node.start_mark.line + 1}"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"pipeline file {str(path)!r} not found") from None
-    except IsADirectoryError:
-        raise InputError(f"pipeline {str(path)!r} is a directory; give a YAML file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read pipeline file {str(path)!r}: {error}") from None
-
-
-def _parse_yaml(text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.constructor.ConstructorError as error:
-        mark = error.problem_mark
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(
-            f"YAML tag{where} is not allowed: {error.problem} (pipelines are read with a safe loader; "
-            f"use plain mappings, lists, strings and numbers)"
-        ) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise InputError(f"invalid YAML{where}: {problem}") from None
 
 
 def _parse_pipeline(data: Any, base_dir: Path, source: str | None, default_name: str) -> Pipeline:
@@ -364,9 +338,9 @@ def load_pipeline(
         )
     path = Path(path_or_dict)
     folder = Path(base_dir) if base_dir is not None else path.parent
-    text = _read_text(path)  # its errors name the file already
+    text = read_yaml_text(path)  # its errors name the file already
     try:
-        data = _parse_yaml(text)
+        data = parse_yaml(text)
         return _parse_pipeline(data, folder.absolute(), str(path.absolute()), path.stem)
     except InputError as error:
         raise InputError(f"{error} ({path})") from None

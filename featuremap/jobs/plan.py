@@ -1,10 +1,11 @@
 """Planning a job: everything is validated and resolved once, before anything is written.
 
-:func:`plan_job` opens the input, builds the layers, resolves the stack's geometry once
-(:func:`featuremap.stack.resolve_stack`), sizes the output blocks, checks the output path (not
-inside the input, parent writable, an existing store only with ``overwrite`` or ``resume``, never
-one whose job is alive) and returns one frozen, picklable :class:`JobPlan` that creating the
-store, block planning and the block tasks all read without re-parsing anything.
+:func:`plan_job` opens the input (metadata only), builds the layers, resolves the stack's
+geometry once (:func:`featuremap.stack.resolve_stack`), sizes the output blocks and shards and
+checks the output's size against the limits (:mod:`.sizing`), checks the output path and what is
+there (:mod:`.target`), records the input's content identity, and returns one frozen,
+picklable :class:`JobPlan` that creating the store, block planning and the block tasks all read
+without re-parsing anything.
 """
 
 from __future__ import annotations
@@ -27,33 +28,20 @@ from featuremap.io import (
     InputSelection,
     LayerArrays,
     OutputLayout,
-    OutputStore,
-    local_path,
-    nearest_existing,
+    check_url,
+    normalize_store,
     open_input,
     storage_versions,
 )
+from featuremap.io.chunks import content_identity
 from featuremap.io.placement import Placement
 from featuremap.jobs import state
+from featuremap.jobs.sizing import OutputOptions, block_chunks, check_limits, shard_factor
+from featuremap.jobs.target import check_output_path, plan_mode
 from featuremap.layers import ConvLayer, Layer
 from featuremap.stack import ResolvedStack, resolve_stack
 
-__all__ = [
-    "MAX_BLOCK_BYTES",
-    "MIN_BLOCK",
-    "JobPlan",
-    "existing_store",
-    "output_placement",
-    "physical_geometry",
-    "plan_job",
-    "plan_mode",
-]
-
-#: Default output blocks hold at least this many output pixels per spatial axis (a distributed
-#: task costs ~2.5 ms, PERFORMANCE.md) unless the image is smaller ...
-MIN_BLOCK = 256
-#: ... and at most this many bytes of features, so a block fits comfortably in a worker.
-MAX_BLOCK_BYTES = 256 * 2**20
+__all__ = ["JobPlan", "output_placement", "physical_geometry", "plan_job"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +53,7 @@ class JobPlan:
 
     store: str
     source: InputArray
-    read_chunks: Pair
+    source_content: dict[str, Any]
     stack: ResolvedStack
     layout: OutputLayout
     root_attrs: dict[str, Any]
@@ -123,97 +111,6 @@ def _layers_hash(layers: Sequence[Layer]) -> str:
     return digest.hexdigest()
 
 
-def _block_chunks(
-    storage: Pair, jump: Pair, out_hw: Pair, features: int, requested: Pair | None
-) -> tuple[Pair, Pair]:
-    """``(out_chunks, read_chunks)`` per spatial axis.
-
-    Reads are whole multiples of the storage chunks (each stored chunk is read by one task)
-    covering about one output block; output blocks default to the read chunk divided by the jump,
-    at least :data:`MIN_BLOCK` pixels and at most :data:`MAX_BLOCK_BYTES` of features.
-    """
-    out_chunks = []
-    for axis in range(2):
-        if requested is None:
-            read = storage[axis] * ceil_div(MIN_BLOCK * jump[axis], storage[axis])
-            out = max(ceil_div(read, jump[axis]), MIN_BLOCK)
-        else:
-            out = requested[axis]
-        out_chunks.append(min(out, out_hw[axis]))
-    while (
-        requested is None
-        and features * out_chunks[0] * out_chunks[1] * 4 > MAX_BLOCK_BYTES
-        and max(out_chunks) > MIN_BLOCK
-    ):
-        widest = int(out_chunks[1] > out_chunks[0])
-        out_chunks[widest] = max(out_chunks[widest] // 2, MIN_BLOCK)
-    read_y, read_x = (
-        storage[axis] * ceil_div(out_chunks[axis] * jump[axis], storage[axis]) for axis in range(2)
-    )
-    return (out_chunks[0], out_chunks[1]), (read_y, read_x)
-
-
-def _check_output_path(store: str, input_store: str) -> None:
-    """The output may not be or contain the input, nor lie inside it; its folder must be writable."""
-    out_path, in_path = local_path(store), local_path(input_store)
-    if out_path is None:
-        return
-    if in_path is not None and (out_path == in_path or in_path in out_path.parents):
-        raise InputError(
-            f"output store {store!r} lies inside the input store {input_store!r}; choose an output "
-            "outside it"
-        )
-    if in_path is not None and out_path in in_path.parents:
-        raise InputError(
-            f"output store {store!r} contains the input store {input_store!r}; choose another output"
-        )
-    if out_path.exists() and not out_path.is_dir():
-        raise InputError(f"output store {store!r} exists and is a file, not a Zarr store")
-    ancestor = nearest_existing(out_path.parent)
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(
-            f"cannot create output store {store!r}: {str(ancestor)!r} is not a writable folder"
-        )
-
-
-def existing_store(store: str) -> OutputStore | None:
-    """The existing output store, ``None`` when nothing is there; refuses non-featuremap data."""
-    path = local_path(store)
-    if path is not None and (not path.exists() or not any(path.iterdir())):
-        return None
-    try:
-        output: OutputStore | None = OutputStore.open(store, "r")
-    except (FileNotFoundError, ValueError):
-        if path is None:
-            return None
-        output = None
-    if output is None or not output.is_featuremap:
-        raise InputError(
-            f"output path {store!r} exists and is not a featuremap store; it is never replaced, "
-            "choose another output"
-        )
-    return output
-
-
-def plan_mode(
-    store: str, *, resume: bool, overwrite: bool, fingerprint: str
-) -> tuple[str, OutputStore | None]:
-    """``"new"``, ``"overwrite"`` or ``"resume"`` for ``store``, and the existing store if any."""
-    if resume and overwrite:
-        raise InputError("resume and overwrite exclude each other; choose one")
-    existing = existing_store(store)
-    if existing is None:
-        return "new", None
-    # first: a live job's store is busy, whatever the flags
-    state.check_takeover(existing, fingerprint=fingerprint if resume else None)
-    if not (resume or overwrite):
-        raise InputError(
-            f"output store {store!r} already exists; use --overwrite to replace it or --resume "
-            "to finish it"
-        )
-    return ("resume" if resume else "overwrite"), existing
-
-
 def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:
     """The stack's receptive field, jump and first output centre in the input's physical units
     (per axis ``y, x``; pixels where the input has no units)."""
@@ -246,63 +143,102 @@ def plan_job(
     array: str | None,
     selection: InputSelection | None = None,
     output: str,
-    out_chunks: Pair | None,
+    options: OutputOptions | None = None,
     pipeline: Mapping[str, Any] | None,
     pipeline_hash: str | None,
     resume: bool = False,
     overwrite: bool = False,
     device: str = "auto",
+    resolve: Callable[[Sequence[Layer], Pair, int], ResolvedStack] = resolve_stack,
 ) -> JobPlan:
     """Validate a job completely without writing anything.
 
-    ``layers_for(in_channels)`` builds the layers; ``pipeline`` / ``pipeline_hash`` are the
-    provenance (``None``: derived from the layers).
+    ``layers_for(in_channels)`` builds the layers and ``resolve`` checks their geometry on the
+    input (a pipeline's own, whose errors name its file); ``pipeline`` / ``pipeline_hash`` are
+    the provenance (``None``: derived from the layers); ``options`` say how the features are
+    stored.
     """
     device = _device.parse_device(device)
+    options = options or OutputOptions()
+    input, output = normalize_store(os.fspath(input)), normalize_store(os.fspath(output))
+    check_url(input)
     source = open_input(input, array, selection)
     layers = tuple(layers_for(source.channel_count))
     if not layers:
         raise InputError("the pipeline has no layers; add at least one conv or pool layer")
-    stack = resolve_stack(layers, source.spatial_shape, source.channel_count)
-    output = os.fspath(output)
-    _check_output_path(output, input)
+    stack = resolve(layers, source.spatial_shape, source.channel_count)
+    check_output_path(output, input)
+    layout = _layout(source, stack, options, existing_chunks=None)
+    check_limits(layout.shape, layout.blocks_total, options)
     pipeline_hash = pipeline_hash or _layers_hash(layers)
     identity = source.identity()
     versions = _versions()
     fingerprint = state.fingerprint(pipeline_hash, identity, versions["featuremap"])
-    mode, existing = plan_mode(output, resume=resume, overwrite=overwrite, fingerprint=fingerprint)
-
-    features, out_h, out_w = stack.output_shape
-    if existing is not None and mode == "resume":
-        out_chunks = existing.out_chunks  # the grid of the existing store
-    block_chunks, read_chunks = _block_chunks(
-        source.spatial_chunks, stack.geometry.jump, (out_h, out_w), features, out_chunks
+    content = content_identity(input, source.name)
+    mode, existing = plan_mode(
+        output, resume=resume, overwrite=overwrite, fingerprint=fingerprint, input_content=content
     )
-    layout = OutputLayout(
-        batch_dims=source.batch_dims,
-        shape=(*source.batch_shape, features, out_h, out_w),
-        chunks=(*source.batch_chunks, features, *block_chunks),
-        stack=stack.geometry,
-        batch_kinds=source.batch_kinds,
-        placement=output_placement(stack.geometry, source.placement),
-        feature_labels=stack.feature_labels(source.channel_labels),
-    )
+    if existing is not None and mode == "resume":  # the grid of the existing store
+        layout = _layout(source, stack, options, existing_chunks=existing.out_chunks)
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},
         "pipeline_hash": pipeline_hash,
         "fingerprint": fingerprint,
         "input": identity,
+        "input_content": content,
+        "output": layout.to_dict(),
         "versions": versions,
         "device": device,
     }
     return JobPlan(
         store=output,
         source=source,
-        read_chunks=read_chunks,
+        source_content=content,
         stack=stack,
         layout=layout,
         root_attrs=root_attrs,
         fingerprint=fingerprint,
         mode=mode,
         device=device,
+    )
+
+
+def _layout(
+    source: InputArray,
+    stack: ResolvedStack,
+    options: OutputOptions,
+    existing_chunks: Pair | None,
+) -> OutputLayout:
+    """The output's layout: chunks (or the existing store's blocks), shards, dtype, codec."""
+    features, out_h, out_w = stack.output_shape
+    if existing_chunks is not None:
+        chunk, factor = existing_chunks, None
+    else:
+        chunk = block_chunks(
+            source.spatial_chunks, stack.geometry.jump, (out_h, out_w), features, options.chunks
+        )
+        grid = [
+            *(ceil_div(n, c) for n, c in zip(source.batch_shape, source.batch_chunks, strict=True)),
+            ceil_div(out_h, chunk[0]),
+            ceil_div(out_w, chunk[1]),
+        ]
+        factor = shard_factor(options, chunk, features, grid)
+    chunks = (*source.batch_chunks, features, *chunk)
+    shards = (
+        None
+        if factor is None
+        else (*source.batch_chunks, features, chunk[0] * factor[0], chunk[1] * factor[1])
+    )
+    return OutputLayout(
+        batch_dims=source.batch_dims,
+        shape=(*source.batch_shape, features, out_h, out_w),
+        chunks=chunks,
+        stack=stack.geometry,
+        batch_kinds=source.batch_kinds,
+        placement=output_placement(stack.geometry, source.placement),
+        feature_labels=stack.feature_labels(source.channel_labels),
+        dtype=options.dtype,
+        codec=options.codec,
+        codec_level=options.codec_level,
+        shards=shards,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -21,6 +21,7 @@ from featuremap.jobs.cluster import cluster_client
 from featuremap.jobs.execute import Progress, execute_job, open_job
 from featuremap.jobs.pipeline import Pipeline, load_pipeline
 from featuremap.jobs.plan import JobPlan, plan_job
+from featuremap.jobs.sizing import OutputOptions
 from featuremap.layers import Layer
 
 __all__ = ["RunSummary", "run", "run_layers", "submit"]
@@ -36,6 +37,7 @@ class RunSummary:
     blocks_computed: int
     blocks_skipped: int
     seconds: float
+    dashboard: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +48,9 @@ def _as_pipeline(pipeline: Any, **overrides: Any) -> Pipeline:
     return loaded.with_overrides(**overrides)
 
 
-def _plan_pipeline(pipeline: Pipeline, *, resume: bool, overwrite: bool, device: str) -> JobPlan:
+def _plan_pipeline(
+    pipeline: Pipeline, *, resume: bool, overwrite: bool, device: str, allow_large: bool = False
+) -> JobPlan:
     if pipeline.input.store is None:
         raise InputError("no input store: give --input STORE or input.store in the pipeline")
     if pipeline.output.store is None:
@@ -57,12 +61,13 @@ def _plan_pipeline(pipeline: Pipeline, *, resume: bool, overwrite: bool, device:
         array=pipeline.input.array,
         selection=pipeline.input.selection(),
         output=pipeline.output.store,
-        out_chunks=pipeline.output.chunks,
+        options=replace(pipeline.output.options(), allow_large=allow_large),
         pipeline=pipeline.to_dict(),
         pipeline_hash=pipeline.fingerprint(),
         resume=resume,
         overwrite=overwrite,
         device=device,
+        resolve=pipeline.resolve_stack,
     )
 
 
@@ -74,9 +79,20 @@ def _run_plan(
     workers: int | None,
     security: Any,
     progress: Progress | None,
+    dashboard: str | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
-    with cluster_client(client, scheduler, workers, security) as active:
+    links: list[str] = []
+
+    def seen(link: str) -> None:
+        links.append(link)
+        if on_dashboard is not None:
+            on_dashboard(link)
+
+    with cluster_client(
+        client, scheduler, workers, security, dashboard=dashboard, on_dashboard=seen
+    ) as active:
         devices = _device.plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
         store = open_job(plan, owner)
@@ -88,6 +104,7 @@ def _run_plan(
         blocks_computed=computed,
         blocks_skipped=skipped,
         seconds=round(time.perf_counter() - started, 3),
+        dashboard=links[0] if links else None,
     )
 
 
@@ -105,6 +122,9 @@ def run(
     device: str = "auto",
     security: Any = None,
     progress: Progress | None = None,
+    allow_large: bool = False,
+    dashboard: str | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -127,6 +147,11 @@ def run(
     device : {"auto", "cpu", "gpu"}
     progress : callable(done, total), optional
         Called as blocks finish (``done`` includes blocks skipped by ``resume``).
+    allow_large : bool
+        Run outputs over the size and block limits (:mod:`featuremap.jobs.sizing`).
+    dashboard, on_dashboard
+        A local cluster's dashboard listens on 127.0.0.1 unless ``dashboard`` gives another
+        address; ``on_dashboard(link)`` is told its address when the cluster is up.
 
     Returns
     -------
@@ -142,7 +167,9 @@ def run(
         The job failed while running; the store is marked ``failed``.
     """
     pipeline = _as_pipeline(pipeline, input=input, array=array, output=output)
-    plan = _plan_pipeline(pipeline, resume=resume, overwrite=overwrite, device=device)
+    plan = _plan_pipeline(
+        pipeline, resume=resume, overwrite=overwrite, device=device, allow_large=allow_large
+    )
     return _run_plan(
         plan,
         client=client,
@@ -150,6 +177,8 @@ def run(
         workers=workers,
         security=security,
         progress=progress,
+        dashboard=dashboard,
+        on_dashboard=on_dashboard,
     )
 
 
@@ -162,6 +191,7 @@ def run_layers(
     channel_axis: int | None = None,
     selection: InputSelection | None = None,
     out_chunks: tuple[int, int] | None = None,
+    options: OutputOptions | None = None,
     client: Any = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -174,7 +204,8 @@ def run_layers(
     """:func:`run` for ready-made layers (:mod:`featuremap.layers`) instead of a pipeline.
 
     ``selection`` picks axes, level, region and channels (``channel_axis`` alone is the older
-    shorthand for ``InputSelection(channel_axis=...)``).
+    shorthand for ``InputSelection(channel_axis=...)``); ``options`` say how the features are
+    stored (dtype, codec, shards; ``out_chunks`` is the older way to give their chunks).
     """
     if channel_axis is not None:
         selection = replace(selection or InputSelection(), channel_axis=channel_axis)
@@ -184,7 +215,9 @@ def run_layers(
         array=array,
         selection=selection,
         output=os.fspath(output),
-        out_chunks=out_chunks,
+        options=replace(
+            options or OutputOptions(), chunks=out_chunks or (options.chunks if options else None)
+        ),
         pipeline=None,
         pipeline_hash=None,
         resume=resume,
@@ -228,6 +261,7 @@ def submit(
     overwrite: bool = False,
     array: str | None = None,
     device: str = "auto",
+    allow_large: bool = False,
 ) -> str:
     """Start a pipeline on a running cluster and return the output store's path at once.
 
@@ -238,7 +272,9 @@ def submit(
     from distributed import fire_and_forget
 
     pipeline = _as_pipeline(pipeline, input=input, array=array, output=output)
-    plan = _plan_pipeline(pipeline, resume=resume, overwrite=overwrite, device=device)
+    plan = _plan_pipeline(
+        pipeline, resume=resume, overwrite=overwrite, device=device, allow_large=allow_large
+    )
     with cluster_client(None, scheduler, None, security) as client:
         devices = _device.plan_devices(client, plan.device)
         owner = state.new_owner(

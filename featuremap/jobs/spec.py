@@ -3,13 +3,12 @@
 Every refused value raises one :class:`~featuremap.errors.InputError` line naming its place, e.g.
 ``layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1`` (layers are
 counted from 0, like the YAML list); the values themselves are checked by the shared ``parse_*``
-validators (:mod:`featuremap._validation`). :func:`parse_layers` returns the normalised layer
-specs, every default filled in; :class:`InputSpec` and :class:`OutputSpec` the stores.
+validators (:mod:`featuremap._validation`). :class:`InputSpec` and :class:`OutputSpec` are the
+stores; the ``layers`` list is parsed by :mod:`featuremap.jobs.layer_spec` with the helpers here.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,28 +17,32 @@ from typing import Any, TypeVar
 
 from featuremap._validation import (
     is_integer,
-    parse_bool,
     parse_choice,
     parse_int,
     parse_pair,
     parse_text,
     suggestion,
 )
-from featuremap._vocabulary import CHANNEL_MODES, POOL_OPS, REDUCE_OPS
+from featuremap._vocabulary import (
+    OUTPUT_CODECS,
+    OUTPUT_DTYPES,
+    OutputCodec,
+    OutputDtype,
+)
 from featuremap.errors import InputError, describe
-from featuremap.geometry import parse_padding, parse_padding_mode
 from featuremap.io import InputSelection
 from featuremap.io.axes import AxesSpec, parse_axes_spec
-from featuremap.layers import PoolLayer, ReduceLayer, parse_activation
+from featuremap.jobs.sizing import OutputOptions
 
 __all__ = [
-    "BANK_PATH_PARAMS",
     "InputSpec",
     "OutputSpec",
+    "choice_field",
     "field_value",
+    "join",
     "mapping",
+    "pair_field",
     "parse_channels",
-    "parse_layers",
     "parse_level",
     "parse_region",
     "resolve_path",
@@ -48,23 +51,7 @@ __all__ = [
 T = TypeVar("T")
 
 INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis")
-OUTPUT_KEYS = ("store", "chunks")
-LAYER_KINDS = ("conv", "pool", "reduce")
-CONV_KEYS = (
-    "bank",
-    "stride",
-    "padding",
-    "dilation",
-    "padding_mode",
-    "activation",
-    "channels",
-    "flip",
-    "bias",
-)
-POOL_KEYS = ("type", "kernel_size", "stride", "padding")
-REDUCE_KEYS = ("op", "groups")
-#: Bank parameters that name files, resolved against the pipeline's folder.
-BANK_PATH_PARAMS = ("path",)
+OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards")
 
 
 # -- placing errors -------------------------------------------------------------------------
@@ -114,38 +101,19 @@ def _text(key: str) -> Callable[[Any], str | None]:
     return lambda value: None if value is None else parse_text(key, value)
 
 
-def _pair(key: str) -> Callable[[Any], list[int]]:
+def pair_field(key: str) -> Callable[[Any], list[int]]:
     return lambda value: list(parse_pair(key, value))
 
 
-def _choice(key: str, options: Sequence[str]) -> Callable[[Any], str]:
+def choice_field(key: str, options: Sequence[str]) -> Callable[[Any], str]:
     return lambda value: parse_choice(key, value, options)
-
-
-def _padding(value: Any) -> str | list[list[int]]:
-    parsed = parse_padding(value)
-    return parsed if isinstance(parsed, str) else [list(pair) for pair in parsed]
-
-
-def _bias(value: Any) -> bool | float | list[float] | None:
-    """``None`` (bank's own), ``False`` (none), a number or a list of numbers."""
-    allowed = "false (no bias), a number or a list of numbers (omit it to keep the bank's own bias)"
-
-    def number(item: Any) -> bool:
-        return isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
-
-    if value is None or value is False:
-        return value
-    if number(value):
-        return float(value)
-    if isinstance(value, list) and value and all(number(item) for item in value):
-        return [float(item) for item in value]
-    raise InputError(f"must be {allowed}, got {describe(value)}")
 
 
 def resolve_path(path: str, base_dir: Path) -> str:
     """An absolute local path (relative ones against ``base_dir``); URLs are kept as given."""
-    if "://" in path:
+    if path.startswith("file://"):  # a file URL works like the path it names
+        path = path[len("file://") :]
+    elif "://" in path:
         return path
     expanded = Path(path).expanduser()
     return os.path.normpath(expanded if expanded.is_absolute() else base_dir / expanded)
@@ -296,13 +264,39 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """Where the features go: a Zarr store, and optionally its spatial chunk size ``(y, x)``."""
+    """Where the features go and how they are stored (``output.*``): a Zarr store, the spatial
+    chunk size ``(y, x)``, the stored ``dtype`` (``float32``, ``float16``), the ``codec``
+    (``lz4``, ``zstd``, ``none``; a crc32c checksum is always added) and its ``level``, and
+    ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels)."""
 
     store: str | None = None
     chunks: tuple[int, int] | None = None
+    dtype: OutputDtype = "float32"
+    codec: OutputCodec = "lz4"
+    level: int | None = None
+    shards: tuple[int, int] | str | None = "auto"
+
+    def options(self) -> OutputOptions:
+        """How the job stores its features."""
+        return OutputOptions(
+            chunks=self.chunks,
+            dtype=self.dtype,
+            codec=self.codec,
+            codec_level=self.level,
+            shards=self.shards,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "chunks": None if self.chunks is None else list(self.chunks)}
+        return {
+            "store": self.store,
+            "chunks": None if self.chunks is None else list(self.chunks),
+            "dtype": self.dtype,
+            "codec": self.codec,
+            "level": self.level,
+            "shards": self.shards
+            if isinstance(self.shards, str) or self.shards is None
+            else list(self.shards),
+        }
 
     @classmethod
     def from_dict(
@@ -311,127 +305,42 @@ class OutputSpec:
         spec = mapping({} if data is None else data, where, OUTPUT_KEYS)
         store = field_value(where, "store", _text("store"), spec.get("store"))
         chunks = spec.get("chunks")
+        level = spec.get("level")
         return cls(
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             chunks=None
             if chunks is None
             else field_value(where, "chunks", lambda v: parse_pair("chunks", v), chunks),
+            dtype=field_value(
+                where,
+                "dtype",
+                lambda v: parse_choice("dtype", v, OUTPUT_DTYPES),
+                spec.get("dtype", "float32"),
+            ),
+            codec=field_value(
+                where,
+                "codec",
+                lambda v: parse_choice("codec", v, OUTPUT_CODECS),
+                spec.get("codec", "lz4"),
+            ),
+            level=None
+            if level is None
+            else field_value(
+                where, "level", lambda v: parse_int("level", v, minimum=0, maximum=9), level
+            ),
+            shards=field_value(where, "shards", _shards, spec.get("shards", "auto")),
         )
 
 
-def _parse_bank(value: Any, where: str, base_dir: Path) -> dict[str, Any]:
-    """``{type: NAME, **params}``: the bank is built once here so that bad parameters fail early."""
-    from featuremap import banks
-
-    available = banks.names()
-    if not isinstance(value, Mapping) or "type" not in value:
-        raise InputError(
-            f"{where}: must be a mapping with a 'type' (one of {', '.join(available)}) and that "
-            f"bank's parameters, e.g. {{type: gabor, size: 15}}, got {describe(value)}"
-        )
-    name = value["type"]
-    if name not in available:
-        raise InputError(
-            f"{where}.type: unknown filter bank {describe(name)}{suggestion(name, available)}; "
-            f"available: {', '.join(available)} (see 'featuremap banks')"
-        )
-    params = {key: item for key, item in value.items() if key != "type"}
-    if "base_dir" in params:
-        # The loader resolves `path` against the pipeline's folder; a second base would be ignored.
-        raise InputError(
-            f"{where}.base_dir: not allowed in a pipeline; paths are relative to the pipeline file"
-        )
-    for key in BANK_PATH_PARAMS:
-        if isinstance(params.get(key), str):
-            params[key] = resolve_path(params[key], base_dir)
+def _shards(value: Any) -> tuple[int, int] | str | None:
+    """``auto``, ``false`` / ``none`` (no sharding) or a ``[y, x]`` shard shape in pixels."""
+    if value in ("auto",):
+        return "auto"
+    if value is False or value is None or value == "none":
+        return None
     try:
-        banks.get(name, **params)
-    except InputError as error:
-        raise InputError(f"{where}: {error}") from None
-    return {"type": name, **params}
-
-
-def _parse_conv(value: Any, where: str, base_dir: Path) -> dict[str, Any]:
-    spec = mapping(value, where, CONV_KEYS, required=("bank",))
-    return {
-        "bank": _parse_bank(spec["bank"], join(where, "bank"), base_dir),
-        "stride": field_value(where, "stride", _pair("stride"), spec.get("stride", 1)),
-        "padding": field_value(where, "padding", _padding, spec.get("padding", 0)),
-        "dilation": field_value(where, "dilation", _pair("dilation"), spec.get("dilation", 1)),
-        "padding_mode": field_value(
-            where, "padding_mode", parse_padding_mode, spec.get("padding_mode", "zeros")
-        ),
-        "activation": field_value(
-            where, "activation", parse_activation, spec.get("activation", "none")
-        ),
-        "channels": field_value(
-            where,
-            "channels",
-            _choice("channels", CHANNEL_MODES),
-            spec.get("channels", "per_channel"),
-        ),
-        "flip": field_value(
-            where, "flip", lambda v: parse_bool("flip", v), spec.get("flip", False)
-        ),
-        "bias": field_value(where, "bias", _bias, spec.get("bias")),
-    }
-
-
-def _parse_pool(value: Any, where: str) -> dict[str, Any]:
-    spec = mapping(value, where, POOL_KEYS, required=("type", "kernel_size"))
-    op = field_value(where, "type", _choice("type", POOL_OPS), spec["type"])
-    kernel = field_value(where, "kernel_size", _pair("kernel_size"), spec["kernel_size"])
-    stride = field_value(where, "stride", _pair("stride"), spec.get("stride", kernel))
-    padding = field_value(where, "padding", _padding, spec.get("padding", 0))
-    # Cross-field rule (padding at most half the kernel): the layer itself checks it.
-    field_value(where, "padding", lambda _: PoolLayer.create(op, kernel, stride, padding), padding)
-    return {"type": op, "kernel_size": kernel, "stride": stride, "padding": padding}
-
-
-def _reduce_op(value: Any) -> str | list[str]:
-    """One reduction, or a list of one per group."""
-    if isinstance(value, list) and value:
-        return [parse_choice("op", item, REDUCE_OPS) for item in value]
-    return parse_choice("op", value, REDUCE_OPS)
-
-
-def _parse_reduce(value: Any, where: str) -> dict[str, Any]:
-    spec = mapping(value, where, REDUCE_KEYS)
-    op = spec.get("op")
-    if op is not None:
-        op = field_value(where, "op", _reduce_op, op)
-    groups = spec.get("groups")
-    if groups is not None:
-        layer = field_value(where, "groups", lambda g: ReduceLayer.create(op or "max", g), groups)
-        groups = list(layer.groups)
-    return {"op": op, "groups": groups}
-
-
-def parse_layers(value: Any, base_dir: Path) -> tuple[dict[str, Any], ...]:
-    if not isinstance(value, list) or not value:
+        return parse_pair("shards", value)
+    except InputError:
         raise InputError(
-            "layers: must be a non-empty list of layers, each one of "
-            f"{{conv: ...}}, {{pool: ...}}, {{reduce: ...}}, got {describe(value)}"
-        )
-    parsed = []
-    for index, item in enumerate(value):
-        where = f"layers[{index}]"
-        if not isinstance(item, Mapping) or len(item) != 1 or next(iter(item)) not in LAYER_KINDS:
-            keys = list(item) if isinstance(item, Mapping) else item
-            raise InputError(
-                f"{where}: must have exactly one key, one of {', '.join(LAYER_KINDS)}, got {describe(keys)}"
-                + (
-                    suggestion(keys[0], LAYER_KINDS)
-                    if isinstance(item, Mapping) and len(item) == 1
-                    else ""
-                )
-            )
-        kind, spec = next(iter(item.items()))
-        where = f"{where}.{kind}"
-        if kind == "conv":
-            parsed.append({"conv": _parse_conv(spec, where, base_dir)})
-        elif kind == "pool":
-            parsed.append({"pool": _parse_pool(spec, where)})
-        else:
-            parsed.append({"reduce": _parse_reduce(spec, where)})
-    return tuple(parsed)
+            f"shards must be auto, false or a shard shape [y, x] in output pixels, got {describe(value)}"
+        ) from None

@@ -32,9 +32,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from featuremap.errors import InputError, StoreBusyError, describe
+from featuremap.errors import FencedError, InputError, StoreBusyError, describe
 from featuremap.io import OutputStore, open_output
 
 __all__ = [
@@ -42,11 +43,13 @@ __all__ = [
     "HEARTBEAT_TIMEOUT_S",
     "adopt_job",
     "check_takeover",
+    "check_token",
     "fingerprint",
     "finish_job",
     "job_status",
     "new_owner",
     "owner_alive",
+    "process_start",
     "read_status",
     "record_devices",
     "record_progress",
@@ -78,35 +81,68 @@ def fingerprint(pipeline_hash: str, input_identity: Mapping[str, Any], version: 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``), to tell it from a
+    later process that got the same pid; ``None`` where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "(comm)", which may hold spaces
+    return int(fields[19]) if len(fields) > 19 else None
+
+
 def new_owner(*, process: bool = True) -> dict[str, Any]:
-    """Who runs a job: host, process and a fresh id (a lock's owner).
+    """Who runs a job: host, process (pid and start time) and a fresh id -- the job's token.
 
     ``process=False`` leaves the process out (``pid: None``): a submitted job, whose submitting
     process exits at once and whose task takes the ownership over when it starts; until then only
     the heartbeat tells whether it lives.
     """
+    pid = os.getpid() if process else None
     return {
         "host": socket.gethostname(),
-        "pid": os.getpid() if process else None,
+        "pid": pid,
+        "start": None if pid is None else process_start(pid),
         "id": uuid.uuid4().hex,
     }
 
 
 def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
     """Whether the owner process still exists: ``None`` when that cannot be told from here
-    (another host, or no process recorded)."""
+    (another host, or no process recorded). A stopped process (``SIGSTOP``) is alive; a pid now
+    used by another process (its start time differs) is not."""
     if not owner or owner.get("pid") is None or owner.get("host") != socket.gethostname():
         return None
+    pid = int(owner["pid"])
     try:
-        os.kill(int(owner["pid"]), 0)  # signal 0: only asks whether the process exists
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, under another user
         return True
-    return True
+    started = owner.get("start")
+    return started is None or process_start(pid) in (None, started)
+
+
+def check_token(store: OutputStore, owner: Mapping[str, Any]) -> None:
+    """The fencing check: refuse to write for ``owner`` once another job owns the store.
+
+    Raises
+    ------
+    FencedError
+        The store's job token (read afresh) is not ``owner``'s.
+    """
+    token = store.job_token()
+    if token != owner.get("id"):
+        raise FencedError(
+            f"output store {store.path!r} now belongs to another job (token "
+            f"{str(token)[:12]}); this job stops without writing to it"
+        )
 
 
 def _beat(store: OutputStore, owner: Mapping[str, Any], **fields: Any) -> None:
+    check_token(store, owner)
     store.update_job({"owner": dict(owner), "heartbeat": time.time(), **fields})
 
 
@@ -118,8 +154,9 @@ def start_job(
     blocks_total: int,
     blocks_done: int = 0,
 ) -> None:
-    """Mark the store ``running`` under ``owner`` (the fingerprint is written with it)."""
-    _beat(store, owner, fingerprint=fingerprint)
+    """Mark the store ``running`` under ``owner`` (the fingerprint is written with it): the job
+    takes the store over, so its token is written without a fencing check."""
+    store.update_job({"owner": dict(owner), "heartbeat": time.time(), "fingerprint": fingerprint})
     store.update_root(
         status="running",
         fingerprint=fingerprint,
@@ -151,7 +188,8 @@ def adopt_job(store: OutputStore, owner: Mapping[str, Any]) -> dict[str, Any]:
             f"output store {store.path!r} was taken over by another job (owner {describe(current)}); "
             "this submitted job stops"
         )
-    adopted = {**dict(owner), "host": socket.gethostname(), "pid": os.getpid()}
+    pid = os.getpid()
+    adopted = {**dict(owner), "host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
     _beat(store, adopted)
     return adopted
 
@@ -162,35 +200,55 @@ def release(store: OutputStore, *, owner: Mapping[str, Any]) -> None:
 
 
 def record_devices(
-    store: OutputStore, *, devices: Mapping[str, Any], blocks_per_device: Mapping[str, int]
+    store: OutputStore,
+    *,
+    owner: Mapping[str, Any],
+    devices: Mapping[str, Any],
+    blocks_per_device: Mapping[str, int],
 ) -> None:
     """Provenance of where blocks ran: the device plan and this run's block count per device."""
+    check_token(store, owner)
     store.update_root(devices=dict(devices), blocks_per_device=dict(blocks_per_device))
 
 
 def finish_job(
-    store: OutputStore, status: str, *, blocks_done: int, error: str | None = None
+    store: OutputStore,
+    status: str,
+    *,
+    blocks_done: int,
+    owner: Mapping[str, Any] | None,
+    error: str | None = None,
 ) -> None:
-    """Write the final status (``complete``, ``failed`` or ``interrupted``); a job's last write."""
+    """Write the final status (``complete``, ``failed`` or ``interrupted``); a job's last write.
+
+    ``owner`` is the job writing it (fenced like every write of a job); ``None`` for
+    ``verify --repair``, which has checked that no job runs.
+    """
+    if owner is not None:
+        check_token(store, owner)
     store.update_root(status=status, blocks_done=blocks_done, finished=utc_now(), error=error)
 
 
 def job_status(store: OutputStore) -> dict[str, Any]:
     """``status``, ``blocks_done``, ``blocks_total`` (+ timing and owner) of a store's job.
 
-    ``blocks_done`` counts the markers; a ``running`` job with a stale heartbeat, or whose owner
-    process is known to be gone, is reported ``interrupted``.
+    ``blocks_done`` counts the markers; a ``running`` job whose owner process is known to be
+    gone, or (on another host) whose heartbeat is stale, is reported ``interrupted``.
     """
     attrs = store.root
     job_attrs = store.job
     status = attrs.get("status", "running")
     heartbeat = job_attrs.get("heartbeat")
-    stale = heartbeat is None or time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
-    if status == "running" and (stale or owner_alive(job_attrs.get("owner")) is False):
+    stale = not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
+    alive = owner_alive(job_attrs.get("owner"))
+    # a live process on this host is never declared dead (a stopped one is still alive)
+    if status == "running" and alive is not True and (stale or alive is False):
         status = "interrupted"
     done = store.count_done()
+    pipeline = attrs.get("pipeline")
     return {
         "status": status,
+        "name": pipeline.get("name") if isinstance(pipeline, Mapping) else None,
         "blocks_done": done,
         "blocks_total": int(attrs.get("blocks_total", 0)),
         "started": attrs.get("started"),
@@ -199,6 +257,17 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         "owner": job_attrs.get("owner"),
         "error": attrs.get("error"),
     }
+
+
+def _busy_advice(owner: Mapping[str, Any] | None) -> str:
+    if owner is not None and owner_alive(owner):  # never declared dead: it may be stopped
+        return (
+            f"its process {owner['pid']} on this host is alive (perhaps stopped); wait for it, "
+            "or end that process first"
+        )
+    return (
+        f"wait for it, or if it is dead retry after {HEARTBEAT_TIMEOUT_S:.0f} s without a heartbeat"
+    )
 
 
 def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, Any]:
@@ -217,8 +286,8 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
     if state["status"] == "running":
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
-            f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} blocks); "
-            f"wait for it, or if it is dead retry after {HEARTBEAT_TIMEOUT_S:.0f} s without a heartbeat"
+            f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "
+            f"blocks); {_busy_advice(state['owner'])}"
         )
     stored = store.root.get("fingerprint")
     if fingerprint is not None and stored != fingerprint:

@@ -1,49 +1,66 @@
-"""Integrity check of an output store: every block's chunk against its done-marker.
+"""Integrity check of a whole output store, and ``--repair`` of what can be recomputed.
 
-A block is *done* when its marker is set (DESIGN section 7). :func:`verify_store` reads every
-stored chunk of ``features`` -- the ``crc32c`` codec turns a corrupted chunk into an error on
-read -- and classifies each block of the grid:
+:func:`verify_store` reads everything a store holds and names what is damaged:
 
-``missing``
-    marked done, but its chunk is not on disk (deleted, or the store was copied partially);
-``corrupted``
-    its chunk is on disk but cannot be decoded (checksum mismatch, truncated file), marked or not;
-``bad_marker``
-    its marker chunk itself cannot be read;
-``unmarked``
-    its chunk is on disk without a marker: a block whose job died between data and marker, or
-    one not yet reached. Not damage: ``--resume`` recomputes it.
+* every **metadata document** (each ``zarr.json``) must parse;
+* every **array** -- coordinates, weights, biases, the CRS, the done-markers -- is read chunk by
+  chunk (each chunk carries a crc32c checksum, so a flipped byte is an error on read);
+* every **block** of ``features`` is checked against its done-marker, inner chunk by inner chunk
+  when the store is sharded:
 
-``missing``, ``corrupted`` and ``bad_marker`` blocks are *damage*. Verification only reads;
-``repair=True`` (``featuremap verify --repair``) then deletes the damaged chunks and markers and
-leaves the store ``interrupted``, so that ``featuremap run --resume`` recomputes exactly those
-blocks. ``--resume`` does not read every chunk itself (that would cost a full read of the output
-on every resume); it only lists the stored chunks and recomputes marked blocks whose chunk is gone.
+  ``missing``
+      marked done, but its chunk (or shard) is not on disk;
+  ``corrupted``
+      on disk, but a chunk of it cannot be decoded (checksum mismatch, truncated file);
+  ``bad_marker``
+      the marker chunk holding its bit cannot be read;
+  ``unmarked``
+      on disk without its marker: a block whose job stopped before the marker was flushed, or
+      not reached yet. Not damage: ``--resume`` recomputes it.
+
+Verification only reads. ``repair=True`` (``featuremap verify --repair``) then restores what can
+be recomputed: damaged blocks are deleted and unmarked (``run --resume`` recomputes them),
+unreadable marker chunks are rebuilt from the blocks that are on disk and decode, and damaged
+``y`` / ``x`` coordinates are rewritten from the recorded geometry. Damaged metadata documents
+and weights cannot be recomputed from the store: the report says to replace it (``--overwrite``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from featuremap.io import Block, OutputStore, open_output
 from featuremap.io.chunks import (
-    chunk_value,
     delete_chunks,
+    metadata_documents,
+    region_errors,
     stored_chunks,
     unreadable_chunks,
 )
-from featuremap.io.output import feature_chunk
+from featuremap.io.markers import BLOCKS_PER_CHUNK, block_number, marker_chunk_count
+from featuremap.io.output import array_at, feature_chunk
 from featuremap.jobs import state
 
 __all__ = ["VerifyReport", "verify_store"]
 
+#: Arrays whose damage ``--repair`` can undo by recomputing them from the recorded geometry.
+RECOMPUTABLE = ("y", "x")
+
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What :func:`verify_store` found; block indices are ``(*batch_blocks, block_y, block_x)``."""
+    """What :func:`verify_store` found; block indices are ``(*batch_blocks, block_y, block_x)``.
+
+    ``arrays`` names the damaged chunks of the other arrays (``{"y": ["c/0: ..."]}``),
+    ``documents`` the unreadable metadata documents, ``errors`` the first error of each damaged
+    block.
+    """
 
     store: str
     status: str
@@ -54,7 +71,10 @@ class VerifyReport:
     corrupted: tuple[Block, ...] = ()
     bad_marker: tuple[Block, ...] = ()
     unmarked: tuple[Block, ...] = ()
+    arrays: dict[str, list[str]] = field(default_factory=dict)
+    documents: dict[str, str] = field(default_factory=dict)
     repaired: bool = False
+    unrepairable: tuple[str, ...] = ()
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -64,65 +84,129 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
-        return not self.damaged
+        return not (self.damaged or self.arrays or self.documents)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("missing", "corrupted", "bad_marker", "unmarked"):
             data[key] = [list(block) for block in data[key]]
+        data["unrepairable"] = list(self.unrepairable)
         data["clean"] = self.clean
         return data
 
 
-def _marker_values(
-    store: OutputStore, blocks: Iterable[Block]
-) -> tuple[set[Block], dict[Block, str]]:
-    """``(marked, unreadable)``: blocks whose marker is set, and marker chunks that fail to decode."""
-    markers = store.markers
-    present = sorted(stored_chunks(store.path, markers, blocks))
-    bad = unreadable_chunks(markers, present)
-    marked = {b for b in present if b not in bad and chunk_value(markers, b).reshape(-1)[0] == 1}
-    return marked, bad
+def _inner_regions(store: OutputStore) -> dict[Block, list[tuple[slice, ...]]]:
+    """Each block's inner chunks as regions of the stored ``features`` (one per unsharded block)."""
+    features = store.features
+    chunks, blocks = tuple(features.chunks), store.block_shape
+    feature_axis = store.feature_axis
+    regions: dict[Block, list[tuple[slice, ...]]] = {}
+    per_block = [b // c for b, c in zip(blocks, chunks, strict=True)]
+    for block in itertools.product(*(range(n) for n in store.grid_shape)):
+        origin = feature_chunk(block, feature_axis)
+        regions[block] = [
+            tuple(
+                slice((o * k + i) * c, min((o * k + i + 1) * c, n))
+                for o, k, i, c, n in zip(
+                    origin, per_block, inner, chunks, features.shape, strict=True
+                )
+            )
+            for inner in itertools.product(*(range(k) for k in per_block))
+        ]
+    return regions
 
 
-def _corrupted(store: OutputStore, blocks: Iterable[Block]) -> dict[Block, str]:
-    """Blocks among ``blocks`` whose ``features`` chunk fails to decode."""
-    by_chunk = {feature_chunk(block, store.feature_axis): block for block in blocks}
-    return {
-        by_chunk[chunk]: error
-        for chunk, error in unreadable_chunks(store.features, by_chunk).items()
-    }
-
-
-def _repair(store: OutputStore, report: VerifyReport) -> None:
-    """Delete damaged chunks and their markers, and leave the store for ``--resume``."""
-    delete_chunks(
-        store.path, store.features, (feature_chunk(b, store.feature_axis) for b in report.corrupted)
+def _check_blocks(store: OutputStore, on_disk: set[Block]) -> dict[Block, str]:
+    """The blocks on disk one of whose inner chunks fails to decode, with the first error."""
+    regions = _inner_regions(store)
+    return region_errors(
+        store.features, [(block, region) for block in sorted(on_disk) for region in regions[block]]
     )
-    delete_chunks(store.path, store.markers, report.damaged)
+
+
+def _marker_bits(store: OutputStore) -> tuple[set[Block], set[int]]:
+    """``(marked blocks, unreadable marker chunks)``."""
+    markers, total = store.markers, store.blocks_total
+    bad = set(unreadable_chunks(markers, [(c,) for c in range(marker_chunk_count(total))]))
+    marked = {
+        store.block_of(first + int(offset))
+        for first, bits in store.done_numbers()
+        if (first // BLOCKS_PER_CHUNK,) not in bad
+        for offset in np.flatnonzero(bits)
+    }
+    return marked, {chunk for (chunk,) in bad}
+
+
+def _other_arrays(store: OutputStore, documents: Mapping[str, str]) -> dict[str, list[str]]:
+    """Damaged chunks of every array but ``features`` and the markers, by array path."""
+    damaged: dict[str, list[str]] = {}
+    for path, array in store.arrays():
+        if path in ("features", "_job/done") or f"{path}/zarr.json" in documents:
+            continue
+        chunks = list(itertools.product(*(range(n) for n in array.cdata_shape)))
+        errors = unreadable_chunks(array, stored_chunks(store.path, array, chunks))
+        if errors:
+            damaged[path] = [f"chunk {list(c)}: {e}" for c, e in sorted(errors.items())]
+    return damaged
+
+
+def _repair(
+    store: OutputStore, report: VerifyReport, bad_marker_chunks: set[int], on_disk: set[Block]
+) -> tuple[str, ...]:
+    """Undo what can be recomputed; return what cannot."""
+    feature_axis, grid = store.feature_axis, store.grid_shape
+    delete_chunks(
+        store.path, store.features, (feature_chunk(b, feature_axis) for b in report.corrupted)
+    )
+    writer = store.marker_writer(lambda: None)
+    good = on_disk - set(report.corrupted)
+    for chunk in sorted(bad_marker_chunks):  # rebuilt from the blocks that are on disk and decode
+        first = chunk * BLOCKS_PER_CHUNK
+        for number in range(first, min(first + BLOCKS_PER_CHUNK, store.blocks_total)):
+            writer.mark(number, store.block_of(number) in good)
+    for block in (*report.missing, *report.corrupted):
+        writer.mark(block_number(block, grid), done=False)
+    writer.flush()
+    for name in RECOMPUTABLE:
+        if name in report.arrays:
+            _rewrite_coordinate(store, name)
+    unrepairable = tuple(
+        [*(f"{path} ({error})" for path, error in report.documents.items())]
+        + [name for name in report.arrays if name not in RECOMPUTABLE]
+    )
     state.finish_job(
         store,
         "interrupted",
-        blocks_done=report.blocks_done - len(report.damaged),
+        blocks_done=store.count_done(),
+        owner=None,
         error=f"verify --repair cleared {len(report.damaged)} damaged block(s); finish the job "
         "with 'featuremap run ... --resume'",
     )
+    return unrepairable
 
 
-def verify_store(store: str, *, repair: bool = False) -> VerifyReport:
-    """Read every chunk of ``features`` and check it against the done-markers.
+def _rewrite_coordinate(store: OutputStore, name: str) -> None:
+    """``y`` / ``x`` from the recorded placement: translation + scale * (offset + i * jump)."""
+    attrs: Any = store.features.attrs.get("featuremap")
+    axis = 0 if name == "y" else 1
+    placement = store.root.get("input", {}).get("placement", {}).get(name, {})
+    scale = float(placement.get("scale", 1.0))
+    translation = float(placement.get("translation", 0.0))
+    array = array_at(store.group, name)
+    offset, jump = float(attrs["offset"][axis]), int(attrs["jump"][axis])
+    array[...] = translation + scale * (offset + jump * np.arange(array.shape[0], dtype=np.float64))
+
+
+def verify_store(store: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+    """Read the whole store and check every block against its done-marker.
 
     Parameters
     ----------
     store : str
         A featuremap output store.
     repair : bool
-        Delete the damaged blocks' chunks and markers afterwards so ``run --resume`` recomputes
-        them. Refused while the store's job is running.
-
-    Returns
-    -------
-    VerifyReport
+        Restore what can be recomputed afterwards (see the module). Refused while the store's job
+        is running.
 
     Raises
     ------
@@ -130,29 +214,41 @@ def verify_store(store: str, *, repair: bool = False) -> VerifyReport:
         ``store`` is not a featuremap output store.
     StoreBusyError
         ``repair`` on a store whose job is running.
+    BrokenStoreError
+        The store's bookkeeping is too damaged to check its blocks (the message names the file).
     """
-    store = os.fspath(store)
-    output = open_output(store, "r+" if repair else "r")
+    path = os.fspath(store)
+    output = open_output(path, "r+" if repair else "r")
+    documents = metadata_documents(path)
     if repair:
         state.check_takeover(output, fingerprint=None)
     status = state.job_status(output)
-    blocks = output.blocks()
-    marked, bad_markers = _marker_values(output, blocks)
+    marked, bad_marker_chunks = _marker_bits(output)
     on_disk = output.stored_blocks()
-    corrupt = _corrupted(output, sorted(on_disk))
+    corrupt = _check_blocks(output, on_disk)
+    bad_marker = {
+        output.block_of(number)
+        for chunk in bad_marker_chunks
+        for number in range(
+            chunk * BLOCKS_PER_CHUNK, min((chunk + 1) * BLOCKS_PER_CHUNK, output.blocks_total)
+        )
+    }
     report = VerifyReport(
-        store=store,
+        store=path,
         status=status["status"],
-        blocks_total=len(blocks),
+        blocks_total=output.blocks_total,
         blocks_done=len(marked),
         chunks_read=len(on_disk),
         missing=tuple(sorted(marked - on_disk)),
         corrupted=tuple(sorted(corrupt)),
-        bad_marker=tuple(sorted(bad_markers)),
-        unmarked=tuple(sorted(on_disk - marked - set(corrupt) - set(bad_markers))),
-        errors={",".join(map(str, b)): e for b, e in sorted({**bad_markers, **corrupt}.items())},
+        bad_marker=tuple(sorted(bad_marker)),
+        unmarked=tuple(sorted(on_disk - marked - set(corrupt) - bad_marker)),
+        arrays=_other_arrays(output, documents),
+        documents=dict(documents),
+        errors={",".join(map(str, b)): e for b, e in sorted(corrupt.items())}
+        | {f"marker chunk {c}": "unreadable" for c in sorted(bad_marker_chunks)},
     )
     if repair and not report.clean:
-        _repair(output, report)
-        report = replace(report, repaired=True)
+        unrepairable = _repair(output, report, bad_marker_chunks, on_disk)
+        report = replace(report, repaired=True, unrepairable=unrepairable)
     return report

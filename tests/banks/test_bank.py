@@ -60,3 +60,19 @@ def test_mr8_grouping_repeats_per_channel():
     expanded = banks.get("mr8", size=9).for_channels(2)
     assert expanded.reduce_groups == (6, 6, 6, 6, 6, 6, 1, 1) * 2
     assert expanded.to_dict()["reduce_groups"] == [6, 6, 6, 6, 6, 6, 1, 1] * 2
+
+
+def test_expanding_to_many_channels_is_bounded_before_allocating():
+    with pytest.raises(
+        InputError,
+        match=r"bank 'identity' expanded to 300000 input channels \(per_channel\) would have "
+        r"300000 filters .*; at most 262144 are allowed",
+    ):
+        banks.get("identity").for_channels(300_000)
+    with pytest.raises(
+        InputError,
+        match=r"bank 'random' expanded to 5 input channels \(sum\) would hold "
+        r"15 x 5 x 1025 x 1025 = 78796875 weights; at most 67108864",
+    ):
+        banks.get("random", n=15, size=1025).for_channels(5, "sum")
+    assert banks.get("random", n=15, size=1025).for_channels(4, "sum").weight.shape[1] == 4

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import struct
+import warnings
+import zipfile
+
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -162,3 +169,167 @@ def test_bad_files_are_one_line_input_errors(tmp_path, filename, write, params, 
     with pytest.raises(InputError, match=pattern) as caught:
         banks.get("file", path=str(path), **params)
     assert "\n" not in str(caught.value)
+
+
+# -- checked before reading: file kind, format, declared sizes (issue #12) ---------------------
+
+PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+
+
+def _npy_header(shape, descr="<f4"):
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        stream, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return stream.getvalue()
+
+
+def _safetensors(path, entries, data=b""):
+    header = json.dumps(entries).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def _many_members(count):
+    def write(path):
+        with zipfile.ZipFile(path, "w") as archive:
+            for index in range(count):
+                archive.writestr(f"a{index}.npy", b"")
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("filename", "write", "params", "pattern"),
+    [
+        (
+            "passwd.npy",
+            lambda p: p.write_text(PASSWD),
+            {},
+            (
+                r"weight file \S+passwd\.npy is not a \.npy file \(bad magic b'root:x', "
+                r"expected b'\\x93NUMPY'\)$"
+            ),
+        ),
+        (
+            "passwd.npz",
+            lambda p: p.write_text(PASSWD),
+            {},
+            r"passwd\.npz is not a \.npz file \(bad magic b'root'; a \.npz is a zip archive",
+        ),
+        (
+            "passwd.safetensors",
+            lambda p: p.write_text(PASSWD),
+            {},
+            (
+                r"passwd\.safetensors is not a valid \.safetensors file \(its first 8 bytes "
+                r"b'root:x:0' declare a \d+-byte header"
+            ),
+        ),
+        ("fifo.npy", os.mkfifo, {}, r"fifo\.npy is not a regular file \(a FIFO\); give a \.npy"),
+        ("dir.npz", lambda p: p.mkdir(), {}, r"dir\.npz is not a regular file \(a directory\)"),
+        (
+            "huge.npy",
+            lambda p: p.write_bytes(_npy_header((10**6, 1, 9539, 9539)) + bytes(64)),
+            {},
+            (
+                r"huge\.npy declares a weight of shape \(1000000, 1, 9539, 9539\) float32, "
+                r"363970084000000 bytes; featuremap reads at most 1073741824 bytes \(1 GiB\)"
+            ),
+        ),
+        (
+            "many.npy",
+            lambda p: p.write_bytes(_npy_header((70_000, 1, 1, 1)) + bytes(280_000)),
+            {},
+            r"bank 'file' from \S+many\.npy would have 70000 filters",
+        ),
+        (
+            "long.npy",
+            lambda p: p.write_bytes(_npy_header((4, 1, 3, 3)) + bytes(100)),
+            {},
+            (
+                r"long\.npy cannot be read as \.npy \(truncated: its header declares 272 bytes, "
+                r"the file has 228\)"
+            ),
+        ),
+        (
+            "raw.npz",
+            lambda p: zipfile.ZipFile(p, "w").writestr("weight.npy", PASSWD),
+            {},
+            r"raw\.npz \(member 'weight\.npy'\) is not a \.npy array \(bad magic b'root:x'\)",
+        ),
+        (
+            "huge.npz",
+            lambda p: zipfile.ZipFile(p, "w").writestr(
+                "weight.npy", _npy_header((10**6, 1, 9539, 9539))
+            ),
+            {},
+            r"huge\.npz \(member 'weight\.npy'\) declares a weight of shape",
+        ),
+        (
+            "bigbias.npz",
+            lambda p: np.savez(p, weight=WEIGHT, bias=np.zeros(70_000)),
+            {},
+            r"bias in \S+bigbias\.npz \(member 'bias\.npy'\) must have at most 65536 values",
+        ),
+        ("members.npz", _many_members(4097), {}, r"has 4097 members in a \d+-byte zip directory"),
+        (
+            "names.npz",
+            lambda p: np.savez(p, **{f"array{i}": np.zeros(1) for i in range(50)}),
+            {},
+            (
+                r"has no array 'weight' \(it holds: array0, array1, .*, array9, \.\.\. \(50 in "
+                r"all\)\); set the bank's 'tensor'"
+            ),
+        ),
+        (
+            "huge.safetensors",
+            lambda p: _safetensors(
+                p,
+                {"weight": {"dtype": "F32", "shape": [10**6, 9539, 9539], "data_offsets": [0, 4]}},
+                bytes(4),
+            ),
+            {},
+            (
+                r"huge\.safetensors \(tensor 'weight'\) declares a weight of shape "
+                r"\(1000000, 9539, 9539\) F32, 363970084000000 bytes"
+            ),
+        ),
+        (
+            "offsets.safetensors",
+            lambda p: _safetensors(
+                p, {"weight": {"dtype": "F32", "shape": [1, 3, 3], "data_offsets": [0, 36]}}
+            ),
+            {},
+            (
+                r"is not a valid \.safetensors file \('weight': data_offsets \[0, 36\], the data "
+                r"has 0 bytes\)"
+            ),
+        ),
+        (
+            "bool.safetensors",
+            lambda p: _safetensors(
+                p, {"weight": {"dtype": "BOOL", "shape": [1, 1, 1], "data_offsets": [0, 1]}}, b"1"
+            ),
+            {},
+            r"weight in \S+ must be a real or integer array, got dtype 'BOOL'",
+        ),
+    ],
+)
+def test_files_are_checked_before_they_are_read(tmp_path, filename, write, params, pattern):
+    path = tmp_path / filename
+    write(path)
+    with pytest.raises(InputError, match=pattern) as caught:
+        banks.get("file", path=str(path), **params)
+    assert "\n" not in str(caught.value)
+    assert len(str(caught.value)) < 300 + len(str(path))
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_values_beyond_float32_are_refused_without_a_warning(tmp_path, name):
+    arrays = {"weight": WEIGHT, "bias": BIAS}
+    arrays[name] = np.full_like(arrays[name], 1e300)
+    np.savez(tmp_path / "big.npz", **arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=rf"{name} in \S+ contains NaN or infinite values"):
+            banks.get("file", path=str(tmp_path / "big.npz"))

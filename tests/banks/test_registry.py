@@ -76,7 +76,11 @@ def test_unknown_parameter_lists_parameters():
 @pytest.mark.parametrize(
     ("name", "params", "pattern"),
     [
-        ("gabor", {"size": 4}, r"bank 'gabor' parameter 'size' must be an odd integer >= 1, got 4"),
+        (
+            "gabor",
+            {"size": 4},
+            r"bank 'gabor' parameter 'size' must be an odd integer >= 1 and <= 1025, got 4",
+        ),
         ("gabor", {"size": True}, r"parameter 'size' must be an odd integer"),
         (
             "gabor",
@@ -127,3 +131,79 @@ def test_numpy_scalars_are_accepted_and_stored_as_plain_python():
     assert type(bank.params["size"]) is int
     assert type(bank.params["sigmas"][0]) is float
     json.dumps(bank.to_dict())
+
+
+# -- limits: refused from the parameters, before any weight is allocated (issue #12) -------------
+
+LIMITS = [
+    ("gabor", {"size": 1027}, r"'size' must be an odd integer >= 1 and <= 1025, got 1027"),
+    ("gaussian", {"size": 1027}, r"'size' must be an odd integer >= 1 and <= 1025"),
+    (
+        "gabor",
+        {"sigma": 171.0},
+        (
+            r"bank 'gabor' kernel size 2\*ceil\(n_stds\*sigma\)\+1 must be <= 1025, got 1027 "
+            r"\(n_stds 3, largest sigma 171; lower sigma or n_stds, raise the smallest frequency, "
+            r"or give size\)$"
+        ),
+    ),
+    ("gabor", {"frequencies": [1e-300]}, r"kernel size .* must be <= 1025, got about 3\.37e\+300"),
+    ("gabor", {"n_stds": 1e300}, r"kernel size .* must be <= 1025, got about 1\.12e\+301"),
+    ("gabor", {"bandwidth": 1e-300}, r"envelope sigma of frequency 0\.1 .* is not a finite number"),
+    (
+        "gabor",
+        {"orientations": 360, "frequencies": [0.1] * 92, "size": 1},
+        r"bank 'gabor' would have 66240 filters \(weight 66240 x 1 x 1 x 1\); at most 65536",
+    ),
+    (
+        "gabor",
+        {"size": 1023},
+        (
+            r"bank 'gabor' would hold 32 x 1 x 1023 x 1023 = 33488928 weights; at most 16777216 "
+            r"\(64 MiB of float32\) are allowed"
+        ),
+    ),
+    (
+        "gabor",
+        {"phases": [0.0] * 1025},
+        r"'phases' must be a non-empty list of numbers, at most 1024 of them, got .* \(1025 of them\)",
+    ),
+    (
+        "gaussian",
+        {"sigmas": [128.5]},
+        (
+            r"bank 'gaussian' kernel size 2\*int\(truncate\*sigma\+0\.5\)\+1 must be <= 1025, got 1029 "
+            r"\(truncate 4, sigma 128\.5; lower sigma or truncate, or give size\)"
+        ),
+    ),
+    ("gaussian", {"truncate": 1e308, "sigmas": [10.0]}, r"got about inf"),
+    ("log", {"truncate": 600.0, "sigmas": [1.0]}, r"bank 'log' kernel size .* got 1201"),
+    ("dog", {"sigmas": [100.0], "k": 1.3}, r"bank 'dog' kernel size .* got 1041 .*sigma 130"),
+    (
+        "ilastik",
+        {"sigmas": [200.0]},
+        r"bank 'ilastik' kernel size .* got 1601 .*lower sigma or truncate\)$",
+    ),
+    ("random", {"n": 4096, "size": 65}, r"bank 'random' would hold 4096 x 1 x 65 x 65 = 17305600"),
+    ("random", {"n": 65536, "in_channels": 65536}, r"would hold 65536 x 65536 x 3 x 3"),
+    ("lm", {"size": 593}, r"bank 'lm' would hold 48 x 1 x 593 x 593 = 16879152 weights"),
+    ("mr8", {"size": 1025}, r"bank 'mr8' would hold 38 x 1 x 1025 x 1025"),
+    ("ilastik", {"features": [["gaussian"]]}, r"unknown \['gaussian'\]"),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "pattern"), LIMITS)
+def test_oversized_banks_are_refused_before_they_are_built(name, params, pattern):
+    with pytest.raises(InputError, match=pattern) as caught:
+        banks.get(name, **params)
+    assert "\n" not in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+def test_banks_at_the_limits_build():
+    assert banks.get("gabor", size=723, orientations=8).weight.shape == (32, 1, 723, 723)
+    assert banks.get(
+        "gabor", sigma=170.0, frequencies=[0.1], orientations=1, phases=[0.0]
+    ).weight.shape == (1, 1, 1021, 1021)
+    assert banks.get("gaussian", sigmas=[128.0], orders=[[0, 0]]).weight.shape == (1, 1, 1025, 1025)
+    assert banks.get("random", n=65536, size=16).weight.shape == (65536, 1, 16, 16)

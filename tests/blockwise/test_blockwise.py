@@ -11,7 +11,6 @@ depends on exactly the input chunks its window overlaps. The interval planning u
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import dask
@@ -21,12 +20,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import zarr
 from dask._task_spec import Task
 from support.torch_reference import TORCH_ACTIVATIONS
 
-from featuremap._blockplan import output_grid
-from featuremap._blockwise import block_tasks, blockwise_stack
+from featuremap._blockwise import blockwise_stack
 from featuremap.errors import InputError
 from featuremap.geometry import input_window
 from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer
@@ -384,76 +381,7 @@ def test_circular_border_block_skips_middle_chunks():
     assert_matches_oracles(x, layers, image, out_chunks=(12, 20))
 
 
-# --- block_tasks -------------------------------------------------------------------------------
-
-
-def write_block(block, block_slices, out, store_path):
-    """A sink: write the block into its region of a Zarr array (on the worker)."""
-    zarr.open_array(store_path, mode="r+")[block_slices] = out
-    return block
-
-
-def test_block_tasks_write_every_block_and_resume(tmp_path):
-    rng = np.random.default_rng(12)
-    image = rng.standard_normal((2, 2, 26, 23)).astype(np.float32)
-    x = da.from_array(image, chunks=(1, 2, 6, 5))
-    layers = [conv(rng, 3, 2, 5, stride=2, padding="same", padding_mode="reflect")]
-    expected = apply_stack(layers, image)
-    grid = output_grid(expected.shape, x.chunks[:1], (4, 3))
-    assert len(grid) == 2 * 4 * 4
-    assert grid.numblocks == (2, 4, 4)
-    store = str(tmp_path / "out.zarr")
-    zarr.create_array(
-        store, shape=expected.shape, chunks=(1, 3, 4, 3), dtype="float32", fill_value=np.nan
-    )
-
-    everything = block_tasks(
-        x, _resolved(x, layers), write_block, out_chunks=(4, 3), sink_args=(store,)
-    )
-    assert set(everything) == set(grid.blocks())
-    assert grid.slices((1, 3, 0)) == (slice(1, 2), slice(0, 3), slice(12, 13), slice(0, 3))
-
-    some = [(0, 0, 0), (1, 3, 3)]
-    done = dask.compute(
-        *block_tasks(
-            x, _resolved(x, layers), write_block, out_chunks=(4, 3), blocks=some, sink_args=(store,)
-        ).values(),
-        scheduler="sync",
-    )
-    assert sorted(done) == some
-    written = zarr.open_array(store)[...]
-    assert np.isnan(written).sum() == expected.size - 3 * (4 * 3 + 1 * 3)  # 3 features
-    np.testing.assert_allclose(written[0, :, :4, :3], expected[0, :, :4, :3], rtol=1e-5, atol=1e-5)
-
-    dask.compute(*everything.values(), scheduler="sync")
-    np.testing.assert_allclose(zarr.open_array(store)[...], expected, rtol=1e-5, atol=1e-5)
-
-
-def test_block_tasks_read_only_the_chunks_their_blocks_need():
-    rng = np.random.default_rng(13)
-    image = rng.standard_normal((1, 40, 40)).astype(np.float32)
-    read, lock = [], threading.Lock()
-
-    def record(block, block_info=None):
-        with lock:
-            read.append(tuple(block_info[0]["chunk-location"]))
-        return block
-
-    x = da.from_array(image, chunks=(1, 10, 10)).map_blocks(record, dtype=np.float32)
-    layers = [conv(rng, 1, 1, 3, padding=1)]
-    tasks = block_tasks(
-        x,
-        _resolved(x, layers),
-        lambda block, slices, out: out.sum(),
-        out_chunks=(10, 10),
-        blocks=[(0, 0)],
-    )
-    (total,) = dask.compute(*tasks.values(), scheduler="sync")
-    assert sorted(read) == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
-    assert np.isclose(total, apply_stack(layers, image)[..., :10, :10].sum(), rtol=1e-4)
-
-
-def test_distributed_cluster_matches_in_memory(tmp_path, client):
+def test_distributed_cluster_matches_in_memory(client):
     rng = np.random.default_rng(14)
     image = rng.standard_normal((3, 2, 30, 28)).astype(np.float32)
     x = da.from_array(image, chunks=(2, 2, 7, 9))
@@ -463,21 +391,8 @@ def test_distributed_cluster_matches_in_memory(tmp_path, client):
         conv(rng, 2, 4, 3, padding="same", padding_mode="reflect"),
     ]
     expected = apply_stack(layers, image)
-    store = str(tmp_path / "out.zarr")
-    zarr.create_array(
-        store, shape=expected.shape, chunks=(1, 2, 4, 4), dtype="float32", fill_value=np.nan
-    )
     got = client.compute(blockwise_stack(x, layers, out_chunks=(4, 4))).result()
-    futures = client.compute(
-        list(
-            block_tasks(
-                x, _resolved(x, layers), write_block, out_chunks=(4, 4), sink_args=(store,)
-            ).values()
-        )
-    )
-    client.gather(futures)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(zarr.open_array(store)[...], expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.gpu
@@ -508,18 +423,10 @@ def test_input_errors():
         blockwise_stack(np.zeros((3, 8, 8)), [layer])
     with pytest.raises(InputError, match="channels, y, x"):
         blockwise_stack(da.zeros((8, 8)), [layer])
-    with pytest.raises(InputError, match=r"layer 1 .*3 input channels"):
+    with pytest.raises(InputError, match=r"layers\[0\]\.conv: .*3 input channels"):
         blockwise_stack(da.zeros((2, 8, 8)), [layer])
     with pytest.raises(InputError, match="out_chunks"):
         blockwise_stack(da.zeros((3, 8, 8)), [layer], out_chunks=(0, 2))
-    with pytest.raises(InputError, match="outside the output block grid"):
-        block_tasks(
-            da.zeros((3, 8, 8)),
-            _resolved(da.zeros((3, 8, 8)), [layer]),
-            print,
-            out_chunks=(2, 2),
-            blocks=[(3, 0)],
-        )
     with pytest.raises(InputError, match="empty"):
         blockwise_stack(da.zeros((3, 8, 8)), [])
     with pytest.raises(InputError, match="every size >= 1"):  # no features: refused before any plan

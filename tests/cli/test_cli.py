@@ -143,6 +143,7 @@ BAD_ARGUMENTS = [
     ("good.yaml", ("--array", "nope")),
     ("good.yaml", ("--output", "{images}")),
     ("good.yaml", ("--scheduler", "tls://127.0.0.1:1")),
+    ("good.yaml", ("--scheduler", "wss://127.0.0.1:1")),  # encrypted like tls: needs the files
     ("good.yaml", ("--bogus",)),
 ]
 

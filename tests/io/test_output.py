@@ -19,7 +19,7 @@ import zarr.codecs
 from support.stores import small_layout
 
 from featuremap.geometry import StackGeometry, output_centres
-from featuremap.io import FEATURES, MARKERS, create_output
+from featuremap.io import FEATURES, MARKERS, OutputStore, create_output
 from featuremap.jobs.run import run_layers
 from featuremap.jobs.state import read_status
 from featuremap.layers import ConvLayer, PoolLayer
@@ -44,7 +44,9 @@ def test_layout_dims_chunks_and_codecs(finished):
             np.testing.assert_array_equal(group[f"layers/{index}/weight"][...], layer.weight)
     np.testing.assert_array_equal(group["layers/0/bias"][...], layers[0].bias)
     assert "layers/2/bias" not in group  # the last conv has no bias
-    assert group[MARKERS].shape == (2, 3, 4)  # (t, y blocks, x blocks) of a 15 x 19 output
+    # (t, y blocks, x blocks) of a 15 x 19 output, one done bit per block
+    assert OutputStore.open(output).grid_shape == (2, 3, 4)
+    assert group[MARKERS].dtype == np.uint8
 
 
 def test_coordinates_are_geometry_centres(finished):
@@ -148,6 +150,7 @@ def test_ome_left_out_when_dims_cannot_be_expressed(tmp_path):
         geometry_attrs={"layers": [layer.to_dict()]},
         weights=[],
         root_attrs={},
+        job_attrs={},
     )
     assert "ome" not in store.group.attrs
     store = create_output(
@@ -156,6 +159,7 @@ def test_ome_left_out_when_dims_cannot_be_expressed(tmp_path):
         geometry_attrs={"layers": [layer.to_dict()]},
         weights=[],
         root_attrs={},
+        job_attrs={},
     )
     assert [axis["type"] for axis in store.group.attrs["ome"]["multiscales"][0]["axes"]] == [
         "channel",

@@ -11,7 +11,7 @@ import time
 import pytest
 from support.procs import dead_pid
 
-from featuremap.errors import StoreBusyError
+from featuremap.errors import InputError, StoreBusyError
 from featuremap.jobs import state
 from featuremap.jobs.claim import CLAIM_TIMEOUT_S, claim_store
 
@@ -37,29 +37,85 @@ def test_claim_is_exclusive_and_released(tmp_path):
 @pytest.mark.parametrize(
     ("holder", "stale"),
     [
-        (lambda: {"host": socket.gethostname(), "pid": dead_pid(), "time": time.time()}, True),
         (
             lambda: {
                 "host": socket.gethostname(),
-                "pid": os.getpid(),
+                "pid": dead_pid(),
+                "id": "a",
+                "time": time.time(),
+            },
+            True,
+        ),
+        (
+            lambda: {
+                "host": "elsewhere",
+                "pid": 1,
+                "id": "b",
                 "time": time.time() - 2 * CLAIM_TIMEOUT_S,
             },
             True,
         ),
-        (lambda: "torn", True),
-        (lambda: {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, False),
-        (lambda: {"host": "elsewhere", "pid": 1, "time": time.time()}, False),
+        # a live process on this host is never declared dead, however old its claim
+        (
+            lambda: {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "id": "c",
+                "time": time.time() - 2 * CLAIM_TIMEOUT_S,
+            },
+            False,
+        ),
+        (
+            lambda: {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "id": "d",
+                "time": time.time(),
+            },
+            False,
+        ),
+        (lambda: {"host": "elsewhere", "pid": 1, "id": "e", "time": time.time()}, False),
     ],
-    ids=["dead owner", "old", "unreadable", "live owner", "other host, fresh"],
+    ids=["dead owner", "other host, old", "live owner, old", "live owner", "other host, fresh"],
 )
 def test_leftover_claim(tmp_path, holder, stale):
     store = tmp_path / "out.zarr"
     claim = tmp_path / "out.zarr.lock"
-    content = holder()
-    claim.write_text(content if isinstance(content, str) else json.dumps(content))
+    claim.write_text(json.dumps(holder()))
     if stale:
         with claim_store(store, state.new_owner(), str(store)):
             assert json.loads(claim.read_text())["pid"] == os.getpid()
+        assert not claim.exists()
     else:
         with pytest.raises(StoreBusyError), claim_store(store, state.new_owner(), str(store)):
             pass
+        assert claim.exists()
+
+
+@pytest.mark.parametrize("make", ["torn", "not ours", "folder"])
+def test_what_is_not_a_featuremap_claim_is_never_removed(tmp_path, make):
+    store = tmp_path / "out.zarr"
+    claim = tmp_path / "out.zarr.lock"
+    if make == "folder":
+        claim.mkdir()
+        (claim / "keep.txt").write_text("mine")
+    else:
+        claim.write_text("torn" if make == "torn" else json.dumps({"user": "my own lock"}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with (
+        pytest.raises(InputError, match="is not a featuremap claim"),
+        claim_store(store, state.new_owner(), str(store)),
+    ):
+        pass
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_claim_appears_with_its_content(tmp_path):
+    """Another job never sees a claim that is created but not yet written."""
+    store = tmp_path / "out.zarr"
+    claim = tmp_path / "out.zarr.lock"
+    seen = []
+    with claim_store(store, state.new_owner(), str(store)):
+        seen.append(json.loads(claim.read_text()))
+    assert seen[0]["id"]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -13,11 +13,11 @@ import threading
 
 import numpy as np
 import pytest
-from support.procs import dask_cluster, wait_for
+from support.procs import dask_cluster, marked_blocks, wait_for
 from support.stores import random_input
 
 from featuremap.io import open_features
-from featuremap.jobs.cluster import insecure_scheduler_message
+from featuremap.jobs.cluster import cluster_client, insecure_scheduler_message
 from featuremap.jobs.run import run_layers, submit
 from featuremap.jobs.state import read_status
 from featuremap.layers import ConvLayer, PoolLayer
@@ -38,6 +38,15 @@ TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
         ("tcp://scheduler:8786", True),
         ("10.0.0.5:8786", True),
         ("tcp://[2001:db8::1]:8786", True),
+        # every scheme that carries Dask's protocol in plain text warns; all of 127/8 is loopback
+        ("ws://10.0.0.5:8786", True),
+        ("ws://127.0.0.1:8786", False),
+        ("wss://10.0.0.5:8786", False),
+        ("tcp://127.1:8786", False),
+        ("tcp://127.0.0.2:8786", False),
+        ("tcp://127.255.255.254:8786", False),
+        ("TCP://10.0.0.5:8786", True),
+        ("tcp://[::ffff:10.0.0.5]:8786", True),
     ],
 )
 def test_unauthenticated_scheduler_warning(address, warns):
@@ -47,6 +56,28 @@ def test_unauthenticated_scheduler_warning(address, warns):
         assert "unauthenticated" in message
         assert "\n" not in message
         assert "tls://" in message
+
+
+def test_local_cluster_listens_on_loopback_only():
+    """Scheduler, workers and dashboard of the default local cluster bind 127.0.0.1: no socket
+    of the cluster's processes listens on another address."""
+    import psutil
+
+    links = []
+    with cluster_client(None, None, 1, None, on_dashboard=links.append) as client:
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert all(a.startswith("tcp://127.0.0.1:") for a in client.scheduler_info()["workers"])
+        assert links == [client.dashboard_link]
+        assert links[0].startswith("http://127.0.0.1:")
+        me = psutil.Process()
+        listening = [
+            conn.laddr.ip
+            for process in [me, *me.children(recursive=True)]
+            for conn in process.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        ]
+    assert listening, "the cluster should listen somewhere"
+    assert set(listening) == {"127.0.0.1"}, listening
 
 
 # --- a real cluster ------------------------------------------------------------------------------
@@ -135,14 +166,9 @@ def test_job_survives_a_killed_worker(tmp_path, cluster):
 
     thread = threading.Thread(target=job)
     thread.start()
-    markers = output / "_job" / "done" / "c"
-    wait_for(
-        lambda: markers.exists() and sum(1 for _ in markers.rglob("*")) > 40,
-        120,
-        "the first done-markers",
-    )
+    wait_for(lambda: marked_blocks(output) > 40, 120, "the first done-markers")
     workers[1].send_signal(signal.SIGKILL)
-    done_at_kill = sum(1 for _ in markers.rglob("*"))
+    done_at_kill = marked_blocks(output)
     thread.join(timeout=300)
     assert "error" not in outcome, outcome.get("error")
     # the worker died mid-job

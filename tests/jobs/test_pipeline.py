@@ -322,6 +322,17 @@ YAML_ERRORS = [
         "layers: [{conv: {bank: {type: box}, stride: -1}}]\n",
         "layers[0].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1",
     ),
+    # refused while composing or constructing, never an internal error (issue #12)
+    ("layers: [{[1]: 2}]\n", "YAML mapping key at line 1 must be a string or a number, not a list"),
+    ("layers: &a [*a]\n", "YAML alias at line 1 refers to a node that contains it"),
+    ("name: 2020-02-31\nlayers: []\n", "invalid YAML value: day is out of range for month"),
+    (
+        "layers: [{conv: {bank: {type: box, size: 0x" + "f" * 200 + "}}}]\n",
+        "YAML integer at line 1 has more than 100 characters, got '0xfff",
+    ),
+    ("layers: [{conv: {bank: {type: box, size: " + "1:" * 300 + "1}}}]\n", "more than 100 char"),
+    ("layers: [" + "*" + "x" * 5000 + "]\n", "found undefined alias 'xxxx"),
+    ("a: &x 1\nlayers: [" + "*x, " * 1001 + "]\n", "YAML document uses more than 1000 aliases"),
 ]
 
 
@@ -332,6 +343,13 @@ def test_yaml_errors_name_the_file(tmp_path, text, message):
         load_pipeline(path)
     assert message in str(caught.value)
     assert str(caught.value).endswith(f"({path})")
+    assert len(str(caught.value)) < 400 + len(str(path))
+
+
+def test_geometry_errors_name_the_layer_as_the_pipeline_does():
+    layers = load_pipeline(spec({"pool": {"type": "max", "kernel_size": 100_000}})).build_layers(1)
+    with pytest.raises(InputError, match=r"^layers\[0\]\.pool: a kernel spanning 100000 pixels"):
+        resolve_stack(layers, (64, 64), 1)
 
 
 def test_missing_file_and_directory(tmp_path):

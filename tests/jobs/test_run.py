@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support.stores import write_input
+from support.stores import unmark, write_input
 
 import featuremap
 from featuremap.errors import InputError, JobError
@@ -200,7 +200,7 @@ def test_run_pipeline_summary_progress_and_provenance(tmp_path, process_client, 
 def _drop_blocks(store: Path, blocks: list[tuple[int, int]]) -> None:
     for iy, ix in blocks:
         (store / FEATURES / "c" / "0" / str(iy) / str(ix)).unlink()
-        (store / "_job" / "done" / "c" / str(iy) / str(ix)).unlink()
+    unmark(store, blocks)
 
 
 def test_resume_recomputes_only_missing_blocks(tmp_path, process_client, input_store):

@@ -13,28 +13,41 @@ from support.stores import small_layout
 
 from featuremap.errors import StoreBusyError
 from featuremap.io import OutputStore, create_output, open_features
+from featuremap.io.markers import block_number
 from featuremap.jobs import state
 from featuremap.jobs.state import read_status
 from featuremap.layers import PoolLayer
 
 
 @pytest.mark.parametrize(
-    ("owner", "status"),
+    ("owner", "status", "stale_status"),
     [
-        (lambda: state.new_owner(), "running"),
-        (lambda: {**state.new_owner(), "pid": dead_pid()}, "interrupted"),
-        (lambda: state.new_owner(process=False), "running"),  # submitted, not yet adopted
-        (lambda: {**state.new_owner(), "host": "elsewhere", "pid": 1}, "running"),
+        # a live process on this host is never declared dead, however old its heartbeat: it may
+        # be stopped (SIGSTOP) and is fenced by its job token if it ever resumes
+        (lambda: state.new_owner(), "running", "running"),
+        (lambda: {**state.new_owner(), "pid": dead_pid()}, "interrupted", "interrupted"),
+        (lambda: state.new_owner(process=False), "running", "interrupted"),  # submitted only
+        (lambda: {**state.new_owner(), "host": "elsewhere", "pid": 1}, "running", "interrupted"),
     ],
     ids=["live owner", "dead owner", "no process", "other host"],
 )
-def test_running_or_interrupted(finished, owner, status):
+def test_running_or_interrupted(finished, owner, status, stale_status):
     store = finished[0]
     group = OutputStore.open(str(store), "r+")
     state.start_job(group, owner=owner(), fingerprint="f" * 64, blocks_total=20, blocks_done=20)
     assert read_status(str(store))["status"] == status
     group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
-    assert read_status(str(store))["status"] == "interrupted"  # stale, whoever the owner
+    assert read_status(str(store))["status"] == stale_status
+
+
+def test_same_host_owner_with_recycled_pid_is_dead(finished):
+    store = finished[0]
+    group = OutputStore.open(str(store), "r+")
+    # our own pid, but a different process start time: the pid was reused after the owner died
+    owner = {**state.new_owner(), "start": 1}
+    state.start_job(group, owner=owner, fingerprint="f" * 64, blocks_total=20)
+    group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
+    assert read_status(str(store))["status"] == "interrupted"
 
 
 def test_adopt_job(finished):
@@ -59,12 +72,15 @@ def test_status_of_an_unfinished_store(tmp_path):
         geometry_attrs={"layers": [layer.to_dict()]},
         weights=[],
         root_attrs={},
+        job_attrs={},
     )
-    owner = state.new_owner()
+    owner = {**state.new_owner(), "host": "elsewhere"}  # liveness judged by heartbeat alone
     state.start_job(output, owner=owner, fingerprint="f" * 64, blocks_total=12)
     assert read_status(store)["status"] == "running"
     assert read_status(store)["blocks_done"] == 0
-    output.markers[1, 0, 1] = 1
+    writer = output.marker_writer(lambda: None)
+    writer.mark(block_number((1, 0, 1), output.grid_shape))
+    writer.flush()
     assert read_status(store)["blocks_done"] == 1
     output.update_job({"heartbeat": time.time() - 2 * state.HEARTBEAT_TIMEOUT_S})
     status = read_status(store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -110,7 +111,7 @@ def dask_cluster(
                 "--port",
                 port,
                 "--dashboard-address",
-                ":0",
+                "127.0.0.1:0",
                 *(["--protocol", "tls"] if tls else []),
                 *tls,
             ],
@@ -132,7 +133,7 @@ def dask_cluster(
                     "--host",
                     "127.0.0.1",
                     "--dashboard-address",
-                    ":0",
+                    "127.0.0.1:0",
                     *tls,
                 ],
                 tmp / f"worker-{port}-{i}.log",
@@ -158,3 +159,47 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def marked_blocks(store: Path) -> int:
+    """Blocks marked done in an output store (0 while it does not exist or is being created)."""
+    from featuremap.io import OutputStore
+
+    try:
+        return OutputStore.open(str(store)).count_done()
+    except (FileNotFoundError, KeyError, ValueError):
+        return 0
+
+
+def age_heartbeat(store: Path, seconds: float) -> None:
+    """Make the store's heartbeat ``seconds`` old, as if its owner had been silent that long
+    (only while the owner is stopped, so that nothing else writes the job record)."""
+    from featuremap.io import OutputStore
+
+    output = OutputStore.open(str(store), "r+")
+    output.update_job({"heartbeat": time.time() - seconds})
+
+
+def _uts_prefix() -> list[str] | None:
+    """A command prefix that runs a program under another hostname (a new UTS namespace), or
+    ``None`` where this machine allows no namespace."""
+    for prefix in (["unshare", "--uts"], ["unshare", "--user", "--map-root-user", "--uts"]):
+        with suppress(OSError, subprocess.SubprocessError):
+            probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+            if probe.returncode == 0:
+                return prefix
+    return None
+
+
+UTS_PREFIX = _uts_prefix()
+
+
+def on_other_host(
+    args: Sequence[object], hostname: str = "featuremap-test-other-host"
+) -> list[str]:
+    """``args`` run as if on another host: in a UTS namespace whose hostname is ``hostname``
+    (same network namespace, so 127.0.0.1 is still shared)."""
+    if UTS_PREFIX is None:
+        raise RuntimeError("no UTS namespace can be made on this machine")
+    command = " ".join(shlex.quote(str(arg)) for arg in args)
+    return [*UTS_PREFIX, "sh", "-c", f"hostname {shlex.quote(hostname)} && exec {command}"]

@@ -39,3 +39,20 @@ def small_layout(batch: tuple[int, ...]) -> OutputLayout:
         chunks=(*(1,) * len(batch), 2, 4, 4),
         stack=StackGeometry((3, 3), (1, 1), (1.0, 1.0)),
     )
+
+
+def unmark(store: Path | str, blocks: Sequence[tuple[int, ...]]) -> None:
+    """Clear the done-markers of ``blocks`` (as a job killed before flushing them leaves them)."""
+    from featuremap.io import OutputStore
+    from featuremap.io.markers import block_number
+
+    output = OutputStore.open(str(store), "r+")
+    writer = output.marker_writer(lambda: None)
+    for block in blocks:
+        writer.mark(block_number(block, output.grid_shape), done=False)
+    writer.flush()
+
+
+def marker_chunk(store: Path | str) -> Path:
+    """The file of the first marker chunk of a local store."""
+    return Path(store) / "_job" / "done" / "c" / "0"

@@ -1,0 +1,183 @@
+"""Creating an output store: the job record first, then ``features`` (sharded when large), the
+coordinates, the weights, the packed done-markers, the attributes and OME-NGFF metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from featuremap.io.layout import (
+    FEATURES,
+    JOB_GROUP,
+    MARKERS,
+    ROOT_KEY,
+    OutputLayout,
+    checked_codecs,
+    feature_codecs,
+)
+from featuremap.io.markers import create_markers
+from featuremap.io.ome import OmeAxis, ome_multiscales
+from featuremap.io.output import OutputStore, open_group
+from featuremap.io.placement import Coordinate, Spacing, regular_spacing
+
+__all__ = ["LayerArrays", "create_output"]
+
+
+@dataclass(frozen=True)
+class LayerArrays:
+    """The weights (and bias) a conv layer was run with, stored under ``layers/<index>/``."""
+
+    index: int
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+def _create_coordinate(
+    group: zarr.Group,
+    name: str,
+    values: np.ndarray,
+    attrs: Mapping[str, Any] | None = None,
+    dims: Sequence[str] | None = None,
+) -> None:
+    array = group.create_array(
+        name,
+        shape=values.shape,
+        chunks=values.shape if values.ndim else "auto",
+        # text (feature labels) as Zarr's variable-length UTF-8 strings, which xarray reads
+        dtype=str if values.dtype.kind == "U" else values.dtype,
+        dimension_names=list(dims if dims is not None else [name]),
+        compressors=checked_codecs(),
+    )
+    array[...] = values
+    if attrs:
+        array.attrs.update(dict(attrs))
+
+
+def _spatial_attrs(spacing: Spacing) -> dict[str, Any]:
+    """A ``y`` / ``x`` coordinate's attributes: the input's own, and its ``units``."""
+    return {**spacing.attrs, "units": spacing.unit or "pixel"}
+
+
+def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
+    """``y``, ``x`` in physical units, ``feature`` labels, the batch axes' values and the CRS."""
+    placement = layout.placement
+    for name, spacing, length in (
+        ("y", placement.y, layout.shape[-2]),
+        ("x", placement.x, layout.shape[-1]),
+    ):
+        _create_coordinate(group, name, spacing.values(length), _spatial_attrs(spacing))
+    labels = layout.feature_labels or tuple(str(i) for i in range(layout.shape[-3]))
+    _create_coordinate(group, "feature", np.array(labels, dtype=str))
+    for name, coordinate in placement.batch.items():
+        _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
+    if placement.grid_mapping is not None:
+        _create_coordinate(
+            group,
+            placement.grid_mapping.name,
+            np.array(0, dtype=np.int64),
+            placement.grid_mapping.attrs,
+            dims=(),
+        )
+
+
+def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
+    """A batch axis for NGFF: ``z`` is a space axis, placed by its coordinates when they are
+    regular; a lone other batch axis is NGFF's time axis; several have no NGFF type."""
+    regular = (
+        None
+        if coordinate is None
+        else regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
+    )
+    if kind == "z":
+        if regular is None:
+            return OmeAxis(name, "space")
+        return OmeAxis(name, "space", regular.unit, regular.scale, regular.translation)
+    return OmeAxis(name, "time" if lone else "batch")
+
+
+def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
+    """The stored array's axes as NGFF sees them (see :mod:`featuremap.io.ome`)."""
+    placement = layout.placement
+    kinds = dict(
+        zip(layout.batch_dims, layout.batch_kinds or ("n",) * len(layout.batch_dims), strict=True)
+    )
+    lone = sum(1 for kind in kinds.values() if kind != "z") <= 1
+    axes = []
+    for name in layout.dims:
+        if name in ("y", "x"):
+            spacing = placement.y if name == "y" else placement.x
+            axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
+        elif name == "feature":
+            axes.append(OmeAxis(name, "channel"))
+        else:
+            axes.append(_ome_batch_axis(name, kinds[name], placement.batch.get(name), lone))
+    return axes
+
+
+def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
+    for layer in weights:
+        arrays = {"weight": (layer.weight, ["feature", "channel", "ky", "kx"])}
+        if layer.bias is not None:
+            arrays["bias"] = (layer.bias, ["feature"])
+        for name, (values, dims) in arrays.items():
+            stored = group.create_array(
+                f"layers/{layer.index}/{name}",
+                shape=values.shape,
+                chunks=values.shape,
+                dtype="float32",
+                dimension_names=dims,
+                compressors=checked_codecs(),
+            )
+            stored[...] = values
+
+
+def create_output(
+    store: str,
+    *,
+    layout: OutputLayout,
+    geometry_attrs: Mapping[str, Any],
+    weights: Sequence[LayerArrays],
+    root_attrs: Mapping[str, Any],
+    job_attrs: Mapping[str, Any],
+    overwrite: bool = False,
+) -> OutputStore:
+    """Create every array of a new output store; no block is written yet.
+
+    ``job_attrs`` (the owner, whose id is the fencing token) are written first, so a job that
+    lost this path to us finds our token before anything else of ours; ``geometry_attrs`` become
+    the ``featuremap`` attributes of ``features``, ``root_attrs`` the root ones (provenance).
+    Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
+    """
+    group = open_group(store, "w" if overwrite else "w-")
+    group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
+    features = group.create_array(
+        FEATURES,
+        shape=layout.storage_shape,
+        chunks=layout.storage_chunks,
+        shards=layout.storage_shards,
+        dtype=layout.dtype,
+        dimension_names=list(layout.dims),
+        compressors=feature_codecs(layout.codec, layout.codec_level),
+        fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
+        config={"write_empty_chunks": True},
+    )
+    features.attrs[ROOT_KEY] = dict(geometry_attrs)
+    if layout.placement.grid_mapping is not None:
+        # CF: the grid mapping is a coordinate of the features, so xarray and rioxarray find it
+        name = layout.placement.grid_mapping.name
+        features.attrs.update({"grid_mapping": name, "coordinates": name})
+    _write_coordinates(group, layout)
+    _write_weights(group, weights)
+    create_markers(group, MARKERS, layout.blocks_total)
+    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
+    ome = ome_multiscales(
+        _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
+    )
+    if ome is not None:
+        attrs["ome"] = ome
+    group.attrs.update(attrs)
+    return OutputStore(store, group)

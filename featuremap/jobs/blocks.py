@@ -1,0 +1,99 @@
+"""The worker side of a job: one task per block reads, computes and writes that block.
+
+A :class:`BlockJob` holds everything every block task needs -- the input's description, the
+resolved stack and its per-axis steps, the output layout, the store and the job's token -- and
+is sent to each worker once (scattered), so a task's own arguments are only its block index.
+
+:func:`run_block` plans the block's input window (:func:`featuremap._blockplan.plan_axis`,
+borders folded), reads exactly that window from the input's Zarr chunks (no separate halo
+tasks: a halo is read again by the neighbour that needs it, a few percent of the input for
+typical kernels), runs the fused stack on the worker's device, checks that the job still owns
+the store (the fencing check, right before writing) and writes the block. Nothing travels back:
+the blocks each device computed are counted on the worker (:func:`blocks_per_device`, collected
+once at the end), so the client never fetches a result per block.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from featuremap._blockplan import AxisStep, plan_axis
+from featuremap._blockwise import axis_steps, compute_compact
+from featuremap._device import array_device, block_device, to_device
+from featuremap._typing import Array
+from featuremap.errors import FencedError
+from featuremap.io import Block, InputArray, OutputLayout, read_job_token, write_block
+from featuremap.stack import ResolvedStack
+
+__all__ = ["BlockJob", "blocks_per_device", "run_block"]
+
+#: Blocks computed in this worker process, by ``(job token, device)``.
+_COMPUTED: Counter[tuple[str, str]] = Counter()
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """What every block task of one job needs (sent to each worker once).
+
+    ``device`` is ``"auto"``, ``"cpu"`` or ``"gpu"``, or ``None`` to keep blocks on NumPy
+    without asking (no GPU worker: CuPy is never imported).
+    """
+
+    store: str
+    token: str
+    source: InputArray
+    stack: ResolvedStack
+    steps: tuple[tuple[AxisStep, ...], tuple[AxisStep, ...]]
+    layout: OutputLayout
+    device: str | None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        store: str,
+        token: str,
+        source: InputArray,
+        stack: ResolvedStack,
+        layout: OutputLayout,
+        device: str | None,
+    ) -> BlockJob:
+        y_steps, x_steps = axis_steps(stack)
+        return cls(store, token, source, stack, (tuple(y_steps), tuple(x_steps)), layout, device)
+
+
+def run_block(job: BlockJob, block: Block) -> None:
+    """Compute and write one block, counted under the device it ran on (``"cpu"``/``"gpu"``).
+
+    Raises
+    ------
+    FencedError
+        The store belongs to another job now: nothing is written.
+    """
+    slices = job.layout.block_slices(block)
+    *batch, _, rows, cols = slices
+    height, width = job.source.spatial_shape
+    plan_y = plan_axis(job.steps[0], rows.start, rows.stop, [height])
+    plan_x = plan_axis(job.steps[1], cols.start, cols.stop, [width])
+    values: Array = job.source.read(
+        batch,
+        [(piece.start, piece.stop) for piece in plan_y.reads],
+        [(piece.start, piece.stop) for piece in plan_x.reads],
+        session=job.token,
+    )
+    if job.device is not None:
+        values = to_device(values, block_device(job.device))
+    out = compute_compact(job.stack.layers, plan_y, plan_x, values)
+    if read_job_token(job.store) != job.token:
+        raise FencedError(
+            f"output store {job.store!r} now belongs to another job; block not written"
+        )
+    write_block(job.store, job.layout, slices, out, session=job.token)
+    _COMPUTED[job.token, array_device(out)] += 1
+
+
+def blocks_per_device(token: str) -> dict[str, int]:
+    """The blocks of job ``token`` this worker process computed, by device (run on each worker
+    when the job ends; a retried block may be counted twice, a lost worker's are lost)."""
+    return {device: count for (job, device), count in _COMPUTED.items() if job == token}

@@ -1,0 +1,198 @@
+"""How the features are stored (``output.dtype``, ``codec``, ``level``, ``shards``) and how a job
+streams its blocks (the bounded window, progress from finished futures), on real stores.
+
+Sharded stores go through the same faults as plain ones: a block's inner chunk corrupted inside
+its shard, a lost done bit, ``verify --repair`` and ``--resume`` -- bit for bit equal to an
+uninterrupted run; xarray and ome-zarr-models read them.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+import zarr.codecs
+from support.stores import unmark
+
+from featuremap.io import OutputStore
+from featuremap.jobs.execute import window_size
+from featuremap.jobs.run import run
+from featuremap.jobs.sizing import SHARD_FROM_CHUNKS, OutputOptions, shard_factor
+from featuremap.jobs.verify import verify_store
+from featuremap.stack import apply_stack
+
+CONV = {"conv": {"bank": {"type": "gabor", "orientations": 4}, "padding": "same"}}
+
+
+def _pipeline(**output) -> dict:
+    return {"layers": [CONV], "output": {"chunks": [16, 16], **output}}
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> tuple[str, np.ndarray]:
+    folder = tmp_path_factory.mktemp("storage")
+    data = np.random.default_rng(31).random((1, 70, 90), dtype=np.float32)
+    zarr.create_array(str(folder / "in.zarr"), data=data, chunks=(1, 32, 32))
+    return str(folder / "in.zarr"), data
+
+
+def _run(pipeline: dict, image, store, client, **options):
+    return run(pipeline, input=image[0], output=str(store), client=client, **options)
+
+
+def _features(store) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(store), mode="r")["features"][...])
+
+
+def _oracle(pipeline: dict, data: np.ndarray) -> np.ndarray:
+    from featuremap.jobs.pipeline import load_pipeline
+
+    return apply_stack(load_pipeline(pipeline).build_layers(data.shape[0]), data)
+
+
+# -- dtype and codec --------------------------------------------------------------------------------
+
+
+def test_float16_error_is_bounded_by_its_rounding(image, tmp_path, client):
+    _run(_pipeline(), image, tmp_path / "f32.zarr", client)
+    _run(_pipeline(dtype="float16"), image, tmp_path / "f16.zarr", client)
+    full, half = _features(tmp_path / "f32.zarr"), _features(tmp_path / "f16.zarr")
+    assert half.dtype == np.float16
+    # round to nearest float16: relative error <= 2**-11 for normal values, absolute <= 2**-25
+    # below float16's smallest normal (6.1e-5)
+    error = np.abs(half.astype(np.float64) - full.astype(np.float64))
+    bound = np.maximum(np.abs(full.astype(np.float64)) * 2.0**-11, 2.0**-25)
+    assert (error <= bound).all(), float((error / bound).max())
+    assert error.max() > 0  # really rounded: the test could fail
+    attrs = OutputStore.open(str(tmp_path / "f16.zarr")).root["output"]
+    assert (attrs["dtype"], attrs["codec"]) == ("float16", "lz4")
+
+
+@pytest.mark.parametrize(("codec", "level"), [("lz4", None), ("zstd", 7), ("none", None)])
+def test_codec_is_used_recorded_and_lossless(image, tmp_path, client, codec, level):
+    output = {"codec": codec, **({"level": level} if level is not None else {})}
+    store = tmp_path / f"{codec}.zarr"
+    _run(_pipeline(**output), image, store, client)
+    features = zarr.open_group(str(store), mode="r")["features"]
+    codecs = list(features.metadata.codecs)
+    assert isinstance(codecs[-1], zarr.codecs.Crc32cCodec)  # always, last
+    blosc = [c for c in codecs if isinstance(c, zarr.codecs.BloscCodec)]
+    if codec == "none":
+        assert blosc == []
+    else:
+        assert blosc[0].cname.value == codec
+        assert blosc[0].clevel == (level if level is not None else blosc[0].clevel)
+    recorded = OutputStore.open(str(store)).root["output"]
+    assert recorded["codec"] == codec
+    if level is not None:
+        assert recorded["codec_level"] == level
+    np.testing.assert_allclose(
+        _features(store), _oracle(_pipeline(), image[1]), rtol=2e-5, atol=2e-5
+    )
+
+
+# -- shards ------------------------------------------------------------------------------------------
+
+
+SHARDED = _pipeline(shards=[32, 48])  # 2 x 3 chunks of 16 x 16 per shard: one task per shard
+
+
+def test_sharded_store_is_read_by_xarray_and_ome(image, tmp_path, client):
+    from ome_zarr_models.v05.image import Image
+
+    store = tmp_path / "sharded.zarr"
+    summary = _run(SHARDED, image, store, client)
+    features = zarr.open_group(str(store), mode="r")["features"]
+    count = features.shape[0]
+    assert features.shards == (count, 32, 48)
+    assert features.chunks == (count, 16, 16)
+    assert summary.blocks_total == 3 * 2  # 70 x 90 in 32 x 48 shards
+    expected = _oracle(SHARDED, image[1])
+    np.testing.assert_allclose(_features(store), expected, rtol=2e-5, atol=2e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opened = xr.open_zarr(str(store))["features"]
+    np.testing.assert_array_equal(opened.values, _features(store))
+    Image.from_zarr(zarr.open_group(str(store), mode="r"))
+    assert verify_store(str(store)).clean
+
+
+def test_sharded_store_faults_repair_and_resume_bit_exact(image, tmp_path, process_client):
+    # worker processes, as in production: threads of one process share BLAS's thread pool,
+    # and a different split of a sum is a different last bit
+    client = process_client
+    reference = tmp_path / "reference.zarr"
+    _run(SHARDED, image, reference, client)
+    store = tmp_path / "damaged.zarr"
+    _run(SHARDED, image, store, client)
+    shard = store / "features" / "c" / "0" / "1" / "1"  # block (1, 1): one shard file
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 3] ^= 0x01  # inside one of its inner chunks
+    shard.write_bytes(bytes(raw))
+    unmark(store, [(2, 0)])  # and a lost done bit: on disk, not damage
+
+    report = verify_store(str(store))
+    assert report.corrupted == ((1, 1),)
+    assert report.unmarked == ((2, 0),)
+    assert verify_store(str(store), repair=True).repaired
+    assert not shard.exists()
+    summary = _run(SHARDED, image, store, client, resume=True)
+    assert (summary.blocks_computed, summary.blocks_skipped) == (2, 4)  # the damaged, the unmarked
+    np.testing.assert_array_equal(_features(store), _features(reference))
+    assert verify_store(str(store)).clean
+
+
+def test_automatic_shards_only_for_large_grids():
+    options, chunk = OutputOptions(), (256, 256)
+    assert shard_factor(options, chunk, 16, (16, 16)) is None  # 256 chunks: one object each
+    side = int(np.ceil(np.sqrt(SHARD_FROM_CHUNKS)))
+    factor = shard_factor(options, chunk, 16, (side, side))
+    assert factor is not None
+    assert factor[0] >= 2
+    # about 256 MiB per shard (100 MB to 1 GB): 16 features x float32 x (256 * factor)^2
+    assert 100e6 <= 16 * 4 * (256 * factor[0]) ** 2 <= 1e9
+    assert shard_factor(OutputOptions(shards=None), chunk, 16, (side, side)) is None
+
+
+# -- the window and the progress ------------------------------------------------------------------------
+
+
+def _blocks_in_flight(dask_scheduler) -> int:
+    """Block tasks the scheduler has not finished (finished ones linger until released)."""
+    return sum(
+        str(key).startswith("run_block") and task.state != "memory"
+        for key, task in dask_scheduler.tasks.items()
+    )
+
+
+def test_tasks_in_flight_stay_within_the_window(image, tmp_path, client):
+    window = window_size(client)
+    assert window == 4 * sum(client.nthreads().values())
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.append(client.run_on_scheduler(_blocks_in_flight))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    progress: list[tuple[int, int]] = []
+    try:
+        summary = _run(
+            _pipeline(chunks=[8, 8]), image, tmp_path / "window.zarr", client,
+            progress=lambda done, total: progress.append((done, total)),
+        )  # fmt: skip
+    finally:
+        done.set()
+        sampler.join()
+    assert summary.blocks_total == 9 * 12
+    assert max(seen) <= window, (max(seen), window)
+    assert max(seen) > 1  # the samples did see tasks in flight
+    counts = [done for done, _ in progress]
+    assert counts == sorted(counts)  # progress only moves forward
+    assert progress[-1] == (summary.blocks_total, summary.blocks_total)
