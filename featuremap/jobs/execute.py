@@ -262,9 +262,10 @@ def execute_job(
             _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat)
             markers.flush()
     except BaseException as error:
+        lost = error if isinstance(error, FencedError) else _lost_store(store, owner)
+        if lost is not None:  # whatever failed, the store is another job's now: never touch it
+            raise lost from (None if lost is error else error)
         unrecorded = _stop(store, owner, markers, client, error)
-        if isinstance(error, FencedError):
-            raise
         if isinstance(error, Exception):
             raise JobError(
                 f"job writing {plan.store!r} failed after {computed} of "
@@ -298,6 +299,18 @@ def write_log(store: str, error: BaseException) -> str | None:
     except OSError:
         return None
     return str(path)
+
+
+def _lost_store(store: OutputStore, owner: Mapping[str, Any]) -> FencedError | None:
+    """The fencing error when another job owns the store now (a job that failed after losing it,
+    e.g. reading the new job's markers, reports that and writes nothing); else ``None``."""
+    try:
+        state.check_token(store, owner)
+    except FencedError as fenced:
+        return fenced
+    except Exception:  # noqa: BLE001 -- the store cannot be read: report the job's own error
+        return None
+    return None
 
 
 def _stop(
