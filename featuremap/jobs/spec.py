@@ -305,7 +305,7 @@ class OutputSpec:
         spec = mapping({} if data is None else data, where, OUTPUT_KEYS)
         store = field_value(where, "store", _text("store"), spec.get("store"))
         chunks = spec.get("chunks")
-        level = spec.get("level")
+        codec, level = _codec_and_level(where, spec)
         return cls(
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             chunks=None
@@ -317,19 +317,34 @@ class OutputSpec:
                 lambda v: parse_choice("dtype", v, OUTPUT_DTYPES),
                 spec.get("dtype", "float32"),
             ),
-            codec=field_value(
-                where,
-                "codec",
-                lambda v: parse_choice("codec", v, OUTPUT_CODECS),
-                spec.get("codec", "lz4"),
-            ),
-            level=None
-            if level is None
-            else field_value(
-                where, "level", lambda v: parse_int("level", v, minimum=0, maximum=9), level
-            ),
+            codec=codec,
+            level=level,
             shards=field_value(where, "shards", _shards, spec.get("shards", "auto")),
         )
+
+
+def _codec_and_level(where: str, spec: Mapping[str, Any]) -> tuple[Any, int | None]:
+    """``codec: zstd`` with an optional ``level: 5`` beside it, or ``codec: {name: zstd,
+    level: 5}``; the level is Blosc's ``clevel``, 0-9."""
+    codec, level = spec.get("codec", "lz4"), spec.get("level")
+    codec_where = where
+    if isinstance(codec, Mapping):
+        codec_where = join(where, "codec")
+        codec_spec = mapping(codec, codec_where, ("name", "level"), required=("name",))
+        if level is not None and "level" in codec_spec:
+            raise InputError(f"{join(where, 'level')}: given twice (also as codec.level); keep one")
+        codec, level = codec_spec["name"], codec_spec.get("level", level)
+    name_key = "name" if codec_where != where else "codec"
+    name = field_value(
+        codec_where, name_key, lambda v: parse_choice(name_key, v, OUTPUT_CODECS), codec
+    )
+    if level is None:
+        return name, None
+    if name == "none":
+        raise InputError(f"{join(codec_where, 'level')}: codec none has no level; remove it")
+    return name, field_value(
+        codec_where, "level", lambda v: parse_int("level", v, minimum=0, maximum=9), level
+    )
 
 
 def _shards(value: Any) -> tuple[int, int] | str | None:

@@ -212,6 +212,13 @@ ERRORS = [
     (spec(input={"channel_axis": "c"}), "input.channel_axis: must be an integer"),
     (spec(output={"chunks": [0, 4]}), "output.chunks: must be an integer >= 1"),
     (spec(output=[1]), "output: must be a mapping"),
+    (spec(output={"codec": "gzip"}), "output.codec: must be one of lz4, zstd, none"),
+    (spec(output={"codec": {"name": "zsd"}}), "output.codec.name: must be one of lz4, zstd, none"),
+    (spec(output={"codec": "zstd", "level": 10}), "output.level: must be an integer >= 0 and <= 9"),
+    (spec(output={"codec": {"name": "zstd", "level": 3}, "level": 4}), "output.level: given twice"),
+    (spec(output={"codec": "none", "level": 3}), "output.level: codec none has no level"),
+    (spec(output={"dtype": "float64"}), "output.dtype: must be one of float32, float16"),
+    (spec(output={"shards": "yes"}), "output.shards: must be auto, false or a shard shape"),
     (
         spec(conv(), conv(stride=-1)),
         "layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1",
@@ -365,3 +372,13 @@ def test_pipeline_passes_through():
     pipeline = load_pipeline(spec())
     assert load_pipeline(pipeline) is pipeline
     assert isinstance(pipeline, Pipeline)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [{"codec": "zstd", "level": 7}, {"codec": {"name": "zstd", "level": 7}}],
+    ids=["level-beside", "codec-mapping"],
+)
+def test_codec_level_in_either_form(output):
+    parsed = load_pipeline(spec(output=output)).output
+    assert (parsed.codec, parsed.level) == ("zstd", 7)
