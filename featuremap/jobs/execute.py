@@ -4,10 +4,11 @@
    writes the job's token first, and marks it ``running``;
 2. :func:`execute_job` streams the blocks to the cluster through a bounded window: blocks not yet
    done are generated lazily from the done-markers, at most :func:`window_size` tasks are in
-   flight (a few per worker thread), and each finished task lets the next one in. A task reads,
-   computes and writes its own block (:func:`featuremap.jobs.blocks.run_block`), so the client
-   and the scheduler hold a window of small futures, never a graph of every block: their memory
-   is the same at 10^3 and 10^8 blocks. The job's shared data (layers, plan) is scattered to the
+   flight (a few per worker thread), and finished tasks let the next ones in, half a window at
+   a time. A task reads, computes and writes its own block
+   (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
+   small futures, never a graph of every block: their memory is the same at 10^3 and 10^8
+   blocks. The job's shared data (layers, plan) is scattered to the
    workers once. As tasks finish, this process sets their done-markers (one writer, packed bits,
    flushed every second: :class:`featuremap.io.markers.MarkerWriter`) and reports progress from
    the finished futures themselves, so progress never lags the disk. A heartbeat thread keeps
@@ -20,6 +21,7 @@ preceded by the fencing check: a job that lost its store to another job stops wi
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -164,7 +166,13 @@ def _stream_blocks(
     heartbeat: _Heartbeat,
 ) -> None:
     """Send every block not yet done through a bounded window; ``on_block(block)`` as each
-    finishes (its result stays on the worker: no round trip per block)."""
+    finishes (its result stays on the worker: no round trip per block).
+
+    Free places in the window are refilled in batches of half the window, one
+    ``client.map`` each: every submission is one graph update for the scheduler and one
+    record that its spans keep for the cluster's lifetime, so batches make both a fraction of
+    the blocks while the other half of the window keeps the workers busy.
+    """
     from distributed import as_completed
 
     job = BlockJob.create(
@@ -181,17 +189,25 @@ def _stream_blocks(
     todo = store.undone_blocks()
     blocks: dict[str, tuple[int, ...]] = {}
 
-    def submit(block: tuple[int, ...]) -> Any:
-        future = client.submit(
-            run_block, shared, block, pure=False, retries=RETRIES, **restrictions
+    def submit(count: int) -> list[Any]:
+        batch = list(itertools.islice(todo, count))
+        if not batch:
+            return []
+        futures = client.map(
+            run_block,
+            [shared] * len(batch),
+            batch,
+            pure=False,
+            retries=RETRIES,
+            **restrictions,
         )
-        blocks[future.key] = block
-        return future
+        blocks.update(zip((future.key for future in futures), batch, strict=True))
+        return list(futures)
 
-    first = [submit(block) for _, block in zip(range(window_size(client)), todo, strict=False)]
-    if not first:
-        return
-    pending = as_completed(first)
+    window = window_size(client)
+    refill = max(1, window // 2)
+    pending = as_completed(submit(window))
+    free = 0
     try:
         for future in pending:
             if future.status != "finished":
@@ -199,9 +215,10 @@ def _stream_blocks(
             on_block(blocks.pop(future.key))
             if heartbeat.fenced is not None:
                 raise heartbeat.fenced
-            following = next(todo, None)
-            if following is not None:
-                pending.add(submit(following))
+            free += 1
+            if free >= refill or pending.count() == 0:
+                pending.update(submit(free))
+                free = 0
     finally:
         in_flight = list(pending.futures)
         pending.clear()
