@@ -11,8 +11,8 @@ Compares, at each image size, on the same ``LocalCluster`` and the same output c
 Goals (issue #13): featuremap >= 3x dask-image at 4096^2 and 8192^2, <= 1.2x the I/O floor,
 float16 >= 1.6x faster than float32; peak RSS per worker 12288^2 vs 4096^2 < 1.3x. Also printed:
 the input bytes the workers read against the stored input (each block task reads its own window,
-halo included, from the Zarr chunks: the read amplification). Bytes are counted on the workers
-by a wrapper around the Zarr stores' ``get``.
+halo included, from the Zarr chunks, through each worker's decoded-chunk cache: the read
+amplification). Bytes are counted on the workers by a wrapper around the Zarr stores' ``get``.
 
 Usage::
 

@@ -28,6 +28,7 @@ from featuremap._validation import is_integer
 from featuremap.errors import InputError, describe, error_line
 from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, AxesSpec, resolve_axes
+from featuremap.io.chunk_cache import read_region
 from featuremap.io.layout import FEATURE_DIMS
 from featuremap.io.ome import read_multiscales
 from featuremap.io.placement import Interval, Placement, ome_placement, xarray_placement
@@ -217,9 +218,11 @@ class InputArray:
         """A block's input window as ``(*batch, C, h, w)``: the batch slices, the channels read
         and the concatenated ``rows`` x ``cols`` intervals (coordinates of the part read).
 
-        Each interval rectangle is read straight from its stored chunks; the reordering of axes
-        and the channel selection happen on this small window, never on the whole input. The
-        opened array is reused by the reads of one ``session`` (a job's token) in a process.
+        Each interval rectangle is cut from its decoded chunks, shared with the neighbouring
+        blocks this process computes (:func:`featuremap.io.chunk_cache.read_region`); the
+        reordering of axes and the channel selection happen on this small window, never on the
+        whole input. The opened array and the decoded chunks are reused by the reads of one
+        ``session`` (a job's token) in a process.
         """
         array = _open_array(self.path, self.name, session)
         axes = self.axes
@@ -234,7 +237,7 @@ class InputArray:
             for col_start, col_stop in cols:
                 index[axes.y] = slice(y0 + row_start, y0 + row_stop)
                 index[axes.x] = slice(x0 + col_start, x0 + col_stop)
-                row.append(np.asarray(array[tuple(index)]))
+                row.append(read_region(array, index, session=session))
             tiles.append(np.concatenate(row, axis=axes.x))
         window = np.concatenate(tiles, axis=axes.y)
         if self.channels is not None and axes.channel is not None:
