@@ -2,7 +2,8 @@
 killed under a submitted job, a chunk corrupted on disk, two jobs started into one store.
 
 Every recovered result is compared bit for bit with an uninterrupted run of the same pipeline
-(a killed worker is covered by ``jobs/test_cluster.py``).
+(a killed worker is covered by ``jobs/test_cluster.py``). The killed jobs run on sharded stores
+too (a block is then a shard of two chunks, written by one task).
 """
 
 from __future__ import annotations
@@ -33,29 +34,37 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 PIPELINE = """\
 name: slow
 input: {{store: {input}}}
-output: {{store: {output}, chunks: [8, 8]}}
+output: {{store: {output}, chunks: [8, 8]{shards}}}
 layers:
   - conv: {{bank: {{type: file, path: w.npy}}, padding: same, activation: relu}}
 """
-BLOCKS = 1024
+#: Blocks of each layout: 8 x 8 chunks, or shards of 8 x 16 (two chunks, one task each).
+LAYOUTS = {"chunks": ("", 1024), "shards": (", shards: [8, 16]", 512)}
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory) -> dict:
-    """The pipeline and its uninterrupted result (``reference``, a complete store)."""
-    folder = tmp_path_factory.mktemp("job")
+def job(request, tmp_path_factory) -> dict:
+    """The pipeline and its uninterrupted result (``reference``, a complete store), unsharded
+    unless a test asks for ``shards`` (indirect parametrization)."""
+    layout = getattr(request, "param", "chunks")
+    shards, blocks = LAYOUTS[layout]
+    folder = tmp_path_factory.mktemp(f"job-{layout}")
     rng = np.random.default_rng(5)
     data = rng.random((1, 256, 256), dtype=np.float32)
     zarr.create_array(str(folder / "in.zarr"), data=data, chunks=(1, 64, 64))
     np.save(folder / "w.npy", rng.standard_normal((8, 1, 7, 7)).astype(np.float32))
     pipeline = folder / "p.yaml"
-    pipeline.write_text(PIPELINE.format(input=folder / "in.zarr", output=folder / "reference.zarr"))
+    pipeline.write_text(
+        PIPELINE.format(input=folder / "in.zarr", output=folder / "reference.zarr", shards=shards)
+    )
     summary = json.loads(_ok("run", pipeline, "--workers", "2", "--json").stdout)
-    assert summary["blocks_computed"] == BLOCKS
+    assert summary["blocks_computed"] == blocks
+    if shards:
+        assert zarr.open_group(str(folder / "reference.zarr"))["features"].shards == (8, 8, 16)
     reference = _features(folder / "reference.zarr")
     layers = load_pipeline(pipeline).build_layers(1)
     np.testing.assert_allclose(reference, apply_stack(layers, data), rtol=1e-4, atol=1e-4)
-    return {"folder": folder, "pipeline": pipeline, "reference": reference}
+    return {"folder": folder, "pipeline": pipeline, "reference": reference, "blocks": blocks}
 
 
 def _ok(*args: object) -> object:
@@ -77,12 +86,13 @@ def _resume(job: dict, store: Path, *extra: object) -> dict:
         _ok("run", job["pipeline"], "--output", store, "--resume", "--json", *extra).stdout
     )
     assert summary["status"] == "complete"
-    assert summary["blocks_total"] == BLOCKS
+    assert summary["blocks_total"] == job["blocks"]
     np.testing.assert_array_equal(_features(store), job["reference"])  # bit for bit
     assert _ok("verify", store).stdout.rstrip().endswith("ok: no damage found")
     return summary
 
 
+@pytest.mark.parametrize("job", list(LAYOUTS), indirect=True)
 def test_sigkill_of_run_then_resume(job, tmp_path):
     store = tmp_path / "killed.zarr"
     process = start_featuremap(
@@ -93,12 +103,12 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
     finally:
         kill_group(process)  # the CLI and its local cluster's workers, without any cleanup
     done = marked_blocks(store)
-    assert 30 < done < BLOCKS, "the job should have been killed midway"
+    assert 30 < done < job["blocks"], "the job should have been killed midway"
     status = _status(store)  # the owner process is gone: interrupted at once, no heartbeat wait
     assert (status["status"], status["blocks_done"], status["blocks_total"]) == (
         "interrupted",
         done,
-        BLOCKS,
+        job["blocks"],
     )
 
     refused = featuremap("run", job["pipeline"], "--output", store)
@@ -106,9 +116,10 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
     assert "--resume" in refused.stderr
     summary = _resume(job, store, "--workers", "2")
     assert summary["blocks_skipped"] >= done
-    assert summary["blocks_skipped"] + summary["blocks_computed"] == BLOCKS
+    assert summary["blocks_skipped"] + summary["blocks_computed"] == job["blocks"]
 
 
+@pytest.mark.parametrize("job", list(LAYOUTS), indirect=True)
 def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
     store = tmp_path / "submitted.zarr"
     with dask_cluster(tmp_path) as (address, processes):
@@ -122,7 +133,7 @@ def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
         wait_for(lambda: _status(store)["status"] != "running", 60, "status to notice the lost job")
     status = _status(store)
     assert status["status"] == "interrupted", status
-    assert status["blocks_done"] < BLOCKS, status
+    assert status["blocks_done"] < job["blocks"], status
     done = marked_blocks(store)
     with dask_cluster(tmp_path) as (address, _):  # a new cluster finishes the job
         summary = _resume(job, store, "--scheduler", address)
@@ -153,7 +164,7 @@ def test_corrupted_and_deleted_chunks(job, tmp_path):
     assert (3, 5) not in OutputStore.open(str(store)).done_blocks()
     assert _status(store)["status"] == "interrupted"
     summary = _resume(job, store, "--workers", "1")
-    assert (summary["blocks_computed"], summary["blocks_skipped"]) == (2, BLOCKS - 2)
+    assert (summary["blocks_computed"], summary["blocks_skipped"]) == (2, job["blocks"] - 2)
 
 
 def test_two_runs_into_one_store(job, tmp_path):
