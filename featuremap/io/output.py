@@ -8,6 +8,7 @@ decides *where* it lives in the Zarr group (:mod:`featuremap.io.layout`) and how
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -230,9 +231,13 @@ class OutputStore:
     def markers(self) -> zarr.Array[Any]:
         return self._array(MARKERS)
 
-    @property
+    @functools.cached_property
     def grid_shape(self) -> tuple[int, ...]:
-        """Blocks per axis, ``(*batch_blocks, blocks_y, blocks_x)`` (from the job's record)."""
+        """Blocks per axis, ``(*batch_blocks, blocks_y, blocks_x)`` (from the job's record).
+
+        Read once per opened store: the grid is fixed when the store is created, and block
+        numbers are turned into blocks millions of times (a file read each would dominate).
+        """
         grid = self.job.get("grid")
         if isinstance(grid, list):
             return tuple(int(n) for n in grid)
@@ -257,16 +262,20 @@ class OutputStore:
     def undone_blocks(self) -> Iterator[Block]:
         """Every block whose done-marker is not set, in C order, lazily."""
         for first, bits in self.done_numbers():
-            for offset in np.flatnonzero(~bits):
-                yield self.block_of(first + int(offset))
+            yield from self._blocks(first + np.flatnonzero(~bits))
 
     def done_blocks(self) -> set[Block]:
         """Block indices whose done-marker is set (for small stores and tests)."""
         return {
-            self.block_of(first + int(offset))
+            block
             for first, bits in self.done_numbers()
-            for offset in np.flatnonzero(bits)
+            for block in self._blocks(first + np.flatnonzero(bits))
         }
+
+    def _blocks(self, numbers: np.ndarray) -> Iterator[Block]:
+        """The blocks of an array of block numbers (one marker chunk's worth), as int tuples."""
+        axes = np.unravel_index(numbers, self.grid_shape)
+        return zip(*(axis.tolist() for axis in axes), strict=True)
 
     def count_done(self) -> int:
         """Number of blocks whose done-marker is set."""
