@@ -7,12 +7,13 @@
    flight (a few per worker thread), and finished tasks let the next ones in, half a window at
    a time. A task reads, computes and writes its own block
    (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
-   small futures, never a graph of every block: their memory is the same at 10^3 and 10^8
-   blocks. The job's shared data (layers, plan) is scattered to the
-   workers once. As tasks finish, this process sets their done-markers (one writer, packed bits,
-   flushed every second: :class:`featuremap.io.markers.MarkerWriter`) and reports progress from
-   the finished futures themselves, so progress never lags the disk. A heartbeat thread keeps
-   the store's ``running`` status fresh;
+   small futures, never a graph of every block: what featuremap keeps is the same at 10^3 and
+   10^8 blocks (Dask's own per-submission records are in ``docs/scaling.md``). The job's shared
+   data (layers, plan) is scattered to the workers once. As tasks finish, this process sets
+   their done-markers (one writer, packed bits, flushed every second:
+   :class:`featuremap.io.markers.MarkerWriter`) and reports progress from the finished futures
+   themselves, so progress never lags the disk. A heartbeat thread keeps the store's
+   ``running`` status fresh;
 3. the consolidated metadata, then ``status: complete``, are written last.
 
 Every write of the job -- markers, heartbeat, status -- and every block write on a worker is
