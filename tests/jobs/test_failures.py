@@ -2,8 +2,8 @@
 killed under a submitted job, a chunk corrupted on disk, two jobs started into one store.
 
 Every recovered result is compared bit for bit with an uninterrupted run of the same pipeline
-(a killed worker is covered by ``jobs/test_cluster.py``). The killed jobs run on sharded stores
-too (a block is then a shard of two chunks, written by one task).
+(a killed worker is covered by ``jobs/test_cluster.py``). The killed run is repeated on a
+sharded store (a block is then a shard of two chunks, written by one task).
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
     assert summary["blocks_skipped"] + summary["blocks_computed"] == job["blocks"]
 
 
-@pytest.mark.parametrize("job", list(LAYOUTS), indirect=True)
 def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
     store = tmp_path / "submitted.zarr"
     with dask_cluster(tmp_path) as (address, processes):
