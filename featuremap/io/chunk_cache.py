@@ -87,36 +87,58 @@ def read_region(
         range(part.start // size, -(-part.stop // size)) if part.stop > part.start else range(0)
         for part, size in zip(index, chunk_shape, strict=True)
     ]
-    for chunk_index in itertools.product(*spans):
-        chunk = _chunk(array, chunk_index, chunk_shape, session, cache)
+    where = str(array.store_path)
+    cached = {
+        position: cache.get((session, where, position)) for position in itertools.product(*spans)
+    }
+    chunks = {position: chunk for position, chunk in cached.items() if chunk is not None}
+    missing = [position for position, chunk in cached.items() if chunk is None]
+    if missing:
+        fresh = _read_chunks(array, missing, chunk_shape)
+        for position, chunk in fresh.items():
+            cache.put((session, where, position), chunk)
+        chunks.update(fresh)
+    for position, chunk in chunks.items():
         source, target = [], []
-        for position, size, part in zip(chunk_index, chunk_shape, index, strict=True):
-            low, high = max(part.start, position * size), min(part.stop, (position + 1) * size)
-            source.append(slice(low - position * size, high - position * size))
+        for start, size, part in zip(position, chunk_shape, index, strict=True):
+            low, high = max(part.start, start * size), min(part.stop, (start + 1) * size)
+            source.append(slice(low - start * size, high - start * size))
             target.append(slice(low - part.start, high - part.start))
         out[tuple(target)] = chunk[tuple(source)]
     return out
 
 
-def _chunk(
-    array: zarr.Array[Any],
-    chunk_index: tuple[int, ...],
-    chunk_shape: tuple[int, ...],
-    session: str,
-    cache: ChunkCache,
-) -> np.ndarray:
-    key = (session, str(array.store_path), chunk_index)
-    chunk = cache.get(key)
-    if chunk is None:
-        chunk = np.asarray(
-            array[
-                tuple(
-                    slice(position * size, min((position + 1) * size, extent))
-                    for position, size, extent in zip(
-                        chunk_index, chunk_shape, array.shape, strict=True
-                    )
+def _read_chunks(
+    array: zarr.Array[Any], missing: Sequence[tuple[int, ...]], chunk_shape: tuple[int, ...]
+) -> dict[tuple[int, ...], np.ndarray]:
+    """The ``missing`` chunks and any others in their bounding box, read with one Zarr call.
+
+    One call, not one per chunk: each call is a round trip through Zarr's event-loop thread,
+    which costs more than decoding a small chunk (a trivial block's window touches 9 chunks).
+    """
+    low = [min(axis) for axis in zip(*missing, strict=True)]
+    high = [max(axis) + 1 for axis in zip(*missing, strict=True)]
+    box = np.asarray(
+        array[
+            tuple(
+                slice(first * size, min(last * size, extent))
+                for first, last, size, extent in zip(
+                    low, high, chunk_shape, array.shape, strict=True
                 )
-            ]
+            )
+        ]
+    )
+    if all(last - first == 1 for first, last in zip(low, high, strict=True)):
+        return {tuple(low): box}
+    # each chunk gets its own memory, so that a cached chunk does not keep the whole box alive
+    return {
+        position: box[
+            tuple(
+                slice((start - first) * size, (start - first + 1) * size)
+                for start, first, size in zip(position, low, chunk_shape, strict=True)
+            )
+        ].copy()
+        for position in itertools.product(
+            *(range(first, last) for first, last in zip(low, high, strict=True))
         )
-        cache.put(key, chunk)
-    return chunk
+    }
