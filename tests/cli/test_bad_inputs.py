@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import zarr
 from support.procs import featuremap, free_port, tree_digest
+from support.stores import random_input
 
 from featuremap.io import OutputStore
 from featuremap.jobs import state
@@ -72,10 +73,8 @@ def _safetensors(tensors: dict[str, np.ndarray]) -> bytes:
 def folder(tmp_path_factory) -> Path:
     """Inputs, weight files, pipelines, a complete store and a busy one (its job alive)."""
     root = tmp_path_factory.mktemp("bad")
-    rng = np.random.default_rng(4)
-    zarr.create_array(
-        str(root / "in.zarr"), data=rng.random((32, 32), dtype=np.float32), chunks=(16, 16)
-    )
+    random_input(root / "in.zarr", (32, 32), (16, 16), seed=4)
+    rng = np.random.default_rng(5)
     group = zarr.open_group(str(root / "group.zarr"), mode="w")
     for name in ("a", "b"):
         group.create_array(name, shape=(8, 8), dtype="float32")[...] = 1.0

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import zarr
 from support.procs import ENV, featuremap, free_port, tree_digest
-from support.stores import marker_chunk, unmark
+from support.stores import marker_chunk, random_input, unmark
 
 from featuremap.io import OutputStore
 from featuremap.jobs import state
@@ -67,10 +67,7 @@ def _refused(*args: object, cwd: Path, env: dict[str, str] | None = None) -> str
 def world(tmp_path_factory) -> Path:
     """An input (64 x 64 in 32 x 32 chunks), a pipeline and its complete store ``done.zarr``."""
     root = tmp_path_factory.mktemp("safety")
-    rng = np.random.default_rng(12)
-    zarr.create_array(
-        str(root / "in.zarr"), data=rng.random((64, 64), dtype=np.float32), chunks=(32, 32)
-    )
+    random_input(root / "in.zarr", (64, 64), (32, 32), seed=12)
     (root / "p.yaml").write_text(PIPELINE)
     done = featuremap(
         "run", "p.yaml", "--input", "in.zarr", "--output", "done.zarr", "--workers", "1", cwd=root
@@ -428,10 +425,7 @@ def test_preview_to_a_read_only_filesystem(world, tmp_path):
 def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(world, tmp_path):
     disk, logs = tmp_path / "disk", tmp_path / "logs"
     disk.mkdir()
-    rng = np.random.default_rng(2)
-    zarr.create_array(
-        str(tmp_path / "big.zarr"), data=rng.random((512, 512), dtype=np.float32), chunks=(64, 64)
-    )
+    random_input(tmp_path / "big.zarr", (512, 512), (64, 64), seed=2)
     (tmp_path / "g.yaml").write_text(
         "layers: [{conv: {bank: {type: gabor, orientations: 4}}}]\noutput: {chunks: [32, 32]}\n"
     )

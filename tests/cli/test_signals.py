@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zarr
 from support.procs import featuremap, marked_blocks, start_featuremap, wait_for
+from support.stores import random_input
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -26,10 +27,7 @@ BLOCKS = 1024  # 512 x 512 in 16 x 16 blocks
 @pytest.fixture(scope="module")
 def job(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("signals")
-    rng = np.random.default_rng(6)
-    zarr.create_array(
-        str(folder / "in.zarr"), data=rng.random((512, 512), dtype=np.float32), chunks=(64, 64)
-    )
+    random_input(folder / "in.zarr", (512, 512), (64, 64), seed=6)
     (folder / "p.yaml").write_text(PIPELINE)
     reference = featuremap(
         "run", "p.yaml", "--input", "in.zarr", "--output", "reference.zarr", "--workers", "2",
