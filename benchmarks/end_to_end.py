@@ -14,6 +14,16 @@ the input bytes the workers read against the stored input (each block task reads
 halo included, from the Zarr chunks, through each worker's decoded-chunk cache: the read
 amplification). Bytes are counted on the workers by a wrapper around the Zarr stores' ``get``.
 
+Memory pages (``--no-prime`` to switch off): right before each timed run, as many bytes as the
+run's output are written to a scratch file and deleted, so that every variant writes into pages
+the guest touched a moment ago. On the development VM, pages left free for more than ~2 s are
+handed back to the host (virtio-balloon free page reporting) and the next write into them pays
+the host's first touch: 60 MB files took 12 ms each right after a delete, 59, 78 and 97 ms 3, 6
+and 10 s later. Unprimed, a variant's writes cost 95-250 ms per 64 MiB block depending on what
+the run before it had freed, and the fastest and slowest variants swapped places from one repeat
+to the next. Priming covers a run's first seconds only (the reporting catches up after ~2 s),
+so it evens out the 4096^2 runs better than the 8192^2 ones.
+
 Usage::
 
     python benchmarks/end_to_end.py              # 4096^2 and 8192^2, 1024^2 chunks; RSS 4096^2 vs 12288^2
@@ -23,12 +33,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +61,17 @@ def make_input(path: Path, size: int, chunk: int, seed: int = 0) -> str:
         rows = min(chunk, size - top)
         array[top : top + rows] = rng.random((rows, size), dtype=np.float32)
     return str(path)
+
+
+def prime_pages(scratch: Path, nbytes: int) -> None:
+    """Write ``nbytes`` to a scratch file and delete it: the freed pages are the ones the next
+    writes get, while the guest still owns them (module docstring, "Memory pages")."""
+    piece = bytes(64 * 2**20)
+    path = scratch / "prime.bin"
+    with open(path, "wb") as scratch_file:
+        for _ in range(max(1, -(-nbytes // len(piece)))):
+            scratch_file.write(piece)
+    path.unlink()
 
 
 def stored_bytes(path: str) -> int:
@@ -113,13 +136,23 @@ def warm_up(client, scratch: Path, layer: ConvLayer) -> None:
     )
 
 
+def _no_priming() -> None:
+    return None
+
+
 def run_featuremap(
-    client, source: str, output: str, layer: ConvLayer, dtype: str = "float32"
+    client,
+    source: str,
+    output: str,
+    layer: ConvLayer,
+    dtype: str = "float32",
+    prime: Callable[[], None] = _no_priming,
 ) -> dict:
     from featuremap.jobs.run import run_layers
 
     warm_up(client, Path(output).parent, layer)
     client.run(_count_reads, str(Path(source).resolve()))
+    prime()
     started = time.perf_counter()
     summary = run_layers(
         [layer],
@@ -152,10 +185,13 @@ def _output_array(path: str, shape: tuple, chunks: tuple) -> zarr.Array:
     )
 
 
-def run_dask_image(client, source: str, output: str, layer: ConvLayer, chunk: int) -> float:
+def run_dask_image(
+    client, source: str, output: str, layer: ConvLayer, chunk: int, prime: Callable[[], None]
+) -> float:
     import dask.array as da
     from dask_image.ndfilters import correlate
 
+    prime()
     started = time.perf_counter()
     x = da.from_zarr(source)
     maps = [correlate(x, w[0], mode="constant", cval=0.0) for w in layer.weight]
@@ -169,9 +205,12 @@ def run_dask_image(client, source: str, output: str, layer: ConvLayer, chunk: in
     return time.perf_counter() - started
 
 
-def run_io_floor(client, source: str, output: str, filters: int, chunk: int) -> float:
+def run_io_floor(
+    client, source: str, output: str, filters: int, chunk: int, prime: Callable[[], None]
+) -> float:
     import dask.array as da
 
+    prime()
     started = time.perf_counter()
     x = da.from_zarr(source)
     copies = da.broadcast_to(x[None], (filters, *x.shape)).rechunk((filters, chunk, chunk))
@@ -192,23 +231,31 @@ def _fresh(outputs) -> None:
     os.sync()
 
 
-def compare(client, scratch: Path, size: int, chunk: int, layer: ConvLayer, repeats: int) -> dict:
+def compare(
+    client, scratch: Path, size: int, chunk: int, layer: ConvLayer, repeats: int, prime: bool
+) -> dict:
     """Interleaved runs of every variant at one size; medians, and featuremap's read bytes."""
     source = make_input(scratch / f"input{size}.zarr", size, chunk)
     outputs = {name: scratch / f"{name}.zarr" for name in ("fm", "fm16", "di", "floor")}
     runs: dict[str, list] = {name: [] for name in outputs}
     filters = layer.weight.shape[0]
+    output_bytes = filters * size * size * 4
+    primer = functools.partial(prime_pages, scratch, output_bytes) if prime else _no_priming
     for _ in range(repeats):  # interleaved, so drift in the machine hits all alike
         _fresh(outputs.values())
-        runs["fm"].append(run_featuremap(client, source, str(outputs["fm"]), layer))
+        runs["fm"].append(run_featuremap(client, source, str(outputs["fm"]), layer, prime=primer))
         _fresh(outputs.values())
         runs["fm16"].append(
-            run_featuremap(client, source, str(outputs["fm16"]), layer, dtype="float16")
+            run_featuremap(
+                client, source, str(outputs["fm16"]), layer, dtype="float16", prime=primer
+            )
         )
         _fresh(outputs.values())
-        runs["di"].append(run_dask_image(client, source, str(outputs["di"]), layer, chunk))
+        runs["di"].append(run_dask_image(client, source, str(outputs["di"]), layer, chunk, primer))
         _fresh(outputs.values())
-        runs["floor"].append(run_io_floor(client, source, str(outputs["floor"]), filters, chunk))
+        runs["floor"].append(
+            run_io_floor(client, source, str(outputs["floor"]), filters, chunk, primer)
+        )
     _fresh(outputs.values())
     return {
         "size": size,
@@ -275,6 +322,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS scaling runs")
     parser.add_argument(
+        "--no-prime",
+        action="store_true",
+        help="do not write and delete the output's size before each timed run (docstring)",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs of each variant (median)"
     )
     parser.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
@@ -289,12 +341,15 @@ def main() -> None:
         f"'same', LocalCluster {args.workers} workers x 1 thread, output codec "
         f"blosc-lz4+shuffle+crc32c for every variant; median of {args.repeats} interleaved runs, "
         "outputs removed and dirty pages synced before each"
+        + ("" if args.no_prime else ", memory pages primed with the output's size")
     )
     try:
         cluster, client = _cluster(args.workers)
         with cluster, client:
             for size in sizes:
-                report(compare(client, scratch, size, chunk, layer, args.repeats))
+                report(
+                    compare(client, scratch, size, chunk, layer, args.repeats, not args.no_prime)
+                )
         if not args.skip_rss:
             rss_growth(scratch, rss_sizes, chunk, layer, args.workers)
     finally:

@@ -8,7 +8,10 @@ reports:
 * wall time per block of the whole job (planning, store creation, the bounded window of tasks,
   the markers, consolidation), after a small warm-up job on the same cluster;
 * the peak RSS of the client process, which also hosts the local cluster's scheduler;
-* the time ``featuremap status`` takes on the finished store (markers counted from packed bits).
+* the time ``featuremap status`` takes on the finished store (markers counted from packed bits);
+* how many task keys ``dask.utils.key_split`` holds in its LRU (the scheduler runs in this
+  process): Dask's cache of one entry per task key, bounded at 100 000 (19 MiB when full,
+  measured), is the largest part of the growth from 16k to 131k blocks.
 
 Goals (issue #13): RSS growth < 1.3x from 2k to 16k blocks and flat to 128k; <= 6 ms per block at
 16k blocks on 2 workers; status < 5 s. The 0.1 measurements (one Dask graph of every block) are
@@ -57,6 +60,8 @@ def zero_input(path: Path, side: int) -> str:
 
 def measure(side: int, folder: Path) -> dict:
     """One size, in this (fresh) process: the job's time, this process's peak RSS, status time."""
+    from dask.utils import key_split
+
     from featuremap.jobs.cluster import cluster_client
     from featuremap.jobs.run import run
     from featuremap.jobs.state import read_status
@@ -79,6 +84,7 @@ def measure(side: int, folder: Path) -> dict:
         "ms_per_block": 1e3 * seconds / summary.blocks_total,
         "peak_mib": peak,
         "status_seconds": status_seconds,
+        "key_split_keys": key_split.cache_info().currsize,
     }
 
 
@@ -97,14 +103,16 @@ def run_size(side: int, scratch: Path) -> dict:
 def report(results: list[dict]) -> None:
     first = results[0]
     print(
-        f"{'blocks':>8} {'ms/block':>9} {'peak MiB':>9} {'RSS vs first':>13} {'status s':>9}   0.1"
+        f"{'blocks':>8} {'ms/block':>9} {'peak MiB':>9} {'RSS vs first':>13} {'status s':>9} "
+        f"{'key_split':>10}   0.1"
     )
     for row in results:
         before = BEFORE.get(row["blocks"])
         was = f"{before[0]} ms, {before[1]} MiB" if before else "-"
         print(
             f"{row['blocks']:>8} {row['ms_per_block']:>9.2f} {row['peak_mib']:>9.0f} "
-            f"{row['peak_mib'] / first['peak_mib']:>12.2f}x {row['status_seconds']:>9.3f}   {was}"
+            f"{row['peak_mib'] / first['peak_mib']:>12.2f}x {row['status_seconds']:>9.3f} "
+            f"{row['key_split_keys']:>10}   {was}"
         )
     by_blocks = {row["blocks"]: row for row in results}
     if 16384 in by_blocks and 2025 in by_blocks:

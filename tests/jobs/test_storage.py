@@ -19,7 +19,7 @@ import zarr.codecs
 from support.stores import unmark
 
 from featuremap.io import OutputStore
-from featuremap.jobs.execute import window_size
+from featuremap.jobs.execute import MIN_WINDOW, window_size
 from featuremap.jobs.run import run
 from featuremap.jobs.sizing import SHARD_FROM_CHUNKS, OutputOptions, shard_factor
 from featuremap.jobs.verify import verify_store
@@ -171,7 +171,7 @@ def _blocks_in_flight(dask_scheduler) -> int:
 
 def test_tasks_in_flight_stay_within_the_window(image, tmp_path, client):
     window = window_size(client)
-    assert window == 4 * sum(client.nthreads().values())
+    assert window == max(MIN_WINDOW, 4 * sum(client.nthreads().values()))
     seen: list[int] = []
     done = threading.Event()
 
@@ -184,13 +184,13 @@ def test_tasks_in_flight_stay_within_the_window(image, tmp_path, client):
     progress: list[tuple[int, int]] = []
     try:
         summary = _run(
-            _pipeline(chunks=[8, 8]), image, tmp_path / "window.zarr", client,
+            _pipeline(chunks=[4, 4]), image, tmp_path / "window.zarr", client,
             progress=lambda done, total: progress.append((done, total)),
         )  # fmt: skip
     finally:
         done.set()
         sampler.join()
-    assert summary.blocks_total == 9 * 12
+    assert summary.blocks_total == 18 * 23 > 4 * window  # the window bounds something
     assert max(seen) <= window, (max(seen), window)
     assert max(seen) > 1  # the samples did see tasks in flight
     counts = [done for done, _ in progress]
