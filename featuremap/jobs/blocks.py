@@ -7,10 +7,11 @@ is sent to each worker once (scattered), so a task's own arguments are only its 
 :func:`run_block` plans the block's input window (:func:`featuremap._blockplan.plan_axis`,
 borders folded), reads exactly that window from the input's Zarr chunks (no separate halo
 tasks: a halo is cut from the neighbouring chunks, which stay decoded in the worker's small
-chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack on the worker's device, checks that the job still owns
-the store (the fencing check, right before writing) and writes the block. Nothing travels back:
-the blocks each device computed are counted on the worker (:func:`blocks_per_device`, collected
-once at the end), so the client never fetches a result per block.
+chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack
+on the worker's device, checks that the job still owns the store (the fencing check, right before
+writing) and writes the block. Nothing travels back: the blocks each device computed are counted
+on the worker (:func:`blocks_per_device`, collected once at the end), so the client never fetches
+a result per block.
 """
 
 from __future__ import annotations
