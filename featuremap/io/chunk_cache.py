@@ -25,6 +25,8 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
+from featuremap.errors import InputError, error_line
+
 __all__ = ["CACHE_BYTES", "ChunkCache", "read_region"]
 
 #: Decoded input chunks kept per worker process: 16 float32 chunks of 1024^2. Fixed, so a
@@ -129,9 +131,27 @@ def _read_chunks(
 
     async def read_all() -> list[Any]:
         reads = (array.async_array.getitem(chunk_index(position)) for position in missing)
-        return await asyncio.gather(*reads)
+        return await asyncio.gather(*reads, return_exceptions=True)
 
-    return {
-        position: np.asarray(chunk)
-        for position, chunk in zip(missing, sync(read_all()), strict=True)
-    }
+    chunks = {}
+    for position, chunk in zip(missing, sync(read_all()), strict=True):
+        if isinstance(chunk, Exception):
+            raise _unreadable(array, position, chunk_index(position), chunk) from chunk
+        chunks[position] = np.asarray(chunk)
+    return chunks
+
+
+def _unreadable(
+    array: zarr.Array[Any],
+    position: tuple[int, ...],
+    index: tuple[slice, ...],
+    error: Exception,
+) -> InputError:
+    """The error for an input chunk that cannot be read or decoded, naming it by position and
+    by the pixels it holds (a shard's inner chunk has no file of its own to name)."""
+    where = ", ".join(f"{part.start}:{part.stop}" for part in index)
+    # the fix before the cause: a job's failure line keeps only the first 200 characters
+    return InputError(
+        f"unreadable input chunk {position} [{where}] of {str(array.store_path)!r}: restore it, "
+        f"or leave it out with input.region ({error_line(error)})"
+    )

@@ -8,6 +8,7 @@ import pytest
 import zarr
 from zarr.storage import LocalStore, LoggingStore
 
+from featuremap.errors import InputError
 from featuremap.io.chunk_cache import ChunkCache, read_region
 
 
@@ -72,3 +73,15 @@ def test_chunks_too_large_to_keep_a_few_are_read_directly(tmp_path):
     window = read_region(array, [slice(5, 9), slice(0, 64)], session="a", cache=cache)
     np.testing.assert_array_equal(window, data[5:9])
     assert cache.nbytes == 0
+
+
+def test_an_undecodable_chunk_is_named(tmp_path):
+    data = np.ones((32, 48), dtype=np.float32)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=data, chunks=(16, 16))
+    (tmp_path / "in.zarr" / "c" / "1" / "2").write_bytes(b"garbage")
+    array, _ = _counted(tmp_path / "in.zarr")
+    cache = ChunkCache(2**20)
+    # the window's other chunks read fine; the broken one is named by position and pixels
+    with pytest.raises(InputError, match=r"unreadable input chunk \(1, 2\) \[16:32, 32:48\]"):
+        read_region(array, [slice(10, 20), slice(20, 40)], session="a", cache=cache)
+    assert cache.nbytes == 0  # nothing from the failed read is kept
