@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from featuremap.engine.layers import ConvLayer
 from featuremap.io import feature_codecs
-from featuremap.jobs.sizing import OutputOptions
-from featuremap.layers import ConvLayer
+from featuremap.io.sizing import OutputOptions
 
 
 def make_input(path: Path, size: int, chunk: int, seed: int = 0) -> str:

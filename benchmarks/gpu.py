@@ -82,8 +82,8 @@ def main() -> None:
 
     import numpy as np
 
-    from featuremap._kernels import conv2d_valid, pad
-    from featuremap._kernels.cuda import direct_conv2d, supports
+    from featuremap.engine.kernels import conv2d_valid, pad
+    from featuremap.engine.kernels.cuda import direct_conv2d, supports
 
     torch = _torch_cuda()
     synchronize = cp.cuda.Device().synchronize

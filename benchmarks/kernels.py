@@ -1,4 +1,4 @@
-"""Benchmark of featuremap._kernels.conv2d_valid against its peers (PyTorch CPU, SciPy).
+"""Benchmark of featuremap.engine.kernels.conv2d_valid against its peers (PyTorch CPU, SciPy).
 
 Usage::
 
@@ -10,10 +10,10 @@ mean and the minimum of the ratios; then a large kernel against SciPy's FFT and 
 against scipy.ndimage. Times are medians of ``--repeats`` calls, ours and the peer's interleaved.
 Prints per case: featuremap seconds (padding included), peer seconds, ratio = peer / featuremap
 (> 1: featuremap is faster), the method chosen (for the GEMM with its patch path,
-:func:`featuremap._kernels.gemm.patch_path`), and the peak memory of our call beyond its input
+:func:`featuremap.engine.kernels.gemm.patch_path`), and the peak memory of our call beyond its input
 (tracemalloc, output included) next to the 2 x (input + output) limit. ``--crossover`` instead
 times the forced GEMM and FFT paths over kernel sizes, with the cost model's estimates, to
-check where FFT starts to win (the constants in ``featuremap/_kernels/conv.py``).
+check where FFT starts to win (the constants in ``featuremap/engine/kernels/conv.py``).
 
 Threads: the process re-executes itself once with ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
 ``MKL_NUM_THREADS`` = N and without ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (which pin
@@ -105,8 +105,8 @@ def main() -> None:
     import torch
 
     import featuremap.banks
-    from featuremap._kernels import choose_method, conv2d_valid, pad
-    from featuremap._kernels import gemm as gemm_module
+    from featuremap.engine.kernels import choose_method, conv2d_valid, pad
+    from featuremap.engine.kernels import gemm as gemm_module
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -295,8 +295,8 @@ def crossover(repeats: int) -> None:
     """Seconds of forced ``gemm`` and ``fft`` (measured, then estimated) per kernel size."""
     import numpy as np
 
-    from featuremap._kernels import conv2d_valid
-    from featuremap._kernels.conv import estimate_seconds
+    from featuremap.engine.kernels import conv2d_valid
+    from featuremap.engine.kernels.conv import estimate_seconds
 
     rng = np.random.default_rng(0)
     print(f"{'C':>3}{'J':>4}{'size':>6}{'k':>4}{'gemm s':>9}{'model':>8}{'fft s':>9}{'model':>8}")

@@ -62,7 +62,7 @@ def measure(side: int, folder: Path) -> dict:
     """One size, in this (fresh) process: the job's time, this process's peak RSS, status time."""
     from dask.utils import key_split
 
-    from featuremap.jobs.cluster import cluster_client
+    from featuremap.cluster.client import cluster_client
     from featuremap.jobs.run import run
     from featuremap.jobs.state import read_status
 

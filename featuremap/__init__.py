@@ -16,8 +16,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from featuremap._functional import avg_pool2d, conv2d, max_pool2d
 from featuremap._version import __version__
+from featuremap.arrays.functional import avg_pool2d, conv2d, max_pool2d
 from featuremap.errors import FeaturemapError, InputError, JobError
 
 __all__ = [
@@ -36,10 +36,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load_pipeline": ("featuremap.jobs.pipeline", "load_pipeline"),
+    "load_pipeline": ("featuremap.pipeline.pipeline", "load_pipeline"),
     "run": ("featuremap.jobs.run", "run"),
     "open": ("featuremap.io.reader", "open_features"),
-    "apply": ("featuremap._xarray", "apply"),
+    "apply": ("featuremap.arrays.xarray", "apply"),
     "banks": ("featuremap.banks", None),
 }
 

@@ -6,8 +6,10 @@ inside a function (lazy), under ``if TYPE_CHECKING:`` or not, relative imports r
 
 * ``zarr`` is imported only inside ``featuremap/io/``;
 * ``featuremap/io/`` never imports ``featuremap.jobs`` or ``featuremap.cli``;
-* ``featuremap/_kernels/``, ``featuremap/geometry.py`` and ``featuremap/layers.py`` never import
-  ``dask``, ``distributed`` or ``zarr``;
+* ``featuremap/engine/`` and ``featuremap/banks/`` never import ``dask``, ``distributed`` or
+  ``zarr``;
+* ``featuremap/arrays/`` (``featuremap.apply`` and the functional API) never imports
+  ``featuremap.jobs``, ``featuremap.cluster`` or ``featuremap.cli``;
 * only ``featuremap/cli/`` imports ``click``;
 * no module is longer than 500 lines.
 

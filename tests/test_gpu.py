@@ -20,21 +20,21 @@ from support.torch_reference import (
 )
 
 import featuremap
-from featuremap._device import (
+from featuremap.cluster.devices import (
     array_device,
     block_device,
     plan_devices,
     to_device,
     to_host,
 )
-from featuremap._kernels import (
+from featuremap.engine.kernels import (
     activate,
     avg_pool_valid,
     conv2d_valid,
     max_pool_valid,
     pad,
 )
-from featuremap._kernels.cuda import direct_conv2d, supports
+from featuremap.engine.kernels.cuda import direct_conv2d, supports
 
 pytestmark = pytest.mark.gpu
 F = torch.nn.functional

@@ -150,7 +150,7 @@ def make_security(
     InputError
         Only some of the three files given, or a ``tls://`` / ``wss://`` address without them.
     """
-    from featuremap.jobs.cluster import ENCRYPTED_SCHEMES, scheme_of
+    from featuremap.cluster.client import ENCRYPTED_SCHEMES, scheme_of
 
     files = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
     if not any(files.values()):
@@ -192,7 +192,7 @@ def prepare_job(
 ) -> tuple[Any, dict[str, Any]]:
     """What ``run`` and ``submit`` share: the pipeline with the command line's overrides, and the
     keyword arguments both pass on (scheduler, security, device, overwrite, resume)."""
-    from featuremap.jobs.pipeline import load_pipeline
+    from featuremap.pipeline.pipeline import load_pipeline
 
     refuse_together(overwrite=overwrite, resume=resume)
     spec = load_pipeline(pipeline).with_overrides(
@@ -346,7 +346,7 @@ def format_padding(padding: Any) -> str:
 def layer_table(
     title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]
 ) -> Any:
-    """A rich table: one row per layer (metadata as :meth:`featuremap.stack.ResolvedStack.describe`),
+    """A rich table: one row per layer (metadata as :meth:`featuremap.engine.stack.ResolvedStack.describe`),
     after an ``input`` row when ``input_shape`` ``(C, H, W)`` is known."""
     from rich.markup import escape
     from rich.table import Table
@@ -421,7 +421,7 @@ def layer_summary(layer: dict[str, Any]) -> dict[str, Any]:
 
 def physical_line(physical: dict[str, Any]) -> str:
     """``in µm: receptive field 4.25×4.25, jump 1×1, first centre 2.13,2.13`` for a geometry in
-    physical units (:func:`featuremap.jobs.plan.physical_geometry`)."""
+    physical units (:func:`featuremap.io.placement.physical_geometry`)."""
     units = physical["units"]
     unit = units[0] if units[0] == units[1] else "×".join(units)
     return (

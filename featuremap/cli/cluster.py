@@ -96,7 +96,7 @@ def slurm(port: int, dashboard_address: str, print_job_script: bool, **options: 
 
     Bad options raise InputError, which ``featuremap.cli.main`` reports as one line, exit 2.
     """
-    from featuremap.jobs.slurm import SlurmSpec, render_job_script, start_slurm_cluster
+    from featuremap.cluster.slurm import SlurmSpec, render_job_script, start_slurm_cluster
 
     spec = SlurmSpec.from_dict(options)
     if print_job_script:

@@ -49,7 +49,7 @@ def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None
     """Make a sample dataset (synthetic texture mosaics) in DIR/images.zarr, run the default
     pipeline (Gabor energy, pooled) on a local cluster into DIR/features.zarr, and show how to
     open the result."""
-    from featuremap._demo import run_demo
+    from featuremap.apps.demo import run_demo
 
     with progress_reporter() as progress:
         summary = run_demo(

@@ -90,8 +90,8 @@ def explain(
     with a store, the receptive field, jump and offset are also given in its physical units.
     """
     from featuremap.io import open_input
-    from featuremap.jobs.pipeline import load_pipeline
-    from featuremap.jobs.plan import physical_geometry
+    from featuremap.io.placement import physical_geometry
+    from featuremap.pipeline.pipeline import load_pipeline
 
     refuse_together(input_shape=input_shape, input=input_store)
     refuse_together(input_shape=input_shape, array=array)

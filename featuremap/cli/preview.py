@@ -34,7 +34,7 @@ Examples:
 )
 def preview(store: str, output: str, image: int, max_features: int) -> None:
     """Write a picture of STORE's first conv filters and a mosaic of its feature maps."""
-    from featuremap._preview import render_preview
+    from featuremap.apps.preview import render_preview
     from featuremap.io import open_features
 
     path = render_preview(open_features(store), output, image=image, max_features=max_features)

@@ -39,7 +39,7 @@ Examples:
 def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
     """Print the unauthenticated-scheduler warning as one ``featuremap: warning:`` line (instead
     of Python's two-line warning) around connecting to ``scheduler``."""
-    from featuremap.jobs.cluster import (
+    from featuremap.cluster.client import (
         UnauthenticatedSchedulerWarning,
         insecure_scheduler_message,
     )

@@ -30,8 +30,8 @@ from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, AxesSpec, resolve_axes
 from featuremap.io.chunk_cache import read_region
 from featuremap.io.layout import FEATURE_DIMS
-from featuremap.io.ome import read_multiscales
-from featuremap.io.placement import Interval, Placement, ome_placement, xarray_placement
+from featuremap.io.ome import ome_placement, read_multiscales
+from featuremap.io.placement import Interval, Placement, xarray_placement
 
 __all__ = ["InputArray", "InputSelection", "dimension_names", "open_input"]
 

@@ -26,7 +26,7 @@ from typing import Any
 import zarr.codecs
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
-from featuremap.geometry import StackGeometry, ceil_div
+from featuremap.engine.geometry import StackGeometry, ceil_div
 from featuremap.io.placement import Placement
 
 __all__ = [

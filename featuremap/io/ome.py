@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
-from featuremap.io.placement import Spacing, ngff_unit
 
-__all__ = ["Level", "Multiscale", "OmeAxis", "ome_multiscales", "read_multiscales"]
+if TYPE_CHECKING:
+    from featuremap.io.axes import Axes
+
+from featuremap.io.placement import Coordinate, Interval, Placement, Spacing, ngff_unit
+
+__all__ = ["Level", "Multiscale", "OmeAxis", "ome_multiscales", "ome_placement", "read_multiscales"]
 
 
 @dataclass(frozen=True)
@@ -205,3 +209,23 @@ def ome_multiscales(
             "rdefs": {"model": "greyscale"},
         }
     return metadata
+
+
+def ome_placement(
+    multiscale: Multiscale, level_index: int, axes: Axes, region: Sequence[Interval]
+) -> Placement:
+    """Where the pixels of ``region`` of level ``level_index`` are, from its NGFF transforms."""
+    level = multiscale.levels[level_index]
+    y_start, x_start = region[axes.y][0], region[axes.x][0]
+    batch = {}
+    for index in axes.batch:
+        spacing = multiscale.spacing(level, index)
+        if axes.axes[index].kind in ("z", "t") and not spacing.is_pixels:
+            start, stop = region[index]
+            attrs = {} if spacing.unit is None else {"units": spacing.unit}
+            batch[axes.axes[index].name] = Coordinate(spacing.values(stop)[start:], attrs)
+    return Placement(
+        y=multiscale.spacing(level, axes.y).shifted(y_start),
+        x=multiscale.spacing(level, axes.x).shifted(x_start),
+        batch=batch,
+    )

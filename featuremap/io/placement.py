@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from featuremap.engine.geometry import StackGeometry
+
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
-    from featuremap.io.ome import Multiscale
 
 __all__ = [
     "NGFF_UNITS",
@@ -34,7 +35,8 @@ __all__ = [
     "Spacing",
     "meaning_attrs",
     "ngff_unit",
-    "ome_placement",
+    "output_placement",
+    "physical_geometry",
     "regular_spacing",
     "xarray_placement",
 ]
@@ -300,20 +302,26 @@ def _grid_mapping(group: zarr.Group | None, array: zarr.Array[Any]) -> GridMappi
     return None
 
 
-def ome_placement(
-    multiscale: Multiscale, level_index: int, axes: Axes, region: Sequence[Interval]
-) -> Placement:
-    level = multiscale.levels[level_index]
-    y_start, x_start = region[axes.y][0], region[axes.x][0]
-    batch = {}
-    for index in axes.batch:
-        spacing = multiscale.spacing(level, index)
-        if axes.axes[index].kind in ("z", "t") and not spacing.is_pixels:
-            start, stop = region[index]
-            attrs = {} if spacing.unit is None else {"units": spacing.unit}
-            batch[axes.axes[index].name] = Coordinate(spacing.values(stop)[start:], attrs)
-    return Placement(
-        y=multiscale.spacing(level, axes.y).shifted(y_start),
-        x=multiscale.spacing(level, axes.x).shifted(x_start),
-        batch=batch,
-    )
+def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:
+    """The stack's receptive field, jump and first output centre in the input's physical units
+    (per axis ``y, x``; pixels where the input has no units)."""
+    spacings = (placement.y, placement.x)
+    return {
+        "units": [spacing.unit or "pixel" for spacing in spacings],
+        "receptive_field": [
+            abs(s.scale) * rf for s, rf in zip(spacings, stack.receptive_field, strict=True)
+        ],
+        "jump": [s.scale * jump for s, jump in zip(spacings, stack.jump, strict=True)],
+        "offset": [
+            s.translation + s.scale * o for s, o in zip(spacings, stack.offset, strict=True)
+        ],
+    }
+
+
+def output_placement(stack: StackGeometry, placement: Placement) -> Placement:
+    """Where the output's pixels are: ``translation + scale * (offset + i * jump)`` per axis,
+    the batch coordinates as they are, and the CRS with the output grid's transform."""
+    y = placement.y.compose(stack.offset[0], stack.jump[0])
+    x = placement.x.compose(stack.offset[1], stack.jump[1])
+    mapping = None if placement.grid_mapping is None else placement.grid_mapping.for_grid(y, x)
+    return replace(placement, y=y, x=x, grid_mapping=mapping)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from featuremap.engine.geometry import StackGeometry
 from featuremap.errors import InputError, describe
-from featuremap.geometry import StackGeometry
 from featuremap.io._paths import local_path
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import FEATURES, ROOT_KEY

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from featuremap._device import to_host
 from featuremap._typing import Array
+from featuremap.engine.device import to_host
 from featuremap.io.layout import FEATURES, OutputLayout
 
 __all__ = ["write_block"]

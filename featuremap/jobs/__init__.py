@@ -18,10 +18,10 @@ module          holds
 
 from __future__ import annotations
 
-from featuremap.jobs.pipeline import Pipeline, load_pipeline
 from featuremap.jobs.run import RunSummary, run, run_layers, submit
 from featuremap.jobs.state import read_status
 from featuremap.jobs.verify import VerifyReport, verify_store
+from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
 __all__ = [
     "Pipeline",

@@ -4,7 +4,7 @@ A :class:`BlockJob` holds everything every block task needs -- the input's descr
 resolved stack and its per-axis steps, the output layout, the store and the job's token -- and
 is sent to each worker once (scattered), so a task's own arguments are only its block index.
 
-:func:`run_block` plans the block's input window (:func:`featuremap._blockplan.plan_axis`,
+:func:`run_block` plans the block's input window (:func:`featuremap.engine.blockplan.plan_axis`,
 borders folded), reads exactly that window from the input's Zarr chunks (no separate halo
 tasks: a halo is cut from the neighbouring chunks, which stay decoded in the worker's small
 chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack
@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from featuremap._blockplan import AxisStep, plan_axis
-from featuremap._blockwise import axis_steps, compute_compact
-from featuremap._device import array_device, block_device, to_device
 from featuremap._typing import Array
+from featuremap.cluster.devices import array_device, block_device, to_device
+from featuremap.engine.blockplan import AxisStep, plan_axis
+from featuremap.engine.fused import axis_steps, compute_compact
+from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import FencedError
 from featuremap.io import Block, InputArray, OutputLayout, read_job_token, write_block
-from featuremap.stack import ResolvedStack
 
 __all__ = ["BlockJob", "blocks_per_device", "run_block"]
 

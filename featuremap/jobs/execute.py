@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from featuremap import _device
+from featuremap.cluster.devices import DevicePlan
 from featuremap.errors import FencedError, JobError, StoreBusyError, error_line
 from featuremap.io import (
     OutputStore,
@@ -169,7 +169,7 @@ def window_size(client: Any) -> int:
 def _stream_blocks(
     client: Any,
     plan: JobPlan,
-    devices: _device.DevicePlan,
+    devices: DevicePlan,
     store: OutputStore,
     owner: Mapping[str, Any],
     on_block: Callable[[tuple[int, ...]], None],
@@ -253,7 +253,7 @@ def execute_job(
     plan: JobPlan,
     store: OutputStore,
     owner: Mapping[str, Any],
-    devices: _device.DevicePlan,
+    devices: DevicePlan,
     progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Compute every block without a done-marker, then finish the store.
@@ -372,7 +372,7 @@ def _finish(
     plan: JobPlan,
     store: OutputStore,
     owner: Mapping[str, Any],
-    devices: _device.DevicePlan,
+    devices: DevicePlan,
     per_device: Mapping[str, int],
 ) -> None:
     """Check every marker is there, consolidate, then write ``status: complete`` (last)."""

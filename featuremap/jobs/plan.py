@@ -1,7 +1,7 @@
 """Planning a job: everything is validated and resolved once, before anything is written.
 
 :func:`plan_job` opens the input (metadata only), builds the layers, resolves the stack's
-geometry once (:func:`featuremap.stack.resolve_stack`), sizes the output blocks and shards and
+geometry once (:func:`featuremap.engine.stack.resolve_stack`), sizes the output blocks and shards and
 checks the output's size against the limits (:mod:`.sizing`), checks the output path and what is
 there (:mod:`.target`), records the input's content identity, and returns one frozen,
 picklable :class:`JobPlan` that creating the store, block planning and the block tasks all read
@@ -14,15 +14,17 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from featuremap import _device
 from featuremap._version import __version__
+from featuremap.cluster.devices import parse_device
+from featuremap.engine.geometry import Pair
+from featuremap.engine.layers import ConvLayer, Layer
+from featuremap.engine.stack import ResolvedStack, resolve_stack
 from featuremap.errors import InputError
-from featuremap.geometry import Pair, StackGeometry, ceil_div
 from featuremap.io import (
     InputArray,
     InputSelection,
@@ -34,14 +36,12 @@ from featuremap.io import (
     storage_versions,
 )
 from featuremap.io.chunks import content_identity
-from featuremap.io.placement import Placement
+from featuremap.io.placement import physical_geometry
+from featuremap.io.sizing import OutputOptions, check_limits, plan_layout
 from featuremap.jobs import state
-from featuremap.jobs.sizing import OutputOptions, block_chunks, check_limits, shard_factor
 from featuremap.jobs.target import check_output_path, plan_mode
-from featuremap.layers import ConvLayer, Layer
-from featuremap.stack import ResolvedStack, resolve_stack
 
-__all__ = ["JobPlan", "output_placement", "physical_geometry", "plan_job"]
+__all__ = ["JobPlan", "plan_job"]
 
 
 @dataclass(frozen=True)
@@ -111,31 +111,6 @@ def _layers_hash(layers: Sequence[Layer]) -> str:
     return digest.hexdigest()
 
 
-def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:
-    """The stack's receptive field, jump and first output centre in the input's physical units
-    (per axis ``y, x``; pixels where the input has no units)."""
-    spacings = (placement.y, placement.x)
-    return {
-        "units": [spacing.unit or "pixel" for spacing in spacings],
-        "receptive_field": [
-            abs(s.scale) * rf for s, rf in zip(spacings, stack.receptive_field, strict=True)
-        ],
-        "jump": [s.scale * jump for s, jump in zip(spacings, stack.jump, strict=True)],
-        "offset": [
-            s.translation + s.scale * o for s, o in zip(spacings, stack.offset, strict=True)
-        ],
-    }
-
-
-def output_placement(stack: StackGeometry, placement: Placement) -> Placement:
-    """Where the output's pixels are: ``translation + scale * (offset + i * jump)`` per axis,
-    the batch coordinates as they are, and the CRS with the output grid's transform."""
-    y = placement.y.compose(stack.offset[0], stack.jump[0])
-    x = placement.x.compose(stack.offset[1], stack.jump[1])
-    mapping = None if placement.grid_mapping is None else placement.grid_mapping.for_grid(y, x)
-    return replace(placement, y=y, x=x, grid_mapping=mapping)
-
-
 def plan_job(
     layers_for: Callable[[int], Sequence[Layer]],
     *,
@@ -158,7 +133,7 @@ def plan_job(
     the provenance (``None``: derived from the layers); ``options`` say how the features are
     stored.
     """
-    device = _device.parse_device(device)
+    device = parse_device(device)
     options = options or OutputOptions()
     input, output = normalize_store(os.fspath(input)), normalize_store(os.fspath(output))
     check_url(input)
@@ -168,7 +143,7 @@ def plan_job(
         raise InputError("the pipeline has no layers; add at least one conv or pool layer")
     stack = resolve(layers, source.spatial_shape, source.channel_count)
     check_output_path(output, input)
-    layout = _layout(source, stack, options, existing_chunks=None)
+    layout = plan_layout(source, stack, options, existing_chunks=None)
     check_limits(layout.shape, layout.blocks_total, options)
     pipeline_hash = pipeline_hash or _layers_hash(layers)
     identity = source.identity()
@@ -179,7 +154,7 @@ def plan_job(
         output, resume=resume, overwrite=overwrite, fingerprint=fingerprint, input_content=content
     )
     if existing is not None and mode == "resume":  # the grid of the existing store
-        layout = _layout(source, stack, options, existing_chunks=existing.out_chunks)
+        layout = plan_layout(source, stack, options, existing_chunks=existing.out_chunks)
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},
         "pipeline_hash": pipeline_hash,
@@ -200,45 +175,4 @@ def plan_job(
         fingerprint=fingerprint,
         mode=mode,
         device=device,
-    )
-
-
-def _layout(
-    source: InputArray,
-    stack: ResolvedStack,
-    options: OutputOptions,
-    existing_chunks: Pair | None,
-) -> OutputLayout:
-    """The output's layout: chunks (or the existing store's blocks), shards, dtype, codec."""
-    features, out_h, out_w = stack.output_shape
-    if existing_chunks is not None:
-        chunk, factor = existing_chunks, None
-    else:
-        chunk = block_chunks(
-            source.spatial_chunks, stack.geometry.jump, (out_h, out_w), features, options.chunks
-        )
-        grid = [
-            *(ceil_div(n, c) for n, c in zip(source.batch_shape, source.batch_chunks, strict=True)),
-            ceil_div(out_h, chunk[0]),
-            ceil_div(out_w, chunk[1]),
-        ]
-        factor = shard_factor(options, chunk, features, grid)
-    chunks = (*source.batch_chunks, features, *chunk)
-    shards = (
-        None
-        if factor is None
-        else (*source.batch_chunks, features, chunk[0] * factor[0], chunk[1] * factor[1])
-    )
-    return OutputLayout(
-        batch_dims=source.batch_dims,
-        shape=(*source.batch_shape, features, out_h, out_w),
-        chunks=chunks,
-        stack=stack.geometry,
-        batch_kinds=source.batch_kinds,
-        placement=output_placement(stack.geometry, source.placement),
-        feature_labels=stack.feature_labels(source.channel_labels),
-        dtype=options.dtype,
-        codec=options.codec,
-        codec_level=options.codec_level,
-        shards=shards,
     )

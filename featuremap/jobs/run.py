@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from featuremap import _device
+from featuremap.cluster.client import cluster_client
+from featuremap.cluster.devices import DevicePlan, plan_devices
+from featuremap.engine.layers import Layer
 from featuremap.errors import InputError
 from featuremap.io import InputSelection, OutputStore
+from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
-from featuremap.jobs.cluster import cluster_client
 from featuremap.jobs.execute import Progress, execute_job, open_job
-from featuremap.jobs.pipeline import Pipeline, load_pipeline
 from featuremap.jobs.plan import JobPlan, plan_job
-from featuremap.jobs.sizing import OutputOptions
-from featuremap.layers import Layer
+from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
 __all__ = ["RunSummary", "run", "run_layers", "submit"]
 
@@ -93,7 +93,7 @@ def _run_plan(
     with cluster_client(
         client, scheduler, workers, security, dashboard=dashboard, on_dashboard=seen
     ) as active:
-        devices = _device.plan_devices(active, plan.device)  # may refuse: nothing written yet
+        devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
         store = open_job(plan, owner)
         computed, skipped = execute_job(active, plan, store, owner, devices, progress)
@@ -148,7 +148,7 @@ def run(
     progress : callable(done, total), optional
         Called as blocks finish (``done`` includes blocks skipped by ``resume``).
     allow_large : bool
-        Run outputs over the size and block limits (:mod:`featuremap.jobs.sizing`).
+        Run outputs over the size and block limits (:mod:`featuremap.io.sizing`).
     dashboard, on_dashboard
         A local cluster's dashboard listens on 127.0.0.1 unless ``dashboard`` gives another
         address; ``on_dashboard(link)`` is told its address when the cluster is up.
@@ -201,7 +201,7 @@ def run_layers(
     security: Any = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """:func:`run` for ready-made layers (:mod:`featuremap.layers`) instead of a pipeline.
+    """:func:`run` for ready-made layers (:mod:`featuremap.engine.layers`) instead of a pipeline.
 
     ``selection`` picks axes, level, region and channels (``channel_axis`` alone is the older
     shorthand for ``InputSelection(channel_axis=...)``); ``options`` say how the features are
@@ -234,7 +234,7 @@ def run_layers(
     )
 
 
-def _job_on_cluster(plan: JobPlan, owner: dict[str, Any], devices: _device.DevicePlan) -> str:
+def _job_on_cluster(plan: JobPlan, owner: dict[str, Any], devices: DevicePlan) -> str:
     """A submitted job, run inside a task: fans the block tasks out from the worker.
 
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
@@ -276,7 +276,7 @@ def submit(
         pipeline, resume=resume, overwrite=overwrite, device=device, allow_large=allow_large
     )
     with cluster_client(None, scheduler, None, security) as client:
-        devices = _device.plan_devices(client, plan.device)
+        devices = plan_devices(client, plan.device)
         owner = state.new_owner(
             process=False
         )  # this process exits at once: the task adopts the job

@@ -8,8 +8,8 @@ import pytest
 from scipy.signal import correlate
 
 from featuremap import banks
-from featuremap.jobs.pipeline import load_pipeline
-from featuremap.stack import apply_stack
+from featuremap.engine.stack import apply_stack
+from featuremap.pipeline.pipeline import load_pipeline
 
 PIPELINE = "pipelines/mr8.yaml"
 

@@ -12,9 +12,9 @@ import zarr
 from support import REPO
 from support.procs import featuremap
 
-from featuremap._demo import IMAGES, make_images, write_images
-from featuremap.jobs.pipeline import load_pipeline
-from featuremap.stack import apply_stack, resolve_stack
+from featuremap.apps.demo import IMAGES, make_images, write_images
+from featuremap.engine.stack import apply_stack, resolve_stack
+from featuremap.pipeline.pipeline import load_pipeline
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 COMMANDS = ("run", "submit", "status", "inspect", "explain", "banks", "preview", "demo")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from support.stores import write_input
 
+from featuremap.engine.layers import ConvLayer, PoolLayer
+from featuremap.engine.stack import apply_stack
 from featuremap.jobs.run import run_layers
-from featuremap.layers import ConvLayer, PoolLayer
-from featuremap.stack import apply_stack
 
 
 def job_layers(rng: np.random.Generator) -> list:

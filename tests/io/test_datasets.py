@@ -17,10 +17,10 @@ import torch
 import xarray as xr
 import zarr
 
+from featuremap.engine.layers import ConvLayer, PoolLayer
 from featuremap.errors import InputError
 from featuremap.io import FEATURES, InputSelection, open_features, open_input
 from featuremap.jobs.run import run_layers
-from featuremap.layers import ConvLayer, PoolLayer
 
 ome_zarr = pytest.importorskip("ome_zarr")
 from ome_zarr.format import FormatV04, FormatV05  # noqa: E402

@@ -3,7 +3,7 @@ geometry and provenance attributes, consolidated and OME-NGFF metadata.
 
 Stores are written by real jobs on an in-process Dask cluster into ``tmp_path`` (the ``finished``
 fixture, ``conftest.py``) and checked against the in-memory oracle
-(:func:`featuremap.stack.apply_stack`) and the geometry formulas.
+(:func:`featuremap.engine.stack.apply_stack`) and the geometry formulas.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import zarr
 import zarr.codecs
 from support.stores import small_layout
 
-from featuremap.geometry import StackGeometry, output_centres
+from featuremap.engine.geometry import StackGeometry, output_centres
+from featuremap.engine.layers import ConvLayer, PoolLayer
+from featuremap.engine.stack import resolve_stack
 from featuremap.io import FEATURES, MARKERS, OutputStore, create_output
 from featuremap.jobs.run import run_layers
 from featuremap.jobs.state import read_status
-from featuremap.layers import ConvLayer, PoolLayer
-from featuremap.stack import resolve_stack
 
 
 def test_layout_dims_chunks_and_codecs(finished):

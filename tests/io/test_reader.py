@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import zarr
 
+from featuremap.engine.geometry import StackGeometry
+from featuremap.engine.layers import PoolLayer
 from featuremap.errors import InputError
-from featuremap.geometry import StackGeometry
 from featuremap.io import FEATURES, open_features
 from featuremap.jobs.run import run_layers
 from featuremap.jobs.state import read_status
-from featuremap.layers import PoolLayer
 
 
 def test_open_features_api(finished):

@@ -9,9 +9,9 @@ import pytest
 import zarr
 from support.stores import write_input
 
+from featuremap.engine.layers import ConvLayer
+from featuremap.engine.stack import apply_stack
 from featuremap.jobs.run import run_layers
-from featuremap.layers import ConvLayer
-from featuremap.stack import apply_stack
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Connecting jobs to a cluster (``featuremap.jobs.cluster``): the warning for an unauthenticated
+"""Connecting jobs to a cluster (``featuremap.cluster.client``): the warning for an unauthenticated
 remote scheduler, and jobs on a real cluster: a ``dask scheduler`` and two ``dask worker``
 processes on 127.0.0.1.
 
@@ -16,12 +16,12 @@ import pytest
 from support.procs import dask_cluster, marked_blocks, wait_for
 from support.stores import random_input
 
+from featuremap.cluster.client import cluster_client, insecure_scheduler_message
+from featuremap.engine.layers import ConvLayer, PoolLayer
+from featuremap.engine.stack import apply_stack
 from featuremap.io import open_features
-from featuremap.jobs.cluster import cluster_client, insecure_scheduler_message
 from featuremap.jobs.run import run_layers, submit
 from featuremap.jobs.state import read_status
-from featuremap.layers import ConvLayer, PoolLayer
-from featuremap.stack import apply_stack
 
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
 
@@ -140,7 +140,7 @@ def test_submit_returns_at_once_and_job_goes_on(tmp_path, cluster):
     assert store == str(tmp_path / "out.zarr")
     assert read_status(store)["status"] in ("running", "complete")
     wait_for(lambda: read_status(store)["status"] == "complete", 120, "the submitted job")
-    from featuremap.jobs.pipeline import load_pipeline
+    from featuremap.pipeline.pipeline import load_pipeline
 
     expected = apply_stack(load_pipeline(spec).build_layers(1), data)
     np.testing.assert_allclose(open_features(store).data.compute(), expected, **TOLERANCE)

@@ -24,9 +24,9 @@ from support.procs import (
     wait_for,
 )
 
+from featuremap.engine.stack import apply_stack
 from featuremap.io import OutputStore
-from featuremap.jobs.pipeline import load_pipeline
-from featuremap.stack import apply_stack
+from featuremap.pipeline.pipeline import load_pipeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

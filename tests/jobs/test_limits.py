@@ -31,9 +31,9 @@ from support.procs import ENV
 from support.stores import write_input
 
 from featuremap.errors import InputError, describe
-from featuremap.jobs.layer_spec import MAX_LAYERS
-from featuremap.jobs.pipeline import load_pipeline
-from featuremap.jobs.yaml_reader import MAX_YAML_DEPTH, MAX_YAML_NODES
+from featuremap.pipeline.layer_specs import MAX_LAYERS
+from featuremap.pipeline.pipeline import load_pipeline
+from featuremap.pipeline.reader import MAX_YAML_DEPTH, MAX_YAML_NODES
 
 #: The address space each command may use: the normal command fits well under it (about 150 MB
 #: resident for a small `run`), the bombs of the issue need gigabytes to terabytes.

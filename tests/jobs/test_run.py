@@ -3,7 +3,7 @@
 
 Each case is seeded-random weights on a chunking chosen to be awkward (halos wider than a chunk,
 ragged last chunks, strides that do not divide the chunks, even kernels with "same", reflect and
-circular borders, batch axes); the result must match :func:`featuremap.stack.apply_stack` on the
+circular borders, batch axes); the result must match :func:`featuremap.engine.stack.apply_stack` on the
 whole array and, for single conv layers, ``torch.nn.functional.conv2d``.
 """
 
@@ -17,14 +17,14 @@ import torch
 from support.stores import unmark, write_input
 
 import featuremap
+from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.engine.stack import apply_stack
 from featuremap.errors import InputError, JobError
 from featuremap.io import FEATURES, OutputStore, open_features
 from featuremap.jobs import state
-from featuremap.jobs.pipeline import load_pipeline
 from featuremap.jobs.run import RunSummary, run_layers
 from featuremap.jobs.state import read_status
-from featuremap.layers import ConvLayer, PoolLayer, ReduceLayer
-from featuremap.stack import apply_stack
+from featuremap.pipeline.pipeline import load_pipeline
 
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
 

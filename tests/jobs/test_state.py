@@ -11,12 +11,12 @@ import pytest
 from support.procs import dead_pid
 from support.stores import small_layout
 
+from featuremap.engine.layers import PoolLayer
 from featuremap.errors import StoreBusyError
 from featuremap.io import OutputStore, create_output, open_features
 from featuremap.io.markers import block_number
 from featuremap.jobs import state
 from featuremap.jobs.state import read_status
-from featuremap.layers import PoolLayer
 
 
 @pytest.mark.parametrize(

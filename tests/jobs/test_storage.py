@@ -18,12 +18,12 @@ import zarr
 import zarr.codecs
 from support.stores import unmark
 
+from featuremap.engine.stack import apply_stack
 from featuremap.io import OutputStore
+from featuremap.io.sizing import SHARD_FROM_CHUNKS, OutputOptions, shard_factor
 from featuremap.jobs.execute import MIN_WINDOW, window_size
 from featuremap.jobs.run import run
-from featuremap.jobs.sizing import SHARD_FROM_CHUNKS, OutputOptions, shard_factor
 from featuremap.jobs.verify import verify_store
-from featuremap.stack import apply_stack
 
 CONV = {"conv": {"bank": {"type": "gabor", "orientations": 4}, "padding": "same"}}
 
@@ -49,7 +49,7 @@ def _features(store) -> np.ndarray:
 
 
 def _oracle(pipeline: dict, data: np.ndarray) -> np.ndarray:
-    from featuremap.jobs.pipeline import load_pipeline
+    from featuremap.pipeline.pipeline import load_pipeline
 
     return apply_stack(load_pipeline(pipeline).build_layers(data.shape[0]), data)
 

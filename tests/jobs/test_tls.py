@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.procs import dask_cluster, featuremap
 
-from featuremap.jobs.pipeline import load_pipeline
+from featuremap.engine.stack import apply_stack
 from featuremap.jobs.run import run_layers
-from featuremap.stack import apply_stack
+from featuremap.pipeline.pipeline import load_pipeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from featuremap.geometry import StackGeometry
+from featuremap.engine.geometry import StackGeometry
 from featuremap.io import OutputLayout
 
 

@@ -1,0 +1,1 @@
+"""Applications built on the library: the demo dataset and the PNG previews."""

@@ -1,0 +1,180 @@
+"""``featuremap.apply``: a layer stack on an xarray ``DataArray``, lazily, coordinates composed.
+
+The DataArray's axes are read as for a store (:mod:`featuremap.io.axes`: ``axes=``, else its
+dimension names through the vocabulary), its pixels placed by its regular 1-D coordinates
+(descending ones included) and its CRS (a CF ``grid_mapping`` coordinate such as rioxarray's
+``spatial_ref``) carried along. The result is a lazy, Dask-backed DataArray
+``(*batch, feature, y, x)``: the input's batch coordinates as they are, ``y`` / ``x`` (under the
+input's own names) at ``translation + scale * (offset + i * jump)``, readable feature labels, and
+the stack's geometry in its attributes -- what a job would write into a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from featuremap.arrays.dask import blockwise_stack
+from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.engine.stack import ResolvedStack, resolve_stack
+from featuremap.errors import InputError
+from featuremap.io.axes import Axes, parse_axes_spec, resolve_axes
+from featuremap.io.placement import (
+    GridMapping,
+    Placement,
+    Spacing,
+    meaning_attrs,
+    output_placement,
+    physical_geometry,
+    regular_spacing,
+)
+from featuremap.pipeline.pipeline import Pipeline, load_pipeline
+
+__all__ = ["apply", "is_dataarray"]
+
+_LAYER_TYPES = (ConvLayer, PoolLayer, ReduceLayer)
+
+
+def is_dataarray(value: object) -> bool:
+    """Whether ``value`` is an ``xarray.DataArray`` (without importing xarray for other values)."""
+    return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
+
+
+def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any]:
+    """``(build(channels) -> layers, axes spec)`` from a pipeline (file, mapping or
+    :class:`Pipeline`) or ready-made layers."""
+    if isinstance(pipeline_or_layers, _LAYER_TYPES):
+        return (lambda channels: [pipeline_or_layers]), None
+    if isinstance(pipeline_or_layers, Sequence) and not isinstance(pipeline_or_layers, str):
+        layers = list(pipeline_or_layers)
+        if not all(isinstance(layer, _LAYER_TYPES) for layer in layers):
+            raise InputError(
+                "apply needs a pipeline (a YAML file, a mapping, a Pipeline) or a list of layers "
+                "(featuremap.engine.layers.ConvLayer / PoolLayer / ReduceLayer)"
+            )
+        return (lambda channels: layers), None
+    pipeline = (
+        pipeline_or_layers
+        if isinstance(pipeline_or_layers, Pipeline)
+        else load_pipeline(pipeline_or_layers)
+    )
+    return pipeline.build_layers, pipeline.input.axes
+
+
+def _spacing(obj: Any, dim: str) -> Spacing:
+    coordinate = obj.coords.get(dim)
+    if coordinate is None or coordinate.ndim != 1:
+        return Spacing()
+    return regular_spacing(np.asarray(coordinate.values), coordinate.attrs) or Spacing()
+
+
+def _grid_mapping(obj: Any) -> GridMapping | None:
+    """A CF grid-mapping coordinate (rioxarray's ``spatial_ref``), as the DataArray names it."""
+    for name in (
+        obj.attrs.get("grid_mapping"),
+        obj.encoding.get("grid_mapping"),
+        "spatial_ref",
+        "crs",
+    ):
+        if isinstance(name, str) and name in obj.coords and obj.coords[name].ndim == 0:
+            return GridMapping(name, meaning_attrs(obj.coords[name].attrs))
+    return None
+
+
+def _as_dask(obj: Any, axes: Axes) -> Any:
+    """The DataArray's data as a Dask array ``(*batch, C, y, x)`` (NumPy data is wrapped, not
+    copied; the channel axis is one chunk)."""
+    import dask.array as da
+
+    data = obj.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(data, chunks="auto" if axes.channel is None else {axes.channel: -1})
+    data = data.transpose(axes.order)
+    return data if axes.channel is not None else data[..., None, :, :]
+
+
+def _coords(
+    obj: Any, axes: Axes, stack: ResolvedStack, placement: Placement, labels: Sequence[str]
+) -> dict[str, Any]:
+    import xarray as xr
+
+    y_dim, x_dim = axes.axes[axes.y].name, axes.axes[axes.x].name
+    _, height, width = stack.output_shape
+    coords: dict[str, Any] = {
+        name: obj.coords[name]
+        for name in (axes.axes[i].name for i in axes.batch)
+        if name in obj.coords
+    }
+    for dim, spacing, length in ((y_dim, placement.y, height), (x_dim, placement.x, width)):
+        attrs = {**spacing.attrs, "units": spacing.unit or "pixel"}
+        coords[dim] = xr.Variable(dim, spacing.values(length), attrs)
+    coords["feature"] = xr.Variable("feature", np.array(labels, dtype=str))
+    if placement.grid_mapping is not None:
+        coords[placement.grid_mapping.name] = xr.Variable((), 0, dict(placement.grid_mapping.attrs))
+    return coords
+
+
+def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
+    """Apply a pipeline's layers (or a list of layers) to a DataArray, lazily.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray
+        NumPy or Dask backed; any axis order (channel-last included).
+    pipeline_or_layers : Pipeline, mapping, path, layer or sequence of layers
+        What to apply; a pipeline's ``input``/``output`` stores are ignored, its ``input.axes``
+        is used unless ``axes`` is given.
+    axes : str, list or mapping, optional
+        What each axis is, as ``input.axes`` (``"tyxc"``, ``{"band": "c"}``); default: the
+        dimension names through the axes vocabulary.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy (Dask), dims ``(*batch, "feature", y, x)`` with the input's batch and spatial
+        dimension names, coordinates composed (``translation + scale * (offset + i * jump)``),
+        feature labels, the CRS coordinate, and the geometry in ``attrs``.
+    """
+    if not is_dataarray(obj):
+        raise InputError(f"apply needs an xarray.DataArray, got {type(obj).__name__}")
+    import xarray as xr
+
+    build, pipeline_axes = _layers_for(pipeline_or_layers)
+    spec = parse_axes_spec(axes) if axes is not None else pipeline_axes
+    resolved = resolve_axes(obj.ndim, spec=spec, names=[str(d) for d in obj.dims])
+    data = _as_dask(obj, resolved)
+    channels = int(data.shape[-3])
+    stack = resolve_stack(tuple(build(channels)), data.shape[-2:], channels)
+    placement = Placement(
+        y=_spacing(obj, str(obj.dims[resolved.y])),
+        x=_spacing(obj, str(obj.dims[resolved.x])),
+        grid_mapping=_grid_mapping(obj),
+    )
+    channel_labels = None
+    if resolved.channel is not None and obj.dims[resolved.channel] in obj.coords:
+        channel_labels = [str(v) for v in obj.coords[obj.dims[resolved.channel]].values]
+    labels = stack.feature_labels(channel_labels)
+    out = output_placement(stack.geometry, placement)
+    result = blockwise_stack(data, stack)
+    dims = [
+        *(resolved.axes[i].name for i in resolved.batch),
+        "feature",
+        resolved.axes[resolved.y].name,
+        resolved.axes[resolved.x].name,
+    ]
+    attrs: dict[str, Any] = {
+        **stack.geometry.to_dict(),
+        "physical": physical_geometry(stack.geometry, placement),
+        "layers": stack.describe(),
+    }
+    if out.grid_mapping is not None:
+        attrs["grid_mapping"] = out.grid_mapping.name
+    return xr.DataArray(
+        result,
+        dims=dims,
+        coords=_coords(obj, resolved, stack, out, labels),
+        name=obj.name,
+        attrs=attrs,
+    )

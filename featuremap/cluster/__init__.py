@@ -1,0 +1,1 @@
+"""Where jobs run: the Dask client (local cluster, address, TLS), SLURM, and devices."""

@@ -1,0 +1,359 @@
+"""``conv2d_valid``: PyTorch ``conv2d(padding=0)`` on already padded NumPy/CuPy arrays.
+
+Three paths give the same result to float32 rounding; ``method="auto"`` takes the cheapest by
+a time estimate (:func:`estimate_seconds`) whose constants were fitted on the 2-core development
+machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernels.py``:
+
+* ``gemm``: tiled im2col + BLAS (:mod:`.gemm`), ``2 J C_g kh kw`` flops per output pixel at
+  about ``GEMM_FLOPS`` plus the patch copy: ``PATCH_SECONDS`` per element for contiguous rows,
+  ``STRIDED_SECONDS`` where a column stride makes it a gather, or the column phases' copy of the
+  input band plus contiguous patches where :func:`.gemm.use_phases` takes them; nothing for a
+  1x1 stride-1 convolution. Always applicable; the only path for inputs with NaN/Inf, because
+  only a direct method keeps NaN inside the windows that touch it -- which is also why
+  ``"auto"`` checks the input's finiteness (a full pass) only where another method would win.
+* ``fft``: overlap-save FFT (:mod:`.fft`), cost ``~ (C + J) L log2 L`` for the transforms plus
+  ``J C_g L`` for the spectral products, independent of kernel size and stride. Its rounding
+  error scales with the energy of the whole band, not the pixels under each window, so where a
+  few bright pixels dominate that energy (:func:`.fft.dynamic_range` above
+  ``fft.FLOAT64_RANGE``) the transforms run in float64; ``"auto"`` measures that only when the
+  FFT would win, and then re-chooses with the FFT's float64 cost (``FFT64_FACTOR``, more bands).
+* ``separable``: every kernel rank 1 (:mod:`.separable`): an im2col GEMM along ``x`` with the
+  distinct row filters, then banded-matrix GEMMs along ``y`` (``2 ((16 - 1) s_y + span)`` flops
+  per output pixel instead of ``2 C_g kh kw``).
+
+Measured crossover (``benchmarks/kernels.py --crossover``), stride 1, 2 threads, quiet machine:
+C=1 J=16 1024^2 -- GEMM 0.045 s vs FFT 0.13 s at k=15, 0.090 s vs 0.113 s at k=21 (FFT wins
+from k ~ 23; model: k ~ 25); C=16 J=32 512^2 -- GEMM 0.25 s vs FFT 0.35 s at k=15, 0.51 s vs
+0.36 s at k=21 (measured k ~ 17; model: k ~ 20). Stride s divides the GEMM cost by s^2 but
+not the FFT cost, which moves the crossover to larger kernels; the model accounts for it.
+
+On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) for kernels up to
+7x7 whose tile fits shared memory; larger kernels go through the cost model like on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+from featuremap._typing import Array
+from featuremap._validation import parse_choice
+from featuremap._vocabulary import CONV_METHODS, ConvMethod
+from featuremap.engine.geometry import Pair, output_length
+from featuremap.engine.kernels import cuda  # importing it never imports CuPy
+from featuremap.engine.kernels._namespace import array_namespace
+from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
+from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
+from featuremap.engine.kernels.separable import (
+    COLUMN_BLOCK,
+    ChannelPlan,
+    plan_separable,
+    separable_conv,
+)
+from featuremap.errors import InputError, describe
+
+__all__ = ["choose_method", "conv2d_valid", "estimate_seconds"]
+
+# Fitted rates (seconds per unit) on the development machine, 2 threads; see module docstring.
+GEMM_FLOPS = 280e9  # AVX-512 OpenBLAS on 2 threads of tiles (84e9 with OPENBLAS_CORETYPE=Haswell)
+PATCH_SECONDS = 0.06e-9  # per patch element copied (in cache, 2 threads)
+# per element gathered with a column stride > 1 (element by element: 3.3e9/s on one core against
+# ~12e9/s for contiguous rows in cache); where .gemm.use_phases, only the column phases' copy of
+# the input band is gathered and the patches are contiguous copies
+STRIDED_SECONDS = 0.15e-9
+GEMM_CALL_SECONDS = 5e-6  # per small matmul call (the separable column pass makes many)
+FFT_SECONDS = 0.15e-9  # per point * log2(points) of one real 2-D transform
+FFT_CALL_SECONDS = 20e-6  # fixed cost per filter (planning, allocation); dominates tiny blocks
+PRODUCT_SECONDS = 1.0e-9  # per complex multiply-add of the spectral products
+# float64 spectra (inputs of a large dynamic range, see .fft): per transformed row, relative to
+# float32 -- scipy.fft rfft2 1024^2 1.9 ms vs 1.05 ms; complex128 products move twice the bytes.
+FFT64_FACTOR = 2.0
+
+
+def _gemm_seconds(
+    n_pixels_out: int,
+    n_filters: int,
+    group_channels: int,
+    channels: int,
+    taps: int,
+    copy_seconds: float = PATCH_SECONDS,
+) -> float:
+    flops = 2.0 * n_pixels_out * n_filters * group_channels * taps
+    return flops / GEMM_FLOPS + n_pixels_out * channels * taps * copy_seconds
+
+
+def _patch_seconds(
+    n_images: int, out_shape: Pair, weight_shape: tuple[int, ...], stride: Pair, span: int
+) -> float:
+    """Seconds per patch element of :func:`.gemm.gemm_conv`, the column phases' copy included
+    (spread over the patch elements); none for a 1x1 stride-1 convolution (no copy)."""
+    kh, kw = weight_shape[-2:]
+    if kh == kw == 1 and stride == (1, 1):
+        return 0.0
+    if stride[1] == 1:
+        return PATCH_SECONDS
+    if not use_phases(weight_shape, stride):
+        return STRIDED_SECONDS
+    pixels = n_images * out_shape[0] * out_shape[1]
+    phase = n_images * phase_elements(out_shape, stride, span) * STRIDED_SECONDS
+    return PATCH_SECONDS + phase / (pixels * kh * kw)
+
+
+def estimate_seconds(
+    method: str,
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    row_filters: int = 1,
+    float64_spectra: bool = False,
+) -> float:
+    """Estimated seconds of one call; ``row_filters`` = distinct row filters per channel (separable);
+    ``float64_spectra``: the FFT transforms in float64 (:func:`.fft.spectra_dtype`), which costs
+    :data:`FFT64_FACTOR` times as much per transformed row, and more rows where the larger scratch
+    splits the input into more overlap-save bands."""
+    n_images = math.prod(x_shape[:-3])
+    channels, height, width = x_shape[-3:]
+    n_filters, group_channels, kh, kw = weight_shape
+    out_h = output_length(height, kh, stride[0], dilation[0], 0, 0, axis="y")
+    out_w = output_length(width, kw, stride[1], dilation[1], 0, 0, axis="x")
+    if method == "gemm":
+        span = dilation[0] * (kh - 1) + 1
+        copy = _patch_seconds(n_images, (out_h, out_w), weight_shape, stride, span)
+        return _gemm_seconds(
+            n_images * out_h * out_w, n_filters, group_channels, channels, kh * kw, copy
+        )
+    if method == "fft":
+        points = height * width
+        transforms = n_images * (channels + n_filters) + n_filters * group_channels
+        products = n_images * n_filters * group_channels * points / 2
+        overhead = (n_filters + 1) * FFT_CALL_SECONDS
+        seconds = (
+            transforms * points * math.log2(max(points, 2)) * FFT_SECONDS
+            + products * PRODUCT_SECONDS
+        )
+        if float64_spectra:
+            shape = (n_images, *x_shape[-3:])
+            single, double = (
+                transformed_rows(shape, weight_shape, stride, dilation, size) for size in (4, 8)
+            )
+            seconds *= FFT64_FACTOR * double / single
+        return seconds + overhead
+    if method == "separable":
+        rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
+        block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
+        column_gemms = channels * n_filters // groups  # one banded GEMM per (channel, output) pair
+        columns = column_gemms * (2.0 * n_images * out_h * out_w * block_span / GEMM_FLOPS)
+        calls = column_gemms * n_images * math.ceil(out_h / COLUMN_BLOCK) * GEMM_CALL_SECONDS
+        return rows + columns + calls
+    raise ValueError(f"no cost model for method {method!r}")
+
+
+def _check_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], groups: int) -> None:
+    if len(x_shape) < 3:
+        raise InputError(f"conv2d input must have shape (..., C, H, W), got shape {tuple(x_shape)}")
+    if len(weight_shape) != 4:
+        raise InputError(
+            f"conv2d weight must have shape (J, C/groups, kh, kw), got shape {tuple(weight_shape)}"
+        )
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise InputError(f"groups must be a positive integer, got {describe(groups)}")
+    channels = x_shape[-3]
+    n_filters, group_channels = weight_shape[:2]
+    if channels % groups or n_filters % groups:
+        raise InputError(
+            f"groups={groups} must divide the input channels ({channels}) and the filters ({n_filters})"
+        )
+    if group_channels != channels // groups:
+        raise InputError(
+            f"weight of shape {tuple(weight_shape)} expects {group_channels * groups} input channels "
+            f"with groups={groups}, but the input has {channels} (shape {tuple(x_shape)})"
+        )
+    if min(weight_shape) < 1:
+        raise InputError(f"conv2d weight must not be empty, got shape {tuple(weight_shape)}")
+
+
+def choose_method(
+    x_shape: tuple[int, ...],
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    finite: bool = True,
+    float64_spectra: bool = False,
+) -> str:
+    """The fastest applicable method for this call: ``"gemm"``, ``"fft"`` or ``"separable"``.
+
+    Parameters
+    ----------
+    x_shape : tuple of int
+        ``(..., C, H, W)`` of the padded input.
+    weight : array
+        ``(J, C/groups, kh, kw)``; its values decide whether ``"separable"`` applies.
+    stride, dilation : (int, int)
+    groups : int
+    finite : bool
+        Whether the input holds no NaN/Inf; when False the answer is always ``"gemm"``.
+    float64_spectra : bool
+        Whether the input's dynamic range needs the FFT in float64 (:func:`.fft.spectra_dtype`,
+        which :func:`conv2d_valid` asks when the FFT would otherwise win); the FFT then costs more.
+    """
+    _check_shapes(tuple(x_shape), weight.shape, groups)
+    return _choose(tuple(x_shape), weight, stride, dilation, groups, finite, float64_spectra)[0]
+
+
+def _choose(
+    x_shape: tuple[int, ...],
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    finite: bool,
+    float64_spectra: bool = False,
+) -> tuple[str, list[ChannelPlan] | None]:
+    """``(method, separable plan or None)`` of the cheapest applicable method."""
+    gemm = estimate_seconds("gemm", x_shape, weight.shape, stride, dilation, groups)
+    if not finite:
+        return "gemm", None
+    fft = estimate_seconds(
+        "fft", x_shape, weight.shape, stride, dilation, groups, float64_spectra=float64_spectra
+    )
+    costs = {"gemm": gemm, "fft": fft}
+    # The SVD is only worth doing when even the best case (one row filter) could win.
+    if estimate_seconds("separable", x_shape, weight.shape, stride, dilation, groups) < min(
+        costs.values()
+    ):
+        plans = plan_separable(weight, groups)
+        if plans is not None:
+            row_filters = max(len(plan.rows) for plan in plans)
+            costs["separable"] = estimate_seconds(
+                "separable", x_shape, weight.shape, stride, dilation, groups, row_filters
+            )
+            if costs["separable"] < min(costs["gemm"], costs["fft"]):
+                return "separable", plans
+    return min(("gemm", "fft"), key=costs.__getitem__), None
+
+
+def _finite(x: Array) -> bool:
+    return bool(array_namespace(x).isfinite(x).all())
+
+
+def conv2d_valid(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+    method: ConvMethod = "auto",
+) -> Array:
+    """Cross-correlation of an already padded input, exactly ``torch.nn.functional.conv2d(padding=0)``.
+
+    Parameters
+    ----------
+    x : array, float32, shape (..., C, H, W)
+        Any number of leading batch axes; NumPy or CuPy. Other dtypes are converted to float32.
+    weight : array, shape (J, C/groups, kh, kw)
+    bias : array of shape (J,), optional
+    stride, dilation : (int, int)
+        ``(y, x)``, parsed already (:class:`~featuremap.engine.geometry.LayerGeometry`): the kernels
+        never parse a layer's parameters again.
+    groups : int
+    method : {"auto", "gemm", "fft", "separable", "direct"}
+        ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
+        ``"direct"`` kernel for kernels up to 7x7). Forcing ``"fft"`` or
+        ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
+        raises ``ValueError``.
+
+    Returns
+    -------
+    array, float32, shape (..., J, H_out, W_out)
+        ``H_out = (H - d_y (kh - 1) - 1) // s_y + 1``, likewise ``W_out``.
+    """
+    method = parse_choice("method", method, CONV_METHODS)
+    xp = array_namespace(x)
+    x = xp.asarray(x, dtype=xp.float32)
+    weight = xp.asarray(weight, dtype=xp.float32)
+    _check_shapes(x.shape, weight.shape, groups)
+    n_filters, _, kh, kw = weight.shape
+    out_h = output_length(x.shape[-2], kh, stride[0], dilation[0], 0, 0, axis="y")
+    out_w = output_length(x.shape[-1], kw, stride[1], dilation[1], 0, 0, axis="x")
+    if bias is not None:
+        bias = xp.asarray(bias, dtype=xp.float32)
+        if bias.shape != (n_filters,):
+            raise InputError(
+                f"bias must have shape ({n_filters},) to match the weight, got shape {bias.shape}"
+            )
+    if _use_direct(method, xp, (kh, kw), stride, dilation):
+        # the CUDA direct kernel is exact for NaN/Inf too: no finiteness check, no device sync
+        return cuda.direct_conv2d(x, weight, bias, stride=stride, dilation=dilation, groups=groups)
+    batch = x.shape[:-3]
+    images = x.reshape((-1, *x.shape[-3:]))
+    chosen, plans = _method_for(method, images, weight, stride, dilation, groups)
+    precision = None  # of the FFT: fft_conv decides where it was forced
+    if method == "auto" and chosen == "fft":
+        span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+        precision = spectra_dtype(images, span)
+        if precision == "float64":  # the FFT costs more: another method may now be cheaper
+            chosen, plans = _choose(  # the input is finite: the FFT was chosen
+                images.shape, weight, stride, dilation, groups, True, float64_spectra=True
+            )
+    out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
+    if chosen == "gemm":
+        gemm_conv(images, weight, stride, dilation, groups, out)
+    elif chosen == "fft":
+        fft_conv(images, weight, stride, dilation, groups, out, precision)
+    else:
+        assert plans is not None  # the separable method always comes with its plan
+        separable_conv(images, plans, stride, dilation, out)
+    if bias is not None:
+        out += bias[:, None, None]
+    return out.reshape(batch + out.shape[1:])
+
+
+def _use_direct(method: str, xp: ModuleType, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
+    """The CUDA direct kernel: forced, or chosen for small kernels on CuPy arrays."""
+    on_gpu = xp.__name__ != "numpy"
+    if method == "direct" and not on_gpu:
+        raise InputError(
+            "method 'direct' needs a CuPy array; use 'auto', 'gemm', 'fft' or 'separable' for NumPy input"
+        )
+    return method == "direct" or (
+        method == "auto" and on_gpu and cuda.supports(kernel, stride, dilation)
+    )
+
+
+def _method_for(
+    method: str,
+    images: Array,
+    weight: Array,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+) -> tuple[str, list[ChannelPlan] | None]:
+    """Resolve ``method`` to ``(name, separable plan)``, refusing forced methods that cannot apply.
+
+    The GEMM is exact for NaN/Inf, so only the choice or the forcing of another method needs
+    the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
+    """
+    if method == "auto":
+        chosen, plans = _choose(images.shape, weight, stride, dilation, groups, finite=True)
+        if chosen != "gemm" and not _finite(images):
+            return "gemm", None
+        return chosen, plans
+    if method != "gemm" and not _finite(images):
+        raise ValueError(
+            f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "
+            "beyond the windows that touch them); use method 'gemm' or 'auto'"
+        )
+    if method == "separable":
+        plans = plan_separable(weight, groups)
+        if plans is None:
+            raise ValueError(
+                "method 'separable' needs every kernel of the bank to be rank 1 (an outer product "
+                "of a column and a row filter); use method 'gemm', 'fft' or 'auto'"
+            )
+        return method, plans
+    return method, None

@@ -1,0 +1,85 @@
+"""What every layer kind has in common: the :class:`Layer` protocol and shared helpers.
+
+A layer kind is one module in this package (``conv``, ``pool``, ``reduce``): a frozen dataclass
+built by ``create`` (which parses its parameters once), that knows its geometry for an input
+size, computes on a block that already carries its padding, describes itself for the store, and
+names its output features. Block planning, the fused compute, the store and ``explain`` use only
+this protocol, so a new kind touches nothing else in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from featuremap._typing import Array
+from featuremap._validation import parse_choice
+from featuremap._vocabulary import ACTIVATIONS, Activation
+from featuremap.engine.geometry import LayerGeometry, Padding
+from featuremap.engine.kernels import array_namespace
+from featuremap.errors import InputError
+
+__all__ = ["FeatureDescription", "Layer", "as_float32_host", "padding_spec", "parse_activation"]
+
+#: What is known of one feature map: a bank's filter description (``{"name": "gabor",
+#: "orientation": 0.785, ...}``), turned into a readable label by :mod:`featuremap.engine.labels`.
+FeatureDescription = Mapping[str, Any]
+
+
+class Layer(Protocol):
+    """One layer of a stack, as the engine sees it."""
+
+    kind: ClassVar[str]
+
+    @property
+    def pad_value(self) -> float:
+        """The value a constant border is filled with (``-inf`` for max pooling)."""
+        ...
+
+    def out_channels(self, in_channels: int) -> int:
+        """Output channel count for ``in_channels`` inputs; :class:`InputError` on a mismatch."""
+        ...
+
+    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
+        """The layer resolved against an input size ``(H, W)``."""
+        ...
+
+    def apply_padded(self, x: Array) -> Array:
+        """Compute on a block that already carries its padding."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the layer is besides its geometry (no weights), for the store's attributes."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layer's full specification (no weights), geometry as requested."""
+        ...
+
+    def describe_features(
+        self, inputs: Sequence[FeatureDescription], channel_names: Sequence[str] | None
+    ) -> list[FeatureDescription]:
+        """One description per output feature, from the descriptions of its input features
+        (``channel_names``: the input image's channel names, for a per-channel bank)."""
+        ...
+
+
+def parse_activation(value: Any) -> Activation:
+    """One of :data:`~featuremap._vocabulary.ACTIVATIONS`."""
+    return parse_choice("activation", value, ACTIVATIONS)
+
+
+def padding_spec(padding: Padding) -> str | list[list[int]]:
+    """Padding as written in a pipeline file: ``"same"`` / ``"valid"`` or ``[[lo, hi], ...]``."""
+    return padding if isinstance(padding, str) else [list(pair) for pair in padding]
+
+
+def as_float32_host(value: Any, name: str) -> np.ndarray:
+    if array_namespace(value) is not np:  # CuPy weights are kept on the host, moved per block
+        value = value.get()
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)

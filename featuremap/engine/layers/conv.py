@@ -1,0 +1,178 @@
+"""The ``conv`` layer kind: ``torch.nn.functional.conv2d`` semantics plus an activation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from featuremap._typing import Array
+from featuremap._validation import parse_int, parse_pair
+from featuremap._vocabulary import Activation, PaddingMode
+from featuremap.engine.geometry import (
+    LayerGeometry,
+    Padding,
+    Pair,
+    parse_padding,
+    parse_padding_mode,
+    resolve_layer,
+)
+from featuremap.engine.kernels import activate, array_namespace, check_fits, conv2d_valid
+from featuremap.engine.layers._base import (
+    FeatureDescription,
+    as_float32_host,
+    padding_spec,
+    parse_activation,
+)
+from featuremap.errors import InputError
+
+__all__ = ["ConvLayer"]
+
+
+@dataclass(frozen=True, eq=False)
+class ConvLayer:
+    """A convolution layer with ``torch.nn.functional.conv2d`` semantics plus an activation.
+
+    Build it with :meth:`create`, which validates and normalises every parameter.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: Pair = (1, 1)
+    padding: Padding = ((0, 0), (0, 0))
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    padding_mode: PaddingMode = "zeros"
+    activation: Activation = "none"
+    bank: Mapping[str, Any] = field(default_factory=dict)
+
+    kind: ClassVar[str] = "conv"
+    pad_value: ClassVar[float] = 0.0
+
+    @classmethod
+    def create(
+        cls,
+        weight: Any,
+        bias: Any = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        padding_mode: Any = "zeros",
+        activation: Any = "none",
+        flip: bool = False,
+        bank: Mapping[str, Any] | None = None,
+    ) -> ConvLayer:
+        """Validate parameters; ``flip=True`` turns the cross-correlation into a true convolution."""
+        weight = as_float32_host(weight, "weight")
+        if weight.ndim != 4 or 0 in weight.shape:
+            raise InputError(
+                "weight must have shape (out_channels, in_channels/groups, kh, kw), every size >= 1, "
+                f"got shape {weight.shape}"
+            )
+        if flip:
+            weight = np.ascontiguousarray(weight[..., ::-1, ::-1])
+        if bias is not None:
+            bias = as_float32_host(bias, "bias")
+            if bias.shape != (weight.shape[0],):
+                raise InputError(
+                    f"bias must have shape ({weight.shape[0]},) to match the weight's {weight.shape[0]} "
+                    f"output channels, got shape {bias.shape}"
+                )
+        groups = parse_int("groups", groups, minimum=1)
+        if weight.shape[0] % groups:
+            raise InputError(
+                f"groups={groups} must divide the weight's {weight.shape[0]} output channels"
+            )
+        return cls(
+            weight=weight,
+            bias=bias,
+            stride=parse_pair("stride", stride),
+            padding=parse_padding(padding),
+            dilation=parse_pair("dilation", dilation),
+            groups=groups,
+            padding_mode=parse_padding_mode(padding_mode),
+            activation=parse_activation(activation),
+            bank=dict(bank or {}),
+        )
+
+    @property
+    def kernel_size(self) -> Pair:
+        return (int(self.weight.shape[2]), int(self.weight.shape[3]))
+
+    def out_channels(self, in_channels: int) -> int:
+        """Output channel count for ``in_channels`` inputs; :class:`InputError` on a mismatch."""
+        expected = self.weight.shape[1] * self.groups
+        if in_channels != expected:
+            raise InputError(
+                f"the conv layer expects {expected} input channels (weight {tuple(self.weight.shape)}, "
+                f"groups={self.groups}) but its input has {in_channels}; check channel_axis or the weights"
+            )
+        return int(self.weight.shape[0])
+
+    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
+        """The layer resolved against an input ``(H, W)``; refuses borders PyTorch refuses."""
+        geometry = resolve_layer(
+            self.kernel_size, self.stride, self.dilation, self.padding, shape, self.padding_mode
+        )
+        check_fits(self.padding_mode, geometry.padding, shape)
+        return geometry
+
+    def apply_padded(self, x: Array) -> Array:
+        """Compute on a block that already carries its padding."""
+        xp = array_namespace(x)
+        weight = xp.asarray(self.weight)
+        bias = None if self.bias is None else xp.asarray(self.bias)
+        out = conv2d_valid(
+            x, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups
+        )
+        return activate(self.activation, out)
+
+    def describe(self) -> dict[str, Any]:
+        """What the layer is besides its geometry (no weights): the store's per-layer attributes
+        add the resolved :class:`LayerGeometry` to it."""
+        return {
+            "type": "conv",
+            "padding_spec": padding_spec(self.padding),
+            "groups": self.groups,
+            "activation": self.activation,
+            "in_channels": int(self.weight.shape[1] * self.groups),
+            "out_channels": int(self.weight.shape[0]),
+            "bias": self.bias is not None,
+            "bank": dict(self.bank),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layer's full specification (no weights), geometry as requested."""
+        return {
+            **self.describe(),
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": padding_spec(self.padding),
+            "dilation": list(self.dilation),
+            "padding_mode": self.padding_mode,
+        }
+
+    def describe_features(
+        self, inputs: Sequence[FeatureDescription], channel_names: Sequence[str] | None
+    ) -> list[FeatureDescription]:
+        """The bank's filter descriptions (an input channel index replaced by its name), or
+        ``{name, index}`` where the bank describes none."""
+        features = int(self.weight.shape[0])
+        filters = list(self.bank.get("filters") or [])
+        if len(filters) != features:
+            filters = [{"name": self.bank.get("name", "conv"), "index": i} for i in range(features)]
+        return [_named_channel(description, channel_names) for description in filters]
+
+
+def _named_channel(
+    description: Mapping[str, Any], names: Sequence[str] | None
+) -> FeatureDescription:
+    """``description`` with its input channel index replaced by the channel's name, if known."""
+    channel = description.get("channel")
+    if names is None or not isinstance(channel, int) or not 0 <= channel < len(names):
+        return dict(description)
+    return {**description, "channel": names[channel]}

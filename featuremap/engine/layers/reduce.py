@@ -1,0 +1,126 @@
+"""The ``reduce`` layer kind: one reduction over each consecutive group of features."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from featuremap._typing import Array
+from featuremap._validation import parse_choice
+from featuremap._vocabulary import REDUCE_OPS, ReduceOp
+from featuremap.engine.geometry import LayerGeometry
+from featuremap.engine.kernels import array_namespace
+from featuremap.engine.labels import group_label
+from featuremap.engine.layers._base import FeatureDescription
+from featuremap.errors import InputError, describe
+
+__all__ = ["ReduceLayer"]
+
+
+@dataclass(frozen=True)
+class ReduceLayer:
+    """Reduce consecutive groups of features (e.g. MR8's max over 6 orientations); 1x1 geometry.
+
+    ``groups`` lists the group sizes in feature order; they must add up to the input channel
+    count (a single size repeats). ``ops`` is one reduction for every group, or one per group
+    (repeating when the groups do, e.g. per input channel): MR8 takes ``max_abs`` -- the largest
+    absolute response -- over its edge filters and a signed ``max`` over its bars (the reference
+    ``MR8fast.m``); a group of one feature passes through whatever the op.
+    """
+
+    ops: tuple[ReduceOp, ...]
+    groups: tuple[int, ...]
+
+    kind: ClassVar[str] = "reduce"
+    pad_value: ClassVar[float] = 0.0
+
+    @classmethod
+    def create(cls, op: Any = "max", groups: Any = None) -> ReduceLayer:
+        op_list = op if isinstance(op, (list, tuple)) and op else [op]
+        ops = tuple(parse_choice("reduce op", item, REDUCE_OPS) for item in op_list)
+        if isinstance(groups, int) and not isinstance(groups, bool):
+            groups = [groups]
+        if (
+            not isinstance(groups, (list, tuple))
+            or not groups
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in groups)
+        ):
+            raise InputError(
+                f"reduce groups must be a positive integer or a list of them, got {describe(groups)}"
+            )
+        return cls(ops, tuple(groups))
+
+    def _sizes(self, in_channels: int) -> tuple[int, ...]:
+        """A single group size repeats over all channels; a list must cover them exactly."""
+        if len(self.groups) == 1:
+            if in_channels % self.groups[0]:
+                raise InputError(
+                    f"reduce group size {self.groups[0]} does not divide the {in_channels} input features"
+                )
+            sizes = self.groups * (in_channels // self.groups[0])
+        elif sum(self.groups) != in_channels:
+            raise InputError(
+                f"reduce groups {list(self.groups)} add up to {sum(self.groups)} but the input has "
+                f"{in_channels} features"
+            )
+        else:
+            sizes = self.groups
+        if len(sizes) % len(self.ops):
+            raise InputError(
+                f"reduce op lists {len(self.ops)} reductions for {len(sizes)} groups; give one op, "
+                "or one per group"
+            )
+        return sizes
+
+    def plan(self, in_channels: int) -> list[tuple[ReduceOp, int, int]]:
+        """``(op, start, stop)`` of every group of the ``in_channels`` input features."""
+        sizes = self._sizes(in_channels)
+        starts = itertools.accumulate(sizes, initial=0)
+        ops = itertools.cycle(self.ops)
+        return [
+            (op, start, start + size) for op, start, size in zip(ops, starts, sizes, strict=False)
+        ]
+
+    def out_channels(self, in_channels: int) -> int:
+        return len(self._sizes(in_channels))
+
+    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
+        return LayerGeometry((1, 1), padding_mode="constant")
+
+    def apply_padded(self, x: Array) -> Array:
+        xp = array_namespace(x)
+        reducers = {
+            "max": lambda part: xp.max(part, axis=-3, keepdims=True),
+            "max_abs": lambda part: xp.max(xp.abs(part), axis=-3, keepdims=True),
+            "mean": lambda part: xp.mean(part, axis=-3, keepdims=True),
+            "sum": lambda part: xp.sum(part, axis=-3, keepdims=True),
+        }
+        parts = [
+            x[..., start:stop, :, :]
+            if stop - start == 1
+            else reducers[op](x[..., start:stop, :, :])
+            for op, start, stop in self.plan(x.shape[-3])
+        ]
+        return xp.concatenate(parts, axis=-3)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "reduce",
+            "op": self.ops[0] if len(self.ops) == 1 else list(self.ops),
+            "groups": list(self.groups),
+            "padding_spec": [[0, 0], [0, 0]],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.describe(), **LayerGeometry((1, 1)).to_dict()}
+
+    def describe_features(
+        self, inputs: Sequence[FeatureDescription], channel_names: Sequence[str] | None
+    ) -> list[FeatureDescription]:
+        """Each group is named by its reduction and what its features have in common."""
+        return [
+            {"name": group_label(op, inputs[start:stop])}
+            for op, start, stop in self.plan(len(inputs))
+        ]

@@ -1,0 +1,174 @@
+"""A stack of layers resolved once against an input, and its in-memory execution.
+
+:func:`resolve_stack` resolves a stack against an input ``(C, H, W)`` once, into a frozen
+:class:`ResolvedStack`: each layer's :class:`~featuremap.engine.geometry.LayerGeometry` (padding mode
+included), the cumulative receptive field, jump and offset, each layer's output shape, and the
+output features' labels. Block planning, the store's attributes and the job plan all share it.
+
+:func:`apply` and :func:`apply_stack` run layers on whole in-memory (NumPy or CuPy) arrays and
+are the oracle the chunked execution must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featuremap._typing import Array
+from featuremap.engine.geometry import LayerGeometry, Pair, StackGeometry, compose
+from featuremap.engine.kernels import array_namespace, pad
+from featuremap.engine.labels import filter_label
+from featuremap.engine.layers import FeatureDescription, Layer
+from featuremap.errors import InputError
+
+__all__ = ["ResolvedStack", "apply", "apply_stack", "as_float32", "resolve_stack"]
+
+#: ``(channels, height, width)`` of a layer's input or output.
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    """A stack of layers resolved once against an input ``(C, H, W)``.
+
+    Attributes
+    ----------
+    layers : tuple of Layer
+    geometries : tuple of LayerGeometry
+        Each layer's resolved geometry (padding mode included), first layer first.
+    stacks : tuple of StackGeometry
+        The cumulative receptive field, jump and offset after each layer.
+    shapes : tuple of (C, H, W)
+        What each layer produces.
+    input_shape : (C, H, W)
+    """
+
+    layers: tuple[Layer, ...]
+    geometries: tuple[LayerGeometry, ...]
+    stacks: tuple[StackGeometry, ...]
+    shapes: tuple[Shape3, ...]
+    input_shape: Shape3
+
+    @property
+    def output_shape(self) -> Shape3:
+        """``(features, H_out, W_out)`` of the last layer."""
+        return self.shapes[-1]
+
+    @property
+    def geometry(self) -> StackGeometry:
+        """The whole stack's receptive field, jump and offset."""
+        return self.stacks[-1]
+
+    @property
+    def input_sizes(self) -> tuple[Pair, ...]:
+        """``(H, W)`` of each layer's input, first layer first."""
+        sizes = [self.input_shape, *self.shapes[:-1]]
+        return tuple((shape[1], shape[2]) for shape in sizes)
+
+    def feature_labels(self, channel_labels: Sequence[str] | None = None) -> tuple[str, ...]:
+        """A readable label per output feature, from the banks' filter descriptions through
+        every layer (:meth:`Layer.describe_features`: a pool keeps its input's, a reduction
+        names each group); ``channel_labels`` name the input channels of a per-channel bank."""
+        descriptions: list[FeatureDescription] = [
+            {"name": f"channel {i}"} for i in range(self.input_shape[0])
+        ]
+        for layer in self.layers:
+            descriptions = layer.describe_features(descriptions, channel_labels)
+        return tuple(filter_label(description) for description in descriptions)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
+        the ``(C, H, W)`` it produces and the stack's receptive field, jump and offset after it."""
+        return [
+            {
+                **layer.describe(),
+                **geometry.to_dict(),
+                "output_shape": list(shape),
+                **stack.to_dict(),
+            }
+            for layer, geometry, stack, shape in zip(
+                self.layers, self.geometries, self.stacks, self.shapes, strict=True
+            )
+        ]
+
+
+#: The largest receptive field or jump a stack may reach: output coordinates are stored as
+#: float64, exact for integers up to 2**53 (a pixel grid no image comes near).
+MAX_EXACT = 2**53
+
+
+def _check_exact(stacks: Sequence[StackGeometry], layers: Sequence[Layer]) -> None:
+    """Refuse a stack whose geometry outgrows exact float64 coordinates (strides of 2**40 in
+    two layers give a jump of 2**80)."""
+    for index, (stack, layer) in enumerate(zip(stacks, layers, strict=True)):
+        largest = max(*stack.receptive_field, *stack.jump)
+        if largest > MAX_EXACT:
+            raise InputError(
+                f"layers[{index}].{layer.kind}: the stack's receptive field or jump reaches "
+                f"{largest} pixels, past 2**53 where output coordinates stop being exact; use "
+                "smaller strides, dilations or kernels"
+            )
+
+
+def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
+    """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
+
+    Raises
+    ------
+    InputError
+        For an empty stack or any impossible layer, naming its place as a pipeline does
+        (``layers[0].pool: ...``, counted from 0).
+    """
+    if not layers:
+        raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
+    geometries, shapes = [], []
+    channels, hw = in_channels, (int(shape[0]), int(shape[1]))
+    for index, layer in enumerate(layers):
+        try:
+            geometry = layer.geometry(hw)
+            channels = layer.out_channels(channels)
+        except InputError as error:
+            # The place as a pipeline file names it (layers counted from 0, like the YAML list).
+            raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
+        hw = geometry.output_shape(hw)
+        geometries.append(geometry)
+        shapes.append((channels, *hw))
+    stacks = tuple(compose(geometries))
+    _check_exact(stacks, layers)
+    return ResolvedStack(
+        layers=tuple(layers),
+        geometries=tuple(geometries),
+        stacks=stacks,
+        shapes=tuple(shapes),
+        input_shape=(in_channels, int(shape[0]), int(shape[1])),
+    )
+
+
+def as_float32(x: Array) -> Array:
+    """float32 view or copy of ``x`` (integer inputs are converted)."""
+    xp = array_namespace(x)
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
+    return xp.asarray(x, dtype=xp.float32)
+
+
+def apply(layer: Layer, x: Array) -> Array:
+    """Run one layer on a whole in-memory array ``(..., C, H, W)``: pad at the border, compute."""
+    x = as_float32(x)
+    if x.ndim < 3:
+        raise InputError(f"input must have shape (..., channels, y, x), got shape {tuple(x.shape)}")
+    layer.out_channels(x.shape[-3])
+    geometry = layer.geometry(x.shape[-2:])
+    padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
+    return layer.apply_padded(padded)
+
+
+def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
+    """Run a stack of layers on a whole in-memory array, layer by layer."""
+    for index, layer in enumerate(layers):
+        try:
+            x = apply(layer, x)
+        except InputError as error:
+            raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
+    return x

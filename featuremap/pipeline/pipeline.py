@@ -1,0 +1,346 @@
+"""Pipeline files: a validated, declarative description of a feature-extraction job.
+
+A pipeline names its input and output stores and a stack of layers (DESIGN section 5)::
+
+    name: gabor-texture
+    input:  {store: data/images.zarr, array: images, channel_axis: -3}
+    output: {store: out/gabor.zarr, chunks: [512, 512]}
+    layers:
+      - conv:
+          bank: {type: gabor, size: 15, orientations: 8, frequencies: [0.1, 0.2]}
+          stride: 2
+          padding: same
+          activation: abs
+      - pool: {type: max, kernel_size: 2, stride: 2}
+      - reduce: {op: max, groups: 8}
+      - conv:
+          bank: {type: file, path: weights/layer2.npz}
+
+Layer keys and their defaults:
+
+``conv``
+    ``bank`` (required): ``{type: NAME, **params}`` for any :mod:`featuremap.banks` name (``type:
+    file`` reads a weight file, its ``path`` relative to the pipeline file); ``stride`` 1;
+    ``padding`` 0 (an int, ``[py, px]``, ``[[top, bottom], [left, right]]``, ``same``, ``valid``);
+    ``dilation`` 1; ``padding_mode`` ``zeros``; ``activation`` ``none``; ``channels``
+    ``per_channel`` (how a single-channel bank meets a multi-channel input: every filter on every
+    channel, or ``sum`` over channels); ``flip`` ``false`` (``true``: true convolution);
+    ``bias``: omitted keeps the bank's own bias (a weight file's ``bias``), ``false`` drops it, a
+    number or a list of ``J`` numbers replaces it (``J`` = the layer's output features).
+``pool``
+    ``type`` (required, ``max`` or ``avg``), ``kernel_size`` (required), ``stride`` (default:
+    ``kernel_size``), ``padding`` 0.
+``reduce``
+    ``op`` (required: ``max``, ``mean``, ``sum``) over consecutive groups of features; ``groups``:
+    a group size or a list of sizes; omitted, the groups the previous conv layer's bank suggests
+    (``mr8``: the maximum over each 6 orientations).
+
+Every refused value raises one :class:`~featuremap.errors.InputError` line naming its place, e.g.
+``layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1 (x.yaml)``
+(layers are counted from 0, like the YAML list; the schema is :mod:`.spec`). Paths resolve against the pipeline file's folder
+(``load_pipeline(dict)``: the current directory or ``base_dir``); URLs such as ``s3://...`` are
+kept as they are.
+
+A pipeline file is read with a safe loader and bounded before anything is built from it
+(:mod:`.yaml_reader`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from featuremap import banks
+from featuremap._validation import parse_text
+from featuremap.engine.geometry import Pair
+from featuremap.engine.layers import ConvLayer, Layer, PoolLayer, ReduceLayer
+from featuremap.engine.stack import ResolvedStack, resolve_stack
+from featuremap.errors import InputError, describe
+from featuremap.io.axes import parse_axes_spec
+from featuremap.pipeline.layer_specs import BANK_PATH_PARAMS, parse_layers
+from featuremap.pipeline.reader import parse_yaml, read_yaml_text
+from featuremap.pipeline.schema import (
+    InputSpec,
+    OutputSpec,
+    field_value,
+    mapping,
+    parse_channels,
+    parse_level,
+    parse_region,
+    resolve_path,
+)
+
+__all__ = ["InputSpec", "OutputSpec", "Pipeline", "load_pipeline"]
+
+PIPELINE_KEYS = ("name", "input", "output", "layers")
+
+
+def _cli_text(option: str, value: Any) -> str:
+    """A command-line store or array override: a non-empty string."""
+    return field_value("", option, lambda v: parse_text(option, v), value)
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline. Build it with :func:`load_pipeline`.
+
+    Attributes
+    ----------
+    name : str
+    input, output : InputSpec, OutputSpec
+        Store paths are absolute (or URLs); ``None`` where the command line must give them.
+    layers : tuple of dict
+        Normalised layer specs, ``{"conv": {...}}``, ``{"pool": {...}}`` or ``{"reduce": {...}}``,
+        every default filled in; the same schema as the file, so ``to_dict()`` loads back.
+    source : str or None
+        Absolute path of the YAML file, if the pipeline came from one.
+    base_dir : pathlib.Path
+        The folder relative paths were resolved against.
+    """
+
+    name: str
+    input: InputSpec
+    output: OutputSpec
+    layers: tuple[dict[str, Any], ...]
+    source: str | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def with_overrides(
+        self,
+        *,
+        input: str | None = None,
+        array: str | None = None,
+        output: str | None = None,
+        axes: Any = None,
+        level: Any = None,
+        region: Any = None,
+        channels: Any = None,
+    ) -> Pipeline:
+        """A copy with the input store, input array, output store or input selection replaced.
+
+        These come from the command line (``--input``, ``--array``, ``--output``, ``--axes``,
+        ``--level``, ``--region``, ``--channels``), so relative paths resolve against the current
+        directory, not the pipeline's folder.
+        """
+        cwd = Path.cwd()
+        inputs, outputs = self.input, self.output
+        if input is not None:
+            inputs = replace(inputs, store=resolve_path(_cli_text("--input", input), cwd))
+        if array is not None:
+            inputs = replace(inputs, array=_cli_text("--array", array))
+        if output is not None:
+            outputs = replace(outputs, store=resolve_path(_cli_text("--output", output), cwd))
+        selection: dict[str, Any] = {
+            key: field_value("", f"--{key}", parse, value)
+            for key, parse, value in (
+                ("axes", parse_axes_spec, axes),
+                ("level", parse_level, level),
+                ("region", parse_region, region),
+                ("channels", parse_channels, channels),
+            )
+            if value is not None
+        }
+        if selection:
+            inputs = replace(inputs, **selection)
+        return replace(self, input=inputs, output=outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The pipeline as run: normalised, JSON-serialisable, loadable by :func:`load_pipeline`."""
+        return {
+            "name": self.name,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+            "layers": copy.deepcopy(list(self.layers)),
+        }
+
+    def weight_files(self) -> list[str]:
+        """Local weight files the layers read, in layer order."""
+        return [
+            layer["conv"]["bank"][key]
+            for layer in self.layers
+            if "conv" in layer
+            for key in BANK_PATH_PARAMS
+            if isinstance(layer["conv"]["bank"].get(key), str)
+        ]
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of what determines the result: the pipeline and its weight files' bytes.
+
+        The output store's path is left out, so a store that was moved still resumes.
+        """
+        data = self.to_dict()
+        data["output"]["store"] = None
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        for path in self.weight_files():
+            try:
+                digest.update(_file_digest(path))
+            except OSError as error:
+                raise self.located(f"cannot read weight file {path!r}: {error.strerror}") from None
+        return digest.hexdigest()
+
+    def build_layers(self, in_channels: int) -> list[Layer]:
+        """Instantiate the layers for an input with ``in_channels`` channels.
+
+        Banks are built (weight files read) and adapted to the channel count, and every layer's
+        channel count is checked against its input's. Geometry needs the image size and is
+        checked by :func:`featuremap.engine.stack.resolve_stack`.
+
+        Raises
+        ------
+        InputError
+            Naming the layer (``layers[i].conv``) and what does not fit.
+        """
+        layers: list[Layer] = []
+        channels, suggested = in_channels, None
+        layer: Layer
+        for index, spec in enumerate(self.layers):
+            kind, params = next(iter(spec.items()))
+            where = f"layers[{index}].{kind}"
+            try:
+                if kind == "conv":
+                    layer, suggested = _build_conv(params, channels)
+                elif kind == "pool":
+                    layer = PoolLayer.create(
+                        params["type"], params["kernel_size"], params["stride"], params["padding"]
+                    )
+                else:
+                    layer = _build_reduce(params, suggested)
+                channels = layer.out_channels(channels)
+            except InputError as error:
+                raise self.located(f"{where}: {error}") from None
+            layers.append(layer)
+        return layers
+
+    def located(self, message: str) -> InputError:
+        """An :class:`InputError` whose message names the pipeline file it comes from."""
+        return InputError(f"{message} ({self.source})" if self.source else message)
+
+    def resolve_stack(self, layers: Sequence[Layer], shape: Pair, channels: int) -> ResolvedStack:
+        """:func:`featuremap.engine.stack.resolve_stack`, its errors naming the pipeline file."""
+        try:
+            return resolve_stack(layers, shape, channels)
+        except InputError as error:
+            raise self.located(str(error)) from None
+
+
+def _file_digest(path: str) -> bytes:
+    """sha256 of a file, read in pieces (weight files may be large)."""
+    with Path(path).open("rb") as file:
+        return hashlib.file_digest(file, "sha256").digest()
+
+
+def _build_reduce(params: Mapping[str, Any], bank: banks.Bank | None) -> ReduceLayer:
+    """A reduce layer; groups and ops left out are those the previous conv layer's bank
+    suggests (``mr8``: its 8 groups, ``max_abs`` for edges and ``max`` for the rest)."""
+    groups = params["groups"] or (None if bank is None else bank.reduce_groups)
+    if groups is None:
+        raise InputError(
+            "groups: missing, and the previous conv layer's bank suggests none; "
+            "give a group size or a list of sizes"
+        )
+    suggested_ops = None if bank is None or params["groups"] else bank.reduce_ops
+    op = params["op"] or suggested_ops or "max"
+    return ReduceLayer.create(op, groups)
+
+
+def _build_conv(params: Mapping[str, Any], in_channels: int) -> tuple[ConvLayer, banks.Bank]:
+    """A :class:`~featuremap.engine.layers.ConvLayer`, and its bank (which suggests a reduction)."""
+    spec = dict(params["bank"])
+    bank = banks.get(spec.pop("type"), **spec).for_channels(in_channels, params["channels"])
+    bias = params["bias"]
+    if bias is None:
+        bias = bank.bias
+    elif bias is False:
+        bias = None
+    elif isinstance(bias, float):
+        bias = [bias] * bank.out_channels
+    elif len(bias) != bank.out_channels:
+        raise InputError(
+            f"bias: has {len(bias)} values but the layer has {bank.out_channels} output features"
+        )
+    layer = ConvLayer.create(
+        bank.weight,
+        bias,
+        stride=params["stride"],
+        padding=params["padding"]
+        if isinstance(params["padding"], str)
+        else tuple(map(tuple, params["padding"])),
+        dilation=params["dilation"],
+        groups=bank.groups,
+        padding_mode=params["padding_mode"],
+        activation=params["activation"],
+        flip=params["flip"],
+        bank=bank.to_dict(),
+    )
+    return layer, bank
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def _parse_pipeline(data: Any, base_dir: Path, source: str | None, default_name: str) -> Pipeline:
+    spec = mapping(data, "", PIPELINE_KEYS, required=("layers",))
+    name = spec.get("name")
+    return Pipeline(
+        name=default_name
+        if name is None
+        else field_value("", "name", lambda v: parse_text("name", v), name),
+        input=InputSpec.from_dict(spec.get("input"), base_dir=base_dir),
+        output=OutputSpec.from_dict(spec.get("output"), base_dir=base_dir),
+        layers=parse_layers(spec["layers"], base_dir),
+        source=source,
+        base_dir=base_dir,
+    )
+
+
+def load_pipeline(
+    path_or_dict: str | os.PathLike[str] | Mapping[str, Any] | Pipeline,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Pipeline:
+    """Read and validate a pipeline from a YAML file or a mapping.
+
+    Parameters
+    ----------
+    path_or_dict : path, mapping or Pipeline
+        A YAML file (read with a safe loader), or the same structure as a mapping. A
+        :class:`Pipeline` is returned unchanged.
+    base_dir : path, optional
+        Folder relative paths resolve against: default the YAML file's folder, or the current
+        directory for a mapping.
+
+    Returns
+    -------
+    Pipeline
+
+    Raises
+    ------
+    InputError
+        One line naming the key and its place (and the file), and what is allowed.
+    """
+    if isinstance(path_or_dict, Pipeline):
+        return path_or_dict
+    if isinstance(path_or_dict, Mapping):
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+        return _parse_pipeline(path_or_dict, folder.absolute(), None, "pipeline")
+    if not isinstance(path_or_dict, (str, os.PathLike)):
+        raise InputError(
+            f"a pipeline must be a YAML file path or a mapping, got {describe(path_or_dict)}"
+        )
+    path = Path(path_or_dict)
+    folder = Path(base_dir) if base_dir is not None else path.parent
+    text = read_yaml_text(path)  # its errors name the file already
+    try:
+        data = parse_yaml(text)
+        return _parse_pipeline(data, folder.absolute(), str(path.absolute()), path.stem)
+    except InputError as error:
+        raise InputError(f"{error} ({path})") from None

@@ -1,0 +1,127 @@
+"""``featuremap.apply`` on xarray DataArrays: lazy, axes by name, coordinates and CRS composed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import featuremap
+from featuremap.engine.layers import ConvLayer, PoolLayer
+from featuremap.errors import InputError
+
+
+def _layers(rng, channels):
+    return [
+        ConvLayer.create(
+            rng.standard_normal((4, channels, 3, 3)).astype(np.float32), padding="same", stride=2
+        ),
+        PoolLayer.create("max", 2),
+    ]
+
+
+def _torch(layers, image):
+    conv, _ = layers
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    (top, bottom), (left, right) = conv.geometry(image.shape[-2:]).padding
+    y = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (left, right, top, bottom)),
+        torch.from_numpy(conv.weight),
+        stride=2,
+    )
+    return torch.nn.functional.max_pool2d(y, 2)[0].numpy()
+
+
+@pytest.fixture
+def scene():
+    """(time, lat, lon, band): channel-last, descending latitude, 0.5-degree pixels."""
+    rng = np.random.default_rng(0)
+    values = rng.random((2, 24, 20, 3), dtype=np.float32)
+    return xr.DataArray(
+        values,
+        dims=("time", "lat", "lon", "band"),
+        coords={
+            "time": np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]"),
+            "lat": 60.0 - 0.5 * np.arange(24),
+            "lon": 5.0 + 0.5 * np.arange(20),
+            "band": ["red", "green", "blue"],
+        },
+        name="rgb",
+    )
+
+
+@pytest.mark.parametrize("backing", ["numpy", "dask"])
+def test_apply_is_lazy_and_matches_torch(scene, backing):
+    rng = np.random.default_rng(1)
+    layers = _layers(rng, 3)
+    data = scene if backing == "numpy" else scene.chunk({"time": 1, "lat": 10, "lon": 7})
+    result = featuremap.apply(data, layers)
+    import dask.array as da
+
+    assert isinstance(result.data, da.Array)  # nothing computed yet
+    assert result.dims == ("time", "feature", "lat", "lon")
+    for t in range(2):
+        image = np.moveaxis(scene.values[t], -1, 0)
+        np.testing.assert_allclose(result[t].values, _torch(layers, image), rtol=1e-5, atol=1e-5)
+
+
+def test_apply_composes_coordinates_and_keeps_batch_ones(scene):
+    rng = np.random.default_rng(2)
+    result = featuremap.apply(scene, _layers(rng, 3))
+    offset, jump = result.attrs["offset"], result.attrs["jump"]
+    assert jump == [4, 4]
+    np.testing.assert_allclose(
+        result["lat"].values, 60.0 - 0.5 * (offset[0] + 4 * np.arange(result.sizes["lat"]))
+    )
+    np.testing.assert_allclose(
+        result["lon"].values, 5.0 + 0.5 * (offset[1] + 4 * np.arange(result.sizes["lon"]))
+    )
+    np.testing.assert_array_equal(result["time"].values, scene["time"].values)
+    assert result.attrs["physical"]["jump"] == [-2.0, 2.0]
+
+
+def test_apply_carries_the_crs(scene):
+    pytest.importorskip("rioxarray")
+    geo = scene.rename({"lat": "y", "lon": "x"}).rio.write_crs("EPSG:4326")
+    result = featuremap.apply(geo, _layers(np.random.default_rng(3), 3))
+    assert result.rio.crs.to_epsg() == 4326
+    transform = result.rio.transform()
+    assert transform.a == pytest.approx(2.0)
+    assert transform.e == pytest.approx(-2.0)
+
+
+def test_apply_takes_a_pipeline_and_labels_features(tmp_path):
+    image = xr.DataArray(
+        np.random.default_rng(4).random((40, 40), dtype=np.float32), dims=("y", "x")
+    )
+    pipeline = {
+        "name": "g",
+        "layers": [
+            {
+                "conv": {
+                    "bank": {"type": "gabor", "size": 7, "orientations": 2, "frequencies": [0.2]}
+                }
+            }
+        ],
+    }
+    result = featuremap.apply(image, pipeline)
+    assert result.sizes["feature"] == 4
+    assert result["feature"].values[0].startswith("gabor θ=0°")
+    assert result["y"].attrs["units"] == "pixel"
+
+
+def test_conv2d_on_a_dataarray_dispatches_to_apply_and_stays_lazy(scene):
+    import dask.array as da
+
+    weight = np.ones((2, 3, 3, 3), np.float32)
+    result = featuremap.conv2d(scene.chunk({"time": 1}), weight, padding=1)
+    assert isinstance(result, xr.DataArray)
+    assert isinstance(result.data, da.Array)
+    assert result.dims == ("time", "feature", "lat", "lon")
+    np.testing.assert_allclose(result["lat"].values, scene["lat"].values)
+
+
+def test_apply_refuses_unknown_dims():
+    with pytest.raises(InputError, match="'species'"):
+        featuremap.apply(xr.DataArray(np.zeros((2, 8, 8)), dims=("species", "y", "x")), [])

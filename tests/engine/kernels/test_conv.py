@@ -1,0 +1,185 @@
+"""Conformance of ``featuremap.engine.kernels.conv`` (GEMM, FFT and separable paths, the method choice)
+against PyTorch (CPU) and a float64 direct reference (``support.torch_reference``)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from support.torch_reference import (
+    CONV_CASES,
+    assert_close,
+    case_arrays,
+    gaussian_bank,
+    reference64,
+    torch_conv,
+)
+
+from featuremap.engine.kernels import choose_method, conv2d_valid
+from featuremap.engine.kernels import fft as fft_module
+from featuremap.engine.kernels import gemm as gemm_module
+from featuremap.errors import InputError
+
+
+@pytest.mark.parametrize("method", ["auto", "gemm", "fft"])
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_conv_matches_torch(case, method):
+    batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
+    x, weight, bias = case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
+    result = conv2d_valid(
+        x, weight, bias, stride=stride, dilation=dilation, groups=groups, method=method
+    )
+    assert_close(result, torch_conv(x, weight, bias, stride, dilation, groups), x, weight)
+
+
+@pytest.mark.parametrize("case", [1, 2, 6])
+def test_conv_matches_float64_reference(case):
+    batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
+    x, weight, bias = case_arrays(
+        100 + case, batch, channels, n_filters, kh, kw, groups, height, width
+    )
+    expected = reference64(x, weight, bias, stride, dilation, groups)
+    for method in ("gemm", "fft"):
+        result = conv2d_valid(
+            x, weight, bias, stride=stride, dilation=dilation, groups=groups, method=method
+        )
+        assert_close(result, expected, x, weight)
+
+
+@pytest.mark.parametrize("method", ["auto", "separable", "gemm", "fft"])
+@pytest.mark.parametrize(("stride", "dilation"), [((1, 1), (1, 1)), ((2, 3), (1, 2))])
+def test_separable_bank_matches_torch(method, stride, dilation):
+    weight = gaussian_bank()
+    x = np.random.default_rng(5).standard_normal((2, 1, 45, 52)).astype(np.float32)
+    result = conv2d_valid(x, weight, stride=stride, dilation=dilation, method=method)
+    assert_close(result, torch_conv(x, weight, None, stride, dilation, 1), x, weight)
+
+
+def test_separable_with_several_channels_and_groups():
+    bank = gaussian_bank(size=5, sigmas=(1.0,))  # 6 rank-1 filters
+    weight = np.concatenate([bank, bank[::-1] * 2], axis=1)  # (6, 2, 5, 5), each slice rank 1
+    x = np.random.default_rng(6).standard_normal((4, 19, 23)).astype(np.float32)
+    for groups, channels in ((1, 2), (2, 4)):
+        result = conv2d_valid(x[:channels], weight, groups=groups, method="separable")
+        expected = torch_conv(x[None, :channels], weight, None, (1, 1), (1, 1), groups)[0]
+        assert_close(result, expected, x, weight)
+
+
+def test_separable_refused_for_a_full_rank_bank():
+    weight = np.random.default_rng(7).standard_normal((3, 1, 5, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="rank 1"):
+        conv2d_valid(np.zeros((1, 9, 9), dtype=np.float32), weight, method="separable")
+
+
+def test_nan_and_inf_propagate_like_torch():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 30, 31)).astype(np.float32)
+    x[0, 1, 4, 7] = np.nan
+    x[1, 0, 20, 3] = np.inf
+    x[1, 2, 25:, 28:] = -np.inf
+    weight = rng.standard_normal((5, 3, 7, 7)).astype(np.float32)  # large enough to tempt FFT
+    expected = torch_conv(x, weight, None, (1, 1), (1, 1), 1)
+    assert choose_method(x.shape, weight, (1, 1), (1, 1), 1, finite=False) == "gemm"
+    for method in ("auto", "gemm"):
+        result = conv2d_valid(x, weight, method=method)
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+        np.testing.assert_array_equal(np.isposinf(result), np.isposinf(expected))
+        finite = np.isfinite(expected)
+        assert_close(
+            np.where(finite, result, 0), np.where(finite, expected, 0), np.nan_to_num(x), weight
+        )
+    for method in ("fft", "separable"):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            conv2d_valid(x, weight, method=method)
+
+
+def test_choose_method_follows_the_cost_model():
+    rng = np.random.default_rng(9)
+    small = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    large = rng.standard_normal((8, 1, 31, 31)).astype(np.float32)
+    assert choose_method((1, 1024, 1024), small, (1, 1), (1, 1), 1) == "gemm"
+    assert choose_method((1, 1024, 1024), large, (1, 1), (1, 1), 1) == "fft"
+    assert choose_method((1, 1024, 1024), large, (1, 1), (1, 1), 1, finite=False) == "gemm"
+    assert (
+        choose_method((1, 2048, 2048), gaussian_bank(size=25, sigmas=(1, 2, 4)), (1, 1), (1, 1), 1)
+        == "separable"
+    )
+
+
+def test_gemm_tiles_cover_every_branch(monkeypatch):
+    """Tiles of several images, of row bands, and of pieces of one row give the same result."""
+    x, weight, bias = case_arrays(10, (3,), 4, 6, 3, 3, 2, 11, 13)
+    expected = torch_conv(x, weight, bias, (1, 2), (2, 1), 2)
+    per_pixel = 2 * 2 * 3 * 3 * 4  # groups * taps * itemsize
+    for budget in (per_pixel * 7 * 9 * 2, per_pixel * 9 * 3, per_pixel * 4, 1):
+        monkeypatch.setattr(gemm_module, "SCRATCH_BYTES", budget)
+        result = conv2d_valid(
+            x, weight, bias, stride=(1, 2), dilation=(2, 1), groups=2, method="gemm"
+        )
+        assert_close(result, expected, x, weight)
+
+
+@pytest.mark.parametrize(
+    "n_filters", [6, 1]
+)  # 1: one filter chunk, its spectra reused by equal bands
+def test_fft_bands_and_filter_chunks(monkeypatch, n_filters):
+    """Overlap-save bands along y and chunks of filters give the same result."""
+    monkeypatch.setattr(fft_module, "scratch_budget", lambda input_bytes, output_bytes: 40_000)
+    x, weight, bias = case_arrays(11, (2,), 2, n_filters, 9, 5, 1, 60, 33)
+    result = conv2d_valid(x, weight, bias, stride=(2, 1), dilation=(1, 2), method="fft")
+    assert_close(result, torch_conv(x, weight, bias, (2, 1), (1, 2), 1), x, weight)
+
+
+@pytest.mark.parametrize("method", ["gemm", "fft", "separable"])
+def test_peak_memory_within_twice_input_plus_output(method):
+    weight = gaussian_bank(size=15, sigmas=(2.0, 3.0))
+    x = np.random.default_rng(12).standard_normal((1, 640, 640)).astype(np.float32)
+    conv2d_valid(x[:, :40, :40], weight, method=method)  # warm caches (FFT plans, SVD)
+    tracemalloc.start()
+    result = conv2d_valid(x, weight, method=method)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= 2 * (x.nbytes + result.nbytes), (peak, x.nbytes, result.nbytes)
+
+
+def test_conv_converts_other_dtypes_to_float32():
+    x = np.arange(2 * 6 * 6).reshape(2, 6, 6)
+    weight = np.ones((1, 2, 3, 3))
+    result = conv2d_valid(x, weight)
+    assert result.dtype == np.float32
+    assert_close(result, reference64(x, weight, None, (1, 1), (1, 1), 1), x, weight)
+
+
+def test_stride_is_checked_where_it_is_parsed():
+    """The kernels take parsed (y, x) pairs; a bad stride is refused where layers parse it."""
+    import featuremap
+
+    with pytest.raises(InputError, match="stride must be"):
+        featuremap.conv2d(np.zeros((1, 5, 5), dtype=np.float32), np.zeros((1, 1, 3, 3)), stride=0)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs", "error", "message"),
+    [
+        ((5, 5), (1, 1, 3, 3), {}, InputError, r"shape \(\.\.\., C, H, W\)"),
+        ((1, 5, 5), (1, 3, 3), {}, InputError, "weight must have shape"),
+        ((2, 5, 5), (1, 1, 3, 3), {}, InputError, "expects 1 input channels"),
+        ((3, 5, 5), (2, 1, 3, 3), {"groups": 3}, InputError, "groups=3 must divide"),
+        ((1, 5, 5), (1, 1, 3, 3), {"groups": 0}, InputError, "groups must be a positive integer"),
+        ((1, 5, 5), (1, 1, 6, 3), {}, InputError, "does not fit the padded input"),
+        ((1, 5, 5), (1, 1, 3, 3), {"method": "winograd"}, InputError, "method must be one of"),
+        (
+            (1, 5, 5),
+            (2, 1, 3, 3),
+            {"bias": np.zeros(3)},
+            InputError,
+            r"bias must have shape \(2,\)",
+        ),
+    ],
+)
+def test_conv_refuses_bad_inputs(x_shape, w_shape, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        conv2d_valid(
+            np.zeros(x_shape, dtype=np.float32), np.zeros(w_shape, dtype=np.float32), **kwargs
+        )

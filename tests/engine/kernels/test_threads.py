@@ -1,0 +1,68 @@
+"""``featuremap.engine.kernels._threads``: BLAS threads in tiled kernels, inline and threaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from support.torch_reference import assert_close, gaussian_bank
+
+from featuremap.engine.kernels import conv2d_valid
+
+
+def test_inline_and_threaded_tiles_agree():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from featuremap.engine.kernels._threads import blas_threads
+
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 3, 150, 140)).astype(np.float32)
+    weight = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    bank = gaussian_bank(size=9)
+    threaded = (
+        conv2d_valid(x, weight, method="gemm"),
+        conv2d_valid(x[:, :1], bank, method="separable"),
+    )
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert blas_threads() == 1
+        inline = (
+            conv2d_valid(x, weight, method="gemm"),
+            conv2d_valid(x[:, :1], bank, method="separable"),
+        )
+    # BLAS may sum in another order with another thread count: equal to float32 rounding.
+    assert_close(threaded[0], inline[0].astype(np.float64), x, weight)
+    assert_close(threaded[1], inline[1].astype(np.float64), x, bank)
+    # Concurrent calls share the single-thread BLAS limit and restore the setting at the end.
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: conv2d_valid(x, weight, method="gemm"), range(6)))
+    for result in results:
+        assert_close(result, threaded[0].astype(np.float64), x, weight)
+
+
+#: In a fresh interpreter, where no other test's threads can hold a BLAS limit meanwhile.
+RESTORED = """
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np, threadpoolctl
+from featuremap.engine.kernels import conv2d_valid
+from featuremap.engine.kernels._threads import blas_threads
+threadpoolctl.threadpool_limits(2, user_api="blas")
+x = np.random.default_rng(1).standard_normal((2, 3, 150, 140)).astype(np.float32)
+w = np.random.default_rng(2).standard_normal((8, 3, 5, 5)).astype(np.float32)
+before = blas_threads()
+with ThreadPoolExecutor(3) as pool:
+    list(pool.map(lambda _: conv2d_valid(x, w, method="gemm"), range(12)))
+conv2d_valid(x, w, method="gemm")
+print(before, blas_threads())
+"""
+
+
+def test_blas_threads_are_restored_after_concurrent_calls():
+    pytest.importorskip("threadpoolctl")
+    result = subprocess.run(
+        [sys.executable, "-c", RESTORED], capture_output=True, text=True, timeout=120, check=True
+    )
+    before, after = result.stdout.split()
+    assert before == after == "2"
