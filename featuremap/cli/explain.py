@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +16,9 @@ from featuremap.cli._common import (
     refuse_together,
 )
 from featuremap.errors import InputError
+
+if TYPE_CHECKING:
+    from featuremap.pipeline import Pipeline
 
 __all__ = ["explain"]
 
@@ -42,14 +45,13 @@ def _input_shape(value: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _first_conv_channels(pipeline: Any) -> int:
+def _first_conv_channels(pipeline: Pipeline) -> int:
     """Input channels the pipeline's first conv bank takes as it stands (1 for most banks)."""
-    from featuremap import banks
+    from featuremap.pipeline.layers import ConvSpec
 
     for spec in pipeline.layers:
-        if "conv" in spec:
-            params = dict(spec["conv"]["bank"])
-            return banks.get(params.pop("type"), **params).in_channels
+        if isinstance(spec, ConvSpec):
+            return spec.built_bank.in_channels
     return 1
 
 

@@ -16,24 +16,8 @@ A pipeline names its input and output stores and a stack of layers (DESIGN secti
       - conv:
           bank: {type: file, path: weights/layer2.npz}
 
-Layer keys and their defaults:
-
-``conv``
-    ``bank`` (required): ``{type: NAME, **params}`` for any :mod:`featuremap.banks` name (``type:
-    file`` reads a weight file, its ``path`` relative to the pipeline file); ``stride`` 1;
-    ``padding`` 0 (an int, ``[py, px]``, ``[[top, bottom], [left, right]]``, ``same``, ``valid``);
-    ``dilation`` 1; ``padding_mode`` ``zeros``; ``activation`` ``none``; ``channels``
-    ``per_channel`` (how a single-channel bank meets a multi-channel input: every filter on every
-    channel, or ``sum`` over channels); ``flip`` ``false`` (``true``: true convolution);
-    ``bias``: omitted keeps the bank's own bias (a weight file's ``bias``), ``false`` drops it, a
-    number or a list of ``J`` numbers replaces it (``J`` = the layer's output features).
-``pool``
-    ``type`` (required, ``max`` or ``avg``), ``kernel_size`` (required), ``stride`` (default:
-    ``kernel_size``), ``padding`` 0.
-``reduce``
-    ``op`` (required: ``max``, ``mean``, ``sum``) over consecutive groups of features; ``groups``:
-    a group size or a list of sizes; omitted, the groups the previous conv layer's bank suggests
-    (``mr8``: the maximum over each 6 orientations).
+Each layer kind's keys and defaults are in its module of :mod:`featuremap.pipeline.layers`
+(``conv``, ``pool``, ``reduce``).
 
 Every refused value raises one :class:`~featuremap.errors.InputError` line naming its place, e.g.
 ``layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1 (x.yaml)``
@@ -42,12 +26,11 @@ Every refused value raises one :class:`~featuremap.errors.InputError` line namin
 kept as they are.
 
 A pipeline file is read with a safe loader and bounded before anything is built from it
-(:mod:`.yaml_reader`).
+(:mod:`.reader`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -56,14 +39,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from featuremap import banks
 from featuremap._validation import parse_text
 from featuremap.engine.geometry import Pair
-from featuremap.engine.layers import ConvLayer, Layer, PoolLayer, ReduceLayer
+from featuremap.engine.layers import Layer
 from featuremap.engine.stack import ResolvedStack, resolve_stack
 from featuremap.errors import InputError, describe
 from featuremap.io.axes import parse_axes_spec
-from featuremap.pipeline.layer_specs import BANK_PATH_PARAMS, parse_layers
+from featuremap.pipeline.layers import (
+    LayerSpec,
+    build_layers,
+    layers_to_dicts,
+    parse_layers,
+)
 from featuremap.pipeline.reader import parse_yaml, read_yaml_text
 from featuremap.pipeline.schema import (
     InputSpec,
@@ -98,9 +85,9 @@ class Pipeline:
     name : str
     input, output : InputSpec, OutputSpec
         Store paths are absolute (or URLs); ``None`` where the command line must give them.
-    layers : tuple of dict
-        Normalised layer specs, ``{"conv": {...}}``, ``{"pool": {...}}`` or ``{"reduce": {...}}``,
-        every default filled in; the same schema as the file, so ``to_dict()`` loads back.
+    layers : tuple of LayerSpec
+        The typed layer specs (:mod:`featuremap.pipeline.layers`), every default filled in;
+        ``to_dict()`` writes them back in the file's schema, and that loads back.
     source : str or None
         Absolute path of the YAML file, if the pipeline came from one.
     base_dir : pathlib.Path
@@ -110,7 +97,7 @@ class Pipeline:
     name: str
     input: InputSpec
     output: OutputSpec
-    layers: tuple[dict[str, Any], ...]
+    layers: tuple[LayerSpec, ...]
     source: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -159,18 +146,12 @@ class Pipeline:
             "name": self.name,
             "input": self.input.to_dict(),
             "output": self.output.to_dict(),
-            "layers": copy.deepcopy(list(self.layers)),
+            "layers": layers_to_dicts(self.layers),
         }
 
     def weight_files(self) -> list[str]:
         """Local weight files the layers read, in layer order."""
-        return [
-            layer["conv"]["bank"][key]
-            for layer in self.layers
-            if "conv" in layer
-            for key in BANK_PATH_PARAMS
-            if isinstance(layer["conv"]["bank"].get(key), str)
-        ]
+        return [path for spec in self.layers for path in spec.weight_files()]
 
     def fingerprint(self) -> str:
         """sha256 (hex) of what determines the result: the pipeline and its weight files' bytes.
@@ -188,37 +169,13 @@ class Pipeline:
         return digest.hexdigest()
 
     def build_layers(self, in_channels: int) -> list[Layer]:
-        """Instantiate the layers for an input with ``in_channels`` channels.
-
-        Banks are built (weight files read) and adapted to the channel count, and every layer's
-        channel count is checked against its input's. Geometry needs the image size and is
-        checked by :func:`featuremap.engine.stack.resolve_stack`.
-
-        Raises
-        ------
-        InputError
-            Naming the layer (``layers[i].conv``) and what does not fit.
-        """
-        layers: list[Layer] = []
-        channels, suggested = in_channels, None
-        layer: Layer
-        for index, spec in enumerate(self.layers):
-            kind, params = next(iter(spec.items()))
-            where = f"layers[{index}].{kind}"
-            try:
-                if kind == "conv":
-                    layer, suggested = _build_conv(params, channels)
-                elif kind == "pool":
-                    layer = PoolLayer.create(
-                        params["type"], params["kernel_size"], params["stride"], params["padding"]
-                    )
-                else:
-                    layer = _build_reduce(params, suggested)
-                channels = layer.out_channels(channels)
-            except InputError as error:
-                raise self.located(f"{where}: {error}") from None
-            layers.append(layer)
-        return layers
+        """The engine's layers for an input with ``in_channels`` channels (banks adapted to
+        the channels, every layer's channel count checked); errors name the layer and the file.
+        Geometry needs the image size and is checked by :meth:`resolve_stack`."""
+        try:
+            return build_layers(self.layers, in_channels)
+        except InputError as error:
+            raise self.located(str(error)) from None
 
     def located(self, message: str) -> InputError:
         """An :class:`InputError` whose message names the pipeline file it comes from."""
@@ -236,52 +193,6 @@ def _file_digest(path: str) -> bytes:
     """sha256 of a file, read in pieces (weight files may be large)."""
     with Path(path).open("rb") as file:
         return hashlib.file_digest(file, "sha256").digest()
-
-
-def _build_reduce(params: Mapping[str, Any], bank: banks.Bank | None) -> ReduceLayer:
-    """A reduce layer; groups and ops left out are those the previous conv layer's bank
-    suggests (``mr8``: its 8 groups, ``max_abs`` for edges and ``max`` for the rest)."""
-    groups = params["groups"] or (None if bank is None else bank.reduce_groups)
-    if groups is None:
-        raise InputError(
-            "groups: missing, and the previous conv layer's bank suggests none; "
-            "give a group size or a list of sizes"
-        )
-    suggested_ops = None if bank is None or params["groups"] else bank.reduce_ops
-    op = params["op"] or suggested_ops or "max"
-    return ReduceLayer.create(op, groups)
-
-
-def _build_conv(params: Mapping[str, Any], in_channels: int) -> tuple[ConvLayer, banks.Bank]:
-    """A :class:`~featuremap.engine.layers.ConvLayer`, and its bank (which suggests a reduction)."""
-    spec = dict(params["bank"])
-    bank = banks.get(spec.pop("type"), **spec).for_channels(in_channels, params["channels"])
-    bias = params["bias"]
-    if bias is None:
-        bias = bank.bias
-    elif bias is False:
-        bias = None
-    elif isinstance(bias, float):
-        bias = [bias] * bank.out_channels
-    elif len(bias) != bank.out_channels:
-        raise InputError(
-            f"bias: has {len(bias)} values but the layer has {bank.out_channels} output features"
-        )
-    layer = ConvLayer.create(
-        bank.weight,
-        bias,
-        stride=params["stride"],
-        padding=params["padding"]
-        if isinstance(params["padding"], str)
-        else tuple(map(tuple, params["padding"])),
-        dilation=params["dilation"],
-        groups=bank.groups,
-        padding_mode=params["padding_mode"],
-        activation=params["activation"],
-        flip=params["flip"],
-        bank=bank.to_dict(),
-    )
-    return layer, bank
 
 
 # -- loading -----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from support.procs import ENV
 from support.stores import write_input
 
 from featuremap.errors import InputError, describe
-from featuremap.pipeline.layer_specs import MAX_LAYERS
+from featuremap.pipeline.layers import MAX_LAYERS
 from featuremap.pipeline.pipeline import load_pipeline
 from featuremap.pipeline.reader import MAX_YAML_DEPTH, MAX_YAML_NODES
 

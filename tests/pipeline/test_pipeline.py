@@ -44,7 +44,9 @@ def test_defaults_are_filled_in_and_round_trip():
             {"reduce": {"op": "sum", "groups": 1}},
         )
     )
-    conv_spec, pool_spec, reduce_spec = (next(iter(layer.values())) for layer in pipeline.layers)
+    conv_spec, pool_spec, reduce_spec = (
+        next(iter(layer.values())) for layer in pipeline.to_dict()["layers"]
+    )
     assert conv_spec == {
         "bank": {"type": "box", "size": 3},
         "stride": [1, 1],
