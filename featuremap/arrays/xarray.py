@@ -4,9 +4,11 @@ The DataArray's axes are read as for a store (:mod:`featuremap.io.axes`: ``axes=
 dimension names through the vocabulary), its pixels placed by its regular 1-D coordinates
 (descending ones included) and its CRS (a CF ``grid_mapping`` coordinate such as rioxarray's
 ``spatial_ref``) carried along. The result is a lazy, Dask-backed DataArray
-``(*batch, feature, y, x)``: the input's batch coordinates as they are, ``y`` / ``x`` (under the
-input's own names) at ``translation + scale * (offset + i * jump)``, readable feature labels, and
-the stack's geometry in its attributes -- what a job would write into a store.
+named ``features``, ``(*batch, feature, y, x)``, exactly as ``featuremap.open(store).to_xarray()``
+reads a job's store for the same input: the input's batch axes under their own names with their
+coordinates, the image plane as ``y`` / ``x`` at ``translation + scale * (offset + i * jump)``
+(with the input coordinates' attributes and units), readable feature labels, the CRS coordinate,
+and the same geometry attributes (:func:`~featuremap.io.placement.geometry_attrs`).
 """
 
 from __future__ import annotations
@@ -17,24 +19,24 @@ from typing import Any
 import numpy as np
 
 from featuremap.arrays.dask import blockwise_stack
-from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
+from featuremap.engine.layers import LAYER_TYPES
 from featuremap.engine.stack import ResolvedStack, resolve_stack
 from featuremap.errors import InputError
 from featuremap.io.axes import Axes, parse_axes_spec, resolve_axes
+from featuremap.io.layout import FEATURE_DIMS, FEATURES
 from featuremap.io.placement import (
     GridMapping,
     Placement,
     Spacing,
+    geometry_attrs,
     meaning_attrs,
     output_placement,
-    physical_geometry,
     regular_spacing,
+    spatial_attrs,
 )
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
 __all__ = ["apply", "is_dataarray"]
-
-_LAYER_TYPES = (ConvLayer, PoolLayer, ReduceLayer)
 
 
 def is_dataarray(value: object) -> bool:
@@ -45,14 +47,14 @@ def is_dataarray(value: object) -> bool:
 def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any]:
     """``(build(channels) -> layers, axes spec)`` from a pipeline (file, mapping or
     :class:`Pipeline`) or ready-made layers."""
-    if isinstance(pipeline_or_layers, _LAYER_TYPES):
+    if isinstance(pipeline_or_layers, LAYER_TYPES):
         return (lambda channels: [pipeline_or_layers]), None
     if isinstance(pipeline_or_layers, Sequence) and not isinstance(pipeline_or_layers, str):
         layers = list(pipeline_or_layers)
-        if not all(isinstance(layer, _LAYER_TYPES) for layer in layers):
+        if not all(isinstance(layer, LAYER_TYPES) for layer in layers):
             raise InputError(
                 "apply needs a pipeline (a YAML file, a mapping, a Pipeline) or a list of layers "
-                "(featuremap.engine.layers.ConvLayer / PoolLayer / ReduceLayer)"
+                "(featuremap.layers.ConvLayer / PoolLayer / ReduceLayer)"
             )
         return (lambda channels: layers), None
     pipeline = (
@@ -100,16 +102,15 @@ def _coords(
 ) -> dict[str, Any]:
     import xarray as xr
 
-    y_dim, x_dim = axes.axes[axes.y].name, axes.axes[axes.x].name
     _, height, width = stack.output_shape
     coords: dict[str, Any] = {
         name: obj.coords[name]
         for name in (axes.axes[i].name for i in axes.batch)
         if name in obj.coords
     }
+    _, y_dim, x_dim = FEATURE_DIMS
     for dim, spacing, length in ((y_dim, placement.y, height), (x_dim, placement.x, width)):
-        attrs = {**spacing.attrs, "units": spacing.unit or "pixel"}
-        coords[dim] = xr.Variable(dim, spacing.values(length), attrs)
+        coords[dim] = xr.Variable(dim, spacing.values(length), spatial_attrs(spacing))
     coords["feature"] = xr.Variable("feature", np.array(labels, dtype=str))
     if placement.grid_mapping is not None:
         coords[placement.grid_mapping.name] = xr.Variable((), 0, dict(placement.grid_mapping.attrs))
@@ -133,9 +134,11 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
     Returns
     -------
     xarray.DataArray
-        Lazy (Dask), dims ``(*batch, "feature", y, x)`` with the input's batch and spatial
-        dimension names, coordinates composed (``translation + scale * (offset + i * jump)``),
-        feature labels, the CRS coordinate, and the geometry in ``attrs``.
+        Lazy (Dask), named ``features``, dims ``(*batch, "feature", "y", "x")`` with the
+        input's batch dimension names (the image plane is ``y`` / ``x`` whatever the input calls
+        it, as in a store), coordinates composed (``translation + scale * (offset + i * jump)``),
+        feature labels, the CRS coordinate, and the geometry in ``attrs`` -- what
+        ``featuremap.open(store).to_xarray()`` gives for a job's store of the same input.
     """
     if not is_dataarray(obj):
         raise InputError(f"apply needs an xarray.DataArray, got {type(obj).__name__}")
@@ -158,23 +161,14 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
     labels = stack.feature_labels(channel_labels)
     out = output_placement(stack.geometry, placement)
     result = blockwise_stack(data, stack)
-    dims = [
-        *(resolved.axes[i].name for i in resolved.batch),
-        "feature",
-        resolved.axes[resolved.y].name,
-        resolved.axes[resolved.x].name,
-    ]
-    attrs: dict[str, Any] = {
-        **stack.geometry.to_dict(),
-        "physical": physical_geometry(stack.geometry, placement),
-        "layers": stack.describe(),
-    }
+    dims = [*(resolved.axes[i].name for i in resolved.batch), *FEATURE_DIMS]
+    attrs = geometry_attrs(stack, placement)
     if out.grid_mapping is not None:
         attrs["grid_mapping"] = out.grid_mapping.name
     return xr.DataArray(
         result,
         dims=dims,
         coords=_coords(obj, resolved, stack, out, labels),
-        name=obj.name,
+        name=FEATURES,
         attrs=attrs,
     )

@@ -22,7 +22,7 @@ from featuremap.io.layout import (
 from featuremap.io.markers import create_markers
 from featuremap.io.ome import OmeAxis, ome_multiscales
 from featuremap.io.output import OutputStore, open_group
-from featuremap.io.placement import Coordinate, Spacing, regular_spacing
+from featuremap.io.placement import Coordinate, regular_spacing, spatial_attrs
 
 __all__ = ["LayerArrays", "create_output"]
 
@@ -57,11 +57,6 @@ def _create_coordinate(
         array.attrs.update(dict(attrs))
 
 
-def _spatial_attrs(spacing: Spacing) -> dict[str, Any]:
-    """A ``y`` / ``x`` coordinate's attributes: the input's own, and its ``units``."""
-    return {**spacing.attrs, "units": spacing.unit or "pixel"}
-
-
 def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
     """``y``, ``x`` in physical units, ``feature`` labels, the batch axes' values and the CRS."""
     placement = layout.placement
@@ -69,7 +64,7 @@ def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
         ("y", placement.y, layout.shape[-2]),
         ("x", placement.x, layout.shape[-1]),
     ):
-        _create_coordinate(group, name, spacing.values(length), _spatial_attrs(spacing))
+        _create_coordinate(group, name, spacing.values(length), spatial_attrs(spacing))
     labels = layout.feature_labels or tuple(str(i) for i in range(layout.shape[-3]))
     _create_coordinate(group, "feature", np.array(labels, dtype=str))
     for name, coordinate in placement.batch.items():

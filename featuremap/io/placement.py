@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 
 from featuremap.engine.geometry import StackGeometry
+from featuremap.engine.stack import ResolvedStack
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
@@ -33,11 +34,13 @@ __all__ = [
     "Interval",
     "Placement",
     "Spacing",
+    "geometry_attrs",
     "meaning_attrs",
     "ngff_unit",
     "output_placement",
     "physical_geometry",
     "regular_spacing",
+    "spatial_attrs",
     "xarray_placement",
 ]
 
@@ -325,3 +328,25 @@ def output_placement(stack: StackGeometry, placement: Placement) -> Placement:
     x = placement.x.compose(stack.offset[1], stack.jump[1])
     mapping = None if placement.grid_mapping is None else placement.grid_mapping.for_grid(y, x)
     return replace(placement, y=y, x=x, grid_mapping=mapping)
+
+
+def spatial_attrs(spacing: Spacing) -> dict[str, Any]:
+    """An output ``y`` / ``x`` coordinate's attributes: the input's own, and its ``units``."""
+    return {**spacing.attrs, "units": spacing.unit or "pixel"}
+
+
+def geometry_attrs(stack: ResolvedStack, placement: Placement) -> dict[str, Any]:
+    """The ``featuremap`` attributes of the features, the same in a store and from
+    ``featuremap.apply``: the stack's receptive field, jump and offset, the same in the input's
+    physical units, and its layers (a single layer's own kernel size, stride, padding and
+    dilation too, DESIGN section 6). ``placement`` is the input's."""
+    layers = stack.describe()
+    attrs: dict[str, Any] = {}
+    if len(layers) == 1:
+        attrs.update(
+            {key: layers[0][key] for key in ("kernel_size", "stride", "padding", "dilation")}
+        )
+    attrs.update(stack.geometry.to_dict())
+    attrs["physical"] = physical_geometry(stack.geometry, placement)
+    attrs["layers"] = layers
+    return attrs

@@ -36,7 +36,7 @@ from featuremap.io import (
     storage_versions,
 )
 from featuremap.io.chunks import content_identity
-from featuremap.io.placement import physical_geometry
+from featuremap.io.placement import geometry_attrs
 from featuremap.io.sizing import OutputOptions, check_limits, plan_layout
 from featuremap.jobs import state
 from featuremap.jobs.target import check_output_path, plan_mode
@@ -63,18 +63,8 @@ class JobPlan:
 
     @property
     def geometry_attrs(self) -> dict[str, Any]:
-        """The ``featuremap`` attributes of ``features``: the stack's geometry and its layers (a
-        single layer's own kernel size, stride, padding and dilation too, DESIGN section 6)."""
-        layers = self.stack.describe()
-        attrs: dict[str, Any] = {}
-        if len(layers) == 1:
-            attrs.update(
-                {key: layers[0][key] for key in ("kernel_size", "stride", "padding", "dilation")}
-            )
-        attrs.update(self.stack.geometry.to_dict())
-        attrs["physical"] = physical_geometry(self.stack.geometry, self.source.placement)
-        attrs["layers"] = layers
-        return attrs
+        """The ``featuremap`` attributes of ``features`` (:func:`~featuremap.io.placement.geometry_attrs`)."""
+        return geometry_attrs(self.stack, self.source.placement)
 
     @property
     def weights(self) -> list[LayerArrays]:

@@ -60,7 +60,8 @@ def test_apply_is_lazy_and_matches_torch(scene, backing):
     import dask.array as da
 
     assert isinstance(result.data, da.Array)  # nothing computed yet
-    assert result.dims == ("time", "feature", "lat", "lon")
+    assert result.dims == ("time", "feature", "y", "x")
+    assert result.name == "features"
     for t in range(2):
         image = np.moveaxis(scene.values[t], -1, 0)
         np.testing.assert_allclose(result[t].values, _torch(layers, image), rtol=1e-5, atol=1e-5)
@@ -72,10 +73,10 @@ def test_apply_composes_coordinates_and_keeps_batch_ones(scene):
     offset, jump = result.attrs["offset"], result.attrs["jump"]
     assert jump == [4, 4]
     np.testing.assert_allclose(
-        result["lat"].values, 60.0 - 0.5 * (offset[0] + 4 * np.arange(result.sizes["lat"]))
+        result["y"].values, 60.0 - 0.5 * (offset[0] + 4 * np.arange(result.sizes["y"]))
     )
     np.testing.assert_allclose(
-        result["lon"].values, 5.0 + 0.5 * (offset[1] + 4 * np.arange(result.sizes["lon"]))
+        result["x"].values, 5.0 + 0.5 * (offset[1] + 4 * np.arange(result.sizes["x"]))
     )
     np.testing.assert_array_equal(result["time"].values, scene["time"].values)
     assert result.attrs["physical"]["jump"] == [-2.0, 2.0]
@@ -118,10 +119,75 @@ def test_conv2d_on_a_dataarray_dispatches_to_apply_and_stays_lazy(scene):
     result = featuremap.conv2d(scene.chunk({"time": 1}), weight, padding=1)
     assert isinstance(result, xr.DataArray)
     assert isinstance(result.data, da.Array)
-    assert result.dims == ("time", "feature", "lat", "lon")
-    np.testing.assert_allclose(result["lat"].values, scene["lat"].values)
+    assert result.dims == ("time", "feature", "y", "x")
+    np.testing.assert_allclose(result["y"].values, scene["lat"].values)
 
 
 def test_apply_refuses_unknown_dims():
     with pytest.raises(InputError, match="'species'"):
         featuremap.apply(xr.DataArray(np.zeros((2, 8, 8)), dims=("species", "y", "x")), [])
+
+
+# --- one vocabulary: a job's store and apply give the same array --------------------------------
+
+
+def _weather(rng):
+    """(time, lat, lon) as a NetCDF-style dataset would hold it: CF units, rioxarray's CRS."""
+    pytest.importorskip("rioxarray")
+    times = np.array(["2024-01-01", "2024-01-02", "2024-01-03"], dtype="datetime64[ns]")
+    data = xr.DataArray(
+        rng.random((3, 26, 22), dtype=np.float32),
+        dims=("time", "lat", "lon"),
+        coords={"time": times, "lat": 60.0 - 0.5 * np.arange(26), "lon": 5.0 + 0.5 * np.arange(22)},
+        name="t2m",
+    )
+    data["lat"].attrs.update(units="degrees_north", standard_name="latitude")
+    data["lon"].attrs.update(units="degrees_east", standard_name="longitude")
+    return data.rio.write_crs("EPSG:4326")
+
+
+def test_a_store_and_apply_agree_on_names_coordinates_and_geometry(tmp_path, client):
+    """The same pipeline on the same (time, lat, lon) input, once as a job into a store and
+    once through ``apply``: the same dims, coordinates (values and attributes), geometry
+    attributes, CRS and values -- whether the store is read by featuremap or by xarray."""
+    from featuremap.jobs.run import run
+
+    data = _weather(np.random.default_rng(7))
+    data.to_dataset().to_zarr(tmp_path / "in.zarr", mode="w", consolidated=False)
+    pipeline = featuremap.load_pipeline(
+        {
+            "input": {"store": str(tmp_path / "in.zarr"), "array": "t2m"},
+            "output": {"store": str(tmp_path / "out.zarr"), "chunks": [5, 4]},
+            "layers": [
+                {"conv": {"bank": {"type": "gaussian", "sigmas": [1.0]}, "padding": "same"}},
+                {"pool": {"type": "max", "kernel_size": 2}},
+            ],
+        }
+    )
+    run(pipeline, client=client)
+    applied = featuremap.apply(data, pipeline)
+    from_featuremap = featuremap.open(tmp_path / "out.zarr").to_xarray()
+    from_xarray = xr.open_zarr(tmp_path / "out.zarr")["features"]
+
+    for stored in (from_featuremap, from_xarray):
+        assert applied.name == stored.name == "features"
+        assert applied.dims == stored.dims == ("time", "feature", "y", "x")
+        assert sorted(applied.coords) == sorted(stored.coords)
+        for name in applied.coords:
+            assert applied[name].attrs == stored[name].attrs, name
+            if applied[name].dtype.kind == "M":
+                np.testing.assert_array_equal(applied[name].values, stored[name].values)
+            elif applied[name].dtype.kind in "fi":
+                np.testing.assert_allclose(applied[name].values, stored[name].values)
+            else:
+                assert [str(v) for v in applied[name].values.ravel()] == [
+                    str(v) for v in stored[name].values.ravel()
+                ]
+        assert applied.rio.crs == stored.rio.crs
+        np.testing.assert_allclose(applied.values, stored.values, rtol=1e-6, atol=1e-6)
+    geometry = {key: value for key, value in from_featuremap.attrs.items() if key != "featuremap"}
+    assert applied.attrs == geometry
+    assert applied.attrs["jump"] == [2, 2]
+    assert from_xarray.attrs["featuremap"] == {
+        key: value for key, value in applied.attrs.items() if key != "grid_mapping"
+    }
