@@ -8,13 +8,18 @@ Two kinds of failure matter to a user, and the command line maps them to exit st
   crashed past its retries, the cluster went away. Exit status 1.
 
 Messages are one line that names the thing, the value it had and what is allowed, so that the
-command line can print them as ``featuremap: error: <message>`` without a traceback.
+command line can print them as ``featuremap: error: <message>`` without a traceback. A fix is
+given in the caller's own language: ``overwrite=True`` to a Python caller, ``--overwrite`` on the
+command line (:func:`option`, :func:`spoken`; the command line speaks inside
+:func:`command_line_names`).
 """
 
 from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
@@ -24,9 +29,46 @@ __all__ = [
     "InputError",
     "JobError",
     "StoreBusyError",
+    "command_line_names",
     "describe",
     "error_line",
+    "input_key",
+    "option",
+    "spoken",
 ]
+
+#: Whether messages name command-line flags (inside :func:`command_line_names`) or Python
+#: keyword arguments. One process runs one command, so a module flag is enough; it is restored
+#: on the way out, so that in-process callers of the command line leave Python's names behind.
+_command_line = False
+
+
+@contextmanager
+def command_line_names() -> Iterator[None]:
+    """Within this block, messages name options as command-line flags (``--overwrite``)."""
+    global _command_line
+    before, _command_line = _command_line, True
+    try:
+        yield
+    finally:
+        _command_line = before
+
+
+def spoken(command_line: str, python: str) -> str:
+    """``command_line`` inside :func:`command_line_names`, ``python`` elsewhere."""
+    return command_line if _command_line else python
+
+
+def option(name: str, value: str = "True") -> str:
+    """An option as the caller gives it: ``--allow-large`` on the command line,
+    ``allow_large=True`` from Python (``value`` is the Python example value)."""
+    return spoken(f"--{name.replace('_', '-')}", f"{name.replace('-', '_')}={value}")
+
+
+def input_key(key: str) -> str:
+    """Where an input selection is given: ``input.KEY / --KEY`` on the command line, the
+    pipeline's ``input.KEY`` from Python."""
+    return spoken(f"input.{key} / --{key}", f"input.{key} in the pipeline")
 
 
 class FeaturemapError(Exception):

@@ -133,7 +133,7 @@ def _check_replaceable(folder: Path) -> str:
         if not attrs or not attrs.get(DEMO_MARK):
             raise InputError(
                 f"{str(images)!r} exists and was not made by 'featuremap demo'; it is never "
-                "replaced: give another --output folder"
+                "replaced: give another output folder"
             )
     features = str(folder / "features.zarr")
     existing = existing_store(features)  # refuses what featuremap did not make

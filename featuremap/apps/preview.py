@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from featuremap.engine.geometry import ceil_div
-from featuremap.errors import InputError, error_line
+from featuremap.errors import InputError, error_line, option
 
 __all__ = ["render_preview"]
 
@@ -100,7 +100,9 @@ def render_preview(
     batch_shape = data.shape[:-3]
     n_images = int(np.prod(batch_shape)) if batch_shape else 1
     if not 0 <= image < n_images:
-        raise InputError(f"--image {image} is out of range; the store holds {n_images} image(s)")
+        raise InputError(
+            f"{option('image', str(image))} is out of range; the store holds {n_images} image(s)"
+        )
     index = np.unravel_index(image, batch_shape) if batch_shape else ()
     step = max(1, ceil_div(max(data.shape[-2:]), tile))
     try:
@@ -110,7 +112,7 @@ def render_preview(
     except (ValueError, OSError) as error:  # a chunk that fails its checksum, a truncated file
         raise InputError(
             f"feature store {store.path!r} has a damaged chunk ({error_line(error)}); check it "
-            "with 'featuremap verify' and repair it with --repair"
+            "with 'featuremap verify' and repair it with 'featuremap verify --repair'"
         ) from None
 
     sections = []

@@ -26,7 +26,7 @@ from featuremap.cli.run import run
 from featuremap.cli.status import status
 from featuremap.cli.submit import submit
 from featuremap.cli.verify import verify
-from featuremap.errors import InputError, JobError
+from featuremap.errors import InputError, JobError, command_line_names
 
 __all__ = ["cli", "main"]
 
@@ -89,11 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="featuremap",
-            standalone_mode=False,
-        )
+        with command_line_names():
+            result = cli.main(
+                args=list(argv) if argv is not None else None,
+                prog_name="featuremap",
+                standalone_mode=False,
+            )
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
         return EXIT_BAD_INPUT

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from featuremap._validation import parse_int
-from featuremap.errors import InputError, JobError, error_line
+from featuremap.errors import InputError, JobError, error_line, spoken
 
 __all__ = [
     "ENCRYPTED_SCHEMES",
@@ -88,7 +88,7 @@ def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | No
     return (
         f"the connection to {scheduler} is unauthenticated and unencrypted: anyone who can reach "
         "it can run code on the workers; use tls:// (or wss://) with "
-        "--tls-ca-file/--tls-cert/--tls-key"
+        + spoken("--tls-ca-file/--tls-cert/--tls-key", "security=distributed.Security(...)")
     )
 
 

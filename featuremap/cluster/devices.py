@@ -31,7 +31,7 @@ from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import DEVICES, Device
 from featuremap.engine.device import array_device, to_host
-from featuremap.errors import InputError, JobError, describe
+from featuremap.errors import InputError, JobError, describe, option
 
 __all__ = [
     "DevicePlan",
@@ -233,7 +233,7 @@ def plan_devices(client: Any, device: str) -> DevicePlan:
         ]
         raise InputError(
             f"device 'gpu' was requested but no worker has a GPU ({len(workers)} checked: {'; '.join(reasons)}); "
-            "install cupy on GPU hosts and start their workers with --resources GPU=1, or use --device auto or cpu"
+            f"install cupy on GPU hosts and start their workers with --resources GPU=1, or use {option('device', repr('auto'))} or cpu"
         )
     return plan
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from dask.utils import parse_bytes
 
 from featuremap._validation import parse_int
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError, describe, option
 
 if TYPE_CHECKING:
     from dask_jobqueue import SLURMCluster
@@ -328,7 +328,7 @@ def start_slurm_cluster(
     if spec.jobs and shutil.which("sbatch") is None:
         raise InputError(
             "sbatch not found on PATH: start the cluster on a SLURM login node, or print the "
-            "job script with --print-job-script and submit it yourself"
+            f"job script with {option('print_job_script')} and submit it yourself"
         )
     cluster = jobqueue.SLURMCluster(
         **_job_options(spec),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from featuremap._validation import suggestion
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError, describe, input_key
 
 __all__ = [
     "KINDS",
@@ -181,10 +181,12 @@ class Axes:
 #: A parsed ``input.axes``: a tuple of kinds per axis (string and list forms) or a mapping.
 AxesSpec = tuple[AxisKind, ...] | Mapping[str, AxisKind]
 
-_SPEC_HELP = (
-    "give input.axes / --axes as letters such as tczyx or nyxc, a list of names such as "
-    "[time, band, lat, lon], or a mapping such as {lat: y, lon: x, band: c}"
-)
+
+def _spec_help() -> str:
+    return (
+        f"give {input_key('axes')} as letters such as tczyx or nyxc, a list of names such as "
+        "[time, band, lat, lon], or a mapping such as {lat: y, lon: x, band: c}"
+    )
 
 
 def _kind_of_name(name: str) -> AxisKind | None:
@@ -221,17 +223,17 @@ def parse_axes_spec(value: Any) -> AxesSpec | None:
         if not value or unknown:
             raise InputError(
                 f"axes {value!r} has letters featuremap does not know ({', '.join(unknown) or 'none given'}); "
-                f"use t, c, z, y, x, n; {_SPEC_HELP}"
+                f"use t, c, z, y, x, n; {_spec_help()}"
             )
         return tuple(_LETTERS[letter.lower()] for letter in value)  # type: ignore[misc]
     if isinstance(value, Mapping):
         if not value:
-            raise InputError(f"axes must not be an empty mapping; {_SPEC_HELP}")
+            raise InputError(f"axes must not be an empty mapping; {_spec_help()}")
         return {str(name): _parse_kind(kind, f"axes.{name}") for name, kind in value.items()}
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return tuple(_parse_kind(name, f"axes[{i}]") for i, name in enumerate(value))
     raise InputError(
-        f"axes must be a string, a list of names or a mapping, got {describe(value)}; {_SPEC_HELP}"
+        f"axes must be a string, a list of names or a mapping, got {describe(value)}; {_spec_help()}"
     )
 
 
@@ -242,7 +244,7 @@ def _parse_cli_form(text: str) -> AxesSpec:
         pairs = [item.split("=", 1) for item in items]
         return parse_axes_spec({name.strip(): kind.strip() for name, kind in pairs})  # type: ignore[return-value]
     if any("=" in item for item in items):
-        raise InputError(f"axes {text!r} mixes names and name=kind pairs; {_SPEC_HELP}")
+        raise InputError(f"axes {text!r} mixes names and name=kind pairs; {_spec_help()}")
     return parse_axes_spec(items)  # type: ignore[return-value]
 
 
@@ -274,7 +276,7 @@ def _from_names(names: Sequence[str], mapping: Mapping[str, AxisKind]) -> tuple[
         if kind is None:
             raise InputError(
                 f"input axis {name!r} (axis {i} of {list(names)}) is not in featuremap's axes "
-                f"vocabulary; say what it is with input.axes / --axes, e.g. {{{name}: batch}} or "
+                f"vocabulary; say what it is with {input_key('axes')}, e.g. {{{name}: batch}} or "
                 f"{{{name}: c}} (see README 'Your data')"
             )
         kinds.append(kind)
@@ -288,7 +290,7 @@ def _from_ome(ome_axes: Sequence[Mapping[str, Any]]) -> tuple[AxisKind, ...]:
     if len(space) < 2:
         raise InputError(
             f"the OME-NGFF axes {[a.get('name') for a in ome_axes]} have fewer than two space axes; "
-            "give input.axes / --axes"
+            f"give {input_key('axes')}"
         )
     kinds: list[AxisKind] = []
     for i, axis in enumerate(ome_axes):
@@ -315,7 +317,7 @@ def _check(kinds: Sequence[AxisKind], names: Sequence[str], source: str) -> None
             shown = ", ".join(f"{n}={k}" for n, k in zip(names, kinds, strict=True))
             problem = "several axes are" if count > 1 else "no axis is"
             raise InputError(
-                f"{problem} {label} in the input's axes ({shown}, from {source}); {_SPEC_HELP}"
+                f"{problem} {label} in the input's axes ({shown}, from {source}); {_spec_help()}"
             )
 
 

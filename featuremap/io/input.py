@@ -25,7 +25,7 @@ import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
 from featuremap._validation import is_integer
-from featuremap.errors import InputError, describe, error_line
+from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
 from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, AxesSpec, resolve_axes
 from featuremap.io.chunk_cache import read_region
@@ -314,7 +314,7 @@ def _pick_array(group: zarr.Group, store: str, array: str | None) -> tuple[str, 
         candidates = _data_variables(group)
         if len(candidates) != 1:
             raise InputError(
-                f"input store {store!r} is a group; choose an array with --array / input.array "
+                f"input store {store!r} is a group; choose an array with {input_key('array')} "
                 f"(it holds: {', '.join(names) or 'no arrays'})"
             )
         array = candidates[0]
@@ -368,7 +368,7 @@ def _region(axes: Axes, shape: Sequence[int], region: Mapping[str, Any]) -> tupl
         axis = axes.find(key)
         if axis == axes.channel:
             raise InputError(
-                f"region {key}: select channels with input.channels / --channels, not a region"
+                f"region {key}: select channels with {input_key('channels')}, not a region"
             )
         intervals[axis] = _interval(value, shape[axis], key)
     return tuple(intervals)
@@ -432,7 +432,8 @@ def open_input(
         # --array naming a level's path (the older way to read an OME-Zarr image) picks that level
         if array is not None and selection.level is not None and array != selection.level:
             raise InputError(
-                f"--array {array!r} and --level {describe(selection.level)} disagree; give --level only"
+                f"{option('array', repr(array))} and {spoken('--level', 'input.level')} "
+                f"{describe(selection.level)} disagree; give {spoken('--level', 'input.level')} only"
             )
         level_index, level = multiscale.level(
             selection.level if selection.level is not None else array
@@ -443,11 +444,11 @@ def open_input(
     elif array is not None:
         raise InputError(
             f"input store {store!r} is itself an array, so array {array!r} cannot be chosen in it; "
-            "drop --array / input.array"
+            f"drop {input_key('array')}"
         )
     if selection.level is not None and level_index is None:
         raise InputError(
-            f"input.level / --level {describe(selection.level)} was given but {store!r} is not an "
+            f"{input_key('level')} {describe(selection.level)} was given but {store!r} is not an "
             "OME-Zarr image group; leave it out"
         )
     assert isinstance(node, zarr.Array)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
-from featuremap.errors import BrokenStoreError, describe, error_line
+from featuremap.errors import BrokenStoreError, describe, error_line, spoken
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
 from featuremap.io.input import dimension_names
@@ -77,11 +77,18 @@ def attrs_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+def replace_hint() -> str:
+    """How to replace a damaged store, in the caller's language."""
+    return "replace the store with " + spoken(
+        "'featuremap run ... --overwrite'", "featuremap.run(..., overwrite=True)"
+    )
+
+
 def damaged_store(store: str, document: str, error: BaseException) -> BrokenStoreError:
     """The error for a featuremap store whose ``document`` cannot be read."""
     return BrokenStoreError(
         f"output store {store!r} is damaged: {document} cannot be read ({error_line(error)}); "
-        "check it with 'featuremap verify', or replace the store with 'featuremap run ... --overwrite'"
+        f"check it with 'featuremap verify', or {replace_hint()}"
     )
 
 
@@ -120,8 +127,7 @@ class OutputStore:
         if value is not None and not isinstance(value, Mapping):
             raise BrokenStoreError(
                 f"output store {self.path!r} is damaged: the root attribute {ROOT_KEY!r} is "
-                f"{describe(value)}, not featuremap's record; replace the store with "
-                "'featuremap run ... --overwrite'"
+                f"{describe(value)}, not featuremap's record; {replace_hint()}"
             )
         return dict(value or {})
 
@@ -135,7 +141,7 @@ class OutputStore:
         except KeyError:
             raise BrokenStoreError(
                 f"output store {self.path!r} is damaged: its job bookkeeping {JOB_GROUP}/ is "
-                "missing; replace the store with 'featuremap run ... --overwrite'"
+                f"missing; {replace_hint()}"
             ) from None
         except Exception as error:  # noqa: BLE001 -- a torn zarr.json: any decode error
             raise damaged_store(self.path, f"{JOB_GROUP}/zarr.json", error) from None
@@ -199,8 +205,7 @@ class OutputStore:
             return array_at(self.group, path)
         except KeyError:
             raise BrokenStoreError(
-                f"output store {self.path!r} is damaged: {path} is missing; replace the store "
-                "with 'featuremap run ... --overwrite'"
+                f"output store {self.path!r} is damaged: {path} is missing; {replace_hint()}"
             ) from None
         except Exception as error:  # noqa: BLE001 -- a torn zarr.json
             raise damaged_store(self.path, f"{path}/zarr.json", error) from None

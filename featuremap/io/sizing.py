@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import Pair, ceil_div
 from featuremap.engine.stack import ResolvedStack
-from featuremap.errors import InputError
+from featuremap.errors import InputError, option
 from featuremap.io.input import InputArray
 from featuremap.io.layout import OutputLayout
 from featuremap.io.placement import output_placement
@@ -130,7 +130,7 @@ def check_limits(shape: Sequence[int], blocks: int, options: OutputOptions) -> N
         raise InputError(
             f"the output would be {_human(size)} in {blocks:,} blocks (shape {list(shape)}), over "
             f"the limits of {_human(MAX_OUTPUT_BYTES)} and {MAX_BLOCKS:,} blocks; check the "
-            "padding, strides and region, or pass --allow-large if you mean it"
+            f"padding, strides and region, or pass {option('allow_large')} if you mean it"
         )
 
 

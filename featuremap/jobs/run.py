@@ -16,7 +16,7 @@ from typing import Any
 from featuremap.cluster.client import cluster_client
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
-from featuremap.errors import InputError
+from featuremap.errors import InputError, option
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
@@ -52,9 +52,13 @@ def _plan_pipeline(
     pipeline: Pipeline, *, resume: bool, overwrite: bool, device: str, allow_large: bool = False
 ) -> JobPlan:
     if pipeline.input.store is None:
-        raise InputError("no input store: give --input STORE or input.store in the pipeline")
+        raise InputError(
+            f"no input store: give {option('input', 'STORE')} or input.store in the pipeline"
+        )
     if pipeline.output.store is None:
-        raise InputError("no output store: give --output STORE or output.store in the pipeline")
+        raise InputError(
+            f"no output store: give {option('output', 'STORE')} or output.store in the pipeline"
+        )
     return plan_job(
         pipeline.build_layers,
         input=pipeline.input.store,

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from featuremap.errors import FencedError, InputError, StoreBusyError, describe
+from featuremap.errors import FencedError, InputError, StoreBusyError, describe, option
 from featuremap.io import OutputStore, open_output
 
 __all__ = [
@@ -297,7 +297,7 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
         raise InputError(
             f"cannot resume {store.path!r}: it was written by a different pipeline, input or featuremap "
             f"version (fingerprint {str(stored)[:12]}..., now {fingerprint[:12]}...); "
-            "use --overwrite to replace it or another --output"
+            f"use {option('overwrite')} to replace it or another {option('output', '...')}"
         )
     return state
 

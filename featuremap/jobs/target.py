@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from featuremap.errors import BrokenStoreError, InputError
+from featuremap.errors import BrokenStoreError, InputError, option
 from featuremap.io import (
     OutputStore,
     access_error,
@@ -116,8 +116,8 @@ def plan_mode(
         # first: a live job's store is busy, whatever the flags
         _check_busy(existing)
         raise InputError(
-            f"output store {store!r} already exists; use --overwrite to replace it or --resume "
-            "to finish it"
+            f"output store {store!r} already exists; use {option('overwrite')} to replace it or "
+            f"{option('resume')} to finish it"
         )
     if overwrite:
         _check_busy(existing)
@@ -127,7 +127,7 @@ def plan_mode(
     if input_content is not None and recorded is not None and recorded != input_content:
         raise InputError(
             f"cannot resume {store!r}: its input changed since the job started (the sizes or "
-            "modification times of its chunks differ); use --overwrite to start again"
+            f"modification times of its chunks differ); use {option('overwrite')} to start again"
         )
     return "resume", existing
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from featuremap.errors import spoken
 from featuremap.io import Block, OutputStore, open_output
 from featuremap.io.chunks import (
     delete_chunks,
@@ -180,7 +181,7 @@ def _repair(
         blocks_done=store.count_done(),
         owner=None,
         error=f"verify --repair cleared {len(report.damaged)} damaged block(s); finish the job "
-        "with 'featuremap run ... --resume'",
+        "with " + spoken("'featuremap run ... --resume'", "featuremap.run(..., resume=True)"),
     )
     return unrepairable
 

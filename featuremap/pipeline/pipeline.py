@@ -43,7 +43,7 @@ from featuremap._validation import parse_text
 from featuremap.engine.geometry import Pair
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import ResolvedStack, resolve_stack
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError, describe, spoken
 from featuremap.io.axes import parse_axes_spec
 from featuremap.pipeline.layers import (
     LayerSpec,
@@ -68,9 +68,15 @@ __all__ = ["InputSpec", "OutputSpec", "Pipeline", "load_pipeline"]
 PIPELINE_KEYS = ("name", "input", "output", "layers")
 
 
-def _cli_text(option: str, value: Any) -> str:
-    """A command-line store or array override: a non-empty string."""
-    return field_value("", option, lambda v: parse_text(option, v), value)
+def _override_name(key: str) -> str:
+    """An override's name as the caller gave it: ``--input`` or ``input``."""
+    return spoken(f"--{key}", key)
+
+
+def _override_text(key: str, value: Any) -> str:
+    """A store or array override (``--input`` / ``input=``): a non-empty string."""
+    name = _override_name(key)
+    return field_value("", name, lambda v: parse_text(name, v), value)
 
 
 # -- the pipeline ------------------------------------------------------------------------------
@@ -121,13 +127,13 @@ class Pipeline:
         cwd = Path.cwd()
         inputs, outputs = self.input, self.output
         if input is not None:
-            inputs = replace(inputs, store=resolve_path(_cli_text("--input", input), cwd))
+            inputs = replace(inputs, store=resolve_path(_override_text("input", input), cwd))
         if array is not None:
-            inputs = replace(inputs, array=_cli_text("--array", array))
+            inputs = replace(inputs, array=_override_text("array", array))
         if output is not None:
-            outputs = replace(outputs, store=resolve_path(_cli_text("--output", output), cwd))
+            outputs = replace(outputs, store=resolve_path(_override_text("output", output), cwd))
         selection: dict[str, Any] = {
-            key: field_value("", f"--{key}", parse, value)
+            key: field_value("", _override_name(key), parse, value)
             for key, parse, value in (
                 ("axes", parse_axes_spec, axes),
                 ("level", parse_level, level),

@@ -29,7 +29,7 @@ from featuremap._vocabulary import (
     OutputCodec,
     OutputDtype,
 )
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError, describe, spoken
 from featuremap.io import InputSelection
 from featuremap.io.axes import AxesSpec, parse_axes_spec
 from featuremap.io.sizing import OutputOptions
@@ -129,8 +129,8 @@ def parse_region(value: Any) -> dict[str, tuple[int | None, int | None]]:
         value = dict(_region_item(item) for item in value.split(",") if item.strip())
     if not isinstance(value, Mapping) or not value:
         raise InputError(
-            f"must be a mapping of axis to [start, stop], e.g. {{z: [10, 20], y: [0, 4096]}} "
-            f"(--region z=10:20,y=0:4096), got {describe(value)}"
+            f"must be a mapping of axis to [start, stop], e.g. {{z: [10, 20], y: [0, 4096]}}"
+            f"{spoken(' (--region z=10:20,y=0:4096)', '')}, got {describe(value)}"
         )
     region: dict[str, tuple[int | None, int | None]] = {}
     for name, interval in value.items():

@@ -217,7 +217,7 @@ def test_resume_recomputes_only_missing_blocks(tmp_path, process_client, input_s
     (output / "features" / "c" / "0" / "1" / "1.1234.partial").write_bytes(b"x")  # a torn write
     assert read_status(str(output))["blocks_done"] == first.blocks_total - 3
 
-    with pytest.raises(InputError, match=r"already exists; use --overwrite .* or --resume"):
+    with pytest.raises(InputError, match=r"already exists; use overwrite=True .* or resume=True"):
         run_layers(layers, input=source, output=str(output), client=process_client)
     other = [_conv(rng, 4, 1, 7, padding="same")]
     with pytest.raises(InputError, match=r"cannot resume .* different pipeline"):
