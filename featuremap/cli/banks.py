@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._common import echo_json, print_rich
+from featuremap.cli._format import echo_json, print_rich
 
 __all__ = ["banks"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from featuremap.cli._common import plural, progress_reporter, safe
+from featuremap.cli._format import plural, safe
+from featuremap.cli._progress import progress_reporter
 
 __all__ = ["demo"]
 

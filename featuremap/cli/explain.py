@@ -7,14 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from featuremap.cli._common import (
-    echo_json,
-    layer_summary,
-    layer_table,
-    physical_line,
-    print_rich,
-    refuse_together,
-)
+from featuremap.cli._format import echo_json, layer_summary, layer_table, physical_line, print_rich
+from featuremap.cli._options import refuse_together
 from featuremap.errors import InputError
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import (
+from featuremap.cli._format import (
     echo_json,
     format_pair,
     layer_summary,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import click
 
 from featuremap._version import __version__
-from featuremap.cli._common import safe
+from featuremap.cli._format import safe
 from featuremap.cli.banks import banks
 from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo

@@ -9,17 +9,15 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import (
-    echo_json,
+from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._options import (
     job_options,
-    plural,
     prepare_job,
-    progress_reporter,
     refuse_together,
-    safe,
     selection_options,
     store_options,
 )
+from featuremap.cli._progress import progress_reporter
 
 __all__ = ["run", "scheduler_warning"]
 

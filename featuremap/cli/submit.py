@@ -7,13 +7,8 @@ from typing import Any
 
 import click
 
-from featuremap.cli._common import (
-    echo_json,
-    job_options,
-    prepare_job,
-    selection_options,
-    store_options,
-)
+from featuremap.cli._format import echo_json
+from featuremap.cli._options import job_options, prepare_job, selection_options, store_options
 from featuremap.cli.run import scheduler_warning
 
 __all__ = ["submit"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._common import echo_json, plural, safe
+from featuremap.cli._format import echo_json, plural, safe
 
 __all__ = ["verify"]
 

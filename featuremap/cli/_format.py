@@ -1,0 +1,166 @@
+"""How commands print: terminal-safe text, plurals, JSON, compact per-axis numbers, and the
+per-layer geometry table of ``explain`` and ``inspect``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+__all__ = [
+    "describe_layer",
+    "echo_json",
+    "format_pair",
+    "layer_summary",
+    "layer_table",
+    "physical_line",
+    "plural",
+    "print_rich",
+    "safe",
+]
+
+
+def safe(text: Any) -> str:
+    """``text`` with control characters (ESC, OSC and other C0/C1 codes, DEL) escaped, so that
+    a string from a pipeline, a store or a path can never drive the terminal it is printed to."""
+    return "".join(
+        char
+        if char.isprintable() or char in "\t"
+        else char.encode("unicode_escape").decode("ascii")
+        for char in str(text)
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 block``, ``2 blocks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as one JSON document on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def format_pair(values: Sequence[Any]) -> str:
+    """``(3, 3)`` -> ``"3"``, ``(3, 5)`` -> ``"3×5"``: per-axis values, y first, compact when equal."""
+    items = [_number(v) for v in values]
+    return items[0] if len(set(items)) == 1 else "×".join(items)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_number(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_layer(layer: dict[str, Any]) -> str:
+    """One short phrase for a layer's metadata dict: ``conv gabor (abs)``, ``max pool``, ``reduce max``."""
+    kind = layer.get("type")
+    if kind == "conv":
+        activation = layer.get("activation", "none")
+        name = f"conv {layer.get('bank', {}).get('name', '?')}"
+        return name if activation == "none" else f"{name} ({activation})"
+    if kind == "pool":
+        return f"{layer.get('op')} pool"
+    op = layer.get("op")
+    return f"{kind} {op}" if op else str(kind)
+
+
+def format_padding(padding: Any) -> str:
+    """``[[t, b], [l, r]]`` compactly: ``1``, ``1×2`` (symmetric per axis) or ``0,1×0,1``."""
+    if isinstance(padding, str):
+        return padding
+    (top, bottom), (left, right) = padding
+    if top == bottom and left == right:
+        return format_pair((top, left))
+    return f"{top},{bottom}×{left},{right}"
+
+
+def layer_table(
+    title: str, input_shape: Sequence[int] | None, layers: Sequence[dict[str, Any]]
+) -> Any:
+    """A rich table: one row per layer (metadata as :meth:`featuremap.engine.stack.ResolvedStack.describe`),
+    after an ``input`` row when ``input_shape`` ``(C, H, W)`` is known."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(safe(title)), title_justify="left")
+    for column in (
+        "#",
+        "layer",
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "output (C×H×W)",
+        "receptive field",
+        "jump",
+        "offset",
+    ):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    if input_shape is not None:
+        table.add_row("", "input", "", "", "", "", "×".join(map(str, input_shape)), "1", "1", "0")
+    for index, layer in enumerate(layers):
+        table.add_row(
+            str(index),
+            escape(safe(describe_layer(layer))),
+            format_pair(layer["kernel_size"]),
+            format_pair(layer["stride"]),
+            format_padding(layer["padding"]),
+            format_pair(layer["dilation"]),
+            "×".join(map(str, layer["output_shape"])),
+            format_pair(layer["receptive_field"]),
+            format_pair(layer["jump"]),
+            format_pair(layer["offset"]),
+        )
+    return table
+
+
+def print_rich(*renderables: Any) -> None:
+    """Print to stdout with rich; wide enough on a pipe that tables are not squeezed."""
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
+    for renderable in renderables:
+        console.print(renderable)
+
+
+#: Metadata keys kept per layer in --json output (a bank's long filter list is left out).
+LAYER_SUMMARY_KEYS = (
+    "type",
+    "op",
+    "activation",
+    "groups",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "in_channels",
+    "out_channels",
+    "output_shape",
+    "receptive_field",
+    "jump",
+    "offset",
+)
+
+
+def layer_summary(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's metadata for JSON output: geometry and shapes, the bank by name and parameters."""
+    summary = {key: layer[key] for key in LAYER_SUMMARY_KEYS if key in layer}
+    if "bank" in layer:
+        summary["bank"] = {"name": layer["bank"].get("name"), "params": layer["bank"].get("params")}
+    return summary
+
+
+def physical_line(physical: dict[str, Any]) -> str:
+    """``in µm: receptive field 4.25×4.25, jump 1×1, first centre 2.13,2.13`` for a geometry in
+    physical units (:func:`featuremap.io.placement.physical_geometry`)."""
+    units = physical["units"]
+    unit = units[0] if units[0] == units[1] else "×".join(units)
+    return (
+        f"in {unit}: receptive field {format_pair(physical['receptive_field'])}, jump "
+        f"{format_pair(physical['jump'])}, first output centre {format_pair(physical['offset'])}"
+    )
