@@ -11,6 +11,8 @@ inside a function (lazy), under ``if TYPE_CHECKING:`` or not, relative imports r
 * ``featuremap/arrays/`` (``featuremap.apply`` and the functional API) never imports
   ``featuremap.jobs``, ``featuremap.cluster`` or ``featuremap.cli``;
 * only ``featuremap/cli/`` imports ``click``;
+* private third-party API is reached from one place each: ``zarr.core`` from
+  ``io/_zarr_private.py``, ``dask._task_spec`` from ``arrays/dask.py``;
 * no module is longer than 500 lines.
 
 The layer order itself is import-linter's contracts (``[tool.importlinter]`` in pyproject.toml),
@@ -157,6 +159,16 @@ RULES = [
         ("dask", "distributed", "zarr"),
     ),
     Rule("only featuremap/cli/ imports click", lambda p: not inside(p, "cli/"), ("click",)),
+    Rule(
+        "Zarr's private API (zarr.core) is reached only from io/_zarr_private.py",
+        lambda p: not inside(p, "io/_zarr_private.py"),
+        ("zarr.core",),
+    ),
+    Rule(
+        "Dask's private task classes are reached only from arrays/dask.py",
+        lambda p: not inside(p, "arrays/dask.py"),
+        ("dask._task_spec",),
+    ),
 ]
 
 

@@ -15,7 +15,7 @@ One task per output block computes *all* layers of the stack for that block:
 :func:`featuremap.engine.fused.compute_compact`, shared with the job's block tasks.
 
 Dask's task classes (``dask._task_spec``) are private: this module is the only place that
-imports them (``tests/arrays/test_dask.py`` fails loudly if they move).
+imports them (``tests/arrays/test_dask_private.py`` fails loudly if they move).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import dask.array as da
 import numpy as np
 
 # Private Dask API, isolated here: the graph refers to the layers once (DataNode) instead of
-# embedding them in every task; tests/arrays/test_dask.py checks these names still exist.
+# embedding them in every task; tests/arrays/test_dask_private.py checks they still exist.
 from dask._task_spec import DataNode, List, Task, TaskRef
 from dask.array.utils import meta_from_array
 from dask.base import tokenize

@@ -14,7 +14,6 @@ cached; such windows are read straight from Zarr as before.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 from collections import OrderedDict
@@ -23,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from featuremap.errors import InputError, error_line
+from featuremap.io._zarr_private import read_selections
 
 __all__ = ["CACHE_BYTES", "ChunkCache", "read_region"]
 
@@ -129,12 +128,9 @@ def _read_chunks(
             for start, size, extent in zip(position, chunk_shape, array.shape, strict=True)
         )
 
-    async def read_all() -> list[Any]:
-        reads = (array.async_array.getitem(chunk_index(position)) for position in missing)
-        return await asyncio.gather(*reads, return_exceptions=True)
-
+    decoded = read_selections(array, [chunk_index(position) for position in missing])
     chunks = {}
-    for position, chunk in zip(missing, sync(read_all()), strict=True):
+    for position, chunk in zip(missing, decoded, strict=True):
         if isinstance(chunk, Exception):
             raise _unreadable(array, position, chunk_index(position), chunk) from chunk
         chunks[position] = np.asarray(chunk)

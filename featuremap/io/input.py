@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.metadata import ArrayV3Metadata
 
 from featuremap._validation import is_integer
 from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
@@ -269,8 +268,8 @@ def dimension_names(array: zarr.Array[Any]) -> tuple[str, ...] | None:
     """The array's dimension names: Zarr v3 ``dimension_names``, or xarray's
     ``_ARRAY_DIMENSIONS`` attribute in format 2; ``None`` unless every axis has a name."""
     names: Any
-    if isinstance(array.metadata, ArrayV3Metadata):
-        names = array.metadata.dimension_names
+    if array.metadata.zarr_format == 3:
+        names = getattr(array.metadata, "dimension_names", None)
     else:
         names = array.attrs.get("_ARRAY_DIMENSIONS")  # xarray's convention for format 2
     if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
