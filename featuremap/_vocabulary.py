@@ -14,6 +14,7 @@ __all__ = [
     "CHANNEL_MODES",
     "CONV_METHODS",
     "DEVICES",
+    "JOB_STATUSES",
     "OUTPUT_CODECS",
     "OUTPUT_DTYPES",
     "PADDING_MODES",
@@ -24,6 +25,7 @@ __all__ = [
     "ChannelMode",
     "ConvMethod",
     "Device",
+    "JobStatus",
     "OutputCodec",
     "OutputDtype",
     "PaddingMode",
@@ -73,3 +75,9 @@ OUTPUT_CODECS: Final[tuple[OutputCodec, ...]] = get_args(OutputCodec)
 #: Convolution algorithms of the kernels (``auto`` picks by a cost model).
 ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct"]
 CONV_METHODS: Final[tuple[ConvMethod, ...]] = get_args(ConvMethod)
+
+#: A job's state as its store records it: ``running`` until its last write, then ``complete``
+#: or ``failed``; ``interrupted`` is written on Ctrl-C / SIGTERM and reported for a ``running``
+#: job whose owner is gone.
+JobStatus = Literal["running", "complete", "failed", "interrupted"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = get_args(JobStatus)

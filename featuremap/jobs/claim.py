@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from featuremap.errors import InputError, StoreBusyError
-from featuremap.jobs.state import owner_alive
+from featuremap.jobs.state import JobOwner, owner_alive
 
 __all__ = ["CLAIM_TIMEOUT_S", "claim_store"]
 
@@ -52,7 +52,7 @@ def _read_claim(claim: Path) -> dict[str, Any] | None:
 
 
 def _stale(holder: Mapping[str, Any]) -> bool:
-    alive = owner_alive(holder)
+    alive = owner_alive(JobOwner.from_dict(holder))
     if alive is not None:
         return not alive
     try:
@@ -107,7 +107,7 @@ def _refuse_foreign(claim: Path, store: str) -> InputError:
 
 
 @contextmanager
-def claim_store(store_path: Path | None, owner: Mapping[str, Any], store: str) -> Iterator[None]:
+def claim_store(store_path: Path | None, owner: JobOwner, store: str) -> Iterator[None]:
     """Hold the exclusive claim on a local store while a job checks and opens it.
 
     Remote stores (``store_path`` ``None``) have no claim: their jobs rely on the heartbeat
@@ -125,7 +125,7 @@ def claim_store(store_path: Path | None, owner: Mapping[str, Any], store: str) -
         yield
         return
     claim = _claim_path(store_path)
-    content = json.dumps({**dict(owner), "time": time.time()})
+    content = json.dumps({**owner.to_dict(), "time": time.time()})
     try:
         claim.parent.mkdir(parents=True, exist_ok=True)  # the store's folder, created anyway
         for _attempt in range(3):
@@ -154,5 +154,5 @@ def claim_store(store_path: Path | None, owner: Mapping[str, Any], store: str) -
     try:
         yield
     finally:
-        if (_read_claim(claim) or {}).get("id") == owner.get("id"):
+        if (_read_claim(claim) or {}).get("id") == owner.id:
             claim.unlink(missing_ok=True)

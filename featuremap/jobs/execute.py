@@ -47,6 +47,7 @@ from featuremap.jobs import state
 from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
 from featuremap.jobs.plan import JobPlan
+from featuremap.jobs.state import JobOwner
 from featuremap.jobs.target import plan_mode
 
 __all__ = [
@@ -92,7 +93,7 @@ def _recheck(plan: JobPlan) -> None:
         )
 
 
-def open_job(plan: JobPlan, owner: Mapping[str, Any]) -> OutputStore:
+def open_job(plan: JobPlan, owner: JobOwner) -> OutputStore:
     """Create (or reopen, to resume) the output store and mark it ``running`` under ``owner``.
 
     Runs under the store's claim, so that of two jobs started at once exactly one gets the
@@ -110,7 +111,7 @@ def open_job(plan: JobPlan, owner: Mapping[str, Any]) -> OutputStore:
                 geometry_attrs=plan.geometry_attrs,
                 weights=plan.weights,
                 root_attrs=plan.root_attrs,
-                job_attrs={"owner": dict(owner)},
+                job_attrs={"owner": owner.to_dict()},
                 overwrite=plan.mode == "overwrite",
             )
         state.start_job(
@@ -131,9 +132,7 @@ class _Heartbeat:
     that finds the store taken over records that in :attr:`fenced`; the job then stops.
     """
 
-    def __init__(
-        self, store: OutputStore, owner: Mapping[str, Any], done: int, client: Any
-    ) -> None:
+    def __init__(self, store: OutputStore, owner: JobOwner, done: int, client: Any) -> None:
         self.store, self.owner, self.done, self.client = store, owner, done, client
         self.fenced: FencedError | None = None
         self._stop = threading.Event()
@@ -171,7 +170,7 @@ def _stream_blocks(
     plan: JobPlan,
     devices: DevicePlan,
     store: OutputStore,
-    owner: Mapping[str, Any],
+    owner: JobOwner,
     on_block: Callable[[tuple[int, ...]], None],
     heartbeat: _Heartbeat,
 ) -> None:
@@ -187,7 +186,7 @@ def _stream_blocks(
 
     job = BlockJob.create(
         store=plan.store,
-        token=str(owner["id"]),
+        token=owner.id,
         source=plan.source,
         stack=plan.stack,
         layout=plan.layout,
@@ -252,7 +251,7 @@ def execute_job(
     client: Any,
     plan: JobPlan,
     store: OutputStore,
-    owner: Mapping[str, Any],
+    owner: JobOwner,
     devices: DevicePlan,
     progress: Progress | None = None,
 ) -> tuple[int, int]:
@@ -300,7 +299,7 @@ def execute_job(
                 log=write_log(plan.store, error),
             ) from error
         raise
-    _finish(plan, store, owner, devices, _count_devices(client, str(owner["id"])))
+    _finish(plan, store, owner, devices, _count_devices(client, owner.id))
     return total - skipped, skipped
 
 
@@ -328,7 +327,7 @@ def write_log(store: str, error: BaseException) -> str | None:
     return str(path)
 
 
-def _lost_store(store: OutputStore, owner: Mapping[str, Any]) -> FencedError | None:
+def _lost_store(store: OutputStore, owner: JobOwner) -> FencedError | None:
     """The fencing error when another job owns the store now (a job that failed after losing it,
     e.g. reading the new job's markers, reports that and writes nothing); else ``None``."""
     try:
@@ -341,7 +340,7 @@ def _lost_store(store: OutputStore, owner: Mapping[str, Any]) -> FencedError | N
 
 
 def _stop(
-    store: OutputStore, owner: Mapping[str, Any], markers: Any, client: Any, error: BaseException
+    store: OutputStore, owner: JobOwner, markers: Any, client: Any, error: BaseException
 ) -> str:
     """After a failure or an interrupt: keep the markers of the blocks that did finish and mark
     the store ``interrupted`` (lost scheduler, Ctrl-C, SIGTERM) or ``failed`` -- unless the
@@ -371,7 +370,7 @@ def _stop(
 def _finish(
     plan: JobPlan,
     store: OutputStore,
-    owner: Mapping[str, Any],
+    owner: JobOwner,
     devices: DevicePlan,
     per_device: Mapping[str, int],
 ) -> None:

@@ -22,6 +22,7 @@ from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
 from featuremap.jobs.execute import Progress, execute_job, open_job
 from featuremap.jobs.plan import JobPlan, plan_job
+from featuremap.jobs.state import JobOwner
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
 __all__ = ["RunSummary", "run", "run_layers", "submit"]
@@ -238,7 +239,7 @@ def run_layers(
     )
 
 
-def _job_on_cluster(plan: JobPlan, owner: dict[str, Any], devices: DevicePlan) -> str:
+def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan) -> str:
     """A submitted job, run inside a task: fans the block tasks out from the worker.
 
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.

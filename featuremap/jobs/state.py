@@ -34,16 +34,19 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from featuremap._vocabulary import JobStatus
 from featuremap.errors import FencedError, InputError, StoreBusyError, describe, option
 from featuremap.io import OutputStore, open_output
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
+    "JobOwner",
     "adopt_job",
     "check_takeover",
     "check_token",
@@ -95,40 +98,78 @@ def process_start(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 else None
 
 
-def new_owner(*, process: bool = True) -> dict[str, Any]:
-    """Who runs a job: host, process (pid and start time) and a fresh id -- the job's token.
+@dataclass(frozen=True)
+class JobOwner:
+    """Who runs a job: its host, its process (pid and start time) and its id -- the job's
+    fencing token. Kept in the store's ``_job`` attributes as :meth:`to_dict`."""
 
-    ``process=False`` leaves the process out (``pid: None``): a submitted job, whose submitting
-    process exits at once and whose task takes the ownership over when it starts; until then only
-    the heartbeat tells whether it lives.
-    """
-    pid = os.getpid() if process else None
-    return {
-        "host": socket.gethostname(),
-        "pid": pid,
-        "start": None if pid is None else process_start(pid),
-        "id": uuid.uuid4().hex,
-    }
+    id: str
+    host: str
+    pid: int | None = None
+    start: int | None = None
+
+    @classmethod
+    def new(cls, *, process: bool = True) -> JobOwner:
+        """This process, under a fresh id. ``process=False`` leaves the process out: a submitted
+        job, whose submitting process exits at once and whose task takes the ownership over when
+        it starts (:meth:`adopted`); until then only the heartbeat tells whether it lives."""
+        pid = os.getpid() if process else None
+        return cls(
+            id=uuid.uuid4().hex,
+            host=socket.gethostname(),
+            pid=pid,
+            start=None if pid is None else process_start(pid),
+        )
+
+    @classmethod
+    def from_dict(cls, value: Any) -> JobOwner | None:
+        """The owner a record describes; ``None`` for anything that is not an owner record."""
+        if not isinstance(value, Mapping):
+            return None
+        owner_id, host, pid, start = (value.get(k) for k in ("id", "host", "pid", "start"))
+        if not isinstance(owner_id, str) or not isinstance(host, str):
+            return None
+        return cls(
+            owner_id,
+            host,
+            pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+            start if isinstance(start, int) and not isinstance(start, bool) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "start": self.start, "id": self.id}
+
+    def adopted(self) -> JobOwner:
+        """The same job (id) run by this process on this host."""
+        pid = os.getpid()
+        return replace(self, host=socket.gethostname(), pid=pid, start=process_start(pid))
+
+    def alive(self) -> bool | None:
+        """Whether the owner process still exists: ``None`` when that cannot be told from here
+        (another host, or no process recorded). A stopped process (``SIGSTOP``) is alive; a pid
+        now used by another process (its start time differs) is not."""
+        if self.pid is None or self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # it exists, under another user
+            return True
+        return self.start is None or process_start(self.pid) in (None, self.start)
 
 
-def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
-    """Whether the owner process still exists: ``None`` when that cannot be told from here
-    (another host, or no process recorded). A stopped process (``SIGSTOP``) is alive; a pid now
-    used by another process (its start time differs) is not."""
-    if not owner or owner.get("pid") is None or owner.get("host") != socket.gethostname():
-        return None
-    pid = int(owner["pid"])
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    started = owner.get("start")
-    return started is None or process_start(pid) in (None, started)
+def new_owner(*, process: bool = True) -> JobOwner:
+    """:meth:`JobOwner.new`."""
+    return JobOwner.new(process=process)
 
 
-def check_token(store: OutputStore, owner: Mapping[str, Any]) -> None:
+def owner_alive(owner: JobOwner | None) -> bool | None:
+    """:meth:`JobOwner.alive`; ``None`` for no owner."""
+    return None if owner is None else owner.alive()
+
+
+def check_token(store: OutputStore, owner: JobOwner) -> None:
     """The fencing check: refuse to write for ``owner`` once another job owns the store.
 
     Raises
@@ -137,29 +178,31 @@ def check_token(store: OutputStore, owner: Mapping[str, Any]) -> None:
         The store's job token (read afresh) is not ``owner``'s.
     """
     token = store.job_token()
-    if token != owner.get("id"):
+    if token != owner.id:
         raise FencedError(
             f"output store {store.path!r} now belongs to another job (token "
             f"{str(token)[:12]}); this job stops without writing to it"
         )
 
 
-def _beat(store: OutputStore, owner: Mapping[str, Any], **fields: Any) -> None:
+def _beat(store: OutputStore, owner: JobOwner, **fields: Any) -> None:
     check_token(store, owner)
-    store.update_job({"owner": dict(owner), "heartbeat": time.time(), **fields})
+    store.update_job({"owner": owner.to_dict(), "heartbeat": time.time(), **fields})
 
 
 def start_job(
     store: OutputStore,
     *,
-    owner: Mapping[str, Any],
+    owner: JobOwner,
     fingerprint: str,
     blocks_total: int,
     blocks_done: int = 0,
 ) -> None:
     """Mark the store ``running`` under ``owner`` (the fingerprint is written with it): the job
     takes the store over, so its token is written without a fencing check."""
-    store.update_job({"owner": dict(owner), "heartbeat": time.time(), "fingerprint": fingerprint})
+    store.update_job(
+        {"owner": owner.to_dict(), "heartbeat": time.time(), "fingerprint": fingerprint}
+    )
     store.update_root(
         status="running",
         fingerprint=fingerprint,
@@ -171,13 +214,13 @@ def start_job(
     )
 
 
-def record_progress(store: OutputStore, *, owner: Mapping[str, Any], blocks_done: int) -> None:
+def record_progress(store: OutputStore, *, owner: JobOwner, blocks_done: int) -> None:
     """Refresh the heartbeat and the ``blocks_done`` summary of a running job."""
     _beat(store, owner)
     store.update_root(blocks_done=blocks_done)
 
 
-def adopt_job(store: OutputStore, owner: Mapping[str, Any]) -> dict[str, Any]:
+def adopt_job(store: OutputStore, owner: JobOwner) -> JobOwner:
     """Take a submitted job over in this process: same job id, this host and pid.
 
     Raises
@@ -185,19 +228,19 @@ def adopt_job(store: OutputStore, owner: Mapping[str, Any]) -> dict[str, Any]:
     StoreBusyError
         The store now belongs to another job (it was resumed or overwritten meanwhile).
     """
-    current = store.job.get("owner") or {}
-    if current.get("id") != owner["id"]:
+    current = store.job.get("owner")
+    recorded = JobOwner.from_dict(current)
+    if recorded is None or recorded.id != owner.id:
         raise StoreBusyError(
             f"output store {store.path!r} was taken over by another job (owner {describe(current)}); "
             "this submitted job stops"
         )
-    pid = os.getpid()
-    adopted = {**dict(owner), "host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
+    adopted = owner.adopted()
     _beat(store, adopted)
     return adopted
 
 
-def release(store: OutputStore, *, owner: Mapping[str, Any]) -> None:
+def release(store: OutputStore, *, owner: JobOwner) -> None:
     """Clear the heartbeat: the job no longer runs (written before the final status)."""
     _beat(store, owner, heartbeat=None, released=utc_now())
 
@@ -205,7 +248,7 @@ def release(store: OutputStore, *, owner: Mapping[str, Any]) -> None:
 def record_devices(
     store: OutputStore,
     *,
-    owner: Mapping[str, Any],
+    owner: JobOwner,
     devices: Mapping[str, Any],
     blocks_per_device: Mapping[str, int],
 ) -> None:
@@ -216,10 +259,10 @@ def record_devices(
 
 def finish_job(
     store: OutputStore,
-    status: str,
+    status: JobStatus,
     *,
     blocks_done: int,
-    owner: Mapping[str, Any] | None,
+    owner: JobOwner | None,
     error: str | None = None,
 ) -> None:
     """Write the final status (``complete``, ``failed`` or ``interrupted``); a job's last write.
@@ -243,7 +286,7 @@ def job_status(store: OutputStore) -> dict[str, Any]:
     status = attrs.get("status", "running")
     heartbeat = job_attrs.get("heartbeat")
     stale = not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
-    alive = owner_alive(job_attrs.get("owner"))
+    alive = owner_alive(JobOwner.from_dict(job_attrs.get("owner")))
     # a live process on this host is never declared dead (a stopped one is still alive)
     if status == "running" and alive is not True and (stale or alive is False):
         status = "interrupted"
@@ -262,10 +305,10 @@ def job_status(store: OutputStore) -> dict[str, Any]:
     }
 
 
-def _busy_advice(owner: Mapping[str, Any] | None) -> str:
-    if owner is not None and owner_alive(owner):  # never declared dead: it may be stopped
+def _busy_advice(owner: JobOwner | None) -> str:
+    if owner is not None and owner.alive():  # never declared dead: it may be stopped
         return (
-            f"its process {owner['pid']} on this host is alive (perhaps stopped); wait for it, "
+            f"its process {owner.pid} on this host is alive (perhaps stopped); wait for it, "
             "or end that process first"
         )
     return (
@@ -290,7 +333,7 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
             f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "
-            f"blocks); {_busy_advice(state['owner'])}"
+            f"blocks); {_busy_advice(JobOwner.from_dict(state['owner']))}"
         )
     stored = store.root.get("fingerprint")
     if fingerprint is not None and stored != fingerprint:

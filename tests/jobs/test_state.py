@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,9 +26,9 @@ from featuremap.jobs.state import read_status
         # a live process on this host is never declared dead, however old its heartbeat: it may
         # be stopped (SIGSTOP) and is fenced by its job token if it ever resumes
         (lambda: state.new_owner(), "running", "running"),
-        (lambda: {**state.new_owner(), "pid": dead_pid()}, "interrupted", "interrupted"),
+        (lambda: replace(state.new_owner(), pid=dead_pid()), "interrupted", "interrupted"),
         (lambda: state.new_owner(process=False), "running", "interrupted"),  # submitted only
-        (lambda: {**state.new_owner(), "host": "elsewhere", "pid": 1}, "running", "interrupted"),
+        (lambda: replace(state.new_owner(), host="elsewhere", pid=1), "running", "interrupted"),
     ],
     ids=["live owner", "dead owner", "no process", "other host"],
 )
@@ -44,7 +45,7 @@ def test_same_host_owner_with_recycled_pid_is_dead(finished):
     store = finished[0]
     group = OutputStore.open(str(store), "r+")
     # our own pid, but a different process start time: the pid was reused after the owner died
-    owner = {**state.new_owner(), "start": 1}
+    owner = replace(state.new_owner(), start=1)
     state.start_job(group, owner=owner, fingerprint="f" * 64, blocks_total=20)
     group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
     assert read_status(str(store))["status"] == "interrupted"
@@ -56,9 +57,9 @@ def test_adopt_job(finished):
     submitted = state.new_owner(process=False)
     state.start_job(group, owner=submitted, fingerprint="f" * 64, blocks_total=20)
     adopted = state.adopt_job(group, submitted)
-    assert adopted["id"] == submitted["id"]
-    assert adopted["pid"] == os.getpid()
-    assert read_status(str(store))["owner"] == adopted
+    assert adopted.id == submitted.id
+    assert adopted.pid == os.getpid()
+    assert read_status(str(store))["owner"] == adopted.to_dict()
     with pytest.raises(StoreBusyError, match="taken over by another job"):
         state.adopt_job(group, state.new_owner())
 
@@ -74,7 +75,7 @@ def test_status_of_an_unfinished_store(tmp_path):
         root_attrs={},
         job_attrs={},
     )
-    owner = {**state.new_owner(), "host": "elsewhere"}  # liveness judged by heartbeat alone
+    owner = replace(state.new_owner(), host="elsewhere")  # liveness judged by heartbeat alone
     state.start_job(output, owner=owner, fingerprint="f" * 64, blocks_total=12)
     assert read_status(store)["status"] == "running"
     assert read_status(store)["blocks_done"] == 0
