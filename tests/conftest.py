@@ -11,6 +11,7 @@ Helpers that are not fixtures live in the ``support`` package next to this file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,10 @@ settings.load_profile("featuremap")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # torch, where a test module imported it, computes its oracles on one thread: the tests
+    # share two cores with Dask's workers (and with each other under pytest-xdist)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     if cuda_device_available():
         return
     skip_gpu = pytest.mark.skip(reason="no CUDA device")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from support.torch_reference import (
     CONV_CASES,
     assert_close,
@@ -36,6 +35,7 @@ from featuremap.engine.kernels import (
 )
 from featuremap.engine.kernels.cuda import direct_conv2d, supports
 
+torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 F = torch.nn.functional
 

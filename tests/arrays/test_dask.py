@@ -18,8 +18,6 @@ import dask.array as da
 import dask.core
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from dask._task_spec import Task
 from support.torch_reference import TORCH_ACTIVATIONS
 
@@ -28,6 +26,9 @@ from featuremap.engine.geometry import input_window
 from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
 from featuremap.engine.stack import apply_stack, resolve_stack
 from featuremap.errors import InputError
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 TORCH_MODES = {

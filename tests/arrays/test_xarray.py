@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 import featuremap
@@ -22,6 +21,7 @@ def _layers(rng, channels):
 
 
 def _torch(layers, image):
+    torch = pytest.importorskip("torch")
     conv, _ = layers
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
     (top, bottom), (left, right) = conv.geometry(image.shape[-2:]).padding

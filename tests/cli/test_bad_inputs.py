@@ -1,5 +1,7 @@
 """A table of bad inputs to the command line: each exits 2 (an unreachable scheduler: 1) with one
-``featuremap: error:`` line, no traceback, and leaves every file byte for byte as it was.
+``featuremap: error:`` line, no traceback, and leaves every file byte for byte as it was. The
+commands run in process (:func:`support.cli.run_cli`); an unreachable scheduler is given a 1 s
+connect timeout.
 
 ``cli/test_cli.py`` covers the bad pipelines and flags of its own table (negative stride, unknown key
 or bank, Python YAML tag at the top level, missing weight file, kernel larger than the image,
@@ -17,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from support.procs import featuremap, free_port, tree_digest
+from support.cli import run_cli
+from support.procs import free_port, tree_digest
 from support.stores import random_input
 
 from featuremap.io import OutputStore
 from featuremap.jobs import state
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = pytest.mark.cluster  # the store of the `folder` fixture is a run on a local cluster
 
 CONV = "layers: [{conv: {bank: {type: box, size: 3}}}]"
 
@@ -101,7 +104,7 @@ def folder(tmp_path_factory) -> Path:
     for name, text in PIPELINES.items():
         (root / name).write_text(text)
 
-    done = featuremap(
+    done = run_cli(
         "run",
         root / "good.yaml",
         "--input",
@@ -219,7 +222,7 @@ def _arguments(arguments: list[str]) -> list[str]:
 @pytest.mark.parametrize(("arguments", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_refused_with_one_line_and_nothing_changed(folder, arguments, code):
     before = tree_digest(folder)
-    result = featuremap(*_arguments(arguments), cwd=folder)
+    result = run_cli(*_arguments(arguments), cwd=folder, connect_timeout="1s")
     assert result.returncode == code, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -229,9 +232,10 @@ def test_refused_with_one_line_and_nothing_changed(folder, arguments, code):
     assert tree_digest(folder) == before  # every store and file byte for byte, nothing new
 
 
+@pytest.mark.slow
 def test_nan_only_data_is_not_bad_input(folder, tmp_path):
     out = tmp_path / "nan-features.zarr"
-    result = featuremap(
+    result = run_cli(
         "run",
         folder / "good.yaml",
         "--input",

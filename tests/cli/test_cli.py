@@ -1,15 +1,20 @@
-"""The command line as a user runs it: a subprocess per command, real stores, real local clusters."""
+"""The command line as a user runs it: real stores, real local clusters.
+
+The commands run in process (:func:`support.cli.run_cli`, the same ``main`` as the console script);
+one run and the usage errors run as real processes (:func:`support.procs.featuremap`), for the
+exit status and output of the program itself.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from support import REPO
+from support.cli import Result, run_cli
 from support.procs import featuremap
 
 from featuremap.apps.demo import IMAGES, make_images, write_images
@@ -19,11 +24,9 @@ from featuremap.pipeline.pipeline import load_pipeline
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 COMMANDS = ("run", "submit", "status", "inspect", "explain", "banks", "preview", "demo")
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-
-def ok(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    result = featuremap(*args, cwd=cwd)
+def ok(*args: object, cwd: Path | None = None) -> Result:
+    result = run_cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -68,9 +71,13 @@ def two_layer(images, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_run_inspect_status(two_layer, images, tmp_path):
     out = tmp_path / "out.zarr"
-    summary = json.loads(ok("run", two_layer, "--output", out, "--workers", "2", "--json").stdout)
+    ran = featuremap("run", two_layer, "--output", out, "--workers", "2", "--json")  # a process
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
     assert summary["status"] == "complete"
     assert summary["blocks_skipped"] == 0
     assert summary["blocks_computed"] == summary["blocks_total"] >= 2
@@ -98,7 +105,7 @@ def test_run_inspect_status(two_layer, images, tmp_path):
     assert "receptive field" in ok("inspect", out).stdout
 
     # A second run is refused (exit 2) and leaves the store as it was; --resume has nothing to do.
-    again = featuremap("run", two_layer, "--output", out)
+    again = run_cli("run", two_layer, "--output", out)
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
     resumed = json.loads(ok("run", two_layer, "--output", out, "--resume", "--json").stdout)
@@ -166,7 +173,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, name,
     if "--output" not in extra:
         arguments += ["--output", str(out)]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = featuremap("run", tmp_path / name, *arguments, cwd=tmp_path)
+    result = run_cli("run", tmp_path / name, *arguments, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -178,6 +185,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(images, tmp_path, name,
     )  # nothing written (no store, no 'hacked')
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PIPELINES, ids=[p.stem for p in PIPELINES])
 def test_every_shipped_pipeline_runs_on_demo_data(images, tmp_path, path):
     out = tmp_path / f"{path.stem}.zarr"
@@ -230,7 +239,7 @@ def test_explain_reads_the_input_store(two_layer, images):
 
 
 def test_explain_refuses_an_impossible_shape(two_layer):
-    result = featuremap("explain", two_layer, "--input-shape", "2,2")
+    result = run_cli("explain", two_layer, "--input-shape", "2,2")
     assert result.returncode == 2
     assert result.stderr.startswith("featuremap: error: layer")
 
@@ -246,9 +255,11 @@ def test_banks_lists_and_describes():
         "size",
         "frequencies",
     }
-    assert featuremap("banks", "gabr").returncode == 2
+    assert run_cli("banks", "gabr").returncode == 2
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_preview_writes_a_png(tmp_path, two_layer):
     from PIL import Image
 
@@ -258,12 +269,12 @@ def test_preview_writes_a_png(tmp_path, two_layer):
     with Image.open(tmp_path / "p.png") as picture:
         assert picture.format == "PNG"
         assert min(picture.size) > 50
-    assert featuremap("preview", out, "-o", tmp_path / "p.png", "--image", "5").returncode == 2
-    assert (
-        featuremap("preview", tmp_path / "nothing.zarr", "-o", tmp_path / "q.png").returncode == 2
-    )
+    assert run_cli("preview", out, "-o", tmp_path / "p.png", "--image", "5").returncode == 2
+    assert run_cli("preview", tmp_path / "nothing.zarr", "-o", tmp_path / "q.png").returncode == 2
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_demo_result_opens_with_xarray(tmp_path):
     import xarray as xr
 
@@ -289,7 +300,7 @@ def test_help_has_an_example(command):
 
 def test_usage_errors_are_one_line():
     for args in (("frobnicate",), ("status",), ("submit", "p.yaml")):
-        result = featuremap(*args)
+        result = featuremap(*args)  # a process: the exit status of the program itself
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
         assert result.stderr.startswith("featuremap: error: ")

@@ -1,5 +1,5 @@
 """The command line on real datasets: --axes, --level, --region, --channels, and physical units
-in explain and inspect."""
+in explain and inspect (in process, :func:`support.cli.run_cli`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from support.procs import featuremap
-
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+from support.cli import run_cli
 
 PIPELINE = """\
 name: box
@@ -48,10 +46,12 @@ def ome_volume(tmp_path_factory):
     return folder, data
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_run_with_level_region_channels(ome_volume):
     folder, data = ome_volume
     out = folder / "out.zarr"
-    result = featuremap(
+    result = run_cli(
         "run",
         folder / "box.yaml",
         "--input",
@@ -79,7 +79,7 @@ def test_run_with_level_region_channels(ome_volume):
     assert float(ds["features"][0, 0, 1, 1]) == pytest.approx(
         data[1, 1, 10:13, 2:5].mean(), rel=1e-5
     )
-    inspect = featuremap("inspect", out, "--json")
+    inspect = run_cli("inspect", out, "--json")
     physical = json.loads(inspect.stdout)["physical"]
     assert physical["units"] == ["micrometer", "micrometer"]
     assert physical["jump"] == [0.5, 0.5]
@@ -87,26 +87,26 @@ def test_run_with_level_region_channels(ome_volume):
 
 def test_explain_with_a_store_gives_physical_units(ome_volume):
     folder, _ = ome_volume
-    result = featuremap(
-        "explain", folder / "box.yaml", "--input", folder / "img.zarr", "--level", "1"
-    )
+    result = run_cli("explain", folder / "box.yaml", "--input", folder / "img.zarr", "--level", "1")
     assert result.returncode == 0, result.stderr
     assert "in micrometer: receptive field 1.5" in result.stdout  # 3 px x 0.5 um at level 1
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_axes_flag_names_a_foreign_axis(tmp_path):
     source = tmp_path / "odd.zarr"
     zarr.create_array(
         str(source), data=np.ones((2, 12, 12), np.float32), dimension_names=["species", "y", "x"]
     )
     (tmp_path / "box.yaml").write_text(PIPELINE)
-    refused = featuremap(
+    refused = run_cli(
         "run", tmp_path / "box.yaml", "--input", source, "--output", tmp_path / "a.zarr"
     )
     assert refused.returncode == 2
     assert "'species'" in refused.stderr
     assert not (tmp_path / "a.zarr").exists()
-    done = featuremap(
+    done = run_cli(
         "run",
         tmp_path / "box.yaml",
         "--input",

@@ -14,6 +14,9 @@ broke it, with real processes and real files.
 Hostile pipelines, banks and weight files (alias bombs, huge kernels, forged headers) are in
 ``jobs/test_limits.py``; fencing with stopped processes in ``jobs/test_fencing.py``; SIGTERM in
 ``cli/test_signals.py``.
+
+Commands run in process (:func:`support.cli.run_cli`) unless the case needs a process of its own:
+an address-space limit, a mount or network namespace, an environment that the S3 libraries read.
 """
 
 from __future__ import annotations
@@ -31,20 +34,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from support.procs import ENV, featuremap, free_port, tree_digest
+from support.cli import Result, run_cli
+from support.procs import ENV, UNREACHABLE_ENV, featuremap, free_port, tree_digest
 from support.stores import marker_chunk, random_input, unmark
 
 from featuremap.io import OutputStore
 from featuremap.jobs import state
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+#: Most tests use the `world` fixture, a store made by a run on a local cluster; those that run
+#: jobs or processes of their own are also ``slow``.
+pytestmark = pytest.mark.cluster
 
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
 #: What any refused command may use: the bombs of the issue needed gigabytes to terabytes.
 MEMORY_LIMIT = 3 << 29  # 1.5 GiB
 
 
-def _one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
+def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2) -> str:
     """The single ``featuremap: error:`` line of a refused command (no traceback, exit ``code``)."""
     assert result.returncode == code, (result.returncode, result.stderr)
     errors = [line for line in result.stderr.splitlines() if line.startswith("featuremap: error:")]
@@ -55,8 +61,9 @@ def _one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
 
 
 def _refused(*args: object, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command that must be refused (exit 2, one line, nothing on stdout)."""
-    result = featuremap(*args, cwd=cwd, env=env)
+    """Run a command that must be refused (exit 2, one line, nothing on stdout): in process, or
+    in a process of its own with the environment ``env``."""
+    result = run_cli(*args, cwd=cwd) if env is None else featuremap(*args, cwd=cwd, env=env)
     line = _one_error_line(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
@@ -69,7 +76,7 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("safety")
     random_input(root / "in.zarr", (64, 64), (32, 32), seed=12)
     (root / "p.yaml").write_text(PIPELINE)
-    done = featuremap(
+    done = run_cli(
         "run", "p.yaml", "--input", "in.zarr", "--output", "done.zarr", "--workers", "1", cwd=root
     )
     assert done.returncode == 0, done.stderr
@@ -142,6 +149,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_broken_bookkeeping_is_one_line_and_overwrite_recovers(world, tmp_path, damage):
     store = _copy(world, tmp_path)
@@ -156,22 +164,22 @@ def test_broken_bookkeeping_is_one_line_and_overwrite_recovers(world, tmp_path, 
     assert named in _refused(*resume, cwd=world)
     assert tree_digest(store) == before  # refusing changed nothing
 
-    recovered = featuremap(*resume[:-1], "--overwrite", "--workers", "1", "--json", cwd=world)
+    recovered = run_cli(*resume[:-1], "--overwrite", "--workers", "1", "--json", cwd=world)
     assert recovered.returncode == 0, recovered.stderr
     assert json.loads(recovered.stdout)["status"] == "complete"
-    assert featuremap("verify", store).returncode == 0
+    assert run_cli("verify", store).returncode == 0
 
 
 def test_unreadable_marker_is_reported_not_counted(world, tmp_path):
     store = _copy(world, tmp_path)
     marker_chunk(store).write_bytes(b"\x00not a chunk")
-    status = featuremap("status", store)
+    status = run_cli("status", store)
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
     assert "complete, 0 of 4 blocks done" in lines[0]
     assert "no readable done-marker for 4 blocks" in lines[1]
     assert "featuremap verify" in lines[1]
-    verify = featuremap("verify", store)
+    verify = run_cli("verify", store)
     assert verify.returncode == 1
     assert "unreadable done-markers" in verify.stdout
 
@@ -187,12 +195,13 @@ def _interrupt(store: Path, blocks: list[tuple[int, int]]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_resume_refuses_an_input_changed_in_place(world, tmp_path):
     source = tmp_path / "in.zarr"
     shutil.copytree(world / "in.zarr", source)
     store = tmp_path / "out.zarr"
     run = ["run", world / "p.yaml", "--input", source, "--output", store, "--workers", "1"]
-    assert featuremap(*run, cwd=world).returncode == 0
+    assert run_cli(*run, cwd=world).returncode == 0
     _interrupt(store, [(0, 1)])
     # same metadata, same chunk sizes, other pixels: only the content identity tells
     time.sleep(0.01)
@@ -204,10 +213,11 @@ def test_resume_refuses_an_input_changed_in_place(world, tmp_path):
     assert tree_digest(store) == before
 
 
+@pytest.mark.slow
 def test_resume_with_the_same_input_finishes_the_job(world, tmp_path):
     store = _copy(world, tmp_path)
     _interrupt(store, [(1, 1)])
-    resumed = featuremap(
+    resumed = run_cli(
         "run", "p.yaml", "--input", "in.zarr", "--output", store, "--resume", "--workers", "1",
         "--json", cwd=world,
     )  # fmt: skip
@@ -225,6 +235,7 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("layers", "expected"),
     [
@@ -258,6 +269,7 @@ def test_absurd_geometry_is_refused_fast_and_writes_nothing(world, tmp_path, lay
     assert tree_digest(store) == before  # the complete store it would have replaced is intact
 
 
+@pytest.mark.slow
 def test_allow_large_lets_a_large_output_through_the_soft_limit(world, tmp_path):
     (tmp_path / "large.yaml").write_text(
         "layers: [{conv: {bank: {type: box}, padding: 300000}}]\noutput: {chunks: [4096, 4096]}\n"
@@ -274,12 +286,17 @@ def test_allow_large_lets_a_large_output_through_the_soft_limit(world, tmp_path)
     assert "--allow-large" in _refused(*plain, cwd=world)
     assert not (tmp_path / "l.zarr").exists()
     # --allow-large passes the 1 TiB check: the plan is then refused only by what follows it
-    allowed = featuremap(
-        *plain, "--allow-large", "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=world
+    allowed = run_cli(
+        *plain,
+        "--allow-large",
+        "--scheduler",
+        f"tcp://127.0.0.1:{free_port()}",
+        cwd=world,
+        connect_timeout="1s",
     )
     assert "--allow-large" not in allowed.stderr
     assert allowed.returncode == 1  # it went as far as connecting to the (absent) scheduler
-    assert featuremap(*command, cwd=world).returncode == 0  # explain sizes nothing
+    assert run_cli(*command, cwd=world).returncode == 0  # explain sizes nothing
 
 
 # -- paths and URLs ---------------------------------------------------------------------------------
@@ -326,9 +343,10 @@ def test_bad_paths_are_one_line(world, links, arguments, expected):
     assert not (links / "nowhere").exists()  # no stray folders for a dangling link
 
 
+@pytest.mark.slow
 def test_file_url_output_works_like_a_path(world, tmp_path):
     store = tmp_path / "url.zarr"
-    result = featuremap(
+    result = run_cli(
         "run", "p.yaml", "--input", f"file://{world / 'in.zarr'}", "--output", f"file://{store}",
         "--workers", "1", cwd=world,
     )  # fmt: skip
@@ -337,6 +355,7 @@ def test_file_url_output_works_like_a_path(world, tmp_path):
     np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["features"][...], expected)
 
 
+@pytest.mark.slow
 def test_s3_without_its_filesystem_names_the_extra(world, tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()
@@ -350,6 +369,7 @@ def test_s3_without_its_filesystem_names_the_extra(world, tmp_path):
         assert "featuremap[s3]" in line
 
 
+@pytest.mark.slow
 def test_s3_without_credentials_says_so(world, tmp_path):
     pytest.importorskip("s3fs")
     env = {key: value for key, value in ENV.items() if not key.startswith("AWS_")} | {
@@ -403,6 +423,7 @@ def _mount_namespaces() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
 def test_preview_to_a_read_only_filesystem(world, tmp_path):
     target = tmp_path / "ro"
@@ -421,6 +442,7 @@ def test_preview_to_a_read_only_filesystem(world, tmp_path):
 # -- a full disk ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
 def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(world, tmp_path):
     disk, logs = tmp_path / "disk", tmp_path / "logs"
@@ -456,7 +478,7 @@ def _run_pipeline(world: Path, folder: Path, text: str) -> tuple[Path, str]:
     """Run a pipeline of ``text`` on the world's input into ``folder``: its store and stdout."""
     (folder / "p.yaml").write_text(text)
     store = folder / "out.zarr"
-    ran = featuremap(
+    ran = run_cli(
         "run", folder / "p.yaml", "--input", "in.zarr", "--output", store, "--workers", "1",
         cwd=world,
     )  # fmt: skip
@@ -467,21 +489,23 @@ def _run_pipeline(world: Path, folder: Path, text: str) -> tuple[Path, str]:
     return store, ran.stdout
 
 
+@pytest.mark.slow
 def test_user_strings_are_escaped_before_the_terminal(world, tmp_path):
     store, _ = _run_pipeline(world, tmp_path, 'name: "evil\\e]0;pwned\\a\\e[31mred"\n' + PIPELINE)
     for command in (["status", store], ["inspect", store], ["verify", store]):
-        shown = featuremap(*command, cwd=world)
+        shown = run_cli(*command, cwd=world)
         assert shown.returncode == 0, shown.stderr
         output = shown.stdout + shown.stderr
         assert "\x1b" not in output, command
         assert "\x07" not in output, command
-    assert "\\x1b" in featuremap("status", store, cwd=world).stdout  # shown, but inert
+    assert "\\x1b" in run_cli("status", store, cwd=world).stdout  # shown, but inert
 
 
+@pytest.mark.slow
 def test_counts_are_pluralised(world, tmp_path):
     store, stdout = _run_pipeline(world, tmp_path, "layers: [{conv: {bank: {type: box}}}]\n")
     assert "1 block " in stdout
-    status = featuremap("status", store, cwd=world).stdout
+    status = run_cli("status", store, cwd=world).stdout
     assert "1 of 1 block done" in status
 
 
@@ -493,6 +517,7 @@ def _network_namespaces() -> bool:
     return probe.returncode == 0 and shutil.which("ip") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _network_namespaces(), reason="no network namespace (unshare --net, ip)")
 @pytest.mark.parametrize(
     ("scheme", "warns"), [("tcp://", True), ("ws://", True), ("", True), ("tcp://127.1", False)]
@@ -509,7 +534,7 @@ def test_plaintext_scheduler_on_another_host_warns(world, scheme, warns):
     )
     result = subprocess.run(
         ["unshare", "--net", "sh", "-c", script],
-        capture_output=True, text=True, env=ENV, cwd=world, timeout=120,
+        capture_output=True, text=True, env=UNREACHABLE_ENV, cwd=world, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert ("unauthenticated and unencrypted" in result.stderr) == warns, result.stderr

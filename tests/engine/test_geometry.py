@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +41,8 @@ from featuremap.engine.geometry import (
 )
 from featuremap.errors import InputError
 
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
 torch.set_default_dtype(torch.float64)
 
 

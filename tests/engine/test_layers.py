@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import featuremap
 from featuremap.engine.layers import ReduceLayer
@@ -14,6 +13,7 @@ from featuremap.errors import InputError
 
 @pytest.mark.parametrize("pool", ["max_pool2d", "avg_pool2d"])
 def test_pools_on_an_empty_channel_axis_raise_like_torch(pool):
+    torch = pytest.importorskip("torch")
     empty = np.zeros((1, 0, 4, 4), np.float32)
     with pytest.raises(RuntimeError):
         getattr(torch.nn.functional, pool)(torch.from_numpy(empty), 2)

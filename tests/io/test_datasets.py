@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 import zarr
 
@@ -44,6 +43,7 @@ def _layers(rng, channels=1):
 
 def _torch(layers, image):
     """The stack in torch on one (C, H, W) image."""
+    torch = pytest.importorskip("torch")
     conv, _ = layers
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
     (top, bottom), (left, right) = conv.geometry(image.shape[-2:]).padding

@@ -4,17 +4,22 @@ killed under a submitted job, a chunk corrupted on disk, two jobs started into o
 Every recovered result is compared bit for bit with an uninterrupted run of the same pipeline
 (a killed worker is covered by ``jobs/test_cluster.py``). The killed run is repeated on a
 sharded store (a block is then a shard of two chunks, written by one task).
+
+The killed, submitted and contested commands are real processes; the reference runs, ``status``,
+``verify`` and the resumes run in this process (:func:`support.cli.run_cli`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from support.cli import run_cli
 from support.procs import (
     dask_cluster,
     featuremap,
@@ -43,10 +48,27 @@ LAYOUTS = {"chunks": ("", 1024), "shards": (", shards: [8, 16]", 512)}
 
 
 @pytest.fixture(scope="module")
-def job(request, tmp_path_factory) -> dict:
+def references(tmp_path_factory) -> Callable[[str], dict]:
+    """``references(layout)``: the pipeline of a layout and its uninterrupted result, made once per
+    layout in this module (the tests that take no layout share the unsharded one)."""
+    made: dict[str, dict] = {}
+
+    def reference(layout: str) -> dict:
+        if layout not in made:
+            made[layout] = _reference(layout, tmp_path_factory)
+        return made[layout]
+
+    return reference
+
+
+@pytest.fixture
+def job(request, references) -> dict:
     """The pipeline and its uninterrupted result (``reference``, a complete store), unsharded
     unless a test asks for ``shards`` (indirect parametrization)."""
-    layout = getattr(request, "param", "chunks")
+    return references(getattr(request, "param", "chunks"))
+
+
+def _reference(layout: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     shards, blocks = LAYOUTS[layout]
     folder = tmp_path_factory.mktemp(f"job-{layout}")
     rng = np.random.default_rng(5)
@@ -68,7 +90,7 @@ def job(request, tmp_path_factory) -> dict:
 
 
 def _ok(*args: object) -> object:
-    result = featuremap(*args)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -111,7 +133,7 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
         job["blocks"],
     )
 
-    refused = featuremap("run", job["pipeline"], "--output", store)
+    refused = run_cli("run", job["pipeline"], "--output", store)
     assert refused.returncode == 2
     assert "--resume" in refused.stderr
     summary = _resume(job, store, "--workers", "2")
@@ -122,7 +144,7 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
 def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
     store = tmp_path / "submitted.zarr"
     with dask_cluster(tmp_path) as (address, processes):
-        submitted = featuremap(
+        submitted = featuremap(  # a process: the job must go on after it has exited
             "submit", job["pipeline"], "--output", store, "--scheduler", address, "--json"
         )
         assert submitted.returncode == 0, submitted.stderr
@@ -148,15 +170,15 @@ def test_corrupted_and_deleted_chunks(job, tmp_path):
     corrupted.write_bytes(bytes(raw))
     (store / "features" / "c" / "0" / "30" / "1").unlink()  # marked done, chunk gone
 
-    found = featuremap("verify", store)
+    found = run_cli("verify", store)
     assert found.returncode == 1, found.stderr
     assert "corrupted chunks: (3,5)" in found.stdout
     assert "marked done but no chunk: (30,1)" in found.stdout
-    report = json.loads(featuremap("verify", store, "--json").stdout)
+    report = json.loads(run_cli("verify", store, "--json").stdout)
     assert (report["corrupted"], report["missing"], report["clean"]) == ([[3, 5]], [[30, 1]], False)
     assert "checksum" in report["errors"]["3,5"].lower()
 
-    repaired = featuremap("verify", store, "--repair")
+    repaired = run_cli("verify", store, "--repair")
     assert repaired.returncode == 1
     assert "repaired" in repaired.stdout
     assert not corrupted.exists()

@@ -7,6 +7,9 @@ process is alive. On another host (A runs in a UTS namespace under another hostn
 the store over with ``--overwrite`` and a different pipeline (another feature count); A, once
 continued, must stop without writing one chunk, marker or attribute: B's store stays bit-exact
 and verifies clean. Runs on a local cluster and on a ``dask scheduler`` with workers.
+
+Job A is a real process (it is stopped and continued); job B, ``status`` and ``verify`` run in
+this process (:func:`support.cli.run_cli`).
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from support.cli import run_cli
 from support.procs import (
     UTS_PREFIX,
     age_heartbeat,
     dask_cluster,
-    featuremap,
     marked_blocks,
     on_other_host,
     start,
@@ -71,7 +74,7 @@ def jobs(tmp_path_factory) -> dict:
                 weights=folder / f"{name}.npy",
             )
         )
-    reference = featuremap("run", paths["b"], "--workers", "1")
+    reference = run_cli("run", paths["b"], "--workers", "1")
     assert reference.returncode == 0, reference.stderr
     paths["reference_b"] = zarr.open_group(str(folder / "b-reference.zarr"), mode="r")["features"][
         ...
@@ -80,7 +83,7 @@ def jobs(tmp_path_factory) -> dict:
 
 
 def _status(store: Path) -> dict:
-    result = featuremap("status", store, "--json")
+    result = run_cli("status", store, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -104,7 +107,7 @@ def test_live_job_on_this_host_is_never_taken_over(jobs, tmp_path):
     try:
         _stop_midway(job_a, store)
         assert _status(store)["status"] == "running"  # stale heartbeat, but the process lives
-        refused = featuremap("run", jobs["b"], "--output", store, "--overwrite")
+        refused = run_cli("run", jobs["b"], "--output", store, "--overwrite")
         assert refused.returncode == 2, refused.stderr
         assert "is alive (perhaps stopped)" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
@@ -113,7 +116,7 @@ def test_live_job_on_this_host_is_never_taken_over(jobs, tmp_path):
     assert job_a.wait(timeout=300) == 0, (tmp_path / "a.log").read_text()
     status = _status(store)
     assert (status["status"], status["blocks_done"]) == ("complete", BLOCKS_A)
-    assert featuremap("verify", store).returncode == 0
+    assert run_cli("verify", store).returncode == 0
 
 
 @pytest.mark.skipif(UTS_PREFIX is None, reason="no UTS namespace (unshare) on this machine")
@@ -133,7 +136,7 @@ def test_job_that_lost_its_store_writes_nothing(jobs, tmp_path, cluster):
         try:
             _stop_midway(job_a, store)
             assert _status(store)["status"] == "interrupted"  # another host, heartbeat stale
-            taken = featuremap(
+            taken = run_cli(
                 "run",
                 jobs["b"],
                 "--output",
@@ -155,6 +158,6 @@ def test_job_that_lost_its_store_writes_nothing(jobs, tmp_path, cluster):
     assert (status["status"], status["owner"]) == ("complete", owner_b)
     features = zarr.open_group(str(store), mode="r")["features"][...]
     np.testing.assert_array_equal(features, jobs["reference_b"])  # not one chunk of A's
-    verified = featuremap("verify", store)
+    verified = run_cli("verify", store)
     assert verified.returncode == 0, verified.stdout
     assert verified.stdout.rstrip().endswith("ok: no damage found")

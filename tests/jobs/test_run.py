@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from support.stores import unmark, write_input
 
 import featuremap
@@ -36,6 +35,7 @@ def _conv(rng, j, c, k, **kwargs) -> ConvLayer:
 
 def _torch_conv(layer: ConvLayer, data: np.ndarray) -> np.ndarray:
     """The torch oracle of one conv layer (explicit pads so every padding mode is covered)."""
+    torch = pytest.importorskip("torch")
     x = torch.from_numpy(data.astype(np.float64)).reshape(
         -1, *data.shape[-3:]
     )  # torch: one batch axis

@@ -169,6 +169,7 @@ def _blocks_in_flight(dask_scheduler) -> int:
     )
 
 
+@pytest.mark.slow
 def test_tasks_in_flight_stay_within_the_window(image, tmp_path, client):
     window = window_size(client)
     assert window == max(MIN_WINDOW, 4 * sum(client.nthreads().values()))

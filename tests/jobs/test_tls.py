@@ -1,6 +1,10 @@
 """A job on a mutual-TLS Dask cluster (certificates made here with ``cryptography``), and the
 refusals around it: no certificates, a certificate from another authority, plain TCP to a remote
-host (a one-line warning)."""
+host (a one-line warning).
+
+The cluster is real ``dask scheduler`` / ``dask worker`` processes; the commands run in this
+process (:func:`support.cli.run_cli`), with a 1 s connect timeout where the connection must fail.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support.procs import dask_cluster, featuremap
+from support.cli import run_cli
+from support.procs import dask_cluster
 
 from featuremap.engine.stack import apply_stack
 from featuremap.jobs.run import run_layers
@@ -124,7 +129,7 @@ def test_job_on_a_tls_cluster(tmp_path):
             client.wait_for_workers(2, timeout=60)
 
         out = tmp_path / "out.zarr"
-        result = featuremap(
+        result = run_cli(
             "run", pipeline, "--output", out, "--scheduler", address, *_flags(certs), "--json"
         )
         assert result.returncode == 0, result.stderr
@@ -153,24 +158,23 @@ def test_job_on_a_tls_cluster(tmp_path):
 
         refused = [
             (
-                featuremap(
-                    "run", pipeline, "--output", tmp_path / "a.zarr", "--scheduler", address
-                ),
+                run_cli("run", pipeline, "--output", tmp_path / "a.zarr", "--scheduler", address),
                 2,
             ),
             (
-                featuremap(
+                run_cli(
                     "run",
                     pipeline,
                     "--output",
                     tmp_path / "b.zarr",
                     "--scheduler",
                     address.replace("tls://", "tcp://"),
+                    connect_timeout="1s",
                 ),
                 1,
             ),
             (
-                featuremap(
+                run_cli(
                     "run",
                     pipeline,
                     "--output",
@@ -178,6 +182,7 @@ def test_job_on_a_tls_cluster(tmp_path):
                     "--scheduler",
                     address,
                     *_flags(stranger),
+                    connect_timeout="1s",
                 ),
                 1,
             ),
@@ -193,7 +198,7 @@ def test_plain_tcp_to_another_host_warns_in_one_line(tmp_path):
     zarr.create_array(str(tmp_path / "in.zarr"), data=np.ones((8, 8), dtype=np.float32))
     pipeline.write_text("layers: [{conv: {bank: {type: box}}}]\n")
     address = "tcp://192.0.2.1:8786"  # TEST-NET-1 (RFC 5737): never routed
-    result = featuremap(
+    result = run_cli(
         "run",
         pipeline,
         "--input",
@@ -202,6 +207,7 @@ def test_plain_tcp_to_another_host_warns_in_one_line(tmp_path):
         tmp_path / "out.zarr",
         "--scheduler",
         address,
+        connect_timeout="1s",
     )
     assert result.returncode == 1, result.stderr
     warning, error = result.stderr.splitlines()

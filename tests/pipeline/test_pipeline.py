@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from support import REPO
 
 from featuremap import banks
@@ -123,6 +122,7 @@ def test_fingerprint_follows_layers_and_weight_bytes_not_output_path(tmp_path):
 
 
 def test_build_layers_matches_torch(tmp_path):
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     weight2 = rng.normal(size=(4, 6, 3, 3)).astype(np.float32)
     bias2 = rng.normal(size=4).astype(np.float32)

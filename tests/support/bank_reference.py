@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.ndimage as ndi
-import torch
 
 import featuremap.banks as banks
+from support.torch_reference import torch
 
 #: The test image of the reference comparisons (SciPy, scikit-image).
 IMAGE = np.random.default_rng(5).standard_normal((40, 44))
@@ -14,10 +14,11 @@ IMAGE = np.random.default_rng(5).standard_normal((40, 44))
 
 def correlate_torch(image: np.ndarray, bank: banks.Bank) -> np.ndarray:
     """torch conv2d in float64 on (C, H, W) with the bank's weight, bias and groups."""
-    result = torch.nn.functional.conv2d(
-        torch.from_numpy(image[None].astype(np.float64)),
-        torch.from_numpy(bank.weight.astype(np.float64)),
-        None if bank.bias is None else torch.from_numpy(bank.bias.astype(np.float64)),
+    t = torch()
+    result = t.nn.functional.conv2d(
+        t.from_numpy(image[None].astype(np.float64)),
+        t.from_numpy(bank.weight.astype(np.float64)),
+        None if bank.bias is None else t.from_numpy(bank.bias.astype(np.float64)),
         groups=bank.groups,
     )
     return result[0].numpy()

@@ -8,6 +8,7 @@ local cluster).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shlex
 import signal
@@ -29,12 +30,35 @@ ENV = {
     "FEATUREMAP_DEBUG": "",
     "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s",
 }
+#: :data:`ENV` for a command whose scheduler is meant to be unreachable: Dask retries a refused
+#: connection until its connect timeout, so a short one is enough.
+UNREACHABLE_ENV = {**ENV, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+
+
+#: Ports :func:`free_port` hands out: below Linux's ephemeral range (32768-60999), where outgoing
+#: connections take their local ports, and a range of their own per pytest-xdist worker
+#: (``PYTEST_XDIST_WORKER`` = ``gw0``, ``gw1``, ...), so that two test processes never pick the
+#: same port and a port probed free is not taken by a connection before its server binds it.
+PORTS_PER_WORKER = 1000
+FIRST_PORT = 20000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_next_ports = itertools.cycle(
+    range(
+        FIRST_PORT + PORTS_PER_WORKER * (_WORKER % 12),
+        FIRST_PORT + PORTS_PER_WORKER * (_WORKER % 12 + 1),
+    )
+)
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, from this test process's own range; never
+    the same twice in a row (each call moves on through the range)."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_next_ports)
+        with socket.socket() as probe, suppress(OSError):
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port in this test process's range from {FIRST_PORT}")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -83,13 +107,14 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 def stop(processes: Sequence[subprocess.Popen]) -> None:
-    """Terminate, then kill what is left, every process and its group."""
-    for process in processes:
+    """Terminate, then kill what is left, every process and its group: the last first, one after
+    the other (a cluster's workers before its scheduler: a worker terminated while it loses its
+    scheduler can hang in its shutdown until it is killed)."""
+    for process in reversed(processes):
         if process.poll() is None:
             process.terminate()
-    for process in processes:
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
         kill_group(process)
 
 

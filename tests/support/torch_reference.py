@@ -4,20 +4,31 @@ featuremap, plus the conv cases and the tolerance every backend is held to."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import functools
+from types import ModuleType
 
-F = torch.nn.functional
-torch.set_num_threads(1)
+import numpy as np
+import pytest
+
+
+@functools.cache
+def torch() -> ModuleType:
+    """torch, imported on first use (a test that needs it is skipped without it), on one thread.
+
+    Imported lazily: most importers of this module use only its cases and float64 oracles."""
+    module = pytest.importorskip("torch")
+    module.set_num_threads(1)
+    return module
+
 
 #: featuremap's activation names and their torch equivalents
 TORCH_ACTIVATIONS = {
     "none": lambda t: t,
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "abs": torch.abs,
-    "square": torch.square,
+    "relu": lambda t: torch().relu(t),
+    "tanh": lambda t: torch().tanh(t),
+    "sigmoid": lambda t: torch().sigmoid(t),
+    "abs": lambda t: torch().abs(t),
+    "square": lambda t: torch().square(t),
 }
 
 # (batch, C, J, kh, kw, stride, dilation, groups, H, W)
@@ -35,11 +46,12 @@ CONV_CASES = [
 
 def torch_conv(x, weight, bias, stride, dilation, groups):
     """torch conv2d on (..., C, H, W) with any number of batch axes."""
+    t = torch()
     batch = x.shape[:-3]
-    images = torch.from_numpy(np.ascontiguousarray(x.reshape((-1, *x.shape[-3:]))))
-    b = None if bias is None else torch.from_numpy(bias)
-    result = F.conv2d(
-        images, torch.from_numpy(weight), b, stride=stride, dilation=dilation, groups=groups
+    images = t.from_numpy(np.ascontiguousarray(x.reshape((-1, *x.shape[-3:]))))
+    b = None if bias is None else t.from_numpy(bias)
+    result = t.nn.functional.conv2d(
+        images, t.from_numpy(weight), b, stride=stride, dilation=dilation, groups=groups
     )
     return result.numpy().reshape(batch + tuple(result.shape[1:]))
 

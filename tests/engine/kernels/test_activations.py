@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from support.torch_reference import TORCH_ACTIVATIONS
 
 from featuremap._vocabulary import ACTIVATIONS
 from featuremap.engine.kernels import activate
 from featuremap.errors import InputError
+
+torch = pytest.importorskip("torch")
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

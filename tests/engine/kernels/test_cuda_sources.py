@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from support.gpu import cuda_device_available
 
 from featuremap.engine.kernels.cuda import cuda_sources, plan_launch, supports
@@ -238,6 +237,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_emulated_direct_kernel_matches_torch(emulator: Path, tmp_path: Path, case) -> None:
+    torch = pytest.importorskip("torch")
     n, c, h, w, j, kernel, stride, dilation, groups, grid_z = case
     rng = np.random.default_rng(sum(map(ord, str(case))))
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
@@ -256,6 +256,7 @@ def test_emulated_direct_kernel_matches_torch(emulator: Path, tmp_path: Path, ca
 
 
 def test_emulated_direct_kernel_propagates_nan(emulator: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 2, 24, 24)).astype(np.float32)
     x[0, 1, 5, 17] = np.nan

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from featuremap.engine.kernels import array_namespace, pad
 from featuremap.errors import InputError
 
+torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 

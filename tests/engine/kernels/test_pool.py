@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from featuremap.engine.kernels import avg_pool_valid, max_pool_valid, pad
 from featuremap.errors import InputError
 
+torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
