@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from support.stores import write_input
@@ -62,3 +64,40 @@ def test_an_existing_store_is_refused_in_each_callers_language(tmp_path, client)
     assert result.returncode == 2
     assert "use --overwrite to replace it or --resume to finish it" in result.stderr
     assert "=True" not in result.stderr
+
+
+def _shared_bomb(levels: int) -> list:
+    """A list whose full repr has 9**levels leaves, sharing one list per level."""
+    value: list = ["lol"] * 9
+    for _ in range(levels - 1):
+        value = [value] * 9
+    return value
+
+
+def test_describe_never_builds_the_full_repr():
+    bomb = _shared_bomb(7)  # its repr would be 33 MB
+    tracemalloc.start()
+    try:
+        text = describe(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert len(text) <= 80
+    assert text.startswith("[[[")
+
+
+def test_describe_is_one_short_line_for_anything():
+    assert describe(0xF << 100_000) == "<integer of about 30105 digits>"  # repr() would refuse
+    assert describe(-(10**200)).startswith("<negative integer of about 201 digits")
+    assert describe("x" * 10**6).startswith("'xxx")
+    assert len(describe("x" * 10**6)) <= 80
+    assert describe(np.zeros((100, 100))).startswith("array([[0., 0.")
+    assert "\n" not in describe(np.zeros((100, 100)))
+    assert describe({"a": [1, 2.5, None]}) == "{'a': [1, 2.5, None]}"  # small values as repr
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert describe(Broken()) == "<Broken>"

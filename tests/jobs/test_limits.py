@@ -4,8 +4,9 @@ YAML alias bombs and deep nesting, oversized banks, weight files whose headers o
 declare gigabytes or terabytes, special files (a FIFO, ``/dev/zero``), text posing as ``.npy``. Each
 case runs the real command line in a subprocess under a 1.5 GiB address-space limit
 (``RLIMIT_AS``) and must exit 2 within seconds with exactly one ``featuremap: error:`` line, no
-traceback, and no output store. A few in-process tests pin the pieces (``describe``, the YAML
-budgets on legitimate aliased files, the pipeline-wide limits).
+traceback, and no output store. An in-process test pins the pipeline-wide limits; the pieces
+have their modules' tests: ``describe`` in ``test_errors.py``, the YAML budgets on legitimate
+aliased files in ``pipeline/test_reader.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import struct
 import subprocess
 import sys
 import time
-import tracemalloc
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -30,7 +30,7 @@ import pytest
 from support.procs import ENV
 from support.stores import write_input
 
-from featuremap.errors import InputError, describe
+from featuremap.errors import InputError
 from featuremap.pipeline.layers import MAX_LAYERS
 from featuremap.pipeline.pipeline import load_pipeline
 from featuremap.pipeline.reader import MAX_YAML_DEPTH, MAX_YAML_NODES
@@ -331,72 +331,7 @@ def test_hostile_input_is_one_line_exit_2_within_seconds(tmp_path, tiny_input, c
     assert not (tmp_path / "out.zarr").exists()
 
 
-# -- the pieces, in process --------------------------------------------------------------------
-
-
-def _shared_bomb(levels: int) -> list:
-    """A list whose full repr has 9**levels leaves, sharing one list per level."""
-    value: list = ["lol"] * 9
-    for _ in range(levels - 1):
-        value = [value] * 9
-    return value
-
-
-def test_describe_never_builds_the_full_repr():
-    bomb = _shared_bomb(7)  # its repr would be 33 MB
-    tracemalloc.start()
-    try:
-        text = describe(bomb)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
-    assert len(text) <= 80
-    assert text.startswith("[[[")
-
-
-def test_describe_is_one_short_line_for_anything():
-    assert describe(0xF << 100_000) == "<integer of about 30105 digits>"  # repr() would refuse
-    assert describe(-(10**200)).startswith("<negative integer of about 201 digits")
-    assert describe("x" * 10**6).startswith("'xxx")
-    assert len(describe("x" * 10**6)) <= 80
-    assert describe(np.zeros((100, 100))).startswith("array([[0., 0.")
-    assert "\n" not in describe(np.zeros((100, 100)))
-    assert describe({"a": [1, 2.5, None]}) == "{'a': [1, 2.5, None]}"  # small values as repr
-
-    class Broken:
-        def __repr__(self) -> str:
-            raise RuntimeError("no")
-
-    assert describe(Broken()) == "<Broken>"
-
-
-def test_legitimate_aliases_and_nesting_load(tmp_path):
-    path = tmp_path / "aliased.yaml"
-    path.write_text(
-        "name: aliased\n"
-        "layers:\n"
-        "  - conv: &c {bank: &b {type: box, size: 3}, bias: &z [0.5], stride: &s [1, 1]}\n"
-        + "  - conv: {bank: *b, bias: *z, stride: *s}\n" * 50
-        + "  - conv: *c\n"
-    )
-    pipeline = load_pipeline(path)
-    assert len(pipeline.layers) == 52
-    assert pipeline.to_dict()["layers"][51]["conv"]["bias"] == [0.5]
-    assert len(pipeline.fingerprint()) == 64
-    # nesting just inside the limit parses (and is refused for what it is, not for its depth)
-    deep = tmp_path / "deep.yaml"
-    deep.write_text("layers: " + "[" * (MAX_YAML_DEPTH - 2) + "]" * (MAX_YAML_DEPTH - 2) + "\n")
-    with pytest.raises(InputError, match=r"layers\[0\]: must have exactly one key") as caught:
-        load_pipeline(deep)
-    assert "deeper" not in str(caught.value)
-
-
-def test_nesting_past_the_limit_is_refused_before_the_recursion_limit(tmp_path):
-    path = tmp_path / "deep.yaml"
-    path.write_text("layers:\n" + "".join("  " * i + "- \n" for i in range(1, 400)))
-    with pytest.raises(InputError, match=rf"deeper than {MAX_YAML_DEPTH} levels"):
-        load_pipeline(path)
+# -- the pipeline as a whole, in process -------------------------------------------------------
 
 
 def test_pipelines_are_bounded_as_a_whole(tmp_path):

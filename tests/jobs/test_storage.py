@@ -1,5 +1,6 @@
-"""How the features are stored (``output.dtype``, ``codec``, ``level``, ``shards``) and how a job
-streams its blocks (the bounded window, progress from finished futures), on real stores.
+"""How the features are stored (``output.dtype``, ``codec``, ``level``, ``shards``), on real
+stores (when a store is sharded: ``io/test_sizing.py``; how a job streams its blocks:
+``jobs/test_execute.py``).
 
 Sharded stores go through the same faults as plain ones: a block's inner chunk corrupted inside
 its shard, a lost done bit, ``verify --repair`` and ``--resume`` -- bit for bit equal to an
@@ -8,7 +9,6 @@ uninterrupted run; xarray and ome-zarr-models read them.
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
@@ -20,8 +20,6 @@ from support.stores import unmark
 
 from featuremap.engine.stack import apply_stack
 from featuremap.io import OutputStore
-from featuremap.io.sizing import SHARD_FROM_CHUNKS, OutputOptions, shard_factor
-from featuremap.jobs.execute import MIN_WINDOW, window_size
 from featuremap.jobs.run import run
 from featuremap.jobs.verify import verify_store
 
@@ -144,56 +142,3 @@ def test_sharded_store_faults_repair_and_resume_bit_exact(image, tmp_path, proce
     assert (summary.blocks_computed, summary.blocks_skipped) == (2, 4)  # the damaged, the unmarked
     np.testing.assert_array_equal(_features(store), _features(reference))
     assert verify_store(str(store)).clean
-
-
-def test_automatic_shards_only_for_large_grids():
-    options, chunk = OutputOptions(), (256, 256)
-    assert shard_factor(options, chunk, 16, (16, 16)) is None  # 256 chunks: one object each
-    side = int(np.ceil(np.sqrt(SHARD_FROM_CHUNKS)))
-    factor = shard_factor(options, chunk, 16, (side, side))
-    assert factor is not None
-    assert factor[0] >= 2
-    # about 256 MiB per shard (100 MB to 1 GB): 16 features x float32 x (256 * factor)^2
-    assert 100e6 <= 16 * 4 * (256 * factor[0]) ** 2 <= 1e9
-    assert shard_factor(OutputOptions(shards=None), chunk, 16, (side, side)) is None
-
-
-# -- the window and the progress ------------------------------------------------------------------------
-
-
-def _blocks_in_flight(dask_scheduler) -> int:
-    """Block tasks the scheduler has not finished (finished ones linger until released)."""
-    return sum(
-        str(key).startswith("run_block") and task.state != "memory"
-        for key, task in dask_scheduler.tasks.items()
-    )
-
-
-@pytest.mark.slow
-def test_tasks_in_flight_stay_within_the_window(image, tmp_path, client):
-    window = window_size(client)
-    assert window == max(MIN_WINDOW, 4 * sum(client.nthreads().values()))
-    seen: list[int] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            seen.append(client.run_on_scheduler(_blocks_in_flight))
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    progress: list[tuple[int, int]] = []
-    try:
-        summary = _run(
-            _pipeline(chunks=[4, 4]), image, tmp_path / "window.zarr", client,
-            progress=lambda done, total: progress.append((done, total)),
-        )  # fmt: skip
-    finally:
-        done.set()
-        sampler.join()
-    assert summary.blocks_total == 18 * 23 > 4 * window  # the window bounds something
-    assert max(seen) <= window, (max(seen), window)
-    assert max(seen) > 1  # the samples did see tasks in flight
-    counts = [done for done, _ in progress]
-    assert counts == sorted(counts)  # progress only moves forward
-    assert progress[-1] == (summary.blocks_total, summary.blocks_total)
