@@ -3,7 +3,7 @@
 commands run in process (:func:`support.cli.run_cli`); an unreachable scheduler is given a 1 s
 connect timeout.
 
-``cli/test_cli.py`` covers the bad pipelines and flags of its own table (negative stride, unknown key
+``cli/test_run.py`` covers the bad pipelines and flags of its own table (negative stride, unknown key
 or bank, Python YAML tag at the top level, missing weight file, kernel larger than the image,
 output equal to the input, missing input, unknown array, --overwrite with --resume, unknown
 device, TLS address without certificates, ...); these are the others.

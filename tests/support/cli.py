@@ -135,3 +135,10 @@ def run_cli(
     ):
         code = main([str(arg) for arg in args])
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_ok(*args: object, cwd: Path | str | None = None) -> Result:
+    """:func:`run_cli` for a command that must succeed (exit 0; its stderr shown otherwise)."""
+    result = run_cli(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result
