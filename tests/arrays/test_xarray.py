@@ -33,24 +33,6 @@ def _torch(layers, image):
     return torch.nn.functional.max_pool2d(y, 2)[0].numpy()
 
 
-@pytest.fixture
-def scene():
-    """(time, lat, lon, band): channel-last, descending latitude, 0.5-degree pixels."""
-    rng = np.random.default_rng(0)
-    values = rng.random((2, 24, 20, 3), dtype=np.float32)
-    return xr.DataArray(
-        values,
-        dims=("time", "lat", "lon", "band"),
-        coords={
-            "time": np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]"),
-            "lat": 60.0 - 0.5 * np.arange(24),
-            "lon": 5.0 + 0.5 * np.arange(20),
-            "band": ["red", "green", "blue"],
-        },
-        name="rgb",
-    )
-
-
 @pytest.mark.parametrize("backing", ["numpy", "dask"])
 def test_apply_is_lazy_and_matches_torch(scene, backing):
     rng = np.random.default_rng(1)
@@ -110,17 +92,6 @@ def test_apply_takes_a_pipeline_and_labels_features(tmp_path):
     assert result.sizes["feature"] == 4
     assert result["feature"].values[0].startswith("gabor θ=0°")
     assert result["y"].attrs["units"] == "pixel"
-
-
-def test_conv2d_on_a_dataarray_dispatches_to_apply_and_stays_lazy(scene):
-    import dask.array as da
-
-    weight = np.ones((2, 3, 3, 3), np.float32)
-    result = featuremap.conv2d(scene.chunk({"time": 1}), weight, padding=1)
-    assert isinstance(result, xr.DataArray)
-    assert isinstance(result.data, da.Array)
-    assert result.dims == ("time", "feature", "y", "x")
-    np.testing.assert_allclose(result["y"].values, scene["lat"].values)
 
 
 def test_apply_refuses_unknown_dims():
