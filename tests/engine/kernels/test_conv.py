@@ -1,5 +1,7 @@
 """Conformance of ``featuremap.engine.kernels.conv`` (GEMM, FFT and separable paths, the method choice)
-against PyTorch (CPU) and a float64 direct reference (``support.torch_reference``)."""
+against PyTorch (CPU) and a float64 direct reference (``support.torch_reference``). What only one
+path does (tiles, bands, rank-1 factors) is in that path's file: ``test_gemm.py``, ``test_fft.py``,
+``test_separable.py``."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from support.torch_reference import (
 )
 
 from featuremap.engine.kernels import choose_method, conv2d_valid
-from featuremap.engine.kernels import fft as fft_module
-from featuremap.engine.kernels import gemm as gemm_module
 from featuremap.errors import InputError
 
 
@@ -45,31 +45,6 @@ def test_conv_matches_float64_reference(case):
             x, weight, bias, stride=stride, dilation=dilation, groups=groups, method=method
         )
         assert_close(result, expected, x, weight)
-
-
-@pytest.mark.parametrize("method", ["auto", "separable", "gemm", "fft"])
-@pytest.mark.parametrize(("stride", "dilation"), [((1, 1), (1, 1)), ((2, 3), (1, 2))])
-def test_separable_bank_matches_torch(method, stride, dilation):
-    weight = gaussian_bank()
-    x = np.random.default_rng(5).standard_normal((2, 1, 45, 52)).astype(np.float32)
-    result = conv2d_valid(x, weight, stride=stride, dilation=dilation, method=method)
-    assert_close(result, torch_conv(x, weight, None, stride, dilation, 1), x, weight)
-
-
-def test_separable_with_several_channels_and_groups():
-    bank = gaussian_bank(size=5, sigmas=(1.0,))  # 6 rank-1 filters
-    weight = np.concatenate([bank, bank[::-1] * 2], axis=1)  # (6, 2, 5, 5), each slice rank 1
-    x = np.random.default_rng(6).standard_normal((4, 19, 23)).astype(np.float32)
-    for groups, channels in ((1, 2), (2, 4)):
-        result = conv2d_valid(x[:channels], weight, groups=groups, method="separable")
-        expected = torch_conv(x[None, :channels], weight, None, (1, 1), (1, 1), groups)[0]
-        assert_close(result, expected, x, weight)
-
-
-def test_separable_refused_for_a_full_rank_bank():
-    weight = np.random.default_rng(7).standard_normal((3, 1, 5, 5)).astype(np.float32)
-    with pytest.raises(ValueError, match="rank 1"):
-        conv2d_valid(np.zeros((1, 9, 9), dtype=np.float32), weight, method="separable")
 
 
 def test_nan_and_inf_propagate_like_torch():
@@ -105,30 +80,6 @@ def test_choose_method_follows_the_cost_model():
         choose_method((1, 2048, 2048), gaussian_bank(size=25, sigmas=(1, 2, 4)), (1, 1), (1, 1), 1)
         == "separable"
     )
-
-
-def test_gemm_tiles_cover_every_branch(monkeypatch):
-    """Tiles of several images, of row bands, and of pieces of one row give the same result."""
-    x, weight, bias = case_arrays(10, (3,), 4, 6, 3, 3, 2, 11, 13)
-    expected = torch_conv(x, weight, bias, (1, 2), (2, 1), 2)
-    per_pixel = 2 * 2 * 3 * 3 * 4  # groups * taps * itemsize
-    for budget in (per_pixel * 7 * 9 * 2, per_pixel * 9 * 3, per_pixel * 4, 1):
-        monkeypatch.setattr(gemm_module, "SCRATCH_BYTES", budget)
-        result = conv2d_valid(
-            x, weight, bias, stride=(1, 2), dilation=(2, 1), groups=2, method="gemm"
-        )
-        assert_close(result, expected, x, weight)
-
-
-@pytest.mark.parametrize(
-    "n_filters", [6, 1]
-)  # 1: one filter chunk, its spectra reused by equal bands
-def test_fft_bands_and_filter_chunks(monkeypatch, n_filters):
-    """Overlap-save bands along y and chunks of filters give the same result."""
-    monkeypatch.setattr(fft_module, "scratch_budget", lambda input_bytes, output_bytes: 40_000)
-    x, weight, bias = case_arrays(11, (2,), 2, n_filters, 9, 5, 1, 60, 33)
-    result = conv2d_valid(x, weight, bias, stride=(2, 1), dilation=(1, 2), method="fft")
-    assert_close(result, torch_conv(x, weight, bias, (2, 1), (1, 2), 1), x, weight)
 
 
 @pytest.mark.parametrize("method", ["gemm", "fft", "separable"])

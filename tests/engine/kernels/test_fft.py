@@ -1,4 +1,5 @@
-"""Accuracy of the FFT conv path near bright objects, against torch's direct float32 conv2d.
+"""The FFT conv path (``featuremap.engine.kernels.fft``): overlap-save bands and filter chunks, and
+its accuracy near bright objects, against torch's direct float32 conv2d.
 
 The FFT's float32 rounding error is spread over the whole band and scales with its energy, so a
 few very bright pixels used to swamp the response everywhere else (7.7e-3 against a median
@@ -13,6 +14,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from support.torch_reference import assert_close, case_arrays, torch_conv
 
 from featuremap import banks
 from featuremap.engine.kernels import choose_method, conv2d_valid
@@ -208,3 +210,14 @@ def test_bright_object_on_cupy():
     ours, direct = _errors(result, x, weight, box)
     assert ours <= FACTOR * direct, (ours, direct)
     assert fft_module.spectra_dtype(cupy.asarray(x), weight.shape[-2:]) == "float64"
+
+
+@pytest.mark.parametrize(
+    "n_filters", [6, 1]
+)  # 1: one filter chunk, its spectra reused by equal bands
+def test_fft_bands_and_filter_chunks(monkeypatch, n_filters):
+    """Overlap-save bands along y and chunks of filters give the same result."""
+    monkeypatch.setattr(fft_module, "scratch_budget", lambda input_bytes, output_bytes: 40_000)
+    x, weight, bias = case_arrays(11, (2,), 2, n_filters, 9, 5, 1, 60, 33)
+    result = conv2d_valid(x, weight, bias, stride=(2, 1), dilation=(1, 2), method="fft")
+    assert_close(result, torch_conv(x, weight, bias, (2, 1), (1, 2), 1), x, weight)

@@ -12,7 +12,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import threadpoolctl
-from support.torch_reference import assert_close, reference64, torch_conv
+from support.torch_reference import assert_close, case_arrays, reference64, torch_conv
 
 from featuremap.engine.kernels import choose_method, conv2d_valid
 from featuremap.engine.kernels import conv as conv_module
@@ -245,3 +245,16 @@ def test_phase_scratch_stays_bounded():
     # the output plus two threads' patches and phase bands of about SCRATCH_BYTES each
     assert peak <= result.nbytes + 2 * 2 * gemm_module.SCRATCH_BYTES, peak
     assert peak < x.nbytes + result.nbytes
+
+
+def test_gemm_tiles_cover_every_branch(monkeypatch):
+    """Tiles of several images, of row bands, and of pieces of one row give the same result."""
+    x, weight, bias = case_arrays(10, (3,), 4, 6, 3, 3, 2, 11, 13)
+    expected = torch_conv(x, weight, bias, (1, 2), (2, 1), 2)
+    per_pixel = 2 * 2 * 3 * 3 * 4  # groups * taps * itemsize
+    for budget in (per_pixel * 7 * 9 * 2, per_pixel * 9 * 3, per_pixel * 4, 1):
+        monkeypatch.setattr(gemm_module, "SCRATCH_BYTES", budget)
+        result = conv2d_valid(
+            x, weight, bias, stride=(1, 2), dilation=(2, 1), groups=2, method="gemm"
+        )
+        assert_close(result, expected, x, weight)
