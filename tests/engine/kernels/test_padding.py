@@ -1,20 +1,15 @@
-"""``featuremap.engine.kernels.padding``: border padding against ``torch.nn.functional.pad``; the array
-namespace (``featuremap.engine.kernels._namespace``)."""
+"""``featuremap.engine.kernels.padding``: border padding against ``torch.nn.functional.pad``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from featuremap.engine.kernels import array_namespace, pad
+from featuremap.engine.kernels import pad
 from featuremap.errors import InputError
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
-
-def test_array_namespace_is_numpy_for_numpy_arrays():
-    assert array_namespace(np.zeros(3)) is np
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
