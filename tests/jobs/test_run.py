@@ -19,8 +19,7 @@ import featuremap
 from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
 from featuremap.engine.stack import apply_stack
 from featuremap.errors import InputError, JobError
-from featuremap.io import FEATURES, OutputStore, open_features
-from featuremap.jobs import state
+from featuremap.io import FEATURES, open_features
 from featuremap.jobs.run import RunSummary, run_layers
 from featuremap.jobs.state import read_status
 from featuremap.pipeline.pipeline import load_pipeline
@@ -240,46 +239,6 @@ def test_resume_recomputes_only_missing_blocks(tmp_path, process_client, input_s
     )
 
 
-@pytest.mark.parametrize(
-    ("layers", "output", "message"),
-    [
-        (lambda r: [_conv(r, 2, 3, 3)], "out.zarr", "expects 3 input channels .* has 1"),
-        (lambda r: [_conv(r, 2, 1, 41)], "out.zarr", "does not fit the padded input"),
-        (
-            lambda r: [_conv(r, 2, 1, 5, padding=30, padding_mode="reflect")],
-            "out.zarr",
-            "reflect padding 30 along y must be smaller",
-        ),
-        (lambda r: [_conv(r, 2, 1, 3)], "in.zarr/inside.zarr", "lies inside the input store"),
-        (lambda r: [_conv(r, 2, 1, 3)], "file.txt/out.zarr", "is not a writable folder"),
-    ],
-)
-def test_bad_requests_write_nothing(tmp_path, process_client, layers, output, message, input_store):
-    rng = np.random.default_rng(12)
-    source = input_store(rng.random((30, 30), dtype=np.float32), (10, 10))
-    (tmp_path / "file.txt").write_text("not a folder")
-    before = sorted(tmp_path.rglob("*"))
-    with pytest.raises(InputError, match=message):
-        run_layers(layers(rng), input=source, output=str(tmp_path / output), client=process_client)
-    assert sorted(tmp_path.rglob("*")) == before
-
-
-def test_refuses_to_replace_what_is_not_a_feature_store(tmp_path, process_client, input_store):
-    rng = np.random.default_rng(13)
-    source = input_store(rng.random((20, 20), dtype=np.float32), (10, 10))
-    (tmp_path / "precious").mkdir()
-    (tmp_path / "precious" / "thesis.tex").write_text("keep me")
-    with pytest.raises(InputError, match="is not a featuremap store; it is never replaced"):
-        run_layers(
-            [_conv(rng, 1, 1, 3)],
-            input=source,
-            output=str(tmp_path / "precious"),
-            overwrite=True,
-            client=process_client,
-        )
-    assert (tmp_path / "precious" / "thesis.tex").read_text() == "keep me"
-
-
 def test_failing_block_marks_the_store_failed(tmp_path, process_client):
     rng = np.random.default_rng(14)
     source = tmp_path / "in.zarr"
@@ -299,23 +258,6 @@ def test_failing_block_marks_the_store_failed(tmp_path, process_client):
     assert status["status"] == "failed"
     assert status["error"]
     assert status["blocks_done"] < status["blocks_total"] == 4
-
-
-def test_busy_store_is_never_taken_over(tmp_path, process_client, input_store):
-    rng = np.random.default_rng(15)
-    source = input_store(rng.random((20, 20), dtype=np.float32), (10, 10))
-    layers = [_conv(rng, 1, 1, 3)]
-    output = tmp_path / "out.zarr"
-    run_layers(layers, input=source, output=str(output), client=process_client)
-    state.start_job(
-        OutputStore.open(str(output), "r+"),
-        owner=state.new_owner(),
-        fingerprint="0" * 64,
-        blocks_total=1,
-    )
-    for flags in ({"overwrite": True}, {"resume": True}):
-        with pytest.raises(featuremap.errors.StoreBusyError, match="still running"):
-            run_layers(layers, input=source, output=str(output), client=process_client, **flags)
 
 
 def test_local_cluster_started_and_closed(tmp_path, input_store):
