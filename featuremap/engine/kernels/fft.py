@@ -25,7 +25,7 @@ convolution (torch's ``conv2d``):
   ~10x of torch; statistically uniform data (noise, textures, sparse dots) has a range of about 1
   or less, photographs 0.1-1.3, 16-bit camera data 0.1, so they keep float32.
 
-Measured with ``tests/kernels/test_fft_accuracy.py``'s cases: error = max ``|result - float64
+Measured with ``tests/engine/kernels/test_fft.py``'s cases: error = max ``|result - float64
 reference|`` over the outputs whose window misses the bright object, as a multiple of torch
 float32's error over the same outputs (torch: 1.6e-7 and 3.4e-6):
 

@@ -21,7 +21,7 @@
 // read them, and those are never written.
 //
 // The source is plain C++ apart from the CUDA qualifiers, so the test suite also compiles it for
-// the host with an emulated block (tests/test_cuda_sources.py); that emulation supplies its own
+// the host with an emulated block (tests/engine/kernels/cuda/test_direct.py); that emulation supplies its own
 // DYNAMIC_SHARED_FLOATS, the only hook.
 
 #define TILE_H 16
