@@ -3,7 +3,8 @@
 NumPy and CuPy arrays are computed at once by :func:`featuremap.engine.stack.apply`; a Dask array
 becomes a lazy, chunk-exact Dask array (:mod:`featuremap.arrays.dask`); an xarray DataArray goes to
 :func:`featuremap.apply` -- lazy, its axes read by name and its coordinates composed, never
-computed here.
+computed here. A ``torch.Tensor`` works too (torch's own argument order, positional included): it is
+read on the host and the result comes back as a tensor on the input's device.
 """
 
 from __future__ import annotations
@@ -20,7 +21,22 @@ def _is_dask(x: Any) -> bool:
     return type(x).__module__.startswith("dask")
 
 
+def _is_torch(x: Any) -> bool:
+    """A ``torch.Tensor``, told without importing torch."""
+    return type(x).__module__.partition(".")[0] == "torch" and hasattr(x, "detach")
+
+
+def host(value: Any) -> Any:
+    """``value`` as the kernels take it: a ``torch.Tensor`` as a NumPy array (detached, on the
+    host), anything else as it is."""
+    return value.detach().cpu().numpy() if _is_torch(value) else value
+
+
 def _run(layer: Layer, x: Any) -> Any:
+    if _is_torch(x):  # compute on the host, give back a tensor where the input was
+        import torch
+
+        return torch.from_numpy(_run(layer, host(x))).to(x.device)
     if type(x).__name__ == "DataArray" and type(x).__module__.startswith("xarray"):
         from featuremap.arrays.xarray import apply as apply_to_dataarray
 
@@ -37,11 +53,11 @@ def conv2d(
     x: Any,
     weight: Any,
     bias: Any = None,
-    *,
     stride: Any = 1,
     padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
+    *,
     padding_mode: str = "zeros",
 ) -> Any:
     """2-D cross-correlation with exactly the semantics of ``torch.nn.functional.conv2d``.
@@ -49,11 +65,13 @@ def conv2d(
     Parameters
     ----------
     x : array of shape ``(..., C, H, W)``, or an xarray DataArray
-        NumPy, CuPy or Dask array; integer inputs are converted to float32. A DataArray's axes
-        are read from its dimension names (any order) and the result is a lazy DataArray with
-        composed coordinates (:func:`featuremap.apply`).
-    weight : array of shape ``(J, C / groups, kh, kw)``
+        NumPy, CuPy or Dask array, or a ``torch.Tensor``; integer inputs are converted to
+        float32. A DataArray's axes are read from its dimension names (any order) and the result
+        is a lazy DataArray with composed coordinates (:func:`featuremap.apply`).
+    weight : array of shape ``(J, C / groups, kh, kw)`` (NumPy, CuPy or torch)
     bias : array of shape ``(J,)``, optional
+        ``stride``, ``padding``, ``dilation`` and ``groups`` may follow positionally, in torch's
+        order (``conv2d(x, w, b, 2, 1)``); ``padding_mode`` is a keyword.
     stride, dilation : int or (int, int)
     padding : int, (int, int), ((top, bottom), (left, right)), "valid" or "same"
         ``"same"`` gives ``ceil(n / stride)`` outputs (PyTorch for stride 1, TensorFlow beyond).
@@ -67,8 +85,8 @@ def conv2d(
         lazy and chunk-exact for a Dask ``x``.
     """
     layer = ConvLayer.create(
-        weight,
-        bias,
+        host(weight),
+        host(bias),
         stride=stride,
         padding=padding,
         dilation=dilation,
