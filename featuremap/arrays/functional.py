@@ -13,6 +13,7 @@ from typing import Any
 
 from featuremap.engine.layers import ConvLayer, Layer, PoolLayer
 from featuremap.engine.stack import apply
+from featuremap.errors import InputError
 
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
 
@@ -96,11 +97,44 @@ def conv2d(
     return _run(layer, x)
 
 
-def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Max pooling like ``torch.nn.functional.max_pool2d`` (``stride`` defaults to the kernel size)."""
-    return _run(PoolLayer.create("max", kernel_size, stride, padding), x)
+def max_pool2d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max pooling exactly like ``torch.nn.functional.max_pool2d`` (``stride`` defaults to the
+    kernel size; torch's argument order). ``return_indices`` is refused: featuremap computes
+    features, not unpooling indices."""
+    if return_indices:
+        raise InputError(
+            "max_pool2d(return_indices=True) is not offered: featuremap returns the pooled "
+            "values only; use torch for unpooling indices"
+        )
+    return _run(PoolLayer.create("max", kernel_size, stride, padding, dilation, ceil_mode), x)
 
 
-def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Average pooling like ``torch.nn.functional.avg_pool2d`` with ``count_include_pad=True``."""
-    return _run(PoolLayer.create("avg", kernel_size, stride, padding), x)
+def avg_pool2d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Any:
+    """Average pooling exactly like ``torch.nn.functional.avg_pool2d`` (torch's argument order
+    and defaults: padding counted in the divisor, ``divisor_override`` replacing it)."""
+    layer = PoolLayer.create(
+        "avg",
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+    )
+    return _run(layer, x)

@@ -90,10 +90,12 @@ class Gather:
 
 @dataclass(frozen=True)
 class Level:
-    """One layer of one block along one axis: needed output runs and the gather of each."""
+    """One layer of one block along one axis: needed output runs and the gather of each, and
+    the layer's input length along the axis."""
 
     runs: tuple[Interval, ...]
     gathers: tuple[Gather, ...]
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,8 @@ def plan_axis(
         # a run entirely in constant padding reads nothing; keep one pixel so every layer has
         # a (tiny) compact array and the block still knows its array type and batch shape
         needed = merge(read, step.merge_gap) or [(0, 1)]
-        levels.append(Level(tuple(runs), tuple(_segments(run, step, needed) for run in runs)))
+        gathers = tuple(_segments(run, step, needed) for run in runs)
+        levels.append(Level(tuple(runs), gathers, step.size))
         runs = needed
     bounds = list(itertools.accumulate(chunk_sizes, initial=0))
     return AxisPlan(_split_into_chunks(runs, bounds), tuple(reversed(levels)))

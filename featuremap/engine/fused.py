@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from featuremap._typing import Array
 from featuremap.engine.blockplan import AxisPlan, AxisStep, Gather, Level
 from featuremap.engine.kernels import array_namespace
-from featuremap.engine.layers import Layer
+from featuremap.engine.layers import Layer, Window
 from featuremap.engine.stack import ResolvedStack, as_float32
 
 __all__ = ["axis_steps", "compute_compact", "concatenate"]
@@ -72,13 +72,17 @@ def _gather(values: Array, gather: Gather, axis: int, fill: float) -> Array:
 def _apply_level(layer: Layer, values: Array, level_y: Level, level_x: Level) -> Array:
     """One layer on every (y run, x run) of the block; the outputs, compact."""
     rows = []
-    for gather_y in level_y.gathers:
+    size = (level_y.size, level_x.size)
+    for (y_start, _), gather_y in zip(level_y.runs, level_y.gathers, strict=True):
         band = _gather(values, gather_y, -2, layer.pad_value)
         rows.append(
             concatenate(
                 [
-                    layer.apply_padded(_gather(band, gather_x, -1, layer.pad_value))
-                    for gather_x in level_x.gathers
+                    layer.apply_padded(
+                        _gather(band, gather_x, -1, layer.pad_value),
+                        Window((y_start, x_start), size),
+                    )
+                    for (x_start, _), gather_x in zip(level_x.runs, level_x.gathers, strict=True)
                 ],
                 -1,
             )

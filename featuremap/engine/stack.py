@@ -19,7 +19,7 @@ from featuremap._typing import Array
 from featuremap.engine.geometry import LayerGeometry, Pair, StackGeometry, compose
 from featuremap.engine.kernels import array_namespace, pad
 from featuremap.engine.labels import filter_label
-from featuremap.engine.layers import FeatureDescription, Layer
+from featuremap.engine.layers import FeatureDescription, Layer, Window
 from featuremap.errors import InputError
 
 __all__ = ["ResolvedStack", "apply", "apply_stack", "as_float32", "resolve_stack"]
@@ -161,7 +161,7 @@ def apply(layer: Layer, x: Array) -> Array:
     layer.out_channels(x.shape[-3])
     geometry = layer.geometry(x.shape[-2:])
     padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
-    return layer.apply_padded(padded)
+    return layer.apply_padded(padded, Window((0, 0), (int(x.shape[-2]), int(x.shape[-1]))))
 
 
 def apply_stack(layers: Sequence[Layer], x: Array) -> Array:

@@ -29,9 +29,9 @@ def test_torch_calls_work_as_written():
     """A drop-in user passes arguments the way torch takes them, tensors included."""
     torch = pytest.importorskip("torch")
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 17, 14, generator=generator)
-    weight = torch.randn(4, 3, 3, 2, generator=generator, requires_grad=True)
-    bias = torch.randn(4, generator=generator)
+    x = torch.randn(2, 3, 17, 14, generator=generator, dtype=torch.float32)
+    weight = torch.randn(4, 3, 3, 2, generator=generator, dtype=torch.float32, requires_grad=True)
+    bias = torch.randn(4, generator=generator, dtype=torch.float32)
     ours = featuremap.conv2d(x, weight, bias, 2, 1, 1, 1)
     expected = torch.nn.functional.conv2d(x, weight, bias, 2, 1, 1, 1).detach()
     assert isinstance(ours, torch.Tensor)

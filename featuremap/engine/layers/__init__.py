@@ -15,7 +15,7 @@ Each kind is one module here; :data:`LAYER_TYPES` lists them. A stack of layers 
 against an input once by :func:`featuremap.engine.stack.resolve_stack`.
 """
 
-from featuremap.engine.layers._base import FeatureDescription, Layer, parse_activation
+from featuremap.engine.layers._base import FeatureDescription, Layer, Window, parse_activation
 from featuremap.engine.layers.conv import ConvLayer
 from featuremap.engine.layers.pool import PoolLayer
 from featuremap.engine.layers.reduce import ReduceLayer
@@ -27,6 +27,7 @@ __all__ = [
     "Layer",
     "PoolLayer",
     "ReduceLayer",
+    "Window",
     "parse_activation",
 ]
 

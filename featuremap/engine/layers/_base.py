@@ -10,6 +10,7 @@ this protocol, so a new kind touches nothing else in the engine.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -17,15 +18,33 @@ import numpy as np
 from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import ACTIVATIONS, Activation
-from featuremap.engine.geometry import LayerGeometry, Padding
+from featuremap.engine.geometry import LayerGeometry, Padding, Pair
 from featuremap.engine.kernels import array_namespace
 from featuremap.errors import InputError
 
-__all__ = ["FeatureDescription", "Layer", "as_float32_host", "padding_spec", "parse_activation"]
+__all__ = [
+    "FeatureDescription",
+    "Layer",
+    "Window",
+    "as_float32_host",
+    "padding_spec",
+    "parse_activation",
+]
 
 #: What is known of one feature map: a bank's filter description (``{"name": "gabor",
 #: "orientation": 0.785, ...}``), turned into a readable label by :mod:`featuremap.engine.labels`.
 FeatureDescription = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a padded block sits in its layer: the index ``(y, x)`` of its first output in the
+    layer's whole output, and the layer's unpadded input size ``(H, W)``. Most layers compute
+    the same everywhere; an average pool's divisor depends on the position (``ceil_mode``,
+    ``count_include_pad=False``)."""
+
+    origin: Pair = (0, 0)
+    input_size: Pair = (0, 0)
 
 
 class Layer(Protocol):
@@ -46,8 +65,8 @@ class Layer(Protocol):
         """The layer resolved against an input size ``(H, W)``."""
         ...
 
-    def apply_padded(self, x: Array) -> Array:
-        """Compute on a block that already carries its padding."""
+    def apply_padded(self, x: Array, window: Window) -> Array:
+        """Compute on a block that already carries its padding, at ``window``."""
         ...
 
     def describe(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from featuremap.engine.geometry import (
 from featuremap.engine.kernels import activate, array_namespace, check_fits, conv2d_valid
 from featuremap.engine.layers._base import (
     FeatureDescription,
+    Window,
     as_float32_host,
     padding_spec,
     parse_activation,
@@ -121,7 +122,7 @@ class ConvLayer:
         check_fits(self.padding_mode, geometry.padding, shape)
         return geometry
 
-    def apply_padded(self, x: Array) -> Array:
+    def apply_padded(self, x: Array, window: Window) -> Array:
         """Compute on a block that already carries its padding."""
         xp = array_namespace(x)
         weight = xp.asarray(self.weight)

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
+
 from featuremap._typing import Array
-from featuremap._validation import parse_choice, parse_pair
+from featuremap._validation import parse_bool, parse_choice, parse_int, parse_pair
 from featuremap._vocabulary import POOL_OPS, PoolOp
-from featuremap.engine.geometry import LayerGeometry, Padding, Pair, parse_padding, resolve_layer
+from featuremap.engine.geometry import (
+    AxisLayer,
+    LayerGeometry,
+    Padding,
+    Pair,
+    ResolvedPadding,
+    output_length,
+    parse_padding,
+    same_padding,
+)
 from featuremap.engine.kernels import avg_pool_valid, max_pool_valid
-from featuremap.engine.layers._base import FeatureDescription, padding_spec
+from featuremap.engine.layers._base import FeatureDescription, Window, padding_spec
 from featuremap.errors import InputError
 
 __all__ = ["PoolLayer"]
@@ -19,24 +30,54 @@ __all__ = ["PoolLayer"]
 
 @dataclass(frozen=True)
 class PoolLayer:
-    """Max or average pooling with ``max_pool2d`` / ``avg_pool2d`` (count_include_pad) semantics."""
+    """Max or average pooling with ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` semantics:
+    ``dilation`` (max), ``ceil_mode``, ``count_include_pad`` and ``divisor_override`` (avg)
+    included, and torch's refusals.
+
+    ``ceil_mode`` becomes extra padding at the far end (filled like the rest: ``-inf`` for max,
+    zeros for avg), so block planning and the stack's geometry need nothing new; the average's
+    divisor then counts only what torch counts (:meth:`divisor`).
+    """
 
     op: PoolOp
     kernel_size: Pair
     stride: Pair
     padding: Padding = ((0, 0), (0, 0))
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
 
     kind: ClassVar[str] = "pool"
-    dilation: ClassVar[Pair] = (1, 1)
 
     @classmethod
     def create(
-        cls, op: Any = "max", kernel_size: Any = 2, stride: Any = None, padding: Any = 0
+        cls,
+        op: Any = "max",
+        kernel_size: Any = 2,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: Any = False,
+        count_include_pad: Any = True,
+        divisor_override: Any = None,
     ) -> PoolLayer:
         parsed_op = parse_choice("pool type", op, POOL_OPS)
         kernel = parse_pair("kernel_size", kernel_size)
         strides = kernel if stride is None else parse_pair("stride", stride)
+        dilations = parse_pair("dilation", dilation)
         pads = parse_padding(padding)
+        if parsed_op == "avg" and dilations != (1, 1):
+            raise InputError("dilation is a max pool's parameter; avg_pool2d has none (PyTorch)")
+        if parsed_op == "max" and (count_include_pad is not True or divisor_override is not None):
+            raise InputError(
+                "count_include_pad and divisor_override are an avg pool's parameters, not max's"
+            )
+        override = None
+        if divisor_override is not None:
+            override = parse_int("divisor_override", divisor_override)
+            if override == 0:
+                raise InputError("divisor_override must not be zero (PyTorch's rule)")
         if not isinstance(pads, str):
             for axis, k, (lo, hi) in zip("yx", kernel, pads, strict=True):
                 if max(lo, hi) * 2 > k:
@@ -44,7 +85,16 @@ class PoolLayer:
                         f"pool padding {max(lo, hi)} along {axis} must be at most half the kernel size "
                         f"{k} (PyTorch's rule: every window must hold an input pixel)"
                     )
-        return cls(parsed_op, kernel, strides, pads)
+        return cls(
+            parsed_op,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            parse_bool("ceil_mode", ceil_mode),
+            parse_bool("count_include_pad", count_include_pad),
+            override,
+        )
 
     @property
     def pad_value(self) -> float:
@@ -57,15 +107,83 @@ class PoolLayer:
             )
         return in_channels
 
-    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        return resolve_layer(self.kernel_size, self.stride, (1, 1), self.padding, shape, "constant")
+    def _explicit(self, shape: Sequence[int]) -> LayerGeometry:
+        """The geometry as given (``"same"`` resolved), before ``ceil_mode`` extends it."""
+        padding: ResolvedPadding
+        if isinstance(self.padding, str):  # "same", the only string a pool's padding parses to
+            y_pad, x_pad = (
+                same_padding(int(n), k, s, d)
+                for n, k, s, d in zip(
+                    shape, self.kernel_size, self.stride, self.dilation, strict=True
+                )
+            )
+            padding = (y_pad, x_pad)
+        else:
+            padding = self.padding
+        return LayerGeometry(self.kernel_size, self.stride, self.dilation, padding, "constant")
 
-    def apply_padded(self, x: Array) -> Array:
-        pool = max_pool_valid if self.op == "max" else avg_pool_valid
-        return pool(x, self.kernel_size, self.stride)
+    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
+        """The resolved geometry; ``ceil_mode``'s last windows as extra padding at the far end
+        (torch takes a last window that starts inside the input or its near padding, even where
+        the padded input is shorter than the kernel's span)."""
+        explicit = self._explicit(shape)
+        if self.ceil_mode:
+            y_pad, x_pad = (
+                (lo, hi + _ceil_extra(int(n), axis))
+                for n, axis, (lo, hi) in zip(shape, explicit.axes, explicit.padding, strict=True)
+            )
+            explicit = replace(explicit, padding=(y_pad, x_pad))
+        explicit.output_shape(shape)  # an empty output is an error
+        return explicit
+
+    def divisor(self, window: Window, out_shape: Pair) -> Any:
+        """What the window sums are divided by: ``divisor_override``, or per output the taps
+        torch counts -- inside the explicitly padded input (``count_include_pad``), or inside the
+        input alone. ``None`` where it is ``kh * kw`` everywhere."""
+        if self.divisor_override is not None:
+            return self.divisor_override
+        explicit = self._explicit(window.input_size)
+        counts = []
+        for origin, length, n, axis in zip(
+            window.origin, out_shape, window.input_size, explicit.axes, strict=True
+        ):
+            starts = (origin + np.arange(length)) * axis.stride - axis.pad_lo
+            stops = starts + axis.kernel
+            if self.count_include_pad:
+                counts.append(np.minimum(stops, n + axis.pad_hi) - starts)
+            else:
+                counts.append(np.minimum(stops, n) - np.maximum(starts, 0))
+        divisor = counts[0][:, None] * counts[1][None, :]
+        return None if (divisor == self.kernel_size[0] * self.kernel_size[1]).all() else divisor
+
+    def apply_padded(self, x: Array, window: Window) -> Array:
+        if self.op == "max":
+            return max_pool_valid(x, self.kernel_size, self.stride, self.dilation)
+        out_shape = (
+            output_length(int(x.shape[-2]), self.kernel_size[0], self.stride[0], 1, 0, 0),
+            output_length(int(x.shape[-1]), self.kernel_size[1], self.stride[1], 1, 0, 0),
+        )
+        return avg_pool_valid(x, self.kernel_size, self.stride, self.divisor(window, out_shape))
+
+    def _options(self) -> dict[str, Any]:
+        """The parameters beyond kernel, stride and padding, where they differ from torch's
+        defaults (a default pool is described exactly as before they existed)."""
+        options: dict[str, Any] = {}
+        if self.ceil_mode:
+            options["ceil_mode"] = True
+        if not self.count_include_pad:
+            options["count_include_pad"] = False
+        if self.divisor_override is not None:
+            options["divisor_override"] = self.divisor_override
+        return options
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "pool", "op": self.op, "padding_spec": padding_spec(self.padding)}
+        return {
+            "type": "pool",
+            "op": self.op,
+            "padding_spec": padding_spec(self.padding),
+            **self._options(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +191,7 @@ class PoolLayer:
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
             "padding": padding_spec(self.padding),
-            "dilation": [1, 1],
+            "dilation": list(self.dilation),
         }
 
     def describe_features(
@@ -81,3 +199,14 @@ class PoolLayer:
     ) -> list[FeatureDescription]:
         """A pool keeps its input features (and their descriptions)."""
         return list(inputs)
+
+
+def _ceil_extra(n: int, axis: AxisLayer) -> int:
+    """Extra far-end padding for ``ceil_mode``: torch counts a last, partial window when it
+    starts inside the input or its near padding (``0`` where even that leaves no window: the
+    geometry then refuses the empty output)."""
+    padded = n + axis.pad_lo + axis.pad_hi
+    out = -(-(padded - axis.reach - 1) // axis.stride) + 1
+    if (out - 1) * axis.stride >= n + axis.pad_lo:
+        out -= 1
+    return max(0, (out - 1) * axis.stride + axis.reach + 1 - padded) if out >= 1 else 0

@@ -13,7 +13,7 @@ from featuremap._vocabulary import REDUCE_OPS, ReduceOp
 from featuremap.engine.geometry import LayerGeometry
 from featuremap.engine.kernels import array_namespace
 from featuremap.engine.labels import group_label
-from featuremap.engine.layers._base import FeatureDescription
+from featuremap.engine.layers._base import FeatureDescription, Window
 from featuremap.errors import InputError, describe
 
 __all__ = ["ReduceLayer"]
@@ -89,7 +89,7 @@ class ReduceLayer:
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
         return LayerGeometry((1, 1), padding_mode="constant")
 
-    def apply_padded(self, x: Array) -> Array:
+    def apply_padded(self, x: Array, window: Window) -> Array:
         xp = array_namespace(x)
         reducers = {
             "max": lambda part: xp.max(part, axis=-3, keepdims=True),

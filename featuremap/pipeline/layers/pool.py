@@ -1,20 +1,34 @@
 """``pool`` in a pipeline file: ``type`` (required, ``max`` or ``avg``), ``kernel_size``
-(required), ``stride`` (default: ``kernel_size``), ``padding`` 0."""
+(required), ``stride`` (default: ``kernel_size``), ``padding`` 0, and torch's ``ceil_mode``
+(``false``), ``dilation`` (max, 1), ``count_include_pad`` (avg, ``true``), ``divisor_override``
+(avg, none). Those four are written back only where they differ from their defaults, so a
+pipeline that does not use them keeps its fingerprint."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from featuremap._validation import parse_bool
 from featuremap._vocabulary import POOL_OPS, PoolOp
 from featuremap.engine.layers import PoolLayer
+from featuremap.errors import InputError
 from featuremap.pipeline.layers._base import BuildContext, ParseContext, register
 from featuremap.pipeline.layers.conv import padding_value
 from featuremap.pipeline.schema import choice_field, field_value, mapping, pair_field
 
 __all__ = ["PoolSpec"]
 
-KEYS = ("type", "kernel_size", "stride", "padding")
+KEYS = (
+    "type",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+)
 
 
 @register
@@ -26,6 +40,10 @@ class PoolSpec:
     kernel_size: list[int]
     stride: list[int]
     padding: str | list[list[int]]
+    dilation: list[int] = field(default_factory=lambda: [1, 1])
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
 
     kind: ClassVar[str] = "pool"
 
@@ -36,9 +54,33 @@ class PoolSpec:
         kernel = field_value(where, "kernel_size", pair_field("kernel_size"), spec["kernel_size"])
         stride = field_value(where, "stride", pair_field("stride"), spec.get("stride", kernel))
         padding = field_value(where, "padding", padding_value, spec.get("padding", 0))
-        parsed = cls(op, kernel, stride, padding)  # type: ignore[arg-type]
-        # The cross-field rule (padding at most half the kernel) is the layer's own.
-        field_value(where, "padding", lambda _: parsed.layer(), padding)
+        parsed = cls(
+            op,  # type: ignore[arg-type]
+            kernel,
+            stride,
+            padding,
+            field_value(where, "dilation", pair_field("dilation"), spec.get("dilation", 1)),
+            field_value(
+                where,
+                "ceil_mode",
+                lambda v: parse_bool("ceil_mode", v),
+                spec.get("ceil_mode", False),
+            ),
+            field_value(
+                where,
+                "count_include_pad",
+                lambda v: parse_bool("count_include_pad", v),
+                spec.get("count_include_pad", True),
+            ),
+            spec.get("divisor_override"),
+        )
+        # Cross-field rules are the layer's: padding at most half the kernel (named as the
+        # padding's), then the options of the other op and the divisor (named as the layer's).
+        field_value(where, "padding", lambda _: PoolLayer.create(op, kernel, stride, padding), None)
+        try:
+            parsed.layer()
+        except InputError as error:
+            raise InputError(f"{where}: {error}") from None
         return parsed
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,13 +89,32 @@ class PoolSpec:
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
             "padding": self.padding,
+            **{
+                key: value
+                for key, value, default in (
+                    ("dilation", list(self.dilation), [1, 1]),
+                    ("ceil_mode", self.ceil_mode, False),
+                    ("count_include_pad", self.count_include_pad, True),
+                    ("divisor_override", self.divisor_override, None),
+                )
+                if value != default
+            },
         }
 
     def weight_files(self) -> list[str]:
         return []
 
     def layer(self) -> PoolLayer:
-        return PoolLayer.create(self.type, self.kernel_size, self.stride, self.padding)
+        return PoolLayer.create(
+            self.type,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def build(self, context: BuildContext) -> PoolLayer:
         return self.layer()

@@ -38,3 +38,42 @@ def test_stride_defaults_to_the_kernel_and_round_trips():
 def test_refusals_name_their_place(value, message):
     with pytest.raises(InputError, match=message):
         parse(value)
+
+
+def test_torchs_pool_options_are_read_and_written_back_only_when_set():
+    spec = parse(
+        {
+            "type": "avg",
+            "kernel_size": 3,
+            "stride": 2,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        }
+    )
+    assert spec.to_dict() == {
+        "type": "avg",
+        "kernel_size": [3, 3],
+        "stride": [2, 2],
+        "padding": [[0, 0], [0, 0]],
+        "ceil_mode": True,
+        "count_include_pad": False,
+    }
+    assert parse(spec.to_dict()) == spec
+    layer = spec.build(BuildContext(channels=1))
+    assert layer.ceil_mode
+    assert not layer.count_include_pad
+    dilated = parse({"type": "max", "kernel_size": 3, "dilation": 2}).build(BuildContext(1))
+    assert dilated.dilation == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"type": "avg", "kernel_size": 2, "dilation": 2}, r"layers\[1\].pool: dilation is a max"),
+        ({"type": "max", "kernel_size": 2, "ceil_mode": "yes"}, r"layers\[1\].pool.ceil_mode:"),
+        ({"type": "avg", "kernel_size": 2, "divisor_override": 0}, r"layers\[1\].pool: .*zero"),
+    ],
+)
+def test_pool_option_refusals(value, message):
+    with pytest.raises(InputError, match=message):
+        parse(value)
