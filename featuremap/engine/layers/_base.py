@@ -29,6 +29,7 @@ __all__ = [
     "as_float32_host",
     "padding_spec",
     "parse_activation",
+    "requested_geometry",
 ]
 
 #: What is known of one feature map: a bank's filter description (``{"name": "gabor",
@@ -93,6 +94,18 @@ def parse_activation(value: Any) -> Activation:
 def padding_spec(padding: Padding) -> str | list[list[int]]:
     """Padding as written in a pipeline file: ``"same"`` / ``"valid"`` or ``[[lo, hi], ...]``."""
     return padding if isinstance(padding, str) else [list(pair) for pair in padding]
+
+
+def requested_geometry(
+    kernel_size: Pair, stride: Pair, padding: Padding, dilation: Pair
+) -> dict[str, Any]:
+    """A layer's geometry as requested (``"same"`` unresolved), for its ``to_dict``."""
+    return {
+        "kernel_size": list(kernel_size),
+        "stride": list(stride),
+        "padding": padding_spec(padding),
+        "dilation": list(dilation),
+    }
 
 
 def as_float32_host(value: Any, name: str) -> np.ndarray:

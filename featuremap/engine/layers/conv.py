@@ -26,6 +26,7 @@ from featuremap.engine.layers._base import (
     as_float32_host,
     padding_spec,
     parse_activation,
+    requested_geometry,
 )
 from featuremap.errors import InputError
 
@@ -150,10 +151,7 @@ class ConvLayer:
         """The layer's full specification (no weights), geometry as requested."""
         return {
             **self.describe(),
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": padding_spec(self.padding),
-            "dilation": list(self.dilation),
+            **requested_geometry(self.kernel_size, self.stride, self.padding, self.dilation),
             "padding_mode": self.padding_mode,
         }
 

@@ -22,7 +22,12 @@ from featuremap.engine.geometry import (
     same_padding,
 )
 from featuremap.engine.kernels import avg_pool_valid, max_pool_valid
-from featuremap.engine.layers._base import FeatureDescription, Window, padding_spec
+from featuremap.engine.layers._base import (
+    FeatureDescription,
+    Window,
+    padding_spec,
+    requested_geometry,
+)
 from featuremap.errors import InputError
 
 __all__ = ["PoolLayer"]
@@ -188,10 +193,7 @@ class PoolLayer:
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.describe(),
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": padding_spec(self.padding),
-            "dilation": list(self.dilation),
+            **requested_geometry(self.kernel_size, self.stride, self.padding, self.dilation),
         }
 
     def describe_features(
