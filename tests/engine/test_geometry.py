@@ -43,7 +43,15 @@ from featuremap.errors import InputError
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64_torch():
+    """torch's float64 default for this file's tests only (other files share the process)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 # --- random stacks ---------------------------------------------------------------------------
