@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from support.torch_reference import torch_stack
 
 import featuremap
 from featuremap.engine.layers import ConvLayer, PoolLayer
@@ -20,19 +21,6 @@ def _layers(rng, channels):
     ]
 
 
-def _torch(layers, image):
-    torch = pytest.importorskip("torch")
-    conv, _ = layers
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-    (top, bottom), (left, right) = conv.geometry(image.shape[-2:]).padding
-    y = torch.nn.functional.conv2d(
-        torch.nn.functional.pad(x, (left, right, top, bottom)),
-        torch.from_numpy(conv.weight),
-        stride=2,
-    )
-    return torch.nn.functional.max_pool2d(y, 2)[0].numpy()
-
-
 @pytest.mark.parametrize("backing", ["numpy", "dask"])
 def test_apply_is_lazy_and_matches_torch(scene, backing):
     rng = np.random.default_rng(1)
@@ -46,7 +34,9 @@ def test_apply_is_lazy_and_matches_torch(scene, backing):
     assert result.name == "features"
     for t in range(2):
         image = np.moveaxis(scene.values[t], -1, 0)
-        np.testing.assert_allclose(result[t].values, _torch(layers, image), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            result[t].values, torch_stack(layers, image), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_apply_composes_coordinates_and_keeps_batch_ones(scene):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from support.torch_reference import torch_stack
 
 from featuremap.engine.layers import ConvLayer, PoolLayer
 from featuremap.errors import InputError
@@ -39,21 +40,6 @@ def _layers(rng, channels=1):
         bank={"name": "random", "filters": [{"name": "random", "index": i} for i in range(3)]},
     )
     return [conv, PoolLayer.create("avg", 2)]
-
-
-def _torch(layers, image):
-    """The stack in torch on one (C, H, W) image."""
-    torch = pytest.importorskip("torch")
-    conv, _ = layers
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-    (top, bottom), (left, right) = conv.geometry(image.shape[-2:]).padding
-    y = torch.nn.functional.conv2d(
-        torch.nn.functional.pad(x, (left, right, top, bottom)),
-        torch.from_numpy(conv.weight),
-        torch.from_numpy(conv.bias),
-        stride=2,
-    ).abs()
-    return torch.nn.functional.avg_pool2d(y, 2)[0].numpy()
 
 
 def _ome_image(path, data, axes, fmt, scale, units, **kwargs):
@@ -109,7 +95,7 @@ def test_ngff05_z_is_a_batch_axis_not_channels(volume):
     assert features.metadata.dimension_names == ("feature", "z", "y", "x")
     assert features.shape == (3, 4, 16, 12)
     for z in range(data.shape[0]):
-        expected = _torch(layers, data[z : z + 1])
+        expected = torch_stack(layers, data[z : z + 1])
         np.testing.assert_allclose(features[:, z], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -173,7 +159,7 @@ def test_ngff04_czyx_level_region_channels(tmp_path, client):
     features = zarr.open_group(output, mode="r")[FEATURES]
     assert features.metadata.dimension_names == ("feature", "z", "y", "x")
     for i, z in enumerate((1, 2)):
-        expected = _torch(layers, level1[1:2, z, 4:28, 0:20])
+        expected = torch_stack(layers, level1[1:2, z, 4:28, 0:20])
         np.testing.assert_allclose(features[:, i], expected, rtol=1e-5, atol=1e-5)
     ds = xr.open_zarr(output)
     geometry = open_features(output).geometry
@@ -236,7 +222,7 @@ def test_xarray_time_is_kept_not_consumed_as_channels(geo):
     np.testing.assert_array_equal(ds["time"].values, times.values)
     for t in range(3):
         np.testing.assert_allclose(
-            ds[FEATURES][t].values, _torch(layers, values[t : t + 1]), rtol=1e-5, atol=1e-5
+            ds[FEATURES][t].values, torch_stack(layers, values[t : t + 1]), rtol=1e-5, atol=1e-5
         )
 
 
@@ -279,7 +265,7 @@ def test_channel_last_uint8_batch(tmp_path, client):
     assert features.shape == (3, 3, 10, 6)
     for n in range(3):
         image = np.moveaxis(data[n], -1, 0).astype(np.float32)
-        np.testing.assert_allclose(features[n], _torch(layers, image), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(features[n], torch_stack(layers, image), rtol=1e-5, atol=1e-4)
 
 
 # --- (t, c, z, y, x) -------------------------------------------------------------------------
@@ -309,7 +295,7 @@ def test_tczyx_gets_valid_ome_with_features_in_the_channel_place(tmp_path, clien
     for t in range(2):
         for z in range(3):
             np.testing.assert_allclose(
-                group[FEATURES][t, :, z], _torch(layers, data[t, :, z]), rtol=1e-5, atol=1e-5
+                group[FEATURES][t, :, z], torch_stack(layers, data[t, :, z]), rtol=1e-5, atol=1e-5
             )
 
 

@@ -112,3 +112,30 @@ def case_arrays(seed, batch, channels, n_filters, kh, kw, groups, height, width)
     weight = rng.standard_normal((n_filters, channels // groups, kh, kw)).astype(np.float32)
     bias = rng.standard_normal(n_filters).astype(np.float32)
     return x, weight, bias
+
+
+def torch_stack(layers, image):
+    """A stack of zero-padded conv layers (``padding_mode`` zeros) and pools on one
+    ``(C, H, W)`` image through ``torch.nn.functional``: the oracle of stack-level tests."""
+    t = torch()
+    F = t.nn.functional
+    x = t.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    for layer in layers:
+        (top, bottom), (left, right) = layer.geometry(tuple(x.shape[-2:])).padding
+        if layer.kind == "conv":
+            bias = None if layer.bias is None else t.from_numpy(layer.bias)
+            x = F.conv2d(
+                F.pad(x, (left, right, top, bottom)),
+                t.from_numpy(layer.weight),
+                bias,
+                stride=layer.stride,
+                dilation=layer.dilation,
+                groups=layer.groups,
+            )
+            x = TORCH_ACTIVATIONS[layer.activation](x)
+        else:
+            fill = float("-inf") if layer.op == "max" else 0.0
+            padded = F.pad(x, (left, right, top, bottom), value=fill)
+            pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
+            x = pool(padded, layer.kernel_size, layer.stride)
+    return x[0].numpy()

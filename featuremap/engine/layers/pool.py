@@ -147,6 +147,8 @@ class PoolLayer:
         input alone. ``None`` where it is ``kh * kw`` everywhere."""
         if self.divisor_override is not None:
             return self.divisor_override
+        if self.count_include_pad and not self.ceil_mode:
+            return None  # every window lies inside the explicitly padded input: kh * kw taps
         explicit = self._explicit(window.input_size)
         counts = []
         for origin, length, n, axis in zip(
