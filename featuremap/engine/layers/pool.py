@@ -30,7 +30,7 @@ from featuremap.engine.layers._base import (
 )
 from featuremap.errors import InputError
 
-__all__ = ["PoolLayer"]
+__all__ = ["PoolLayer", "check_pool_padding"]
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,7 @@ class PoolLayer:
             override = parse_int("divisor_override", divisor_override)
             if override == 0:
                 raise InputError("divisor_override must not be zero (PyTorch's rule)")
-        if not isinstance(pads, str):
-            for axis, k, (lo, hi) in zip("yx", kernel, pads, strict=True):
-                if max(lo, hi) * 2 > k:
-                    raise InputError(
-                        f"pool padding {max(lo, hi)} along {axis} must be at most half the kernel size "
-                        f"{k} (PyTorch's rule: every window must hold an input pixel)"
-                    )
+        check_pool_padding(kernel, pads)
         return cls(
             parsed_op,
             kernel,
@@ -214,3 +208,16 @@ def _ceil_extra(n: int, axis: AxisLayer) -> int:
     if (out - 1) * axis.stride >= n + axis.pad_lo:
         out -= 1
     return max(0, (out - 1) * axis.stride + axis.reach + 1 - padded) if out >= 1 else 0
+
+
+def check_pool_padding(kernel: Pair, padding: Padding) -> None:
+    """PyTorch's rule for a pool's padding: at most half the kernel size per axis, so that every
+    window holds an input pixel."""
+    if isinstance(padding, str):  # "same" pads at most half the span by construction
+        return
+    for axis, k, (lo, hi) in zip("yx", kernel, padding, strict=True):
+        if max(lo, hi) * 2 > k:
+            raise InputError(
+                f"pool padding {max(lo, hi)} along {axis} must be at most half the kernel size "
+                f"{k} (PyTorch's rule: every window must hold an input pixel)"
+            )

@@ -11,7 +11,9 @@ from typing import Any, ClassVar
 
 from featuremap._validation import parse_bool
 from featuremap._vocabulary import POOL_OPS, PoolOp
+from featuremap.engine.geometry import parse_padding
 from featuremap.engine.layers import PoolLayer
+from featuremap.engine.layers.pool import check_pool_padding
 from featuremap.errors import InputError
 from featuremap.pipeline.layers._base import BuildContext, ParseContext, register
 from featuremap.pipeline.layers.conv import padding_value
@@ -34,7 +36,8 @@ KEYS = (
 @register
 @dataclass(frozen=True)
 class PoolSpec:
-    """A ``pool`` layer as written, every default filled in."""
+    """A ``pool`` layer as written, every default filled in; ``built`` is its layer, built and
+    checked once at parse time (not part of the spec's value)."""
 
     type: PoolOp
     kernel_size: list[int]
@@ -44,6 +47,7 @@ class PoolSpec:
     ceil_mode: bool = False
     count_include_pad: bool = True
     divisor_override: int | None = None
+    built: PoolLayer = field(compare=False, repr=False, kw_only=True)
 
     kind: ClassVar[str] = "pool"
 
@@ -54,34 +58,37 @@ class PoolSpec:
         kernel = field_value(where, "kernel_size", pair_field("kernel_size"), spec["kernel_size"])
         stride = field_value(where, "stride", pair_field("stride"), spec.get("stride", kernel))
         padding = field_value(where, "padding", padding_value, spec.get("padding", 0))
-        parsed = cls(
-            op,  # type: ignore[arg-type]
-            kernel,
-            stride,
+        # PyTorch's padding rule is named as the padding's; the other cross-field rules (the
+        # other op's options, the divisor) as the layer's.
+        field_value(
+            where,
+            "padding",
+            lambda v: check_pool_padding((kernel[0], kernel[1]), parse_padding(v)),
             padding,
-            field_value(where, "dilation", pair_field("dilation"), spec.get("dilation", 1)),
-            field_value(
+        )
+        options = {
+            "dilation": field_value(
+                where, "dilation", pair_field("dilation"), spec.get("dilation", 1)
+            ),
+            "ceil_mode": field_value(
                 where,
                 "ceil_mode",
                 lambda v: parse_bool("ceil_mode", v),
                 spec.get("ceil_mode", False),
             ),
-            field_value(
+            "count_include_pad": field_value(
                 where,
                 "count_include_pad",
                 lambda v: parse_bool("count_include_pad", v),
                 spec.get("count_include_pad", True),
             ),
-            spec.get("divisor_override"),
-        )
-        # Cross-field rules are the layer's: padding at most half the kernel (named as the
-        # padding's), then the options of the other op and the divisor (named as the layer's).
-        field_value(where, "padding", lambda _: PoolLayer.create(op, kernel, stride, padding), None)
+            "divisor_override": spec.get("divisor_override"),
+        }
         try:
-            parsed.layer()
+            layer = PoolLayer.create(op, kernel, stride, padding, **options)
         except InputError as error:
             raise InputError(f"{where}: {error}") from None
-        return parsed
+        return cls(op, kernel, stride, padding, **options, built=layer)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,17 +111,6 @@ class PoolSpec:
     def weight_files(self) -> list[str]:
         return []
 
-    def layer(self) -> PoolLayer:
-        return PoolLayer.create(
-            self.type,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.ceil_mode,
-            self.count_include_pad,
-            self.divisor_override,
-        )
-
     def build(self, context: BuildContext) -> PoolLayer:
-        return self.layer()
+        """The layer built (and checked) when the file was parsed."""
+        return self.built
