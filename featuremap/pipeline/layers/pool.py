@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from featuremap._validation import parse_bool
+from featuremap._validation import parse_bool, parse_choice
 from featuremap._vocabulary import POOL_OPS, PoolOp
 from featuremap.engine.geometry import parse_padding
 from featuremap.engine.layers import PoolLayer
@@ -17,7 +17,7 @@ from featuremap.engine.layers.pool import check_pool_padding
 from featuremap.errors import InputError
 from featuremap.pipeline.layers._base import BuildContext, ParseContext, register
 from featuremap.pipeline.layers.conv import padding_value
-from featuremap.pipeline.schema import choice_field, field_value, mapping, pair_field
+from featuremap.pipeline.schema import field_value, mapping, pair_field
 
 __all__ = ["PoolSpec"]
 
@@ -54,7 +54,7 @@ class PoolSpec:
     @classmethod
     def parse(cls, value: Any, where: str, context: ParseContext) -> PoolSpec:
         spec = mapping(value, where, KEYS, required=("type", "kernel_size"))
-        op = field_value(where, "type", choice_field("type", POOL_OPS), spec["type"])
+        op = field_value(where, "type", lambda v: parse_choice("type", v, POOL_OPS), spec["type"])
         kernel = field_value(where, "kernel_size", pair_field("kernel_size"), spec["kernel_size"])
         stride = field_value(where, "stride", pair_field("stride"), spec.get("stride", kernel))
         padding = field_value(where, "padding", padding_value, spec.get("padding", 0))
@@ -66,7 +66,7 @@ class PoolSpec:
             lambda v: check_pool_padding((kernel[0], kernel[1]), parse_padding(v)),
             padding,
         )
-        options = {
+        options: dict[str, Any] = {
             "dilation": field_value(
                 where, "dilation", pair_field("dilation"), spec.get("dilation", 1)
             ),
@@ -88,7 +88,7 @@ class PoolSpec:
             layer = PoolLayer.create(op, kernel, stride, padding, **options)
         except InputError as error:
             raise InputError(f"{where}: {error}") from None
-        return cls(op, kernel, stride, padding, **options, built=layer)  # type: ignore[arg-type]
+        return cls(op, kernel, stride, padding, **options, built=layer)
 
     def to_dict(self) -> dict[str, Any]:
         return {
