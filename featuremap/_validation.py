@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from featuremap.errors import InputError, describe
 
 __all__ = [
+    "SPATIAL_AXES",
     "is_integer",
     "is_real",
     "parse_bool",
@@ -28,6 +29,7 @@ __all__ = [
     "parse_pair",
     "parse_real",
     "parse_real_list",
+    "parse_sizes",
     "parse_text",
     "suggestion",
 ]
@@ -153,24 +155,34 @@ def parse_choice(name: str, value: Any, options: Sequence[T], *, quoted: bool = 
     raise _refuse(name, f"one of {listed}", value, hint)
 
 
-def parse_pair(name: str, value: Any, *, minimum: int = 1) -> Pair:
-    """An integer or a ``(y, x)`` pair of integers, each ``>= minimum``.
+#: The names of the spatial axes, last ``ndim`` of them for a layer of that rank.
+SPATIAL_AXES = ("z", "y", "x")
+
+
+def parse_sizes(name: str, value: Any, ndim: int = 2, *, minimum: int = 1) -> tuple[int, ...]:
+    """An integer or one integer per spatial axis (``[y, x]``, ``[z, y, x]``), each ``>= minimum``.
 
     A one-element sequence counts as the integer it holds, as PyTorch accepts ``stride=(2,)``.
     """
-    allowed = f"an integer >= {minimum} or a pair [y, x] of them"
-    items: Sequence[Any]
+    names = ", ".join(SPATIAL_AXES[-ndim:])
+    allowed = f"an integer >= {minimum} or a list [{names}] of them"
     if is_integer(value):
-        items = (value, value)
+        items: Sequence[Any] = (value,) * ndim
     elif (
         isinstance(value, (list, tuple))
-        and len(value) in (1, 2)
+        and len(value) in (1, ndim)
         and all(is_integer(v) for v in value)
     ):
-        items = (value[0], value[-1])
+        items = tuple(value) * ndim if len(value) == 1 else tuple(value)
     else:
         raise _refuse(name, allowed, value)
-    pair = (operator.index(items[0]), operator.index(items[1]))
-    if min(pair) < minimum:
+    sizes = tuple(operator.index(item) for item in items)
+    if min(sizes) < minimum:
         raise _refuse(name, allowed, value)
-    return pair
+    return sizes
+
+
+def parse_pair(name: str, value: Any, *, minimum: int = 1) -> Pair:
+    """An integer or a ``(y, x)`` pair of integers, each ``>= minimum`` (:func:`parse_sizes`)."""
+    first, second = parse_sizes(name, value, 2, minimum=minimum)
+    return (first, second)

@@ -53,7 +53,7 @@ POOL_OPS: Final[tuple[PoolOp, ...]] = get_args(PoolOp)
 
 #: Reductions over consecutive groups of features; ``max_abs`` is the largest absolute response
 #: (MR8's rule for its oriented edge filters).
-ReduceOp = Literal["max", "max_abs", "mean", "sum"]
+ReduceOp = Literal["max", "max_abs", "mean", "sum", "magnitude"]
 REDUCE_OPS: Final[tuple[ReduceOp, ...]] = get_args(ReduceOp)
 
 #: Where blocks are computed (``--device``).

@@ -8,8 +8,8 @@ One task per output block computes *all* layers of the stack for that block:
   a circular border block reads the far edge without the chunks in between;
 * intermediate maps live only inside the task, held compactly (the needed intervals of each
   layer), and are padded at their *true* image border only, never at chunk borders;
-* output blocks are regular in ``y, x`` (so no block straddles a stride step), all features in
-  one chunk, batch axes chunked like the input.
+* output blocks are regular in ``y, x`` (``z, y, x`` for a 3-D stack; so no block straddles a
+  stride step), all features in one chunk, batch axes chunked like the input.
 
 :func:`blockwise_stack` returns the result as a Dask array. The per-block compute is
 :func:`featuremap.engine.fused.compute_compact`, shared with the job's block tasks.
@@ -36,11 +36,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from featuremap._typing import Array
-from featuremap._validation import parse_pair
+from featuremap._validation import parse_sizes
 from featuremap.engine.blockplan import AxisPlan, OutputGrid, Piece, output_grid, plan_axis
 from featuremap.engine.fused import axis_steps, compute_compact, concatenate
+from featuremap.engine.geometry import axis_names
 from featuremap.engine.layers import Layer
-from featuremap.engine.stack import ResolvedStack, resolve_stack
+from featuremap.engine.stack import ResolvedStack, resolve_stack, stack_ndim
 from featuremap.errors import InputError
 
 __all__ = ["blockwise_stack"]
@@ -48,8 +49,11 @@ __all__ = ["blockwise_stack"]
 BlockIndex = tuple[int, ...]
 #: A Dask key: ``(name, *index)``.
 Key = tuple[Any, ...]
-#: The bounds ``(y0, y1, x0, x1)`` of a halo strip cut from an input chunk.
-Cut = tuple[int, int, int, int]
+#: The bounds ``(y0, y1, x0, x1)`` (``(z0, z1, y0, y1, x0, x1)`` in 3-D) of a halo strip cut
+#: from an input chunk.
+Cut = tuple[int, ...]
+#: One piece of input a block reads: the chunk's key and the piece along each spatial axis.
+Read = tuple[Key, tuple[Piece, ...]]
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -62,26 +66,31 @@ class _StackPlan:
     x: da.Array  # the input, channel axis in one chunk
     layers: tuple[Layer, ...]
     grid: OutputGrid
-    axis_plans: tuple[tuple[AxisPlan, ...], tuple[AxisPlan, ...]]  # per block along y, along x
+    axis_plans: tuple[tuple[AxisPlan, ...], ...]  # per spatial axis, per block along it
     token: str
 
-    def input_reads(self, block: BlockIndex) -> list[list[tuple[Key, Piece, Piece]]]:
-        """``(input chunk key, y piece, x piece)`` for every piece of input the block reads."""
-        *batch, iy, ix = block
-        plan_y, plan_x = self.axis_plans[0][iy], self.axis_plans[1][ix]
+    def block_plans(self, block: BlockIndex) -> tuple[AxisPlan, ...]:
+        """The block's plan along each spatial axis."""
+        spatial = block[len(block) - len(self.axis_plans) :]
+        return tuple(plans[i] for plans, i in zip(self.axis_plans, spatial, strict=True))
+
+    def input_reads(self, block: BlockIndex) -> list[Read]:
+        """``(input chunk key, pieces)`` for every piece of input the block reads, in C order
+        over the spatial axes (the product of the axes' reads)."""
+        batch = tuple(block[: len(block) - len(self.axis_plans)])
         return [
-            [((self.x.name, *batch, 0, y.chunk, x.chunk), y, x) for x in plan_x.reads]
-            for y in plan_y.reads
+            ((self.x.name, *batch, 0, *(piece.chunk for piece in pieces)), pieces)
+            for pieces in itertools.product(*(plan.reads for plan in self.block_plans(block)))
         ]
 
 
-def _parse_input(x: Any) -> da.Array:
+def _parse_input(x: Any, ndim: int) -> da.Array:
     if not isinstance(x, da.Array):
         raise InputError(f"blockwise execution needs a Dask array, got {type(x).__name__}")
-    if x.ndim < 3:
+    if x.ndim < ndim + 1:
         raise InputError(
-            f"input must have shape (..., channels, y, x), got shape {x.shape}; "
-            "add a channel axis of length 1 for a single-channel image"
+            f"input must have shape (..., channels, {', '.join(axis_names(ndim))}), got shape "
+            f"{x.shape}; add a channel axis of length 1 for a single-channel image"
         )
     if any(np.isnan(n) for n in x.shape):
         raise InputError(
@@ -89,58 +98,70 @@ def _parse_input(x: Any) -> da.Array:
         )
     if x.dtype.kind not in "biuf":
         raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
-    if len(x.chunks[-3]) > 1:  # every task needs all channels of its window
-        x = x.rechunk({x.ndim - 3: -1})
+    if len(x.chunks[-ndim - 1]) > 1:  # every task needs all channels of its window
+        x = x.rechunk({x.ndim - ndim - 1: -1})
     return x
 
 
 def _plan(x: da.Array, stack: ResolvedStack, out_chunks: Any) -> _StackPlan:
     """Plan every output block of ``stack`` (resolved against ``x`` already) along each axis."""
-    if stack.input_shape != tuple(x.shape[-3:]):
+    ndim = stack.ndim
+    if stack.input_shape != tuple(x.shape[-ndim - 1 :]):
         raise InputError(
-            f"the layer stack was resolved for an input (C, H, W) of {stack.input_shape}, "
-            f"not {tuple(x.shape[-3:])}"
+            f"the layer stack was resolved for an input (C, *spatial) of {stack.input_shape}, "
+            f"not {tuple(x.shape[-ndim - 1 :])}"
         )
     steps = axis_steps(stack)
-    features, height, width = stack.output_shape
+    spatial_chunks = x.chunks[-ndim:]
     if out_chunks is None:
         jump = stack.geometry.jump
-        out_chunks = tuple(max(1, int(x.chunks[-2 + i][0] // jump[i])) for i in range(2))
-    out_chunks = parse_pair("out_chunks", out_chunks)
-    grid = output_grid((*x.shape[:-3], features, height, width), x.chunks[:-3], out_chunks)
-    plans_y, plans_x = (
+        out_chunks = tuple(max(1, int(spatial_chunks[i][0] // jump[i])) for i in range(ndim))
+    out_chunks = parse_sizes("out_chunks", out_chunks, ndim)
+    batch = x.shape[: -ndim - 1]
+    grid = output_grid((*batch, *stack.output_shape), x.chunks[: -ndim - 1], out_chunks)
+    axis_plans = tuple(
         tuple(
-            plan_axis(steps[axis], start, start + size, x.chunks[-2 + axis])
+            plan_axis(steps[axis], start, start + size, spatial_chunks[axis])
             for start, size in zip(itertools.accumulate(sizes, initial=0), sizes, strict=False)
         )
-        for axis, sizes in enumerate(grid.chunks[-2:])
+        for axis, sizes in enumerate(grid.chunks[-ndim:])
     )
-    return _StackPlan(
-        x, stack.layers, grid, (plans_y, plans_x), tokenize(x.name, stack.layers, out_chunks)
-    )
+    return _StackPlan(x, stack.layers, grid, axis_plans, tokenize(x.name, stack.layers, out_chunks))
 
 
 # --- the block function (runs on workers) ------------------------------------------------------
 
 
-def _assemble(
-    sources: list[list[Any]], own: tuple[tuple[bool, ...], ...], plan_y: AxisPlan, plan_x: AxisPlan
-) -> Array:
+def _cut_bounds(pieces: Sequence[Piece]) -> Cut:
+    return tuple(bound for piece in pieces for bound in (piece.start, piece.stop))
+
+
+def _cut_index(cut: Cut) -> tuple[Any, ...]:
+    return (Ellipsis, *(slice(cut[i], cut[i + 1]) for i in range(0, len(cut), 2)))
+
+
+def _join(parts: list[Array], counts: Sequence[int]) -> Array:
+    """Parts laid out in C order over a grid of ``counts`` (one count per trailing axis),
+    concatenated into one array: the last axis first, then outwards."""
+    ndim = len(counts)
+    for axis in reversed(range(ndim)):
+        step = counts[axis]
+        parts = [concatenate(parts[i : i + step], axis - ndim) for i in range(0, len(parts), step)]
+    return parts[0]
+
+
+def _assemble(sources: list[Any], own: tuple[bool, ...], plans: Sequence[AxisPlan]) -> Array:
     """The block's compact input: its pieces of input, concatenated.
 
     A piece of the block's own (home) chunk is sliced from the chunk; a halo piece comes
     ready-cut from the neighbouring chunk's :func:`_cut_halos` result.
     """
-    rows = [
-        [
-            source[..., y.start : y.stop, x.start : x.stop]
-            if is_own
-            else source[(y.start, y.stop, x.start, x.stop)]
-            for source, is_own, x in zip(row, own_row, plan_x.reads, strict=False)
-        ]
-        for row, own_row, y in zip(sources, own, plan_y.reads, strict=False)
+    cuts = [_cut_bounds(pieces) for pieces in itertools.product(*(plan.reads for plan in plans))]
+    parts = [
+        source[_cut_index(cut)] if is_own else source[cut]
+        for source, is_own, cut in zip(sources, own, cuts, strict=True)
     ]
-    return concatenate([concatenate(row, -1) for row in rows], -2)
+    return _join(parts, [len(plan.reads) for plan in plans])
 
 
 def _cut_halos(chunk: Array, cuts: tuple[Cut, ...]) -> dict[Cut, Array]:
@@ -149,30 +170,28 @@ def _cut_halos(chunk: Array, cuts: tuple[Cut, ...]) -> dict[Cut, Array]:
     Copies, not views, so the (large) chunk can be freed as soon as its own block has run: a
     worker then holds only thin halo strips for blocks still to come, whatever the image size.
     """
-    return {cut: chunk[..., cut[0] : cut[1], cut[2] : cut[3]].copy() for cut in cuts}
+    return {cut: chunk[_cut_index(cut)].copy() for cut in cuts}
 
 
 def _compute_block(
     layers: Sequence[Layer],
-    plan_y: AxisPlan,
-    plan_x: AxisPlan,
-    sources: list[list[Any]],
-    own: tuple[tuple[bool, ...], ...],
+    plans: tuple[AxisPlan, ...],
+    sources: list[Any],
+    own: tuple[bool, ...],
 ) -> Array:
     """The fused stack on one output block, from its input ``sources`` (see :func:`_assemble`)."""
-    return compute_compact(layers, plan_y, plan_x, _assemble(sources, own, plan_y, plan_x))
+    return compute_compact(layers, plans, _assemble(sources, own, plans))
 
 
 # --- the graph ---------------------------------------------------------------------------------
 
 
-def _home_chunk(reads: list[list[tuple[Key, Piece, Piece]]]) -> Key:
+def _home_chunk(reads: list[Read]) -> Key:
     """The input chunk a block reads most of: it takes that chunk whole, the rest as halos."""
-    area: dict[Key, int] = {}
-    for row in reads:
-        for chunk, y, x in row:
-            area[chunk] = area.get(chunk, 0) + (y.stop - y.start) * (x.stop - x.start)
-    return max(area, key=area.__getitem__)
+    volume: dict[Key, int] = {}
+    for chunk, pieces in reads:
+        volume[chunk] = volume.get(chunk, 0) + int(np.prod([p.stop - p.start for p in pieces]))
+    return max(volume, key=volume.__getitem__)
 
 
 def _graph(plan: _StackPlan, name: str) -> HighLevelGraph:
@@ -190,38 +209,27 @@ def _graph(plan: _StackPlan, name: str) -> HighLevelGraph:
     homes = {block: _home_chunk(block_reads) for block, block_reads in reads.items()}
     cuts: dict[Key, set[Cut]] = {}
     for block, block_reads in reads.items():
-        for row in block_reads:
-            for chunk, y, x in row:
-                if chunk != homes[block]:
-                    cuts.setdefault(chunk, set()).add((y.start, y.stop, x.start, x.stop))
+        for chunk, pieces in block_reads:
+            if chunk != homes[block]:
+                cuts.setdefault(chunk, set()).add(_cut_bounds(pieces))
     halo_keys = {chunk: (f"{name}-halo", *chunk[1:]) for chunk in cuts}
     for chunk, chunk_cuts in cuts.items():
         layer[halo_keys[chunk]] = Task(
             halo_keys[chunk], _cut_halos, TaskRef(chunk), tuple(sorted(chunk_cuts))
         )
+    ndim = len(plan.axis_plans)
     for block, block_reads in reads.items():
-        *batch, iy, ix = block
-        key = (name, *batch, 0, iy, ix)
-        own = tuple(tuple(chunk == homes[block] for chunk, _, _ in row) for row in block_reads)
+        split = len(block) - ndim
+        key = (name, *block[:split], 0, *block[split:])
+        own = tuple(chunk == homes[block] for chunk, _ in block_reads)
         sources = List(
             *(
-                List(
-                    *(
-                        TaskRef(chunk if chunk == homes[block] else halo_keys[chunk])
-                        for chunk, _, _ in row
-                    )
-                )
-                for row in block_reads
+                TaskRef(chunk if chunk == homes[block] else halo_keys[chunk])
+                for chunk, _ in block_reads
             )
         )
         layer[key] = Task(
-            key,
-            _compute_block,
-            TaskRef(layers_key),
-            plan.axis_plans[0][iy],
-            plan.axis_plans[1][ix],
-            sources,
-            own,
+            key, _compute_block, TaskRef(layers_key), plan.block_plans(block), sources, own
         )
     return HighLevelGraph.from_collections(name, layer, dependencies=[plan.x])
 
@@ -230,29 +238,30 @@ def blockwise_stack(
     x: da.Array,
     layers: Sequence[Layer] | ResolvedStack,
     *,
-    out_chunks: tuple[int, int] | None = None,
+    out_chunks: tuple[int, ...] | None = None,
 ) -> da.Array:
     """A layer stack applied lazily and chunk-exactly to a Dask array.
 
     Parameters
     ----------
-    x : dask.array.Array of shape ``(..., C, H, W)``
+    x : dask.array.Array of shape ``(..., C, H, W)`` (``(..., C, D, H, W)`` for 3-D layers)
         Any numeric dtype (converted to float32 inside the tasks); NumPy or CuPy chunks.
     layers : sequence of ConvLayer, PoolLayer or ReduceLayer, or a ResolvedStack
         Applied in order, fused: one task per output block computes all of them. A stack
         already resolved against ``x`` is used as it is.
-    out_chunks : (int, int), optional
-        Output block size along ``y, x``; default: the input's first chunk size divided by the
-        stack's jump (at least 1).
+    out_chunks : tuple of int, optional
+        Output block size along ``y, x`` (``z, y, x``); default: the input's first chunk size
+        divided by the stack's jump (at least 1).
 
     Returns
     -------
-    dask.array.Array of shape ``(..., J, H_out, W_out)``, float32
+    dask.array.Array of shape ``(..., J, *spatial_out)``, float32
         Batch axes chunked like ``x``, features in one chunk, regular spatial chunks.
     """
-    x = _parse_input(x)
+    ndim = layers.ndim if isinstance(layers, ResolvedStack) else stack_ndim(tuple(layers))
+    x = _parse_input(x, ndim)
     if not isinstance(layers, ResolvedStack):
-        layers = resolve_stack(tuple(layers), x.shape[-2:], x.shape[-3])
+        layers = resolve_stack(tuple(layers), x.shape[-ndim:], x.shape[-ndim - 1])
     plan = _plan(x, layers, out_chunks)
     name = f"featuremap-stack-{plan.token}"
     graph = _graph(plan, name)

@@ -4,7 +4,8 @@ The DataArray's axes are read as for a store (:mod:`featuremap.io.axes`: ``axes=
 dimension names through the vocabulary), its pixels placed by its regular 1-D coordinates
 (descending ones included) and its CRS (a CF ``grid_mapping`` coordinate such as rioxarray's
 ``spatial_ref``) carried along. The result is a lazy, Dask-backed DataArray
-named ``features``, ``(*batch, feature, y, x)``, exactly as ``featuremap.open(store).to_xarray()``
+named ``features``, ``(*batch, feature, y, x)`` (``(*batch, feature, z, y, x)`` for a stack of
+3-D layers, which filters along the input's ``z``), exactly as ``featuremap.open(store).to_xarray()``
 reads a job's store for the same input: the input's batch axes under their own names with their
 coordinates, the image plane as ``y`` / ``x`` at ``translation + scale * (offset + i * jump)``
 (with the input coordinates' attributes and units), readable feature labels, the CRS coordinate,
@@ -19,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from featuremap.arrays.dask import blockwise_stack
+from featuremap.engine.geometry import axis_names
 from featuremap.engine.layers import LAYER_TYPES
-from featuremap.engine.stack import ResolvedStack, resolve_stack
+from featuremap.engine.stack import ResolvedStack, resolve_stack, stack_ndim
 from featuremap.errors import InputError
 from featuremap.io.axes import Axes, parse_axes_spec, resolve_axes
-from featuremap.io.layout import FEATURE_DIMS, FEATURES
+from featuremap.io.layout import FEATURES, feature_dims
 from featuremap.io.placement import (
     GridMapping,
     Placement,
@@ -44,11 +46,11 @@ def is_dataarray(value: object) -> bool:
     return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
 
 
-def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any]:
-    """``(build(channels) -> layers, axes spec)`` from a pipeline (file, mapping or
-    :class:`Pipeline`) or ready-made layers."""
+def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any, int]:
+    """``(build(channels, spacing) -> layers, axes spec, spatial rank)`` from a pipeline (file,
+    mapping or :class:`Pipeline`) or ready-made layers."""
     if isinstance(pipeline_or_layers, LAYER_TYPES):
-        return (lambda channels: [pipeline_or_layers]), None
+        pipeline_or_layers = [pipeline_or_layers]
     if isinstance(pipeline_or_layers, Sequence) and not isinstance(pipeline_or_layers, str):
         layers = list(pipeline_or_layers)
         if not all(isinstance(layer, LAYER_TYPES) for layer in layers):
@@ -56,13 +58,13 @@ def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any]:
                 "apply needs a pipeline (a YAML file, a mapping, a Pipeline) or a list of layers "
                 "(featuremap.layers.ConvLayer / PoolLayer / ReduceLayer)"
             )
-        return (lambda channels: layers), None
+        return (lambda channels, spacing: layers), None, stack_ndim(layers)
     pipeline = (
         pipeline_or_layers
         if isinstance(pipeline_or_layers, Pipeline)
         else load_pipeline(pipeline_or_layers)
     )
-    return pipeline.build_layers, pipeline.input.axes
+    return pipeline.build_layers, pipeline.input.axes, pipeline.ndim
 
 
 def _spacing(obj: Any, dim: str) -> Spacing:
@@ -86,15 +88,17 @@ def _grid_mapping(obj: Any) -> GridMapping | None:
 
 
 def _as_dask(obj: Any, axes: Axes) -> Any:
-    """The DataArray's data as a Dask array ``(*batch, C, y, x)`` (NumPy data is wrapped, not
-    copied; the channel axis is one chunk)."""
+    """The DataArray's data as a Dask array ``(*batch, C, *spatial)`` (NumPy data is wrapped,
+    not copied; the channel axis is one chunk)."""
     import dask.array as da
 
     data = obj.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks="auto" if axes.channel is None else {axes.channel: -1})
     data = data.transpose(axes.order)
-    return data if axes.channel is not None else data[..., None, :, :]
+    if axes.channel is not None:
+        return data
+    return data[(..., None, *(slice(None),) * axes.spatial_ndim)]
 
 
 def _coords(
@@ -102,14 +106,14 @@ def _coords(
 ) -> dict[str, Any]:
     import xarray as xr
 
-    _, height, width = stack.output_shape
     coords: dict[str, Any] = {
         name: obj.coords[name]
         for name in (axes.axes[i].name for i in axes.batch)
         if name in obj.coords
     }
-    _, y_dim, x_dim = FEATURE_DIMS
-    for dim, spacing, length in ((y_dim, placement.y, height), (x_dim, placement.x, width)):
+    for dim, spacing, length in zip(
+        axis_names(stack.ndim), placement.spatial, stack.output_shape[1:], strict=True
+    ):
         coords[dim] = xr.Variable(dim, spacing.values(length), spatial_attrs(spacing))
     coords["feature"] = xr.Variable("feature", np.array(labels, dtype=str))
     if placement.grid_mapping is not None:
@@ -144,24 +148,28 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
         raise InputError(f"apply needs an xarray.DataArray, got {type(obj).__name__}")
     import xarray as xr
 
-    build, pipeline_axes = _layers_for(pipeline_or_layers)
+    build, pipeline_axes, ndim = _layers_for(pipeline_or_layers)
     spec = parse_axes_spec(axes) if axes is not None else pipeline_axes
-    resolved = resolve_axes(obj.ndim, spec=spec, names=[str(d) for d in obj.dims])
+    resolved = resolve_axes(
+        obj.ndim, spec=spec, names=[str(d) for d in obj.dims], spatial_ndim=ndim
+    )
     data = _as_dask(obj, resolved)
-    channels = int(data.shape[-3])
-    stack = resolve_stack(tuple(build(channels)), data.shape[-2:], channels)
+    channels = int(data.shape[-ndim - 1])
     placement = Placement(
         y=_spacing(obj, str(obj.dims[resolved.y])),
         x=_spacing(obj, str(obj.dims[resolved.x])),
         grid_mapping=_grid_mapping(obj),
+        z=_spacing(obj, str(obj.dims[resolved.z])) if ndim == 3 else None,
     )
+    layers = tuple(build(channels, placement.physical_spacing))
+    stack = resolve_stack(layers, data.shape[-ndim:], channels)
     channel_labels = None
     if resolved.channel is not None and obj.dims[resolved.channel] in obj.coords:
         channel_labels = [str(v) for v in obj.coords[obj.dims[resolved.channel]].values]
     labels = stack.feature_labels(channel_labels)
     out = output_placement(stack.geometry, placement)
     result = blockwise_stack(data, stack)
-    dims = [*(resolved.axes[i].name for i in resolved.batch), *FEATURE_DIMS]
+    dims = [*(resolved.axes[i].name for i in resolved.batch), *feature_dims(ndim)]
     attrs = geometry_attrs(stack, placement)
     if out.grid_mapping is not None:
         attrs["grid_mapping"] = out.grid_mapping.name

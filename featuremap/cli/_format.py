@@ -70,13 +70,13 @@ def describe_layer(layer: dict[str, Any]) -> str:
 
 
 def format_padding(padding: Any) -> str:
-    """``[[t, b], [l, r]]`` compactly: ``1``, ``1×2`` (symmetric per axis) or ``0,1×0,1``."""
+    """``[[t, b], [l, r]]`` (one pair per axis) compactly: ``1``, ``1×2`` (symmetric per axis)
+    or ``0,1×0,1``."""
     if isinstance(padding, str):
         return padding
-    (top, bottom), (left, right) = padding
-    if top == bottom and left == right:
-        return format_pair((top, left))
-    return f"{top},{bottom}×{left},{right}"
+    if all(lo == hi for lo, hi in padding):
+        return format_pair([lo for lo, _ in padding])
+    return "×".join(f"{lo},{hi}" for lo, hi in padding)
 
 
 def layer_table(
@@ -88,6 +88,7 @@ def layer_table(
     from rich.table import Table
 
     table = Table(title=escape(safe(title)), title_justify="left")
+    volume = bool(layers) and len(layers[0]["jump"]) == 3
     for column in (
         "#",
         "layer",
@@ -95,7 +96,7 @@ def layer_table(
         "stride",
         "padding",
         "dilation",
-        "output (C×H×W)",
+        "output (C×D×H×W)" if volume else "output (C×H×W)",
         "receptive field",
         "jump",
         "offset",
@@ -159,7 +160,7 @@ def physical_line(physical: dict[str, Any]) -> str:
     """``in µm: receptive field 4.25×4.25, jump 1×1, first centre 2.13,2.13`` for a geometry in
     physical units (:func:`featuremap.io.placement.physical_geometry`)."""
     units = physical["units"]
-    unit = units[0] if units[0] == units[1] else "×".join(units)
+    unit = units[0] if len(set(units)) == 1 else "×".join(units)
     return (
         f"in {unit}: receptive field {format_pair(physical['receptive_field'])}, jump "
         f"{format_pair(physical['jump'])}, first output centre {format_pair(physical['offset'])}"

@@ -21,22 +21,27 @@ Examples:
   featuremap explain pipelines/cnn-two-layer.yaml --input-shape 512,512
   featuremap explain pipelines/mr8.yaml --input demo-output/images.zarr --array images
   featuremap explain pipelines/gabor-texture.yaml --input-shape 256x256 --channels 3 --json
+  featuremap explain pipelines/volume-gaussian.yaml --input-shape 64,512,512
 
 Output pixel i of a layer is centred on input coordinate offset + i * jump and sees a window
 of 'receptive field' input pixels.
 """
 
 
-def _input_shape(value: str | None) -> tuple[int, int] | None:
+def _input_shape(value: str | None, ndim: int) -> tuple[int, ...] | None:
+    """``H,W`` (``D,H,W`` for a pipeline of 3-D layers) as integers."""
     if value is None:
         return None
-    match = re.fullmatch(r"\s*(\d+)\s*[,x×]\s*(\d+)\s*", value)
-    if not match or min(int(match[1]), int(match[2])) < 1:
+    parts = re.split(r"\s*[,x×]\s*", value.strip())
+    wanted = "D,H,W" if ndim == 3 else "H,W"
+    example = "64,512,512" if ndim == 3 else "512,512"
+    if len(parts) != ndim or not all(p.isdigit() and int(p) >= 1 for p in parts):
         raise click.BadParameter(
-            f"must be H,W with positive integers, e.g. 512,512; got {value!r}",
+            f"must be {wanted} with positive integers for this pipeline's {ndim}-D layers, "
+            f"e.g. {example}; got {value!r}",
             param_hint="--input-shape",
         )
-    return int(match[1]), int(match[2])
+    return tuple(int(p) for p in parts)
 
 
 def _first_conv_channels(pipeline: Pipeline) -> int:
@@ -51,7 +56,12 @@ def _first_conv_channels(pipeline: Pipeline) -> int:
 
 @click.command(epilog=EPILOG)
 @click.argument("pipeline", metavar="PIPELINE")
-@click.option("--input-shape", "input_shape", metavar="H,W", help="Image size to explain for.")
+@click.option(
+    "--input-shape",
+    "input_shape",
+    metavar="H,W",
+    help="Image size to explain for (D,H,W for a pipeline of 3-D layers).",
+)
 @click.option(
     "--input",
     "input_store",
@@ -91,27 +101,32 @@ def explain(
 
     refuse_together(input_shape=input_shape, input=input_store)
     refuse_together(input_shape=input_shape, array=array)
-    shape = _input_shape(input_shape)
     spec = load_pipeline(pipeline).with_overrides(
         input=input_store, array=array, axes=axes, level=level, region=region
     )
     batch: tuple[int, ...] = ()
     placement = None
+    shape = _input_shape(input_shape, spec.ndim)
     if shape is None:
         if spec.input.store is None:
             raise InputError(
-                "explain needs an image size: give --input-shape H,W or --input STORE "
+                "explain needs an image size: give --input-shape H,W (D,H,W) or --input STORE "
                 f"(pipeline {pipeline} has no input.store)"
             )
         if channels is not None:
             raise click.UsageError(
                 "--channels goes with --input-shape; with a store the channels are read from it"
             )
-        source = open_input(spec.input.store, spec.input.array, spec.input.selection())
+        source = open_input(
+            spec.input.store,
+            spec.input.array,
+            spec.input.selection(),
+            spatial_ndim=spec.ndim,
+        )
         shape, channels, batch = source.spatial_shape, source.channel_count, source.batch_shape
         placement = source.placement
     channels = channels or _first_conv_channels(spec)
-    layers = spec.build_layers(channels)
+    layers = spec.build_layers(channels, None if placement is None else placement.physical_spacing)
     stack = spec.resolve_stack(layers, shape, channels)
     described = stack.describe()
     physical = None if placement is None else physical_geometry(stack.geometry, placement)
@@ -128,7 +143,7 @@ def explain(
     batch_text = f" × batch {'×'.join(map(str, batch))}" if batch else ""
     print_rich(
         layer_table(
-            f"{spec.name}: input {channels}×{shape[0]}×{shape[1]}{batch_text}",
+            f"{spec.name}: input {'×'.join(map(str, (channels, *shape)))}{batch_text}",
             (channels, *shape),
             described,
         )

@@ -21,7 +21,7 @@ Each run gathers its virtual padded input from that compact array as at most thr
 :class:`Segment` s (low border, inside, high border), so the block function never builds index
 arrays and an interior run is a plain slice (a view).
 
-Also here: :class:`OutputGrid`, the regular block grid of a stack's output.
+Also here: :class:`OutputGrid`, the regular block grid of a stack's output (2-D or 3-D).
 """
 
 from __future__ import annotations
@@ -245,19 +245,25 @@ def plan_axis(
 
 @dataclass(frozen=True)
 class OutputGrid:
-    """The block grid of a stack's output ``(*batch, feature, y, x)``.
+    """The block grid of a stack's output ``(*batch, feature, *spatial)``, ``ndim`` spatial axes.
 
     Batch axes keep the input's chunks, the feature axis is one chunk and the spatial axes are
-    cut into regular chunks. A block index is ``(*batch_block, iy, ix)`` (no feature index).
+    cut into regular chunks. A block index is ``(*batch_block, *spatial_block)`` (no feature
+    index): ``(..., iy, ix)``, or ``(..., iz, iy, ix)`` in 3-D.
     """
 
     shape: tuple[int, ...]
     chunks: tuple[tuple[int, ...], ...]
+    ndim: int = 2
+
+    @property
+    def feature_axis(self) -> int:
+        return len(self.chunks) - self.ndim - 1
 
     @property
     def numblocks(self) -> tuple[int, ...]:
         """Blocks per axis, feature axis left out (the shape of the block index space)."""
-        return tuple(len(c) for i, c in enumerate(self.chunks) if i != len(self.chunks) - 3)
+        return tuple(len(c) for i, c in enumerate(self.chunks) if i != self.feature_axis)
 
     def __len__(self) -> int:
         count = 1
@@ -271,8 +277,8 @@ class OutputGrid:
 
     def slices(self, block: Sequence[int]) -> tuple[slice, ...]:
         """Where ``block`` lies in the full output (all axes; feature axis ``slice(0, J)``)."""
-        *batch, iy, ix = block
-        per_axis = [*batch, 0, iy, ix]
+        split = len(block) - self.ndim
+        per_axis = [*block[:split], 0, *block[split:]]
         if len(per_axis) != len(self.chunks) or not all(
             0 <= index < len(sizes) for index, sizes in zip(per_axis, self.chunks, strict=False)
         ):
@@ -295,16 +301,17 @@ def _regular(length: int, size: int) -> tuple[int, ...]:
 def output_grid(
     shape_out: Sequence[int], batch_chunks: Sequence[Sequence[int]], out_chunks: Sequence[int]
 ) -> OutputGrid:
-    """The block grid of an output of shape ``(*batch, J, H_out, W_out)``.
+    """The block grid of an output of shape ``(*batch, J, *spatial_out)``.
 
     ``batch_chunks`` are the batch axes' chunks (Dask style), ``out_chunks`` the regular
-    ``(y, x)`` block size.
+    spatial block size (``(y, x)`` or ``(z, y, x)``: its length is the spatial rank).
     """
-    *batch_shape, features, height, width = (int(n) for n in shape_out)
+    ndim = len(out_chunks)
+    sizes = [int(n) for n in shape_out]
+    spatial = sizes[len(sizes) - ndim :]
     chunks = (
         *(tuple(int(c) for c in sizes) for sizes in batch_chunks),
-        (features,),
-        _regular(height, int(out_chunks[0])),
-        _regular(width, int(out_chunks[1])),
+        (sizes[-ndim - 1],),
+        *(_regular(length, int(size)) for length, size in zip(spatial, out_chunks, strict=True)),
     )
-    return OutputGrid((*batch_shape, features, height, width), chunks)
+    return OutputGrid(tuple(sizes), chunks, ndim)

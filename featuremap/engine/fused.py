@@ -23,16 +23,15 @@ from featuremap.engine.stack import ResolvedStack, as_float32
 __all__ = ["axis_steps", "compute_compact", "concatenate"]
 
 
-def axis_steps(stack: ResolvedStack) -> tuple[list[AxisStep], list[AxisStep]]:
-    """Per axis, the stack's :class:`AxisStep` s (geometry and input length of each layer)."""
-    y_steps, x_steps = (
+def axis_steps(stack: ResolvedStack) -> tuple[list[AxisStep], ...]:
+    """Per spatial axis, the stack's :class:`AxisStep` s (geometry and input length of each layer)."""
+    return tuple(
         [
             AxisStep(geometry.axes[axis], size[axis])
             for geometry, size in zip(stack.geometries, stack.input_sizes, strict=True)
         ]
-        for axis in range(2)
+        for axis in range(stack.ndim)
     )
-    return y_steps, x_steps
 
 
 def concatenate(parts: list[Array], axis: int) -> Array:
@@ -69,33 +68,32 @@ def _gather(values: Array, gather: Gather, axis: int, fill: float) -> Array:
     return concatenate(parts, axis)
 
 
-def _apply_level(layer: Layer, values: Array, level_y: Level, level_x: Level) -> Array:
-    """One layer on every (y run, x run) of the block; the outputs, compact."""
-    rows = []
-    size = (level_y.size, level_x.size)
-    for (y_start, _), gather_y in zip(level_y.runs, level_y.gathers, strict=True):
-        band = _gather(values, gather_y, -2, layer.pad_value)
-        rows.append(
-            concatenate(
-                [
-                    layer.apply_padded(
-                        _gather(band, gather_x, -1, layer.pad_value),
-                        Window((y_start, x_start), size),
-                    )
-                    for (x_start, _), gather_x in zip(level_x.runs, level_x.gathers, strict=True)
-                ],
-                -1,
-            )
-        )
-    return concatenate(rows, -2)
+def _apply_level(layer: Layer, values: Array, levels: Sequence[Level]) -> Array:
+    """One layer on every combination of runs (one run per spatial axis) of the block; the
+    outputs, compact. Gathers axis by axis, outermost first, so a run's padded band along ``z``
+    (or ``y``) is shared by all its runs along the axes after it."""
+    size = tuple(level.size for level in levels)
+    ndim = len(levels)
+
+    def along(band: Array, axis: int, origin: tuple[int, ...]) -> Array:
+        level = levels[axis]
+        parts = []
+        for (start, _), gather in zip(level.runs, level.gathers, strict=True):
+            padded = _gather(band, gather, axis - ndim, layer.pad_value)
+            if axis + 1 < ndim:
+                parts.append(along(padded, axis + 1, (*origin, start)))
+            else:
+                parts.append(layer.apply_padded(padded, Window((*origin, start), size)))
+        return concatenate(parts, axis - ndim)
+
+    return along(values, 0, ())
 
 
-def compute_compact(
-    layers: Sequence[Layer], plan_y: AxisPlan, plan_x: AxisPlan, values: Array
-) -> Array:
+def compute_compact(layers: Sequence[Layer], plans: Sequence[AxisPlan], values: Array) -> Array:
     """The fused stack on one output block, from its compact input ``values`` -- the
-    concatenation of the input pieces its plans read (``plan_y.reads`` x ``plan_x.reads``)."""
+    concatenation of the input pieces its plans read (one :class:`AxisPlan` per spatial axis:
+    the product of their ``reads``)."""
     values = as_float32(values)
-    for layer, level_y, level_x in zip(layers, plan_y.levels, plan_x.levels, strict=True):
-        values = _apply_level(layer, values, level_y, level_x)
+    for index, layer in enumerate(layers):
+        values = _apply_level(layer, values, [plan.levels[index] for plan in plans])
     return values

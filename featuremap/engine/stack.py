@@ -1,6 +1,7 @@
 """A stack of layers resolved once against an input, and its in-memory execution.
 
-:func:`resolve_stack` resolves a stack against an input ``(C, H, W)`` once, into a frozen
+:func:`resolve_stack` resolves a stack against an input ``(C, H, W)`` (``(C, D, H, W)`` for a
+stack of 3-D layers: :func:`stack_ndim`) once, into a frozen
 :class:`ResolvedStack`: each layer's :class:`~featuremap.engine.geometry.LayerGeometry` (padding mode
 included), the cumulative receptive field, jump and offset, each layer's output shape, and the
 output features' labels. Block planning, the store's attributes and the job plan all share it.
@@ -13,24 +14,64 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from featuremap._typing import Array
-from featuremap.engine.geometry import LayerGeometry, Pair, StackGeometry, compose
+from featuremap.engine.geometry import LayerGeometry, Sizes, StackGeometry, compose
 from featuremap.engine.kernels import array_namespace, pad
 from featuremap.engine.labels import filter_label
 from featuremap.engine.layers import FeatureDescription, Layer, Window
 from featuremap.errors import InputError
 
-__all__ = ["ResolvedStack", "apply", "apply_stack", "as_float32", "resolve_stack"]
+__all__ = [
+    "Ranked",
+    "ResolvedStack",
+    "apply",
+    "apply_stack",
+    "as_float32",
+    "resolve_stack",
+    "stack_ndim",
+]
 
-#: ``(channels, height, width)`` of a layer's input or output.
-Shape3 = tuple[int, int, int]
+#: ``(channels, *spatial)`` of a layer's input or output: ``(C, H, W)`` or ``(C, D, H, W)``.
+Shape3 = tuple[int, ...]
+
+
+class Ranked(Protocol):
+    """Anything that names its layer kind and spatial rank: a layer, or a pipeline's layer spec."""
+
+    kind: ClassVar[str]
+
+    @property
+    def ndim(self) -> int | None: ...
+
+
+def stack_ndim(layers: Sequence[Ranked]) -> int:
+    """The spatial rank of a stack: that of its conv and pool layers (2 or 3; pointwise layers
+    fit either), 2 for a stack of pointwise layers only.
+
+    Raises
+    ------
+    InputError
+        Where 2-D and 3-D layers are mixed.
+    """
+    ranks = {(index, layer.kind): layer.ndim for index, layer in enumerate(layers)}
+    found = {rank for rank in ranks.values() if rank is not None}
+    if len(found) > 1:
+        first_2d, first_3d = (
+            next(f"layers[{i}].{kind}" for (i, kind), rank in ranks.items() if rank == wanted)
+            for wanted in (2, 3)
+        )
+        raise InputError(
+            f"{first_2d} is a 2-D layer but {first_3d} is a 3-D one; a stack filters in 2-D (y, x) "
+            "or in 3-D (z, y, x) throughout: give the 2-D layer a 3-D kernel (size 1 along z)"
+        )
+    return found.pop() if found else 2
 
 
 @dataclass(frozen=True)
 class ResolvedStack:
-    """A stack of layers resolved once against an input ``(C, H, W)``.
+    """A stack of layers resolved once against an input ``(C, H, W)`` or ``(C, D, H, W)``.
 
     Attributes
     ----------
@@ -39,9 +80,9 @@ class ResolvedStack:
         Each layer's resolved geometry (padding mode included), first layer first.
     stacks : tuple of StackGeometry
         The cumulative receptive field, jump and offset after each layer.
-    shapes : tuple of (C, H, W)
+    shapes : tuple of (C, *spatial)
         What each layer produces.
-    input_shape : (C, H, W)
+    input_shape : (C, *spatial)
     """
 
     layers: tuple[Layer, ...]
@@ -51,8 +92,13 @@ class ResolvedStack:
     input_shape: Shape3
 
     @property
+    def ndim(self) -> int:
+        """The number of spatial axes: 2 (``y, x``) or 3 (``z, y, x``)."""
+        return len(self.input_shape) - 1
+
+    @property
     def output_shape(self) -> Shape3:
-        """``(features, H_out, W_out)`` of the last layer."""
+        """``(features, *spatial_out)`` of the last layer."""
         return self.shapes[-1]
 
     @property
@@ -61,10 +107,10 @@ class ResolvedStack:
         return self.stacks[-1]
 
     @property
-    def input_sizes(self) -> tuple[Pair, ...]:
-        """``(H, W)`` of each layer's input, first layer first."""
+    def input_sizes(self) -> tuple[Sizes, ...]:
+        """The spatial size of each layer's input, first layer first."""
         sizes = [self.input_shape, *self.shapes[:-1]]
-        return tuple((shape[1], shape[2]) for shape in sizes)
+        return tuple(tuple(shape[1:]) for shape in sizes)
 
     def feature_labels(self, channel_labels: Sequence[str] | None = None) -> tuple[str, ...]:
         """A readable label per output feature, from the banks' filter descriptions through
@@ -79,7 +125,7 @@ class ResolvedStack:
 
     def describe(self) -> list[dict[str, Any]]:
         """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
-        the ``(C, H, W)`` it produces and the stack's receptive field, jump and offset after it."""
+        the ``(C, *spatial)`` it produces and the stack's receptive field, jump and offset after it."""
         return [
             {
                 **layer.describe(),
@@ -112,7 +158,8 @@ def _check_exact(stacks: Sequence[StackGeometry], layers: Sequence[Layer]) -> No
 
 
 def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: int) -> ResolvedStack:
-    """Resolve a stack against an input ``(H, W)`` with ``in_channels`` channels.
+    """Resolve a stack against an input of spatial ``shape`` (``(H, W)``, or ``(D, H, W)`` for a
+    3-D stack: :func:`stack_ndim`) with ``in_channels`` channels.
 
     Raises
     ------
@@ -122,18 +169,23 @@ def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: in
     """
     if not layers:
         raise InputError("the layer stack is empty; give at least one conv, pool or reduce layer")
+    ndim = stack_ndim(layers)
+    if len(shape) != ndim:
+        raise InputError(
+            f"a {ndim}-D stack needs an input with {ndim} spatial axes, got the size {tuple(shape)}"
+        )
     geometries, shapes = [], []
-    channels, hw = in_channels, (int(shape[0]), int(shape[1]))
+    channels, size = in_channels, tuple(int(n) for n in shape)
     for index, layer in enumerate(layers):
         try:
-            geometry = layer.geometry(hw)
+            geometry = layer.geometry(size)
             channels = layer.out_channels(channels)
         except InputError as error:
             # The place as a pipeline file names it (layers counted from 0, like the YAML list).
             raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
-        hw = geometry.output_shape(hw)
+        size = geometry.output_shape(size)
         geometries.append(geometry)
-        shapes.append((channels, *hw))
+        shapes.append((channels, *size))
     stacks = tuple(compose(geometries))
     _check_exact(stacks, layers)
     return ResolvedStack(
@@ -141,7 +193,7 @@ def resolve_stack(layers: Sequence[Layer], shape: Sequence[int], in_channels: in
         geometries=tuple(geometries),
         stacks=stacks,
         shapes=tuple(shapes),
-        input_shape=(in_channels, int(shape[0]), int(shape[1])),
+        input_shape=(in_channels, *(int(n) for n in shape)),
     )
 
 
@@ -153,22 +205,29 @@ def as_float32(x: Array) -> Array:
     return xp.asarray(x, dtype=xp.float32)
 
 
-def apply(layer: Layer, x: Array) -> Array:
-    """Run one layer on a whole in-memory array ``(..., C, H, W)``: pad at the border, compute."""
+def apply(layer: Layer, x: Array, ndim: int | None = None) -> Array:
+    """Run one layer on a whole in-memory array ``(..., C, *spatial)``: pad at the border,
+    compute. ``ndim``: the spatial rank, by default the layer's own (2 for a pointwise layer)."""
     x = as_float32(x)
-    if x.ndim < 3:
-        raise InputError(f"input must have shape (..., channels, y, x), got shape {tuple(x.shape)}")
-    layer.out_channels(x.shape[-3])
-    geometry = layer.geometry(x.shape[-2:])
+    ndim = ndim or layer.ndim or 2
+    if x.ndim < ndim + 1:
+        names = ", ".join(("z", "y", "x")[-ndim:])
+        raise InputError(
+            f"input must have shape (..., channels, {names}), got shape {tuple(x.shape)}"
+        )
+    layer.out_channels(x.shape[-ndim - 1])
+    size = tuple(int(n) for n in x.shape[-ndim:])
+    geometry = layer.geometry(size)
     padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
-    return layer.apply_padded(padded, Window((0, 0), (int(x.shape[-2]), int(x.shape[-1]))))
+    return layer.apply_padded(padded, Window((0,) * ndim, size))
 
 
 def apply_stack(layers: Sequence[Layer], x: Array) -> Array:
     """Run a stack of layers on a whole in-memory array, layer by layer."""
+    ndim = stack_ndim(layers)
     for index, layer in enumerate(layers):
         try:
-            x = apply(layer, x)
+            x = apply(layer, x, ndim)
         except InputError as error:
             raise InputError(f"layers[{index}].{layer.kind}: {error}") from None
     return x

@@ -14,6 +14,10 @@ user declares a batch axis). The kinds are found, in this order (DESIGN section 
 
 A name outside the vocabulary is refused, never guessed. xarray's placeholder names
 (``dim_0``, ``dim_1``, ...) count as no name.
+
+A stack of 3-D layers filters along ``z`` too (:meth:`Axes.volumetric`): the input's ``z`` axis
+(the last one of kind ``z``: NGFF's third-last space axis) becomes a spatial axis, and the
+positional rule reads ``(..., C, D, H, W)``. A 2-D stack keeps ``z`` a batch axis.
 """
 
 from __future__ import annotations
@@ -118,6 +122,37 @@ class Axes:
 
     axes: tuple[Axis, ...]
     source: str
+    #: 2: the image plane is ``(y, x)`` and ``z`` is a batch axis; 3: ``(z, y, x)`` are spatial.
+    spatial_ndim: int = 2
+
+    def volumetric(self) -> Axes:
+        """These axes for a 3-D stack: the ``z`` axis (the last of that kind) made spatial.
+
+        Raises
+        ------
+        InputError
+            When the input has no ``z`` axis.
+        """
+        if self.index("z") is None:
+            raise InputError(
+                f"a stack of 3-D layers filters along z, but the input's axes {self.describe()} "
+                f"have no z axis; say which axis is z with {input_key('axes')} (e.g. czyx), or use "
+                "2-D layers"
+            )
+        return Axes(self.axes, self.source, 3)
+
+    @property
+    def z(self) -> int:
+        """The spatial ``z`` axis of a volumetric input: the last axis of kind ``z``."""
+        found = [i for i, axis in enumerate(self.axes) if axis.kind == "z"]
+        if self.spatial_ndim != 3 or not found:
+            raise InputError(f"the input has no spatial z axis; its axes are {self.describe()}")
+        return found[-1]
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """Positions of the spatial axes, ``(y, x)`` or ``(z, y, x)``."""
+        return (self.z, self.y, self.x) if self.spatial_ndim == 3 else (self.y, self.x)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -143,15 +178,18 @@ class Axes:
     @property
     def batch(self) -> tuple[int, ...]:
         """Positions of the batch axes: those that are not ``z`` first, then the ``z`` axes, each
-        in storage order (the order of the output's batch axes, NGFF's order)."""
-        batch = [i for i, axis in enumerate(self.axes) if axis.is_batch]
+        in storage order (the order of the output's batch axes, NGFF's order); a spatial ``z``
+        is no batch axis."""
+        spatial = self.spatial
+        batch = [i for i, axis in enumerate(self.axes) if axis.is_batch and i not in spatial]
         return tuple(sorted(batch, key=lambda i: self.axes[i].kind == "z"))
 
     @property
     def order(self) -> tuple[int, ...]:
-        """The permutation that puts the axes in ``(*batch, c, y, x)`` order (no ``c`` if absent)."""
+        """The permutation that puts the axes in ``(*batch, c, *spatial)`` order (no ``c`` if
+        absent)."""
         channel = () if self.channel is None else (self.channel,)
-        return (*self.batch, *channel, self.y, self.x)
+        return (*self.batch, *channel, *self.spatial)
 
     def find(self, key: str) -> int:
         """The axis named ``key``, or of kind ``key``; :class:`InputError` listing the axes."""
@@ -253,13 +291,17 @@ def _named(names: Sequence[str] | None) -> bool:
     return bool(names) and not all(_PLACEHOLDER.fullmatch(name) for name in names or ())
 
 
-def _positional(ndim: int, channel_axis: int | None) -> tuple[AxisKind, ...]:
+def _positional(ndim: int, channel_axis: int | None, spatial_ndim: int = 2) -> tuple[AxisKind, ...]:
     """``(..., C, H, W)``: the last two axes are ``y, x``, the channel axis is ``-3`` (or the
-    given one), everything else is a batch axis; a 2-D image has no channel axis."""
+    given one), everything else is a batch axis; a 2-D image has no channel axis. For a 3-D
+    stack ``(..., C, D, H, W)``: ``z`` before ``y, x``, the channel before ``z``; a 3-D array
+    is one volume without a channel axis."""
     kinds: list[AxisKind] = ["batch"] * ndim
-    kinds[-2:] = ["y", "x"]
-    if ndim >= 3:
-        kinds[ndim + (-3 if channel_axis is None else channel_axis)] = "c"
+    spatial: list[AxisKind] = ["z", "y", "x"]
+    kinds[-spatial_ndim:] = spatial[-spatial_ndim:]
+    if ndim > spatial_ndim:
+        default = -spatial_ndim - 1
+        kinds[ndim + (default if channel_axis is None else channel_axis)] = "c"
     return tuple(kinds)
 
 
@@ -328,11 +370,13 @@ def resolve_axes(
     ome_axes: Sequence[Mapping[str, Any]] | None = None,
     names: Sequence[str] | None = None,
     channel_axis: int | None = None,
+    spatial_ndim: int = 2,
 ) -> Axes:
     """The :class:`Axes` of an ``ndim``-D input, from the first source that says (see module).
 
     ``channel_axis`` is the older way to place the channel axis of an unnamed array; it is
-    refused together with ``spec``.
+    refused together with ``spec``. ``spatial_ndim`` 3 (a stack of 3-D layers) makes ``z``
+    spatial (:meth:`Axes.volumetric`).
     """
     stored = list(names) if names and len(names) == ndim else None
     if ome_axes is not None and len(ome_axes) == ndim:
@@ -366,18 +410,22 @@ def resolve_axes(
     elif stored is not None and _named(stored):
         kinds, source = _from_names(stored, {}), "dimension names"
     else:
-        if ndim < 2:
-            raise InputError(f"input array must have at least 2 dimensions (y, x), got {ndim}")
-        kinds, source = _positional(ndim, None), "positional"
+        if ndim < spatial_ndim:
+            raise InputError(
+                f"input array must have at least {spatial_ndim} dimensions "
+                f"({', '.join('zyx'[-spatial_ndim:])}), got {ndim}"
+            )
+        kinds, source = _positional(ndim, None, spatial_ndim), "positional"
     final_names = (
         list(stored)
         if stored is not None and _named(stored)
         else [_default_name(k, i) for i, k in enumerate(kinds)]
     )
     _check(kinds, final_names, source)
-    return Axes(
+    axes = Axes(
         tuple(Axis(name, kind) for name, kind in zip(final_names, kinds, strict=True)), source
     )
+    return axes.volumetric() if spatial_ndim == 3 else axes
 
 
 def _default_name(kind: AxisKind, index: int) -> str:

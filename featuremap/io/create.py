@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from featuremap.engine.geometry import axis_names
 from featuremap.io.layout import (
     FEATURES,
     JOB_GROUP,
@@ -22,7 +23,7 @@ from featuremap.io.layout import (
 from featuremap.io.markers import create_markers
 from featuremap.io.ome import OmeAxis, ome_multiscales
 from featuremap.io.output import OutputStore, open_group
-from featuremap.io.placement import Coordinate, regular_spacing, spatial_attrs
+from featuremap.io.placement import Coordinate, Spacing, regular_spacing, spatial_attrs
 
 __all__ = ["LayerArrays", "create_output"]
 
@@ -58,14 +59,13 @@ def _create_coordinate(
 
 
 def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
-    """``y``, ``x`` in physical units, ``feature`` labels, the batch axes' values and the CRS."""
+    """``y``, ``x`` (and ``z`` for a volume) in physical units, ``feature`` labels, the batch
+    axes' values and the CRS."""
     placement = layout.placement
-    for name, spacing, length in (
-        ("y", placement.y, layout.shape[-2]),
-        ("x", placement.x, layout.shape[-1]),
-    ):
+    for name, spacing, length in _spatial(layout):
         _create_coordinate(group, name, spacing.values(length), spatial_attrs(spacing))
-    labels = layout.feature_labels or tuple(str(i) for i in range(layout.shape[-3]))
+    features = layout.shape[-layout.ndim - 1]
+    labels = layout.feature_labels or tuple(str(i) for i in range(features))
     _create_coordinate(group, "feature", np.array(labels, dtype=str))
     for name, coordinate in placement.batch.items():
         _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
@@ -77,6 +77,18 @@ def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
             placement.grid_mapping.attrs,
             dims=(),
         )
+
+
+def _spatial(layout: OutputLayout) -> list[tuple[str, Spacing, int]]:
+    """``(name, spacing, length)`` of each spatial output axis."""
+    return list(
+        zip(
+            axis_names(layout.ndim),
+            layout.placement.spatial,
+            layout.shape[-layout.ndim :],
+            strict=True,
+        )
+    )
 
 
 def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
@@ -101,10 +113,11 @@ def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
         zip(layout.batch_dims, layout.batch_kinds or ("n",) * len(layout.batch_dims), strict=True)
     )
     lone = sum(1 for kind in kinds.values() if kind != "z") <= 1
+    spatial = {name: spacing for name, spacing, _ in _spatial(layout)}
     axes = []
     for name in layout.dims:
-        if name in ("y", "x"):
-            spacing = placement.y if name == "y" else placement.x
+        if name in spatial:
+            spacing = spatial[name]
             axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
         elif name == "feature":
             axes.append(OmeAxis(name, "channel"))
@@ -115,7 +128,8 @@ def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
 
 def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
     for layer in weights:
-        arrays = {"weight": (layer.weight, ["feature", "channel", "ky", "kx"])}
+        kernel_dims = [f"k{axis}" for axis in axis_names(layer.weight.ndim - 2)]
+        arrays = {"weight": (layer.weight, ["feature", "channel", *kernel_dims])}
         if layer.bias is not None:
             arrays["bias"] = (layer.bias, ["feature"])
         for name, (values, dims) in arrays.items():

@@ -6,8 +6,9 @@ and a channel subset, and reads where its pixels are in physical space (:mod:`.p
 NGFF transforms of the chosen level, or regular xarray coordinates and a CF ``grid_mapping``.
 
 The result, :class:`InputArray`, is a frozen, picklable description; :meth:`InputArray.to_dask`
-gives the pixels as ``(*batch, C, y, x)`` -- any storage order (channel-last included) is
-reordered inside each block's read, never by copying the input.
+gives the pixels as ``(*batch, C, y, x)`` (``(*batch, C, z, y, x)`` for a 3-D stack) -- any
+storage order (channel-last included) is reordered inside each block's read, never by copying
+the input.
 """
 
 from __future__ import annotations
@@ -16,63 +17,23 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
 
-from featuremap._validation import is_integer
 from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
 from featuremap.io._paths import access_error, local_path
-from featuremap.io.axes import Axes, AxesSpec, resolve_axes
+from featuremap.io.axes import Axes, resolve_axes
 from featuremap.io.chunk_cache import read_region
 from featuremap.io.layout import FEATURE_DIMS
 from featuremap.io.ome import ome_placement, read_multiscales
 from featuremap.io.placement import Interval, Placement, xarray_placement
+from featuremap.io.selection import InputSelection, channel_indices, region_intervals
 
 __all__ = ["InputArray", "InputSelection", "dimension_names", "open_input"]
-
-#: A requested region along one axis (``None``: from the start, or to the end).
-OpenInterval = tuple[int | None, int | None]
-
-
-@dataclass(frozen=True)
-class InputSelection:
-    """What part of the input a job reads, and how to read its axes (``input.*`` keys).
-
-    Attributes
-    ----------
-    axes : AxesSpec or None
-        ``input.axes`` / ``--axes``, parsed (:func:`featuremap.io.axes.parse_axes_spec`).
-    level : int, str or None
-        The OME-Zarr resolution level (index or dataset path); default 0.
-    region : mapping of axis name or kind to ``(start, stop)``
-        ``input.region``; an axis left out is read whole.
-    channels : tuple of int or str, or None
-        ``input.channels``: channel indices, or labels (OME ``omero`` labels, xarray coordinate
-        values); ``None`` reads every channel.
-    channel_axis : int or None
-        The older way to place the channel axis of an unnamed array.
-    """
-
-    axes: AxesSpec | None = None
-    level: int | str | None = None
-    region: Mapping[str, OpenInterval] = field(default_factory=dict)
-    channels: tuple[int | str, ...] | None = None
-    channel_axis: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "axes": None
-            if self.axes is None
-            else (dict(self.axes) if isinstance(self.axes, Mapping) else list(self.axes)),
-            "level": self.level,
-            "region": {key: list(value) for key, value in self.region.items()},
-            "channels": None if self.channels is None else list(self.channels),
-            "channel_axis": self.channel_axis,
-        }
 
 
 @dataclass(frozen=True)
@@ -133,12 +94,18 @@ class InputArray:
         return len(self.channels) if self.channels is not None else self._length(channel)
 
     @property
-    def spatial_shape(self) -> tuple[int, int]:
-        return (self._length(self.axes.y), self._length(self.axes.x))
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Sizes of the part read along the spatial axes, ``(y, x)`` or ``(z, y, x)``."""
+        return tuple(self._length(axis) for axis in self.axes.spatial)
 
     @property
-    def spatial_chunks(self) -> tuple[int, int]:
-        return (self.chunks[self.axes.y], self.chunks[self.axes.x])
+    def spatial_chunks(self) -> tuple[int, ...]:
+        return tuple(self.chunks[axis] for axis in self.axes.spatial)
+
+    @property
+    def physical_spacing(self) -> tuple[float, ...] | None:
+        """:attr:`Placement.physical_spacing` of the input."""
+        return self.placement.physical_spacing
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -160,9 +127,9 @@ class InputArray:
         return names if usable else tuple(f"dim_{i}" for i in self.axes.batch)
 
     @property
-    def region_origin(self) -> tuple[int, int]:
-        """Input pixel ``(y, x)`` of the read part's first pixel."""
-        return (self.region[self.axes.y][0], self.region[self.axes.x][0])
+    def region_origin(self) -> tuple[int, ...]:
+        """Input pixel (``(y, x)`` or ``(z, y, x)``) of the read part's first pixel."""
+        return tuple(self.region[axis][0] for axis in self.axes.spatial)
 
     def identity(self) -> dict[str, Any]:
         """What identifies the input for the fingerprint and provenance."""
@@ -182,8 +149,8 @@ class InputArray:
             "metadata_sha256": self.metadata_sha256,
         }
 
-    def to_dask(self, spatial_chunks: tuple[int, int]) -> Any:
-        """The part read as a Dask array ``(*batch, C, y, x)``, one task per read chunk.
+    def to_dask(self, spatial_chunks: Sequence[int]) -> Any:
+        """The part read as a Dask array ``(*batch, C, *spatial)``, one task per read chunk.
 
         ``spatial_chunks`` must be whole multiples of the storage chunks (except at the far
         border), so each stored chunk is read by one task; the channel axis is one chunk; batch
@@ -193,7 +160,8 @@ class InputArray:
         import dask.array as da
 
         read_chunks = list(self.chunks)
-        read_chunks[self.axes.y], read_chunks[self.axes.x] = spatial_chunks
+        for axis, size in zip(self.axes.spatial, spatial_chunks, strict=True):
+            read_chunks[axis] = size
         channel = self.axes.channel
         if channel is not None:
             read_chunks[channel] = self.shape[channel]
@@ -203,21 +171,21 @@ class InputArray:
             x = da.take(x, list(self.channels), axis=channel)
         x = x.transpose(self.axes.order)
         if channel is None:
-            x = x[..., None, :, :]
+            x = x[(..., None, *(slice(None),) * self.axes.spatial_ndim)]
         return _regular_batch_chunks(x, self.batch_chunks)
 
     def read(
         self,
         batch: Sequence[slice],
-        rows: Sequence[Interval],
-        cols: Sequence[Interval],
+        intervals: Sequence[Sequence[Interval]],
         *,
         session: str = "",
     ) -> np.ndarray:
-        """A block's input window as ``(*batch, C, h, w)``: the batch slices, the channels read
-        and the concatenated ``rows`` x ``cols`` intervals (coordinates of the part read).
+        """A block's input window as ``(*batch, C, *spatial)``: the batch slices, the channels
+        read and, per spatial axis, the concatenation of its ``intervals`` (coordinates of the
+        part read).
 
-        Each interval rectangle is cut from its decoded chunks, shared with the neighbouring
+        Each interval box is cut from its decoded chunks, shared with the neighbouring
         blocks this process computes (:func:`featuremap.io.chunk_cache.read_region`); the
         reordering of axes and the channel selection happen on this small window, never on the
         whole input. The opened array and the decoded chunks are reused by the reads of one
@@ -229,20 +197,27 @@ class InputArray:
         for axis, part in zip(axes.batch, batch, strict=True):
             start = self.region[axis][0]
             index[axis] = slice(start + (part.start or 0), start + part.stop)
-        y0, x0 = self.region[axes.y][0], self.region[axes.x][0]
-        tiles = []
-        for row_start, row_stop in rows:
-            row = []
-            for col_start, col_stop in cols:
-                index[axes.y] = slice(y0 + row_start, y0 + row_stop)
-                index[axes.x] = slice(x0 + col_start, x0 + col_stop)
-                row.append(read_region(array, index, session=session))
-            tiles.append(np.concatenate(row, axis=axes.x))
-        window = np.concatenate(tiles, axis=axes.y)
+
+        def along(position: int) -> np.ndarray:
+            """The window's pieces along spatial axis ``position`` onwards, concatenated."""
+            axis, origin = axes.spatial[position], self.region[axes.spatial[position]][0]
+            parts = []
+            for start, stop in intervals[position]:
+                index[axis] = slice(origin + start, origin + stop)
+                parts.append(
+                    along(position + 1)
+                    if position + 1 < len(axes.spatial)
+                    else read_region(array, index, session=session)
+                )
+            return np.concatenate(parts, axis=axis)
+
+        window = along(0)
         if self.channels is not None and axes.channel is not None:
             window = np.take(window, self.channels, axis=axes.channel)
         window = window.transpose(axes.order)
-        return window if axes.channel is not None else window[..., None, :, :]
+        if axes.channel is not None:
+            return window
+        return window[(..., None, *(slice(None),) * axes.spatial_ndim)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -339,68 +314,17 @@ def _check_array(node: zarr.Array[Any]) -> None:
         )
 
 
-def _interval(value: Any, length: int, name: str) -> Interval:
-    """``[start, stop)`` from ``[start, stop]`` (``None`` for an open end) or one index."""
-    if is_integer(value):
-        value = [value, int(value) + 1]
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(v is None or is_integer(v) for v in value)
-    ):
-        raise InputError(
-            f"region {name}: must be [start, stop] (pixels, stop excluded) or one index, got {describe(value)}"
-        )
-    start = 0 if value[0] is None else int(value[0])
-    stop = length if value[1] is None else int(value[1])
-    if not 0 <= start < stop <= length:
-        raise InputError(
-            f"region {name}: [{start}, {stop}) is not inside the axis of length {length}; "
-            f"give 0 <= start < stop <= {length}"
-        )
-    return start, stop
-
-
-def _region(axes: Axes, shape: Sequence[int], region: Mapping[str, Any]) -> tuple[Interval, ...]:
-    intervals = [(0, n) for n in shape]
-    for key, value in region.items():
-        axis = axes.find(key)
-        if axis == axes.channel:
-            raise InputError(
-                f"region {key}: select channels with {input_key('channels')}, not a region"
-            )
-        intervals[axis] = _interval(value, shape[axis], key)
-    return tuple(intervals)
-
-
-def _channel_indices(
-    wanted: Sequence[int | str] | None, count: int, labels: Sequence[str] | None
-) -> tuple[int, ...] | None:
-    if wanted is None:
-        return None
-    if not wanted:
-        raise InputError("channels: give at least one channel (an index or a label)")
-    indices = []
-    for item in wanted:
-        if is_integer(item) and 0 <= int(item) < count:
-            indices.append(int(item))
-        elif isinstance(item, str) and labels is not None and item in labels:
-            indices.append(list(labels).index(item))
-        else:
-            known = f"; labels: {', '.join(labels)}" if labels else ""
-            raise InputError(
-                f"channels: {describe(item)} is not a channel of the input (indices 0..{count - 1}{known})"
-            )
-    return tuple(indices)
-
-
 def _digest(array: zarr.Array[Any]) -> str:
     metadata = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(metadata.encode()).hexdigest()
 
 
 def open_input(
-    store: str | os.PathLike[str], array: str | None = None, selection: InputSelection | None = None
+    store: str | os.PathLike[str],
+    array: str | None = None,
+    selection: InputSelection | None = None,
+    *,
+    spatial_ndim: int = 2,
 ) -> InputArray:
     """Open and validate the input; reads metadata only.
 
@@ -414,6 +338,8 @@ def open_input(
         holds exactly one data variable.
     selection : InputSelection, optional
         Axes, level, region and channels (default: everything, axes from the metadata).
+    spatial_ndim : {2, 3}
+        The rank of the layers that will read it: 3 makes the input's ``z`` axis spatial.
 
     Raises
     ------
@@ -458,15 +384,16 @@ def open_input(
         names=dimension_names(node),
         ome_axes=None if multiscale is None else multiscale.axes,
         channel_axis=selection.channel_axis,
+        spatial_ndim=spatial_ndim,
     )
-    region = _region(axes, node.shape, selection.region)
+    region = region_intervals(axes, node.shape, selection.region)
     if multiscale is not None and level_index is not None:
         placement = ome_placement(multiscale, level_index, axes, region)
         labels = multiscale.channel_labels
     else:
         placement, labels = xarray_placement(group, node, axes, region)
     channel = axes.channel
-    channels = _channel_indices(
+    channels = channel_indices(
         selection.channels, 1 if channel is None else node.shape[channel], labels
     )
     if labels is not None and channel is not None:

@@ -26,7 +26,7 @@ from typing import Any
 import zarr.codecs
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
-from featuremap.engine.geometry import StackGeometry, ceil_div
+from featuremap.engine.geometry import StackGeometry, axis_names, ceil_div
 from featuremap.io.placement import Placement
 
 __all__ = [
@@ -39,12 +39,20 @@ __all__ = [
     "OutputLayout",
     "checked_codecs",
     "feature_codecs",
+    "feature_dims",
 ]
 
 #: The features array.
 FEATURES = "features"
-#: The last three dimension names of ``features``.
+#: The last three dimension names of ``features`` (of a 2-D stack; :func:`feature_dims`).
 FEATURE_DIMS = ("feature", "y", "x")
+
+
+def feature_dims(ndim: int) -> tuple[str, ...]:
+    """The feature axis and the spatial axes of a rank-``ndim`` stack's ``features``."""
+    return ("feature", *axis_names(ndim))
+
+
 #: Root (and ``features``) attribute key holding everything featuremap writes.
 ROOT_KEY = "featuremap"
 #: The subgroup of job bookkeeping (owner, heartbeat, done-markers).
@@ -83,7 +91,8 @@ class OutputLayout:
     the block grid), batch axes other than ``z`` first. The array is stored in NGFF's axis order:
     those batch axes, the features (in the channel place), the space batch axes (``z``), then
     ``y, x`` -- ``(t, feature, z, y, x)`` for a ``(t, c, z, y, x)`` input, and simply
-    ``(*batch, feature, y, x)`` without a ``z``.
+    ``(*batch, feature, y, x)`` without a ``z``. A 3-D stack (``stack.ndim == 3``) computes and
+    stores ``(*batch, feature, z, y, x)`` with ``z`` spatial.
 
     ``placement`` is the *output's*: each output pixel's centre in the input's physical units
     (:meth:`featuremap.io.placement.Spacing.compose`), the batch axes' coordinates and the CRS.
@@ -111,9 +120,14 @@ class OutputLayout:
         return self.shards if self.shards is not None else self.chunks
 
     @property
-    def block_out(self) -> tuple[int, int]:
-        """The ``(y, x)`` size of one block."""
-        return (self.block_shape[-2], self.block_shape[-1])
+    def ndim(self) -> int:
+        """The number of spatial axes (2 or 3)."""
+        return self.stack.ndim
+
+    @property
+    def block_out(self) -> tuple[int, ...]:
+        """The spatial size of one block, ``(y, x)`` or ``(z, y, x)``."""
+        return tuple(self.block_shape[-self.ndim :])
 
     @property
     def storage_shards(self) -> tuple[int, ...] | None:
@@ -142,14 +156,15 @@ class OutputLayout:
 
     def _to_storage(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
         """Per-axis ``values`` (compute order) in storage order."""
-        *batch, feature, y, x = values
+        split = len(values) - self.ndim - 1
+        batch, feature, spatial = values[:split], values[split], values[split + 1 :]
         at = self.feature_axis
-        return (*batch[:at], feature, *batch[at:], y, x)
+        return (*batch[:at], feature, *batch[at:], *spatial)
 
     @property
     def dims(self) -> tuple[str, ...]:
         """The stored array's dimension names."""
-        return self._to_storage((*self.batch_dims, *FEATURE_DIMS))
+        return self._to_storage((*self.batch_dims, *feature_dims(self.ndim)))
 
     @property
     def storage_shape(self) -> tuple[int, ...]:
@@ -164,22 +179,24 @@ class OutputLayout:
         return self._to_storage(block_slices)
 
     @property
-    def out_chunks(self) -> tuple[int, int]:
-        return (self.chunks[-2], self.chunks[-1])
+    def out_chunks(self) -> tuple[int, ...]:
+        """The spatial chunk size, ``(y, x)`` or ``(z, y, x)``."""
+        return tuple(self.chunks[-self.ndim :])
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
-        """Blocks per axis, the feature axis left out: ``(*batch_blocks, blocks_y, blocks_x)``."""
+        """Blocks per axis, the feature axis left out: ``(*batch_blocks, *spatial_blocks)``."""
         return tuple(
             ceil_div(n, c)
             for i, (n, c) in enumerate(zip(self.shape, self.block_shape, strict=True))
-            if i != len(self.shape) - 3
+            if i != len(self.shape) - self.ndim - 1
         )
 
     def block_slices(self, block: tuple[int, ...]) -> tuple[slice, ...]:
-        """Where ``block`` (``(*batch_blocks, iy, ix)``) lies in the output, compute order."""
-        *batch, iy, ix = block
-        per_axis = [*batch, 0, iy, ix]
+        """Where ``block`` (``(*batch_blocks, *spatial_blocks)``) lies in the output, compute
+        order."""
+        split = len(block) - self.ndim
+        per_axis = [*block[:split], 0, *block[split:]]
         return tuple(
             slice(index * size, min((index + 1) * size, length))
             for index, size, length in zip(per_axis, self.block_shape, self.shape, strict=True)

@@ -216,7 +216,11 @@ def ome_placement(
 ) -> Placement:
     """Where the pixels of ``region`` of level ``level_index`` are, from its NGFF transforms."""
     level = multiscale.levels[level_index]
-    y_start, x_start = region[axes.y][0], region[axes.x][0]
+
+    def spacing_from(axis: int) -> Spacing:
+        """The axis's spacing, shifted to the region's first pixel."""
+        return multiscale.spacing(level, axis).shifted(region[axis][0])
+
     batch = {}
     for index in axes.batch:
         spacing = multiscale.spacing(level, index)
@@ -225,7 +229,8 @@ def ome_placement(
             attrs = {} if spacing.unit is None else {"units": spacing.unit}
             batch[axes.axes[index].name] = Coordinate(spacing.values(stop)[start:], attrs)
     return Placement(
-        y=multiscale.spacing(level, axes.y).shifted(y_start),
-        x=multiscale.spacing(level, axes.x).shifted(x_start),
+        y=spacing_from(axes.y),
+        x=spacing_from(axes.x),
         batch=batch,
+        z=spacing_from(axes.z) if axes.spatial_ndim == 3 else None,
     )

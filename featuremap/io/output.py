@@ -227,10 +227,16 @@ class OutputStore:
         return tuple(features.shards or features.chunks)
 
     @property
-    def out_chunks(self) -> tuple[int, int]:
-        """The ``(y, x)`` size of one block."""
-        shape = self.block_shape
-        return (shape[-2], shape[-1])
+    def spatial_ndim(self) -> int:
+        """The stack's rank: 3 where the features' geometry is per ``(z, y, x)``, else 2."""
+        geometry = attrs_dict(self.features.attrs.get(ROOT_KEY))
+        jump = geometry.get("jump")
+        return 3 if isinstance(jump, list) and len(jump) == 3 else 2
+
+    @property
+    def out_chunks(self) -> tuple[int, ...]:
+        """The spatial size of one block, ``(y, x)`` or ``(z, y, x)``."""
+        return tuple(self.block_shape[-self.spatial_ndim :])
 
     @property
     def markers(self) -> zarr.Array[Any]:

@@ -6,7 +6,9 @@ input's units (:class:`Spacing`): from the NGFF transforms of the chosen level, 
 the translation. Output pixel ``i`` of a stack with ``offset`` and ``jump`` is then centred on
 ``translation + scale * (offset + i * jump)`` (:meth:`Spacing.compose`). Batch axes keep their
 coordinate values (time stamps, z positions) as :class:`Coordinate` s, and a CRS (CF
-``grid_mapping`` / rioxarray's ``spatial_ref``) travels along as a :class:`GridMapping`.
+``grid_mapping`` / rioxarray's ``spatial_ref``) travels along as a :class:`GridMapping`. For a
+stack of 3-D layers ``z`` is a spatial axis like ``y`` and ``x``: it has a :class:`Spacing`
+(:attr:`Placement.z`) and is composed the same way.
 
 :func:`ome_placement` reads a placement from an OME-Zarr level's transforms,
 :func:`xarray_placement` from an xarray dataset's coordinate variables.
@@ -232,17 +234,35 @@ class GridMapping:
 class Placement:
     """Everything that places an input (or an output) in physical space.
 
-    ``batch`` maps a batch axis's name to its coordinate values (only axes that have some).
+    ``batch`` maps a batch axis's name to its coordinate values (only axes that have some);
+    ``z`` is the spacing of a spatial ``z`` axis (3-D stacks only; ``None`` where ``z`` is a batch
+    axis or absent).
     """
 
     y: Spacing = field(default_factory=Spacing)
     x: Spacing = field(default_factory=Spacing)
     batch: Mapping[str, Coordinate] = field(default_factory=dict)
     grid_mapping: GridMapping | None = None
+    z: Spacing | None = None
+
+    @property
+    def spatial(self) -> tuple[Spacing, ...]:
+        """The spacing of each spatial axis: ``(y, x)``, or ``(z, y, x)`` for a volume."""
+        return (self.y, self.x) if self.z is None else (self.z, self.y, self.x)
+
+    @property
+    def physical_spacing(self) -> tuple[float, ...] | None:
+        """The pixel size along each spatial axis in physical units (``None`` where an axis has
+        no unit): what a filter's sigma in physical units is divided by."""
+        if any(spacing.unit is None for spacing in self.spatial):
+            return None
+        return tuple(abs(spacing.scale) for spacing in self.spatial)
 
     def to_dict(self) -> dict[str, Any]:
         """A summary for provenance and ``inspect``."""
+        spatial = {} if self.z is None else {"z": self.z.to_dict()}
         return {
+            **spatial,
             "y": self.y.to_dict(),
             "x": self.x.to_dict(),
             "crs": None if self.grid_mapping is None else self.grid_mapping.name,
@@ -271,7 +291,7 @@ def xarray_placement(
         start, stop = region[index]
         values = np.asarray(coordinate[start:stop])
         attrs = meaning_attrs(dict(coordinate.attrs))
-        if axis.kind in ("y", "x"):
+        if index in axes.spatial:
             spacing = regular_spacing(np.asarray(coordinate[...]), attrs)
             if spacing is not None:
                 spacings[index] = spacing.shifted(start)
@@ -285,6 +305,7 @@ def xarray_placement(
             x=spacings.get(axes.x, Spacing()),
             batch=batch,
             grid_mapping=_grid_mapping(group, array),
+            z=spacings.get(axes.z, Spacing()) if axes.spatial_ndim == 3 else None,
         ),
         labels,
     )
@@ -307,8 +328,8 @@ def _grid_mapping(group: zarr.Group | None, array: zarr.Array[Any]) -> GridMappi
 
 def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:
     """The stack's receptive field, jump and first output centre in the input's physical units
-    (per axis ``y, x``; pixels where the input has no units)."""
-    spacings = (placement.y, placement.x)
+    (per spatial axis; pixels where the input has no units)."""
+    spacings = placement.spatial
     return {
         "units": [spacing.unit or "pixel" for spacing in spacings],
         "receptive_field": [
@@ -324,10 +345,12 @@ def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, A
 def output_placement(stack: StackGeometry, placement: Placement) -> Placement:
     """Where the output's pixels are: ``translation + scale * (offset + i * jump)`` per axis,
     the batch coordinates as they are, and the CRS with the output grid's transform."""
-    y = placement.y.compose(stack.offset[0], stack.jump[0])
-    x = placement.x.compose(stack.offset[1], stack.jump[1])
+    *z, y, x = (
+        spacing.compose(offset, jump)
+        for spacing, offset, jump in zip(placement.spatial, stack.offset, stack.jump, strict=True)
+    )
     mapping = None if placement.grid_mapping is None else placement.grid_mapping.for_grid(y, x)
-    return replace(placement, y=y, x=x, grid_mapping=mapping)
+    return replace(placement, y=y, x=x, grid_mapping=mapping, z=z[0] if z else None)
 
 
 def spatial_attrs(spacing: Spacing) -> dict[str, Any]:

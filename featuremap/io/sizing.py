@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
-from featuremap.engine.geometry import Pair, ceil_div
+from featuremap.engine.geometry import Sizes, ceil_div
 from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import InputError, option
 from featuremap.io.input import InputArray
@@ -42,7 +42,11 @@ __all__ = [
     "shard_factor",
 ]
 
+#: The smallest block side (output pixels) a job plans unless the output is smaller: per axis of
+#: an image, and per axis of a volume (64^3 voxels hold as many as 512^2 pixels: a halo of a few
+#: pixels stays a small part of the block in both).
 MIN_BLOCK = 256
+MIN_BLOCK_3D = 64
 MAX_BLOCK_BYTES = 256 * 2**20
 SHARD_TARGET_BYTES = 256 * 2**20
 SHARD_FROM_CHUNKS = 4096
@@ -59,15 +63,16 @@ _ITEMSIZE = {"float32": 4, "float16": 2}
 class OutputOptions:
     """How the features are stored (``output.*``): spatial chunk size, dtype, codec, shards.
 
-    ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the ``(y, x)`` shard shape in
+    ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
+    3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
     output pixels (whole chunks).
     """
 
-    chunks: Pair | None = None
+    chunks: Sizes | None = None
     dtype: OutputDtype = "float32"
     codec: OutputCodec = "lz4"
     codec_level: int | None = None
-    shards: Pair | str | None = "auto"
+    shards: Sizes | str | None = "auto"
     allow_large: bool = False
 
     @property
@@ -75,44 +80,67 @@ class OutputOptions:
         return _ITEMSIZE[self.dtype]
 
 
+def _check_rank(name: str, sizes: Sizes, ndim: int) -> None:
+    if len(sizes) != ndim:
+        names = ", ".join("zyx"[-ndim:])
+        raise InputError(
+            f"output.{name} {list(sizes)} has {len(sizes)} sizes but the stack's output has "
+            f"{ndim} spatial axes ({names}); give one size per axis"
+        )
+
+
 def block_chunks(
-    storage: Pair, jump: Pair, out_hw: Pair, features: int, requested: Pair | None
-) -> Pair:
-    """The ``(y, x)`` output chunk: ``requested``, or about one input read's worth (whole stored
-    chunks, divided by the jump), at least :data:`MIN_BLOCK` and at most
-    :data:`MAX_BLOCK_BYTES` of features."""
+    storage: Sizes, jump: Sizes, out_size: Sizes, features: int, requested: Sizes | None
+) -> Sizes:
+    """The spatial output chunk: ``requested``, or about one input read's worth (whole stored
+    chunks, divided by the jump), at least :data:`MIN_BLOCK` (:data:`MIN_BLOCK_3D` for a
+    volume) per axis and at most :data:`MAX_BLOCK_BYTES` of features."""
+    ndim = len(out_size)
     if requested is not None:
-        return (min(requested[0], out_hw[0]), min(requested[1], out_hw[1]))
+        _check_rank("chunks", requested, ndim)
+        return tuple(min(r, n) for r, n in zip(requested, out_size, strict=True))
+    smallest = MIN_BLOCK if ndim == 2 else MIN_BLOCK_3D
     sizes = []
-    for axis in range(2):
-        read = storage[axis] * ceil_div(MIN_BLOCK * jump[axis], storage[axis])
-        sizes.append(min(max(ceil_div(read, jump[axis]), MIN_BLOCK), out_hw[axis]))
-    while features * sizes[0] * sizes[1] * 4 > MAX_BLOCK_BYTES and max(sizes) > MIN_BLOCK:
-        widest = int(sizes[1] > sizes[0])
-        sizes[widest] = max(sizes[widest] // 2, MIN_BLOCK)
-    return (sizes[0], sizes[1])
+    for stored, step, length in zip(storage, jump, out_size, strict=True):
+        read = stored * ceil_div(smallest * step, stored)
+        sizes.append(min(max(ceil_div(read, step), smallest), length))
+    while features * math.prod(sizes) * 4 > MAX_BLOCK_BYTES and max(sizes) > smallest:
+        widest = max(reversed(range(ndim)), key=sizes.__getitem__)  # the last of the widest
+        sizes[widest] = max(sizes[widest] // 2, smallest)
+    return tuple(sizes)
+
+
+def _integer_root(n: int, k: int) -> int:
+    """The largest ``f`` with ``f ** k <= n``."""
+    f = math.isqrt(n) if k == 2 else round(n ** (1 / k))
+    while f**k > n:
+        f -= 1
+    while (f + 1) ** k <= n:
+        f += 1
+    return f
 
 
 def shard_factor(
-    options: OutputOptions, chunk: Pair, features: int, grid: Sequence[int]
-) -> Pair | None:
-    """Chunks per shard along ``(y, x)``, or ``None`` for no sharding."""
+    options: OutputOptions, chunk: Sizes, features: int, grid: Sequence[int]
+) -> Sizes | None:
+    """Chunks per shard along each spatial axis, or ``None`` for no sharding."""
     if options.shards is None:
         return None
+    ndim = len(chunk)
     if options.shards == "auto":
-        chunk_bytes = features * chunk[0] * chunk[1] * options.itemsize
-        factor = math.isqrt(max(SHARD_TARGET_BYTES // max(chunk_bytes, 1), 1))
+        chunk_bytes = features * math.prod(chunk) * options.itemsize
+        factor = _integer_root(max(SHARD_TARGET_BYTES // max(chunk_bytes, 1), 1), ndim)
         if factor < 2 or math.prod(grid) < SHARD_FROM_CHUNKS:
             return None
-        return (factor, factor)
+        return (factor,) * ndim
     assert not isinstance(options.shards, str)
-    shard_y, shard_x = options.shards
-    if shard_y % chunk[0] or shard_x % chunk[1]:
+    _check_rank("shards", options.shards, ndim)
+    if any(shard % size for shard, size in zip(options.shards, chunk, strict=True)):
         raise InputError(
-            f"output.shards {[shard_y, shard_x]} must be whole multiples of the output chunks "
+            f"output.shards {list(options.shards)} must be whole multiples of the output chunks "
             f"{list(chunk)}; give multiples, or shards: auto"
         )
-    return (shard_y // chunk[0], shard_x // chunk[1])
+    return tuple(shard // size for shard, size in zip(options.shards, chunk, strict=True))
 
 
 def check_limits(shape: Sequence[int], blocks: int, options: OutputOptions) -> None:
@@ -145,31 +173,34 @@ def plan_layout(
     source: InputArray,
     stack: ResolvedStack,
     options: OutputOptions,
-    existing_chunks: Pair | None,
+    existing_chunks: Sizes | None,
 ) -> OutputLayout:
     """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks), shards, dtype, codec."""
-    features, out_h, out_w = stack.output_shape
+    features, *out_size = stack.output_shape
     if existing_chunks is not None:
-        chunk, factor = existing_chunks, None
+        chunk, factor = tuple(existing_chunks), None
     else:
         chunk = block_chunks(
-            source.spatial_chunks, stack.geometry.jump, (out_h, out_w), features, options.chunks
+            source.spatial_chunks, stack.geometry.jump, tuple(out_size), features, options.chunks
         )
         grid = [
             *(ceil_div(n, c) for n, c in zip(source.batch_shape, source.batch_chunks, strict=True)),
-            ceil_div(out_h, chunk[0]),
-            ceil_div(out_w, chunk[1]),
+            *(ceil_div(n, c) for n, c in zip(out_size, chunk, strict=True)),
         ]
         factor = shard_factor(options, chunk, features, grid)
     chunks = (*source.batch_chunks, features, *chunk)
     shards = (
         None
         if factor is None
-        else (*source.batch_chunks, features, chunk[0] * factor[0], chunk[1] * factor[1])
+        else (
+            *source.batch_chunks,
+            features,
+            *(size * f for size, f in zip(chunk, factor, strict=True)),
+        )
     )
     return OutputLayout(
         batch_dims=source.batch_dims,
-        shape=(*source.batch_shape, features, out_h, out_w),
+        shape=(*source.batch_shape, features, *out_size),
         chunks=chunks,
         stack=stack.geometry,
         batch_kinds=source.batch_kinds,

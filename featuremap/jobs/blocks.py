@@ -45,7 +45,7 @@ class BlockJob:
     token: str
     source: InputArray
     stack: ResolvedStack
-    steps: tuple[tuple[AxisStep, ...], tuple[AxisStep, ...]]
+    steps: tuple[tuple[AxisStep, ...], ...]  # per spatial axis
     layout: OutputLayout
     device: str | None
 
@@ -60,8 +60,8 @@ class BlockJob:
         layout: OutputLayout,
         device: str | None,
     ) -> BlockJob:
-        y_steps, x_steps = axis_steps(stack)
-        return cls(store, token, source, stack, (tuple(y_steps), tuple(x_steps)), layout, device)
+        steps = tuple(tuple(axis) for axis in axis_steps(stack))
+        return cls(store, token, source, stack, steps, layout, device)
 
 
 def run_block(job: BlockJob, block: Block) -> None:
@@ -73,19 +73,20 @@ def run_block(job: BlockJob, block: Block) -> None:
         The store belongs to another job now: nothing is written.
     """
     slices = job.layout.block_slices(block)
-    *batch, _, rows, cols = slices
-    height, width = job.source.spatial_shape
-    plan_y = plan_axis(job.steps[0], rows.start, rows.stop, [height])
-    plan_x = plan_axis(job.steps[1], cols.start, cols.stop, [width])
+    ndim = len(job.steps)
+    batch, spatial = slices[: -ndim - 1], slices[-ndim:]
+    plans = tuple(
+        plan_axis(steps, out.start, out.stop, [size])
+        for steps, out, size in zip(job.steps, spatial, job.source.spatial_shape, strict=True)
+    )
     values: Array = job.source.read(
         batch,
-        [(piece.start, piece.stop) for piece in plan_y.reads],
-        [(piece.start, piece.stop) for piece in plan_x.reads],
+        [[(piece.start, piece.stop) for piece in plan.reads] for plan in plans],
         session=job.token,
     )
     if job.device is not None:
         values = to_device(values, block_device(job.device))
-    out = compute_compact(job.stack.layers, plan_y, plan_x, values)
+    out = compute_compact(job.stack.layers, plans, values)
     if read_job_token(job.store) != job.token:
         raise FencedError(
             f"output store {job.store!r} now belongs to another job; block not written"

@@ -21,7 +21,7 @@ import numpy as np
 
 from featuremap._version import __version__
 from featuremap.cluster.devices import parse_device
-from featuremap.engine.geometry import Pair
+from featuremap.engine.geometry import Sizes
 from featuremap.engine.layers import ConvLayer, Layer
 from featuremap.engine.stack import ResolvedStack, resolve_stack
 from featuremap.errors import InputError
@@ -102,8 +102,9 @@ def _layers_hash(layers: Sequence[Layer]) -> str:
 
 
 def plan_job(
-    layers_for: Callable[[int], Sequence[Layer]],
+    layers_for: Callable[[int, tuple[float, ...] | None], Sequence[Layer]],
     *,
+    spatial_ndim: int = 2,
     input: str,
     array: str | None,
     selection: InputSelection | None = None,
@@ -114,12 +115,14 @@ def plan_job(
     resume: bool = False,
     overwrite: bool = False,
     device: str = "auto",
-    resolve: Callable[[Sequence[Layer], Pair, int], ResolvedStack] = resolve_stack,
+    resolve: Callable[[Sequence[Layer], Sizes, int], ResolvedStack] = resolve_stack,
 ) -> JobPlan:
     """Validate a job completely without writing anything.
 
-    ``layers_for(in_channels)`` builds the layers and ``resolve`` checks their geometry on the
-    input (a pipeline's own, whose errors name its file); ``pipeline`` / ``pipeline_hash`` are
+    ``layers_for(in_channels, spacing)`` builds the layers (``spacing``: the input's physical
+    pixel size per spatial axis, ``None`` without units) and ``resolve`` checks their geometry on
+    the input (a pipeline's own, whose errors name its file); ``spatial_ndim`` 3 (a stack of 3-D
+    layers) reads the input's ``z`` as a spatial axis; ``pipeline`` / ``pipeline_hash`` are
     the provenance (``None``: derived from the layers); ``options`` say how the features are
     stored.
     """
@@ -127,8 +130,8 @@ def plan_job(
     options = options or OutputOptions()
     input, output = normalize_store(os.fspath(input)), normalize_store(os.fspath(output))
     check_url(input)
-    source = open_input(input, array, selection)
-    layers = tuple(layers_for(source.channel_count))
+    source = open_input(input, array, selection, spatial_ndim=spatial_ndim)
+    layers = tuple(layers_for(source.channel_count, source.physical_spacing))
     if not layers:
         raise InputError("the pipeline has no layers; add at least one conv or pool layer")
     stack = resolve(layers, source.spatial_shape, source.channel_count)

@@ -16,6 +16,7 @@ from typing import Any
 from featuremap.cluster.client import cluster_client
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
+from featuremap.engine.stack import stack_ndim
 from featuremap.errors import InputError, option
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
@@ -62,6 +63,7 @@ def _plan_pipeline(
         )
     return plan_job(
         pipeline.build_layers,
+        spatial_ndim=pipeline.ndim,
         input=pipeline.input.store,
         array=pipeline.input.array,
         selection=pipeline.input.selection(),
@@ -195,7 +197,7 @@ def run_layers(
     array: str | None = None,
     channel_axis: int | None = None,
     selection: InputSelection | None = None,
-    out_chunks: tuple[int, int] | None = None,
+    out_chunks: tuple[int, ...] | None = None,
     options: OutputOptions | None = None,
     client: Any = None,
     resume: bool = False,
@@ -215,7 +217,8 @@ def run_layers(
     if channel_axis is not None:
         selection = replace(selection or InputSelection(), channel_axis=channel_axis)
     plan = plan_job(
-        lambda channels: layers,
+        lambda channels, spacing: layers,
+        spatial_ndim=stack_ndim(layers),
         input=os.fspath(input),
         array=array,
         selection=selection,

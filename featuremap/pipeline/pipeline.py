@@ -20,7 +20,7 @@ Each layer kind's keys and defaults are in its module of :mod:`featuremap.pipeli
 (``conv``, ``pool``, ``reduce``).
 
 Every refused value raises one :class:`~featuremap.errors.InputError` line naming its place, e.g.
-``layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1 (x.yaml)``
+``layers[1].conv.stride: must be an integer >= 1 or a list [y, x] of them, got -1 (x.yaml)``
 (layers are counted from 0, like the YAML list; the schema is :mod:`.spec`). Paths resolve against the pipeline file's folder
 (``load_pipeline(dict)``: the current directory or ``base_dir``); URLs such as ``s3://...`` are
 kept as they are.
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from featuremap._validation import parse_text
-from featuremap.engine.geometry import Pair
+from featuremap.engine.geometry import Sizes
 from featuremap.engine.layers import Layer
-from featuremap.engine.stack import ResolvedStack, resolve_stack
+from featuremap.engine.stack import ResolvedStack, resolve_stack, stack_ndim
 from featuremap.errors import InputError, describe, spoken
 from featuremap.io.axes import parse_axes_spec
 from featuremap.pipeline.layers import (
@@ -155,6 +155,12 @@ class Pipeline:
             "layers": layers_to_dicts(self.layers),
         }
 
+    @property
+    def ndim(self) -> int:
+        """The stack's spatial rank: 3 where its layers are 3-D (then the input's ``z`` is
+        filtered, not a batch axis), else 2."""
+        return stack_ndim(self.layers)
+
     def weight_files(self) -> list[str]:
         """Local weight files the layers read, in layer order."""
         return [path for spec in self.layers for path in spec.weight_files()]
@@ -174,12 +180,15 @@ class Pipeline:
                 raise self.located(f"cannot read weight file {path!r}: {error.strerror}") from None
         return digest.hexdigest()
 
-    def build_layers(self, in_channels: int) -> list[Layer]:
+    def build_layers(
+        self, in_channels: int, spacing: tuple[float, ...] | None = None
+    ) -> list[Layer]:
         """The engine's layers for an input with ``in_channels`` channels (banks adapted to
-        the channels, every layer's channel count checked); errors name the layer and the file.
+        the channels, every layer's channel count checked; ``spacing``: the input's pixel size
+        per spatial axis, for sigmas in physical units); errors name the layer and the file.
         Geometry needs the image size and is checked by :meth:`resolve_stack`."""
         try:
-            return build_layers(self.layers, in_channels)
+            return build_layers(self.layers, in_channels, spacing)
         except InputError as error:
             raise self.located(str(error)) from None
 
@@ -187,7 +196,7 @@ class Pipeline:
         """An :class:`InputError` whose message names the pipeline file it comes from."""
         return InputError(f"{message} ({self.source})" if self.source else message)
 
-    def resolve_stack(self, layers: Sequence[Layer], shape: Pair, channels: int) -> ResolvedStack:
+    def resolve_stack(self, layers: Sequence[Layer], shape: Sizes, channels: int) -> ResolvedStack:
         """:func:`featuremap.engine.stack.resolve_stack`, its errors naming the pipeline file."""
         try:
             return resolve_stack(layers, shape, channels)
@@ -207,13 +216,14 @@ def _file_digest(path: str) -> bytes:
 def _parse_pipeline(data: Any, base_dir: Path, source: str | None, default_name: str) -> Pipeline:
     spec = mapping(data, "", PIPELINE_KEYS, required=("layers",))
     name = spec.get("name")
+    layers = parse_layers(spec["layers"], base_dir)
     return Pipeline(
         name=default_name
         if name is None
         else field_value("", "name", lambda v: parse_text("name", v), name),
         input=InputSpec.from_dict(spec.get("input"), base_dir=base_dir),
-        output=OutputSpec.from_dict(spec.get("output"), base_dir=base_dir),
-        layers=parse_layers(spec["layers"], base_dir),
+        output=OutputSpec.from_dict(spec.get("output"), base_dir=base_dir, ndim=stack_ndim(layers)),
+        layers=layers,
         source=source,
         base_dir=base_dir,
     )

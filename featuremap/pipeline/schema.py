@@ -1,7 +1,7 @@
 """The pipeline file's schema: each key checked where it stands, with its place in every error.
 
 Every refused value raises one :class:`~featuremap.errors.InputError` line naming its place, e.g.
-``layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1`` (layers are
+``layers[1].conv.stride: must be an integer >= 1 or a list [y, x] of them, got -1`` (layers are
 counted from 0, like the YAML list); the values themselves are checked by the shared ``parse_*``
 validators (:mod:`featuremap._validation`). :class:`InputSpec` and :class:`OutputSpec` are the
 stores; the ``layers`` list is parsed by :mod:`featuremap.pipeline.layer_specs` with the helpers here.
@@ -19,7 +19,7 @@ from featuremap._validation import (
     is_integer,
     parse_choice,
     parse_int,
-    parse_pair,
+    parse_sizes,
     parse_text,
     suggestion,
 )
@@ -41,11 +41,11 @@ __all__ = [
     "field_value",
     "join",
     "mapping",
-    "pair_field",
     "parse_channels",
     "parse_level",
     "parse_region",
     "resolve_path",
+    "sizes_field",
 ]
 
 T = TypeVar("T")
@@ -101,8 +101,9 @@ def _text(key: str) -> Callable[[Any], str | None]:
     return lambda value: None if value is None else parse_text(key, value)
 
 
-def pair_field(key: str) -> Callable[[Any], list[int]]:
-    return lambda value: list(parse_pair(key, value))
+def sizes_field(key: str, ndim: int) -> Callable[[Any], list[int]]:
+    """One integer, or one per spatial axis of a rank-``ndim`` layer, as a list."""
+    return lambda value: list(parse_sizes(key, value, ndim))
 
 
 def choice_field(key: str, options: Sequence[str]) -> Callable[[Any], str]:
@@ -267,14 +268,15 @@ class OutputSpec:
     """Where the features go and how they are stored (``output.*``): a Zarr store, the spatial
     chunk size ``(y, x)``, the stored ``dtype`` (``float32``, ``float16``), the ``codec``
     (``lz4``, ``zstd``, ``none``; a crc32c checksum is always added) and its ``level``, and
-    ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels)."""
+    ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels). ``chunks`` and
+    ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers."""
 
     store: str | None = None
-    chunks: tuple[int, int] | None = None
+    chunks: tuple[int, ...] | None = None
     dtype: OutputDtype = "float32"
     codec: OutputCodec = "lz4"
     level: int | None = None
-    shards: tuple[int, int] | str | None = "auto"
+    shards: tuple[int, ...] | str | None = "auto"
 
     def options(self) -> OutputOptions:
         """How the job stores its features."""
@@ -300,7 +302,7 @@ class OutputSpec:
 
     @classmethod
     def from_dict(
-        cls, data: Any, *, base_dir: Path | None = None, where: str = "output"
+        cls, data: Any, *, base_dir: Path | None = None, where: str = "output", ndim: int = 2
     ) -> OutputSpec:
         spec = mapping({} if data is None else data, where, OUTPUT_KEYS)
         store = field_value(where, "store", _text("store"), spec.get("store"))
@@ -310,7 +312,7 @@ class OutputSpec:
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             chunks=None
             if chunks is None
-            else field_value(where, "chunks", lambda v: parse_pair("chunks", v), chunks),
+            else field_value(where, "chunks", lambda v: parse_sizes("chunks", v, ndim), chunks),
             dtype=field_value(
                 where,
                 "dtype",
@@ -319,7 +321,9 @@ class OutputSpec:
             ),
             codec=codec,
             level=level,
-            shards=field_value(where, "shards", _shards, spec.get("shards", "auto")),
+            shards=field_value(
+                where, "shards", lambda v: _shards(v, ndim), spec.get("shards", "auto")
+            ),
         )
 
 
@@ -347,15 +351,17 @@ def _codec_and_level(where: str, spec: Mapping[str, Any]) -> tuple[Any, int | No
     )
 
 
-def _shards(value: Any) -> tuple[int, int] | str | None:
-    """``auto``, ``false`` / ``none`` (no sharding) or a ``[y, x]`` shard shape in pixels."""
+def _shards(value: Any, ndim: int = 2) -> tuple[int, ...] | str | None:
+    """``auto``, ``false`` / ``none`` (no sharding) or a ``[y, x]`` (``[z, y, x]``) shard shape
+    in pixels."""
     if value in ("auto",):
         return "auto"
     if value is False or value is None or value == "none":
         return None
     try:
-        return parse_pair("shards", value)
+        return parse_sizes("shards", value, ndim)
     except InputError:
+        shape = "[z, y, x]" if ndim == 3 else "[y, x]"
         raise InputError(
-            f"shards must be auto, false or a shard shape [y, x] in output pixels, got {describe(value)}"
+            f"shards must be auto, false or a shard shape {shape} in output pixels, got {describe(value)}"
         ) from None

@@ -223,7 +223,7 @@ ERRORS = [
     (spec(output={"shards": "yes"}), "output.shards: must be auto, false or a shard shape"),
     (
         spec(conv(), conv(stride=-1)),
-        "layers[1].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1",
+        "layers[1].conv.stride: must be an integer >= 1 or a list [y, x] of them, got -1",
     ),
     (spec(conv(stride=True)), "layers[0].conv.stride: must be"),
     (spec(conv(padding="full")), "layers[0].conv.padding: must be 'same', 'valid'"),
@@ -271,7 +271,7 @@ ERRORS = [
     ),
     (
         spec({"reduce": {"op": "median"}}),
-        "layers[0].reduce.op: must be one of max, max_abs, mean, sum",
+        "layers[0].reduce.op: must be one of max, max_abs, mean, sum, magnitude",
     ),
     (
         spec({"reduce": {"op": "max", "groups": [0]}}),
@@ -329,7 +329,7 @@ YAML_ERRORS = [
     ("- 1\n- 2\n", "pipeline: must be a mapping"),
     (
         "layers: [{conv: {bank: {type: box}, stride: -1}}]\n",
-        "layers[0].conv.stride: must be an integer >= 1 or a pair [y, x] of them, got -1",
+        "layers[0].conv.stride: must be an integer >= 1 or a list [y, x] of them, got -1",
     ),
     # refused while composing or constructing, never an internal error (issue #12)
     ("layers: [{[1]: 2}]\n", "YAML mapping key at line 1 must be a string or a number, not a list"),

@@ -18,7 +18,7 @@ import numpy as np
 from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import ACTIVATIONS, Activation
-from featuremap.engine.geometry import LayerGeometry, Padding, Pair
+from featuremap.engine.geometry import LayerGeometry, Padding, Sizes
 from featuremap.engine.kernels import array_namespace
 from featuremap.errors import InputError
 
@@ -39,19 +39,29 @@ FeatureDescription = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Window:
-    """Where a padded block sits in its layer: the index ``(y, x)`` of its first output in the
-    layer's whole output, and the layer's unpadded input size ``(H, W)``. Most layers compute
-    the same everywhere; an average pool's divisor depends on the position (``ceil_mode``,
-    ``count_include_pad=False``)."""
+    """Where a padded block sits in its layer: the index (``(y, x)``, ``(z, y, x)`` in 3-D) of
+    its first output in the layer's whole output, and the layer's unpadded input size. Most
+    layers compute the same everywhere; an average pool's divisor depends on the position
+    (``ceil_mode``, ``count_include_pad=False``). Its length is the block's spatial rank."""
 
-    origin: Pair = (0, 0)
-    input_size: Pair = (0, 0)
+    origin: Sizes = (0, 0)
+    input_size: Sizes = (0, 0)
+
+    @property
+    def ndim(self) -> int:
+        """The number of spatial axes: the block is ``(..., C, *spatial)``."""
+        return len(self.origin)
 
 
 class Layer(Protocol):
     """One layer of a stack, as the engine sees it."""
 
     kind: ClassVar[str]
+
+    @property
+    def ndim(self) -> int | None:
+        """The layer's spatial rank (2 or 3), or ``None`` for a pointwise layer of any rank."""
+        ...
 
     @property
     def pad_value(self) -> float:
@@ -63,7 +73,7 @@ class Layer(Protocol):
         ...
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        """The layer resolved against an input size ``(H, W)``."""
+        """The layer resolved against an input's spatial size (``(H, W)`` or ``(D, H, W)``)."""
         ...
 
     def apply_padded(self, x: Array, window: Window) -> Array:
@@ -97,7 +107,7 @@ def padding_spec(padding: Padding) -> str | list[list[int]]:
 
 
 def requested_geometry(
-    kernel_size: Pair, stride: Pair, padding: Padding, dilation: Pair
+    kernel_size: Sizes, stride: Sizes, padding: Padding, dilation: Sizes
 ) -> dict[str, Any]:
     """A layer's geometry as requested (``"same"`` unresolved), for its ``to_dict``."""
     return {

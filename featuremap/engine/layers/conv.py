@@ -1,4 +1,7 @@
-"""The ``conv`` layer kind: ``torch.nn.functional.conv2d`` semantics plus an activation."""
+"""The ``conv`` layer kind: ``torch.nn.functional.conv2d`` / ``conv3d`` semantics plus an activation.
+
+The weight's rank says which: ``(J, C/groups, kh, kw)`` is 2-D, ``(J, C/groups, kz, ky, kx)`` 3-D.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,24 @@ from typing import Any, ClassVar
 import numpy as np
 
 from featuremap._typing import Array
-from featuremap._validation import parse_int, parse_pair
+from featuremap._validation import parse_int, parse_sizes
 from featuremap._vocabulary import Activation, PaddingMode
 from featuremap.engine.geometry import (
     LayerGeometry,
     Padding,
-    Pair,
+    Sizes,
+    as_pair,
+    modes_spec,
     parse_padding,
     parse_padding_mode,
     resolve_layer,
 )
-from featuremap.engine.kernels import activate, array_namespace, check_fits, conv2d_valid
+from featuremap.engine.kernels import (
+    activate,
+    array_namespace,
+    check_fits,
+    conv2d_valid,
+)
 from featuremap.engine.layers._base import (
     FeatureDescription,
     Window,
@@ -35,18 +45,19 @@ __all__ = ["ConvLayer"]
 
 @dataclass(frozen=True, eq=False)
 class ConvLayer:
-    """A convolution layer with ``torch.nn.functional.conv2d`` semantics plus an activation.
+    """A convolution layer with ``torch.nn.functional.conv2d`` (4-D weight) or ``conv3d`` (5-D
+    weight) semantics plus an activation.
 
     Build it with :meth:`create`, which validates and normalises every parameter.
     """
 
     weight: np.ndarray
     bias: np.ndarray | None = None
-    stride: Pair = (1, 1)
+    stride: Sizes = (1, 1)
     padding: Padding = ((0, 0), (0, 0))
-    dilation: Pair = (1, 1)
+    dilation: Sizes = (1, 1)
     groups: int = 1
-    padding_mode: PaddingMode = "zeros"
+    padding_mode: PaddingMode | tuple[PaddingMode, ...] = "zeros"
     activation: Activation = "none"
     bank: Mapping[str, Any] = field(default_factory=dict)
 
@@ -70,13 +81,14 @@ class ConvLayer:
     ) -> ConvLayer:
         """Validate parameters; ``flip=True`` turns the cross-correlation into a true convolution."""
         weight = as_float32_host(weight, "weight")
-        if weight.ndim != 4 or 0 in weight.shape:
+        if weight.ndim not in (4, 5) or 0 in weight.shape:
             raise InputError(
-                "weight must have shape (out_channels, in_channels/groups, kh, kw), every size >= 1, "
-                f"got shape {weight.shape}"
+                "weight must have shape (out_channels, in_channels/groups, kh, kw) or "
+                f"(out_channels, in_channels/groups, kz, ky, kx), every size >= 1, got shape {weight.shape}"
             )
+        ndim = weight.ndim - 2
         if flip:
-            weight = np.ascontiguousarray(weight[..., ::-1, ::-1])
+            weight = np.ascontiguousarray(np.flip(weight, axis=tuple(range(2, weight.ndim))))
         if bias is not None:
             bias = as_float32_host(bias, "bias")
             if bias.shape != (weight.shape[0],):
@@ -92,18 +104,23 @@ class ConvLayer:
         return cls(
             weight=weight,
             bias=bias,
-            stride=parse_pair("stride", stride),
-            padding=parse_padding(padding),
-            dilation=parse_pair("dilation", dilation),
+            stride=parse_sizes("stride", stride, ndim),
+            padding=parse_padding(padding, ndim),
+            dilation=parse_sizes("dilation", dilation, ndim),
             groups=groups,
-            padding_mode=parse_padding_mode(padding_mode),
+            padding_mode=parse_padding_mode(padding_mode, ndim),
             activation=parse_activation(activation),
             bank=dict(bank or {}),
         )
 
     @property
-    def kernel_size(self) -> Pair:
-        return (int(self.weight.shape[2]), int(self.weight.shape[3]))
+    def ndim(self) -> int:
+        """2 for a 4-D weight, 3 for a 5-D one."""
+        return int(self.weight.ndim) - 2
+
+    @property
+    def kernel_size(self) -> Sizes:
+        return tuple(int(k) for k in self.weight.shape[2:])
 
     def out_channels(self, in_channels: int) -> int:
         """Output channel count for ``in_channels`` inputs; :class:`InputError` on a mismatch."""
@@ -116,7 +133,7 @@ class ConvLayer:
         return int(self.weight.shape[0])
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        """The layer resolved against an input ``(H, W)``; refuses borders PyTorch refuses."""
+        """The layer resolved against an input's spatial size; refuses borders PyTorch refuses."""
         geometry = resolve_layer(
             self.kernel_size, self.stride, self.dilation, self.padding, shape, self.padding_mode
         )
@@ -128,9 +145,21 @@ class ConvLayer:
         xp = array_namespace(x)
         weight = xp.asarray(self.weight)
         bias = None if self.bias is None else xp.asarray(self.bias)
-        out = conv2d_valid(
-            x, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups
-        )
+        if self.ndim == 2:
+            out = conv2d_valid(
+                x,
+                weight,
+                bias,
+                stride=as_pair(self.stride),
+                dilation=as_pair(self.dilation),
+                groups=self.groups,
+            )
+        else:
+            from featuremap.engine.kernels import conv3d_valid  # TEMP until the kernel lands
+
+            out = conv3d_valid(
+                x, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups
+            )
         return activate(self.activation, out)
 
     def describe(self) -> dict[str, Any]:
@@ -152,7 +181,7 @@ class ConvLayer:
         return {
             **self.describe(),
             **requested_geometry(self.kernel_size, self.stride, self.padding, self.dilation),
-            "padding_mode": self.padding_mode,
+            "padding_mode": modes_spec(self.padding_mode, self.ndim),
         }
 
     def describe_features(

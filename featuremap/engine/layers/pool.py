@@ -1,4 +1,4 @@
-"""The ``pool`` layer kind: ``max_pool2d`` / ``avg_pool2d`` (count_include_pad) semantics."""
+"""The ``pool`` layer kind: ``max_pool2d/3d`` / ``avg_pool2d/3d`` semantics, torch's parameters."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from featuremap._typing import Array
-from featuremap._validation import parse_bool, parse_choice, parse_int, parse_pair
+from featuremap._validation import parse_bool, parse_choice, parse_int, parse_sizes
 from featuremap._vocabulary import POOL_OPS, PoolOp
 from featuremap.engine.geometry import (
     AxisLayer,
     LayerGeometry,
     Padding,
-    Pair,
     ResolvedPadding,
+    Sizes,
+    axis_names,
     output_length,
     parse_padding,
     same_padding,
@@ -35,7 +36,8 @@ __all__ = ["PoolLayer", "check_pool_padding"]
 
 @dataclass(frozen=True)
 class PoolLayer:
-    """Max or average pooling with ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` semantics:
+    """Max or average pooling with ``torch.nn.functional.max_pool2d/3d`` / ``avg_pool2d/3d`` semantics
+    (the rank is ``len(kernel_size)``):
     ``dilation`` (max), ``ceil_mode``, ``count_include_pad`` and ``divisor_override`` (avg)
     included, and torch's refusals.
 
@@ -45,10 +47,10 @@ class PoolLayer:
     """
 
     op: PoolOp
-    kernel_size: Pair
-    stride: Pair
+    kernel_size: Sizes
+    stride: Sizes
     padding: Padding = ((0, 0), (0, 0))
-    dilation: Pair = (1, 1)
+    dilation: Sizes = (1, 1)
     ceil_mode: bool = False
     count_include_pad: bool = True
     divisor_override: int | None = None
@@ -66,14 +68,22 @@ class PoolLayer:
         ceil_mode: Any = False,
         count_include_pad: Any = True,
         divisor_override: Any = None,
+        *,
+        ndim: int = 2,
     ) -> PoolLayer:
+        """Validate parameters; ``ndim`` (2 or 3) is the rank of a pool whose ``kernel_size`` is
+        one number (a list's length is its rank)."""
         parsed_op = parse_choice("pool type", op, POOL_OPS)
-        kernel = parse_pair("kernel_size", kernel_size)
-        strides = kernel if stride is None else parse_pair("stride", stride)
-        dilations = parse_pair("dilation", dilation)
-        pads = parse_padding(padding)
-        if parsed_op == "avg" and dilations != (1, 1):
-            raise InputError("dilation is a max pool's parameter; avg_pool2d has none (PyTorch)")
+        if isinstance(kernel_size, (list, tuple)) and len(kernel_size) in (2, 3):
+            ndim = len(kernel_size)
+        kernel = parse_sizes("kernel_size", kernel_size, ndim)
+        strides = kernel if stride is None else parse_sizes("stride", stride, ndim)
+        dilations = parse_sizes("dilation", dilation, ndim)
+        pads = parse_padding(padding, ndim)
+        if parsed_op == "avg" and dilations != (1,) * ndim:
+            raise InputError(
+                f"dilation is a max pool's parameter; avg_pool{ndim}d has none (PyTorch)"
+            )
         if parsed_op == "max" and (count_include_pad is not True or divisor_override is not None):
             raise InputError(
                 "count_include_pad and divisor_override are an avg pool's parameters, not max's"
@@ -96,6 +106,10 @@ class PoolLayer:
         )
 
     @property
+    def ndim(self) -> int:
+        return len(self.kernel_size)
+
+    @property
     def pad_value(self) -> float:
         return float("-inf") if self.op == "max" else 0.0
 
@@ -110,13 +124,12 @@ class PoolLayer:
         """The geometry as given (``"same"`` resolved), before ``ceil_mode`` extends it."""
         padding: ResolvedPadding
         if isinstance(self.padding, str):  # "same", the only string a pool's padding parses to
-            y_pad, x_pad = (
+            padding = tuple(
                 same_padding(int(n), k, s, d)
                 for n, k, s, d in zip(
                     shape, self.kernel_size, self.stride, self.dilation, strict=True
                 )
             )
-            padding = (y_pad, x_pad)
         else:
             padding = self.padding
         return LayerGeometry(self.kernel_size, self.stride, self.dilation, padding, "constant")
@@ -125,20 +138,24 @@ class PoolLayer:
         """The resolved geometry; ``ceil_mode``'s last windows as extra padding at the far end
         (torch takes a last window that starts inside the input or its near padding, even where
         the padded input is shorter than the kernel's span)."""
+        if len(shape) != self.ndim:
+            raise InputError(
+                f"a {self.ndim}-D pool needs an input with {self.ndim} spatial axes, got {len(shape)}"
+            )
         explicit = self._explicit(shape)
         if self.ceil_mode:
-            y_pad, x_pad = (
+            padding = tuple(
                 (lo, hi + _ceil_extra(int(n), axis))
                 for n, axis, (lo, hi) in zip(shape, explicit.axes, explicit.padding, strict=True)
             )
-            explicit = replace(explicit, padding=(y_pad, x_pad))
+            explicit = replace(explicit, padding=padding)
         explicit.output_shape(shape)  # an empty output is an error
         return explicit
 
-    def divisor(self, window: Window, out_shape: Pair) -> Any:
+    def divisor(self, window: Window, out_shape: Sizes) -> Any:
         """What the window sums are divided by: ``divisor_override``, or per output the taps
         torch counts -- inside the explicitly padded input (``count_include_pad``), or inside the
-        input alone. ``None`` where it is ``kh * kw`` everywhere."""
+        input alone. ``None`` where it is the kernel's size everywhere."""
         if self.divisor_override is not None:
             return self.divisor_override
         if self.count_include_pad and not self.ceil_mode:
@@ -154,15 +171,18 @@ class PoolLayer:
                 counts.append(np.minimum(stops, n + axis.pad_hi) - starts)
             else:
                 counts.append(np.minimum(stops, n) - np.maximum(starts, 0))
-        divisor = counts[0][:, None] * counts[1][None, :]
-        return None if (divisor == self.kernel_size[0] * self.kernel_size[1]).all() else divisor
+        divisor = np.ones((1,) * self.ndim, dtype=np.int64)
+        for position, count in enumerate(counts):  # the outer product of the per-axis counts
+            shape = [-1 if a == position else 1 for a in range(self.ndim)]
+            divisor = divisor * count.reshape(shape)
+        return None if (divisor == np.prod(self.kernel_size)).all() else divisor
 
     def apply_padded(self, x: Array, window: Window) -> Array:
         if self.op == "max":
             return max_pool_valid(x, self.kernel_size, self.stride, self.dilation)
-        out_shape = (
-            output_length(int(x.shape[-2]), self.kernel_size[0], self.stride[0], 1, 0, 0),
-            output_length(int(x.shape[-1]), self.kernel_size[1], self.stride[1], 1, 0, 0),
+        out_shape = tuple(
+            output_length(int(n), k, s, 1, 0, 0)
+            for n, k, s in zip(x.shape[-self.ndim :], self.kernel_size, self.stride, strict=True)
         )
         return avg_pool_valid(x, self.kernel_size, self.stride, self.divisor(window, out_shape))
 
@@ -210,12 +230,12 @@ def _ceil_extra(n: int, axis: AxisLayer) -> int:
     return max(0, (out - 1) * axis.stride + axis.reach + 1 - padded) if out >= 1 else 0
 
 
-def check_pool_padding(kernel: Pair, padding: Padding) -> None:
+def check_pool_padding(kernel: Sizes, padding: Padding) -> None:
     """PyTorch's rule for a pool's padding: at most half the kernel size per axis, so that every
     window holds an input pixel."""
     if isinstance(padding, str):  # "same" pads at most half the span by construction
         return
-    for axis, k, (lo, hi) in zip("yx", kernel, padding, strict=True):
+    for axis, k, (lo, hi) in zip(axis_names(len(kernel)), kernel, padding, strict=True):
         if max(lo, hi) * 2 > k:
             raise InputError(
                 f"pool padding {max(lo, hi)} along {axis} must be at most half the kernel size "

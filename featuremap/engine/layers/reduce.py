@@ -86,24 +86,33 @@ class ReduceLayer:
     def out_channels(self, in_channels: int) -> int:
         return len(self._sizes(in_channels))
 
+    @property
+    def ndim(self) -> None:
+        """Pointwise: a reduction fits a stack of any rank."""
+        return None
+
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        return LayerGeometry((1, 1), padding_mode="constant")
+        ones = (1,) * len(shape)
+        return LayerGeometry(ones, ones, ones, ((0, 0),) * len(shape), padding_mode="constant")
 
     def apply_padded(self, x: Array, window: Window) -> Array:
         xp = array_namespace(x)
+        axis = -1 - window.ndim  # the feature axis, before the spatial ones
         reducers = {
-            "max": lambda part: xp.max(part, axis=-3, keepdims=True),
-            "max_abs": lambda part: xp.max(xp.abs(part), axis=-3, keepdims=True),
-            "mean": lambda part: xp.mean(part, axis=-3, keepdims=True),
-            "sum": lambda part: xp.sum(part, axis=-3, keepdims=True),
+            "max": lambda part: xp.max(part, axis=axis, keepdims=True),
+            "max_abs": lambda part: xp.max(xp.abs(part), axis=axis, keepdims=True),
+            "mean": lambda part: xp.mean(part, axis=axis, keepdims=True),
+            "sum": lambda part: xp.sum(part, axis=axis, keepdims=True),
+            "magnitude": lambda part: xp.sqrt(xp.sum(part * part, axis=axis, keepdims=True)),
         }
+        lead = (slice(None),) * (x.ndim + axis)
         parts = [
-            x[..., start:stop, :, :]
-            if stop - start == 1
-            else reducers[op](x[..., start:stop, :, :])
-            for op, start, stop in self.plan(x.shape[-3])
+            x[(*lead, slice(start, stop))]
+            if stop - start == 1 and op != "magnitude"
+            else reducers[op](x[(*lead, slice(start, stop))])
+            for op, start, stop in self.plan(x.shape[axis])
         ]
-        return xp.concatenate(parts, axis=-3)
+        return xp.concatenate(parts, axis=axis)
 
     def describe(self) -> dict[str, Any]:
         return {

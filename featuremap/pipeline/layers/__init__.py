@@ -17,6 +17,7 @@ from typing import Any
 
 from featuremap._validation import suggestion
 from featuremap.engine.layers import Layer
+from featuremap.engine.stack import stack_ndim
 from featuremap.errors import InputError, describe
 from featuremap.pipeline.layers._base import (
     MAX_PIPELINE_WEIGHTS,
@@ -75,6 +76,7 @@ def parse_layers(value: Any, base_dir: Path) -> tuple[LayerSpec, ...]:
     for index, item in enumerate(value):
         kind = _kind_of(item, f"layers[{index}]")
         specs.append(spec_class(kind).parse(item[kind], f"layers[{index}].{kind}", context))
+    stack_ndim(specs)  # 2-D and 3-D layers are not mixed
     return tuple(specs)
 
 
@@ -83,16 +85,19 @@ def layers_to_dicts(specs: Sequence[LayerSpec]) -> list[dict[str, Any]]:
     return [{spec.kind: spec.to_dict()} for spec in specs]
 
 
-def build_layers(specs: Sequence[LayerSpec], in_channels: int) -> list[Layer]:
+def build_layers(
+    specs: Sequence[LayerSpec], in_channels: int, spacing: tuple[float, ...] | None = None
+) -> list[Layer]:
     """The engine's layers for an input with ``in_channels`` channels, each layer's channel
-    count checked against its input's.
+    count checked against its input's; ``spacing`` is the input's physical pixel size per
+    spatial axis, for banks whose sigmas are in physical units.
 
     Raises
     ------
     InputError
         Naming the layer (``layers[i].conv: ...``) and what does not fit.
     """
-    context = BuildContext(in_channels)
+    context = BuildContext(in_channels, spacing=spacing)
     layers = []
     for index, spec in enumerate(specs):
         try:

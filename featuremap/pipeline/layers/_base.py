@@ -36,11 +36,13 @@ MAX_PIPELINE_WEIGHTS = 1 << 26
 
 @dataclass
 class ParseContext:
-    """What parsing one pipeline's layers shares: the folder paths resolve against, and the
-    weights its banks hold so far (against :data:`MAX_PIPELINE_WEIGHTS`)."""
+    """What parsing one pipeline's layers shares: the folder paths resolve against, the
+    weights its banks hold so far (against :data:`MAX_PIPELINE_WEIGHTS`), and the rank of the
+    last conv layer (a pool given one kernel size takes it)."""
 
     base_dir: Path
     weights: int = 0
+    ndim: int = 2
 
     def spend(self, where: str, weights: int) -> None:
         self.weights += weights
@@ -54,10 +56,13 @@ class ParseContext:
 @dataclass
 class BuildContext:
     """What building a stack carries from one layer to the next: the channel count the next
-    layer meets, and the bank of the last conv layer (which suggests a reduction's groups)."""
+    layer meets, the bank of the last conv layer (which suggests a reduction's groups), and the
+    input's pixel spacing per spatial axis (``None`` without physical units), for banks whose
+    sigmas are in physical units."""
 
     channels: int
     bank: Bank | None = field(default=None)
+    spacing: tuple[float, ...] | None = None
 
 
 class LayerSpec(Protocol):
@@ -65,6 +70,11 @@ class LayerSpec(Protocol):
 
     #: The layer's key in the pipeline file.
     kind: ClassVar[str]
+
+    @property
+    def ndim(self) -> int | None:
+        """The layer's spatial rank (2 or 3), ``None`` for a pointwise layer."""
+        ...
 
     @classmethod
     def parse(cls, value: Any, where: str, context: ParseContext) -> LayerSpec:

@@ -3,27 +3,31 @@
 ``bank`` (required): ``{type: NAME, **params}`` for any :mod:`featuremap.banks` name (``type:
 file`` reads a weight file, its ``path`` relative to the pipeline file); ``stride`` 1; ``padding``
 0 (an int, ``[py, px]``, ``[[top, bottom], [left, right]]``, ``same``, ``valid``); ``dilation`` 1;
-``padding_mode`` ``zeros``; ``activation`` ``none``; ``channels`` ``per_channel`` (how a
+``padding_mode`` ``zeros`` (one mode, or one per axis: ``{y: replicate, x: circular}``);
+``activation`` ``none``; ``channels`` ``per_channel`` (how a
 single-channel bank meets a multi-channel input: every filter on every channel, or ``sum`` over
 channels); ``flip`` ``false`` (``true``: true convolution); ``bias``: omitted keeps the bank's own
 bias (a weight file's ``bias``), ``false`` drops it, a number or a list of ``J`` numbers replaces
 it (``J`` = the layer's output features).
 
 The bank is built once, when the file is parsed (bad parameters fail at load), and adapted to the
-input's channels when the layer is built.
+input's channels when the layer is built. Its weight's rank makes the layer 2-D or 3-D (a bank
+with ``ndim: 3``, a ``(J, C, kz, ky, kx)`` weight file), and every per-axis key then has one value
+per axis ``z, y, x``. A bank with ``sigma_units: physical`` is built again for the input, its
+sigmas divided by the input's pixel spacing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from featuremap import banks
 from featuremap._validation import parse_bool, parse_choice, suggestion
 from featuremap._vocabulary import CHANNEL_MODES, Activation, ChannelMode, PaddingMode
-from featuremap.engine.geometry import parse_padding, parse_padding_mode
+from featuremap.engine.geometry import modes_spec, parse_padding, parse_padding_mode
 from featuremap.engine.layers import ConvLayer, parse_activation
 from featuremap.errors import InputError, describe
 from featuremap.pipeline.layers._base import BuildContext, ParseContext, register
@@ -31,8 +35,8 @@ from featuremap.pipeline.schema import (
     field_value,
     join,
     mapping,
-    pair_field,
     resolve_path,
+    sizes_field,
 )
 
 __all__ = ["BANK_PATH_PARAMS", "ConvSpec"]
@@ -56,10 +60,19 @@ BANK_PATH_PARAMS = ("path",)
 Bias = Literal[False] | float | list[float] | None
 
 
-def padding_value(value: Any) -> str | list[list[int]]:
-    """``padding`` as the file keeps it: ``same`` / ``valid`` or ``[[lo, hi], [lo, hi]]``."""
-    parsed = parse_padding(value)
-    return parsed if isinstance(parsed, str) else [list(pair) for pair in parsed]
+def padding_field(ndim: int) -> Callable[[Any], str | list[list[int]]]:
+    """``padding`` as the file keeps it: ``same`` or ``[[lo, hi], ...]`` (one pair per axis)."""
+
+    def parse(value: Any) -> str | list[list[int]]:
+        parsed = parse_padding(value, ndim)
+        return parsed if isinstance(parsed, str) else [list(pair) for pair in parsed]
+
+    return parse
+
+
+def _physical(params: Mapping[str, Any]) -> bool:
+    """Whether a bank's sigmas are in the input's physical units (built again per input)."""
+    return params.get("sigma_units") == "physical"
 
 
 def _bias(value: Any) -> Bias:
@@ -76,6 +89,15 @@ def _bias(value: Any) -> Bias:
     if isinstance(value, list) and value and all(number(item) for item in value):
         return [float(item) for item in value]
     raise InputError(f"must be {allowed}, got {describe(value)}")
+
+
+def _unit_spacing(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A stand-in ``spacing`` (1 per axis) that lets a bank in physical units be checked when
+    the file is parsed, before the input's spacing is known."""
+    if not _physical(params):
+        return {}
+    ndim = params.get("ndim", 2)
+    return {"spacing": [1.0] * ndim} if ndim in (2, 3) else {}
 
 
 def _parse_bank(value: Any, where: str, context: ParseContext) -> tuple[dict[str, Any], banks.Bank]:
@@ -102,7 +124,8 @@ def _parse_bank(value: Any, where: str, context: ParseContext) -> tuple[dict[str
         if isinstance(params.get(key), str):
             params[key] = resolve_path(params[key], context.base_dir)
     try:
-        bank = banks.get(name, **params)
+        # sigmas in physical units are checked with unit spacing here, built for the input later
+        bank = banks.get(name, **params, **_unit_spacing(params))
     except InputError as error:
         raise InputError(f"{where}: {error}") from None
     context.spend(where, bank.weight.size)
@@ -119,7 +142,7 @@ class ConvSpec:
     stride: list[int]
     padding: str | list[list[int]]
     dilation: list[int]
-    padding_mode: PaddingMode
+    padding_mode: PaddingMode | tuple[PaddingMode, ...]
     activation: Activation
     channels: ChannelMode
     flip: bool
@@ -128,19 +151,28 @@ class ConvSpec:
 
     kind: ClassVar[str] = "conv"
 
+    @property
+    def ndim(self) -> int:
+        """2 or 3, the bank weight's spatial rank."""
+        return int(self.built_bank.weight.ndim) - 2
+
     @classmethod
     def parse(cls, value: Any, where: str, context: ParseContext) -> ConvSpec:
         spec = mapping(value, where, KEYS, required=("bank",))
         bank, built = _parse_bank(spec["bank"], join(where, "bank"), context)
+        ndim = context.ndim = int(built.weight.ndim) - 2
         return cls(
             bank=bank,
-            stride=field_value(where, "stride", pair_field("stride"), spec.get("stride", 1)),
-            padding=field_value(where, "padding", padding_value, spec.get("padding", 0)),
+            stride=field_value(where, "stride", sizes_field("stride", ndim), spec.get("stride", 1)),
+            padding=field_value(where, "padding", padding_field(ndim), spec.get("padding", 0)),
             dilation=field_value(
-                where, "dilation", pair_field("dilation"), spec.get("dilation", 1)
+                where, "dilation", sizes_field("dilation", ndim), spec.get("dilation", 1)
             ),
             padding_mode=field_value(
-                where, "padding_mode", parse_padding_mode, spec.get("padding_mode", "zeros")
+                where,
+                "padding_mode",
+                lambda v: parse_padding_mode(v, ndim),
+                spec.get("padding_mode", "zeros"),
             ),
             activation=field_value(
                 where, "activation", parse_activation, spec.get("activation", "none")
@@ -166,7 +198,7 @@ class ConvSpec:
             if isinstance(self.padding, str)
             else [list(pair) for pair in self.padding],
             "dilation": list(self.dilation),
-            "padding_mode": self.padding_mode,
+            "padding_mode": modes_spec(self.padding_mode, self.ndim),
             "activation": self.activation,
             "channels": self.channels,
             "flip": self.flip,
@@ -177,8 +209,9 @@ class ConvSpec:
         return [self.bank[key] for key in BANK_PATH_PARAMS if isinstance(self.bank.get(key), str)]
 
     def build(self, context: BuildContext) -> ConvLayer:
-        """The layer for ``context.channels`` inputs; remembers its bank for a reduction."""
-        bank = self.built_bank.for_channels(context.channels, self.channels)
+        """The layer for ``context.channels`` inputs (a bank in physical units built for
+        ``context.spacing``); remembers its bank for a reduction."""
+        bank = self._bank_for(context).for_channels(context.channels, self.channels)
         layer = ConvLayer.create(
             bank.weight,
             self._bias_for(bank),
@@ -195,6 +228,13 @@ class ConvSpec:
         )
         context.bank = bank
         return layer
+
+    def _bank_for(self, context: BuildContext) -> banks.Bank:
+        if not _physical(self.bank):
+            return self.built_bank
+        params = {key: value for key, value in self.bank.items() if key != "type"}
+        spacing = None if context.spacing is None else list(context.spacing)
+        return banks.get(self.bank["type"], **params, spacing=spacing)
 
     def _bias_for(self, bank: banks.Bank) -> Any:
         if self.bias is None:

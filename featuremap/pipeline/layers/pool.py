@@ -16,8 +16,8 @@ from featuremap.engine.layers import PoolLayer
 from featuremap.engine.layers.pool import check_pool_padding
 from featuremap.errors import InputError
 from featuremap.pipeline.layers._base import BuildContext, ParseContext, register
-from featuremap.pipeline.layers.conv import padding_value
-from featuremap.pipeline.schema import field_value, mapping, pair_field
+from featuremap.pipeline.layers.conv import padding_field
+from featuremap.pipeline.schema import field_value, mapping, sizes_field
 
 __all__ = ["PoolSpec"]
 
@@ -51,24 +51,33 @@ class PoolSpec:
 
     kind: ClassVar[str] = "pool"
 
+    @property
+    def ndim(self) -> int:
+        return len(self.kernel_size)
+
     @classmethod
     def parse(cls, value: Any, where: str, context: ParseContext) -> PoolSpec:
         spec = mapping(value, where, KEYS, required=("type", "kernel_size"))
         op = field_value(where, "type", lambda v: parse_choice("type", v, POOL_OPS), spec["type"])
-        kernel = field_value(where, "kernel_size", pair_field("kernel_size"), spec["kernel_size"])
-        stride = field_value(where, "stride", pair_field("stride"), spec.get("stride", kernel))
-        padding = field_value(where, "padding", padding_value, spec.get("padding", 0))
+        # a list's length is the pool's rank; one number takes the rank of the layers before it
+        given = spec["kernel_size"]
+        ndim = len(given) if isinstance(given, list) and len(given) in (2, 3) else context.ndim
+        kernel = field_value(where, "kernel_size", sizes_field("kernel_size", ndim), given)
+        stride = field_value(
+            where, "stride", sizes_field("stride", ndim), spec.get("stride", kernel)
+        )
+        padding = field_value(where, "padding", padding_field(ndim), spec.get("padding", 0))
         # PyTorch's padding rule is named as the padding's; the other cross-field rules (the
         # other op's options, the divisor) as the layer's.
         field_value(
             where,
             "padding",
-            lambda v: check_pool_padding((kernel[0], kernel[1]), parse_padding(v)),
+            lambda v: check_pool_padding(tuple(kernel), parse_padding(v, ndim)),
             padding,
         )
         options: dict[str, Any] = {
             "dilation": field_value(
-                where, "dilation", pair_field("dilation"), spec.get("dilation", 1)
+                where, "dilation", sizes_field("dilation", ndim), spec.get("dilation", 1)
             ),
             "ceil_mode": field_value(
                 where,
@@ -99,7 +108,7 @@ class PoolSpec:
             **{
                 key: value
                 for key, value, default in (
-                    ("dilation", list(self.dilation), [1, 1]),
+                    ("dilation", list(self.dilation), [1] * self.ndim),
                     ("ceil_mode", self.ceil_mode, False),
                     ("count_include_pad", self.count_include_pad, True),
                     ("divisor_override", self.divisor_override, None),

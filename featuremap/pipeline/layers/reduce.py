@@ -37,6 +37,11 @@ class ReduceSpec:
 
     kind: ClassVar[str] = "reduce"
 
+    @property
+    def ndim(self) -> None:
+        """Pointwise: fits a stack of either rank."""
+        return None
+
     @classmethod
     def parse(cls, value: Any, where: str, context: ParseContext) -> ReduceSpec:
         spec = mapping(value, where, KEYS)

@@ -31,6 +31,7 @@ def test_a_new_kind_is_one_registered_class(monkeypatch):
     @dataclass(frozen=True)
     class HalveSpec:  # a 2x2 average pool under another name
         kind: ClassVar[str] = "halve"
+        ndim: ClassVar[int] = 2  # a 2-D layer
 
         @classmethod
         def parse(cls, value: Any, where: str, context: ParseContext) -> HalveSpec:
