@@ -29,7 +29,8 @@ def _frozen_float32(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Bank:
-    """A filter bank ready for a conv layer (``torch.nn.functional.conv2d`` weight layout).
+    """A filter bank ready for a conv layer (``torch.nn.functional.conv2d`` / ``conv3d`` weight
+    layout).
 
     Attributes
     ----------
@@ -38,7 +39,8 @@ class Bank:
     params : dict
         The parameters actually used, defaults filled in; JSON-serialisable.
     weight : numpy.ndarray
-        float32, shape ``(J, C / groups, kh, kw)``, read-only. Applied by cross-correlation.
+        float32, shape ``(J, C / groups, kh, kw)`` (2-D filters) or ``(J, C / groups, kz, ky, kx)``
+        (3-D filters), read-only. Applied by cross-correlation.
     bias : numpy.ndarray or None
         float32, shape ``(J,)``, read-only, or ``None``.
     filters : tuple of dict
@@ -69,9 +71,10 @@ class Bank:
 
     def __post_init__(self) -> None:
         weight = _frozen_float32(self.weight)
-        if weight.ndim != 4 or 0 in weight.shape:
+        if weight.ndim not in (4, 5) or 0 in weight.shape:
             raise InputError(
-                f"bank {self.name!r} weight must have shape (J, C, kh, kw), got {weight.shape}"
+                f"bank {self.name!r} weight must have shape (J, C, kh, kw) or (J, C, kz, ky, kx), "
+                f"every size >= 1, got {weight.shape}"
             )
         n_filters = weight.shape[0]
         object.__setattr__(self, "weight", weight)
@@ -112,9 +115,14 @@ class Bank:
         return int(self.weight.shape[0])
 
     @property
-    def kernel_size(self) -> tuple[int, int]:
-        """``(kh, kw)``."""
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
+    def ndim(self) -> int:
+        """Spatial rank of the filters: 2 (``(kh, kw)``) or 3 (``(kz, ky, kx)``)."""
+        return self.weight.ndim - 2
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        """``(kh, kw)`` or ``(kz, ky, kx)``."""
+        return tuple(int(side) for side in self.weight.shape[2:])
 
     def for_channels(self, in_channels: int, mode: str = "per_channel") -> Bank:
         """Adapt a single-channel bank to an input with ``in_channels`` channels.
@@ -149,12 +157,12 @@ class Bank:
                 f"bank {self.name!r} takes {self.in_channels} input channels but the input has "
                 f"{in_channels}; only a single-channel bank can be expanded to several channels"
             )
-        filters, _, kh, kw = self.weight.shape
+        filters, kernel = self.out_channels, self.kernel_size
         check_weight_shape(
             self.name,
-            (filters * in_channels, 1, kh, kw)
+            (filters * in_channels, 1, *kernel)
             if mode == "per_channel"
-            else (filters, in_channels, kh, kw),
+            else (filters, in_channels, *kernel),
             max_filters=MAX_EXPANDED_FILTERS,
             max_elements=MAX_EXPANDED_WEIGHT_ELEMENTS,
             what=f" expanded to {in_channels} input channels ({mode})",
@@ -163,7 +171,7 @@ class Bank:
             return dataclasses.replace(self, weight=np.repeat(self.weight, in_channels, axis=1))
         return dataclasses.replace(
             self,
-            weight=np.tile(self.weight, (in_channels, 1, 1, 1)),
+            weight=np.tile(self.weight, (in_channels,) + (1,) * (self.weight.ndim - 1)),
             bias=None if self.bias is None else np.tile(self.bias, in_channels),
             filters=tuple(
                 {**description, "channel": channel}

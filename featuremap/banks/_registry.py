@@ -8,10 +8,15 @@ A family module declares its banks like this::
         ...
 
 :func:`get` checks the parameter names, validates every value with the parameter's parser, fills
-in defaults, checks the weight's shape (``shape(**params)``, computed from the parameters alone)
-against :data:`~featuremap.banks._params.MAX_FILTERS` and
-:data:`~featuremap.banks._params.MAX_WEIGHT_ELEMENTS` *before* anything is allocated, and calls the
-builder with keyword arguments.
+in defaults, checks the weight's shape (``shape(**params)``, computed from the parameters alone;
+``(J, C, kh, kw)`` or ``(J, C, kz, ky, kx)``) against :data:`~featuremap.banks._params.MAX_FILTERS`
+and :data:`~featuremap.banks._params.MAX_WEIGHT_ELEMENTS` *before* anything is allocated, and calls
+the builder with keyword arguments.
+
+A parameter added after a bank's parameters were first recorded (``ndim``, ``sigma_units``,
+``spacing``) is declared with ``omit_default=True``: it appears in ``Bank.params`` only when it is
+not at its default, so that the params of a bank built without it, and the fingerprints of the
+pipelines that record them, stay what they were.
 """
 
 from __future__ import annotations
@@ -24,21 +29,35 @@ from typing import Any
 import numpy as np
 
 from featuremap.banks._bank import Bank
-from featuremap.banks._params import Parser, check_weight_shape
+from featuremap.banks._params import NDIMS, Parser, check_weight_shape, choice, parameter_name
 from featuremap.errors import InputError
 from featuremap.errors import describe as describe_value
 
-__all__ = ["BankInfo", "Filters", "Parameter", "describe", "get", "names", "register"]
+__all__ = ["NDIM", "BankInfo", "Filters", "Parameter", "describe", "get", "names", "register"]
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """One parameter of a bank: its name, default, help line and validator."""
+    """One parameter of a bank: its name, default, help line and validator.
+
+    ``omit_default``: leave the parameter out of ``Bank.params`` while it has its default value.
+    """
 
     name: str
     default: Any
     help: str
     parse: Parser
+    omit_default: bool = False
+
+
+#: The spatial rank of a bank that offers 2-D and 3-D filters.
+NDIM = Parameter(
+    "ndim",
+    2,
+    "spatial rank: 2, filters (ky, kx) for images; 3, filters (kz, ky, kx) for volumes",
+    choice(NDIMS),
+    omit_default=True,
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +106,9 @@ class Filters:
     reduce_ops: tuple[str, ...] | None = None
 
 
-#: ``shape(**params) -> (J, C, kh, kw)``: the weight a builder will make, from its parameters.
-ShapeEstimate = Callable[..., tuple[int, int, int, int]]
+#: ``shape(**params) -> (J, C, kh, kw)`` or ``(J, C, kz, ky, kx)``: the weight a builder will
+#: make, from its parameters.
+ShapeEstimate = Callable[..., tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -107,10 +127,11 @@ def register(
 ) -> Callable[[Callable[..., Filters]], Callable[..., Filters]]:
     """Register ``builder(**params) -> Filters`` as bank ``name``.
 
-    ``shape(**params)`` gives the ``(J, C, kh, kw)`` the builder will allocate, from the validated
-    parameters alone, so that :func:`get` refuses an oversized bank before building it; it may
-    itself raise :class:`InputError` (a kernel size derived from sigma that is too large). Banks
-    of a fixed small size need none.
+    ``shape(**params)`` gives the ``(J, C, kh, kw)`` or ``(J, C, kz, ky, kx)`` the builder will
+    allocate, from the validated parameters alone, so that :func:`get` refuses an oversized bank
+    before building it; it may itself raise :class:`InputError` (a kernel size derived from sigma
+    that is too large, parameters that contradict each other). Banks of a fixed small size need
+    none.
     """
 
     def decorate(builder: Callable[..., Filters]) -> Callable[..., Filters]:
@@ -151,6 +172,12 @@ def describe(name: str) -> BankInfo:
     )
 
 
+def _recorded(parameters: tuple[Parameter, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` less the ``omit_default`` parameters that have their default value."""
+    omitted = {p.name for p in parameters if p.omit_default and values.get(p.name) == p.default}
+    return {key: value for key, value in values.items() if key not in omitted}
+
+
 def get(name: str, **params: Any) -> Bank:
     """Build bank ``name`` with ``params`` (validated, defaults filled in).
 
@@ -171,19 +198,18 @@ def get(name: str, **params: Any) -> Bank:
             )
     values = {
         parameter.name: parameter.parse(
-            params.get(parameter.name, parameter.default),
-            f"bank {name!r} parameter {parameter.name!r}",
+            params.get(parameter.name, parameter.default), parameter_name(name, parameter.name)
         )
         for parameter in entry.parameters
     }
     if entry.shape is not None:
         check_weight_shape(name, entry.shape(**values))
     built = entry.builder(**values)
-    if built.weight.ndim == 4:  # what the estimate missed still ends here, as one line
+    if built.weight.ndim in (4, 5):  # what the estimate missed still ends here, as one line
         check_weight_shape(name, built.weight.shape)
     return Bank(
         name=name,
-        params={**values, **built.derived},
+        params=_recorded(entry.parameters, {**values, **built.derived}),
         weight=built.weight,
         bias=built.bias,
         filters=tuple(built.descriptions),

@@ -5,8 +5,9 @@
   when present).
 * ``.safetensors``: tensors ``tensor`` and ``bias_tensor`` the same way (needs ``safetensors``).
 
-The weight is ``(J, C, kh, kw)`` or ``(J, kh, kw)`` (then ``C = 1``), real or integer, finite; it
-becomes float32. The bias is ``(J,)``. Every failure is a one-line :class:`InputError` naming the file.
+The weight is ``(J, C, kh, kw)`` or ``(J, kh, kw)`` (then ``C = 1``) for 2-D filters, or
+``(J, C, kz, ky, kx)`` for 3-D filters (a ``conv3d`` weight), real or integer, finite; it becomes
+float32. The bias is ``(J,)``. Every failure is a one-line :class:`InputError` naming the file.
 
 Nothing is read before it is checked: the path must be a regular file (not a FIFO, a device such
 as ``/dev/zero`` or a directory) of the declared format (``.npy`` magic, zip signature); the
@@ -38,6 +39,8 @@ from featuremap.errors import InputError, describe
 __all__ = ["MAX_FILE_BYTES", "load_weights", "resolve_path"]
 
 DEFAULT_BIAS_NAME = "bias"
+#: The weight shapes a file may hold, for messages.
+WEIGHT_SHAPES = "(J, C, kh, kw), (J, kh, kw) or, for 3-D filters, (J, C, kz, ky, kx)"
 EXTENSIONS = (".npy", ".npz", ".safetensors")
 
 #: The most bytes featuremap reads from a weight file: what one array declares, and what all the
@@ -131,12 +134,10 @@ def _declared(
                 f"got shape {describe(tuple(shape))}"
             )
         return nbytes
-    if len(shape) not in (3, 4) or 0 in shape:
-        raise InputError(
-            f"weight in {path} must have shape (J, C, kh, kw) or (J, kh, kw), got {tuple(shape)}"
-        )
-    four = tuple(shape) if len(shape) == 4 else (shape[0], 1, shape[1], shape[2])
-    check_weight_shape("file", four, what=f" from {path}{where}")
+    if len(shape) not in (3, 4, 5) or 0 in shape:
+        raise InputError(f"weight in {path} must have shape {WEIGHT_SHAPES}, got {tuple(shape)}")
+    full = tuple(shape) if len(shape) > 3 else (shape[0], 1, shape[1], shape[2])
+    check_weight_shape("file", full, what=f" from {path}{where}")
     return nbytes
 
 
@@ -423,10 +424,8 @@ def _as_weight(path: Path, array: np.ndarray) -> np.ndarray:
         )
     if array.ndim == 3:
         array = array[:, None]
-    if array.ndim != 4 or 0 in array.shape:
-        raise InputError(
-            f"weight in {path} must have shape (J, C, kh, kw) or (J, kh, kw), got {array.shape}"
-        )
+    if array.ndim not in (4, 5) or 0 in array.shape:
+        raise InputError(f"weight in {path} must have shape {WEIGHT_SHAPES}, got {array.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf, refused just below
         weight = array.astype(np.float32)
     if not np.isfinite(weight).all():

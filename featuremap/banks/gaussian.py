@@ -1,4 +1,4 @@
-"""Gaussian-derivative banks: ``gaussian`` (derivatives up to order 2), ``log`` and ``dog``.
+"""Gaussian-derivative banks: ``gaussian`` (derivatives up to order 2), ``log`` and ``dog``; 2-D or 3-D.
 
 The kernels are SciPy's discrete Gaussians (``scipy.ndimage.gaussian_filter``): the Gaussian is
 sampled on ``[-r, r]``, normalised to sum 1 over those samples, and derivatives are the exact
@@ -10,62 +10,71 @@ mirrored: correlating an image with a ``gaussian`` bank filter of order ``(oy, o
 ``gaussian_filter(image, sigma, order=(oy, ox))``. Every ``gaussian`` filter is the outer product of
 two 1-D kernels (rank 1), so an engine can apply it as two 1-D passes. Smaller kernels are zero-padded
 to the bank's common size, centred, which keeps them rank 1.
+
+Volumes: with ``ndim: 3`` the filters are ``(kz, ky, kx)``, orders ``[oz, oy, ox]``, and each filter
+is the outer product of three 1-D kernels, equal to ``gaussian_filter(volume, (sz, sy, sx),
+order=(oz, oy, ox))``. A sigma may be one per axis, for anisotropic voxels, and in physical units
+(:mod:`featuremap.banks._sigmas`); the radius is SciPy's on each axis, so a kernel's sides differ,
+and the bank's common size is the largest on each axis. A description's ``sigma`` is the sigma in
+pixels (a number when it is the same on every axis, else one per axis) and, for a sigma given in
+physical units, ``sigma_physical`` the sigma as given.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from featuremap._validation import is_integer
-from featuremap.banks._params import derived_kernel_size, kernel_size, optional, real, real_list
+from featuremap.banks._params import NDIMS, axes, parameter_name
 from featuremap.banks._registry import Filters, Parameter, register
+from featuremap.banks._sigmas import (
+    POSITIVE,
+    SIGMA_PARAMETERS,
+    SIGMAS,
+    SIZE,
+    TRUNCATE,
+    Scale,
+    Scales,
+    recorded_spacing,
+)
 from featuremap.errors import InputError, describe
 
 __all__ = [
     "ALL_ORDERS",
+    "all_orders",
     "difference_of_gaussians",
+    "dog_kernel",
     "gaussian_1d",
-    "gaussian_2d",
-    "kernel_radius",
+    "gaussian_kernel",
     "laplacian_of_gaussian",
-    "square_shape",
     "stack_centred",
+    "unit_order",
 ]
 
+
+def all_orders(ndim: int, highest: int = 2) -> list[list[int]]:
+    """Every derivative order with a sum of at most ``highest``: smoothing first, then by sum, and
+    within a sum the outer axes' derivatives first (``[1, 0]`` before ``[0, 1]``)."""
+    return [
+        list(order)
+        for total in range(highest + 1)
+        for order in sorted(itertools.product(range(total + 1), repeat=ndim), reverse=True)
+        if sum(order) == total
+    ]
+
+
 #: Every derivative order ``[oy, ox]`` with ``oy + ox <= 2``, smoothing first.
-ALL_ORDERS = ([0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2])
+ALL_ORDERS = tuple(all_orders(2))
 
 
-def kernel_radius(sigma: float, truncate: float, size: int | None, bank: str = "gaussian") -> int:
-    """Half-width of a Gaussian kernel: SciPy's ``int(truncate * sigma + 0.5)``, or fixed by ``size``.
-
-    A derived kernel larger than :data:`~featuremap.banks._params.MAX_KERNEL_SIZE` raises one
-    :class:`InputError` line naming ``bank``, before anything is allocated.
-    """
-    if size is not None:
-        return (size - 1) // 2
-    side = derived_kernel_size(
-        f"bank {bank!r} kernel size 2*int(truncate*sigma+0.5)+1",
-        truncate * sigma,
-        lambda half: int(half + 0.5),
-        f"truncate {truncate:g}, sigma {sigma:g}; lower sigma or truncate, or give size"
-        if bank != "ilastik"
-        else f"truncate {truncate:g}, sigma {sigma:g}; lower sigma or truncate",
-    )
-    return (side - 1) // 2
-
-
-def _side(bank: str, sigmas: Sequence[float], truncate: float, size: int | None) -> int:
-    """The common kernel side of a bank of these sigmas (the largest radius), checked."""
-    return 2 * max(kernel_radius(s, truncate, size, bank) for s in sigmas) + 1
-
-
-def square_shape(filters: int, side: int) -> tuple[int, int, int, int]:
-    """``(filters, 1, side, side)``: the weight shape of a single-channel bank."""
-    return filters, 1, side, side
+def unit_order(ndim: int, axis: int, order: int) -> list[int]:
+    """The derivative of ``order`` along ``axis`` alone: ``unit_order(3, 0, 2) == [2, 0, 0]``."""
+    return [order if index == axis else 0 for index in range(ndim)]
 
 
 def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
@@ -87,66 +96,114 @@ def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
     return (polynomial[order] * phi)[::-1]
 
 
-def gaussian_2d(sigma: float, order: Sequence[int], radius: int) -> np.ndarray:
-    """Rank-1 2-D correlation weights of ``gaussian_filter(., sigma, order=(oy, ox))``."""
-    order_y, order_x = order
-    return np.outer(gaussian_1d(sigma, order_y, radius), gaussian_1d(sigma, order_x, radius))
+def gaussian_kernel(
+    sigma: Sequence[float], order: Sequence[int], radius: Sequence[int]
+) -> np.ndarray:
+    """Rank-1 correlation weights of ``gaussian_filter(., sigma, order)``, one entry per axis.
+
+    The outer product of the 1-D kernels (:func:`gaussian_1d`) of the axes, outermost first: shape
+    ``(2 * radius[0] + 1, ...)``, as many axes as ``order`` has entries.
+    """
+    kernels = (gaussian_1d(s, o, r) for s, o, r in zip(sigma, order, radius, strict=True))
+    return functools.reduce(np.multiply.outer, kernels)
 
 
 def stack_centred(kernels: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack square odd kernels of different sizes into ``(J, 1, k, k)``, each centred, zero-padded."""
-    size = max(kernel.shape[0] for kernel in kernels)
-    weight = np.zeros((len(kernels), 1, size, size))
+    """Stack odd-sided kernels of one rank into ``(J, 1, *sides)``, each centred, zero-padded to
+    the largest side on each axis."""
+    sides = [max(side) for side in zip(*(kernel.shape for kernel in kernels), strict=True)]
+    weight = np.zeros((len(kernels), 1, *sides))
     for index, kernel in enumerate(kernels):
-        margin = (size - kernel.shape[0]) // 2
-        weight[index, 0, margin : size - margin, margin : size - margin] = kernel
+        weight[index, 0][
+            tuple(
+                slice((s - n) // 2, (s - n) // 2 + n)
+                for s, n in zip(sides, kernel.shape, strict=True)
+            )
+        ] = kernel
     return weight
 
 
+def laplacian_of_gaussian(sigma: Sequence[float], radius: Sequence[int]) -> np.ndarray:
+    """Correlation weights of ``scipy.ndimage.gaussian_laplace(., sigma)``: the sum over the axes
+    of the second derivative along each (one rank-1 term per axis)."""
+    ndim = len(sigma)
+    terms = (gaussian_kernel(sigma, unit_order(ndim, axis, 2), radius) for axis in range(ndim))
+    return functools.reduce(np.add, terms)
+
+
+def difference_of_gaussians(
+    sigma: Sequence[float], k: float, radius: Sequence[int], wide_radius: Sequence[int]
+) -> np.ndarray:
+    """``G(sigma) - G(k * sigma)``, the Gaussians of radii ``radius`` and ``wide_radius``, centred."""
+    smoothing = [0] * len(sigma)
+    first, second = stack_centred(
+        [
+            gaussian_kernel(sigma, smoothing, radius),
+            gaussian_kernel([k * s for s in sigma], smoothing, wide_radius),
+        ]
+    )[:, 0]
+    return first - second
+
+
+# -- the gaussian bank ---------------------------------------------------------------------------
+
+
 def _order_name(order: Sequence[int]) -> str:
-    order_y, order_x = order
-    return "gaussian" + ("_d" + "y" * order_y + "x" * order_x if order_y + order_x else "")
+    derivative = "".join(axis * o for axis, o in zip(axes(len(order)), order, strict=True))
+    return "gaussian" + ("_d" + derivative if derivative else "")
 
 
-def _parse_orders(value: Any, where: str) -> list[list[int]]:
-    allowed = "a non-empty list of distinct [oy, ox] pairs of integers >= 0 with oy + ox <= 2"
+def _parse_orders(value: Any, where: str) -> list[list[int]] | None:
+    allowed = (
+        "a non-empty list of distinct [oy, ox] pairs (ndim 3: [oz, oy, ox] triples) of integers "
+        ">= 0 with oy + ox <= 2"
+    )
+    if value is None:
+        return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
         raise InputError(f"{where} must be {allowed}, got {describe(value)}")
     orders: list[list[int]] = []
-    for pair in value:
+    for entry in value:
         valid = (
-            isinstance(pair, Sequence)
-            and not isinstance(pair, (str, bytes))
-            and len(pair) == 2
-            and all(is_integer(o) and int(o) >= 0 for o in pair)
-            and sum(pair) <= 2
+            isinstance(entry, Sequence)
+            and not isinstance(entry, (str, bytes))
+            and len(entry) in NDIMS
+            and all(is_integer(o) and int(o) >= 0 for o in entry)
+            and sum(entry) <= 2
+            and len(entry) == len(orders[0] if orders else entry)
         )
-        if not valid or [int(o) for o in pair] in orders:
+        if not valid or [int(o) for o in entry] in orders:
             raise InputError(
-                f"{where} must be {allowed}, got {describe(value)} (bad or repeated {describe(pair)})"
+                f"{where} must be {allowed}, got {describe(value)} (bad or repeated {describe(entry)})"
             )
-        orders.append([int(o) for o in pair])
+        orders.append([int(o) for o in entry])
     return orders
 
 
-POSITIVE = real(0.0, open_minimum=True)
-SIGMAS = Parameter(
-    "sigmas",
-    [1.0, 2.0, 4.0],
-    "Gaussian standard deviations in pixels",
-    real_list(POSITIVE, "numbers > 0"),
-)
-# `size: None` stays None in Bank.params (the weight's shape tells the size): a fixed size changes
-# every filter's radius, so recording the derived size would not rebuild the same bank.
-SIZE = Parameter(
-    "size",
-    None,
-    "kernel side (odd), one radius for every sigma; default: each sigma its own radius",
-    optional(kernel_size(odd=True)),
-)
-TRUNCATE = Parameter(
-    "truncate", 4.0, "kernel radius in sigmas when size is not given (SciPy's truncate)", POSITIVE
-)
+def _orders(orders: list[list[int]] | None, ndim: int) -> list[list[int]]:
+    """``orders``, every order of rank ``ndim`` by default; refused if they are of another rank."""
+    if orders is None:
+        return all_orders(ndim)
+    if len(orders[0]) != ndim:
+        rank = "[" + ", ".join("o" + axis for axis in axes(ndim)) + "]"
+        raise InputError(
+            f"{parameter_name('gaussian', 'orders')} must be {rank} lists for ndim {ndim}, "
+            f"got {describe(orders)}"
+        )
+    return orders
+
+
+def _gaussian_shape(
+    sigmas: list[Any],
+    orders: list[list[int]] | None,
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> tuple[int, ...]:
+    scales = Scales.resolve("gaussian", sigmas, ndim, sigma_units, spacing, truncate, size)
+    return scales.shape(len(_orders(orders, ndim)))
 
 
 @register(
@@ -155,31 +212,51 @@ TRUNCATE = Parameter(
     SIGMAS,
     Parameter(
         "orders",
-        [list(o) for o in ALL_ORDERS],
-        "derivative orders [oy, ox], oy + ox <= 2",
+        None,
+        "derivative orders [oy, ox] (ndim 3: [oz, oy, ox]) summing to <= 2; default: all of "
+        "them, smoothing first",
         _parse_orders,
     ),
     SIZE,
     TRUNCATE,
-    shape=lambda sigmas, orders, size, truncate: square_shape(
-        len(sigmas) * len(orders), _side("gaussian", sigmas, truncate, size)
-    ),
+    *SIGMA_PARAMETERS,
+    shape=_gaussian_shape,
 )
 def _gaussian(
-    sigmas: list[float], orders: list[list[int]], size: int | None, truncate: float
+    sigmas: list[Any],
+    orders: list[list[int]] | None,
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
 ) -> Filters:
+    scales = Scales.resolve("gaussian", sigmas, ndim, sigma_units, spacing, truncate, size)
+    orders = _orders(orders, ndim)
     kernels, descriptions = [], []
-    for sigma in sigmas:
-        radius = kernel_radius(sigma, truncate, size)
+    for scale in scales.scales:
+        radius = scales.radius(scale.pixels)
         for order in orders:
-            kernels.append(gaussian_2d(sigma, order, radius))
-            descriptions.append({"name": _order_name(order), "sigma": sigma, "order": list(order)})
-    return Filters(stack_centred(kernels), descriptions)
+            kernels.append(gaussian_kernel(scale.pixels, order, radius))
+            descriptions.append(
+                {"name": _order_name(order), **scale.describe(), "order": list(order)}
+            )
+    derived = {"orders": orders, **recorded_spacing(sigma_units)}
+    return Filters(stack_centred(kernels), descriptions, derived=derived)
 
 
-def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
-    """Correlation weights of ``scipy.ndimage.gaussian_laplace(., sigma)`` (sum of two rank-1 terms)."""
-    return gaussian_2d(sigma, (2, 0), radius) + gaussian_2d(sigma, (0, 2), radius)
+# -- log and dog ---------------------------------------------------------------------------------
+
+
+def _log_shape(
+    sigmas: list[Any],
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> tuple[int, ...]:
+    return Scales.resolve("log", sigmas, ndim, sigma_units, spacing, truncate, size).shape(1)
 
 
 @register(
@@ -188,24 +265,21 @@ def laplacian_of_gaussian(sigma: float, radius: int) -> np.ndarray:
     SIGMAS,
     SIZE,
     TRUNCATE,
-    shape=lambda sigmas, size, truncate: square_shape(
-        len(sigmas), _side("log", sigmas, truncate, size)
-    ),
+    *SIGMA_PARAMETERS,
+    shape=_log_shape,
 )
-def _log(sigmas: list[float], size: int | None, truncate: float) -> Filters:
-    kernels = [laplacian_of_gaussian(s, kernel_radius(s, truncate, size)) for s in sigmas]
-    descriptions = [{"name": "log", "sigma": s, "order": 2} for s in sigmas]
-    return Filters(stack_centred(kernels), descriptions)
-
-
-def difference_of_gaussians(
-    sigma: float, k: float, truncate: float, size: int | None
-) -> np.ndarray:
-    """``G(sigma) - G(k * sigma)``, each Gaussian with its own SciPy radius, centred."""
-    first, second = stack_centred(
-        [gaussian_2d(s, (0, 0), kernel_radius(s, truncate, size)) for s in (sigma, k * sigma)]
-    )[:, 0]
-    return first - second
+def _log(
+    sigmas: list[Any],
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> Filters:
+    scales = Scales.resolve("log", sigmas, ndim, sigma_units, spacing, truncate, size)
+    kernels = [laplacian_of_gaussian(s.pixels, scales.radius(s.pixels)) for s in scales.scales]
+    descriptions = [{"name": "log", **s.describe(), "order": 2} for s in scales.scales]
+    return Filters(stack_centred(kernels), descriptions, derived=recorded_spacing(sigma_units))
 
 
 def _parse_ratio(value: Any, where: str) -> float:
@@ -217,6 +291,27 @@ def _parse_ratio(value: Any, where: str) -> float:
     return float(ratio)
 
 
+def dog_kernel(scales: Scales, scale: Scale, k: float) -> np.ndarray:
+    """``G(sigma) - G(k * sigma)`` of one of ``scales``, each Gaussian with its own radius."""
+    wide = [k * s for s in scale.pixels]
+    return difference_of_gaussians(
+        scale.pixels, k, scales.radius(scale.pixels), scales.radius(wide)
+    )
+
+
+def _dog_shape(
+    sigmas: list[Any],
+    k: float,
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> tuple[int, ...]:
+    scales = Scales.resolve("dog", sigmas, ndim, sigma_units, spacing, truncate, size)
+    return scales.shape(1, ratios=(1.0, k))
+
+
 @register(
     "dog",
     "difference of Gaussians G(sigma) - G(k * sigma) (SciPy's gaussian_filter kernels)",
@@ -224,11 +319,19 @@ def _parse_ratio(value: Any, where: str) -> float:
     Parameter("k", 1.6, "ratio of the second Gaussian's sigma to the first", _parse_ratio),
     SIZE,
     TRUNCATE,
-    shape=lambda sigmas, k, size, truncate: square_shape(
-        len(sigmas), _side("dog", [*sigmas, *(k * s for s in sigmas)], truncate, size)
-    ),
+    *SIGMA_PARAMETERS,
+    shape=_dog_shape,
 )
-def _dog(sigmas: list[float], k: float, size: int | None, truncate: float) -> Filters:
-    kernels = [difference_of_gaussians(s, k, truncate, size) for s in sigmas]
-    descriptions = [{"name": "dog", "sigma": s, "k": k} for s in sigmas]
-    return Filters(stack_centred(kernels), descriptions)
+def _dog(
+    sigmas: list[Any],
+    k: float,
+    size: int | list[int] | None,
+    truncate: float,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> Filters:
+    scales = Scales.resolve("dog", sigmas, ndim, sigma_units, spacing, truncate, size)
+    kernels = [dog_kernel(scales, scale, k) for scale in scales.scales]
+    descriptions = [{"name": "dog", **s.describe(), "k": k} for s in scales.scales]
+    return Filters(stack_centred(kernels), descriptions, derived=recorded_spacing(sigma_units))

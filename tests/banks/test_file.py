@@ -69,6 +69,42 @@ def test_safetensors_named_tensors(tmp_path):
     assert no_bias.bias is None
 
 
+def test_five_dimensional_weights_are_3d_filters(tmp_path):
+    volume_weight = RNG.standard_normal((3, 2, 1, 3, 5))
+    np.save(tmp_path / "v.npy", volume_weight)
+    np.savez(tmp_path / "v.npz", weight=volume_weight, bias=BIAS[:3])
+    save_file({"weight": volume_weight.astype(np.float32)}, str(tmp_path / "v.safetensors"))
+    for name in ("v.npy", "v.npz", "v.safetensors"):
+        bank = banks.get("file", path=tmp_path / name)
+        assert bank.ndim == 3
+        assert bank.kernel_size == (1, 3, 5)
+        assert bank.in_channels == 2
+        np.testing.assert_array_equal(bank.weight, volume_weight.astype(np.float32))
+    assert banks.get("file", path=tmp_path / "v.npz").bias.shape == (3,)
+    assert banks.get("file", path=tmp_path / "v.npz").for_channels(2).weight.shape == (
+        3,
+        2,
+        1,
+        3,
+        5,
+    )
+    np.save(tmp_path / "six.npy", np.ones((1, 1, 1, 1, 1, 1)))
+    with pytest.raises(InputError, match=r"or, for 3-D filters, \(J, C, kz, ky, kx\), got \(1, 1"):
+        banks.get("file", path=tmp_path / "six.npy")
+
+
+def test_a_large_5d_weight_is_refused_from_its_header(tmp_path):
+    header = tmp_path / "big.npy"
+    with header.open("wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": "<f4", "fortran_order": False, "shape": (64, 1, 65, 65, 65)}
+        )
+    with pytest.raises(
+        InputError, match=r"from .*big.npy would hold 64 x 1 x 65 x 65 x 65 = 17576000 weights"
+    ):
+        banks.get("file", path=header)
+
+
 def _write_pickled_npy(path):
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
 
@@ -134,7 +170,10 @@ def _write_truncated_npy(path):
             "flat.npy",
             lambda p: np.save(p, np.ones((3, 3))),
             {},
-            r"weight in .*flat.npy must have shape \(J, C, kh, kw\) or \(J, kh, kw\), got \(3, 3\)",
+            (
+                r"weight in .*flat.npy must have shape \(J, C, kh, kw\), \(J, kh, kw\) or, for "
+                r"3-D filters, \(J, C, kz, ky, kx\), got \(3, 3\)"
+            ),
         ),
         (
             "cplx.npy",

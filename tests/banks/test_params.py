@@ -47,7 +47,12 @@ from featuremap.errors import InputError
             r"'truncate' must be a finite number > 0, got nan",
         ),
         ("dog", {"k": 1}, r"'k' must be a number > 0 other than 1"),
-        ("laplacian", {"neighbours": 6}, r"'neighbours' must be one of 4, 8, got 6"),
+        ("laplacian", {"neighbours": 5}, r"'neighbours' must be one of 4, 6, 8, 26, got 5"),
+        (
+            "laplacian",
+            {"neighbours": 6},
+            r"'neighbours' must be 4 or 8 for ndim 2; 6 or 26 for ndim 3, got 6 with ndim 2",
+        ),
         ("sobel", {"normalize": 1}, r"'normalize' must be true or false, got 1"),
         ("lm", {"variant": "lms"}, r"'variant' must be one of 'LML', 'LMS', got 'lms'"),
         ("ilastik", {"features": ["gaussian", "edges"]}, r"unknown 'edges'"),

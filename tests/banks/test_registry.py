@@ -147,3 +147,89 @@ def test_banks_at_the_limits_build():
     ).weight.shape == (1, 1, 1021, 1021)
     assert banks.get("gaussian", sigmas=[128.0], orders=[[0, 0]]).weight.shape == (1, 1, 1025, 1025)
     assert banks.get("random", n=65536, size=16).weight.shape == (65536, 1, 16, 16)
+
+
+# -- 2-D banks keep their params (pipelines' fingerprints hash them) and rebuild in 3-D ----------
+
+#: (bank, params, the params recorded, one filter's description, its index)
+PINNED_2D_PARAMS = [
+    (
+        "gaussian",
+        {"sigmas": [1.5]},
+        (
+            '{"sigmas": [1.5], "orders": [[0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2]], '
+            '"size": null, "truncate": 4.0}'
+        ),
+        (4, '{"name": "gaussian_dyx", "sigma": 1.5, "order": [1, 1]}'),
+    ),
+    ("log", {"size": 9}, '{"sigmas": [1.0, 2.0, 4.0], "size": 9, "truncate": 4.0}', None),
+    (
+        "dog",
+        {},
+        '{"sigmas": [1.0, 2.0, 4.0], "k": 1.6, "size": null, "truncate": 4.0}',
+        (2, '{"name": "dog", "sigma": 4.0, "k": 1.6}'),
+    ),
+    (
+        "ilastik",
+        {"sigmas": [1.0], "features": ["hessian"]},
+        '{"sigmas": [1.0], "features": ["hessian"], "truncate": 4.0}',
+        (1, '{"name": "hessian_xy", "sigma": 1.0, "feature": "hessian", "order": [1, 1]}'),
+    ),
+    (
+        "random",
+        {"n": 2},
+        (
+            '{"n": 2, "size": 3, "in_channels": 1, "seed": 0, "bias": false, '
+            '"std": 0.3333333333333333}'
+        ),
+        None,
+    ),
+    ("box", {}, '{"size": 3}', (0, '{"name": "box", "size": 3}')),
+    ("identity", {"size": 3}, '{"size": 3}', None),
+    ("laplacian", {}, '{"neighbours": 4}', (0, '{"name": "laplacian", "neighbours": 4}')),
+    ("sobel", {}, '{"normalize": false}', (1, '{"name": "sobel_x", "order": [0, 1]}')),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "recorded", "described"), PINNED_2D_PARAMS)
+def test_2d_params_and_descriptions_are_pinned(name, params, recorded, described):
+    bank = banks.get(name, **params)
+    assert json.dumps(bank.params) == recorded
+    assert bank.weight.ndim == 4
+    if described is not None:
+        index, description = described
+        assert json.dumps(bank.filters[index]) == description
+    # the new parameters at their defaults, given explicitly, change nothing
+    explicit = banks.get(name, **params, ndim=2)
+    assert json.dumps(explicit.params) == recorded
+    np.testing.assert_array_equal(explicit.weight, bank.weight)
+
+
+def _parameter_names(name):
+    return [row[0] for row in banks.describe(name).parameters]
+
+
+VOLUME_BANKS = [name for name in BUILT_IN if "ndim" in _parameter_names(name)]
+
+
+def test_volume_banks():
+    assert set(VOLUME_BANKS) == {
+        "gaussian", "log", "dog", "ilastik", "random", "box", "identity",
+        "sobel", "scharr", "prewitt", "laplacian",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", VOLUME_BANKS)
+def test_every_3d_bank_builds_consistently(name):
+    params = {"sigmas": [1.0, [0.5, 1.0, 2.0]]} if "sigmas" in _parameter_names(name) else {}
+    bank = banks.get(name, ndim=3, **params)
+    assert bank.ndim == 3
+    assert bank.weight.shape[2:] == bank.kernel_size
+    assert all(side % 2 == 1 for side in bank.kernel_size)
+    assert len(bank.filters) == bank.out_channels
+    assert np.isfinite(bank.weight).all()
+    metadata = json.loads(json.dumps(bank.to_dict()))
+    assert metadata["params"]["ndim"] == 3
+    rebuilt = banks.get(name, **metadata["params"])
+    np.testing.assert_array_equal(rebuilt.weight, bank.weight)
+    assert rebuilt.filters == bank.filters
