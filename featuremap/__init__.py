@@ -2,7 +2,8 @@
 
 The public surface is small (DESIGN section 3):
 
-* :func:`conv2d`, :func:`max_pool2d`, :func:`avg_pool2d` on NumPy, CuPy or Dask arrays;
+* :func:`conv2d` / :func:`conv3d`, :func:`max_pool2d` / :func:`max_pool3d`, :func:`avg_pool2d` /
+  :func:`avg_pool3d` on NumPy, CuPy or Dask arrays;
 * :func:`load_pipeline`, :func:`run` and :func:`open` for pipeline jobs and their output stores;
 * :func:`apply` for an xarray DataArray: lazy, with composed coordinates and CRS;
 * :mod:`featuremap.banks`, the filter-bank library.
@@ -17,7 +18,14 @@ from importlib import import_module
 from typing import Any
 
 from featuremap._version import __version__
-from featuremap.arrays.functional import avg_pool2d, conv2d, max_pool2d
+from featuremap.arrays.functional import (
+    avg_pool2d,
+    avg_pool3d,
+    conv2d,
+    conv3d,
+    max_pool2d,
+    max_pool3d,
+)
 from featuremap.errors import FeaturemapError, InputError, JobError
 
 __all__ = [
@@ -27,10 +35,13 @@ __all__ = [
     "__version__",
     "apply",
     "avg_pool2d",
+    "avg_pool3d",
     "banks",
     "conv2d",
+    "conv3d",
     "load_pipeline",
     "max_pool2d",
+    "max_pool3d",
     "open",
     "run",
 ]

@@ -1,9 +1,14 @@
-"""Sample data for ``featuremap demo``: synthetic textures, generated here, no downloads.
+"""Sample data for ``featuremap demo``: synthetic textures and a volume, generated here, no
+downloads.
 
 Every image is a 2 x 2 mosaic of textures -- stripes at several orientations and frequencies, a
 checkerboard, Gaussian blobs and smoothed noise -- so that oriented filter banks respond
 differently in each quadrant. Images are float32, roughly in ``[0, 1]`` (plus a little noise),
 one channel, seeded.
+
+The volume (``volume.ome.zarr``, for ``pipelines/volume-gaussian.yaml``) is an OME-NGFF 0.5
+``zyx`` image of round blobs in anisotropic voxels, 0.2 x 0.05 x 0.05 micrometres, like a
+light-sheet stack: the blobs are round in micrometres, flattened in voxels.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ __all__ = [
     "IMAGES",
     "default_pipeline_path",
     "make_images",
+    "make_volume",
     "run_demo",
     "write_images",
+    "write_volume",
 ]
 
 #: Array name of the images inside ``DIR/images.zarr``.
@@ -31,6 +38,9 @@ IMAGES = "images"
 #: The default pipeline, shipped inside the package (``pipelines/`` is not installed).
 DEFAULT_PIPELINE = "data/default.yaml"
 STORE_CHUNK = 128
+#: The demo volume's voxel size (z, y, x) in micrometres, and its storage chunks.
+VOLUME_SCALE = (0.2, 0.05, 0.05)
+VOLUME_CHUNKS = (16, 64, 64)
 #: The group attribute that marks sample images as made by the demo (so it may replace them).
 DEMO_MARK = "featuremap_demo"
 
@@ -101,6 +111,44 @@ def make_images(
     return images, layout
 
 
+def make_volume(shape: tuple[int, int, int] = (32, 128, 128), seed: int = 0) -> np.ndarray:
+    """A ``(z, y, x)`` float32 volume of 24 blobs of radius ~0.3 um (round in micrometres at
+    :data:`VOLUME_SCALE`) in ``[0, 1]`` plus a little noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=np.float64)
+    volume = np.zeros(shape)
+    for _ in range(24):
+        centre = rng.uniform(0, shape)
+        distance = sum(
+            ((axis - c) * scale) ** 2
+            for axis, c, scale in zip(grid, centre, VOLUME_SCALE, strict=True)
+        )
+        volume += np.exp(-distance / (2 * 0.3**2))
+    noise = 0.05 * rng.normal(size=shape)
+    return (np.clip(volume, 0, 1) + noise).astype(np.float32)
+
+
+def write_volume(store: str | Path, volume: np.ndarray) -> str:
+    """Write ``volume`` as an OME-NGFF 0.5 image group (one level, ``zyx`` in micrometres)."""
+    from featuremap.io.ome import OmeAxis, ome_multiscales
+    from featuremap.io.samples import write_image_group
+
+    axes = [OmeAxis(name, "space", "micrometer", scale) for name, scale in zip("zyx", VOLUME_SCALE)]
+    return write_image_group(
+        str(store),
+        "0",
+        volume,
+        chunks=VOLUME_CHUNKS,
+        dimension_names=("z", "y", "x"),
+        array_attrs={},
+        group_attrs={
+            **(ome_multiscales(axes, path="0", name="demo volume") or {}),
+            "description": "featuremap demo: blobs in anisotropic voxels (z, y, x)",
+            DEMO_MARK: True,
+        },
+    )
+
+
 def write_images(store: str | Path, images: np.ndarray, layout: list[list[str]]) -> str:
     """Write ``images`` as array ``images`` of a new Zarr v3 group (replacing ``store``)."""
     from featuremap.io.samples import write_image_group
@@ -127,14 +175,14 @@ def _check_replaceable(folder: Path) -> str:
     from featuremap.jobs import state
     from featuremap.jobs.target import existing_store
 
-    images = folder / "images.zarr"
-    if images.exists() or images.is_symlink():
-        attrs = group_attributes(str(images))
-        if not attrs or not attrs.get(DEMO_MARK):
-            raise InputError(
-                f"{str(images)!r} exists and was not made by 'featuremap demo'; it is never "
-                "replaced: give another output folder"
-            )
+    for sample in (folder / "images.zarr", folder / "volume.ome.zarr"):
+        if sample.exists() or sample.is_symlink():
+            attrs = group_attributes(str(sample))
+            if not attrs or not attrs.get(DEMO_MARK):
+                raise InputError(
+                    f"{str(sample)!r} exists and was not made by 'featuremap demo'; it is never "
+                    "replaced: give another output folder"
+                )
     features = str(folder / "features.zarr")
     existing = existing_store(features)  # refuses what featuremap did not make
     if existing is not None:
@@ -155,7 +203,8 @@ def run_demo(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Any:
-    """Make the sample images in ``output_dir/images.zarr`` and run the default pipeline on them,
+    """Make the sample images in ``output_dir/images.zarr`` (and the sample volume in
+    ``output_dir/volume.ome.zarr``) and run the default pipeline on the images,
     locally, into ``output_dir/features.zarr``. Both are replaced only if an earlier demo made
     them; anything else there is refused before anything is written. Returns the run summary."""
     from featuremap.jobs.run import run
@@ -167,6 +216,7 @@ def run_demo(
     features = _check_replaceable(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images_store = write_images(folder / "images.zarr", *make_images(n_images, size))
+    write_volume(folder / "volume.ome.zarr", make_volume())
     pipeline = load_pipeline(default_pipeline_path()).with_overrides(
         input=images_store, array=IMAGES, output=features
     )

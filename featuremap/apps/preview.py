@@ -2,7 +2,8 @@
 
 Each filter tile is scaled symmetrically (mid-grey = 0, so sign is visible); each feature map
 is stretched between its own 1st and 99th percentile. Only the shown features of one image are
-read, at most ``tile`` pixels a side (strided), so previews of large stores stay cheap.
+read, at most ``tile`` pixels a side (strided), so previews of large stores stay cheap. A 3-D
+stack's store is shown by its middle ``z`` plane (and its filters by their middle ``z`` slice).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
 def _filter_tiles(weight: np.ndarray, count: int) -> list[np.ndarray]:
     tiles = []
     for kernel in weight[:count, 0]:
+        if kernel.ndim == 3:  # a 3-D filter: its middle z slice
+            kernel = kernel[kernel.shape[0] // 2]
         limit = float(np.abs(kernel).max()) or 1.0
         image = _to_uint8(kernel, -limit, limit)
         scale = max(1, FILTER_TILE // max(image.shape))
@@ -126,6 +129,8 @@ def render_preview(
             )
         )
     sampling = f", every {step}th pixel" if step > 1 else ""
+    if len(store.geometry.jump) == 3:
+        sampling += ", middle z plane"
     sections.append(
         (
             f"features of image {image} (first {len(maps)} of {data.shape[-3]}{sampling})",
@@ -152,9 +157,14 @@ def render_preview(
 
 
 def _features_last(store: Any) -> Any:
-    """The features as a Dask array ``(*batch, feature, y, x)`` whatever their stored order."""
+    """The features as a Dask array ``(*batch, feature, y, x)`` whatever their stored order (the
+    middle ``z`` plane of a 3-D stack's ``(*batch, feature, z, y, x)``)."""
     import dask.array as da
 
     data = store.data
-    feature_axis = list(store.dims).index("feature") if "feature" in store.dims else data.ndim - 3
-    return da.moveaxis(data, feature_axis, -3)
+    ndim = len(store.geometry.jump)
+    feature_axis = (
+        list(store.dims).index("feature") if "feature" in store.dims else data.ndim - ndim - 1
+    )
+    data = da.moveaxis(data, feature_axis, -ndim - 1)
+    return data[..., data.shape[-3] // 2, :, :] if ndim == 3 else data

@@ -15,7 +15,7 @@ from featuremap.engine.layers import ConvLayer, Layer, PoolLayer
 from featuremap.engine.stack import apply
 from featuremap.errors import InputError
 
-__all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
+__all__ = ["avg_pool2d", "avg_pool3d", "conv2d", "conv3d", "max_pool2d", "max_pool3d"]
 
 
 def _is_dask(x: Any) -> bool:
@@ -31,6 +31,25 @@ def host(value: Any) -> Any:
     """``value`` as the kernels take it: a ``torch.Tensor`` as a NumPy array (detached, on the
     host), anything else as it is."""
     return value.detach().cpu().numpy() if _is_torch(value) else value
+
+
+def _of_rank(layer: Layer, ndim: int, name: str) -> Layer:
+    """``layer`` if it has ``ndim`` spatial axes, as torch's ``name`` requires; else one line."""
+    if layer.ndim != ndim:
+        shape = "(J, C/groups, kh, kw)" if ndim == 2 else "(J, C/groups, kz, ky, kx)"
+        given = (
+            f"a weight of shape {tuple(layer.weight.shape)}"
+            if isinstance(layer, ConvLayer)
+            else f"kernel_size {list(getattr(layer, 'kernel_size', ()))}"
+        )
+        other = (
+            "conv3d / max_pool3d / avg_pool3d" if ndim == 2 else "conv2d / max_pool2d / avg_pool2d"
+        )
+        raise InputError(
+            f"{name} takes {ndim}-D kernels (a weight {shape}, {ndim} kernel sizes), got {given}; "
+            f"use {other}"
+        )
+    return layer
 
 
 def _run(layer: Layer, x: Any) -> Any:
@@ -50,6 +69,29 @@ def _run(layer: Layer, x: Any) -> Any:
     return apply(layer, x)
 
 
+def _conv(
+    ndim: int,
+    x: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    padding_mode: Any,
+) -> Any:
+    layer = ConvLayer.create(
+        host(weight),
+        host(bias),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
+    return _run(_of_rank(layer, ndim, f"conv{ndim}d"), x)
+
+
 def conv2d(
     x: Any,
     weight: Any,
@@ -59,7 +101,7 @@ def conv2d(
     dilation: Any = 1,
     groups: int = 1,
     *,
-    padding_mode: str = "zeros",
+    padding_mode: Any = "zeros",
 ) -> Any:
     """2-D cross-correlation with exactly the semantics of ``torch.nn.functional.conv2d``.
 
@@ -77,24 +119,56 @@ def conv2d(
     padding : int, (int, int), ((top, bottom), (left, right)), "valid" or "same"
         ``"same"`` gives ``ceil(n / stride)`` outputs (PyTorch for stride 1, TensorFlow beyond).
     groups : int
-    padding_mode : {"zeros", "reflect", "replicate", "circular"}
-        PyTorch's names; applied at the true image border only.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, or one per axis
+        PyTorch's names (a list ``[y_mode, x_mode]`` or a mapping ``{"x": "circular"}`` gives
+        each axis its own); applied at the true image border only.
 
     Returns
     -------
     array of shape ``(..., J, H_out, W_out)``, float32, of the same kind as ``x``
         lazy and chunk-exact for a Dask ``x``.
     """
-    layer = ConvLayer.create(
-        host(weight),
-        host(bias),
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-    )
-    return _run(layer, x)
+    return _conv(2, x, weight, bias, stride, padding, dilation, groups, padding_mode)
+
+
+def conv3d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    *,
+    padding_mode: Any = "zeros",
+) -> Any:
+    """3-D cross-correlation with exactly the semantics of ``torch.nn.functional.conv3d``.
+
+    As :func:`conv2d`, over ``(z, y, x)``: ``x`` of shape ``(..., C, D, H, W)``, ``weight`` of
+    shape ``(J, C / groups, kz, ky, kx)``, per-axis values ``(z, y, x)``; returns
+    ``(..., J, D_out, H_out, W_out)``. A DataArray's ``z`` axis is filtered, not a batch axis.
+    """
+    return _conv(3, x, weight, bias, stride, padding, dilation, groups, padding_mode)
+
+
+def _max_pool(
+    ndim: int,
+    x: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+    return_indices: bool,
+) -> Any:
+    name = f"max_pool{ndim}d"
+    if return_indices:
+        raise InputError(
+            f"{name}(return_indices=True) is not offered: featuremap returns the pooled "
+            "values only; use torch for unpooling indices"
+        )
+    layer = PoolLayer.create("max", kernel_size, stride, padding, dilation, ceil_mode, ndim=ndim)
+    return _run(_of_rank(layer, ndim, name), x)
 
 
 def max_pool2d(
@@ -109,12 +183,44 @@ def max_pool2d(
     """Max pooling exactly like ``torch.nn.functional.max_pool2d`` (``stride`` defaults to the
     kernel size; torch's argument order). ``return_indices`` is refused: featuremap computes
     features, not unpooling indices."""
-    if return_indices:
-        raise InputError(
-            "max_pool2d(return_indices=True) is not offered: featuremap returns the pooled "
-            "values only; use torch for unpooling indices"
-        )
-    return _run(PoolLayer.create("max", kernel_size, stride, padding, dilation, ceil_mode), x)
+    return _max_pool(2, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max pooling exactly like ``torch.nn.functional.max_pool3d``, over ``(z, y, x)`` of
+    ``x (..., C, D, H, W)``; as :func:`max_pool2d` otherwise."""
+    return _max_pool(3, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _avg_pool(
+    ndim: int,
+    x: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Any:
+    layer = PoolLayer.create(
+        "avg",
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+        ndim=ndim,
+    )
+    return _run(_of_rank(layer, ndim, f"avg_pool{ndim}d"), x)
 
 
 def avg_pool2d(
@@ -128,13 +234,22 @@ def avg_pool2d(
 ) -> Any:
     """Average pooling exactly like ``torch.nn.functional.avg_pool2d`` (torch's argument order
     and defaults: padding counted in the divisor, ``divisor_override`` replacing it)."""
-    layer = PoolLayer.create(
-        "avg",
-        kernel_size,
-        stride,
-        padding,
-        ceil_mode=ceil_mode,
-        count_include_pad=count_include_pad,
-        divisor_override=divisor_override,
+    return _avg_pool(
+        2, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
-    return _run(layer, x)
+
+
+def avg_pool3d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Any:
+    """Average pooling exactly like ``torch.nn.functional.avg_pool3d``, over ``(z, y, x)`` of
+    ``x (..., C, D, H, W)``; as :func:`avg_pool2d` otherwise."""
+    return _avg_pool(
+        3, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )

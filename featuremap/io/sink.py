@@ -34,10 +34,12 @@ def write_block(
     *,
     session: str,
 ) -> None:
-    """Write a computed block (compute order ``(*batch, feature, y, x)``, float32) into the
+    """Write a computed block (compute order ``(*batch, feature, *spatial)``, float32) into the
     stored ``features``: moved to the storage order (features after the non-``z`` batch axes),
     converted to the stored dtype. A block is a whole chunk or shard, so concurrent writes never
     share an object and a retried task rewrites the same bytes.
     """
-    values = np.moveaxis(to_host(block), -3, layout.feature_axis).astype(layout.dtype, copy=False)
+    features = -layout.ndim - 1
+    values = np.moveaxis(to_host(block), features, layout.feature_axis)
+    values = values.astype(layout.dtype, copy=False)
     _features(store, session)[layout.storage_slices(block_slices)] = values

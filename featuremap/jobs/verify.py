@@ -50,8 +50,9 @@ from featuremap.jobs import state
 
 __all__ = ["VerifyReport", "verify_store"]
 
-#: Arrays whose damage ``--repair`` can undo by recomputing them from the recorded geometry.
-RECOMPUTABLE = ("y", "x")
+#: Arrays whose damage ``--repair`` can undo by recomputing them from the recorded geometry: the
+#: spatial coordinates (``z`` only where a 3-D stack made it spatial; :func:`_recomputable`).
+RECOMPUTABLE = ("z", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,13 @@ def _repair(
     for block in (*report.missing, *report.corrupted):
         writer.mark(block_number(block, grid), done=False)
     writer.flush()
-    for name in RECOMPUTABLE:
+    recomputable = _recomputable(store)
+    for name in recomputable:
         if name in report.arrays:
             _rewrite_coordinate(store, name)
     unrepairable = tuple(
         [*(f"{path} ({error})" for path, error in report.documents.items())]
-        + [name for name in report.arrays if name not in RECOMPUTABLE]
+        + [name for name in report.arrays if name not in recomputable]
     )
     state.finish_job(
         store,
@@ -186,10 +188,15 @@ def _repair(
     return unrepairable
 
 
+def _recomputable(store: OutputStore) -> tuple[str, ...]:
+    """The store's spatial coordinate arrays: ``y, x``, and ``z`` for a 3-D stack's."""
+    return RECOMPUTABLE[-store.spatial_ndim :]
+
+
 def _rewrite_coordinate(store: OutputStore, name: str) -> None:
-    """``y`` / ``x`` from the recorded placement: translation + scale * (offset + i * jump)."""
+    """A spatial coordinate from the recorded placement: translation + scale * (offset + i * jump)."""
     attrs: Any = store.features.attrs.get("featuremap")
-    axis = 0 if name == "y" else 1
+    axis = _recomputable(store).index(name)
     placement = store.root.get("input", {}).get("placement", {}).get(name, {})
     scale = float(placement.get("scale", 1.0))
     translation = float(placement.get("translation", 0.0))

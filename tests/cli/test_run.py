@@ -21,7 +21,10 @@ from featuremap.apps.demo import IMAGES
 from featuremap.engine.stack import apply_stack, resolve_stack
 from featuremap.pipeline.pipeline import load_pipeline
 
-PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
+#: The shipped pipelines of 2-D layers (the volume's is ``test_volumes.py``'s).
+PIPELINES = sorted(
+    path for path in (REPO / "pipelines").glob("*.yaml") if not path.name.startswith("volume")
+)
 
 
 @pytest.mark.cluster

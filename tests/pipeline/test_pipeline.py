@@ -185,7 +185,13 @@ def test_reduce_groups_default_to_the_bank_suggestion():
 
 @pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
 def test_shipped_pipelines_load_and_build(path):
+    """Each reads what ``featuremap demo`` makes: its images, or (3-D layers) its volume."""
     pipeline = load_pipeline(path)
+    if pipeline.ndim == 3:
+        layers = pipeline.build_layers(1, spacing=(0.2, 0.05, 0.05))
+        resolve_stack(layers, (24, 96, 96), 1)
+        assert pipeline.input.store == str(REPO / "demo-output" / "volume.ome.zarr")
+        return
     layers = pipeline.build_layers(1)
     resolve_stack(layers, (96, 96), 1)
     assert pipeline.input.store == str(REPO / "demo-output" / "images.zarr")
