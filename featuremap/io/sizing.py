@@ -65,7 +65,8 @@ class OutputOptions:
 
     ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
     3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
-    output pixels (whole chunks).
+    output pixels (whole chunks). ``feature_chunks``: features per stored chunk (``None``: all in
+    one); fewer than all make every block one shard of feature chunks.
     """
 
     chunks: Sizes | None = None
@@ -74,6 +75,7 @@ class OutputOptions:
     codec_level: int | None = None
     shards: Sizes | str | None = "auto"
     allow_large: bool = False
+    feature_chunks: int | None = None
 
     @property
     def itemsize(self) -> int:
@@ -188,13 +190,16 @@ def plan_layout(
             *(ceil_div(n, c) for n, c in zip(out_size, chunk, strict=True)),
         ]
         factor = shard_factor(options, chunk, features, grid)
-    chunks = (*source.batch_chunks, features, *chunk)
+    per_chunk = min(options.feature_chunks or features, features)
+    if per_chunk < features and factor is None:  # each block one shard of feature chunks
+        factor = (1,) * len(chunk)
+    chunks = (*source.batch_chunks, per_chunk, *chunk)
     shards = (
         None
         if factor is None
         else (
             *source.batch_chunks,
-            features,
+            ceil_div(features, per_chunk) * per_chunk,
             *(size * f for size, f in zip(chunk, factor, strict=True)),
         )
     )

@@ -269,7 +269,9 @@ class OutputSpec:
     chunk size ``(y, x)``, the stored ``dtype`` (``float32``, ``float16``), the ``codec``
     (``lz4``, ``zstd``, ``none``; a crc32c checksum is always added) and its ``level``, and
     ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels). ``chunks`` and
-    ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers."""
+    ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers; ``chunks``
+    may name the feature axis first (``[feature, z, y, x]``), so that a viewer reads one feature
+    without decoding the others (``feature_chunks``; each block is then one shard)."""
 
     store: str | None = None
     chunks: tuple[int, ...] | None = None
@@ -277,6 +279,7 @@ class OutputSpec:
     codec: OutputCodec = "lz4"
     level: int | None = None
     shards: tuple[int, ...] | str | None = "auto"
+    feature_chunks: int | None = None
 
     def options(self) -> OutputOptions:
         """How the job stores its features."""
@@ -286,12 +289,14 @@ class OutputSpec:
             codec=self.codec,
             codec_level=self.level,
             shards=self.shards,
+            feature_chunks=self.feature_chunks,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        feature = [] if self.feature_chunks is None else [self.feature_chunks]
         return {
             "store": self.store,
-            "chunks": None if self.chunks is None else list(self.chunks),
+            "chunks": None if self.chunks is None else [*feature, *self.chunks],
             "dtype": self.dtype,
             "codec": self.codec,
             "level": self.level,
@@ -307,7 +312,21 @@ class OutputSpec:
         spec = mapping({} if data is None else data, where, OUTPUT_KEYS)
         store = field_value(where, "store", _text("store"), spec.get("store"))
         chunks = spec.get("chunks")
+        feature_chunks = None
+        if isinstance(chunks, list) and len(chunks) == ndim + 1:  # [feature, *spatial]
+            feature_chunks = field_value(
+                where, "chunks", lambda v: parse_int("chunks (feature)", v, minimum=1), chunks[0]
+            )
+            chunks = chunks[1:]
         codec, level = _codec_and_level(where, spec)
+        shards = field_value(
+            where, "shards", lambda v: _shards(v, ndim), spec.get("shards", "auto")
+        )
+        if feature_chunks is not None and shards is None:
+            raise InputError(
+                f"{join(where, 'shards')}: chunks that name the feature axis need shards (each "
+                "block of all features is one shard of feature chunks); use shards: auto"
+            )
         return cls(
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             chunks=None
@@ -321,9 +340,8 @@ class OutputSpec:
             ),
             codec=codec,
             level=level,
-            shards=field_value(
-                where, "shards", lambda v: _shards(v, ndim), spec.get("shards", "auto")
-            ),
+            shards=shards,
+            feature_chunks=feature_chunks,
         )
 
 

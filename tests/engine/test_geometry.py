@@ -323,6 +323,52 @@ def test_parsers_normalise():
     ) == LayerGeometry((3, 2), (2, 1), (1, 2), ((1, 0), (0, 1)))
 
 
+def test_3d_parsers_and_per_axis_modes():
+    assert parse_padding(1, 3) == ((1, 1),) * 3
+    assert parse_padding([1, 0, 2], 3) == ((1, 1), (0, 0), (2, 2))
+    assert parse_padding([[0, 1], [2, 3], [4, 5]], 3) == ((0, 1), (2, 3), (4, 5))
+    assert parse_padding_mode({"x": "circular"}) == ("zeros", "circular")
+    assert parse_padding_mode(["reflect"] * 3, 3) == "reflect"
+    assert parse_padding_mode({"z": "reflect", "y": "replicate", "x": "circular"}, 3) == (
+        "reflect",
+        "replicate",
+        "circular",
+    )
+    geometry = LayerGeometry(
+        (3, 1, 5), (2, 1, 1), (1, 1, 2), ((1, 1), (0, 0), (4, 4)), ("reflect", "zeros", "circular")
+    )
+    assert geometry.to_dict()["padding_mode"] == {"z": "reflect", "y": "zeros", "x": "circular"}
+    assert LayerGeometry.from_dict(geometry.to_dict()) == geometry
+    assert [axis.padding_mode for axis in geometry.axes] == ["reflect", "zeros", "circular"]
+    with pytest.raises(
+        InputError, match="padding_mode names axis 'z'; a 2-D layer has the axes y, x"
+    ):
+        parse_padding_mode({"z": "reflect"})
+    with pytest.raises(InputError, match=r"\[pz, py, px\]"):
+        parse_padding([1, 2], 3)
+
+
+def test_3d_stack_geometry_is_per_axis():
+    """receptive field, jump and offset per z, y, x, each axis by the 1-D formulas."""
+    conv = LayerGeometry((3, 5, 5), (1, 2, 2), (2, 1, 1), ((2, 2), (2, 2), (2, 2)))
+    pool = LayerGeometry((1, 2, 2), (1, 2, 2), (1, 1, 1), ((0, 0),) * 3)
+    first, second = compose([conv, pool])
+    assert (first.receptive_field, first.jump, first.offset) == (
+        (5, 5, 5),
+        (1, 2, 2),
+        (0.0, 0.0, 0.0),
+    )
+    assert (second.receptive_field, second.jump, second.offset) == (
+        (5, 7, 7),
+        (1, 4, 4),
+        (0.0, 1.0, 1.0),
+    )
+    assert conv.output_shape((9, 20, 21)) == (9, 10, 11)
+    assert StackGeometry.from_dict(second.to_dict()) == second
+    with pytest.raises(InputError, match="a 3-D layer needs an input with 3 spatial axes"):
+        resolve_layer((3, 3, 3), (1, 1, 1), (1, 1, 1), "same", (9, 9))
+
+
 # --- (e) properties against brute force (hypothesis) ----------------------------------------------
 
 axis_layers = st.builds(

@@ -141,3 +141,23 @@ def test_vocabulary_covers_the_documented_names():
         "image",
     ):
         assert name in VOCABULARY
+
+
+def test_a_3d_stack_makes_z_spatial():
+    """The input's z (NGFF's third-last space axis, the last axis of kind z) becomes spatial;
+    the positional rule reads (..., C, D, H, W); an input without z is refused in one line."""
+    ome = [
+        {"name": n, "type": t}
+        for n, t in (("c", "channel"), ("z", "space"), ("y", "space"), ("x", "space"))
+    ]
+    axes = resolve_axes(4, ome_axes=ome, spatial_ndim=3)
+    assert (axes.spatial, axes.batch, axes.channel, axes.order) == ((1, 2, 3), (), 0, (0, 1, 2, 3))
+    flat = resolve_axes(4, ome_axes=ome)
+    assert (flat.spatial, flat.batch) == ((2, 3), (1,))
+    positional = resolve_axes(5, spatial_ndim=3)
+    assert [a.kind for a in positional.axes] == ["batch", "c", "z", "y", "x"]
+    assert resolve_axes(3, spatial_ndim=3).spatial == (0, 1, 2)
+    timed = resolve_axes(4, spec=("t", "z", "y", "x"), spatial_ndim=3)
+    assert (timed.batch, timed.spatial) == ((0,), (1, 2, 3))
+    with pytest.raises(InputError, match="have no z axis; say which axis is z"):
+        resolve_axes(3, spec=("c", "y", "x"), spatial_ndim=3)

@@ -390,3 +390,72 @@ def test_pipeline_passes_through():
 def test_codec_level_in_either_form(output):
     parsed = load_pipeline(spec(output=output)).output
     assert (parsed.codec, parsed.level) == ("zstd", 7)
+
+
+# --- volumes: 3-D layers ---------------------------------------------------------------------
+
+
+def test_a_3d_pipeline_has_rank_3_and_per_axis_keys_round_trip():
+    pipeline = load_pipeline(
+        {
+            "output": {"chunks": [4, 16, 32, 32]},
+            "layers": [
+                {
+                    "conv": {
+                        "bank": {"type": "gaussian", "ndim": 3, "sigmas": [1.0]},
+                        "stride": [1, 2, 2],
+                        "padding": "same",
+                        "padding_mode": {"z": "reflect", "x": "circular"},
+                    }
+                },
+                {"pool": {"type": "max", "kernel_size": 2}},  # one number: the conv's rank
+                {"reduce": {"op": "magnitude", "groups": 10}},
+            ],
+        }
+    )
+    assert pipeline.ndim == 3
+    conv, pool, _ = pipeline.to_dict()["layers"]
+    assert conv["conv"]["padding_mode"] == {"z": "reflect", "y": "zeros", "x": "circular"}
+    assert pool["pool"]["kernel_size"] == [2, 2, 2]
+    assert pipeline.output.feature_chunks == 4
+    assert pipeline.output.chunks == (16, 32, 32)
+    again = load_pipeline(pipeline.to_dict())
+    assert again.to_dict() == pipeline.to_dict()
+    layers = pipeline.build_layers(1)
+    stack = resolve_stack(layers, (9, 20, 20), 1)
+    assert stack.output_shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (
+            [
+                {"conv": {"bank": {"type": "box", "ndim": 3}}},
+                {"pool": {"type": "max", "kernel_size": [2, 2]}},
+            ],
+            r"layers\[1\].pool is a 2-D layer but layers\[0\].conv is a 3-D one",
+        ),
+        (
+            [{"conv": {"bank": {"type": "box", "ndim": 3}, "stride": [1, 2]}}],
+            r"layers\[0\].conv.stride: must be an integer >= 1 or a list \[z, y, x\]",
+        ),
+        (
+            [{"conv": {"bank": {"type": "box"}, "padding_mode": {"z": "reflect"}}}],
+            r"layers\[0\].conv.padding_mode: .*names axis 'z'; a 2-D layer has the axes y, x",
+        ),
+    ],
+)
+def test_3d_refusals_name_the_place(layers, message):
+    with pytest.raises(InputError, match=message):
+        load_pipeline({"layers": layers})
+
+
+def test_feature_chunks_need_shards():
+    with pytest.raises(InputError, match=r"output\.shards: chunks that name the feature axis need"):
+        load_pipeline(
+            {
+                "output": {"chunks": [4, 64, 64], "shards": False},
+                "layers": [{"conv": {"bank": {"type": "box"}}}],
+            }
+        )
