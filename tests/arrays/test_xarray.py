@@ -152,3 +152,35 @@ def test_a_store_and_apply_agree_on_names_coordinates_and_geometry(tmp_path, cli
     assert from_xarray.attrs["featuremap"] == {
         key: value for key, value in applied.attrs.items() if key != "grid_mapping"
     }
+
+
+def test_apply_with_3d_layers_filters_along_z_and_places_it():
+    """A (t, z, y, x) DataArray in micrometres through a 3-D conv and pool: z is filtered, not
+    carried; its coordinate is composed like y and x; t stays a batch axis."""
+    from featuremap.engine.stack import apply_stack
+
+    rng = np.random.default_rng(6)
+    data = rng.random((2, 9, 16, 12), dtype=np.float32)
+    volume = xr.DataArray(
+        data,
+        dims=("t", "z", "y", "x"),
+        coords={
+            "t": [10, 20],
+            "z": xr.Variable("z", 0.5 + 2.0 * np.arange(9), {"units": "micrometer"}),
+            "y": xr.Variable("y", 0.25 * np.arange(16), {"units": "micrometer"}),
+            "x": xr.Variable("x", 0.25 * np.arange(12), {"units": "micrometer"}),
+        },
+    )
+    layers = [
+        ConvLayer.create(rng.standard_normal((2, 1, 3, 3, 3)), padding=(0, 1, 1)),
+        PoolLayer.create("avg", [1, 2, 2]),
+    ]
+    features = featuremap.apply(volume, layers)
+    assert features.dims == ("t", "feature", "z", "y", "x")
+    assert features.shape == (2, 2, 7, 8, 6)
+    np.testing.assert_allclose(features["z"].values, 0.5 + 2.0 * (1 + np.arange(7)))
+    np.testing.assert_allclose(features["y"].values, 0.25 * (0.5 + 2 * np.arange(8)))
+    assert features["z"].attrs["units"] == "micrometer"
+    assert features.attrs["jump"] == [1, 2, 2]
+    expected = apply_stack(layers, data[:, None])
+    np.testing.assert_allclose(features.values, expected, rtol=1e-5, atol=1e-5)
