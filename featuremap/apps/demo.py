@@ -133,7 +133,10 @@ def write_volume(store: str | Path, volume: np.ndarray) -> str:
     from featuremap.io.ome import OmeAxis, ome_multiscales
     from featuremap.io.samples import write_image_group
 
-    axes = [OmeAxis(name, "space", "micrometer", scale) for name, scale in zip("zyx", VOLUME_SCALE)]
+    axes = [
+        OmeAxis(name, "space", "micrometer", scale)
+        for name, scale in zip("zyx", VOLUME_SCALE, strict=True)
+    ]
     return write_image_group(
         str(store),
         "0",
