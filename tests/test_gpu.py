@@ -204,6 +204,81 @@ def test_public_conv2d_on_cupy_and_dask_of_cupy(cp, padding_mode) -> None:
     assert_close(_on_host(lazy.compute(scheduler="threads"), cp), expected, x, weight)
 
 
+# --- volumes: 3-D convolution and pooling on CuPy -----------------------------------------------
+
+
+def _torch_conv3d(x, weight, stride=1, dilation=1, groups=1):
+    return F.conv3d(
+        torch.from_numpy(x), torch.from_numpy(weight), None, stride, 0, dilation, groups
+    ).numpy()
+
+
+def _close3d(result, expected, x, weight):
+    scale = np.abs(weight).sum(axis=(1, 2, 3, 4))[:, None, None, None]
+    assert np.all(np.abs(result - expected) <= 1e-4 * scale * max(np.abs(x).max(), 1.0))
+
+
+@pytest.mark.parametrize("method", ["auto", "gemm", "fft"])
+def test_conv3d_matches_torch_on_cupy(cp, method) -> None:
+    from featuremap.engine.kernels import conv3d_valid
+
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((2, 4, 11, 19, 17)).astype(np.float32)
+    weight = rng.standard_normal((6, 2, 3, 5, 4)).astype(np.float32)
+    result = conv3d_valid(
+        cp.asarray(x),
+        cp.asarray(weight),
+        stride=(2, 1, 2),
+        dilation=(1, 2, 1),
+        groups=2,
+        method=method,
+    )
+    expected = _torch_conv3d(x, weight, (2, 1, 2), (1, 2, 1), 2)
+    _close3d(_on_host(result, cp), expected, x, weight)
+
+
+def test_separable_3d_bank_on_cupy(cp) -> None:
+    from featuremap import banks
+    from featuremap.engine.kernels import conv3d_valid
+
+    weight = np.array(banks.get("gaussian", ndim=3, sigmas=[1.0, [0.7, 1.5, 1.5]]).weight)
+    x = np.random.default_rng(32).standard_normal((1, 1, 20, 33, 31)).astype(np.float32)
+    result = conv3d_valid(cp.asarray(x), cp.asarray(weight), method="separable")
+    _close3d(_on_host(result, cp), _torch_conv3d(x, weight), x, weight)
+
+
+def test_public_3d_functions_on_cupy_and_dask_of_cupy(cp) -> None:
+    import dask.array as da
+
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((1, 2, 12, 20, 18)).astype(np.float32)
+    weight = rng.standard_normal((3, 2, 3, 3, 3)).astype(np.float32)
+    modes = {"z": "reflect", "y": "replicate", "x": "circular"}
+    padded = torch.from_numpy(x)
+    for axis, mode in enumerate(modes.values()):
+        padded = F.pad(padded, [0, 0] * (2 - axis) + [1, 1] + [0, 0] * axis, mode=mode)
+    expected = F.conv3d(padded, torch.from_numpy(weight)).numpy()
+    eager = featuremap.conv3d(cp.asarray(x), weight, padding=1, padding_mode=modes)
+    _close3d(_on_host(eager, cp), expected, x, weight)
+    lazy = featuremap.conv3d(
+        da.from_array(cp.asarray(x), chunks=(1, 2, 5, 7, 6)), weight, padding=1, padding_mode=modes
+    )
+    _close3d(_on_host(lazy.compute(scheduler="threads"), cp), expected, x, weight)
+    pooled = featuremap.max_pool3d(cp.asarray(x), (2, 3, 2), 2, 1, ceil_mode=True)
+    np.testing.assert_allclose(
+        _on_host(pooled, cp),
+        F.max_pool3d(torch.from_numpy(x), (2, 3, 2), 2, 1, ceil_mode=True).numpy(),
+        rtol=1e-6,
+    )
+    averaged = featuremap.avg_pool3d(cp.asarray(x), 3, 2, 1, count_include_pad=False)
+    np.testing.assert_allclose(
+        _on_host(averaged, cp),
+        F.avg_pool3d(torch.from_numpy(x), 3, 2, 1, count_include_pad=False).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
 def test_blocks_move_to_the_gpu_and_back(cp) -> None:
     block = np.arange(12, dtype=np.float32).reshape(3, 4)
     on_gpu = to_device(block, "gpu")
