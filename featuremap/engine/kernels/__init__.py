@@ -13,6 +13,7 @@ model and the measured crossover. On CuPy arrays, kernels up to 7x7 run the CUDA
 from featuremap.engine.kernels._namespace import array_namespace
 from featuremap.engine.kernels.activations import activate
 from featuremap.engine.kernels.conv import choose_method, conv2d_valid
+from featuremap.engine.kernels.conv3d import conv3d_valid
 from featuremap.engine.kernels.padding import check_fits, pad
 from featuremap.engine.kernels.pool import avg_pool_valid, max_pool_valid
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_fits",
     "choose_method",
     "conv2d_valid",
+    "conv3d_valid",
     "max_pool_valid",
     "pad",
 ]
