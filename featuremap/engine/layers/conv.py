@@ -29,6 +29,7 @@ from featuremap.engine.kernels import (
     array_namespace,
     check_fits,
     conv2d_valid,
+    conv3d_valid,
 )
 from featuremap.engine.layers._base import (
     FeatureDescription,
@@ -155,8 +156,6 @@ class ConvLayer:
                 groups=self.groups,
             )
         else:
-            from featuremap.engine.kernels import conv3d_valid  # TEMP until the kernel lands
-
             out = conv3d_valid(
                 x, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups
             )
