@@ -50,7 +50,8 @@ from featuremap.engine.kernels.separable import (
     plan_separable,
     separable_conv,
 )
-from featuremap.errors import InputError, describe
+from featuremap.engine.kernels.shapes import check_shapes
+from featuremap.errors import InputError
 
 __all__ = ["choose_method", "conv2d_valid", "estimate_seconds"]
 
@@ -150,30 +151,6 @@ def estimate_seconds(
     raise ValueError(f"no cost model for method {method!r}")
 
 
-def _check_shapes(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], groups: int) -> None:
-    if len(x_shape) < 3:
-        raise InputError(f"conv2d input must have shape (..., C, H, W), got shape {tuple(x_shape)}")
-    if len(weight_shape) != 4:
-        raise InputError(
-            f"conv2d weight must have shape (J, C/groups, kh, kw), got shape {tuple(weight_shape)}"
-        )
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise InputError(f"groups must be a positive integer, got {describe(groups)}")
-    channels = x_shape[-3]
-    n_filters, group_channels = weight_shape[:2]
-    if channels % groups or n_filters % groups:
-        raise InputError(
-            f"groups={groups} must divide the input channels ({channels}) and the filters ({n_filters})"
-        )
-    if group_channels != channels // groups:
-        raise InputError(
-            f"weight of shape {tuple(weight_shape)} expects {group_channels * groups} input channels "
-            f"with groups={groups}, but the input has {channels} (shape {tuple(x_shape)})"
-        )
-    if min(weight_shape) < 1:
-        raise InputError(f"conv2d weight must not be empty, got shape {tuple(weight_shape)}")
-
-
 def choose_method(
     x_shape: tuple[int, ...],
     weight: Array,
@@ -199,7 +176,7 @@ def choose_method(
         Whether the input's dynamic range needs the FFT in float64 (:func:`.fft.spectra_dtype`,
         which :func:`conv2d_valid` asks when the FFT would otherwise win); the FFT then costs more.
     """
-    _check_shapes(tuple(x_shape), weight.shape, groups)
+    check_shapes(tuple(x_shape), weight.shape, groups, spatial=2)
     return _choose(tuple(x_shape), weight, stride, dilation, groups, finite, float64_spectra)[0]
 
 
@@ -276,7 +253,7 @@ def conv2d_valid(
     xp = array_namespace(x)
     x = xp.asarray(x, dtype=xp.float32)
     weight = xp.asarray(weight, dtype=xp.float32)
-    _check_shapes(x.shape, weight.shape, groups)
+    check_shapes(x.shape, weight.shape, groups, spatial=2)
     n_filters, _, kh, kw = weight.shape
     out_h = output_length(x.shape[-2], kh, stride[0], dilation[0], 0, 0, axis="y")
     out_w = output_length(x.shape[-1], kw, stride[1], dilation[1], 0, 0, axis="x")

@@ -66,9 +66,10 @@ from featuremap.engine.kernels._threads import run_tiles
 from featuremap.engine.kernels.conv import conv2d_valid
 from featuremap.engine.kernels.gemm import _even, _quiet_nan
 from featuremap.engine.kernels.separable3d import CALL_SECONDS, COPY_SECONDS, plane_chunks
+from featuremap.engine.kernels.shapes import check_shapes
 from featuremap.errors import InputError, describe
 
-__all__ = ["check_shapes", "choose_method", "conv3d_valid", "estimate_seconds"]
+__all__ = ["choose_method", "conv3d_valid", "estimate_seconds"]
 
 Triple = tuple[int, int, int]
 
@@ -77,41 +78,6 @@ Triple = tuple[int, int, int]
 HALF_ROWS = 24
 #: Seconds per response summed into the output by the ``filters`` fold (2 threads).
 SUM_SECONDS = 0.3e-9
-
-_SPATIAL = {2: ("H, W", "kh, kw"), 3: ("D, H, W", "kz, ky, kx")}
-
-
-def check_shapes(
-    x_shape: tuple[int, ...], weight_shape: tuple[int, ...], groups: int, spatial: int = 3
-) -> None:
-    """Refuse inconsistent shapes of a ``spatial``-D convolution with an :class:`InputError`.
-
-    ``x (..., C, *spatial axes)``, ``weight (J, C/groups, *kernel)``, ``groups`` dividing ``C``
-    and ``J``; the messages of :func:`.conv.conv2d_valid` with ``spatial=2``.
-    """
-    axes, taps = _SPATIAL[spatial]
-    name = f"conv{spatial}d"
-    if len(x_shape) < spatial + 1:
-        raise InputError(f"{name} input must have shape (..., C, {axes}), got shape {x_shape}")
-    if len(weight_shape) != spatial + 2:
-        raise InputError(
-            f"{name} weight must have shape (J, C/groups, {taps}), got shape {weight_shape}"
-        )
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise InputError(f"groups must be a positive integer, got {describe(groups)}")
-    channels = x_shape[-spatial - 1]
-    n_filters, group_channels = weight_shape[:2]
-    if channels % groups or n_filters % groups:
-        raise InputError(
-            f"groups={groups} must divide the input channels ({channels}) and the filters ({n_filters})"
-        )
-    if group_channels != channels // groups:
-        raise InputError(
-            f"weight of shape {weight_shape} expects {group_channels * groups} input channels "
-            f"with groups={groups}, but the input has {channels} (shape {x_shape})"
-        )
-    if min(weight_shape) < 1:
-        raise InputError(f"{name} weight must not be empty, got shape {weight_shape}")
 
 
 def _out_shape(

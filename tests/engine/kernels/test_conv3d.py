@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage._filters import _gaussian_kernel1d
 from support.torch_reference import torch
 
-from featuremap.engine.kernels import conv2d_valid, conv3d, conv3d_valid, separable3d
+from featuremap.engine.kernels import conv3d, conv3d_valid, separable3d
 from featuremap.engine.kernels.conv3d import choose_method
 from featuremap.errors import InputError
 
@@ -234,23 +234,3 @@ def test_conv3d_refuses_bad_inputs(x_shape, w_shape, kwargs, message):
         conv3d_valid(
             np.zeros(x_shape, dtype=np.float32), np.zeros(w_shape, dtype=np.float32), **kwargs
         )
-
-
-@pytest.mark.parametrize(
-    ("x_shape", "w_shape", "groups"),
-    [
-        ((5, 5), (1, 1, 3, 3), 1),
-        ((1, 5, 5), (1, 3, 3), 1),
-        ((2, 5, 5), (1, 1, 3, 3), 1),
-        ((3, 5, 5), (2, 1, 3, 3), 3),
-        ((1, 5, 5), (1, 1, 3, 3), 0),
-        ((1, 5, 5), (1, 1, 0, 3), 1),
-    ],
-)
-def test_check_shapes_in_2d_says_what_conv2d_says(x_shape, w_shape, groups):
-    """The checker generalises conv2d_valid's (which can delegate to it with ``spatial=2``)."""
-    with pytest.raises(InputError) as conv2d_error:
-        conv2d_valid(np.zeros(x_shape), np.zeros(w_shape), groups=groups)
-    with pytest.raises(InputError) as checker_error:
-        conv3d.check_shapes(x_shape, w_shape, groups, spatial=2)
-    assert str(checker_error.value) == str(conv2d_error.value)
