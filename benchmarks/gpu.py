@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernels import _gaussian_derivative_bank, _reexec_with_threads
+from kernels import _reexec_with_threads
 
 # (name, channels, filters, kernel, stride, size) as in benchmarks/kernels.py; kernel None = the
 # separable Gaussian-derivative bank of size 25.
@@ -82,6 +82,7 @@ def main() -> None:
 
     import numpy as np
 
+    import featuremap
     from featuremap.engine.kernels import conv2d_valid, pad
     from featuremap.engine.kernels.cuda import direct_conv2d, supports
 
@@ -98,7 +99,7 @@ def main() -> None:
     for name, channels, filters, k, stride, size in CASES:
         x = rng.standard_normal((channels, size, size), dtype=np.float32)
         weight = (
-            _gaussian_derivative_bank(25, (1.0, 2.0, 4.0))
+            np.array(featuremap.banks.get("gaussian", sigmas=[1.0, 2.0, 4.0], size=25).weight)
             if k is None
             else rng.standard_normal((filters, channels, k, k), dtype=np.float32)
         )
@@ -140,6 +141,49 @@ def main() -> None:
             )
         print(
             f"{name:<28}{cpu_s:>9.4f}{gpu_s:>9.4f}{direct_s:>10.4f}{torch_s:>9.4f}{copy_s:>9.4f}"
+            f"{cpu_s / gpu_s:>9.1f}{error:>9.1e}"
+        )
+
+    _volumes(cp, torch, args.repeats, synchronize)
+
+
+# (name, channels, filters, kernel, (D, H, W)); kernel None = the 3-D Gaussian bank (30 filters)
+VOLUME_CASES = [
+    ("3-D C=16 J=32 k=3 64x128^2", 16, 32, 3, (64, 128, 128)),
+    ("3-D C=1 J=16 k=5 64x256^2", 1, 16, 5, (64, 256, 256)),
+    ("3-D gaussian J=30 64x256^2", 1, 30, None, (64, 256, 256)),
+]
+
+
+def _volumes(cp, torch, repeats: int, synchronize) -> None:
+    """``conv3d_valid`` on CuPy against the CPU and torch's CUDA ``conv3d``."""
+    import numpy as np
+
+    import featuremap
+    from featuremap.engine.kernels import conv3d_valid
+
+    rng = np.random.default_rng(1)
+    for name, channels, filters, k, size in VOLUME_CASES:
+        weight = (
+            np.array(featuremap.banks.get("gaussian", ndim=3, sigmas=[1.0, 1.6, 3.5]).weight)
+            if k is None
+            else rng.standard_normal((filters, channels, k, k, k), dtype=np.float32)
+        )
+        x = rng.standard_normal((1, channels, *size), dtype=np.float32)
+        x_gpu, weight_gpu = cp.asarray(x), cp.asarray(weight)
+        expected = conv3d_valid(x, weight)
+        scale = float(np.abs(weight).sum(axis=(1, 2, 3, 4)).max() * np.abs(x).max())
+        error = float(np.abs(conv3d_valid(x_gpu, weight_gpu).get() - expected).max()) / scale
+        cpu_s = _median_seconds(lambda: conv3d_valid(x, weight), repeats)
+        gpu_s = _median_seconds(lambda: conv3d_valid(x_gpu, weight_gpu), repeats, synchronize)
+        torch_s = float("nan")
+        if torch is not None:
+            xt, wt = torch.as_tensor(x, device="cuda"), torch.as_tensor(weight, device="cuda")
+            torch_s = _median_seconds(
+                lambda: torch.nn.functional.conv3d(xt, wt), repeats, torch.cuda.synchronize
+            )
+        print(
+            f"{name:<28}{cpu_s:>9.4f}{gpu_s:>9.4f}{'':>10}{torch_s:>9.4f}{'':>9}"
             f"{cpu_s / gpu_s:>9.1f}{error:>9.1e}"
         )
 
