@@ -18,6 +18,13 @@ order=(oz, oy, ox))``. A sigma may be one per axis, for anisotropic voxels, and 
 and the bank's common size is the largest on each axis. A description's ``sigma`` is the sigma in
 pixels (a number when it is the same on every axis, else one per axis) and, for a sigma given in
 physical units, ``sigma_physical`` the sigma as given.
+
+Kernel families: ``kernels: scipy`` (the default, above) or ``kernels: fastfilters``, fastfilters2's
+kernels (ilastik's pixel features, :mod:`featuremap.banks.fastfilters`): each axis's kernel has the
+radius ``ceil((3 + o/2) * sigma)`` of its own derivative order ``o`` on that axis (``truncate`` does
+not apply and must stay 4; ``size`` fixes every radius, the kernels normalised on that window), so
+the bank's common size is the largest over its orders. :func:`derivative_kernel` builds one rank-1
+filter of either family, :func:`kernel_1d` one axis of it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from featuremap._validation import is_integer
-from featuremap.banks._params import NDIMS, axes, parameter_name
+from featuremap.banks._params import NDIMS, axes, choice, parameter_name
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.banks._sigmas import (
     POSITIVE,
@@ -40,17 +47,23 @@ from featuremap.banks._sigmas import (
     TRUNCATE,
     Scale,
     Scales,
+    kernel_radius,
     recorded_spacing,
 )
+from featuremap.banks.fastfilters import fastfilters_kernel_1d, fastfilters_radius
 from featuremap.errors import InputError, describe
 
 __all__ = [
     "ALL_ORDERS",
+    "KERNEL_FAMILIES",
     "all_orders",
+    "derivative_kernel",
+    "derivative_radius",
     "difference_of_gaussians",
     "dog_kernel",
     "gaussian_1d",
     "gaussian_kernel",
+    "kernel_1d",
     "laplacian_of_gaussian",
     "stack_centred",
     "unit_order",
@@ -106,6 +119,63 @@ def gaussian_kernel(
     """
     kernels = (gaussian_1d(s, o, r) for s, o, r in zip(sigma, order, radius, strict=True))
     return functools.reduce(np.multiply.outer, kernels)
+
+
+#: The Gaussian kernel families: SciPy's ``gaussian_filter`` and fastfilters2's (ilastik's).
+KERNEL_FAMILIES = ("scipy", "fastfilters")
+
+
+def derivative_radius(
+    sigma: float, order: int, *, kernels: str, truncate: float = 4.0, bank: str = "gaussian"
+) -> int:
+    """The radius of a 1-D kernel of ``kernels``: SciPy's ``int(truncate * sigma + 0.5)`` for
+    every order, or fastfilters2's ``ceil((3 + order / 2) * sigma)`` (``truncate`` unused)."""
+    if kernels == "fastfilters":
+        return fastfilters_radius(sigma, order, bank)
+    if kernels == "scipy":
+        return kernel_radius(sigma, truncate, None, bank)
+    raise InputError(
+        f"kernels must be one of {', '.join(KERNEL_FAMILIES)}, got {describe(kernels)}"
+    )
+
+
+def kernel_1d(
+    sigma: float, order: int, *, kernels: str, radius: int | None = None, truncate: float = 4.0
+) -> np.ndarray:
+    """Correlation weights (float64, ``2 * radius + 1``) of the Gaussian derivative of ``order``
+    (0, 1 or 2) of ``kernels`` (:data:`KERNEL_FAMILIES`); ``radius`` defaults to the family's rule
+    (:func:`derivative_radius`). Both families give ``+d/dx`` for order 1 (positive to the right).
+    """
+    if radius is None:
+        radius = derivative_radius(sigma, order, kernels=kernels, truncate=truncate)
+    if kernels == "fastfilters":
+        return fastfilters_kernel_1d(sigma, order, radius)
+    if kernels == "scipy":
+        return gaussian_1d(sigma, order, radius)
+    raise InputError(
+        f"kernels must be one of {', '.join(KERNEL_FAMILIES)}, got {describe(kernels)}"
+    )
+
+
+def derivative_kernel(
+    sigma: Sequence[float],
+    order: Sequence[int],
+    *,
+    kernels: str,
+    radius: Sequence[int] | None = None,
+    truncate: float = 4.0,
+) -> np.ndarray:
+    """Rank-1 correlation weights of the Gaussian derivative ``order`` (one entry per axis,
+    outermost first) at ``sigma`` (pixels, one per axis) of ``kernels``: the outer product of the
+    axes' :func:`kernel_1d`, each with its own radius (``radius`` per axis, or the family's rule
+    for that axis's sigma and order). ``kernels="scipy"`` with SciPy's radii is
+    :func:`gaussian_kernel`."""
+    radii = [None] * len(order) if radius is None else list(radius)
+    axes_kernels = (
+        kernel_1d(s, o, kernels=kernels, radius=r, truncate=truncate)
+        for s, o, r in zip(sigma, order, radii, strict=True)
+    )
+    return functools.reduce(np.multiply.outer, axes_kernels)
 
 
 def stack_centred(kernels: Sequence[np.ndarray]) -> np.ndarray:
@@ -193,22 +263,59 @@ def _orders(orders: list[list[int]] | None, ndim: int) -> list[list[int]]:
     return orders
 
 
+def _radius(scales: Scales, scale: Scale, order: Sequence[int], kernels: str) -> tuple[int, ...]:
+    """A filter's radius per axis: SciPy's (``truncate`` or ``size``) for every order, or the
+    fastfilters radius of each axis's own order unless ``size`` fixes it."""
+    if kernels == "scipy":
+        return scales.radius(scale.pixels)
+    if scales.size is not None:
+        return tuple((side - 1) // 2 for side in scales.size)
+    return tuple(
+        fastfilters_radius(s, o, scales.bank) for s, o in zip(scale.pixels, order, strict=True)
+    )
+
+
+def _resolve(
+    sigmas: list[Any],
+    orders: list[list[int]] | None,
+    size: int | list[int] | None,
+    truncate: float,
+    kernels: str,
+    ndim: int,
+    sigma_units: str,
+    spacing: float | list[float] | None,
+) -> tuple[Scales, list[list[int]]]:
+    if kernels == "fastfilters" and truncate != TRUNCATE.default:
+        raise InputError(
+            f"{parameter_name('gaussian', 'truncate')} applies to kernels: scipy only (fastfilters "
+            f"kernels have radius ceil((3 + order/2) * sigma); give size to fix it), got {truncate:g}"
+        )
+    scales = Scales.resolve("gaussian", sigmas, ndim, sigma_units, spacing, truncate, size)
+    return scales, _orders(orders, ndim)
+
+
 def _gaussian_shape(
     sigmas: list[Any],
     orders: list[list[int]] | None,
     size: int | list[int] | None,
     truncate: float,
+    kernels: str,
     ndim: int,
     sigma_units: str,
     spacing: float | list[float] | None,
 ) -> tuple[int, ...]:
-    scales = Scales.resolve("gaussian", sigmas, ndim, sigma_units, spacing, truncate, size)
-    return scales.shape(len(_orders(orders, ndim)))
+    scales, orders = _resolve(sigmas, orders, size, truncate, kernels, ndim, sigma_units, spacing)
+    if kernels == "scipy":
+        return scales.shape(len(orders))
+    radii = [_radius(scales, scale, order, kernels) for scale in scales.scales for order in orders]
+    sides = tuple(2 * max(axis) + 1 for axis in zip(*radii, strict=True))
+    return (len(radii), 1, *sides)
 
 
 @register(
     "gaussian",
-    "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, separable)",
+    "Gaussian smoothing and derivatives up to order 2 (SciPy's gaussian_filter kernels, or "
+    "fastfilters2's; separable)",
     SIGMAS,
     Parameter(
         "orders",
@@ -219,6 +326,14 @@ def _gaussian_shape(
     ),
     SIZE,
     TRUNCATE,
+    Parameter(
+        "kernels",
+        "scipy",
+        "'scipy' (gaussian_filter's, radius int(truncate*sigma+0.5)) or 'fastfilters' "
+        "(fastfilters2's, as ilastik: radius ceil((3+order/2)*sigma) per axis)",
+        choice(KERNEL_FAMILIES),
+        omit_default=True,
+    ),
     *SIGMA_PARAMETERS,
     shape=_gaussian_shape,
 )
@@ -227,22 +342,27 @@ def _gaussian(
     orders: list[list[int]] | None,
     size: int | list[int] | None,
     truncate: float,
+    kernels: str,
     ndim: int,
     sigma_units: str,
     spacing: float | list[float] | None,
 ) -> Filters:
-    scales = Scales.resolve("gaussian", sigmas, ndim, sigma_units, spacing, truncate, size)
-    orders = _orders(orders, ndim)
-    kernels, descriptions = [], []
+    scales, orders = _resolve(sigmas, orders, size, truncate, kernels, ndim, sigma_units, spacing)
+    weights, descriptions = [], []
     for scale in scales.scales:
-        radius = scales.radius(scale.pixels)
         for order in orders:
-            kernels.append(gaussian_kernel(scale.pixels, order, radius))
+            radius = _radius(scales, scale, order, kernels)
+            if kernels == "scipy":
+                weights.append(gaussian_kernel(scale.pixels, order, radius))
+            else:
+                weights.append(
+                    derivative_kernel(scale.pixels, order, kernels=kernels, radius=radius)
+                )
             descriptions.append(
                 {"name": _order_name(order), **scale.describe(), "order": list(order)}
             )
     derived = {"orders": orders, **recorded_spacing(sigma_units)}
-    return Filters(stack_centred(kernels), descriptions, derived=derived)
+    return Filters(stack_centred(weights), descriptions, derived=derived)
 
 
 # -- log and dog ---------------------------------------------------------------------------------
