@@ -3,7 +3,7 @@
 The public surface is small (DESIGN section 3):
 
 * :func:`conv2d` / :func:`conv3d`, :func:`max_pool2d` / :func:`max_pool3d`, :func:`avg_pool2d` /
-  :func:`avg_pool3d` on NumPy, CuPy or Dask arrays;
+  :func:`avg_pool3d` on NumPy, CuPy or Dask arrays; :func:`pixel_features` (ilastik's set);
 * :func:`load_pipeline`, :func:`run` and :func:`open` for pipeline jobs and their output stores;
 * :func:`apply` for an xarray DataArray: lazy, with composed coordinates and CRS;
 * :mod:`featuremap.banks`, the filter-bank library.
@@ -25,6 +25,8 @@ from featuremap.arrays.functional import (
     conv3d,
     max_pool2d,
     max_pool3d,
+    pixel_feature_labels,
+    pixel_features,
 )
 from featuremap.errors import FeaturemapError, InputError, JobError
 
@@ -43,6 +45,8 @@ __all__ = [
     "max_pool2d",
     "max_pool3d",
     "open",
+    "pixel_feature_labels",
+    "pixel_features",
     "run",
 ]
 

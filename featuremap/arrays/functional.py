@@ -9,13 +9,24 @@ read on the host and the result comes back as a tensor on the input's device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from featuremap.engine.layers import ConvLayer, Layer, PoolLayer
-from featuremap.engine.stack import apply
+from featuremap.engine.layers import LAYER_TYPES, ConvLayer, Layer, PoolLayer
+from featuremap.engine.stack import apply_stack, feature_labels
 from featuremap.errors import InputError
 
-__all__ = ["avg_pool2d", "avg_pool3d", "conv2d", "conv3d", "max_pool2d", "max_pool3d"]
+__all__ = [
+    "avg_pool2d",
+    "avg_pool3d",
+    "conv2d",
+    "conv3d",
+    "max_pool2d",
+    "max_pool3d",
+    "pixel_feature_labels",
+    "pixel_features",
+]
 
 
 def _is_dask(x: Any) -> bool:
@@ -52,21 +63,23 @@ def _of_rank(layer: Layer, ndim: int, name: str) -> Layer:
     return layer
 
 
-def _run(layer: Layer, x: Any) -> Any:
+def _run(layer: Layer | Sequence[Layer], x: Any) -> Any:
+    """One layer, or a stack of them, on ``x`` (its kind of array in, the same kind out)."""
+    layers = [layer] if isinstance(layer, LAYER_TYPES) else list(layer)
     if _is_torch(x):  # compute on the host, give back a tensor where the input was
         import torch
 
-        return torch.from_numpy(_run(layer, host(x))).to(x.device)
+        return torch.from_numpy(_run(layers, host(x))).to(x.device)
     if type(x).__name__ == "DataArray" and type(x).__module__.startswith("xarray"):
         from featuremap.arrays.xarray import apply as apply_to_dataarray
 
-        return apply_to_dataarray(x, [layer])
+        return apply_to_dataarray(x, layers)
     if _is_dask(x):
         # imported here so NumPy-only users never import dask
         from featuremap.arrays.dask import blockwise_stack
 
-        return blockwise_stack(x, [layer])
-    return apply(layer, x)
+        return blockwise_stack(x, layers)
+    return apply_stack(layers, x)
 
 
 def _conv(
@@ -253,3 +266,67 @@ def avg_pool3d(
     return _avg_pool(
         3, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
+
+
+def _pixel_features(
+    sigmas: Any, features: Any, ndim: Any, kernels: Any
+) -> Any:  # a featuremap.pipeline.features.PixelFeatures
+    """The ``features`` layer's parameters, checked as a pipeline checks them."""
+    from featuremap.pipeline.layers._base import ParseContext
+    from featuremap.pipeline.layers.features import FeaturesSpec
+
+    spec: dict[str, Any] = {"ndim": ndim, "kernels": kernels}
+    if sigmas is not None:
+        spec["sigmas"] = list(sigmas) if isinstance(sigmas, (list, tuple)) else [sigmas]
+    if features is not None:
+        spec["features"] = [features] if isinstance(features, str) else list(features)
+    parsed = FeaturesSpec.parse(spec, "pixel_features", ParseContext(Path.cwd()))
+    return parsed.pixel_features()
+
+
+def pixel_features(
+    x: Any,
+    sigmas: Any = None,
+    features: Any = None,
+    *,
+    ndim: int = 2,
+    kernels: str = "fastfilters",
+) -> Any:
+    """ilastik's pixel features of ``x`` (DESIGN section 8), exactly as the ``features`` layer.
+
+    Parameters
+    ----------
+    x : array of shape ``(..., Y, X)`` (``ndim=2``) or ``(..., Z, Y, X)`` (``ndim=3``)
+        NumPy, CuPy or Dask (lazy and chunk-exact), a torch tensor, or an xarray DataArray; every
+        leading axis is a batch axis (one image or volume each).
+    sigmas : number or list, optional
+        Scales in pixels, each a number or one per axis; default ilastik's seven (σ 0.3 for
+        ``gaussian`` only).
+    features : str or list of str, optional
+        From ``gaussian, log, gradient_magnitude, dog, structure_tensor_eigenvalues,
+        hessian_eigenvalues``; default all of them, in that order.
+    ndim : {2, 3}
+    kernels : {"fastfilters", "scipy"}
+
+    Returns
+    -------
+    array of shape ``(..., F, [Z,] Y, X)``, float32, of the same kind as ``x``
+        Channels in :func:`pixel_feature_labels` order.
+    """
+    layers = _pixel_features(sigmas, features, ndim, kernels).layers(1)
+    if type(x).__name__ == "DataArray" and type(x).__module__.startswith("xarray"):
+        return _run(layers, x)
+    if getattr(x, "ndim", 0) < ndim:
+        raise InputError(
+            f"pixel_features with ndim={ndim} needs an array of at least {ndim} dimensions, "
+            f"got shape {tuple(getattr(x, 'shape', ()))}"
+        )
+    return _run(layers, x[(..., None, *(slice(None),) * ndim)])
+
+
+def pixel_feature_labels(
+    sigmas: Any = None, features: Any = None, *, ndim: int = 2, kernels: str = "fastfilters"
+) -> list[str]:
+    """The label of each channel :func:`pixel_features` gives (``hessian_eigenvalues σ=1.6 [0]``)."""
+    layers = _pixel_features(sigmas, features, ndim, kernels).layers(1)
+    return list(feature_labels(layers, 1))

@@ -29,6 +29,7 @@ __all__ = [
     "apply",
     "apply_stack",
     "as_float32",
+    "feature_labels",
     "resolve_stack",
     "stack_ndim",
 ]
@@ -44,6 +45,17 @@ class Ranked(Protocol):
 
     @property
     def ndim(self) -> int | None: ...
+
+
+def feature_labels(
+    layers: Sequence[Layer], in_channels: int, channel_labels: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """A readable label per output feature of ``layers`` on ``in_channels`` channels (see
+    :meth:`ResolvedStack.feature_labels`); no image size needed."""
+    descriptions: list[FeatureDescription] = [{"name": f"channel {i}"} for i in range(in_channels)]
+    for layer in layers:
+        descriptions = layer.describe_features(descriptions, channel_labels)
+    return tuple(filter_label(description) for description in descriptions)
 
 
 def stack_ndim(layers: Sequence[Ranked]) -> int:
@@ -116,12 +128,7 @@ class ResolvedStack:
         """A readable label per output feature, from the banks' filter descriptions through
         every layer (:meth:`Layer.describe_features`: a pool keeps its input's, a reduction
         names each group); ``channel_labels`` name the input channels of a per-channel bank."""
-        descriptions: list[FeatureDescription] = [
-            {"name": f"channel {i}"} for i in range(self.input_shape[0])
-        ]
-        for layer in self.layers:
-            descriptions = layer.describe_features(descriptions, channel_labels)
-        return tuple(filter_label(description) for description in descriptions)
+        return feature_labels(self.layers, self.input_shape[0], channel_labels)
 
     def describe(self) -> list[dict[str, Any]]:
         """One metadata dict per layer, each key once: what the layer is, its resolved geometry,
