@@ -61,6 +61,8 @@ def filter_label(description: Mapping[str, Any], *, orientation: bool = True) ->
             parts.append(f"{prefix}{_number(value)}")
     if "phase" in description:
         parts.append(_phase(description["phase"]))
+    if "component" in description:  # one of several channels of a feature (an eigenvalue)
+        parts.append(f"[{description['component']}]")
     return " ".join(part for part in parts if part)
 
 
