@@ -43,8 +43,9 @@ PADDING_MODES: Final[tuple[PaddingMode, ...]] = get_args(PaddingMode)
 BorderMode = Literal["zeros", "reflect", "replicate", "circular", "constant"]
 BORDER_MODES: Final[tuple[BorderMode, ...]] = get_args(BorderMode)
 
-#: Pointwise activations after a conv layer.
-Activation = Literal["none", "relu", "tanh", "sigmoid", "abs", "square"]
+#: Pointwise activations: after a conv layer, or as an ``activation`` layer of their own.
+#: ``sqrt`` of a negative value is NaN, as in PyTorch.
+Activation = Literal["none", "relu", "tanh", "sigmoid", "abs", "square", "sqrt"]
 ACTIVATIONS: Final[tuple[Activation, ...]] = get_args(Activation)
 
 #: Pool layer types (``torch.nn.functional.max_pool2d`` / ``avg_pool2d``).

@@ -1,4 +1,5 @@
-"""Per-block compute on in-memory NumPy or CuPy arrays: padding, conv, pooling, activations.
+"""Per-block compute on in-memory NumPy or CuPy arrays: padding, conv, pooling, activations,
+the eigenvalues of symmetric tensors.
 
 No Dask and no Zarr here: callers hand over one (already padded) block and get its result.
 Every function takes its array module from its input (:func:`array_namespace`), so the same
@@ -14,6 +15,12 @@ from featuremap.engine.kernels._namespace import array_namespace
 from featuremap.engine.kernels.activations import activate
 from featuremap.engine.kernels.conv import choose_method, conv2d_valid
 from featuremap.engine.kernels.conv3d import conv3d_valid
+from featuremap.engine.kernels.eigenvalues import (
+    derivative_orders,
+    symmetric_eigenvalues,
+    tensor_components,
+    tensor_size,
+)
 from featuremap.engine.kernels.padding import check_fits, pad
 from featuremap.engine.kernels.pool import avg_pool_valid, max_pool_valid
 
@@ -25,6 +32,10 @@ __all__ = [
     "choose_method",
     "conv2d_valid",
     "conv3d_valid",
+    "derivative_orders",
     "max_pool_valid",
     "pad",
+    "symmetric_eigenvalues",
+    "tensor_components",
+    "tensor_size",
 ]

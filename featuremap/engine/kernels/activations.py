@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import numpy
+
 from featuremap._typing import Array
 from featuremap._vocabulary import ACTIVATIONS
 from featuremap.engine.kernels._namespace import array_namespace
@@ -38,4 +40,7 @@ def activate(name: str, x: Array) -> Array:
         return xp.maximum(x, 0, out=x)
     if name == "sigmoid":
         return _sigmoid(xp, x)
+    if name == "sqrt":
+        with numpy.errstate(invalid="ignore"):  # a negative value is NaN, quietly as in torch
+            return xp.sqrt(x, out=x)
     return {"tanh": xp.tanh, "abs": xp.abs, "square": xp.square}[name](x, out=x)
