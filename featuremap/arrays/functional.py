@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from featuremap.engine.layers import LAYER_TYPES, ConvLayer, Layer, PoolLayer
+from featuremap.engine.layers import ConvLayer, Layer, PoolLayer
 from featuremap.engine.stack import apply_stack, feature_labels
 from featuremap.errors import InputError
 
@@ -63,9 +63,8 @@ def _of_rank(layer: Layer, ndim: int, name: str) -> Layer:
     return layer
 
 
-def _run(layer: Layer | Sequence[Layer], x: Any) -> Any:
-    """One layer, or a stack of them, on ``x`` (its kind of array in, the same kind out)."""
-    layers = [layer] if isinstance(layer, LAYER_TYPES) else list(layer)
+def _run(layers: Sequence[Layer], x: Any) -> Any:
+    """A stack of layers on ``x`` (its kind of array in, the same kind out)."""
     if _is_torch(x):  # compute on the host, give back a tensor where the input was
         import torch
 
@@ -102,7 +101,7 @@ def _conv(
         groups=groups,
         padding_mode=padding_mode,
     )
-    return _run(_of_rank(layer, ndim, f"conv{ndim}d"), x)
+    return _run([_of_rank(layer, ndim, f"conv{ndim}d")], x)
 
 
 def conv2d(
@@ -181,7 +180,7 @@ def _max_pool(
             "values only; use torch for unpooling indices"
         )
     layer = PoolLayer.create("max", kernel_size, stride, padding, dilation, ceil_mode, ndim=ndim)
-    return _run(_of_rank(layer, ndim, name), x)
+    return _run([_of_rank(layer, ndim, name)], x)
 
 
 def max_pool2d(
@@ -233,7 +232,7 @@ def _avg_pool(
         divisor_override=divisor_override,
         ndim=ndim,
     )
-    return _run(_of_rank(layer, ndim, f"avg_pool{ndim}d"), x)
+    return _run([_of_rank(layer, ndim, f"avg_pool{ndim}d")], x)
 
 
 def avg_pool2d(

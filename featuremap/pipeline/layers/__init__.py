@@ -28,6 +28,7 @@ from featuremap.pipeline.layers._base import (
     spec_class,
 )
 from featuremap.pipeline.layers.conv import BANK_PATH_PARAMS, ConvSpec
+from featuremap.pipeline.layers.features import FeaturesSpec
 from featuremap.pipeline.layers.pool import PoolSpec
 from featuremap.pipeline.layers.reduce import ReduceSpec
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_LAYERS",
     "MAX_PIPELINE_WEIGHTS",
     "ConvSpec",
+    "FeaturesSpec",
     "LayerSpec",
     "PoolSpec",
     "ReduceSpec",
@@ -98,12 +100,13 @@ def build_layers(
         Naming the layer (``layers[i].conv: ...``) and what does not fit.
     """
     context = BuildContext(in_channels, spacing=spacing)
-    layers = []
+    layers: list[Layer] = []
     for index, spec in enumerate(specs):
         try:
-            layer = spec.build(context)
-            context.channels = layer.out_channels(context.channels)
+            built = spec.build(context)  # one layer, or the stack a `features` layer is
+            for layer in built if isinstance(built, list) else [built]:
+                context.channels = layer.out_channels(context.channels)
+                layers.append(layer)
         except InputError as error:
             raise InputError(f"layers[{index}].{spec.kind}: {error}") from None
-        layers.append(layer)
     return layers

@@ -85,8 +85,9 @@ class LayerSpec(Protocol):
         """The layer's mapping with every default filled in (loads back to an equal spec)."""
         ...
 
-    def build(self, context: BuildContext) -> Layer:
-        """The engine's layer for ``context.channels`` input channels."""
+    def build(self, context: BuildContext) -> Layer | list[Layer]:
+        """The engine's layer for ``context.channels`` input channels (or the layers of a kind
+        that is a stack, like ``features``)."""
         ...
 
     def weight_files(self) -> list[str]:
