@@ -107,8 +107,8 @@ def register(cls: S) -> S:
 
 
 def kinds() -> tuple[str, ...]:
-    """The layer keys a pipeline file may use, in registration order."""
-    return tuple(_KINDS)
+    """The layer keys a pipeline file may use, alphabetically."""
+    return tuple(sorted(_KINDS))
 
 
 def spec_class(kind: str) -> type[LayerSpec]:
