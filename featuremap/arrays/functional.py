@@ -269,8 +269,8 @@ def avg_pool3d(
 
 def _pixel_features(
     sigmas: Any, features: Any, ndim: Any, kernels: Any
-) -> Any:  # a featuremap.pipeline.features.PixelFeatures
-    """The ``features`` layer's parameters, checked as a pipeline checks them."""
+) -> Any:  # a featuremap.pipeline.layers.FeaturesSpec
+    """The ``features`` layer, checked as a pipeline checks it."""
     from featuremap.pipeline.layers._base import ParseContext
     from featuremap.pipeline.layers.features import FeaturesSpec
 
@@ -279,8 +279,7 @@ def _pixel_features(
         spec["sigmas"] = list(sigmas) if isinstance(sigmas, (list, tuple)) else [sigmas]
     if features is not None:
         spec["features"] = [features] if isinstance(features, str) else list(features)
-    parsed = FeaturesSpec.parse(spec, "pixel_features", ParseContext(Path.cwd()))
-    return parsed.pixel_features()
+    return FeaturesSpec.parse(spec, "pixel_features", ParseContext(Path.cwd()))
 
 
 def pixel_features(
@@ -312,9 +311,12 @@ def pixel_features(
     array of shape ``(..., F, [Z,] Y, X)``, float32, of the same kind as ``x``
         Channels in :func:`pixel_feature_labels` order.
     """
-    layers = _pixel_features(sigmas, features, ndim, kernels).layers(1)
+    spec = _pixel_features(sigmas, features, ndim, kernels)
     if type(x).__name__ == "DataArray" and type(x).__module__.startswith("xarray"):
-        return _run(layers, x)
+        from featuremap.arrays.xarray import apply as apply_to_dataarray
+
+        return apply_to_dataarray(x, {"layers": [{"features": spec.to_dict()}]})
+    layers = spec.pixel_features().layers(1)
     if getattr(x, "ndim", 0) < ndim:
         raise InputError(
             f"pixel_features with ndim={ndim} needs an array of at least {ndim} dimensions, "
@@ -327,5 +329,5 @@ def pixel_feature_labels(
     sigmas: Any = None, features: Any = None, *, ndim: int = 2, kernels: str = "fastfilters"
 ) -> list[str]:
     """The label of each channel :func:`pixel_features` gives (``hessian_eigenvalues σ=1.6 [0]``)."""
-    layers = _pixel_features(sigmas, features, ndim, kernels).layers(1)
+    layers = _pixel_features(sigmas, features, ndim, kernels).pixel_features().layers(1)
     return list(feature_labels(layers, 1))

@@ -123,3 +123,24 @@ def test_dask_chunks_equal_the_in_memory_result(shape, chunks, ndim):
 def test_bad_parameters_are_one_line(kwargs, message):
     with pytest.raises(InputError, match=message):
         featuremap.pixel_features(np.zeros((20, 20), np.float32), **kwargs)
+
+
+def test_a_dataarray_and_a_tensor_give_what_numpy_gives():
+    """A DataArray's axes are read by name (here t stays a batch axis) and its coordinates
+    carried; a torch tensor comes back as a tensor."""
+    import torch
+    import xarray as xr
+
+    data = np.random.default_rng(4).random((2, 40, 50), dtype=np.float32)
+    expected = featuremap.pixel_features(data, [1.0], ["gaussian", "hessian_eigenvalues"])
+    scene = xr.DataArray(data, dims=("t", "y", "x"), coords={"y": 0.5 * np.arange(40)})
+    result = featuremap.pixel_features(scene, [1.0], ["gaussian", "hessian_eigenvalues"])
+    assert result.dims == ("t", "feature", "y", "x")
+    assert list(result["feature"].values) == featuremap.pixel_feature_labels(
+        [1.0], ["gaussian", "hessian_eigenvalues"]
+    )
+    np.testing.assert_allclose(result["y"].values, 0.5 * np.arange(40))
+    np.testing.assert_array_equal(result.values, expected)
+    tensor = featuremap.pixel_features(torch.from_numpy(data), [1.0], ["gaussian"])
+    assert isinstance(tensor, torch.Tensor)
+    np.testing.assert_array_equal(tensor.numpy(), expected[:, :1])
