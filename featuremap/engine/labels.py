@@ -3,7 +3,9 @@
 ``{"name": "gabor", "orientation": 0.785, "frequency": 0.2, "phase": 0.0, ...}`` becomes
 ``gabor θ=45° f=0.2 σ=2.81 even``: orientations in degrees, Greek letters for the usual
 parameters, the Gabor phase as ``even`` / ``odd``. A reduction over a group of features gets one
-label for the group (``max|·| edge σ=3×1 (6 orientations)``).
+label for the group (``max|·| edge σ=3×1 (6 orientations)``). A feature computed from others
+(:func:`derived`) is labelled as the call it is: ``sqrt(gaussian σ=1)``, ``product(a, b)``,
+``eigenvalues(a, …, f) [0]``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["filter_label", "group_label"]
+__all__ = ["derived", "filter_label", "group_label"]
 
 #: Description keys shown, in order, and how: a prefix and whether the value is an angle.
 _SHOWN: tuple[tuple[str, str], ...] = (
@@ -50,7 +52,7 @@ def _phase(value: Any) -> str:
 
 def filter_label(description: Mapping[str, Any], *, orientation: bool = True) -> str:
     """One filter's label; ``orientation=False`` leaves the orientation out (for groups)."""
-    parts = [str(description.get("name", "filter"))]
+    parts = [str(description.get("name", "filter")) + _arguments(description.get("of"))]
     for key, prefix in _SHOWN:
         if key not in description or (key == "orientation" and not orientation):
             continue
@@ -64,6 +66,20 @@ def filter_label(description: Mapping[str, Any], *, orientation: bool = True) ->
     if "component" in description:  # one of several channels of a feature (an eigenvalue)
         parts.append(f"[{description['component']}]")
     return " ".join(part for part in parts if part)
+
+
+def derived(name: str, inputs: Sequence[Mapping[str, Any]], **details: Any) -> dict[str, Any]:
+    """The description of a feature that ``name`` computes from features with ``inputs``
+    descriptions: ``{"name": name, "of": [their labels], **details}``."""
+    return {"name": name, "of": [filter_label(item) for item in inputs], **details}
+
+
+def _arguments(labels: Any) -> str:
+    """``(a)``, ``(a, b)``, ``(a, …, f)`` of a derived feature's input labels; ``""`` if none."""
+    if not isinstance(labels, (list, tuple)) or not labels:
+        return ""
+    shown = labels if len(labels) <= 2 else [labels[0], "…", labels[-1]]
+    return f"({', '.join(str(label) for label in shown)})"
 
 
 def group_label(op: str, descriptions: Sequence[Mapping[str, Any]]) -> str:

@@ -11,25 +11,41 @@ once by ``create``. It knows
 * how to describe itself and its output features (:meth:`~Layer.describe`,
   :meth:`~Layer.describe_features`).
 
-Each kind is one module here; :data:`LAYER_TYPES` lists them. A stack of layers is resolved
-against an input once by :func:`featuremap.engine.stack.resolve_stack`.
+Each kind is one module here; :data:`LAYER_TYPES` lists them. ``conv`` and ``pool`` have a
+kernel; ``reduce``, ``activation``, ``product`` and ``eigenvalues`` are pointwise (kernel 1,
+geometry unchanged: :class:`~featuremap.engine.layers.reduce.Pointwise`) and turn responses into
+non-linear features. A stack of layers is resolved against an input once by
+:func:`featuremap.engine.stack.resolve_stack`.
 """
 
 from featuremap.engine.layers._base import FeatureDescription, Layer, Window, parse_activation
+from featuremap.engine.layers.activation import ActivationLayer
 from featuremap.engine.layers.conv import ConvLayer
+from featuremap.engine.layers.eigenvalues import EigenvaluesLayer
 from featuremap.engine.layers.pool import PoolLayer
+from featuremap.engine.layers.product import ProductLayer
 from featuremap.engine.layers.reduce import ReduceLayer
 
 __all__ = [
     "LAYER_TYPES",
+    "ActivationLayer",
     "ConvLayer",
+    "EigenvaluesLayer",
     "FeatureDescription",
     "Layer",
     "PoolLayer",
+    "ProductLayer",
     "ReduceLayer",
     "Window",
     "parse_activation",
 ]
 
 #: Every layer kind's class, for ``isinstance`` checks of user-given layers.
-LAYER_TYPES: tuple[type, ...] = (ConvLayer, PoolLayer, ReduceLayer)
+LAYER_TYPES: tuple[type, ...] = (
+    ConvLayer,
+    PoolLayer,
+    ReduceLayer,
+    ActivationLayer,
+    ProductLayer,
+    EigenvaluesLayer,
+)

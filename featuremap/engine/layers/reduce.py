@@ -1,4 +1,5 @@
-"""The ``reduce`` layer kind: one reduction over each consecutive group of features."""
+"""The ``reduce`` layer kind: one reduction over each consecutive group of features; and what
+every pointwise kind shares (:class:`Pointwise`: kernel 1, stride 1, geometry unchanged)."""
 
 from __future__ import annotations
 
@@ -16,25 +17,59 @@ from featuremap.engine.labels import group_label
 from featuremap.engine.layers._base import FeatureDescription, Window
 from featuremap.errors import InputError, describe
 
-__all__ = ["ReduceLayer"]
+__all__ = ["Pointwise", "ReduceLayer", "feature_axis"]
+
+
+def feature_axis(window: Window) -> int:
+    """The feature axis of a block ``(..., C, *spatial)`` at ``window``, counted from the end."""
+    return -1 - window.ndim
+
+
+class Pointwise:
+    """What the pointwise kinds (``reduce``, ``activation``, ``product``, ``eigenvalues``) share:
+    every output pixel is computed from the input pixel at the same place -- kernel 1, stride 1,
+    no padding, so the geometry of any input is unchanged -- and they fit a stack of either
+    rank (``ndim`` is ``None``) unless a kind says otherwise."""
+
+    pad_value: ClassVar[float] = 0.0
+
+    @property
+    def ndim(self) -> int | None:
+        """Pointwise: fits a stack of any rank."""
+        return None
+
+    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
+        ones = (1,) * len(shape)
+        return LayerGeometry(ones, ones, ones, ((0, 0),) * len(shape), padding_mode="constant")
+
+    def describe(self) -> dict[str, Any]:
+        """The kind's own parameters, with ``"type"`` and ``"padding_spec"`` (:meth:`_described`)."""
+        raise NotImplementedError
+
+    def _described(self, kind: str, **parameters: Any) -> dict[str, Any]:
+        return {"type": kind, **parameters, "padding_spec": [[0, 0], [0, 0]]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.describe(), **LayerGeometry((1, 1)).to_dict()}
 
 
 @dataclass(frozen=True)
-class ReduceLayer:
+class ReduceLayer(Pointwise):
     """Reduce consecutive groups of features (e.g. MR8's max over 6 orientations); 1x1 geometry.
 
     ``groups`` lists the group sizes in feature order; they must add up to the input channel
     count (a single size repeats). ``ops`` is one reduction for every group, or one per group
     (repeating when the groups do, e.g. per input channel): MR8 takes ``max_abs`` -- the largest
     absolute response -- over its edge filters and a signed ``max`` over its bars (the reference
-    ``MR8fast.m``); a group of one feature passes through whatever the op.
+    ``MR8fast.m``); a group of one feature passes through whatever the op. ``magnitude`` is
+    ``sqrt(Σ x²)`` over the group -- a gradient magnitude from its per-axis derivatives, in 2-D
+    and 3-D alike -- and applies to a group of one too (``|x|``).
     """
 
     ops: tuple[ReduceOp, ...]
     groups: tuple[int, ...]
 
     kind: ClassVar[str] = "reduce"
-    pad_value: ClassVar[float] = 0.0
 
     @classmethod
     def create(cls, op: Any = "max", groups: Any = None) -> ReduceLayer:
@@ -86,18 +121,9 @@ class ReduceLayer:
     def out_channels(self, in_channels: int) -> int:
         return len(self._sizes(in_channels))
 
-    @property
-    def ndim(self) -> None:
-        """Pointwise: a reduction fits a stack of any rank."""
-        return None
-
-    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        ones = (1,) * len(shape)
-        return LayerGeometry(ones, ones, ones, ((0, 0),) * len(shape), padding_mode="constant")
-
     def apply_padded(self, x: Array, window: Window) -> Array:
         xp = array_namespace(x)
-        axis = -1 - window.ndim  # the feature axis, before the spatial ones
+        axis = feature_axis(window)
         reducers = {
             "max": lambda part: xp.max(part, axis=axis, keepdims=True),
             "max_abs": lambda part: xp.max(xp.abs(part), axis=axis, keepdims=True),
@@ -115,15 +141,11 @@ class ReduceLayer:
         return xp.concatenate(parts, axis=axis)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "type": "reduce",
-            "op": self.ops[0] if len(self.ops) == 1 else list(self.ops),
-            "groups": list(self.groups),
-            "padding_spec": [[0, 0], [0, 0]],
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.describe(), **LayerGeometry((1, 1)).to_dict()}
+        return self._described(
+            "reduce",
+            op=self.ops[0] if len(self.ops) == 1 else list(self.ops),
+            groups=list(self.groups),
+        )
 
     def describe_features(
         self, inputs: Sequence[FeatureDescription], channel_names: Sequence[str] | None

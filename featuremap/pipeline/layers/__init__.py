@@ -1,6 +1,7 @@
 """The ``layers`` list of a pipeline file, parsed once into typed layer specs.
 
-Each layer kind is one module here (``conv``, ``pool``, ``reduce``), registered by its YAML key
+Each layer kind is one module here (``conv``, ``pool``, ``reduce``, the pointwise ``activation``,
+``eigenvalues`` and ``product``, ``features``), registered by its YAML key
 (:func:`~featuremap.pipeline.layers._base.register`): it parses its mapping key by key (errors
 name the place, ``layers[1].conv.stride: ...``, counted from 0 like the YAML list), writes it
 back, and builds the engine's layer. :func:`parse_layers` reads the list; :func:`build_layers`
@@ -27,19 +28,25 @@ from featuremap.pipeline.layers._base import (
     kinds,
     spec_class,
 )
+from featuremap.pipeline.layers.activation import ActivationSpec
 from featuremap.pipeline.layers.conv import BANK_PATH_PARAMS, ConvSpec
+from featuremap.pipeline.layers.eigenvalues import EigenvaluesSpec
 from featuremap.pipeline.layers.features import FeaturesSpec
 from featuremap.pipeline.layers.pool import PoolSpec
+from featuremap.pipeline.layers.product import ProductSpec
 from featuremap.pipeline.layers.reduce import ReduceSpec
 
 __all__ = [
     "BANK_PATH_PARAMS",
     "MAX_LAYERS",
     "MAX_PIPELINE_WEIGHTS",
+    "ActivationSpec",
     "ConvSpec",
+    "EigenvaluesSpec",
     "FeaturesSpec",
     "LayerSpec",
     "PoolSpec",
+    "ProductSpec",
     "ReduceSpec",
     "build_layers",
     "kinds",
