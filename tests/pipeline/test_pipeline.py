@@ -264,7 +264,7 @@ ERRORS = [
     ),
     (
         spec({"pol": {"type": "max"}}),
-        "layers[0]: must have exactly one key, one of conv, features, pool, reduce, got ['pol'] (did you mean 'pool'?)",
+        "layers[0]: must have exactly one key, one of activation, conv, eigenvalues, features, pool, product, reduce, got ['pol'] (did you mean 'pool'?)",
     ),
     (
         spec({"pool": {"type": "min", "kernel_size": 2}}),

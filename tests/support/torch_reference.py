@@ -29,6 +29,7 @@ TORCH_ACTIVATIONS = {
     "sigmoid": lambda t: torch().sigmoid(t),
     "abs": lambda t: torch().abs(t),
     "square": lambda t: torch().square(t),
+    "sqrt": lambda t: torch().sqrt(t),
 }
 
 # (batch, C, J, kh, kw, stride, dilation, groups, H, W)

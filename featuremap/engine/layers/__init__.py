@@ -22,6 +22,7 @@ from featuremap.engine.layers._base import FeatureDescription, Layer, Window, pa
 from featuremap.engine.layers.activation import ActivationLayer
 from featuremap.engine.layers.conv import ConvLayer
 from featuremap.engine.layers.eigenvalues import EigenvaluesLayer
+from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp
 from featuremap.engine.layers.pool import PoolLayer
 from featuremap.engine.layers.product import ProductLayer
 from featuremap.engine.layers.reduce import ReduceLayer
@@ -33,6 +34,8 @@ __all__ = [
     "EigenvaluesLayer",
     "FeatureDescription",
     "Layer",
+    "PointwiseLayer",
+    "PointwiseOp",
     "PoolLayer",
     "ProductLayer",
     "ReduceLayer",
@@ -48,4 +51,5 @@ LAYER_TYPES: tuple[type, ...] = (
     ActivationLayer,
     ProductLayer,
     EigenvaluesLayer,
+    PointwiseLayer,
 )

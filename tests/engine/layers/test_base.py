@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featuremap.engine.layers import LAYER_TYPES, ConvLayer, PoolLayer, ReduceLayer
+from featuremap.engine.layers import (
+    LAYER_TYPES,
+    ActivationLayer,
+    ConvLayer,
+    EigenvaluesLayer,
+    PointwiseLayer,
+    PoolLayer,
+    ProductLayer,
+    ReduceLayer,
+)
 from featuremap.engine.layers._base import as_float32_host, padding_spec, parse_activation
 from featuremap.errors import InputError
 
@@ -30,4 +39,12 @@ def test_weights_become_contiguous_float32_on_the_host():
 
 
 def test_every_kind_is_listed():
-    assert set(LAYER_TYPES) == {ConvLayer, PoolLayer, ReduceLayer}
+    assert set(LAYER_TYPES) == {
+        ConvLayer,
+        PoolLayer,
+        ReduceLayer,
+        ActivationLayer,
+        ProductLayer,
+        EigenvaluesLayer,
+        PointwiseLayer,
+    }
