@@ -246,7 +246,7 @@ def blockwise_stack(
     ----------
     x : dask.array.Array of shape ``(..., C, H, W)`` (``(..., C, D, H, W)`` for 3-D layers)
         Any numeric dtype (converted to float32 inside the tasks); NumPy or CuPy chunks.
-    layers : sequence of ConvLayer, PoolLayer or ReduceLayer, or a ResolvedStack
+    layers : sequence of layers (:data:`featuremap.engine.layers.LAYER_TYPES`), or a ResolvedStack
         Applied in order, fused: one task per output block computes all of them. A stack
         already resolved against ``x`` is used as it is.
     out_chunks : tuple of int, optional

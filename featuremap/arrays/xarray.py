@@ -56,7 +56,7 @@ def _layers_for(pipeline_or_layers: Any) -> tuple[Any, Any, int]:
         if not all(isinstance(layer, LAYER_TYPES) for layer in layers):
             raise InputError(
                 "apply needs a pipeline (a YAML file, a mapping, a Pipeline) or a list of layers "
-                "(featuremap.layers.ConvLayer / PoolLayer / ReduceLayer)"
+                "(featuremap.layers: ConvLayer, PoolLayer, ReduceLayer, ...)"
             )
         return (lambda channels, spacing: layers), None, stack_ndim(layers)
     pipeline = (

@@ -1,5 +1,5 @@
-"""``reduce`` in a pipeline file: ``op`` (``max``, ``max_abs``, ``mean``, ``sum``, or one per
-group) over consecutive groups of features; ``groups``: a group size or a list of sizes. Either
+"""``reduce`` in a pipeline file: ``op`` (``max``, ``max_abs``, ``mean``, ``sum``, ``magnitude``
+-- the square root of the sum of squares --, or one per group) over consecutive groups of features; ``groups``: a group size or a list of sizes. Either
 left out, the previous conv layer's bank suggests them (``mr8``: ``max_abs`` over each 6 edge
 orientations, ``max`` over the bars)."""
 
