@@ -279,6 +279,19 @@ def test_public_3d_functions_on_cupy_and_dask_of_cupy(cp) -> None:
     )
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_pixel_features_on_cupy_equal_numpy(cp, ndim) -> None:
+    """The features layer's stack (separable convs, pointwise program, eigenvalues) on CuPy."""
+    rng = np.random.default_rng(41)
+    shape = (60, 70) if ndim == 2 else (16, 30, 28)
+    x = rng.random(shape, dtype=np.float32)
+    sigmas = [0.7, 2.0] if ndim == 2 else [[0.5, 1.0, 1.0], 1.6]
+    expected = featuremap.pixel_features(x, sigmas, ndim=ndim)
+    result = _on_host(featuremap.pixel_features(cp.asarray(x), sigmas, ndim=ndim), cp)
+    scale = np.abs(expected).max(axis=tuple(range(1, expected.ndim)), keepdims=True)
+    assert np.all(np.abs(result - expected) <= 1e-5 * np.maximum(scale, 1e-12))
+
+
 def test_blocks_move_to_the_gpu_and_back(cp) -> None:
     block = np.arange(12, dtype=np.float32).reshape(3, 4)
     on_gpu = to_device(block, "gpu")
