@@ -7,13 +7,20 @@ layers that compute them, each stage folding the true image border itself:
 1. one ``conv`` (``same``, ``reflect``) with every distinct Gaussian derivative the features need,
    each rank 1 (so the separable paths apply), each computed once: ``G_σ`` for ``gaussian`` and
    ``dog`` (with ``G_0.66σ``), ``∂_a G_σ`` for the gradient magnitude and the structure tensor,
-   ``∂_a ∂_b G_σ`` for the LoG and the Hessian;
-2. a ``pointwise`` layer: LoG sums, DoG differences, gradient magnitudes, Hessian eigenvalues,
-   and the structure tensor's products ``g_a g_b``;
-3. only with ``structure_tensor_eigenvalues``: a depthwise ``conv`` (``same``, ``reflect``)
-   smoothing each product with ``G_σ/2`` -- it mirrors the tensor field at the border, not the
-   input -- and passing the other channels through (a one-tap kernel);
-4. then a ``pointwise`` layer: the structure tensors' eigenvalues, and every output in its place.
+   ``∂_a ∂_b G_σ`` for the LoG and the Hessian. The kernels are zero-padded to the largest
+   (81 x 81 for σ 10, order 2); the separable path trims each back to its own taps;
+2. with ``structure_tensor_eigenvalues``: a ``structure_tensor`` layer
+   (:mod:`featuremap.engine.layers.structure_tensor`; ``same``, ``reflect``, its kernel the widest
+   ``G_σ/2``): every other feature pointwise (LoG sums, DoG differences, gradient magnitudes,
+   Hessian eigenvalues, copies), and per structure tensor the products ``g_a g_b`` of the
+   mirrored responses -- which are the mirrored products: the smoothing mirrors the tensor field
+   at the border, not the input -- smoothed with ``G_σ/2``, and their eigenvalues;
+   without it, a ``pointwise`` layer with the other features.
+
+Until issue #20 the structure tensor took three layers after the conv (the products and the
+other features pointwise; a depthwise smoothing conv passing 37 of its 55 channels through a
+one-tap kernel; the eigenvalues pointwise): 12.3 s for ilastik's set on 2048^2 on one thread,
+1.0-1.1 s now (``python benchmarks/pixel_features.py``; fastfilters2 ~1.0 s).
 
 Channels: for each input channel, the features in the order given, each over its scales in the
 order given, each with its channels (``ndim`` eigenvalues, descending). With the default scales
@@ -29,11 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from featuremap.banks._sigmas import kernel_radius
 from featuremap.banks.fastfilters import fastfilters_kernel_1d
-from featuremap.banks.gaussian import gaussian_1d, kernel_radius
-from featuremap.engine.kernels.eigenvalues import derivative_orders, tensor_components
+from featuremap.banks.gaussian import gaussian_1d
+from featuremap.engine.kernels.eigenvalues import derivative_orders
 from featuremap.engine.layers import ConvLayer, Layer
 from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp
+from featuremap.engine.layers.structure_tensor import StructureTensorLayer, TensorOp
 from featuremap.errors import InputError
 
 __all__ = ["DOG_RATIO", "FEATURES", "ILASTIK_SIGMAS", "KERNELS", "PixelFeatures"]
@@ -129,38 +138,23 @@ class PixelFeatures:
         """The engine's layers computing the features of each of ``in_channels`` channels."""
         derivatives, groups = self._plan()
         index = {d: i for i, d in enumerate(derivatives)}
-        stage2: list[PointwiseOp] = []
-        final: list[PointwiseOp] = []
-        smoothed: dict[int, Sigma] = {}  # stage-2 channel -> the σ of its structure tensor
-        position = 0
+        ops: list[PointwiseOp | TensorOp] = []
         for channel, (feature, sigma, op, needed) in itertools.product(range(in_channels), groups):
             inputs = tuple(channel * len(derivatives) + index[d] for d in needed)
             description = self._description(feature, sigma, channel, in_channels)
             if op == "structure":
-                for a, b in tensor_components(self.ndim):
-                    stage2.append(PointwiseOp("product", (inputs[a], inputs[b])))
-                    smoothed[position] = sigma
-                    position += 1
-                members = tuple(range(position - len(tensor_components(self.ndim)), position))
-                final.append(PointwiseOp("eigenvalues", members, description))
-                continue
-            computed = PointwiseOp(op, inputs, description)  # type: ignore[arg-type]
-            stage2.append(computed)
-            final += [
-                PointwiseOp("copy", (position + k,), d)
-                for k, d in enumerate(computed.descriptions())
-            ]
-            position += computed.outputs
-        layers: list[Layer] = [
-            self._first_conv(derivatives, in_channels),
-            PointwiseLayer(tuple(stage2), name="features"),
-        ]
-        if smoothed:
-            layers += [
-                self._smoothing(position, smoothed),
-                PointwiseLayer(tuple(final), name="features"),
-            ]
-        return layers
+                smoothing = tuple(self.kernel_1d(s / 2, 0) for s in sigma)
+                ops.append(TensorOp(inputs, smoothing, description))
+            else:
+                ops.append(PointwiseOp(op, inputs, description))  # type: ignore[arg-type]
+        second: Layer
+        if any(isinstance(op, TensorOp) for op in ops):
+            second = StructureTensorLayer(tuple(ops))
+        else:
+            second = PointwiseLayer(
+                tuple(op for op in ops if isinstance(op, PointwiseOp)), "features"
+            )
+        return [self._first_conv(derivatives, in_channels), second]
 
     def _first_conv(self, derivatives: Sequence[Derivative], in_channels: int) -> ConvLayer:
         """Stage 1: every derivative on every input channel (``groups`` = the channels)."""
@@ -176,25 +170,6 @@ class PixelFeatures:
         }
         return ConvLayer.create(
             weight, padding="same", padding_mode="reflect", groups=in_channels, bank=bank
-        )
-
-    def _smoothing(self, channels: int, smoothed: dict[int, Sigma]) -> ConvLayer:
-        """Stage 3: each structure tensor's products smoothed by ``G_σ/2`` (mirrored at the
-        border of the tensor field), every other channel passed on (a one-tap kernel)."""
-        zero = (0,) * self.ndim
-        delta = np.ones((1,) * self.ndim)
-        kernels = _padded(
-            [
-                self.kernel((tuple(s / 2 for s in smoothed[i]), zero)) if i in smoothed else delta
-                for i in range(channels)
-            ]
-        )
-        return ConvLayer.create(
-            kernels[:, None],
-            padding="same",
-            padding_mode="reflect",
-            groups=channels,
-            bank={"name": "features: structure tensor smoothing"},
         )
 
     def _description(
