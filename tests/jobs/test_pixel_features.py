@@ -29,14 +29,14 @@ def test_the_default_set_in_256_chunks_equals_the_in_memory_features(tmp_path, c
 
 
 def test_3d_features_in_chunks_equal_the_in_memory_features(tmp_path, client):
-    volume = np.random.default_rng(9).random((30, 150, 140), dtype=np.float32)
+    volume = np.random.default_rng(9).random((26, 90, 84), dtype=np.float32)
     layer = {
         "set": "ilastik",
         "ndim": 3,
         "sigmas": [[0.7, 1.0, 1.0], 2.0],
         "features": ["dog", "structure_tensor_eigenvalues", "hessian_eigenvalues"],
     }
-    stored, ds = _run(tmp_path, client, volume, (16, 64, 64), ["z", "y", "x"], layer)
+    stored, ds = _run(tmp_path, client, volume, (16, 40, 40), ["z", "y", "x"], layer)
     expected = featuremap.pixel_features(volume, layer["sigmas"], layer["features"], ndim=3)
     assert ds[FEATURES].dims == ("feature", "z", "y", "x")
     np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-6 * float(volume.max()))
