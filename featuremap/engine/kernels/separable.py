@@ -222,11 +222,12 @@ def _banded_macs(width: int) -> float:
     return ROW_BLOCK - 1 + width if width > 1 else 1.0
 
 
-def _row_passes(plan: ChannelPlan) -> list[_RowPass]:
+def _row_passes(plan: ChannelPlan, banded_rows: bool = True) -> list[_RowPass]:
     """The row filters of ``plan`` trimmed and split into passes of the least multiply-adds per
     pixel: sorted by width, consecutive runs either share an im2col GEMM over the widest one's
     support (at most :data:`MAX_SHARED`) or run banded one by one (an exact split, found by
-    dynamic programming over the sorted filters)."""
+    dynamic programming over the sorted filters). ``banded_rows=False`` (CuPy, where every GEMM
+    is a kernel launch) bands one-tap filters only."""
     supports = [_support(row) for row in plan.rows]
     order = sorted(range(len(supports)), key=lambda p: supports[p][0] - supports[p][1])
     widths = [supports[p][1] - supports[p][0] for p in order]
@@ -238,6 +239,8 @@ def _row_passes(plan: ChannelPlan) -> list[_RowPass]:
             lo = min(supports[p][0] for p in members)
             hi = max(supports[p][1] for p in members)
             banded = sum(_banded_macs(widths[i]) for i in range(begin, stop))
+            if not banded_rows and any(widths[i] > 1 for i in range(begin, stop)):
+                banded = float("inf")
             shared = _im2col_macs(hi - lo, stop - begin) if hi - lo > 1 else banded
             cost = best[begin] + min(banded, shared)
             if cost < best[stop]:
@@ -287,7 +290,7 @@ def separable_conv(
     (sy, sx), (dy, dx) = stride, dilation
     n_images = x.shape[0]
     rows_out, cols_out = out.shape[-2:]
-    passes = [p for plan in plans for p in _row_passes(plan)]
+    passes = [p for plan in plans for p in _row_passes(plan, xp is numpy)]
     row_matrices = [
         xp.asarray(column_matrix(p.weights[0], ROW_BLOCK, sx, dx).T, dtype=x.dtype)
         if p.banded and p.weights.shape[1] > 1

@@ -105,3 +105,18 @@ def test_plans_are_remembered_by_value():
     first = plan_separable(weight, 1)
     assert plan_separable(weight.copy(), 1) is first
     assert plan_separable(2 * weight, 1) is not first
+
+
+def test_without_banded_rows_as_on_cupy(monkeypatch):
+    """CuPy shares im2col row passes only (every banded GEMM would be a kernel launch): the
+    same result."""
+    (plan,) = plan_separable(padded_bank(), 1)
+    assert not any(p.banded and p.weights.shape[1] > 1 for p in separable._row_passes(plan, False))
+    original = separable._row_passes
+    monkeypatch.setattr(
+        separable, "_row_passes", lambda plan, banded_rows=True: original(plan, False)
+    )
+    weight = padded_bank()
+    x = np.random.default_rng(3).standard_normal((1, 1, 60, 70)).astype(np.float32)
+    result = conv2d_valid(x, weight, method="separable")
+    assert_close(result, reference64(x, weight, None, (1, 1), (1, 1), 1), x, weight)
