@@ -19,8 +19,10 @@ layers that compute them, each stage folding the true image border itself:
 
 Until issue #20 the structure tensor took three layers after the conv (the products and the
 other features pointwise; a depthwise smoothing conv passing 37 of its 55 channels through a
-one-tap kernel; the eigenvalues pointwise): 12.3 s for ilastik's set on 2048^2 on one thread,
-1.0-1.1 s now (``python benchmarks/pixel_features.py``; fastfilters2 ~1.0 s).
+one-tap kernel; the eigenvalues pointwise), and the conv filtered every derivative with 81 taps:
+12.3 s for ilastik's set on 2048^2 on one thread; 0.99 s now against fastfilters2's 1.01 s, and
+0.11x SciPy's time for the 3-D set at σ 1.6 on 64 x 512^2 (``python
+benchmarks/pixel_features.py --only 2d 3d``, 2-core AMD EPYC, OpenBLAS Haswell).
 
 Channels: for each input channel, the features in the order given, each over its scales in the
 order given, each with its channels (``ndim`` eigenvalues, descending). With the default scales
