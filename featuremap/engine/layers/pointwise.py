@@ -43,7 +43,14 @@ from featuremap.engine.kernels.eigenvalues import symmetric_eigenvalues
 from featuremap.engine.layers._base import FeatureDescription, Window
 from featuremap.errors import InputError
 
-__all__ = ["EIGEN_TILE", "PointwiseLayer", "PointwiseOp", "compute_ops", "write_eigenvalues"]
+__all__ = [
+    "EIGEN_TILE",
+    "PointwiseLayer",
+    "PointwiseOp",
+    "compute_ops",
+    "count_outputs",
+    "write_eigenvalues",
+]
 
 OpKind = Literal["copy", "sum", "difference", "magnitude", "product", "eigenvalues"]
 
@@ -205,6 +212,17 @@ def bands(length: int, plane_pixels: int, parallel: bool) -> list[slice]:
     return [slice(start, min(start + step, length)) for start in range(0, length, step)]
 
 
+def count_outputs(ops: Sequence[Any], in_channels: int, name: str) -> int:
+    """The output channels of ``ops`` (each with ``inputs`` and ``outputs``), checking that they
+    read only the ``in_channels`` there are."""
+    largest = max(i for op in ops for i in op.inputs)
+    if largest >= in_channels:
+        raise InputError(
+            f"the {name} layer reads input channel {largest} but its input has {in_channels}"
+        )
+    return sum(op.outputs for op in ops)
+
+
 @dataclass(frozen=True)
 class PointwiseLayer:
     """Output channels computed voxel by voxel from input channels (module docstring)."""
@@ -221,13 +239,7 @@ class PointwiseLayer:
         return None
 
     def out_channels(self, in_channels: int) -> int:
-        largest = max(i for op in self.ops for i in op.inputs)
-        if largest >= in_channels:
-            raise InputError(
-                f"the {self.name} layer reads input channel {largest} but its input has "
-                f"{in_channels}"
-            )
-        return sum(op.outputs for op in self.ops)
+        return count_outputs(self.ops, in_channels, self.name)
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
         ones = (1,) * len(shape)

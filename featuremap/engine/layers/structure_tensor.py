@@ -48,6 +48,7 @@ from featuremap.engine.layers.pointwise import (
     BAND_PIXELS,
     PointwiseOp,
     compute_ops,
+    count_outputs,
     write_eigenvalues,
 )
 from featuremap.errors import InputError
@@ -132,13 +133,7 @@ class StructureTensorLayer:
         return [op for op in self.ops if isinstance(op, TensorOp)]
 
     def out_channels(self, in_channels: int) -> int:
-        largest = max(i for op in self.ops for i in op.inputs)
-        if largest >= in_channels:
-            raise InputError(
-                f"the {self.name} layer reads input channel {largest} but its input has "
-                f"{in_channels}"
-            )
-        return sum(op.outputs for op in self.ops)
+        return count_outputs(self.ops, in_channels, self.name)
 
     def geometry(self, shape: Sequence[int]) -> LayerGeometry:
         kernel = tuple(2 * h + 1 for h in self.halo)
