@@ -21,6 +21,22 @@ contender (the first call of a process also pays for fresh memory: on the develo
 host hands out pages that were free for more than ~2 s slowly, see benchmarks/end_to_end.py).
 The CPU and the BLAS kernel are printed first (PERFORMANCE.md: name them beside every figure).
 
+Measured on the 2-core development VM (AMD EPYC, OpenBLAS Haswell kernel), 2026-12-05:
+
+(a) ``--only 2d``: 0.98 s against fastfilters2's 0.98 s = 1.00x, ok (user time 0.79 s against
+    0.47 s: fastfilters2 spends 0.53 s in page faults on its fresh outputs here). The VM's
+    page faults swing from run to run: one run took 3.8 s (3.0 s of it system time) against
+    1.0 s. With freed memory kept in the process (``MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=100000000000``: no page faults at all) 0.79 s against 0.40 s =
+    1.95x, MISSED: featuremap's arithmetic (BLAS GEMMs over banded matrices, float64
+    eigenvalues) costs about twice fastfilters2's (AVX2 loops folding symmetric kernels).
+(b) ``--only 3d``: 2.80 s against SciPy's 28.6 s = 0.10x, ok.
+(c) ``--only job``: 8192^2, 64 blocks: 64.7 s against fastfilters2's 19.1 s = 3.40x, MISSED;
+    the I/O floor (the same 13 GB of lz4 Zarr written with no compute) is 29.9 s, itself 1.57x
+    fastfilters2's time. 4096^2: 9.4 s against 4.3 s, floor 4.6 s; the workers spent 7.1 s
+    user and 9.6 s system time (page faults on each block's fresh arrays, writes).
+(d) ``--only rss``: 897 MiB at 4096^2, 903 MiB at 12288^2 = 1.01x, ok.
+
 Usage::
 
     python benchmarks/pixel_features.py            # 2048^2; 64 x 512^2 at σ 1.6; job 8192^2,
@@ -127,6 +143,8 @@ def compare_2d(size: int, repeats: int) -> None:
     print(_line("featuremap.pixel_features", seconds["featuremap"]))
     print(_line("fastfilters2, 7 sigmas", seconds["fastfilters2"]))
     print(f"    ratio {ratio:.2f}x (goal <= 1.5x: {_verdict(ratio <= 1.5)})")
+    cpu = seconds["featuremap"][1] / seconds["fastfilters2"][1]
+    print(f"    user-time ratio {cpu:.2f}x (page faults on fresh memory left out)")
 
 
 def scipy_3d(volume: np.ndarray, sigma: float) -> np.ndarray:
@@ -202,14 +220,18 @@ def run_job(client: Any, source: str, output: str, prime: Callable[[], None]) ->
 
     client.run(end_to_end._count_reads, str(Path(source).resolve()))
     prime()
+    before = client.run(_cpu)
     started = time.perf_counter()
     summary = featuremap.run(PIPELINE, input=source, output=output, client=client, overwrite=True)
     seconds = time.perf_counter() - started
+    cpu = client.run(_cpu)
     after = client.run(end_to_end._reads_and_rss)
     return {
         "seconds": seconds,
         "blocks": summary.blocks_total,
         "peak_rss": max(rss for _, rss in after.values()),
+        "user": sum(cpu[w][0] - before[w][0] for w in cpu),
+        "system": sum(cpu[w][1] - before[w][1] for w in cpu),
     }
 
 
@@ -262,7 +284,11 @@ def compare_job(
         f"\n(c) job, {size}x{size} float32 Zarr ({chunk}^2 chunks) -> 49 x {size}^2 Zarr "
         f"(lz4), {jobs[0]['blocks']} blocks, {workers} workers x 1 thread"
     )
-    print(f"    featuremap.run (features: ilastik) {job:8.3f} s")
+    user, system = (statistics.median(run[key] for run in jobs) for key in ("user", "system"))
+    print(
+        f"    featuremap.run (features: ilastik) {job:8.3f} s   (workers: user {user:.1f} s, "
+        f"system {system:.1f} s)"
+    )
     print(f"    fastfilters2 in memory, one core   {memory:8.3f} s")
     print(f"    I/O floor (same output, no compute) {floor:7.3f} s")
     ratio = job / memory
