@@ -26,6 +26,7 @@ from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp
 from featuremap.engine.layers.pool import PoolLayer
 from featuremap.engine.layers.product import ProductLayer
 from featuremap.engine.layers.reduce import ReduceLayer
+from featuremap.engine.layers.structure_tensor import StructureTensorLayer
 
 __all__ = [
     "LAYER_TYPES",
@@ -39,6 +40,7 @@ __all__ = [
     "PoolLayer",
     "ProductLayer",
     "ReduceLayer",
+    "StructureTensorLayer",
     "Window",
     "parse_activation",
 ]
@@ -52,4 +54,5 @@ LAYER_TYPES: tuple[type, ...] = (
     ProductLayer,
     EigenvaluesLayer,
     PointwiseLayer,
+    StructureTensorLayer,
 )

@@ -5,8 +5,9 @@
 scale of ``sigmas`` (pixels; one number or one per axis; default ilastik's seven, σ 0.3 for
 ``gaussian`` only), in 2-D or 3-D, with fastfilters2's kernels (default) or SciPy's. It builds
 the stack of layers that computes them (:meth:`~featuremap.pipeline.features.PixelFeatures.layers`:
-conv, pointwise, and for the structure tensor a smoothing conv and another pointwise layer), so
-each stage folds the true image border itself.
+a conv of every distinct Gaussian derivative, then a pointwise layer, or with the structure
+tensor a ``structure_tensor`` layer that smooths the mirrored products and does the rest
+pointwise), so each stage folds the true image border itself.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from featuremap.engine.layers import (
     PoolLayer,
     ProductLayer,
     ReduceLayer,
+    StructureTensorLayer,
 )
 from featuremap.engine.layers._base import as_float32_host, padding_spec, parse_activation
 from featuremap.errors import InputError
@@ -47,4 +48,5 @@ def test_every_kind_is_listed():
         ProductLayer,
         EigenvaluesLayer,
         PointwiseLayer,
+        StructureTensorLayer,
     }
