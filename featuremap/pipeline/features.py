@@ -1,28 +1,20 @@
-"""ilastik's pixel features as the stack of layers they are (DESIGN section 8).
+"""ilastik's pixel features as the layer that computes them (DESIGN section 8).
 
 :class:`PixelFeatures` holds a ``features`` layer's parameters -- the features, the scales (σ per
 axis), the rank and the kernel family -- and :meth:`PixelFeatures.layers` builds the engine's
-layers that compute them, each stage folding the true image border itself:
+:class:`~featuremap.engine.layers.features.FeaturesLayer`: every distinct Gaussian derivative the
+features need, each computed once with its own 1-D kernels (``G_σ`` for ``gaussian`` and ``dog``
+with ``G_0.66σ``, ``∂_a G_σ`` for the gradient magnitude and the structure tensor, ``∂_a ∂_b G_σ``
+for the LoG and the Hessian), and per feature the op that finishes it (LoG sums, DoG
+differences, gradient magnitudes, Hessian eigenvalues, copies; per structure tensor the
+products of its gradients, mirrored at the true image border, smoothed with ``G_σ/2``, and their
+eigenvalues). One layer: the receptive field is the widest feature's (101 for ilastik's set,
+the σ 10 structure tensor), not the sum of stages.
 
-1. one ``conv`` (``same``, ``reflect``) with every distinct Gaussian derivative the features need,
-   each rank 1 (so the separable paths apply), each computed once: ``G_σ`` for ``gaussian`` and
-   ``dog`` (with ``G_0.66σ``), ``∂_a G_σ`` for the gradient magnitude and the structure tensor,
-   ``∂_a ∂_b G_σ`` for the LoG and the Hessian. The kernels are zero-padded to the largest
-   (81 x 81 for σ 10, order 2); the separable path trims each back to its own taps;
-2. with ``structure_tensor_eigenvalues``: a ``structure_tensor`` layer
-   (:mod:`featuremap.engine.layers.structure_tensor`; ``same``, ``reflect``, its kernel the widest
-   ``G_σ/2``): every other feature pointwise (LoG sums, DoG differences, gradient magnitudes,
-   Hessian eigenvalues, copies), and per structure tensor the products ``g_a g_b`` of the
-   mirrored responses -- which are the mirrored products: the smoothing mirrors the tensor field
-   at the border, not the input -- smoothed with ``G_σ/2``, and their eigenvalues;
-   without it, a ``pointwise`` layer with the other features.
-
-Until issue #20 the structure tensor took three layers after the conv (the products and the
-other features pointwise; a depthwise smoothing conv passing 37 of its 55 channels through a
-one-tap kernel; the eigenvalues pointwise), and the conv filtered every derivative with 81 taps:
-12.3 s for ilastik's set on 2048^2 on one thread; 0.99 s now against fastfilters2's 1.01 s, and
-0.11x SciPy's time for the 3-D set at σ 1.6 on 64 x 512^2 (``python
-benchmarks/pixel_features.py --only 2d 3d``, 2-core AMD EPYC, OpenBLAS Haswell).
+Until issue #20 the features took five layers (a conv of every derivative with 81 taps, the
+products and the other features pointwise, a depthwise smoothing conv passing 37 of its 55
+channels through a one-tap kernel, the eigenvalues pointwise): 12.3 s for ilastik's set on
+2048^2 on one thread; see :mod:`featuremap.engine.layers.features` for now.
 
 Channels: for each input channel, the features in the order given, each over its scales in the
 order given, each with its channels (``ndim`` eigenvalues, descending). With the default scales
@@ -32,7 +24,6 @@ order given, each with its channels (``ndim`` eigenvalues, descending). With the
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +33,9 @@ from featuremap.banks._sigmas import kernel_radius
 from featuremap.banks.fastfilters import fastfilters_kernel_1d
 from featuremap.banks.gaussian import gaussian_1d
 from featuremap.engine.kernels.eigenvalues import derivative_orders
-from featuremap.engine.layers import ConvLayer, Layer
-from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp
-from featuremap.engine.layers.structure_tensor import StructureTensorLayer, TensorOp
+from featuremap.engine.layers import Layer
+from featuremap.engine.layers.features import Derivative, FeaturesLayer, TensorOp
+from featuremap.engine.layers.pointwise import PointwiseOp
 from featuremap.errors import InputError
 
 __all__ = ["DOG_RATIO", "FEATURES", "ILASTIK_SIGMAS", "KERNELS", "PixelFeatures"]
@@ -65,8 +56,8 @@ DOG_RATIO = 0.66
 
 #: A scale: σ in pixels along each spatial axis.
 Sigma = tuple[float, ...]
-#: One Gaussian derivative of stage 1: its scale and its order along each axis.
-Derivative = tuple[Sigma, tuple[int, ...]]
+#: One Gaussian derivative: its scale and its order along each axis.
+DerivativeKey = tuple[Sigma, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -96,25 +87,18 @@ class PixelFeatures:
             return fastfilters_kernel_1d(sigma, order)
         return gaussian_1d(sigma, order, kernel_radius(sigma, 4.0, None, "features"))
 
-    def kernel(self, derivative: Derivative) -> np.ndarray:
-        """The rank-1 N-D kernel of one derivative: the outer product of its axes' kernels."""
-        sigma, order = derivative
-        kernel = np.ones(())
-        for s, o in zip(sigma, order, strict=True):
-            kernel = np.multiply.outer(kernel, self.kernel_1d(s, o))
-        return kernel
-
     # -- the stack ---------------------------------------------------------------------------------
 
     def _axes(self) -> list[tuple[int, ...]]:
         """The first-order derivative of each axis, ``e_a``."""
         return [tuple(int(a == b) for b in range(self.ndim)) for a in range(self.ndim)]
 
-    def _plan(self) -> tuple[list[Derivative], list[tuple[str, Sigma, str, list[Derivative]]]]:
-        """The distinct derivatives of stage 1, and per output group ``(feature, σ, op,
-        derivatives)`` in output order (op: the stage-2 operation, or ``structure`` for a
-        structure tensor's products)."""
-        derivatives: dict[Derivative, None] = {}
+    def _plan(
+        self,
+    ) -> tuple[list[DerivativeKey], list[tuple[str, Sigma, str, list[DerivativeKey]]]]:
+        """The distinct derivatives, and per output group ``(feature, σ, op, derivatives)`` in
+        output order (op: the pointwise op, or ``structure`` for a structure tensor)."""
+        derivatives: dict[DerivativeKey, None] = {}
         groups = []
         zero = (0,) * self.ndim
         second = [tuple(o) for o in derivative_orders(self.ndim)]
@@ -137,7 +121,7 @@ class PixelFeatures:
         return list(derivatives), groups
 
     def layers(self, in_channels: int = 1) -> list[Layer]:
-        """The engine's layers computing the features of each of ``in_channels`` channels."""
+        """The engine's layer computing the features of each of ``in_channels`` channels."""
         derivatives, groups = self._plan()
         index = {d: i for i, d in enumerate(derivatives)}
         ops: list[PointwiseOp | TensorOp] = []
@@ -149,30 +133,14 @@ class PixelFeatures:
                 ops.append(TensorOp(inputs, smoothing, description))
             else:
                 ops.append(PointwiseOp(op, inputs, description))  # type: ignore[arg-type]
-        second: Layer
-        if any(isinstance(op, TensorOp) for op in ops):
-            second = StructureTensorLayer(tuple(ops))
-        else:
-            second = PointwiseLayer(
-                tuple(op for op in ops if isinstance(op, PointwiseOp)), "features"
+        responses = tuple(
+            Derivative(
+                tuple(self.kernel_1d(s, o) for s, o in zip(sigma, order, strict=True)),
+                {"sigma": _shown(sigma), "order": list(order), "kernels": self.kernels},
             )
-        return [self._first_conv(derivatives, in_channels), second]
-
-    def _first_conv(self, derivatives: Sequence[Derivative], in_channels: int) -> ConvLayer:
-        """Stage 1: every derivative on every input channel (``groups`` = the channels)."""
-        kernels = _padded([self.kernel(d) for d in derivatives])
-        weight = np.concatenate([kernels] * in_channels)[:, None]
-        bank = {
-            "name": "features",
-            "filters": [
-                {"name": "gaussian derivative", "sigma": _shown(s), "order": list(o)}
-                for _ in range(in_channels)
-                for s, o in derivatives
-            ],
-        }
-        return ConvLayer.create(
-            weight, padding="same", padding_mode="reflect", groups=in_channels, bank=bank
+            for sigma, order in derivatives
         )
+        return [FeaturesLayer(responses, tuple(ops), in_channels)]
 
     def _description(
         self, feature: str, sigma: Sigma, channel: int, in_channels: int
@@ -186,16 +154,6 @@ class PixelFeatures:
 def _shown(sigma: Sigma) -> float | list[float]:
     """σ as a label shows it: one number when the same on every axis."""
     return sigma[0] if len(set(sigma)) == 1 else list(sigma)
-
-
-def _padded(kernels: Sequence[np.ndarray]) -> np.ndarray:
-    """The kernels zero-padded, centred, to their largest size along each axis, stacked."""
-    size = [max(k.shape[a] for k in kernels) for a in range(kernels[0].ndim)]
-    stacked = np.zeros((len(kernels), *size), dtype=np.float64)
-    for out, kernel in zip(stacked, kernels, strict=True):
-        offsets = [(s - k) // 2 for s, k in zip(size, kernel.shape, strict=True)]
-        out[tuple(slice(o, o + k) for o, k in zip(offsets, kernel.shape, strict=True))] = kernel
-    return stacked
 
 
 def parse_sigma(value: Any, ndim: int, where: str) -> Sigma:

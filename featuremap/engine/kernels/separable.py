@@ -20,10 +20,10 @@ twice (the span's overlap of neighbouring bands) are few.
 
 Measured (2-core AMD EPYC, OpenBLAS Haswell kernel, one thread, 2048^2 float32): one banded
 column pass 9.5 ms at 81 taps, 2.8 ms at 7; a banded row pass 10.7 ms at 81 taps, 5.1 ms at 7
-(the im2col row pass 34 ms and 4.6 ms). The pixel features' first stage (ilastik's set: 43
-derivatives padded to 81 x 81, 22 distinct row filters; :func:`separable_conv` on
-``PixelFeatures().layers(1)[0]``'s weight, best of 3): 1.8 s before trimming (every filter
-81 taps, bands of 16 output rows re-filtering 80 rows each), 0.33 s after. The whole set:
+(the im2col row pass 34 ms and 4.6 ms). The pixel features' derivatives (ilastik's set: 43
+derivatives padded to 81 x 81, 22 distinct row filters, as one bank; :func:`separable_conv`,
+best of 3): 1.8 s before trimming (every filter 81 taps, bands of 16 output rows re-filtering
+80 rows each), 0.33 s after. The whole set:
 ``python benchmarks/pixel_features.py --only 2d`` (0.99 s against fastfilters2's 1.01 s).
 """
 

@@ -14,7 +14,8 @@ once by ``create``. It knows
 Each kind is one module here; :data:`LAYER_TYPES` lists them. ``conv`` and ``pool`` have a
 kernel; ``reduce``, ``activation``, ``product`` and ``eigenvalues`` are pointwise (kernel 1,
 geometry unchanged: :class:`~featuremap.engine.layers.reduce.Pointwise`) and turn responses into
-non-linear features. A stack of layers is resolved against an input once by
+non-linear features; ``features`` computes ilastik's pixel features in one layer
+(:mod:`~featuremap.engine.layers.features`). A stack of layers is resolved against an input once by
 :func:`featuremap.engine.stack.resolve_stack`.
 """
 
@@ -22,11 +23,11 @@ from featuremap.engine.layers._base import FeatureDescription, Layer, Window, pa
 from featuremap.engine.layers.activation import ActivationLayer
 from featuremap.engine.layers.conv import ConvLayer
 from featuremap.engine.layers.eigenvalues import EigenvaluesLayer
-from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp
+from featuremap.engine.layers.features import FeaturesLayer
+from featuremap.engine.layers.pointwise import PointwiseOp
 from featuremap.engine.layers.pool import PoolLayer
 from featuremap.engine.layers.product import ProductLayer
 from featuremap.engine.layers.reduce import ReduceLayer
-from featuremap.engine.layers.structure_tensor import StructureTensorLayer
 
 __all__ = [
     "LAYER_TYPES",
@@ -34,13 +35,12 @@ __all__ = [
     "ConvLayer",
     "EigenvaluesLayer",
     "FeatureDescription",
+    "FeaturesLayer",
     "Layer",
-    "PointwiseLayer",
     "PointwiseOp",
     "PoolLayer",
     "ProductLayer",
     "ReduceLayer",
-    "StructureTensorLayer",
     "Window",
     "parse_activation",
 ]
@@ -53,6 +53,5 @@ LAYER_TYPES: tuple[type, ...] = (
     ActivationLayer,
     ProductLayer,
     EigenvaluesLayer,
-    PointwiseLayer,
-    StructureTensorLayer,
+    FeaturesLayer,
 )

@@ -1,7 +1,6 @@
-"""The ``pointwise`` layer kind: output channels computed voxel by voxel from chosen input channels.
+"""Pointwise ops: output channels computed voxel by voxel from chosen response channels.
 
-A :class:`PointwiseLayer` is a list of :class:`PointwiseOp` s, each reading some input channels
-and giving one or more output channels, in order:
+A :class:`PointwiseOp` reads some channels and gives one or more output channels:
 
 * ``copy`` ``[i]`` -> ``x_i``; ``sum`` ``[i, j, ...]`` -> ``Σ x``; ``difference`` ``[i, j]`` ->
   ``x_i - x_j``; ``magnitude`` ``[i, j, ...]`` -> ``sqrt(Σ x²)``; ``product`` ``[i, j]`` ->
@@ -10,20 +9,17 @@ and giving one or more output channels, in order:
   3-D, ordered as :func:`~featuremap.engine.kernels.tensor_components`) -> its eigenvalues,
   descending, computed in float64 (:func:`write_eigenvalues`).
 
-Kernel 1, geometry unchanged (like ``reduce``), any spatial rank. It is the non-linear glue of the
-``features`` layer (DESIGN section 8): gradient magnitudes, LoG and DoG sums, the structure
-tensor's products and both tensors' eigenvalues, each output described for its label.
-
-Every op writes straight into its channels of one preallocated output (:func:`compute_ops`), in
-bands of the first spatial axis on the threads of :mod:`~featuremap.engine.kernels._threads`;
-the eigenvalues go through a float64 workspace of :data:`EIGEN_TILE` pixels per thread, reused.
-2x2 tensors in closed form here (``m ± sqrt(((a - c) / 2)² + b²)``: 16 ms for 2048² tensors on
-one core, against 76 ms through :func:`~featuremap.engine.kernels.symmetric_eigenvalues` and a
-stack of the components), 3x3 by :func:`~featuremap.engine.kernels.symmetric_eigenvalues`.
-The old second stage of the pixel features (55 outputs from 43 responses on 2048², one thread:
-LoG, DoG, gradient magnitudes, Hessian eigenvalues, structure-tensor products): 0.52 s when each
-op made its own arrays and the layer stacked them (4.2 s on a process's first call, its fresh
-memory), 0.20 s now.
+They are the non-linear glue of the ``features`` layer (DESIGN section 8,
+:mod:`~featuremap.engine.layers.features`): gradient magnitudes, LoG and DoG sums and the
+Hessian's eigenvalues, each output described for its label. Every op writes straight into its
+channels of one preallocated output (:meth:`PointwiseOp.write`); the eigenvalues go through a
+float64 workspace of :data:`EIGEN_TILE` pixels per thread, reused. 2x2 tensors in closed form
+here (``m ± sqrt(((a - c) / 2)² + b²)``: 16 ms for 2048² tensors on one core, against 76 ms
+through :func:`~featuremap.engine.kernels.symmetric_eigenvalues` and a stack of the
+components), 3x3 by :func:`~featuremap.engine.kernels.symmetric_eigenvalues`. The pixel
+features' pointwise stage (55 outputs from 43 responses on 2048², one thread): 0.52 s when
+each op made its own arrays and a layer stacked them (4.2 s on a process's first call, its
+fresh memory), 0.20 s writing in place.
 """
 
 from __future__ import annotations
@@ -31,26 +27,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy
 
 from featuremap._typing import Array
-from featuremap.engine.geometry import LayerGeometry
 from featuremap.engine.kernels import array_namespace
-from featuremap.engine.kernels._threads import blas_threads, run_tiles
 from featuremap.engine.kernels.eigenvalues import symmetric_eigenvalues
-from featuremap.engine.layers._base import FeatureDescription, Window
+from featuremap.engine.layers._base import FeatureDescription
 from featuremap.errors import InputError
 
-__all__ = [
-    "EIGEN_TILE",
-    "PointwiseLayer",
-    "PointwiseOp",
-    "compute_ops",
-    "count_outputs",
-    "write_eigenvalues",
-]
+__all__ = ["BAND_PIXELS", "EIGEN_TILE", "PointwiseOp", "write_eigenvalues"]
 
 OpKind = Literal["copy", "sum", "difference", "magnitude", "product", "eigenvalues"]
 
@@ -123,22 +110,6 @@ class PointwiseOp:
             xp.sqrt(target, out=target)
 
 
-def _channel(x: Array, axis: int, index: int) -> Array:
-    return x[(slice(None),) * axis + (index,)]
-
-
-def compute_ops(ops: Sequence[PointwiseOp], x: Array, out: Array, axis: int = 0) -> None:
-    """Every op of ``ops`` on ``x``, its outputs written in order into ``out``; the channels lie
-    along ``axis`` of both (any other axes alike)."""
-    position = 0
-    for op in ops:
-        op.write(
-            [_channel(x, axis, i) for i in op.inputs],
-            [_channel(out, axis, position + k) for k in range(op.outputs)],
-        )
-        position += op.outputs
-
-
 def _tiles(shape: Sequence[int], pixels: int) -> Iterator[tuple[Any, ...]]:
     """Indices of 2-D tiles ``(rows, last axis)`` of about ``pixels`` covering ``shape``."""
     *lead, rows, cols = shape
@@ -203,85 +174,3 @@ def _eigenvalues_2x2(parts: Sequence[Any], out: Sequence[Any]) -> None:
         numpy.sqrt(c, out=c)  # r
         numpy.add(a, c, out=out[0], casting="unsafe")
         numpy.subtract(a, c, out=out[1], casting="unsafe")
-
-
-def bands(length: int, plane_pixels: int, parallel: bool) -> list[slice]:
-    """Bands of the first spatial axis (of ``length``, ``plane_pixels`` per index) for the
-    threads: about :data:`BAND_PIXELS` each, at least one per thread; one band off the CPU."""
-    if not parallel:
-        return [slice(0, length)]
-    step = max(1, BAND_PIXELS // max(plane_pixels, 1))
-    step = min(step, -(-length // blas_threads()))
-    return [slice(start, min(start + step, length)) for start in range(0, length, step)]
-
-
-def count_outputs(ops: Sequence[Any], in_channels: int, name: str) -> int:
-    """The output channels of ``ops`` (each with ``inputs`` and ``outputs``), checking that they
-    read only the ``in_channels`` there are."""
-    largest = max(i for op in ops for i in op.inputs)
-    if largest >= in_channels:
-        raise InputError(
-            f"the {name} layer reads input channel {largest} but its input has {in_channels}"
-        )
-    return sum(op.outputs for op in ops)
-
-
-@dataclass(frozen=True)
-class PointwiseLayer:
-    """Output channels computed voxel by voxel from input channels (module docstring)."""
-
-    ops: tuple[PointwiseOp, ...]
-    name: str = "pointwise"
-
-    kind: ClassVar[str] = "pointwise"
-    pad_value: ClassVar[float] = 0.0
-
-    @property
-    def ndim(self) -> None:
-        """Pointwise: fits a stack of either rank."""
-        return None
-
-    def out_channels(self, in_channels: int) -> int:
-        return count_outputs(self.ops, in_channels, self.name)
-
-    def geometry(self, shape: Sequence[int]) -> LayerGeometry:
-        ones = (1,) * len(shape)
-        return LayerGeometry(ones, ones, ones, ((0, 0),) * len(shape), padding_mode="constant")
-
-    def apply_padded(self, x: Array, window: Window) -> Array:
-        xp = array_namespace(x)
-        axis = x.ndim - 1 - window.ndim
-        outputs = sum(op.outputs for op in self.ops)
-        out = xp.empty((*x.shape[:axis], outputs, *x.shape[axis + 1 :]), dtype=xp.float32)
-        x = xp.asarray(x, dtype=xp.float32)
-        spatial = x.shape[axis + 1 :]
-        plane = int(numpy.prod(spatial[1:], dtype=numpy.int64))
-        work = [
-            (lead, band)
-            for lead in numpy.ndindex(*x.shape[:axis])
-            for band in bands(spatial[0], plane, xp is numpy)
-        ]
-
-        def run(item: tuple[tuple[int, ...], slice]) -> None:
-            lead, band = item
-            compute_ops(self.ops, x[lead][:, band], out[lead][:, band])
-
-        run_tiles(run, work, parallel=xp is numpy)
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "type": "pointwise",
-            "name": self.name,
-            "ops": [[op.kind, list(op.inputs)] for op in self.ops],
-            "padding_spec": [[0, 0], [0, 0]],
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.describe(), **LayerGeometry((1, 1)).to_dict()}
-
-    def describe_features(
-        self, inputs: Sequence[FeatureDescription], channel_names: Sequence[str] | None
-    ) -> list[FeatureDescription]:
-        """Each op's own descriptions (the ``features`` layer names every output)."""
-        return [description for op in self.ops for description in op.descriptions()]

@@ -4,10 +4,9 @@
 ``features`` (default all six, in :data:`~featuremap.pipeline.features.FEATURES` order) at each
 scale of ``sigmas`` (pixels; one number or one per axis; default ilastik's seven, σ 0.3 for
 ``gaussian`` only), in 2-D or 3-D, with fastfilters2's kernels (default) or SciPy's. It builds
-the stack of layers that computes them (:meth:`~featuremap.pipeline.features.PixelFeatures.layers`:
-a conv of every distinct Gaussian derivative, then a pointwise layer, or with the structure
-tensor a ``structure_tensor`` layer that smooths the mirrored products and does the rest
-pointwise), so each stage folds the true image border itself.
+the engine's ``features`` layer that computes them
+(:meth:`~featuremap.pipeline.features.PixelFeatures.layers`), whose halo is the widest feature's
+and whose stages each fold the true image border.
 """
 
 from __future__ import annotations
@@ -112,5 +111,5 @@ class FeaturesSpec:
         return []
 
     def build(self, context: BuildContext) -> list[Layer]:
-        """The layers that compute the features of each of ``context.channels`` channels."""
+        """The layer that computes the features of each of ``context.channels`` channels."""
         return self.pixel_features().layers(context.channels)

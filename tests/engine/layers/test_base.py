@@ -10,11 +10,10 @@ from featuremap.engine.layers import (
     ActivationLayer,
     ConvLayer,
     EigenvaluesLayer,
-    PointwiseLayer,
+    FeaturesLayer,
     PoolLayer,
     ProductLayer,
     ReduceLayer,
-    StructureTensorLayer,
 )
 from featuremap.engine.layers._base import as_float32_host, padding_spec, parse_activation
 from featuremap.errors import InputError
@@ -47,6 +46,5 @@ def test_every_kind_is_listed():
         ActivationLayer,
         ProductLayer,
         EigenvaluesLayer,
-        PointwiseLayer,
-        StructureTensorLayer,
+        FeaturesLayer,
     }

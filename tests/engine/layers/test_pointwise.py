@@ -1,18 +1,13 @@
-"""The ``pointwise`` layer (``featuremap.engine.layers.pointwise``): every op against NumPy, the
-eigenvalues against ``numpy.linalg.eigvalsh`` in float64 (descending, NaN propagating), outputs
-written in op order on batched 2-D and 3-D inputs, bands on several threads, and a Dask array in
-odd chunks equal to the whole array."""
+"""Pointwise ops (``featuremap.engine.layers.pointwise``): every op against NumPy, the
+eigenvalues against ``numpy.linalg.eigvalsh`` in float64 (descending, NaN propagating), written
+into views of one output on 2-D and 3-D inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.pointwise import chunked_equals_in_memory, conv, image
 
-from featuremap.engine.kernels import _threads
-from featuremap.engine.layers import pointwise
-from featuremap.engine.layers._base import Window
-from featuremap.engine.layers.pointwise import PointwiseLayer, PointwiseOp, write_eigenvalues
+from featuremap.engine.layers.pointwise import PointwiseOp, write_eigenvalues
 from featuremap.errors import InputError
 
 
@@ -51,21 +46,20 @@ def expected(x: np.ndarray, axis: int) -> np.ndarray:
     return np.stack(parts, axis=axis)
 
 
-@pytest.mark.parametrize("shape", [(2, 6, 33, 40), (6, 9, 20, 21)])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_every_op_in_order(monkeypatch, shape, threads):
-    monkeypatch.setattr(_threads, "blas_threads", lambda: threads)
-    monkeypatch.setattr(pointwise, "blas_threads", lambda: threads)
+@pytest.mark.parametrize("shape", [(6, 33, 40), (6, 9, 20, 21)])
+def test_every_op_in_order(shape):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    layer = PointwiseLayer(OPS)
-    assert layer.out_channels(6) == 1 + 1 + 1 + 1 + 1 + 2 + 3
-    ndim = 2 if shape[0] == 2 else 3
-    axis = len(shape) - 1 - ndim
-    result = layer.apply_padded(x, Window((0,) * ndim, shape[-ndim:]))
-    assert result.dtype == np.float32
+    axis = 0
+    outputs = sum(op.outputs for op in OPS)
+    assert outputs == 1 + 1 + 1 + 1 + 1 + 2 + 3
+    result = np.full((outputs, *shape[1:]), np.nan, np.float32)
+    position = 0
+    for op in OPS:
+        op.write([x[i] for i in op.inputs], list(result[position : position + op.outputs]))
+        position += op.outputs
     reference = expected(x, axis)
-    scale = np.abs(reference).max(axis=tuple(a for a in range(x.ndim) if a != axis), keepdims=True)
-    np.testing.assert_allclose(result, reference, rtol=0, atol=2e-6 * float(scale.max()))
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(result, reference, rtol=0, atol=2e-6 * float(scale))
 
 
 def test_eigenvalues_are_float64_inside_and_propagate_nan():
@@ -89,12 +83,3 @@ def test_bad_ops_and_channels_are_refused():
         PointwiseOp("difference", (0,))
     with pytest.raises(InputError, match="3 \\(2-D\\) or 6 \\(3-D\\)"):
         PointwiseOp("eigenvalues", (0, 1))
-    with pytest.raises(InputError, match="reads input channel 5"):
-        PointwiseLayer((PointwiseOp("copy", (5,)),)).out_channels(3)
-
-
-@pytest.mark.parametrize("ndim", [2, 3])
-def test_chunks_equal_the_whole_array(ndim):
-    ops = (PointwiseOp("magnitude", (0, 1)), PointwiseOp("eigenvalues", tuple(range(3 * ndim - 3))))
-    channels = 3 if ndim == 2 else 6
-    chunked_equals_in_memory([conv(ndim, 1, channels), PointwiseLayer(ops)], image(ndim))
