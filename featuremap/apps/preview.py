@@ -128,7 +128,7 @@ def render_preview(
                 _mosaic(_filter_tiles(weight, max_features), columns),
             )
         )
-    sampling = f", every {step}th pixel" if step > 1 else ""
+    sampling = f", one pixel in {step}" if step > 1 else ""
     if len(store.geometry.jump) == 3:
         sampling += ", middle z plane"
     sections.append(
