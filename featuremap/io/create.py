@@ -54,6 +54,7 @@ def _create_coordinate(
         dtype=store_format.text_dtype(values) if values.dtype.kind == "U" else values.dtype,
         compressors=store_format.small_compressors(),
         **store_format.naming(dims if dims is not None else [name]),
+        **store_format.unmasked(),
     )
     array[...] = values
     if attrs:
@@ -149,6 +150,7 @@ def _write_weights(
                 dtype="float32",
                 compressors=store_format.small_compressors(),
                 **store_format.naming(dims),
+                **store_format.unmasked(),
             )
             stored[...] = values
 

@@ -138,6 +138,13 @@ class StoreFormat:
             "chunk_key_encoding": {"name": "v2", "separator": "/"},
         }
 
+    def unmasked(self) -> dict[str, Any]:
+        """The ``create_array`` arguments of an array whose every value is data (coordinates,
+        weights): no ``fill_value`` in format 2, whose readers (xarray, netCDF) take it for a
+        missing-value mark -- Zarr's default ``0.0`` would read a coordinate of 0 as NaN.
+        xarray does not read a format 3 fill value so: nothing to change there."""
+        return {"fill_value": None} if self.zarr_format == 2 else {}
+
     def text_dtype(self, values: np.ndarray) -> Any:
         """The stored type of text (``values`` of a NumPy ``U`` type), as xarray reads it back.
 
