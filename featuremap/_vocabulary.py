@@ -78,7 +78,7 @@ OutputCodec = Literal["lz4", "zstd", "none"]
 OUTPUT_CODECS: Final[tuple[OutputCodec, ...]] = get_args(OutputCodec)
 
 #: The store's format (``output.format``): OME-NGFF 0.5 in Zarr format 3, or OME-NGFF 0.4 in
-#: Zarr format 2 for readers of Zarr v2 only (GDAL before 3.11, older viewers).
+#: Zarr format 2 for readers of Zarr v2 only (GDAL 3.10, older viewers).
 OutputFormat = Literal["ngff-0.5", "ngff-0.4"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = get_args(OutputFormat)
 

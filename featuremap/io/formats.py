@@ -3,7 +3,7 @@ its checksum -- ``output.format`` and ``output.checksum`` (DESIGN section 6).
 
 ``ngff-0.5`` (the default) is a Zarr format 3 store: ``zarr.json`` documents, ``dimension_names``,
 sharding where it pays, NGFF metadata under the ``ome`` attribute. ``ngff-0.4`` is a Zarr format
-2 store for the readers of Zarr v2 only (GDAL before 3.11 -- the GDAL in rasterio's wheels --
+2 store for the readers of Zarr v2 only (GDAL 3.10, which reads no Zarr v3 as the spec has it,
 older viewers and tools): ``.zarray`` / ``.zattrs``, xarray's ``_ARRAY_DIMENSIONS``, chunk keys
 ``0/1/2`` (NGFF 0.4 requires the ``/`` separator), never sharded, NGFF 0.4 ``multiscales`` and
 ``omero`` at the top of the group's attributes, and no checksum: no Zarr v2 reader but

@@ -283,3 +283,17 @@ def test_run_layers_resumes_in_the_stores_own_format(tmp_path, client):
     assert featuremap.open(store).attrs["output"]["format"] == "ngff-0.4"
     # a coordinate equal to Zarr v2's default fill value is a value, not a missing one
     assert xr.open_zarr(store)["y"].values[0] == 0.0
+
+
+def test_status_and_inspect_show_a_zarr_v2_store(stores):
+    from support.cli import run_cli
+
+    store = stores[2]["ngff-0.4"]
+    status = run_cli("status", store)
+    assert status.returncode == 0, status.stderr
+    assert "complete" in status.stdout
+    inspected = run_cli("inspect", store)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "storage   ngff-0.4 (Zarr v2), checksum none" in inspected.stdout
+    report = json.loads(run_cli("inspect", store, "--json").stdout)
+    assert report["storage"] == {"format": "ngff-0.4", "checksum": "none", "zarr_format": 2}
