@@ -41,6 +41,7 @@ __all__ = [
     "array_at",
     "attrs_dict",
     "consolidate",
+    "damaged_root",
     "damaged_store",
     "feature_chunk",
     "made_by_featuremap",
@@ -112,6 +113,14 @@ def damaged_store(store: str, document: str, error: BaseException) -> BrokenStor
         f"output store {store!r} is damaged: {document} cannot be read ({error_line(error)}); "
         f"check it with 'featuremap verify', or {replace_hint()}"
     )
+
+
+def damaged_root(store: str, error: BaseException) -> BrokenStoreError:
+    """:func:`damaged_store` for the root group's document: ``zarr.json``, or in a Zarr v2 store
+    (``ngff-0.4``) its ``.zgroup`` / ``.zattrs``."""
+    local = local_path(store)
+    v2 = local is not None and (local / ".zgroup").exists()
+    return damaged_store(store, ".zgroup or .zattrs" if v2 else "zarr.json", error)
 
 
 @dataclass(frozen=True)

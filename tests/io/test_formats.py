@@ -297,3 +297,21 @@ def test_status_and_inspect_show_a_zarr_v2_store(stores):
     assert "storage   ngff-0.4 (Zarr v2), checksum none" in inspected.stdout
     report = json.loads(run_cli("inspect", store, "--json").stdout)
     assert report["storage"] == {"format": "ngff-0.4", "checksum": "none", "zarr_format": 2}
+
+
+def test_overwrite_replaces_a_store_in_the_other_format_whole(tmp_path, client):
+    from support.stores import random_input
+
+    from featuremap.engine.layers import PoolLayer
+
+    source, _ = random_input(tmp_path / "in.zarr", (32, 32), (16, 16), seed=3)
+    layers = [PoolLayer.create("max", 2)]
+    store = str(tmp_path / "out.zarr")
+    for format, left_over in (("ngff-0.5", ".zgroup"), ("ngff-0.4", "zarr.json")):
+        options = OutputOptions(format=format)
+        run_layers(
+            layers, input=source, output=store, options=options, overwrite=True, client=client
+        )
+        assert not _documents(store, left_over)  # nothing of the store it replaced
+        assert featuremap.open(store).attrs["output"]["format"] == format
+        assert verify_store(store).clean
