@@ -220,17 +220,16 @@ class OutputStore:
         document = self._document(node)
         if document is None:
             group = self.group if not node else self._job_group()
-            group.attrs.put(update(dict(group.attrs)))
-            return
-        attributes = update(self._attributes(node))
-        if document.name == _ATTRIBUTES_DOCUMENT[2]:
-            write_atomically(document, json.dumps(attributes, indent=2).encode())
-            if not node:
-                _update_consolidated_root(document.parent, attributes)
-            return
-        content = json.loads(document.read_bytes())
-        content["attributes"] = attributes
-        write_atomically(document, json.dumps(content, indent=2).encode())
+            attributes = update(dict(group.attrs))
+            group.attrs.put(attributes)
+        else:
+            attributes = update(self._attributes(node))
+            content: Any = attributes  # a .zattrs is the attributes, a zarr.json holds them
+            if document.name == _ATTRIBUTES_DOCUMENT[3]:
+                content = {**json.loads(document.read_bytes()), "attributes": attributes}
+            write_atomically(document, json.dumps(content, indent=2).encode())
+        if not node and self.group.metadata.zarr_format == 2:
+            _update_consolidated_root(self.path, attributes)
 
     def job_token(self) -> str | None:
         """The id of the job that owns the store now, read afresh (the fencing token)."""
@@ -409,18 +408,38 @@ def read_job_token(store: str) -> str | None:
     return token if isinstance(token, str) else None
 
 
-def _update_consolidated_root(root: Path, attributes: Mapping[str, Any]) -> None:
+def _update_consolidated_root(store: str, attributes: Mapping[str, Any]) -> None:
     """Keep the root's attributes in a Zarr v2 store's consolidated metadata in step with its
     ``.zattrs``: v2 copies them there (v3 does not), and xarray reads the copy -- the status
     written after consolidating (``complete``, or ``interrupted`` by ``verify --repair``) would
-    otherwise read as the one before."""
-    document = root / _CONSOLIDATED_V2
+    otherwise read as the one before. Replaced as the documents are: renamed over locally, one
+    put on an object store."""
+    local = local_path(store)
+    if local is not None:
+        document = local / _CONSOLIDATED_V2
+        read: Callable[[], bytes] = document.read_bytes
+
+        def write(data: bytes) -> None:
+            write_atomically(document, data)
+
+    else:
+        import fsspec
+
+        filesystem, root = fsspec.core.url_to_fs(store)
+        key = f"{root.rstrip('/')}/{_CONSOLIDATED_V2}"
+
+        def read() -> bytes:
+            return bytes(filesystem.cat_file(key))
+
+        def write(data: bytes) -> None:
+            filesystem.pipe_file(key, data)
+
     try:
-        content = json.loads(document.read_bytes())
+        content = json.loads(read())
     except FileNotFoundError:  # not consolidated (yet)
         return
     content["metadata"][_ATTRIBUTES_DOCUMENT[2]] = dict(attributes)
-    write_atomically(document, json.dumps(content, indent=2).encode())
+    write(json.dumps(content, indent=2).encode())
 
 
 def _all(grid_shape: Sequence[int]) -> Iterator[Block]:
