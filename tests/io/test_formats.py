@@ -248,13 +248,13 @@ def test_damaged_block_found_repaired_and_resumed(stores, name, tmp_path, client
     store = tmp_path / "copy.zarr"
     shutil.copytree(written[name], store)
     before = xr.open_zarr(str(store))[FEATURES].values
-    chunk = sorted(path for path in (store / FEATURES).rglob("*") if path.name == "0")[-1]
+    chunk = max(path for path in (store / FEATURES).rglob("0") if path.is_file())
     chunk.write_bytes(chunk.read_bytes()[:20])  # truncated: the compressor's error, no checksum
     report = verify_store(str(store))
     assert len(report.corrupted) == 1
     assert verify_store(str(store), repair=True).repaired
     assert read_status(str(store))["status"] == "interrupted"
-    pipeline = load_pipeline(json.loads(json.dumps(featuremap.open(str(store)).attrs["pipeline"])))
+    pipeline = load_pipeline(featuremap.open(str(store)).attrs["pipeline"])  # the one it ran
     summary = run(pipeline, output=str(store), resume=True, client=client)
     assert (summary.blocks_computed, summary.blocks_skipped) == (1, summary.blocks_total - 1)
     assert (
