@@ -95,6 +95,14 @@ def test_pipeline_records_the_resolved_format():
     assert pipeline.output.shards == "auto"
 
 
+def test_automatic_shards_mean_none_in_zarr_v2():
+    from featuremap.io.sizing import shard_factor
+
+    large = {"chunk": (256, 256), "features": 16, "grid": (100, 100)}  # 10^4 chunks: sharded in v3
+    assert shard_factor(OutputOptions(), **large) is not None
+    assert shard_factor(OutputOptions(format="ngff-0.4"), **large) is None
+
+
 def test_ngff04_attributes_keep_multiscales_and_omero_at_the_top():
     ome = {"version": "0.5", "multiscales": [{"name": "features", "axes": []}], "omero": {"x": 1}}
     assert ngff_attributes(ome, "0.5") == {"ome": ome}
