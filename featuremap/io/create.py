@@ -1,5 +1,6 @@
 """Creating an output store: the job record first, then ``features`` (sharded when large), the
-coordinates, the weights, the packed done-markers, the attributes and OME-NGFF metadata."""
+coordinates, the weights, the packed done-markers, the attributes and OME-NGFF metadata, all in
+the layout's :class:`~featuremap.io.formats.StoreFormat` (Zarr format 3 or 2, checksum or not)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import numpy as np
 import zarr
 
 from featuremap.engine.geometry import axis_names
+from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
     FEATURES,
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
     OutputLayout,
-    checked_codecs,
     feature_codecs,
 )
 from featuremap.io.markers import create_markers
-from featuremap.io.ome import OmeAxis, ome_multiscales
+from featuremap.io.ome import OmeAxis, ngff_attributes, ome_multiscales
 from featuremap.io.output import OutputStore, open_group
 from featuremap.io.placement import Coordinate, Spacing, regular_spacing, spatial_attrs
 
@@ -39,6 +40,7 @@ class LayerArrays:
 
 def _create_coordinate(
     group: zarr.Group,
+    store_format: StoreFormat,
     name: str,
     values: np.ndarray,
     attrs: Mapping[str, Any] | None = None,
@@ -48,10 +50,11 @@ def _create_coordinate(
         name,
         shape=values.shape,
         chunks=values.shape if values.ndim else "auto",
-        # text (feature labels) as Zarr's variable-length UTF-8 strings, which xarray reads
-        dtype=str if values.dtype.kind == "U" else values.dtype,
-        dimension_names=list(dims if dims is not None else [name]),
-        compressors=checked_codecs(),
+        # text (feature labels) in the type the format's readers share (StoreFormat.text_dtype)
+        dtype=store_format.text_dtype(values) if values.dtype.kind == "U" else values.dtype,
+        compressors=store_format.small_compressors(),
+        **store_format.naming(dims if dims is not None else [name]),
+        **store_format.unmasked(),
     )
     array[...] = values
     if attrs:
@@ -61,17 +64,22 @@ def _create_coordinate(
 def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
     """``y``, ``x`` (and ``z`` for a volume) in physical units, ``feature`` labels, the batch
     axes' values and the CRS."""
-    placement = layout.placement
+    placement, store_format = layout.placement, layout.store_format
     for name, spacing, length in _spatial(layout):
-        _create_coordinate(group, name, spacing.values(length), spatial_attrs(spacing))
+        _create_coordinate(
+            group, store_format, name, spacing.values(length), spatial_attrs(spacing)
+        )
     features = layout.shape[-layout.ndim - 1]
     labels = layout.feature_labels or tuple(str(i) for i in range(features))
-    _create_coordinate(group, "feature", np.array(labels, dtype=str))
+    _create_coordinate(group, store_format, "feature", np.array(labels, dtype=str))
     for name, coordinate in placement.batch.items():
-        _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
+        _create_coordinate(
+            group, store_format, name, np.asarray(coordinate.values), coordinate.attrs
+        )
     if placement.grid_mapping is not None:
         _create_coordinate(
             group,
+            store_format,
             placement.grid_mapping.name,
             np.array(0, dtype=np.int64),
             placement.grid_mapping.attrs,
@@ -126,7 +134,9 @@ def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
     return axes
 
 
-def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
+def _write_weights(
+    group: zarr.Group, weights: Sequence[LayerArrays], store_format: StoreFormat
+) -> None:
     for layer in weights:
         kernel_dims = [f"k{axis}" for axis in axis_names(layer.weight.ndim - 2)]
         arrays = {"weight": (layer.weight, ["feature", "channel", *kernel_dims])}
@@ -138,8 +148,9 @@ def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
                 shape=values.shape,
                 chunks=values.shape,
                 dtype="float32",
-                dimension_names=dims,
-                compressors=checked_codecs(),
+                compressors=store_format.small_compressors(),
+                **store_format.naming(dims),
+                **store_format.unmasked(),
             )
             stored[...] = values
 
@@ -161,7 +172,8 @@ def create_output(
     the ``featuremap`` attributes of ``features``, ``root_attrs`` the root ones (provenance).
     Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
     """
-    group = open_group(store, "w" if overwrite else "w-")
+    store_format = layout.store_format
+    group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
     features = group.create_array(
         FEATURES,
@@ -169,10 +181,10 @@ def create_output(
         chunks=layout.storage_chunks,
         shards=layout.storage_shards,
         dtype=layout.dtype,
-        dimension_names=list(layout.dims),
-        compressors=feature_codecs(layout.codec, layout.codec_level),
+        compressors=feature_codecs(layout.codec, layout.codec_level, store_format),
         fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
         config={"write_empty_chunks": True},
+        **store_format.naming(layout.dims),
     )
     features.attrs[ROOT_KEY] = dict(geometry_attrs)
     if layout.placement.grid_mapping is not None:
@@ -180,13 +192,13 @@ def create_output(
         name = layout.placement.grid_mapping.name
         features.attrs.update({"grid_mapping": name, "coordinates": name})
     _write_coordinates(group, layout)
-    _write_weights(group, weights)
-    create_markers(group, MARKERS, layout.blocks_total)
+    _write_weights(group, weights, store_format)
+    create_markers(group, MARKERS, layout.blocks_total, store_format)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
     ome = ome_multiscales(
         _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
     )
     if ome is not None:
-        attrs["ome"] = ome
+        attrs.update(ngff_attributes(ome, store_format.ngff_version))
     group.attrs.update(attrs)
     return OutputStore(store, group)

@@ -1,9 +1,11 @@
 """The layout of an output store: names, the ``features`` array's shape and chunks, and codecs.
 
-A Zarr format 3 group (DESIGN section 6)::
+A Zarr format 3 group (format 2 for ``output.format: ngff-0.4``: :mod:`.formats`; DESIGN
+section 6)::
 
     features            (*batch, feature, [z,] y, x) float32, one chunk per output block,
-                        crc32c-checked, geometry in attrs["featuremap"]
+                        crc32c-checked (``output.checksum``), geometry in
+                        attrs["featuremap"]
     y, x                1-D centres of the output pixels in the input's physical units,
                         translation + scale * (offset + i * jump), with ``units``
     feature             readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
@@ -23,10 +25,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import zarr.codecs
-
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import StackGeometry, axis_names, ceil_div
+from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
 from featuremap.io.placement import Placement
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "MARKERS",
     "ROOT_KEY",
     "OutputLayout",
-    "checked_codecs",
     "feature_codecs",
     "feature_dims",
 ]
@@ -63,24 +63,19 @@ MARKERS = f"{JOB_GROUP}/done"
 CODEC_LEVELS = {"lz4": 5, "zstd": 1}
 
 
-def feature_codecs(codec: OutputCodec = "lz4", level: int | None = None) -> list[Any]:
-    """Bytes-to-bytes codecs of ``features``: Blosc ``lz4`` or ``zstd`` with byte shuffle (or
-    no compression, ``none``), then always a crc32c checksum.
+def feature_codecs(
+    codec: OutputCodec = "lz4", level: int | None = None, store_format: StoreFormat = DEFAULT_FORMAT
+) -> Any:
+    """The ``compressors`` of ``features``: Blosc ``lz4`` or ``zstd`` with byte shuffle (or no
+    compression, ``none``), then the store's checksum (:class:`StoreFormat`).
 
     Float features of noisy data barely compress; LZ4 costs about what raw bytes cost to write
     while Zstandard (Zarr's default) nearly doubles the write time for ~1 % more savings, and
     wins on smooth or float16 features.
     """
-    checksum = zarr.codecs.Crc32cCodec()
-    if codec == "none":
-        return [checksum]
-    clevel = CODEC_LEVELS[codec] if level is None else level
-    return [zarr.codecs.BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle"), checksum]
-
-
-def checked_codecs() -> list[Any]:
-    """Default compression plus a checksum, for the small arrays (weights, coordinates)."""
-    return [zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec()]
+    return store_format.feature_compressors(
+        codec, CODEC_LEVELS.get(codec, 0) if level is None else level
+    )
 
 
 @dataclass(frozen=True)
@@ -113,6 +108,7 @@ class OutputLayout:
     codec: OutputCodec = "lz4"
     codec_level: int | None = None
     shards: tuple[int, ...] | None = None
+    store_format: StoreFormat = DEFAULT_FORMAT
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -143,6 +139,7 @@ class OutputLayout:
             else self.codec_level,
             "chunks": list(self.storage_chunks),
             "shards": None if self.shards is None else list(self._to_storage(self.shards)),
+            **self.store_format.to_dict(),
         }
 
     @property

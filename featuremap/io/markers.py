@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
+
 __all__ = [
     "BLOCKS_PER_CHUNK",
     "FLUSH_SECONDS",
@@ -51,7 +53,9 @@ def marker_chunk_count(blocks_total: int) -> int:
     return max(1, math.ceil(blocks_total / BLOCKS_PER_CHUNK))
 
 
-def create_markers(group: zarr.Group, path: str, blocks_total: int) -> zarr.Array[Any]:
+def create_markers(
+    group: zarr.Group, path: str, blocks_total: int, store_format: StoreFormat = DEFAULT_FORMAT
+) -> zarr.Array[Any]:
     """The empty marker array of ``blocks_total`` blocks (metadata only: no chunk is written)."""
     length = max(1, math.ceil(blocks_total / 8))
     return group.create_array(
@@ -60,8 +64,8 @@ def create_markers(group: zarr.Group, path: str, blocks_total: int) -> zarr.Arra
         chunks=(min(length, _BYTES_PER_CHUNK),),
         dtype="uint8",
         fill_value=0,
-        dimension_names=["done_bits"],
         overwrite=True,
+        **store_format.naming(["done_bits"]),
     )
 
 

@@ -24,6 +24,7 @@ import zarr
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
+from featuremap.io.formats import StoreFormat
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
     FEATURES,
@@ -40,6 +41,7 @@ __all__ = [
     "array_at",
     "attrs_dict",
     "consolidate",
+    "damaged_root",
     "damaged_store",
     "feature_chunk",
     "made_by_featuremap",
@@ -60,8 +62,29 @@ def feature_chunk(block: Block, feature_axis: int) -> tuple[int, ...]:
 Mode = Literal["r", "r+", "w", "w-"]
 
 
-def open_group(store: str, mode: Mode, *, consolidated: bool = False) -> zarr.Group:
-    return zarr.open_group(store=store, mode=mode, zarr_format=3, use_consolidated=consolidated)
+def open_group(
+    store: str, mode: Mode, *, consolidated: bool = False, zarr_format: Literal[2, 3] | None = None
+) -> zarr.Group:
+    """Open (or create, in ``zarr_format``) an output group; an existing store is opened in the
+    format it has (``output.format``: :mod:`featuremap.io.formats`)."""
+    return zarr.open_group(
+        store=store, mode=mode, zarr_format=zarr_format, use_consolidated=consolidated
+    )
+
+
+#: The document that holds a group's attributes: inside ``zarr.json`` (Zarr format 3), or all of
+#: ``.zattrs`` (format 2).
+_ATTRIBUTES_DOCUMENT = {3: "zarr.json", 2: ".zattrs"}
+#: Zarr v2's consolidated metadata (at the root of the store).
+_CONSOLIDATED_V2 = ".zmetadata"
+
+
+def _attributes_in(document: Path) -> dict[str, Any]:
+    """The attributes a group's ``document`` holds (:data:`_ATTRIBUTES_DOCUMENT`)."""
+    content = json.loads(document.read_bytes())
+    if document.name == _ATTRIBUTES_DOCUMENT[2]:
+        return dict(content)
+    return dict(content.get("attributes") or {})
 
 
 def array_at(group: zarr.Group, path: str) -> zarr.Array[Any]:
@@ -90,6 +113,14 @@ def damaged_store(store: str, document: str, error: BaseException) -> BrokenStor
         f"output store {store!r} is damaged: {document} cannot be read ({error_line(error)}); "
         f"check it with 'featuremap verify', or {replace_hint()}"
     )
+
+
+def damaged_root(store: str, error: BaseException) -> BrokenStoreError:
+    """:func:`damaged_store` for the root group's document: ``zarr.json``, or in a Zarr v2 store
+    (``ngff-0.4``) its ``.zgroup`` / ``.zattrs``."""
+    local = local_path(store)
+    v2 = local is not None and (local / ".zgroup").exists()
+    return damaged_store(store, ".zgroup or .zattrs" if v2 else "zarr.json", error)
 
 
 @dataclass(frozen=True)
@@ -161,9 +192,11 @@ class OutputStore:
         self._update_attributes(JOB_GROUP, lambda attrs: {**attrs, **fields})
 
     def _document(self, node: str) -> Path | None:
-        """The local ``zarr.json`` of the group ``node`` (``""``: the root); ``None`` remotely."""
+        """The local document holding the attributes of the group ``node`` (``""``: the root):
+        its ``zarr.json``, or ``.zattrs`` in a Zarr v2 store; ``None`` remotely."""
         local = local_path(self.path)
-        return None if local is None else local / node / "zarr.json"
+        name = _ATTRIBUTES_DOCUMENT[self.group.metadata.zarr_format]
+        return None if local is None else local / node / name
 
     def _attributes(self, node: str) -> dict[str, Any]:
         """The attributes of the group ``node``, read afresh from its document."""
@@ -174,10 +207,9 @@ class OutputStore:
         if node and not document.parent.is_dir():
             self._job_group()  # raises the "missing" error
         try:
-            attributes = json.loads(document.read_bytes()).get("attributes") or {}
-        except (OSError, ValueError, AttributeError) as error:
-            raise damaged_store(self.path, f"{node}/zarr.json".lstrip("/"), error) from None
-        return dict(attributes)
+            return _attributes_in(document)
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            raise damaged_store(self.path, f"{node}/{document.name}".lstrip("/"), error) from None
 
     def _update_attributes(
         self, node: str, update: Callable[[dict[str, Any]], dict[str, Any]]
@@ -188,11 +220,16 @@ class OutputStore:
         document = self._document(node)
         if document is None:
             group = self.group if not node else self._job_group()
-            group.attrs.put(update(dict(group.attrs)))
-            return
-        content = json.loads(document.read_bytes())
-        content["attributes"] = update(self._attributes(node))
-        write_atomically(document, json.dumps(content, indent=2).encode())
+            attributes = update(dict(group.attrs))
+            group.attrs.put(attributes)
+        else:
+            attributes = update(self._attributes(node))
+            content: Any = attributes  # a .zattrs is the attributes, a zarr.json holds them
+            if document.name == _ATTRIBUTES_DOCUMENT[3]:
+                content = {**json.loads(document.read_bytes()), "attributes": attributes}
+            write_atomically(document, json.dumps(content, indent=2).encode())
+        if not node and self.group.metadata.zarr_format == 2:
+            _update_consolidated_root(self.path, attributes)
 
     def job_token(self) -> str | None:
         """The id of the job that owns the store now, read afresh (the fencing token)."""
@@ -213,6 +250,12 @@ class OutputStore:
     @property
     def features(self) -> zarr.Array[Any]:
         return self._array(FEATURES)
+
+    @property
+    def store_format(self) -> StoreFormat:
+        """The store's encoding as recorded (``output.format`` / ``checksum``); a store recorded
+        before there was a choice is ``ngff-0.5`` with ``crc32c``."""
+        return StoreFormat.from_dict(attrs_dict(self.root.get("output")))
 
     @property
     def feature_axis(self) -> int:
@@ -352,14 +395,51 @@ def read_job_token(store: str) -> str | None:
     local = local_path(store)
     try:
         if local is not None:
-            attributes = json.loads((local / JOB_GROUP / "zarr.json").read_bytes())["attributes"]
+            try:
+                attributes = _attributes_in(local / JOB_GROUP / _ATTRIBUTES_DOCUMENT[3])
+            except FileNotFoundError:  # a Zarr v2 store (ngff-0.4)
+                attributes = _attributes_in(local / JOB_GROUP / _ATTRIBUTES_DOCUMENT[2])
         else:
-            attributes = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+            attributes = dict(zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs)
         owner = attributes.get("owner")
     except Exception:  # noqa: BLE001 -- no readable _job: nobody's token
         return None
     token = owner.get("id") if isinstance(owner, Mapping) else None
     return token if isinstance(token, str) else None
+
+
+def _update_consolidated_root(store: str, attributes: Mapping[str, Any]) -> None:
+    """Keep the root's attributes in a Zarr v2 store's consolidated metadata in step with its
+    ``.zattrs``: v2 copies them there (v3 does not), and xarray reads the copy -- the status
+    written after consolidating (``complete``, or ``interrupted`` by ``verify --repair``) would
+    otherwise read as the one before. Replaced as the documents are: renamed over locally, one
+    put on an object store."""
+    local = local_path(store)
+    if local is not None:
+        document = local / _CONSOLIDATED_V2
+        read: Callable[[], bytes] = document.read_bytes
+
+        def write(data: bytes) -> None:
+            write_atomically(document, data)
+
+    else:
+        import fsspec
+
+        filesystem, root = fsspec.core.url_to_fs(store)
+        key = f"{root.rstrip('/')}/{_CONSOLIDATED_V2}"
+
+        def read() -> bytes:
+            return bytes(filesystem.cat_file(key))
+
+        def write(data: bytes) -> None:
+            filesystem.pipe_file(key, data)
+
+    try:
+        content = json.loads(read())
+    except FileNotFoundError:  # not consolidated (yet)
+        return
+    content["metadata"][_ATTRIBUTES_DOCUMENT[2]] = dict(attributes)
+    write(json.dumps(content, indent=2).encode())
 
 
 def _all(grid_shape: Sequence[int]) -> Iterator[Block]:
@@ -389,6 +469,7 @@ def consolidate(store: str) -> OutputStore:
     """Write the consolidated metadata (for xarray) and reopen the store with it."""
     with warnings.catch_warnings():
         # zarr 3 warns that consolidated metadata is not (yet) in the v3 spec; xarray reads it
+        # (a v2 store gets its .zmetadata)
         warnings.simplefilter("ignore", UserWarning)
         zarr.consolidate_metadata(store)
     return OutputStore.open(store, "r+", consolidated=True)

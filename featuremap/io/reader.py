@@ -19,7 +19,7 @@ from featuremap.io.output import (
     OutputStore,
     array_at,
     attrs_dict,
-    damaged_store,
+    damaged_root,
     made_by_featuremap,
 )
 
@@ -118,7 +118,7 @@ def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:
         output = OutputStore.open(path, mode)
     except Exception as error:  # noqa: BLE001 -- missing, or a torn root zarr.json
         if made_by_featuremap(path):
-            raise damaged_store(path, "zarr.json", error) from None
+            raise damaged_root(path, error) from None
         raise InputError(f"{path!r} is not a Zarr group written by featuremap") from None
     if not output.is_featuremap:
         if made_by_featuremap(path):

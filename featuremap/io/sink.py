@@ -19,7 +19,8 @@ __all__ = ["write_block"]
 def _features(store: str, session: str) -> zarr.Array[Any]:
     """``features``, opened once per worker process and job (``session``, its token): a store
     replaced by another job is never written through the metadata of the one it replaced."""
-    node = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)[FEATURES]
+    # in the format the store has (output.format): Zarr v3, or v2 for ngff-0.4
+    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[FEATURES]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)

@@ -19,10 +19,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from featuremap._vocabulary import OutputCodec, OutputDtype
+from featuremap._vocabulary import OutputChecksum, OutputCodec, OutputDtype, OutputFormat
 from featuremap.engine.geometry import Sizes, ceil_div
 from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import InputError, option
+from featuremap.io.formats import StoreFormat
 from featuremap.io.input import InputArray
 from featuremap.io.layout import OutputLayout
 from featuremap.io.placement import output_placement
@@ -61,12 +62,21 @@ _ITEMSIZE = {"float32": 4, "float16": 2}
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """How the features are stored (``output.*``): spatial chunk size, dtype, codec, shards.
+    """How the features are stored (``output.*``): spatial chunk size, dtype, codec, shards,
+    format and checksum.
 
     ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
     3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
     output pixels (whole chunks). ``feature_chunks``: features per stored chunk (``None``: all in
-    one); fewer than all make every block one shard of feature chunks.
+    one); fewer than all make every block one shard of feature chunks. ``format`` and
+    ``checksum`` are the store's encoding (:class:`~featuremap.io.formats.StoreFormat`;
+    ``checksum=None``: the format's default); ``ngff-0.4`` (Zarr v2) has no sharding, so
+    ``shards="auto"`` means none there and a shard shape or ``feature_chunks`` is refused.
+
+    Raises
+    ------
+    InputError
+        A format and a checksum or sharding that do not go together.
     """
 
     chunks: Sizes | None = None
@@ -76,6 +86,27 @@ class OutputOptions:
     shards: Sizes | str | None = "auto"
     allow_large: bool = False
     feature_chunks: int | None = None
+    format: OutputFormat = "ngff-0.5"
+    checksum: OutputChecksum | None = None
+
+    def __post_init__(self) -> None:
+        if self.store_format.zarr_format == 3:
+            return
+        if self.shards not in ("auto", None):
+            raise InputError(
+                f"output.shards: format {self.format} (Zarr v2) has no sharding; remove shards "
+                "or use format ngff-0.5"
+            )
+        if self.feature_chunks is not None:
+            raise InputError(
+                f"output.chunks: chunks that name the feature axis need sharding, which format "
+                f"{self.format} (Zarr v2) has not; give spatial chunks or use format ngff-0.5"
+            )
+
+    @property
+    def store_format(self) -> StoreFormat:
+        """The store's encoding (the checksum defaulted by the format)."""
+        return StoreFormat.of(self.format, self.checksum)
 
     @property
     def itemsize(self) -> int:
@@ -125,8 +156,9 @@ def _integer_root(n: int, k: int) -> int:
 def shard_factor(
     options: OutputOptions, chunk: Sizes, features: int, grid: Sequence[int]
 ) -> Sizes | None:
-    """Chunks per shard along each spatial axis, or ``None`` for no sharding."""
-    if options.shards is None:
+    """Chunks per shard along each spatial axis, or ``None`` for no sharding (always in Zarr v2,
+    which has none)."""
+    if options.shards is None or options.store_format.zarr_format == 2:
         return None
     ndim = len(chunk)
     if options.shards == "auto":
@@ -215,4 +247,5 @@ def plan_layout(
         codec=options.codec,
         codec_level=options.codec_level,
         shards=shards,
+        store_format=options.store_format,
     )
