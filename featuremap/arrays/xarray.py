@@ -1,7 +1,7 @@
 """``featuremap.apply``: a pipeline on an xarray ``DataArray``, lazily, as ``run`` runs it.
 
-The pipeline is read as ``run`` reads it (its axes, region, channels and output dtype; from a
-``Dataset``, its ``input.array``). The DataArray's axes are read as for a store (:mod:`featuremap.io.axes`: ``axes=``, else its
+The pipeline is read as ``run --input`` reads it (its axes, region, channels and output dtype;
+the object replaces its store). The DataArray's axes are read as for a store (:mod:`featuremap.io.axes`: ``axes=``, else its
 dimension names through the vocabulary), its pixels placed by its regular 1-D coordinates
 (descending ones included) and its CRS (a CF ``grid_mapping`` variable such as rioxarray's
 ``spatial_ref``, among the coordinates or the Dataset's variables, or rioxarray's ``.rio.crs``)
@@ -59,13 +59,12 @@ def _is_xarray(value: object, kind: str) -> bool:
 
 @dataclass(frozen=True)
 class _Recipe:
-    """What ``apply`` takes from a pipeline, as ``run`` does: the layers (built for the
+    """What ``apply`` takes from a pipeline, as ``run --input`` does: the layers (built for the
     channels and pixel size read), the axes, the region and channels read, the stored dtype."""
 
     build: Callable[[int, tuple[float, ...] | None], Sequence[Any]]
     ndim: int
     axes: AxesSpec | None = None
-    array: str | None = None
     region: Mapping[str, Any] = field(default_factory=dict)
     channels: tuple[int | str, ...] | None = None
     dtype: str = "float32"
@@ -94,7 +93,6 @@ def _recipe(pipeline_or_layers: Any) -> _Recipe:
         pipeline.build_layers,
         pipeline.ndim,
         spec.axes,
-        spec.array,
         spec.region,
         spec.channels,
         pipeline.output.dtype,
@@ -102,8 +100,8 @@ def _recipe(pipeline_or_layers: Any) -> _Recipe:
 
 
 def _data_array(obj: Any, array: str | None) -> tuple[Any, Any]:
-    """``(DataArray, Dataset or None)``: ``obj`` itself, or the variable of a Dataset that
-    ``input.array`` names (else its only data variable, as ``run`` picks it)."""
+    """``(DataArray, Dataset or None)``: ``obj`` itself, or the variable ``array`` of a Dataset
+    (else its only data variable, as ``run`` picks it)."""
     if is_dataarray(obj):
         return obj, None
     if not _is_xarray(obj, "Dataset"):
@@ -117,12 +115,12 @@ def _data_array(obj: Any, array: str | None) -> tuple[Any, Any]:
     if array is None and len(candidates) != 1:
         raise InputError(
             f"the Dataset holds {len(candidates)} data variables ({', '.join(candidates) or 'none'}); "
-            f"choose one with input.array or pass ds[name]"
+            "choose one with apply(ds, pipeline, array=NAME)"
         )
     name = array if array is not None else candidates[0]
     if name not in obj.data_vars:
         raise InputError(
-            f"input.array {name!r} is not a data variable of the Dataset "
+            f"array {name!r} is not a data variable of the Dataset "
             f"(it holds: {', '.join(candidates) or 'none'})"
         )
     return obj[name], obj
@@ -222,22 +220,24 @@ def _coords(
     return coords
 
 
-def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
+def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None, array: str | None = None) -> Any:
     """Apply a pipeline's layers (or a list of layers) to a DataArray, lazily, as ``run`` would.
 
     Parameters
     ----------
     obj : xarray.DataArray or xarray.Dataset
         NumPy or Dask backed; any axis order (channel-last included). From a Dataset, the
-        variable ``input.array`` names (else its only data variable) is read, and its CRS is
-        found among the Dataset's variables.
+        variable ``array`` (else its only data variable) is read, and its CRS is found among
+        the Dataset's variables.
     pipeline_or_layers : Pipeline, mapping, path, layer or sequence of layers
-        What to apply. A pipeline is read as ``run`` reads it: its ``input.axes``,
-        ``input.array``, ``input.region`` and ``input.channels`` select what is read, its
-        ``output.dtype`` is the result's dtype; its stores are ignored.
+        What to apply. A pipeline is read as ``run --input`` reads it: its ``input.axes``,
+        ``input.region`` and ``input.channels`` select what is read, its ``output.dtype`` is
+        the result's dtype; its stores and ``input.array`` (names in its own store) are not used.
     axes : str, list or mapping, optional
         What each axis is, as ``input.axes`` (``"tyxc"``, ``{"band": "c"}``); default: the
         pipeline's, else the dimension names through the axes vocabulary.
+    array : str, optional
+        The data variable of a Dataset ``obj`` (as ``--array``).
 
     Returns
     -------
@@ -258,7 +258,7 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None) -> Any:
     import xarray as xr
 
     recipe = _recipe(pipeline_or_layers)
-    obj, dataset = _data_array(obj, recipe.array)
+    obj, dataset = _data_array(obj, array)
     spec = parse_axes_spec(axes) if axes is not None else recipe.axes
     resolved = resolve_axes(
         obj.ndim, spec=spec, names=[str(d) for d in obj.dims], spatial_ndim=recipe.ndim

@@ -244,6 +244,10 @@ def test_apply_and_run_give_the_same_features(tmp_path, client):
     assert applied.rio.crs == stored.rio.crs
     assert stored.rio.crs.to_epsg() == 32633
     np.testing.assert_array_equal(applied.values, stored.values)
+    import zarr
+
+    ngff = zarr.open_group(tmp_path / "out.zarr", mode="r").attrs["ome"]["multiscales"][0]
+    assert [axis.get("unit") for axis in ngff["axes"][-2:]] == ["meter", "meter"]
     inspected = run_cli("inspect", tmp_path / "out.zarr")
     assert "in metre: receptive field 15, jump -10×10, first output centre 4999960×500007.5" in (
         inspected.stdout

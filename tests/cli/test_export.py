@@ -89,14 +89,18 @@ def test_export_refuses_in_one_line_and_writes_nothing(utm_store):
     several = run_cli("export", store, "-o", utm_store / "a.tif")
     assert several.returncode == 2
     assert several.stderr.count("\n") == 1
-    assert "along 'time'" in several.stderr and "--index time=0" in several.stderr
+    assert "along 'time'" in several.stderr
+    assert "--index time=0" in several.stderr
     outside = run_cli("export", store, "-o", utm_store / "a.tif", "--index", "time=2")
-    assert outside.returncode == 2 and "(0..1)" in outside.stderr
+    assert outside.returncode == 2
+    assert "(0..1)" in outside.stderr
     bad = run_cli("export", store, "-o", utm_store / "a.tif", "--index", "time")
-    assert bad.returncode == 2 and "NAME=INDEX" in bad.stderr
+    assert bad.returncode == 2
+    assert "NAME=INDEX" in bad.stderr
     assert not (utm_store / "a.tif").exists()
     (utm_store / "mine.tif").write_bytes(b"not featuremap's")
     taken = run_cli("export", store, "-o", utm_store / "mine.tif", "--index", "time=0")
-    assert taken.returncode == 2 and "exists" in taken.stderr
+    assert taken.returncode == 2
+    assert "exists" in taken.stderr
     assert (utm_store / "mine.tif").read_bytes() == b"not featuremap's"
     assert sorted(p.name for p in utm_store.iterdir() if p.name.startswith(".")) == []
