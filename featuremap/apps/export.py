@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ __all__ = [
     "default_target",
     "export_store",
     "parse_index",
+    "plane_dims",
     "provenance_tag",
 ]
 
@@ -41,8 +42,6 @@ __all__ = [
 EXPORT_FORMATS = ("geotiff", "cog")
 ExportFormat = Literal["geotiff", "cog"]
 
-#: Plane axes: everything else in ``features`` must be picked with ``index``.
-_PLANE = ("feature", "y", "x")
 #: Root provenance keys carried into the tag (the rest stays in the store).
 _PROVENANCE = ("fingerprint", "versions", "finished")
 #: Geometry keys carried into the tag.
@@ -79,20 +78,26 @@ def parse_index(text: str | None) -> dict[str, int]:
     return index
 
 
+def plane_dims(dims: tuple[str, ...], ndim: int) -> tuple[str, str, str]:
+    """The feature, row and column dimensions of a rank-``ndim`` stack's ``features``: found by
+    place, not name (the feature axis before the spatial ones, ``y`` and ``x`` last)."""
+    return dims[-ndim - 1], dims[-2], dims[-1]
+
+
 def _plane_selection(
-    dims: tuple[str, ...], shape: tuple[int, ...], index: Mapping[str, int]
+    dims: tuple[str, ...], shape: tuple[int, ...], plane: Sequence[str], index: Mapping[str, int]
 ) -> tuple[Any, ...]:
-    """The index tuple that cuts the ``(feature, y, x)`` plane out of ``features``."""
-    unknown = [name for name in index if name not in dims or name in _PLANE]
+    """The index tuple that cuts the ``plane`` (feature, y, x) out of ``features``."""
+    unknown = [name for name in index if name not in dims or name in plane]
     if unknown:
-        choices = [d for d in dims if d not in _PLANE]
+        choices = [d for d in dims if d not in plane]
         raise InputError(
             f"--index names {', '.join(map(repr, unknown))}, which the store's features "
             f"{dims} do not have as a batch axis (choose among {choices or 'none'})"
         )
     selection: list[Any] = []
     for dim, size in zip(dims, shape, strict=True):
-        if dim in _PLANE:
+        if dim in plane:
             selection.append(slice(None))
         elif dim in index:
             if index[dim] >= size:
@@ -153,10 +158,9 @@ def _rows(features: Any, selection: tuple[Any, ...], step: int) -> Iterator[tupl
         yield start, rows.astype(np.float32, copy=False)
 
 
-def _profile(store: Any, plane: tuple[int, ...]) -> dict[str, Any]:
+def _profile(plane: tuple[int, ...], transform: Any, wkt: str | None) -> dict[str, Any]:
     """rasterio's creation options: float32 bands, tiled, deflate with the float predictor."""
     count, height, width = plane
-    coords = store.coords()
     profile: dict[str, Any] = {
         "driver": "GTiff",
         "count": count,
@@ -164,7 +168,7 @@ def _profile(store: Any, plane: tuple[int, ...]) -> dict[str, Any]:
         "width": width,
         "dtype": "float32",
         "nodata": float("nan"),
-        "transform": _transform(coords["y"], coords["x"]),
+        "transform": transform,
         "compress": "deflate",
         "predictor": 3,  # floating-point predictor: feature maps are smooth
         "tiled": True,
@@ -172,7 +176,6 @@ def _profile(store: Any, plane: tuple[int, ...]) -> dict[str, Any]:
         "blockysize": 256,
         "BIGTIFF": "IF_SAFER",
     }
-    wkt = _crs_wkt(store)
     if wkt is not None:
         profile["crs"] = wkt
     return profile
@@ -182,11 +185,14 @@ def _write_geotiff(store: Any, target: ExportTarget, path: Path) -> None:
     import rasterio
 
     features = store.array
-    selection = _plane_selection(store.dims, features.shape, target.index)
+    names = plane_dims(store.dims, len(store.geometry.jump))
+    selection = _plane_selection(store.dims, features.shape, names, target.index)
     plane = tuple(features.shape[i] for i in range(features.ndim) if selection[i] == slice(None))
-    labels = [str(label) for label in store.coords()["feature"]]
+    coords = store.coords()
+    labels = [str(label) for label in coords[names[0]]]
     step = max(features.chunks[-2], 256)
-    with rasterio.open(path, "w", **_profile(store, plane)) as raster:
+    profile = _profile(plane, _transform(coords[names[1]], coords[names[2]]), _crs_wkt(store))
+    with rasterio.open(path, "w", **profile) as raster:
         for band, label in enumerate(labels, start=1):
             raster.set_band_description(band, label)
         raster.update_tags(featuremap=provenance_tag(store, target.index))

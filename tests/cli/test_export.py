@@ -61,12 +61,16 @@ def utm_store(tmp_path_factory, client):
 @pytest.mark.parametrize("kind", ["geotiff", "cog"])
 def test_export_bands_are_named_georeferenced_and_tagged(utm_store, kind):
     out = utm_store / f"t1-{kind}.tif"
-    result = run_cli("export", utm_store / "out.zarr", "--to", kind, "-o", out, "--index", "time=1")
+    stored = xr.open_zarr(utm_store / "out.zarr")["features"]
+    time, feature = stored.dims[:2]  # (time, feature, y, x), whatever the store calls them
+    result = run_cli(
+        "export", utm_store / "out.zarr", "--to", kind, "-o", out, "--index", f"{time}=1"
+    )
     assert result.returncode == 0, result.stderr
-    features = xr.open_zarr(utm_store / "out.zarr")["features"].isel(time=1)
+    features = stored[1]
     with rasterio.open(out) as raster:
-        assert raster.count == features.sizes["feature"] == 4
-        assert list(raster.descriptions) == [str(v) for v in features["feature"].values]
+        assert raster.count == features.sizes[feature] == 4
+        assert list(raster.descriptions) == [str(v) for v in features[feature].values]
         assert raster.descriptions[0].startswith("gabor θ=0°")
         assert raster.crs.to_epsg() == 32633
         transform = raster.transform
@@ -80,26 +84,27 @@ def test_export_bands_are_named_georeferenced_and_tagged(utm_store, kind):
     provenance = json.loads(tag)
     assert len(tag) < 2000
     assert provenance["pipeline"] == "gabor-export"
-    assert provenance["index"] == {"time": 1}
+    assert provenance["index"] == {time: 1}
     assert provenance["physical"]["units"] == ["metre", "metre"]
 
 
 def test_export_refuses_in_one_line_and_writes_nothing(utm_store):
     store = utm_store / "out.zarr"
+    time = xr.open_zarr(store)["features"].dims[0]
     several = run_cli("export", store, "-o", utm_store / "a.tif")
     assert several.returncode == 2
     assert several.stderr.count("\n") == 1
-    assert "along 'time'" in several.stderr
-    assert "--index time=0" in several.stderr
-    outside = run_cli("export", store, "-o", utm_store / "a.tif", "--index", "time=2")
+    assert f"along '{time}'" in several.stderr
+    assert f"--index {time}=0" in several.stderr
+    outside = run_cli("export", store, "-o", utm_store / "a.tif", "--index", f"{time}=2")
     assert outside.returncode == 2
     assert "(0..1)" in outside.stderr
-    bad = run_cli("export", store, "-o", utm_store / "a.tif", "--index", "time")
+    bad = run_cli("export", store, "-o", utm_store / "a.tif", "--index", time)
     assert bad.returncode == 2
     assert "NAME=INDEX" in bad.stderr
     assert not (utm_store / "a.tif").exists()
     (utm_store / "mine.tif").write_bytes(b"not featuremap's")
-    taken = run_cli("export", store, "-o", utm_store / "mine.tif", "--index", "time=0")
+    taken = run_cli("export", store, "-o", utm_store / "mine.tif", "--index", f"{time}=0")
     assert taken.returncode == 2
     assert "exists" in taken.stderr
     assert (utm_store / "mine.tif").read_bytes() == b"not featuremap's"
