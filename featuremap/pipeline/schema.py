@@ -55,7 +55,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis")
+INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis", "series")
 OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards", "format", "checksum")
 
 
@@ -208,8 +208,9 @@ class InputSpec:
 
     ``store`` and ``array`` locate the array (an OME-Zarr image group needs no ``array``);
     ``axes``, ``level``, ``region`` and ``channels`` select and describe it
-    (:class:`featuremap.io.InputSelection`); ``channel_axis`` is the older way to place the
-    channel axis of an unnamed array.
+    (:class:`featuremap.io.InputSelection`); ``series`` picks the image of a bioformats2raw
+    layout (default 0); ``channel_axis`` is the older way to place the channel axis of an
+    unnamed array.
     """
 
     store: str | None = None
@@ -219,6 +220,7 @@ class InputSpec:
     level: int | str | None = None
     region: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
     channels: tuple[int | str, ...] | None = None
+    series: int | None = None
 
     def selection(self) -> InputSelection:
         """What :func:`featuremap.io.open_input` reads."""
@@ -228,6 +230,7 @@ class InputSpec:
             region=dict(self.region),
             channels=self.channels,
             channel_axis=self.channel_axis,
+            series=self.series,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +247,8 @@ class InputSpec:
             data["region"] = {name: list(interval) for name, interval in self.region.items()}
         if self.channels is not None:
             data["channels"] = list(self.channels)
+        if self.series is not None:
+            data["series"] = self.series
         return data
 
     @classmethod
@@ -265,6 +270,7 @@ class InputSpec:
             level=optional("level", parse_level),
             region=optional("region", parse_region) or {},
             channels=optional("channels", parse_channels),
+            series=optional("series", lambda v: parse_int("series", v, minimum=0)),
         )
 
 
