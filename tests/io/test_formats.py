@@ -219,8 +219,8 @@ def test_gdal_opens_ngff04_features_with_the_inputs_crs_and_geotransform(stores)
     # output pixel i is centred on input pixel offset + i * jump: its edge lies half a jump before
     expected = (
         transform
-        * Affine.translation(offset_x + 0.5 - jump_x / 2, offset_y + 0.5 - jump_y / 2)
-        * Affine.scale(jump_x, jump_y)
+        @ Affine.translation(offset_x + 0.5 - jump_x / 2, offset_y + 0.5 - jump_y / 2)
+        @ Affine.scale(jump_x, jump_y)
     )
     features = xr.open_zarr(store)[FEATURES]
     with rasterio.open(f'ZARR:"{store}":/{FEATURES}') as dataset:
