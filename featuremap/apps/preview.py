@@ -163,8 +163,5 @@ def _features_last(store: Any) -> Any:
 
     data = store.data
     ndim = len(store.geometry.jump)
-    feature_axis = (
-        list(store.dims).index("feature") if "feature" in store.dims else data.ndim - ndim - 1
-    )
-    data = da.moveaxis(data, feature_axis, -ndim - 1)
+    data = da.moveaxis(data, store.feature_axis, -ndim - 1)
     return data[..., data.shape[-3] // 2, :, :] if ndim == 3 else data

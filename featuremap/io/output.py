@@ -30,6 +30,7 @@ from featuremap.io.layout import (
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
+    feature_axis_of,
 )
 from featuremap.io.markers import MarkerWriter, done_numbers
 
@@ -217,8 +218,8 @@ class OutputStore:
     @property
     def feature_axis(self) -> int:
         """Where the features are in the stored array (NGFF order: after time-like batch axes)."""
-        names = dimension_names(self.features) or ()
-        return names.index("feature") if "feature" in names else len(self.features.shape) - 3
+        features = self.features
+        return feature_axis_of(dimension_names(features), features.ndim, self.spatial_ndim)
 
     @property
     def block_shape(self) -> tuple[int, ...]:

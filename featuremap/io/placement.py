@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NGFF_UNITS",
+    "TIME_UNITS",
     "Coordinate",
     "GridMapping",
     "Interval",
@@ -127,6 +128,13 @@ NGFF_UNITS: Mapping[str, str] = {
     "h": "hour",
     "hr": "hour",
 }
+
+#: The NGFF units of time (the others are of space).
+TIME_UNITS = frozenset(
+    unit
+    for unit in NGFF_UNITS.values()
+    if unit.endswith("second") or unit in ("minute", "hour", "day")
+)
 
 #: Coordinate attributes that describe encoding, not meaning: never copied to the output.
 _ENCODING_ATTRS = frozenset(

@@ -14,11 +14,11 @@ from featuremap.io import FEATURES, MARKERS, OutputStore
 def test_layout_dims_chunks_and_codecs(finished):
     output, layers, _, expected = finished
     group = zarr.open_group(output, mode="r")
-    assert sorted(name for name, _ in group.arrays()) == ["feature", FEATURES, "x", "y"]
+    assert sorted(name for name, _ in group.arrays()) == ["c", FEATURES, "x", "y"]
     features = group[FEATURES]
     assert features.shape == expected.shape
     assert features.dtype == np.float32
-    assert features.metadata.dimension_names == ("t", "feature", "y", "x")
+    assert features.metadata.dimension_names == ("t", "c", "y", "x")
     assert features.chunks == (1, 3, 5, 6)  # batch chunk of the input, all features, out_chunks
     codecs = [type(codec) for codec in features.metadata.codecs]
     assert zarr.codecs.Crc32cCodec in codecs
