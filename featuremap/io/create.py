@@ -12,6 +12,7 @@ import zarr
 
 from featuremap.engine.geometry import axis_names
 from featuremap.io.layout import (
+    DISPLAY,
     FEATURE_AXIS,
     FEATURES,
     JOB_GROUP,
@@ -201,6 +202,7 @@ def create_output(
     _write_coordinates(group, layout)
     _write_weights(group, weights)
     create_markers(group, MARKERS, layout.blocks_total)
+    group.create_group(DISPLAY)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
     ome = ome_multiscales(
         _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels

@@ -12,6 +12,7 @@ A Zarr format 3 group (DESIGN section 6)::
     layers/<i>/weight   conv weights and biases (a subgroup: xarray reads only root arrays)
     layers/<i>/bias
     _job/done           done-markers, one chunk per block (job bookkeeping, never at the root)
+    _job/display        the display statistics gathered so far (group attributes)
 
 with the job status, provenance and OME-NGFF ``multiscales`` in the root attributes under
 :data:`ROOT_KEY` and ``ome``.
@@ -32,6 +33,7 @@ from featuremap.io.placement import Placement
 
 __all__ = [
     "CODEC_LEVELS",
+    "DISPLAY",
     "FEATURES",
     "FEATURE_AXIS",
     "FEATURE_DIMS",
@@ -98,6 +100,9 @@ ROOT_KEY = "featuremap"
 JOB_GROUP = "_job"
 #: The done-markers: one bit per block, packed (:mod:`featuremap.io.markers`).
 MARKERS = f"{JOB_GROUP}/done"
+#: The group whose attributes hold the display statistics of the blocks marked done so far
+#: (:mod:`featuremap.io._display`).
+DISPLAY = f"{JOB_GROUP}/display"
 #: Default Blosc level of each codec (LZ4 is fast at any level; zstd 1 is its fast setting).
 CODEC_LEVELS = {"lz4": 5, "zstd": 1}
 

@@ -21,13 +21,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
+from featuremap.io._display import FeatureStats, omero_channels
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
 
 from featuremap.io.placement import Coordinate, Interval, Placement, Spacing, ngff_unit
 
-__all__ = ["Level", "Multiscale", "OmeAxis", "ome_multiscales", "ome_placement", "read_multiscales"]
+__all__ = [
+    "Level",
+    "Multiscale",
+    "OmeAxis",
+    "ome_multiscales",
+    "ome_placement",
+    "omero",
+    "read_multiscales",
+]
 
 
 @dataclass(frozen=True)
@@ -196,19 +205,14 @@ def ome_multiscales(
         ],
     }
     if channel_labels:
-        metadata["omero"] = {
-            "channels": [
-                {
-                    "label": label,
-                    "active": True,
-                    "color": "FFFFFF",
-                    "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
-                }
-                for label in channel_labels
-            ],
-            "rdefs": {"model": "greyscale"},
-        }
+        metadata["omero"] = omero(channel_labels)
     return metadata
+
+
+def omero(labels: Sequence[str], stats: FeatureStats | None = None) -> dict[str, Any]:
+    """The ``omero`` display metadata of features ``labels`` (:mod:`featuremap.io._display`):
+    a few coloured channels active, windows from ``stats`` once the job has gathered them."""
+    return {"channels": omero_channels(labels, stats), "rdefs": {"model": "color"}}
 
 
 def ome_placement(
