@@ -9,9 +9,14 @@ Writing (:func:`ome_multiscales`) gives the output NGFF 0.5 metadata whenever it
 rules: at most one time axis first, then the features as the channel axis, then 2 or 3 space
 axes (``z``, ``y``, ``x``). NGFF has no batch axis type, so a single non-space batch axis (an
 ML batch or an unnamed leading axis) is written as the time axis, which viewers show as a
-slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The
-coordinate transformations are one ``scale`` then one ``translation``, the form NGFF requires
-(some readers apply only the first transform, so scale must come first and translation second).
+slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The axes
+are named ``t``, ``c``, ``z``, ``y``, ``x`` (:func:`featuremap.io.layout.output_batch_names`,
+:data:`featuremap.io.layout.FEATURE_AXIS`): NGFF requires the axis names to be the array's
+dimension names, and bioio reads one-letter names only. Every axis has its unit and scale, the
+time axis too (from its regular coordinates). The coordinate transformations are one ``scale``
+then one ``translation``, the form NGFF requires (some readers apply only the first transform,
+so scale must come first and translation second). The ``omero`` display metadata is
+:mod:`featuremap.io._display`'s.
 """
 
 from __future__ import annotations
