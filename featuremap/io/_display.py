@@ -78,13 +78,26 @@ class FeatureStats:
         rows = rows.reshape(rows.shape[0], -1)
         if rows.shape[1] == 0:
             return cls.empty(rows.shape[0])
-        if np.isfinite(rows).all():  # the usual block: one pass per statistic, no masking
-            count = np.full(rows.shape[0], rows.shape[1], dtype=np.float64)
-            mean = rows.mean(axis=1, dtype=np.float64)
-            m2 = rows.var(axis=1, dtype=np.float64) * count
-            low = rows.min(axis=1).astype(np.float64)
-            return cls(count, mean, m2, low, rows.max(axis=1).astype(np.float64))
-        return cls.merge_all([cls._of_row(row) for row in rows])
+        if rows.dtype != np.float64:  # float16 sums are slow in NumPy; float32 is exact for them
+            rows = rows.astype(np.float32, copy=False)
+        # float64 sums in one pass each (a sum of squares, not a variance: no float64 copy of
+        # the block); a row's sums are finite exactly when all its values are
+        count = np.full(rows.shape[0], rows.shape[1], dtype=np.float64)
+        total = rows.sum(axis=1, dtype=np.float64)
+        squares = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        finite = np.isfinite(total) & np.isfinite(squares)
+        stats = cls(
+            count,
+            total / count,
+            np.maximum(squares - total * total / count, 0.0),
+            rows.min(axis=1).astype(np.float64),
+            rows.max(axis=1).astype(np.float64),
+        )
+        if finite.all():  # the usual block
+            return stats
+        return cls.merge_all(
+            [stats.feature(i) if ok else cls._of_row(rows[i]) for i, ok in enumerate(finite)]
+        )
 
     @classmethod
     def _of_row(cls, row: np.ndarray) -> FeatureStats:
@@ -111,6 +124,10 @@ class FeatureStats:
     @property
     def features(self) -> int:
         return int(self.count.size)
+
+    def feature(self, index: int) -> FeatureStats:
+        """The statistics of feature ``index`` alone."""
+        return FeatureStats(*(getattr(self, name)[index : index + 1] for name in self._names()))
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Both sets together (Chan et al.'s pairwise update: exact in any order)."""
