@@ -246,3 +246,21 @@ def test_bioio_reads_a_named_batch_axis_as_time(tmp_path, client, input_store):
     image = BioImage(output, reader=bioio_ome_zarr.Reader)
     assert (image.dims.T, image.dims.C) == (2, 6)
     assert image.channel_names == list(open_features(output).feature_labels)
+
+
+def test_a_store_from_before_display_statistics_resumes(tmp_path, client):
+    import shutil
+
+    from support.stores import unmark
+
+    rng = np.random.default_rng(9)
+    store = _run(tmp_path, client, (100 + 2000 * rng.random(SHAPE)).astype(np.float32))
+    shutil.rmtree(tmp_path / "out.zarr" / "_job" / "display")
+    unmark(store, [(0, 2, 2)])
+    featuremap.run(open_features(store).attrs["pipeline"], client=client, resume=True)
+    # only the recomputed block's statistics are known: windows inside the data's range
+    channels = _ome(store)["omero"]["channels"]
+    for channel, (low, high) in zip(channels, _ranges(store), strict=True):
+        window = channel["window"]
+        assert low <= window["min"] <= window["start"] < window["end"] <= window["max"] <= high
+    assert (tmp_path / "out.zarr" / "_job" / "display" / "zarr.json").is_file()
