@@ -45,7 +45,8 @@ COLOURS = ("FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0000FF")
 #: ``start`` / ``end`` of a window: the mean -/+ this many standard deviations, within the range.
 WINDOW_SIGMAS = 3.0
 
-_FIELDS = ("count", "mean", "m2", "min", "max")
+#: Each field's key in the saved statistics (:meth:`FeatureStats.to_dict`).
+_KEYS = {"count": "count", "mean": "mean", "m2": "m2", "low": "min", "high": "max"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +96,7 @@ class FeatureStats:
         )
         if finite.all():  # the usual block
             return stats
-        return cls.merge_all(
+        return cls._stacked(
             [stats.feature(i) if ok else cls._of_row(rows[i]) for i, ok in enumerate(finite)]
         )
 
@@ -113,13 +114,9 @@ class FeatureStats:
         )
 
     @classmethod
-    def merge_all(cls, rows: Sequence[FeatureStats]) -> FeatureStats:
+    def _stacked(cls, rows: Sequence[FeatureStats]) -> FeatureStats:
         """One feature's statistics each (``rows``) stacked into one set."""
-        return cls(*(np.concatenate([getattr(row, name) for row in rows]) for name in cls._names()))
-
-    @staticmethod
-    def _names() -> tuple[str, ...]:
-        return ("count", "mean", "m2", "low", "high")
+        return cls(*(np.concatenate([getattr(row, name) for row in rows]) for name in _KEYS))
 
     @property
     def features(self) -> int:
@@ -127,7 +124,7 @@ class FeatureStats:
 
     def feature(self, index: int) -> FeatureStats:
         """The statistics of feature ``index`` alone."""
-        return FeatureStats(*(getattr(self, name)[index : index + 1] for name in self._names()))
+        return FeatureStats(*(getattr(self, name)[index : index + 1] for name in _KEYS))
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Both sets together (Chan et al.'s pairwise update: exact in any order)."""
@@ -146,7 +143,7 @@ class FeatureStats:
         """JSON-ready lists (``None`` for the infinite bounds of a feature never counted)."""
         return {
             key: [float(v) if math.isfinite(v) else None for v in getattr(self, name).tolist()]
-            for key, name in zip(_FIELDS, self._names(), strict=True)
+            for name, key in _KEYS.items()
         }
 
     @classmethod
@@ -156,7 +153,7 @@ class FeatureStats:
             return None
         defaults = cls.empty(features)
         arrays = []
-        for key, name in zip(_FIELDS, cls._names(), strict=True):
+        for name, key in _KEYS.items():
             items = value.get(key)
             if not isinstance(items, list) or len(items) != features:
                 return None
