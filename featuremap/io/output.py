@@ -208,7 +208,7 @@ class OutputStore:
     # -- display metadata -----------------------------------------------------------------------
 
     def display_stats(self, features: int) -> FeatureStats:
-        """The display statistics saved with the done-markers so far (:mod:`.._display`); empty
+        """The display statistics saved with the done-markers so far (:mod:`featuremap.io._display`); empty
         for a new store, and for a store made before they were gathered."""
         document = self._document(DISPLAY)
         if document is not None and not document.exists():
