@@ -31,7 +31,7 @@ from featuremap.engine.layers import LAYER_TYPES
 from featuremap.engine.stack import ResolvedStack, resolve_stack, stack_ndim
 from featuremap.errors import CRSWarning, InputError
 from featuremap.io.axes import Axes, AxesSpec, parse_axes_spec, resolve_axes
-from featuremap.io.layout import FEATURES, feature_dims
+from featuremap.io.layout import FEATURE_AXIS, FEATURES, feature_dims, output_batch_names
 from featuremap.io.placement import (
     GridMapping,
     Placement,
@@ -214,7 +214,7 @@ def _coords(
         axis_names(stack.ndim), placement.spatial, stack.output_shape[1:], strict=True
     ):
         coords[dim] = xr.Variable(dim, spacing.values(length), spatial_attrs(spacing))
-    coords["feature"] = xr.Variable("feature", np.array(labels, dtype=str))
+    coords[FEATURE_AXIS] = xr.Variable(FEATURE_AXIS, np.array(labels, dtype=str))
     if placement.grid_mapping is not None:
         coords[placement.grid_mapping.name] = xr.Variable((), 0, dict(placement.grid_mapping.attrs))
     return coords
@@ -242,12 +242,14 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None, array: str | N
     Returns
     -------
     xarray.DataArray
-        Lazy (Dask), named ``features``, dims ``(*batch, "feature", "y", "x")`` with the
-        input's batch dimension names (the image plane is ``y`` / ``x`` whatever the input calls
-        it, as in a store), coordinates composed (``translation + scale * (offset + i * jump)``,
-        in the CRS's units when the coordinates name none), feature labels, the CRS coordinate,
-        and the geometry in ``attrs`` -- what ``featuremap.open(store).to_xarray()`` gives for a
-        job's store of the same input and pipeline.
+        Lazy (Dask), named ``features``, dims ``(*batch, "c", "y", "x")`` with the batch axes
+        named as a store names them (:func:`featuremap.io.layout.output_batch_names`: ``t`` and
+        ``z`` where the axes fit OME-NGFF, else the input's names; the image plane is ``y`` /
+        ``x`` whatever the input calls it), coordinates composed (``translation + scale *
+        (offset + i * jump)``, in the CRS's units when the coordinates name none), feature
+        labels, the CRS coordinate, and the geometry in ``attrs`` -- what
+        ``featuremap.open(store).to_xarray()`` gives for a job's store of the same input and
+        pipeline.
 
     Warns
     -----
@@ -281,14 +283,18 @@ def apply(obj: Any, pipeline_or_layers: Any, *, axes: Any = None, array: str | N
     labels = stack.feature_labels(channel_labels)
     out = output_placement(stack.geometry, placement)
     result = blockwise_stack(data, stack).astype(recipe.dtype)
-    dims = [*(resolved.axes[i].name for i in resolved.batch), *feature_dims(ndim)]
+    batch = [resolved.axes[i].name for i in resolved.batch]
+    dims = [*batch, *feature_dims(ndim)]
     attrs = geometry_attrs(stack, placement)
     if out.grid_mapping is not None:
         attrs["grid_mapping"] = out.grid_mapping.name
-    return xr.DataArray(
+    features = xr.DataArray(
         result,
         dims=dims,
         coords=_coords(obj, resolved, stack, out, labels),
         name=FEATURES,
         attrs=attrs,
     )
+    # the batch axes named as a store names them (NGFF's t / z where the axes fit NGFF)
+    names = output_batch_names(batch, [resolved.axes[i].kind for i in resolved.batch], ndim)
+    return features.rename({old: new for old, new in zip(batch, names, strict=True) if old != new})

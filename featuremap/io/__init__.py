@@ -10,6 +10,7 @@ store must record (attributes, weights, layout), and decides what the records me
 
 from __future__ import annotations
 
+from featuremap.io._display import FeatureStats
 from featuremap.io._paths import (
     access_error,
     check_url,
@@ -50,6 +51,7 @@ __all__ = [
     "MARKERS",
     "ROOT_KEY",
     "Block",
+    "FeatureStats",
     "FeatureStore",
     "InputArray",
     "InputSelection",

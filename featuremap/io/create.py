@@ -5,7 +5,7 @@ the layout's :class:`~featuremap.io.formats.StoreFormat` (Zarr format 3 or 2, ch
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,8 @@ import zarr
 from featuremap.engine.geometry import axis_names
 from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
+    DISPLAY,
+    FEATURE_AXIS,
     FEATURES,
     JOB_GROUP,
     MARKERS,
@@ -24,7 +26,14 @@ from featuremap.io.layout import (
 from featuremap.io.markers import create_markers
 from featuremap.io.ome import OmeAxis, ngff_attributes, ome_multiscales
 from featuremap.io.output import OutputStore, open_group
-from featuremap.io.placement import Coordinate, Spacing, regular_spacing, spatial_attrs
+from featuremap.io.placement import (
+    TIME_UNITS,
+    Coordinate,
+    Spacing,
+    ngff_unit,
+    regular_spacing,
+    spatial_attrs,
+)
 
 __all__ = ["LayerArrays", "create_output"]
 
@@ -71,7 +80,7 @@ def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
         )
     features = layout.shape[-layout.ndim - 1]
     labels = layout.feature_labels or tuple(str(i) for i in range(features))
-    _create_coordinate(group, store_format, "feature", np.array(labels, dtype=str))
+    _create_coordinate(group, store_format, FEATURE_AXIS, np.array(labels, dtype=str))
     for name, coordinate in placement.batch.items():
         _create_coordinate(
             group, store_format, name, np.asarray(coordinate.values), coordinate.attrs
@@ -99,19 +108,30 @@ def _spatial(layout: OutputLayout) -> list[tuple[str, Spacing, int]]:
     )
 
 
+def _batch_spacing(coordinate: Coordinate | None, kind: str) -> Spacing | None:
+    """The regular spacing of a batch axis's coordinates in an NGFF unit of its kind (space for
+    ``z``, time otherwise), or ``None``. CF times (``seconds since 2000-01-01``) count in their
+    unit from the epoch."""
+    if coordinate is None:
+        return None
+    regular = regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
+    if regular is None or regular.unit is None:
+        return None
+    unit = ngff_unit(regular.unit.split(" since ")[0])
+    if unit is None or (unit in TIME_UNITS) != (kind != "z"):
+        return None
+    return replace(regular, unit=unit)
+
+
 def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
-    """A batch axis for NGFF: ``z`` is a space axis, placed by its coordinates when they are
-    regular; a lone other batch axis is NGFF's time axis; several have no NGFF type."""
-    regular = (
-        None
-        if coordinate is None
-        else regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
-    )
-    if kind == "z":
-        if regular is None:
-            return OmeAxis(name, "space")
-        return OmeAxis(name, "space", regular.unit, regular.scale, regular.translation)
-    return OmeAxis(name, "time" if lone else "batch")
+    """A batch axis for NGFF: ``z`` is a space axis, a lone other batch axis is NGFF's time
+    axis, each placed by its coordinates when they are regular and have a unit NGFF names;
+    several non-``z`` batch axes have no NGFF type."""
+    kind_name = "space" if kind == "z" else "time" if lone else "batch"
+    spacing = _batch_spacing(coordinate, kind)
+    if spacing is None:
+        return OmeAxis(name, kind_name)
+    return OmeAxis(name, kind_name, spacing.unit, spacing.scale, spacing.translation)
 
 
 def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
@@ -127,7 +147,7 @@ def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
         if name in spatial:
             spacing = spatial[name]
             axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
-        elif name == "feature":
+        elif name == FEATURE_AXIS:
             axes.append(OmeAxis(name, "channel"))
         else:
             axes.append(_ome_batch_axis(name, kinds[name], placement.batch.get(name), lone))
@@ -194,6 +214,7 @@ def create_output(
     _write_coordinates(group, layout)
     _write_weights(group, weights, store_format)
     create_markers(group, MARKERS, layout.blocks_total, store_format)
+    group.create_group(DISPLAY)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
     ome = ome_multiscales(
         _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels

@@ -29,7 +29,7 @@ from featuremap.io._bioformats2raw import is_bioformats2raw, series_group
 from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, resolve_axes
 from featuremap.io.chunk_cache import read_region
-from featuremap.io.layout import FEATURE_DIMS
+from featuremap.io.layout import FEATURE_DIMS, LEGACY_FEATURE_AXIS
 from featuremap.io.ome import ome_placement, read_multiscales
 from featuremap.io.placement import Interval, Placement, xarray_placement
 from featuremap.io.selection import InputSelection, channel_indices, region_intervals
@@ -124,7 +124,10 @@ class InputArray:
     def batch_dims(self) -> tuple[str, ...]:
         """Names for the output's batch axes: the input's own when usable, else ``dim_<i>``."""
         names = tuple(self.axes.axes[i].name for i in self.axes.batch)
-        usable = len(set(names)) == len(names) and not set(names) & {*FEATURE_DIMS, "feature"}
+        usable = len(set(names)) == len(names) and not set(names) & {
+            *FEATURE_DIMS,
+            LEGACY_FEATURE_AXIS,
+        }
         return names if usable else tuple(f"dim_{i}" for i in self.axes.batch)
 
     @property

@@ -97,13 +97,20 @@ def done_numbers(markers: zarr.Array[Any], blocks_total: int) -> Iterator[tuple[
 class MarkerWriter:
     """Sets done bits as blocks finish and flushes them in packed chunks (the job's one writer).
 
-    ``check()`` runs before every flush and raises when the job may no longer write.
+    ``check()`` runs before every flush and raises when the job may no longer write;
+    ``before_flush()`` then saves what must be on disk before the bits are (the display
+    statistics of the blocks marked).
     """
 
     def __init__(
-        self, markers: zarr.Array[Any], blocks_total: int, check: Callable[[], None]
+        self,
+        markers: zarr.Array[Any],
+        blocks_total: int,
+        check: Callable[[], None],
+        before_flush: Callable[[], None] | None = None,
     ) -> None:
         self.markers, self.blocks_total, self.check = markers, blocks_total, check
+        self.before_flush = before_flush
         self._open: dict[int, np.ndarray] = {}  # chunk -> its bits (loaded when first touched)
         self._dirty: set[int] = set()
         self._last_flush = time.monotonic()
@@ -124,6 +131,8 @@ class MarkerWriter:
         """Write every chunk with bits set since the last flush; forget the complete ones."""
         if self._dirty:
             self.check()
+            if self.before_flush is not None:
+                self.before_flush()
         for chunk in sorted(self._dirty):
             bits = self._open[chunk]
             start = chunk * _BYTES_PER_CHUNK

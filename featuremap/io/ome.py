@@ -9,11 +9,16 @@ Writing (:func:`ome_multiscales`) gives the output NGFF metadata whenever its ax
 rules: at most one time axis first, then the features as the channel axis, then 2 or 3 space
 axes (``z``, ``y``, ``x``). NGFF has no batch axis type, so a single non-space batch axis (an
 ML batch or an unnamed leading axis) is written as the time axis, which viewers show as a
-slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The
-coordinate transformations are one ``scale`` then one ``translation``, the form NGFF requires
-(some readers apply only the first transform, so scale must come first and translation second).
-It is built in NGFF 0.5's form; :func:`ngff_attributes` places it for the store's version (0.4
-keeps the same multiscales and ``omero``, at the top of the attributes of a Zarr v2 group).
+slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The axes
+are named ``t``, ``c``, ``z``, ``y``, ``x`` (:func:`featuremap.io.layout.output_batch_names`,
+:data:`featuremap.io.layout.FEATURE_AXIS`): NGFF requires the axis names to be the array's
+dimension names, and bioio reads one-letter names only. Every axis has its unit and scale, the
+time axis too (from its regular coordinates). The coordinate transformations are one ``scale``
+then one ``translation``, the form NGFF requires (some readers apply only the first transform,
+so scale must come first and translation second). The ``omero`` display metadata is
+:mod:`featuremap.io._display`'s. It is built in NGFF 0.5's form; :func:`ngff_attributes` places
+it for the store's version (0.4 keeps the same multiscales and ``omero``, at the top of the
+attributes of a Zarr v2 group).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
+from featuremap.io._display import FeatureStats, omero_channels
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
@@ -36,6 +42,7 @@ __all__ = [
     "ngff_attributes",
     "ome_multiscales",
     "ome_placement",
+    "omero",
     "read_multiscales",
 ]
 
@@ -206,18 +213,7 @@ def ome_multiscales(
         ],
     }
     if channel_labels:
-        metadata["omero"] = {
-            "channels": [
-                {
-                    "label": label,
-                    "active": True,
-                    "color": "FFFFFF",
-                    "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
-                }
-                for label in channel_labels
-            ],
-            "rdefs": {"model": "greyscale"},
-        }
+        metadata["omero"] = omero(channel_labels)
     return metadata
 
 
@@ -232,6 +228,12 @@ def ngff_attributes(ome: Mapping[str, Any], version: str) -> dict[str, Any]:
         {"version": version, **multiscale} for multiscale in ome["multiscales"]
     ]
     return attributes
+
+
+def omero(labels: Sequence[str], stats: FeatureStats | None = None) -> dict[str, Any]:
+    """The ``omero`` display metadata of features ``labels`` (:mod:`featuremap.io._display`):
+    a few coloured channels active, windows from ``stats`` once the job has gathered them."""
+    return {"channels": omero_channels(labels, stats), "rdefs": {"model": "color"}}
 
 
 def ome_placement(

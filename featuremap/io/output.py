@@ -22,17 +22,21 @@ import numpy as np
 import zarr
 
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
+from featuremap.io._display import FeatureStats
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
 from featuremap.io.formats import StoreFormat
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
+    DISPLAY,
     FEATURES,
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
+    feature_axis_of,
 )
 from featuremap.io.markers import MarkerWriter, done_numbers
+from featuremap.io.ome import omero
 
 __all__ = [
     "Block",
@@ -191,6 +195,14 @@ class OutputStore:
         """Merge ``fields`` into the ``_job`` group's attributes."""
         self._update_attributes(JOB_GROUP, lambda attrs: {**attrs, **fields})
 
+    def _group_at(self, node: str) -> zarr.Group:
+        """The group ``node`` (``""``: the root; else ``_job`` or a group inside it)."""
+        if not node:
+            return self.group
+        job = self._job_group()
+        inner = node.removeprefix(JOB_GROUP).strip("/")
+        return job.require_group(inner) if inner else job
+
     def _document(self, node: str) -> Path | None:
         """The local document holding the attributes of the group ``node`` (``""``: the root):
         its ``zarr.json``, or ``.zattrs`` in a Zarr v2 store; ``None`` remotely."""
@@ -202,8 +214,7 @@ class OutputStore:
         """The attributes of the group ``node``, read afresh from its document."""
         document = self._document(node)
         if document is None:
-            group = self.group if not node else self._job_group()
-            return dict(group.attrs)
+            return dict(self._group_at(node).attrs)
         if node and not document.parent.is_dir():
             self._job_group()  # raises the "missing" error
         try:
@@ -219,7 +230,7 @@ class OutputStore:
         ``zarr.json``), on an object store as one put, which is atomic there."""
         document = self._document(node)
         if document is None:
-            group = self.group if not node else self._job_group()
+            group = self._group_at(node)
             attributes = update(dict(group.attrs))
             group.attrs.put(attributes)
         else:
@@ -230,6 +241,45 @@ class OutputStore:
             write_atomically(document, json.dumps(content, indent=2).encode())
         if not node and self.group.metadata.zarr_format == 2:
             _update_consolidated_root(self.path, attributes)
+
+    # -- display metadata -----------------------------------------------------------------------
+
+    def display_stats(self, features: int) -> FeatureStats:
+        """The display statistics saved with the done-markers so far (:mod:`featuremap.io._display`); empty
+        for a new store, and for a store made before they were gathered."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            return FeatureStats.empty(features)
+        saved = self._attributes(DISPLAY).get("stats")
+        return FeatureStats.from_dict(saved, features) or FeatureStats.empty(features)
+
+    def save_display_stats(self, stats: FeatureStats) -> None:
+        """Save the statistics of the blocks marked done (before their markers are flushed)."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            self._group_at(DISPLAY)  # a store made before display statistics were gathered
+        self._update_attributes(DISPLAY, lambda attrs: {**attrs, "stats": stats.to_dict()})
+
+    def record_display(self, stats: FeatureStats) -> None:
+        """Each NGFF ``omero`` channel's window from ``stats`` (a store without NGFF metadata,
+        or without a channel list, is left as it is)."""
+
+        def update(attrs: dict[str, Any]) -> dict[str, Any]:
+            # NGFF 0.5 keeps omero under "ome", 0.4 at the top (ngff_attributes)
+            nested = "ome" in attrs
+            ome = attrs_dict(attrs.get("ome")) if nested else attrs
+            channels = attrs_dict(ome.get("omero")).get("channels")
+            if not isinstance(channels, list) or len(channels) != stats.features:
+                return attrs
+            labels = [str(attrs_dict(c).get("label", i)) for i, c in enumerate(channels)]
+            display = omero(labels, stats)
+            return (
+                {**attrs, "ome": {**ome, "omero": display}}
+                if nested
+                else {**attrs, "omero": display}
+            )
+
+        self._update_attributes("", update)
 
     def job_token(self) -> str | None:
         """The id of the job that owns the store now, read afresh (the fencing token)."""
@@ -260,8 +310,8 @@ class OutputStore:
     @property
     def feature_axis(self) -> int:
         """Where the features are in the stored array (NGFF order: after time-like batch axes)."""
-        names = dimension_names(self.features) or ()
-        return names.index("feature") if "feature" in names else len(self.features.shape) - 3
+        features = self.features
+        return feature_axis_of(dimension_names(features), features.ndim, self.spatial_ndim)
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -335,9 +385,12 @@ class OutputStore:
         """Number of blocks whose done-marker is set."""
         return sum(int(np.count_nonzero(bits)) for _, bits in self.done_numbers())
 
-    def marker_writer(self, check: Callable[[], None]) -> MarkerWriter:
-        """The job's one marker writer (``check``: its fencing check before every flush)."""
-        return MarkerWriter(self.markers, self.blocks_total, check)
+    def marker_writer(
+        self, check: Callable[[], None], before_flush: Callable[[], None] | None = None
+    ) -> MarkerWriter:
+        """The job's one marker writer (``check``: its fencing check before every flush, then
+        ``before_flush``)."""
+        return MarkerWriter(self.markers, self.blocks_total, check, before_flush)
 
     def arrays(self) -> list[tuple[str, zarr.Array[Any]]]:
         """Every array of the store with its path (``features``, coordinates, weights, markers).

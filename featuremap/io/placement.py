@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NGFF_UNITS",
+    "TIME_UNITS",
     "Coordinate",
     "GridMapping",
     "Interval",
@@ -132,6 +133,13 @@ NGFF_UNITS: Mapping[str, str] = {
     "h": "hour",
     "hr": "hour",
 }
+
+#: The NGFF units of time (the others are of space).
+TIME_UNITS = frozenset(
+    unit
+    for unit in NGFF_UNITS.values()
+    if unit.endswith("second") or unit in ("minute", "hour", "day")
+)
 
 #: Coordinate attributes that describe encoding, not meaning: never copied to the output.
 _ENCODING_ATTRS = frozenset(

@@ -10,6 +10,7 @@ import zarr
 
 from featuremap._typing import Array
 from featuremap.engine.device import to_host
+from featuremap.io._display import FeatureStats
 from featuremap.io.layout import FEATURES, OutputLayout
 
 __all__ = ["write_block"]
@@ -34,13 +35,17 @@ def write_block(
     block: Array,
     *,
     session: str,
-) -> None:
+) -> FeatureStats:
     """Write a computed block (compute order ``(*batch, feature, *spatial)``, float32) into the
     stored ``features``: moved to the storage order (features after the non-``z`` batch axes),
     converted to the stored dtype. A block is a whole chunk or shard, so concurrent writes never
     share an object and a retried task rewrites the same bytes.
+
+    Returns the per-feature statistics of the values stored, gathered here from the block in
+    memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
     features = -layout.ndim - 1
     values = np.moveaxis(to_host(block), features, layout.feature_axis)
     values = values.astype(layout.dtype, copy=False)
     _features(store, session)[layout.storage_slices(block_slices)] = values
+    return FeatureStats.of(values, layout.feature_axis)

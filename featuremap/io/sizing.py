@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from featuremap._vocabulary import OutputChecksum, OutputCodec, OutputDtype, OutputFormat
 from featuremap.engine.geometry import Sizes, ceil_div
@@ -25,7 +25,7 @@ from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import InputError, option
 from featuremap.io.formats import StoreFormat
 from featuremap.io.input import InputArray
-from featuremap.io.layout import OutputLayout
+from featuremap.io.layout import OutputLayout, output_batch_names
 from featuremap.io.placement import output_placement
 
 __all__ = [
@@ -235,13 +235,20 @@ def plan_layout(
             *(size * f for size, f in zip(chunk, factor, strict=True)),
         )
     )
+    names = output_batch_names(source.batch_dims, source.batch_kinds, stack.ndim)
+    placement = output_placement(stack.geometry, source.placement)
+    # the placement knows the batch axes by the input's own names
+    inputs = (source.axes.axes[i].name for i in source.axes.batch)
+    renamed = dict(zip(inputs, names, strict=True))
     return OutputLayout(
-        batch_dims=source.batch_dims,
+        batch_dims=names,
         shape=(*source.batch_shape, features, *out_size),
         chunks=chunks,
         stack=stack.geometry,
         batch_kinds=source.batch_kinds,
-        placement=output_placement(stack.geometry, source.placement),
+        placement=replace(
+            placement, batch={renamed[name]: value for name, value in placement.batch.items()}
+        ),
         feature_labels=stack.feature_labels(source.channel_labels),
         dtype=options.dtype,
         codec=options.codec,

@@ -31,7 +31,7 @@ def test_apply_is_lazy_and_matches_torch(scene, backing):
     import dask.array as da
 
     assert isinstance(result.data, da.Array)  # nothing computed yet
-    assert result.dims == ("time", "feature", "y", "x")
+    assert result.dims == ("t", "c", "y", "x")
     assert result.name == "features"
     for t in range(2):
         image = np.moveaxis(scene.values[t], -1, 0)
@@ -51,7 +51,7 @@ def test_apply_composes_coordinates_and_keeps_batch_ones(scene):
     np.testing.assert_allclose(
         result["x"].values, 5.0 + 0.5 * (offset[1] + 4 * np.arange(result.sizes["x"]))
     )
-    np.testing.assert_array_equal(result["time"].values, scene["time"].values)
+    np.testing.assert_array_equal(result["t"].values, scene["time"].values)
     assert result.attrs["physical"]["jump"] == [-2.0, 2.0]
 
 
@@ -80,8 +80,8 @@ def test_apply_takes_a_pipeline_and_labels_features(tmp_path):
         ],
     }
     result = featuremap.apply(image, pipeline)
-    assert result.sizes["feature"] == 4
-    assert result["feature"].values[0].startswith("gabor θ=0°")
+    assert result.sizes["c"] == 4
+    assert result["c"].values[0].startswith("gabor θ=0°")
     assert result["y"].attrs["units"] == "pixel"
 
 
@@ -133,7 +133,7 @@ def test_a_store_and_apply_agree_on_names_coordinates_and_geometry(tmp_path, cli
 
     for stored in (from_featuremap, from_xarray):
         assert applied.name == stored.name == "features"
-        assert applied.dims == stored.dims == ("time", "feature", "y", "x")
+        assert applied.dims == stored.dims == ("t", "c", "y", "x")
         assert sorted(applied.coords) == sorted(stored.coords)
         for name in applied.coords:
             assert applied[name].attrs == stored[name].attrs, name
@@ -177,7 +177,7 @@ def test_apply_with_3d_layers_filters_along_z_and_places_it():
         PoolLayer.create("avg", [1, 2, 2]),
     ]
     features = featuremap.apply(volume, layers)
-    assert features.dims == ("t", "feature", "z", "y", "x")
+    assert features.dims == ("t", "c", "z", "y", "x")
     assert features.shape == (2, 2, 7, 8, 6)
     np.testing.assert_allclose(features["z"].values, 0.5 + 2.0 * (1 + np.arange(7)))
     np.testing.assert_allclose(features["y"].values, 0.25 * (0.5 + 2 * np.arange(8)))
