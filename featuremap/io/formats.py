@@ -149,7 +149,7 @@ class StoreFormat:
         """The stored type of text (``values`` of a NumPy ``U`` type), as xarray reads it back.
 
         Format 2 keeps NumPy's fixed-width ``<U`` type, part of Zarr v2, which GDAL reads (the
-        labels become each band's ``DIM_feature_VALUE``); its variable-length ``|O`` strings it
+        labels become each band's ``DIM_c_VALUE``); its variable-length ``|O`` strings it
         cannot. Format 3 has no text type in the core spec: Zarr's ``string`` (vlen-utf8) is the
         one with an extension spec (``fixed_length_utf32`` has none, and Zarr warns that it may
         change); GDAL 3.12 and earlier read neither in Zarr v3 (OSGeo/gdal#13782).

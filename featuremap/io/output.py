@@ -23,6 +23,7 @@ import zarr
 
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
 from featuremap.io._display import FeatureStats
+from featuremap.io._documents import ATTRIBUTES_DOCUMENT, attributes_in, update_consolidated_root
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
 from featuremap.io.formats import StoreFormat
@@ -74,21 +75,6 @@ def open_group(
     return zarr.open_group(
         store=store, mode=mode, zarr_format=zarr_format, use_consolidated=consolidated
     )
-
-
-#: The document that holds a group's attributes: inside ``zarr.json`` (Zarr format 3), or all of
-#: ``.zattrs`` (format 2).
-_ATTRIBUTES_DOCUMENT = {3: "zarr.json", 2: ".zattrs"}
-#: Zarr v2's consolidated metadata (at the root of the store).
-_CONSOLIDATED_V2 = ".zmetadata"
-
-
-def _attributes_in(document: Path) -> dict[str, Any]:
-    """The attributes a group's ``document`` holds (:data:`_ATTRIBUTES_DOCUMENT`)."""
-    content = json.loads(document.read_bytes())
-    if document.name == _ATTRIBUTES_DOCUMENT[2]:
-        return dict(content)
-    return dict(content.get("attributes") or {})
 
 
 def array_at(group: zarr.Group, path: str) -> zarr.Array[Any]:
@@ -207,7 +193,7 @@ class OutputStore:
         """The local document holding the attributes of the group ``node`` (``""``: the root):
         its ``zarr.json``, or ``.zattrs`` in a Zarr v2 store; ``None`` remotely."""
         local = local_path(self.path)
-        name = _ATTRIBUTES_DOCUMENT[self.group.metadata.zarr_format]
+        name = ATTRIBUTES_DOCUMENT[self.group.metadata.zarr_format]
         return None if local is None else local / node / name
 
     def _attributes(self, node: str) -> dict[str, Any]:
@@ -218,7 +204,7 @@ class OutputStore:
         if node and not document.parent.is_dir():
             self._job_group()  # raises the "missing" error
         try:
-            return _attributes_in(document)
+            return attributes_in(document)
         except (OSError, ValueError, AttributeError, TypeError) as error:
             raise damaged_store(self.path, f"{node}/{document.name}".lstrip("/"), error) from None
 
@@ -236,11 +222,11 @@ class OutputStore:
         else:
             attributes = update(self._attributes(node))
             content: Any = attributes  # a .zattrs is the attributes, a zarr.json holds them
-            if document.name == _ATTRIBUTES_DOCUMENT[3]:
+            if document.name == ATTRIBUTES_DOCUMENT[3]:
                 content = {**json.loads(document.read_bytes()), "attributes": attributes}
             write_atomically(document, json.dumps(content, indent=2).encode())
         if not node and self.group.metadata.zarr_format == 2:
-            _update_consolidated_root(self.path, attributes)
+            update_consolidated_root(self.path, attributes)
 
     # -- display metadata -----------------------------------------------------------------------
 
@@ -449,9 +435,9 @@ def read_job_token(store: str) -> str | None:
     try:
         if local is not None:
             try:
-                attributes = _attributes_in(local / JOB_GROUP / _ATTRIBUTES_DOCUMENT[3])
+                attributes = attributes_in(local / JOB_GROUP / ATTRIBUTES_DOCUMENT[3])
             except FileNotFoundError:  # a Zarr v2 store (ngff-0.4)
-                attributes = _attributes_in(local / JOB_GROUP / _ATTRIBUTES_DOCUMENT[2])
+                attributes = attributes_in(local / JOB_GROUP / ATTRIBUTES_DOCUMENT[2])
         else:
             attributes = dict(zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs)
         owner = attributes.get("owner")
@@ -459,40 +445,6 @@ def read_job_token(store: str) -> str | None:
         return None
     token = owner.get("id") if isinstance(owner, Mapping) else None
     return token if isinstance(token, str) else None
-
-
-def _update_consolidated_root(store: str, attributes: Mapping[str, Any]) -> None:
-    """Keep the root's attributes in a Zarr v2 store's consolidated metadata in step with its
-    ``.zattrs``: v2 copies them there (v3 does not), and xarray reads the copy -- the status
-    written after consolidating (``complete``, or ``interrupted`` by ``verify --repair``) would
-    otherwise read as the one before. Replaced as the documents are: renamed over locally, one
-    put on an object store."""
-    local = local_path(store)
-    if local is not None:
-        document = local / _CONSOLIDATED_V2
-        read: Callable[[], bytes] = document.read_bytes
-
-        def write(data: bytes) -> None:
-            write_atomically(document, data)
-
-    else:
-        import fsspec
-
-        filesystem, root = fsspec.core.url_to_fs(store)
-        key = f"{root.rstrip('/')}/{_CONSOLIDATED_V2}"
-
-        def read() -> bytes:
-            return bytes(filesystem.cat_file(key))
-
-        def write(data: bytes) -> None:
-            filesystem.pipe_file(key, data)
-
-    try:
-        content = json.loads(read())
-    except FileNotFoundError:  # not consolidated (yet)
-        return
-    content["metadata"][_ATTRIBUTES_DOCUMENT[2]] = dict(attributes)
-    write(json.dumps(content, indent=2).encode())
 
 
 def _all(grid_shape: Sequence[int]) -> Iterator[Block]:

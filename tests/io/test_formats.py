@@ -160,12 +160,12 @@ def test_ngff04_is_a_zarr_v2_store_as_ngff_04_lays_it_out(stores):
     assert features["compressor"]["id"] == "blosc"
     assert "shards" not in features
     attrs = json.loads((Path(store) / FEATURES / ".zattrs").read_text())
-    assert attrs["_ARRAY_DIMENSIONS"] == ["feature", "y", "x"]
+    assert attrs["_ARRAY_DIMENSIONS"] == ["c", "y", "x"]
     root = json.loads((Path(store) / ".zattrs").read_text())
     assert "ome" not in root
     assert root["multiscales"][0]["version"] == "0.4"
     assert [c["label"] for c in root["omero"]["channels"]] == list(
-        xr.open_zarr(store)["feature"].values
+        xr.open_zarr(store)["c"].values
     )
     assert root["featuremap"]["output"]["format"] == "ngff-0.4"
     assert root["featuremap"]["output"]["checksum"] == "none"
@@ -180,7 +180,7 @@ def test_no_crc32c_codec_in_any_array_without_checksum(stores):
             for path in _documents(store, "zarr.json")
             if json.loads(path.read_text())["node_type"] == "array"
         ]
-        assert len(documents) >= 5  # features, y, x, feature, spatial_ref, the weights, markers
+        assert len(documents) >= 5  # features, y, x, c, spatial_ref, the weights, markers
         for document in documents:
             assert "crc32c" not in document.read_text(), document
     default = json.loads((Path(stores[2]["ngff-0.5"]) / FEATURES / "zarr.json").read_text())
@@ -193,17 +193,17 @@ def test_every_format_reads_back_equal_in_xarray_and_featuremap(stores):
         warnings.simplefilter("error")  # consolidated, every array named: no warning
         datasets = {name: xr.open_zarr(store) for name, store in written.items()}
     reference = datasets["ngff-0.5"]
-    labels = [str(label) for label in reference["feature"].values]
+    labels = [str(label) for label in reference["c"].values]
     assert all(label.startswith("gabor") for label in labels)
     for name, dataset in datasets.items():
         xr.testing.assert_identical(
-            dataset[FEATURES].drop_vars("feature"), reference[FEATURES].drop_vars("feature")
+            dataset[FEATURES].drop_vars("c"), reference[FEATURES].drop_vars("c")
         )
-        assert [str(label) for label in dataset["feature"].values] == labels, name
+        assert [str(label) for label in dataset["c"].values] == labels, name
         assert dataset.attrs["featuremap"]["status"] == "complete"  # v2: the consolidated copy too
         opened = featuremap.open(written[name])
         np.testing.assert_array_equal(opened.data.compute(), reference[FEATURES].values)
-        assert [str(v) for v in opened.to_xarray()["feature"].values] == labels
+        assert [str(v) for v in opened.to_xarray()["c"].values] == labels
         assert read_status(written[name])["status"] == "complete"
         assert verify_store(written[name]).clean
 
@@ -227,10 +227,10 @@ def test_gdal_opens_ngff04_features_with_the_inputs_crs_and_geotransform(stores)
         assert dataset.crs.to_epsg() == 32633
         assert dataset.transform.almost_equals(expected)
         assert expected.c != LEFT  # the offset moved it: a real check of the composition
-        assert dataset.count == features.sizes["feature"]
+        assert dataset.count == features.sizes["c"]
         np.testing.assert_array_equal(dataset.read(), features.values)
-        labels = [dataset.tags(band)["DIM_feature_VALUE"] for band in dataset.indexes]
-    assert labels == [str(label) for label in features["feature"].values]
+        labels = [dataset.tags(band)["DIM_c_VALUE"] for band in dataset.indexes]
+    assert labels == [str(label) for label in features["c"].values]
 
 
 def test_ngff04_validates_and_reads_in_the_ome_zarr_reader(stores):
@@ -246,7 +246,7 @@ def test_ngff04_validates_and_reads_in_the_ome_zarr_reader(stores):
     node = next(iter(Reader(parse_url(store))()))
     assert node.data[0].shape == xr.open_zarr(store)[FEATURES].shape
     assert node.metadata["channel_names"] == [
-        str(label) for label in xr.open_zarr(store)["feature"].values
+        str(label) for label in xr.open_zarr(store)["c"].values
     ]
 
 
