@@ -164,9 +164,7 @@ def test_ngff04_is_a_zarr_v2_store_as_ngff_04_lays_it_out(stores):
     root = json.loads((Path(store) / ".zattrs").read_text())
     assert "ome" not in root
     assert root["multiscales"][0]["version"] == "0.4"
-    assert [c["label"] for c in root["omero"]["channels"]] == list(
-        xr.open_zarr(store)["c"].values
-    )
+    assert [c["label"] for c in root["omero"]["channels"]] == list(xr.open_zarr(store)["c"].values)
     assert root["featuremap"]["output"]["format"] == "ngff-0.4"
     assert root["featuremap"]["output"]["checksum"] == "none"
     assert (Path(store) / ".zmetadata").is_file()
