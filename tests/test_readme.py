@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import zarr
 from support import REPO
 from support.procs import ENV
+from support.stores import write_ome_image
 
 #: Commands not run, by prefix: they change the environment the tests run in, or are the tests.
 NOT_RUN = {
@@ -101,24 +101,10 @@ def test_readme_commands_are_found():
 
 def _cells(path: Path) -> None:
     """NGFF 0.5 ``(c, z, y, x)``: one channel, 24 planes of 1 µm, 0.25 µm pixels."""
-    from ome_zarr.format import FormatV05
-    from ome_zarr.io import parse_url
-    from ome_zarr.writer import write_image
-
     data = np.random.default_rng(1).random((1, 24, 64, 64), dtype=np.float32)
-    store = parse_url(str(path), mode="w", fmt=FormatV05()).store
-    root = zarr.open_group(store, mode="w", zarr_format=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(
-            data,
-            root,
-            axes="czyx",
-            fmt=FormatV05(),
-            scale={"z": 1.0, "y": 0.25, "x": 0.25},
-            axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
-            scale_factors=(2,),
-        )
+    write_ome_image(
+        path, data, "czyx", {"z": 1.0, "y": 0.25, "x": 0.25}, dict.fromkeys("zyx", "micrometer")
+    )
 
 
 def _scene(path: Path) -> None:

@@ -4,13 +4,13 @@ in explain and inspect (in process, :func:`support.cli.run_cli`)."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
 from support.cli import run_cli
+from support.stores import write_ome_image
 
 PIPELINE = """\
 name: box
@@ -22,26 +22,15 @@ layers:
 @pytest.fixture(scope="module")
 def ome_volume(tmp_path_factory):
     pytest.importorskip("ome_zarr")
-    from ome_zarr.format import FormatV05
-    from ome_zarr.io import parse_url
-    from ome_zarr.writer import write_image
-
     folder = tmp_path_factory.mktemp("cli-ome")
     data = np.random.default_rng(0).random((2, 5, 40, 32), dtype=np.float32)
-    root = zarr.open_group(
-        parse_url(str(folder / "img.zarr"), mode="w", fmt=FormatV05()).store, mode="w"
+    write_ome_image(
+        folder / "img.zarr",
+        data,
+        "czyx",
+        {"z": 2.0, "y": 0.25, "x": 0.25},
+        dict.fromkeys("zyx", "micrometer"),
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(
-            data,
-            root,
-            axes="czyx",
-            fmt=FormatV05(),
-            scale={"z": 2.0, "y": 0.25, "x": 0.25},
-            axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
-            scale_factors=(2,),
-        )
     (folder / "box.yaml").write_text(PIPELINE)
     return folder, data
 

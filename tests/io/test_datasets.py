@@ -9,12 +9,11 @@ gets) and xarray.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from support.stores import write_ome_image
 from support.torch_reference import torch_stack
 
 from featuremap.engine.layers import ConvLayer, PoolLayer
@@ -23,10 +22,8 @@ from featuremap.io import FEATURES, InputSelection, open_features, open_input
 from featuremap.jobs.run import run_layers
 
 ome_zarr = pytest.importorskip("ome_zarr")
-from ome_zarr.format import FormatV04, FormatV05  # noqa: E402
 from ome_zarr.io import parse_url  # noqa: E402
 from ome_zarr.reader import Reader  # noqa: E402
-from ome_zarr.writer import write_image  # noqa: E402
 
 
 def _layers(rng, channels=1):
@@ -40,24 +37,6 @@ def _layers(rng, channels=1):
         bank={"name": "random", "filters": [{"name": "random", "index": i} for i in range(3)]},
     )
     return [conv, PoolLayer.create("avg", 2)]
-
-
-def _ome_image(path, data, axes, fmt, scale, units, **kwargs):
-    store = parse_url(str(path), mode="w", fmt=fmt).store
-    root = zarr.open_group(store, mode="w", zarr_format=2 if fmt.version == "0.4" else 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(
-            data,
-            root,
-            axes=axes,
-            fmt=fmt,
-            scale=scale,
-            axes_units=units,
-            scale_factors=(2,),
-            **kwargs,
-        )
-    return str(path)
 
 
 def _reader_image(path):
@@ -74,11 +53,10 @@ def volume(tmp_path_factory, client):
     rng = np.random.default_rng(1)
     tmp = tmp_path_factory.mktemp("ngff05")
     data = rng.random((4, 64, 48), dtype=np.float32)
-    source = _ome_image(
+    source = write_ome_image(
         tmp / "vol.ome.zarr",
         data,
         "zyx",
-        FormatV05(),
         {"z": 2.0, "y": 0.25, "x": 0.25},
         {"z": "micrometer", "y": "micrometer", "x": "micrometer"},
     )
@@ -140,13 +118,13 @@ def test_ngff05_output_validates_and_reads_in_the_ome_zarr_reader(volume):
 def test_ngff04_czyx_level_region_channels(tmp_path, client):
     rng = np.random.default_rng(2)
     data = rng.random((2, 3, 64, 64), dtype=np.float32)
-    source = _ome_image(
+    source = write_ome_image(
         tmp_path / "img.ome.zarr",
         data,
         "czyx",
-        FormatV04(),
         {"z": 1.0, "y": 0.5, "x": 0.5},
         {"z": "micrometer", "y": "micrometer", "x": "micrometer"},
+        version="0.4",
     )
     level1 = np.asarray(zarr.open_group(source, mode="r")["s1"][...])
     assert level1.shape == (2, 3, 32, 32)
@@ -177,7 +155,7 @@ def test_ngff04_czyx_level_region_channels(tmp_path, client):
 
 def test_ome_group_without_array_and_with_the_old_array_flag(tmp_path):
     data = np.zeros((3, 16, 16), dtype=np.float32)
-    source = _ome_image(tmp_path / "v.zarr", data, "zyx", FormatV05(), None, None)
+    source = write_ome_image(tmp_path / "v.zarr", data, "zyx")
     assert open_input(source).axes.source == "OME-NGFF"
     assert open_input(source, "s1").level == 1  # --array naming a level's path
     with pytest.raises(InputError, match="no level 7"):
@@ -276,11 +254,10 @@ def test_tczyx_gets_valid_ome_with_features_in_the_channel_place(tmp_path, clien
 
     rng = np.random.default_rng(5)
     data = rng.random((2, 2, 3, 32, 32), dtype=np.float32)
-    source = _ome_image(
+    source = write_ome_image(
         tmp_path / "tczyx.zarr",
         data,
         "tczyx",
-        FormatV05(),
         {"z": 1.5, "y": 0.5, "x": 0.5},
         {"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"},
     )

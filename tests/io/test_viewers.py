@@ -13,16 +13,15 @@ import warnings
 import numpy as np
 import pytest
 import zarr
+from support.stores import write_ome_image
 
 import featuremap
 from featuremap.io import FEATURES, FeatureStats, OutputStore, open_features
 from featuremap.io._display import ACTIVE_CHANNELS
 
 ome_zarr = pytest.importorskip("ome_zarr")
-from ome_zarr.format import FormatV05  # noqa: E402
 from ome_zarr.io import parse_url  # noqa: E402
 from ome_zarr.reader import Reader  # noqa: E402
-from ome_zarr.writer import write_image  # noqa: E402
 
 #: The input: 3 frames 60 s apart, 0.5 um pixels; values like a 12-bit camera's, far from [0, 1].
 SHAPE = (3, 96, 80)
@@ -30,20 +29,14 @@ SECONDS, MICROMETRES = 60.0, 0.5
 
 
 def _ngff_input(path, data):
-    store = parse_url(str(path), mode="w", fmt=FormatV05()).store
-    root = zarr.open_group(store, mode="w", zarr_format=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(
-            data,
-            root,
-            axes="tyx",
-            fmt=FormatV05(),
-            scale={"t": SECONDS, "y": MICROMETRES, "x": MICROMETRES},
-            axes_units={"t": "second", "y": "micrometer", "x": "micrometer"},
-            scale_factors=(),
-        )
-    return str(path)
+    return write_ome_image(
+        path,
+        data,
+        "tyx",
+        {"t": SECONDS, "y": MICROMETRES, "x": MICROMETRES},
+        {"t": "second", "y": "micrometer", "x": "micrometer"},
+        scale_factors=(),
+    )
 
 
 def _run(tmp, client, data, dtype="float32", name="out.zarr"):

@@ -4,13 +4,11 @@ ome-zarr-py, run on a local cluster; the store read back by ome-zarr-models, xar
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from support.stores import write_input
+from support.stores import write_input, write_ome_image
 
 from featuremap.engine.layers import ConvLayer, PoolLayer
 from featuremap.engine.stack import apply_stack
@@ -18,9 +16,6 @@ from featuremap.io import FEATURES, open_features
 from featuremap.jobs.run import run_layers
 
 ome_zarr = pytest.importorskip("ome_zarr")
-from ome_zarr.format import FormatV05  # noqa: E402
-from ome_zarr.io import parse_url  # noqa: E402
-from ome_zarr.writer import write_image  # noqa: E402
 
 #: EM-like voxels: 40 nm planes, 4 nm pixels, in micrometres.
 SCALE = {"c": 1.0, "z": 0.04, "y": 0.004, "x": 0.004}
@@ -44,18 +39,7 @@ def em_volume(tmp_path_factory, client):
     tmp = tmp_path_factory.mktemp("em")
     data = rng.random((2, 12, 40, 36), dtype=np.float32)
     path = tmp / "em.ome.zarr"
-    root = zarr.open_group(parse_url(str(path), mode="w", fmt=FormatV05()).store, mode="w")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write_image(
-            data,
-            root,
-            axes="czyx",
-            fmt=FormatV05(),
-            scale=SCALE,
-            axes_units=dict.fromkeys("zyx", "micrometer"),
-            scale_factors=(2,),
-        )
+    write_ome_image(path, data, "czyx", SCALE, dict.fromkeys("zyx", "micrometer"))
     layers = _layers(rng)
     output = str(tmp / "features.zarr")
     run_layers(layers, input=str(path), output=output, client=client, out_chunks=(5, 8, 8))

@@ -56,3 +56,39 @@ def unmark(store: Path | str, blocks: Sequence[tuple[int, ...]]) -> None:
 def marker_chunk(store: Path | str) -> Path:
     """The file of the first marker chunk of a local store."""
     return Path(store) / "_job" / "done" / "c" / "0"
+
+
+def write_ome_image(
+    path: Path | str,
+    data: np.ndarray,
+    axes: str,
+    scale: dict[str, float] | None = None,
+    units: dict[str, str] | None = None,
+    version: str = "0.5",
+    scale_factors: tuple[int, ...] = (2,),
+    **kwargs: Any,
+) -> str:
+    """An OME-Zarr image written by ome-zarr-py (NGFF ``version`` 0.4 or 0.5, with a pyramid
+    of ``scale_factors``); its path."""
+    import warnings
+
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.io import parse_url
+    from ome_zarr.writer import write_image
+
+    fmt = FormatV05() if version == "0.5" else FormatV04()
+    store = parse_url(str(path), mode="w", fmt=fmt).store
+    root = zarr.open_group(store, mode="w", zarr_format=3 if version == "0.5" else 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ome-zarr-py's own deprecations
+        write_image(
+            data,
+            root,
+            axes=axes,
+            fmt=fmt,
+            scale=scale,
+            axes_units=units,
+            scale_factors=scale_factors,
+            **kwargs,
+        )
+    return str(path)
