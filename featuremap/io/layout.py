@@ -2,13 +2,15 @@
 
 A Zarr format 3 group (DESIGN section 6)::
 
-    features            (*batch, feature, [z,] y, x) float32, one chunk per output block,
-                        crc32c-checked, geometry in attrs["featuremap"]
+    features            (*batch, feature, [z,] y, x) float32, one shard per output block of
+                        one chunk per feature (and z band), crc32c-checked, geometry in
+                        attrs["featuremap"]
     y, x                1-D centres of the output pixels in the input's physical units,
                         translation + scale * (offset + i * jump), with ``units``
     feature             readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
     <batch dims>        the batch axes' own coordinates (time stamps, z positions), when known
     spatial_ref         the CRS (CF grid mapping), when the input has one
+    levels/<l>/features multiscale level l (``output.pyramid``) with its own coordinates
     layers/<i>/weight   conv weights and biases (a subgroup: xarray reads only root arrays)
     layers/<i>/bias
     _job/done           done-markers, one chunk per block (job bookkeeping, never at the root)
@@ -21,13 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zarr.codecs
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import StackGeometry, axis_names, ceil_div
 from featuremap.io.placement import Placement
+
+if TYPE_CHECKING:
+    from featuremap.io.pyramid import Pyramid
 
 __all__ = [
     "CODEC_LEVELS",
@@ -100,6 +105,9 @@ class OutputLayout:
     A *block* is what one task computes and writes and one done-marker covers: a chunk, or with
     ``shards`` a shard of whole chunks (Zarr v3 sharding; one writer per shard, so concurrent
     tasks never touch the same object).
+
+    ``pyramid``: the multiscale levels written beside the features (:mod:`featuremap.io.pyramid`),
+    each with its own layout.
     """
 
     batch_dims: tuple[str, ...]
@@ -113,6 +121,7 @@ class OutputLayout:
     codec: OutputCodec = "lz4"
     codec_level: int | None = None
     shards: tuple[int, ...] | None = None
+    pyramid: Pyramid | None = None
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -143,6 +152,7 @@ class OutputLayout:
             else self.codec_level,
             "chunks": list(self.storage_chunks),
             "shards": None if self.shards is None else list(self._to_storage(self.shards)),
+            "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
         }
 
     @property

@@ -1,4 +1,5 @@
-"""The worker side of a job's output: write one computed block into its chunk or shard."""
+"""The worker side of a job's output: write one computed block into its chunk or shard, and
+its part of each block level of the pyramid (pooled in memory: level 0 is never read back)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import zarr
 from featuremap._typing import Array
 from featuremap.engine.device import to_host
 from featuremap.io.layout import FEATURES, OutputLayout
+from featuremap.io.pyramid import block_level_values
 
 __all__ = ["write_block"]
 
 
-@functools.lru_cache(maxsize=4)
-def _features(store: str, session: str) -> zarr.Array[Any]:
-    """``features``, opened once per worker process and job (``session``, its token): a store
-    replaced by another job is never written through the metadata of the one it replaced."""
-    node = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)[FEATURES]
+@functools.lru_cache(maxsize=32)
+def _features(store: str, session: str, path: str = FEATURES) -> zarr.Array[Any]:
+    """``features`` (or a level's, at ``path``), opened once per worker process and job
+    (``session``, its token): a store replaced by another job is never written through the
+    metadata of the one it replaced."""
+    node = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)[path]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)
@@ -39,7 +42,21 @@ def write_block(
     converted to the stored dtype. A block is a whole chunk or shard, so concurrent writes never
     share an object and a retried task rewrites the same bytes.
     """
-    features = -layout.ndim - 1
-    values = np.moveaxis(to_host(block), features, layout.feature_axis)
-    values = values.astype(layout.dtype, copy=False)
-    _features(store, session)[layout.storage_slices(block_slices)] = values
+    stored = to_host(block).astype(layout.dtype, copy=False)
+    _write(_features(store, session), layout, block_slices, stored)
+    if layout.pyramid is None:
+        return
+    # the levels pool the block as stored, so they are the block means of the stored level 0
+    for level, slices, values in block_level_values(
+        layout.pyramid, layout.ndim, stored, block_slices
+    ):
+        array = _features(store, session, level.path)
+        _write(array, level.layout, slices, values.astype(layout.dtype, copy=False))
+
+
+def _write(
+    array: zarr.Array[Any], layout: OutputLayout, slices: tuple[slice, ...], values: np.ndarray
+) -> None:
+    """Write ``values`` (compute order) into ``array`` in its storage order."""
+    moved = np.moveaxis(values, -layout.ndim - 1, layout.feature_axis)
+    array[layout.storage_slices(slices)] = moved

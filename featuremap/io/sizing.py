@@ -8,6 +8,14 @@
   :data:`SHARD_FROM_CHUNKS` or more chunks, where object counts start to cost (object stores, ``ls``,
   ``rm``); smaller jobs keep one object per chunk, and their parallelism. A shard is then the
   block: written whole, by exactly one task, so concurrent writers and retries are safe.
+* **Chunks a viewer reads** (the default): one feature per chunk, and in a volume one band of
+  z-planes (:data:`Z_BAND_PIXELS` voxels at least), so showing one feature plane decodes that
+  plane, not every feature of the block. The block is then one shard of those chunks: the object
+  count is the block count, as with one chunk per block. ``output.chunks`` leading with a
+  feature count keeps that many per chunk; ``shards: false`` keeps one chunk per block.
+* **Pyramids** (``output.pyramid``, :mod:`featuremap.io.pyramid`): automatic blocks are rounded
+  up to multiples of :func:`~featuremap.io.pyramid.pyramid_alignment`, so each block carries its
+  own multiscale levels.
 * **Limits**: an output over :data:`MAX_OUTPUT_BYTES` or over :data:`MAX_BLOCKS` blocks is refused
   unless ``allow_large`` (``--allow-large``), which still stops at :data:`HARD_MAX_BLOCKS`. All of
   it is Python integer arithmetic on the parsed geometry, done before a store is created.
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import Sizes, ceil_div
@@ -26,6 +34,7 @@ from featuremap.errors import InputError, option
 from featuremap.io.input import InputArray
 from featuremap.io.layout import OutputLayout
 from featuremap.io.placement import output_placement
+from featuremap.io.pyramid import PyramidOptions, plan_pyramid, pyramid_alignment
 
 __all__ = [
     "HARD_MAX_BLOCKS",
@@ -35,6 +44,7 @@ __all__ = [
     "MIN_BLOCK",
     "SHARD_FROM_CHUNKS",
     "SHARD_TARGET_BYTES",
+    "Z_BAND_PIXELS",
     "OutputOptions",
     "block_chunks",
     "check_limits",
@@ -50,6 +60,8 @@ MIN_BLOCK_3D = 64
 MAX_BLOCK_BYTES = 256 * 2**20
 SHARD_TARGET_BYTES = 256 * 2**20
 SHARD_FROM_CHUNKS = 4096
+#: A volume's chunk holds z-planes until it has at least this many voxels (64 x 64 planes: 8).
+Z_BAND_PIXELS = 2**15
 #: Refused without ``allow_large``: 1 TiB of features, or ten million blocks.
 MAX_OUTPUT_BYTES = 2**40
 MAX_BLOCKS = 10**7
@@ -65,8 +77,10 @@ class OutputOptions:
 
     ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
     3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
-    output pixels (whole chunks). ``feature_chunks``: features per stored chunk (``None``: all in
-    one); fewer than all make every block one shard of feature chunks.
+    output pixels (whole chunks). ``feature_chunks``: features per stored chunk; ``None`` is the
+    viewer's layout (one per chunk, unless ``shards`` is ``None``: then all in one); fewer than
+    all make every block one shard of feature chunks. ``pyramid``: the multiscale levels
+    (``None``: level 0 only).
     """
 
     chunks: Sizes | None = None
@@ -76,6 +90,7 @@ class OutputOptions:
     shards: Sizes | str | None = "auto"
     allow_large: bool = False
     feature_chunks: int | None = None
+    pyramid: PyramidOptions | None = None
 
     @property
     def itemsize(self) -> int:
@@ -92,11 +107,17 @@ def _check_rank(name: str, sizes: Sizes, ndim: int) -> None:
 
 
 def block_chunks(
-    storage: Sizes, jump: Sizes, out_size: Sizes, features: int, requested: Sizes | None
+    storage: Sizes,
+    jump: Sizes,
+    out_size: Sizes,
+    features: int,
+    requested: Sizes | None,
+    align: int = 1,
 ) -> Sizes:
     """The spatial output chunk: ``requested``, or about one input read's worth (whole stored
     chunks, divided by the jump), at least :data:`MIN_BLOCK` (:data:`MIN_BLOCK_3D` for a
-    volume) per axis and at most :data:`MAX_BLOCK_BYTES` of features."""
+    volume) per axis and at most :data:`MAX_BLOCK_BYTES` of features, rounded up to a multiple
+    of ``align`` (where the axis is longer)."""
     ndim = len(out_size)
     if requested is not None:
         _check_rank("chunks", requested, ndim)
@@ -109,7 +130,7 @@ def block_chunks(
     while features * math.prod(sizes) * 4 > MAX_BLOCK_BYTES and max(sizes) > smallest:
         widest = max(reversed(range(ndim)), key=sizes.__getitem__)  # the last of the widest
         sizes[widest] = max(sizes[widest] // 2, smallest)
-    return tuple(sizes)
+    return tuple(min(ceil_div(size, align) * align, n) for size, n in zip(sizes, out_size, strict=True))
 
 
 def _integer_root(n: int, k: int) -> int:
@@ -171,39 +192,56 @@ def _human(size: int) -> str:
     return f"{size} B" if exponent == 0 else f"{size / 1024**exponent:.1f} {unit}"
 
 
+def _viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[int, Sizes]:
+    """``(features per chunk, spatial chunk)`` inside a block: the viewer's layout by default
+    (one feature, a band of z-planes in a volume), the block's own with ``shards: false``."""
+    if options.feature_chunks is not None:
+        return min(options.feature_chunks, features), block
+    if options.shards is None:
+        return features, block
+    if len(block) == 3 and options.chunks is None:
+        band = min(block[0], ceil_div(Z_BAND_PIXELS, block[1] * block[2]))
+        return 1, (band, *block[1:])
+    return 1, block
+
+
 def plan_layout(
     source: InputArray,
     stack: ResolvedStack,
     options: OutputOptions,
     existing_chunks: Sizes | None,
 ) -> OutputLayout:
-    """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks), shards, dtype, codec."""
+    """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks),
+    shards, dtype, codec, and the pyramid's levels."""
     features, *out_size = stack.output_shape
+    ndim = len(out_size)
     if existing_chunks is not None:
         chunk, factor = tuple(existing_chunks), None
     else:
+        align = 1 if options.pyramid is None else pyramid_alignment(ndim)
         chunk = block_chunks(
-            source.spatial_chunks, stack.geometry.jump, tuple(out_size), features, options.chunks
+            source.spatial_chunks,
+            stack.geometry.jump,
+            tuple(out_size),
+            features,
+            options.chunks,
+            align,
         )
         grid = [
             *(ceil_div(n, c) for n, c in zip(source.batch_shape, source.batch_chunks, strict=True)),
             *(ceil_div(n, c) for n, c in zip(out_size, chunk, strict=True)),
         ]
         factor = shard_factor(options, chunk, features, grid)
-    per_chunk = min(options.feature_chunks or features, features)
-    if per_chunk < features and factor is None:  # each block one shard of feature chunks
-        factor = (1,) * len(chunk)
-    chunks = (*source.batch_chunks, per_chunk, *chunk)
+    block = tuple(size * f for size, f in zip(chunk, factor or (1,) * ndim, strict=True))
+    per_chunk, spatial = _viewer_chunk(options, chunk, features)
+    chunks = (*source.batch_chunks, per_chunk, *spatial)
+    inner = (per_chunk, *spatial) != (features, *block)
     shards = (
-        None
-        if factor is None
-        else (
-            *source.batch_chunks,
-            ceil_div(features, per_chunk) * per_chunk,
-            *(size * f for size, f in zip(chunk, factor, strict=True)),
-        )
+        (*source.batch_chunks, ceil_div(features, per_chunk) * per_chunk, *block)
+        if factor is not None or inner
+        else None
     )
-    return OutputLayout(
+    layout = OutputLayout(
         batch_dims=source.batch_dims,
         shape=(*source.batch_shape, features, *out_size),
         chunks=chunks,
@@ -216,3 +254,6 @@ def plan_layout(
         codec_level=options.codec_level,
         shards=shards,
     )
+    if options.pyramid is None:
+        return layout
+    return replace(layout, pyramid=plan_pyramid(options.pyramid, layout))

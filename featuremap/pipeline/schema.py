@@ -32,6 +32,7 @@ from featuremap._vocabulary import (
 from featuremap.errors import InputError, describe, spoken
 from featuremap.io import InputSelection
 from featuremap.io.axes import AxesSpec, parse_axes_spec
+from featuremap.io.pyramid import PyramidOptions, parse_pyramid
 from featuremap.io.sizing import OutputOptions
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 T = TypeVar("T")
 
 INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis")
-OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards")
+OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards", "pyramid")
 
 
 # -- placing errors -------------------------------------------------------------------------
@@ -271,7 +272,9 @@ class OutputSpec:
     ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels). ``chunks`` and
     ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers; ``chunks``
     may name the feature axis first (``[feature, z, y, x]``), so that a viewer reads one feature
-    without decoding the others (``feature_chunks``; each block is then one shard)."""
+    without decoding the others (``feature_chunks``; by default one feature per chunk, each
+    block one shard). ``pyramid`` (``{levels: auto|N, method: mean|max}``) adds multiscale
+    levels (:mod:`featuremap.io.pyramid`)."""
 
     store: str | None = None
     chunks: tuple[int, ...] | None = None
@@ -280,6 +283,7 @@ class OutputSpec:
     level: int | None = None
     shards: tuple[int, ...] | str | None = "auto"
     feature_chunks: int | None = None
+    pyramid: PyramidOptions | None = None
 
     def options(self) -> OutputOptions:
         """How the job stores its features."""
@@ -290,6 +294,7 @@ class OutputSpec:
             codec_level=self.level,
             shards=self.shards,
             feature_chunks=self.feature_chunks,
+            pyramid=self.pyramid,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +308,7 @@ class OutputSpec:
             "shards": self.shards
             if isinstance(self.shards, str) or self.shards is None
             else list(self.shards),
+            "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
         }
 
     @classmethod
@@ -342,6 +348,7 @@ class OutputSpec:
             level=level,
             shards=shards,
             feature_chunks=feature_chunks,
+            pyramid=field_value(where, "pyramid", parse_pyramid, spec.get("pyramid")),
         )
 
 
