@@ -256,7 +256,7 @@ def _level_layout(layout: OutputLayout, level: int, spatial_chunk: Sequence[int]
         level,
         replace(
             layout,
-            shape=(*layout.shape[: -ndim], *sides),
+            shape=(*layout.shape[:-ndim], *sides),
             chunks=chunks,
             shards=shards,
             stack=_level_geometry(layout.stack, level),
@@ -295,10 +295,11 @@ def pool(values: np.ndarray, ndim: int, method: PyramidMethod) -> np.ndarray:
     Sums of the ``2^ndim`` strided views rather than a reshape: no copy of the block first,
     and float32 throughout (one rounding per level).
     """
-    trimmed = tuple(slice(0, (n // 2) * 2) for n in values.shape[-ndim:])
-    values = values[(..., *trimmed)]
+    lead = (slice(None),) * (values.ndim - ndim)
+    trimmed: tuple[slice, ...] = tuple(slice(0, (n // 2) * 2) for n in values.shape[-ndim:])
+    values = values[(*lead, *trimmed)]
     views = (
-        values[(..., *(slice(start, None, 2) for start in offsets))]
+        values[(*lead, *(slice(start, None, 2) for start in offsets))]
         for offsets in itertools.product((0, 1), repeat=ndim)
     )
     first = next(views)
@@ -323,7 +324,9 @@ def block_level_values(
     values = block.astype(np.float32, copy=False)
     for level in pyramid.levels[: pyramid.block_levels]:
         values = pool(values, ndim, pyramid.method)
-        spatial = tuple(slice(s.start >> level.index, s.stop >> level.index) for s in slices[-ndim:])
+        spatial = tuple(
+            slice(s.start >> level.index, s.stop >> level.index) for s in slices[-ndim:]
+        )
         if all(s.stop > s.start for s in spatial):
             yield level, (*slices[:-ndim], *spatial), values
 

@@ -50,6 +50,7 @@ __all__ = [
     "check_limits",
     "plan_layout",
     "shard_factor",
+    "viewer_chunk",
 ]
 
 #: The smallest block side (output pixels) a job plans unless the output is smaller: per axis of
@@ -61,6 +62,7 @@ MAX_BLOCK_BYTES = 256 * 2**20
 SHARD_TARGET_BYTES = 256 * 2**20
 SHARD_FROM_CHUNKS = 4096
 #: A volume's chunk holds z-planes until it has at least this many voxels (64 x 64 planes: 8).
+#: (The fewest such planes that divide the block's depth.)
 Z_BAND_PIXELS = 2**15
 #: Refused without ``allow_large``: 1 TiB of features, or ten million blocks.
 MAX_OUTPUT_BYTES = 2**40
@@ -130,7 +132,9 @@ def block_chunks(
     while features * math.prod(sizes) * 4 > MAX_BLOCK_BYTES and max(sizes) > smallest:
         widest = max(reversed(range(ndim)), key=sizes.__getitem__)  # the last of the widest
         sizes[widest] = max(sizes[widest] // 2, smallest)
-    return tuple(min(ceil_div(size, align) * align, n) for size, n in zip(sizes, out_size, strict=True))
+    return tuple(
+        min(ceil_div(size, align) * align, n) for size, n in zip(sizes, out_size, strict=True)
+    )
 
 
 def _integer_root(n: int, k: int) -> int:
@@ -192,7 +196,7 @@ def _human(size: int) -> str:
     return f"{size} B" if exponent == 0 else f"{size / 1024**exponent:.1f} {unit}"
 
 
-def _viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[int, Sizes]:
+def viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[int, Sizes]:
     """``(features per chunk, spatial chunk)`` inside a block: the viewer's layout by default
     (one feature, a band of z-planes in a volume), the block's own with ``shards: false``."""
     if options.feature_chunks is not None:
@@ -200,7 +204,10 @@ def _viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[
     if options.shards is None:
         return features, block
     if len(block) == 3 and options.chunks is None:
-        band = min(block[0], ceil_div(Z_BAND_PIXELS, block[1] * block[2]))
+        # the fewest planes that make a chunk of Z_BAND_PIXELS and divide the block (shards hold
+        # whole chunks)
+        wanted = min(block[0], ceil_div(Z_BAND_PIXELS, block[1] * block[2]))
+        band = next(d for d in range(wanted, block[0] + 1) if block[0] % d == 0)
         return 1, (band, *block[1:])
     return 1, block
 
@@ -233,7 +240,7 @@ def plan_layout(
         ]
         factor = shard_factor(options, chunk, features, grid)
     block = tuple(size * f for size, f in zip(chunk, factor or (1,) * ndim, strict=True))
-    per_chunk, spatial = _viewer_chunk(options, chunk, features)
+    per_chunk, spatial = viewer_chunk(options, chunk, features)
     chunks = (*source.batch_chunks, per_chunk, *spatial)
     inner = (per_chunk, *spatial) != (features, *block)
     shards = (

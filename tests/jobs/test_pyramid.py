@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -81,15 +81,17 @@ def test_ngff_metadata_follows_ngff_zarrs_convention_and_validates(image, tmp_pa
     Image.from_zarr(group)
     [multiscale] = group.attrs["ome"]["multiscales"]
     datasets = multiscale["datasets"]
-    assert [d["path"] for d in datasets] == ["features", *(level_path(l) for l in (1, 2, 3))]
+    assert [d["path"] for d in datasets] == ["features", *(level_path(n) for n in (1, 2, 3))]
     base_scale, base_translation = (t for t in datasets[0]["coordinateTransformations"])
     for level, dataset in enumerate(datasets):
         scale, translation = (t for t in dataset["coordinateTransformations"])
         factor = [1, 1 << level, 1 << level]  # (feature, y, x): the spatial axes only
-        assert scale["scale"] == [s * f for s, f in zip(base_scale["scale"], factor)]
+        assert scale["scale"] == [s * f for s, f in zip(base_scale["scale"], factor, strict=True)]
         assert translation["translation"] == [
             t + (f - 1) / 2 * s
-            for t, s, f in zip(base_translation["translation"], base_scale["scale"], factor)
+            for t, s, f in zip(
+                base_translation["translation"], base_scale["scale"], factor, strict=True
+            )
         ]
     [node] = list(Reader(parse_url(str(store)))())
     features = group["features"].shape[0]
@@ -129,7 +131,9 @@ def test_xarray_opens_the_root_and_each_level(image, tmp_path, client):
     assert root["features"].shape[-2:] == (301, 555)
     assert level["features"].shape[-2:] == (301 >> 2, 555 >> 2)
     # level-2 pixel i covers level-0 pixels 4i..4i+3: its centre is their mean
-    np.testing.assert_allclose(level["x"].values, root["x"].values[: 4 * 138].reshape(-1, 4).mean(1))
+    np.testing.assert_allclose(
+        level["x"].values, root["x"].values[: 4 * 138].reshape(-1, 4).mean(1)
+    )
     assert list(level["feature"].values) == list(root["feature"].values)
 
 
@@ -137,7 +141,7 @@ class _CountingStore(zarr.storage.LocalStore):
     """A local store that records every key it returns bytes of (a shard write first looks
     for the shard it replaces: a miss, not a read)."""
 
-    reads: list[str] = []
+    reads: ClassVar[list[str]] = []
 
     async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
         value = await super().get(key, *args, **kwargs)
@@ -207,3 +211,29 @@ def test_bad_pyramid_is_one_line_exit_2_nothing_written(image, tmp_path, pyramid
     assert line.startswith("featuremap: error: ")
     assert message in line
     assert not output.exists()
+
+
+def test_verify_covers_every_level_and_repair_then_resume_restores_them(image, tmp_path, client):
+    pipeline = _pipeline(levels=3)
+    reference = tmp_path / "reference.zarr"
+    run(pipeline, input=image, output=str(reference), client=client)
+    store = tmp_path / "damaged.zarr"
+    run(pipeline, input=image, output=str(store), client=client)
+    part = store / level_path(1) / "c" / "0" / "1" / "2"  # block (1, 2)'s part of level 1
+    raw = bytearray(part.read_bytes())
+    raw[len(raw) // 3] ^= 0x01
+    part.write_bytes(bytes(raw))
+    (store / level_path(1) / "c" / "0" / "0" / "0").unlink()  # block (0, 0)'s part: gone
+    (store / level_path(3) / "c" / "0" / "0" / "0").unlink()  # the tail's only shard: gone
+
+    report = verify_store(str(store))
+    assert report.corrupted == ((1, 2),)
+    assert report.missing == ((0, 0),)
+    assert list(report.arrays) == [level_path(3)]
+    repaired = verify_store(str(store), repair=True)
+    assert repaired.unrepairable == ()
+    summary = run(pipeline, input=image, output=str(store), client=client, resume=True)
+    assert summary.blocks_computed == 2
+    for level in range(4):
+        np.testing.assert_array_equal(_level(store, level), _level(reference, level))
+    assert verify_store(str(store)).clean
