@@ -237,3 +237,38 @@ def test_verify_covers_every_level_and_repair_then_resume_restores_them(image, t
     for level in range(4):
         np.testing.assert_array_equal(_level(store, level), _level(reference, level))
     assert verify_store(str(store)).clean
+
+
+def test_a_3d_stack_pools_z_y_x_and_leaves_batch_axes(tmp_path, client):
+    """A volume: the levels halve z, y and x (odd sizes trimmed), in the viewer's chunks."""
+    from featuremap.engine.layers import ConvLayer
+    from featuremap.io.pyramid import PyramidOptions
+    from featuremap.io.sizing import OutputOptions
+    from featuremap.jobs.run import run_layers
+
+    rng = np.random.default_rng(4)
+    data = rng.random((1, 37, 70, 90), dtype=np.float32)
+    source = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(source), data=data, chunks=(1, 16, 32, 32), dimension_names=["c", "z", "y", "x"]
+    )
+    weight = rng.standard_normal((3, 1, 3, 3, 3)).astype(np.float32)
+    store = tmp_path / "out.zarr"
+    run_layers(
+        [ConvLayer.create(weight, padding="same")],
+        input=str(source),
+        output=str(store),
+        client=client,
+        options=OutputOptions(chunks=(16, 32, 32), pyramid=PyramidOptions(2)),
+    )
+    level0 = _level(store, 0)
+    assert level0.shape == (3, 37, 70, 90)
+    for level in (1, 2):
+        factor = 1 << level
+        values = da.from_array(level0.astype(np.float64), chunks=-1)
+        expected = da.coarsen(np.mean, values, {1: factor, 2: factor, 3: factor}, trim_excess=True)
+        got = _level(store, level)
+        np.testing.assert_allclose(got, expected.compute(scheduler="sync"), rtol=1e-6, atol=1e-6)
+    level1 = zarr.open_group(str(store), mode="r")[level_path(1)]
+    assert level1.chunks == (1, 8, 16, 16)  # one feature, the block's part of the level
+    assert verify_store(str(store)).clean
