@@ -299,6 +299,8 @@ class OutputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         feature = [] if self.feature_chunks is None else [self.feature_chunks]
+        # no pyramid, no key: the fingerprints of pipelines without one stay what they were
+        pyramid = {} if self.pyramid is None else {"pyramid": self.pyramid.to_dict()}
         return {
             "store": self.store,
             "chunks": None if self.chunks is None else [*feature, *self.chunks],
@@ -308,7 +310,7 @@ class OutputSpec:
             "shards": self.shards
             if isinstance(self.shards, str) or self.shards is None
             else list(self.shards),
-            "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
+            **pyramid,
         }
 
     @classmethod
