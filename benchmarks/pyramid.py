@@ -95,6 +95,20 @@ def bench_read(client: Any, scratch: Path, repeats: int) -> None:
         )
 
 
+def _worker_cpu() -> float:
+    """This process's CPU seconds (user + system); runs on each worker."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_seconds(client: Any) -> float:
+    """CPU seconds spent so far by the workers and this process (the job's driver: markers,
+    the pyramid's tail pass); less sensitive than wall time to other work on the machine."""
+    return sum(client.run(_worker_cpu).values()) + time.process_time()
+
+
 def bench_job(client: Any, scratch: Path, size: int, repeats: int) -> None:
     source = _input(scratch / "in.zarr", size, 1024)
     layer = _bank(16, 7)
@@ -110,19 +124,31 @@ def bench_job(client: Any, scratch: Path, size: int, repeats: int) -> None:
         OutputOptions(pyramid=PyramidOptions(2)),
     )  # worker imports, not timed
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, options in variants.items():  # alternated: drift of a loaded machine is shared
-            started = time.perf_counter()
+            cpu_before, started = _cpu_seconds(client), time.perf_counter()
             _job(client, source, str(scratch / "out.zarr"), layer, options)
             times[name].append(time.perf_counter() - started)
+            cpu[name].append(_cpu_seconds(client) - cpu_before)
     plain = statistics.median(times["plain"])
     levels = zarr.open_group(str(scratch / "out.zarr"), mode="r").attrs["featuremap"]["output"]
     for name, values in times.items():
         median = statistics.median(values)
-        print(
-            f"{name:>13}: {median:7.2f} s (runs {', '.join(f'{v:.2f}' for v in values)})"
-            f"  = {median / plain:4.2f} x plain"
-        )
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{name:>13}: {median:7.2f} s (runs {runs})  = {median / plain:4.2f} x plain")
+    # each pyramid run against the plain run just before it: a loaded machine drifts slower
+    # than one pair takes
+    pairs = [p / q for p, q in zip(times["pyramid auto"], times["plain"], strict=True)]
+    print(
+        f"pyramid / plain, run by run: {', '.join(f'{r:.2f}' for r in pairs)}; "
+        f"median {statistics.median(pairs):.2f}"
+    )
+    cpu_plain, cpu_pyramid = (statistics.median(cpu[name]) for name in variants)
+    print(
+        f"CPU seconds (workers + driver), median: plain {cpu_plain:.2f}, pyramid "
+        f"{cpu_pyramid:.2f} = {cpu_pyramid / cpu_plain:4.2f} x plain"
+    )
     print(f"pyramid: {levels['pyramid']}")
 
 

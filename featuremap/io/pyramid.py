@@ -45,6 +45,7 @@ import numpy as np
 from featuremap._validation import parse_choice, parse_int, suggestion
 from featuremap.engine.geometry import LayerGeometry, StackGeometry
 from featuremap.errors import InputError, describe
+from featuremap.io.output import array_at
 from featuremap.io.placement import Placement
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from featuremap.io.layout import OutputLayout
 
 __all__ = [
+    "LEVELS_GROUP",
     "MIN_LEVEL_BLOCK",
     "PYRAMID_METHODS",
     "TOP_TILE",
@@ -60,6 +62,7 @@ __all__ = [
     "Pyramid",
     "PyramidMethod",
     "PyramidOptions",
+    "block_level_values",
     "block_levels",
     "level_path",
     "ome_datasets",
@@ -350,8 +353,6 @@ def write_tail_levels(
     """Pool each tail level from the one below it, one shard of the new level at a time (it
     reads 2^ndim times that from the level below: memory stays one tile's worth); returns the
     levels written. ``check`` (the job's fencing check) runs before each level."""
-    from featuremap.io.output import array_at
-
     for level in pyramid.levels[pyramid.block_levels :]:
         check()
         below = array_at(group, level_path(level.index - 1))
