@@ -295,27 +295,22 @@ def plan_pyramid(options: PyramidOptions, layout: OutputLayout) -> Pyramid | Non
 def pool(values: np.ndarray, ndim: int, method: PyramidMethod) -> np.ndarray:
     """The 2-per-axis block mean (or max) over the last ``ndim`` axes, odd edges trimmed.
 
-    Sums of the ``2^ndim`` strided views rather than a reshape: no copy of the block first,
-    and float32 throughout (one rounding per level).
+    Pairs are combined one axis at a time, outermost first: the first step adds whole rows
+    (contiguous), and every later one works on an array half as large -- ~2.5x faster than
+    adding the ``2^ndim`` strided views of the block. Means add in float32 (a float16 level
+    too) and divide once.
     """
-    lead = (slice(None),) * (values.ndim - ndim)
-    trimmed: tuple[slice, ...] = tuple(slice(0, (n // 2) * 2) for n in values.shape[-ndim:])
-    values = values[(*lead, *trimmed)]
-    views = (
-        values[(*lead, *(slice(start, None, 2) for start in offsets))]
-        for offsets in itertools.product((0, 1), repeat=ndim)
-    )
-    first = next(views)
-    if method == "max":
-        result = first.copy()
-        for view in views:
-            np.maximum(result, view, out=result)
-        return result
-    result = first.astype(np.float32, copy=True)
-    for view in views:
-        result += view
-    result *= np.float32(1 / (1 << ndim))
-    return result
+    reduced = values
+    for axis in range(values.ndim - ndim, values.ndim):
+        even = (slice(None),) * axis + (slice(0, reduced.shape[axis] // 2 * 2, 2),)
+        odd = (slice(None),) * axis + (slice(1, reduced.shape[axis] // 2 * 2, 2),)
+        if method == "max":
+            reduced = np.maximum(reduced[even], reduced[odd])
+        else:
+            reduced = np.add(reduced[even], reduced[odd], dtype=np.float32)
+    if method == "mean":
+        reduced *= np.float32(1 / (1 << ndim))
+    return reduced
 
 
 def block_level_values(
