@@ -8,9 +8,12 @@ multiscale levels cost the job.
     the median time to read one feature plane of each, against reading one plane of the source
     (float32, one 1024^2 chunk). Goal: default / source <= 3.
 ``job``
-    The same job (16 filters 7x7 'same', float32, 1024^2 input chunks) at ``--size``^2, plain and
-    with ``output.pyramid: {levels: auto}``, alternated, ``--repeats`` each. Goal: pyramid / plain
-    <= 1.2.
+    A job (float32, 1024^2 input chunks) at ``--size``^2, plain and with ``output.pyramid:
+    {levels: auto}``, alternated, ``--repeats`` each. Goal: pyramid / plain <= 1.2. ``--layers
+    conv``: 16 filters 7x7 'same' (PERFORMANCE.md's I/O-bound anchor: ~60 ms of compute per
+    1024^2 block against ~150 ms to encode and write it); ``--layers features``: ilastik's
+    gaussian, gradient magnitude and Hessian eigenvalues at sigma 1, 3.5 (8 features, as much
+    compute as a real feature job).
 
 Times are medians over repeats on one ``LocalCluster`` (2 worker processes x 1 thread); compare
 the ratios, not the seconds (PERFORMANCE.md).
@@ -65,10 +68,20 @@ def _median_seconds(action: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _job(client: Any, source: str, output: str, layer: ConvLayer, options: OutputOptions) -> None:
+def _job(client: Any, source: str, output: str, layers: Any, options: OutputOptions) -> None:
     from featuremap.jobs.run import run_layers
 
-    run_layers([layer], input=source, output=output, client=client, overwrite=True, options=options)
+    if isinstance(layers, ConvLayer):
+        layers = [layers]
+    run_layers(layers, input=source, output=output, client=client, overwrite=True, options=options)
+
+
+def _features_layers() -> Any:
+    from featuremap.pipeline.pipeline import load_pipeline
+
+    features = ["gaussian", "gradient_magnitude", "hessian_eigenvalues"]
+    spec = {"features": {"set": "ilastik", "sigmas": [1.0, 3.5], "features": features}}
+    return load_pipeline({"layers": [spec]}).build_layers(1)
 
 
 def bench_read(client: Any, scratch: Path, repeats: int) -> None:
@@ -109,9 +122,9 @@ def _cpu_seconds(client: Any) -> float:
     return sum(client.run(_worker_cpu).values()) + time.process_time()
 
 
-def bench_job(client: Any, scratch: Path, size: int, repeats: int) -> None:
+def bench_job(client: Any, scratch: Path, size: int, repeats: int, layers: str) -> None:
     source = _input(scratch / "in.zarr", size, 1024)
-    layer = _bank(16, 7)
+    layer = _bank(16, 7) if layers == "conv" else _features_layers()
     variants = {
         "plain": OutputOptions(),
         "pyramid auto": OutputOptions(pyramid=PyramidOptions()),
@@ -158,6 +171,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--layers", choices=["conv", "features"], default="conv")
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
@@ -175,7 +189,7 @@ def main() -> None:
         if args.what == "read":
             bench_read(client, Path(folder), max(args.repeats, 5))
         else:
-            bench_job(client, Path(folder), args.size, args.repeats)
+            bench_job(client, Path(folder), args.size, args.repeats, args.layers)
 
 
 if __name__ == "__main__":
