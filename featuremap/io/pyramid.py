@@ -24,7 +24,7 @@ How they are written (level 0 is never read back):
   from level, and writes each level's part of the block (blocks are multiples of
   ``2^block_levels`` pixels, so a block's part of level ``l`` is whole pixels and one object);
 * **tail levels** ``block_levels + 1..N``: once every block is written, a small pass in the job's
-  process pools the top block level tile by tile (:func:`write_tail_levels`). A level's part of
+  process pools the top block level tile by tile, a few tiles at once (:func:`write_tail_levels`). A level's part of
   a block shrinks by 4 (8 in 3-D) per level: block levels stop where it would fall under
   :data:`MIN_LEVEL_BLOCK` pixels a side, so tiny objects are not multiplied by the block count.
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
@@ -57,6 +58,7 @@ __all__ = [
     "LEVELS_GROUP",
     "MIN_LEVEL_BLOCK",
     "PYRAMID_METHODS",
+    "TAIL_THREADS",
     "TOP_TILE",
     "Level",
     "Pyramid",
@@ -80,6 +82,8 @@ PYRAMID_METHODS: Final[tuple[PyramidMethod, ...]] = get_args(PyramidMethod)
 TOP_TILE: Final = {2: 256, 3: 64}
 #: A block level's part of one block keeps at least this many pixels a side (image, volume).
 MIN_LEVEL_BLOCK: Final = {2: 64, 3: 16}
+#: Tiles of a tail level pooled at once (memory: this many tiles and their sources).
+TAIL_THREADS: Final = 4
 #: The subgroup holding the levels.
 LEVELS_GROUP: Final = "levels"
 _KEYS = ("levels", "method")
@@ -346,17 +350,22 @@ def write_tail_levels(
     group: zarr.Group, pyramid: Pyramid, ndim: int, check: Callable[[], None]
 ) -> int:
     """Pool each tail level from the one below it, one shard of the new level at a time (it
-    reads 2^ndim times that from the level below: memory stays one tile's worth); returns the
-    levels written. ``check`` (the job's fencing check) runs before each level."""
+    reads 2^ndim times that from the level below), :data:`TAIL_THREADS` at once (decoding,
+    pooling and encoding release the GIL); returns the levels written. ``check`` (the job's
+    fencing check) runs before each level."""
     for level in pyramid.levels[pyramid.block_levels :]:
         check()
         below = array_at(group, level_path(level.index - 1))
         target = array_at(group, level.path).with_config({"write_empty_chunks": True})
-        for region in _regions(target):
+
+        def write(region: tuple[slice, ...], below: Any = below, target: Any = target) -> None:
             source = (*region[:-ndim], *(slice(2 * s.start, 2 * s.stop) for s in region[-ndim:]))
-            target[region] = pool(np.asarray(below[source]), ndim, pyramid.method).astype(
-                target.dtype, copy=False
-            )
+            pooled = pool(np.asarray(below[source]), ndim, pyramid.method)
+            target[region] = pooled.astype(target.dtype, copy=False)
+
+        with ThreadPoolExecutor(TAIL_THREADS) as threads:
+            for _ in threads.map(write, _regions(target)):  # re-raises a region's error
+                pass
     return len(pyramid.levels) - pyramid.block_levels
 
 

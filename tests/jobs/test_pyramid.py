@@ -272,3 +272,30 @@ def test_a_3d_stack_pools_z_y_x_and_leaves_batch_axes(tmp_path, client):
     level1 = zarr.open_group(str(store), mode="r")[level_path(1)]
     assert level1.chunks == (1, 8, 16, 16)  # one feature, the block's part of the level
     assert verify_store(str(store)).clean
+
+
+def test_batch_axes_are_carried_through_untouched(tmp_path, client):
+    """A ``(z, c, y, x)`` input under a 2-D stack: z is a batch axis, stored after the features
+    (NGFF's order), never pooled; the levels place z like level 0."""
+    rng = np.random.default_rng(8)
+    data = rng.random((3, 1, 150, 203), dtype=np.float32)
+    source = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(source), data=data, chunks=(1, 1, 64, 64), dimension_names=["z", "c", "y", "x"]
+    )
+    store = tmp_path / "out.zarr"
+    run(_pipeline(levels=2, method="max"), input=str(source), output=str(store), client=client)
+    level0 = _level(store, 0)
+    assert zarr.open_group(str(store))[level_path(1)].metadata.dimension_names == (
+        "feature",
+        "z",
+        "y",
+        "x",
+    )
+    for level in (1, 2):
+        np.testing.assert_allclose(
+            _level(store, level), _reference(level0, level, "max"), rtol=1e-6, atol=1e-6
+        )
+    from ome_zarr_models.v05.image import Image
+
+    Image.from_zarr(zarr.open_group(str(store), mode="r"))
