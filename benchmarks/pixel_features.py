@@ -30,12 +30,14 @@ Measured on the 2-core development VM (AMD EPYC, OpenBLAS Haswell kernel), 2026-
     MALLOC_TRIM_THRESHOLD_=100000000000``: no page faults at all) 0.79 s against 0.40 s =
     1.95x, MISSED: featuremap's arithmetic (BLAS GEMMs over banded matrices, float64
     eigenvalues) costs about twice fastfilters2's (AVX2 loops folding symmetric kernels).
-(b) ``--only 3d``: 2.80 s against SciPy's 28.6 s = 0.10x, ok.
+    After the features became one layer (halo 50): 1.015 s against 1.061 s = 0.96x, ok.
+(b) ``--only 3d``: 2.80 s against SciPy's 28.6 s = 0.10x, ok; one layer: 2.66 s against 27.6 s.
 (c) ``--only job``: 8192^2, 64 blocks: 64.7 s against fastfilters2's 19.1 s = 3.40x, MISSED;
     the I/O floor (the same 13 GB of lz4 Zarr written with no compute) is 29.9 s, itself 1.57x
     fastfilters2's time. 4096^2: 9.4 s against 4.3 s, floor 4.6 s; the workers spent 7.1 s
     user and 9.6 s system time (page faults on each block's fresh arrays, writes).
-(d) ``--only rss``: 897 MiB at 4096^2, 903 MiB at 12288^2 = 1.01x, ok.
+(d) ``--only rss``: 897 MiB at 4096^2, 903 MiB at 12288^2 = 1.01x, ok; one layer (no
+    intermediate stage held whole): 683 MiB and 689 MiB = 1.01x.
 
 Usage::
 

@@ -15,8 +15,10 @@ __all__ = [
     "CONV_METHODS",
     "DEVICES",
     "JOB_STATUSES",
+    "OUTPUT_CHECKSUMS",
     "OUTPUT_CODECS",
     "OUTPUT_DTYPES",
+    "OUTPUT_FORMATS",
     "PADDING_MODES",
     "POOL_OPS",
     "REDUCE_OPS",
@@ -26,8 +28,10 @@ __all__ = [
     "ConvMethod",
     "Device",
     "JobStatus",
+    "OutputChecksum",
     "OutputCodec",
     "OutputDtype",
+    "OutputFormat",
     "PaddingMode",
     "PoolOp",
     "ReduceOp",
@@ -69,9 +73,19 @@ CHANNEL_MODES: Final[tuple[ChannelMode, ...]] = get_args(ChannelMode)
 OutputDtype = Literal["float32", "float16"]
 OUTPUT_DTYPES: Final[tuple[OutputDtype, ...]] = get_args(OutputDtype)
 
-#: The features' compression (``output.codec``); a crc32c checksum is always added.
+#: The features' compression (``output.codec``); the checksum is ``output.checksum``.
 OutputCodec = Literal["lz4", "zstd", "none"]
 OUTPUT_CODECS: Final[tuple[OutputCodec, ...]] = get_args(OutputCodec)
+
+#: The store's format (``output.format``): OME-NGFF 0.5 in Zarr format 3, or OME-NGFF 0.4 in
+#: Zarr format 2 for readers of Zarr v2 only (GDAL 3.10, older viewers).
+OutputFormat = Literal["ngff-0.5", "ngff-0.4"]
+OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = get_args(OutputFormat)
+
+#: The checksum codec of every array (``output.checksum``): ``crc32c`` turns a damaged chunk
+#: into an error on read; ``none`` for readers without it (GDAL before 3.13).
+OutputChecksum = Literal["crc32c", "none"]
+OUTPUT_CHECKSUMS: Final[tuple[OutputChecksum, ...]] = get_args(OutputChecksum)
 
 #: Convolution algorithms of the kernels (``auto`` picks by a cost model).
 ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct"]

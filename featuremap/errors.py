@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "BrokenStoreError",
+    "CRSWarning",
     "FeaturemapError",
     "FencedError",
     "InputError",
@@ -104,6 +105,10 @@ class BrokenStoreError(InputError):
 
 #: The longest text :func:`describe` returns.
 DESCRIBE_WIDTH = 80
+
+
+class CRSWarning(UserWarning):
+    """A CRS that an input names but does not carry: the output is not georeferenced."""
 
 
 class _ShortRepr(reprlib.Repr):

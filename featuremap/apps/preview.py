@@ -1,13 +1,19 @@
 """``featuremap preview``: one PNG with the first conv layer's filters and a mosaic of feature maps.
 
 Each filter tile is scaled symmetrically (mid-grey = 0, so sign is visible); each feature map
-is stretched between its own 1st and 99th percentile. Only the shown features of one image are
+is stretched between its own 1st and 99th percentile and labelled with its feature label (in
+DejaVu Sans where the system has it; Pillow's own font, which has no Greek, spells ``σ`` as
+``sigma``). Only the shown features of one image are
 read, at most ``tile`` pixels a side (strided), so previews of large stores stay cheap. A 3-D
 stack's store is shown by its middle ``z`` plane (and its filters by their middle ``z`` slice).
 """
 
 from __future__ import annotations
 
+import functools
+import textwrap
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,9 @@ __all__ = ["render_preview"]
 
 PAD = 4
 LABEL_HEIGHT = 14
+#: Lines of a feature tile's label, and their height in pixels (a 10-pixel font).
+TILE_LABEL_LINES = 2
+TILE_LINE_HEIGHT = 12
 FILTER_TILE = 48
 BACKGROUND = 32
 TEXT = 230
@@ -53,6 +62,56 @@ def _feature_tiles(maps: np.ndarray, tile: int) -> list[np.ndarray]:
             np.kron(_to_uint8(feature, low, high), np.ones((scale, scale), dtype=np.uint8))
         )
     return tiles
+
+
+@functools.cache
+def _font() -> Any:
+    """A small font with Greek letters (DejaVu Sans) where the system has one, else Pillow's."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", 10)
+    except OSError:
+        return ImageFont.load_default(size=10)
+
+
+def _drawable(label: str, font: Any) -> str:
+    """``label`` with each letter ``font`` cannot draw spelled out (``σ`` -> ``sigma``)."""
+    if "DejaVu" in str(font.getname()[0]):
+        return label
+    return "".join(
+        char if ord(char) < 256 else unicodedata.name(char, "?").split()[-1].lower()
+        for char in label
+    )
+
+
+def _fit(text: str, width: int, font: Any) -> list[str]:
+    """``text`` wrapped into at most :data:`TILE_LABEL_LINES` lines of ``width`` pixels, the
+    last cut short with an ellipsis when it does not fit."""
+    chars = max(1, int(width // max(font.getlength("n"), 1.0)))
+    lines = textwrap.wrap(text, chars) or [""]
+    kept = lines[:TILE_LABEL_LINES]
+    if len(lines) > TILE_LABEL_LINES or font.getlength(kept[-1]) > width:
+        last = kept[-1] + (" " + lines[TILE_LABEL_LINES] if len(lines) > TILE_LABEL_LINES else "")
+        while last and font.getlength(last + "…") > width:
+            last = last[:-1]
+        kept[-1] = last + "…"
+    return kept
+
+
+def _labelled(tiles: list[np.ndarray], labels: Sequence[str]) -> list[np.ndarray]:
+    """Each tile with its label written in a strip below it."""
+    from PIL import Image, ImageDraw
+
+    font = _font()
+    labelled = []
+    for tile, label in zip(tiles, labels[: len(tiles)], strict=True):
+        strip = Image.new("L", (tile.shape[1], TILE_LABEL_LINES * TILE_LINE_HEIGHT), BACKGROUND)
+        draw = ImageDraw.Draw(strip)
+        for line, text in enumerate(_fit(_drawable(label, font), tile.shape[1], font)):
+            draw.text((0, line * TILE_LINE_HEIGHT), text, fill=TEXT, font=font)
+        labelled.append(np.concatenate([tile, np.asarray(strip)]))
+    return labelled
 
 
 def _mosaic(tiles: list[np.ndarray], columns: int) -> np.ndarray:
@@ -134,7 +193,7 @@ def render_preview(
     sections.append(
         (
             f"features of image {image} (first {len(maps)} of {data.shape[-3]}{sampling})",
-            _mosaic(_feature_tiles(maps, tile), columns),
+            _mosaic(_labelled(_feature_tiles(maps, tile), store.feature_labels), columns),
         )
     )
 
@@ -163,8 +222,5 @@ def _features_last(store: Any) -> Any:
 
     data = store.data
     ndim = len(store.geometry.jump)
-    feature_axis = (
-        list(store.dims).index("feature") if "feature" in store.dims else data.ndim - ndim - 1
-    )
-    data = da.moveaxis(data, feature_axis, -ndim - 1)
+    data = da.moveaxis(data, store.feature_axis, -ndim - 1)
     return data[..., data.shape[-3] // 2, :, :] if ndim == 3 else data

@@ -4,6 +4,7 @@ per-layer geometry table of ``explain`` and ``inspect``."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ __all__ = [
     "describe_layer",
     "echo_json",
     "format_pair",
+    "format_quantities",
     "layer_summary",
     "layer_table",
     "physical_line",
@@ -46,8 +48,30 @@ def echo_json(data: Any) -> None:
 
 def format_pair(values: Sequence[Any]) -> str:
     """``(3, 3)`` -> ``"3"``, ``(3, 5)`` -> ``"3×5"``: per-axis values, y first, compact when equal."""
-    items = [_number(v) for v in values]
+    return _compact([_number(v) for v in values])
+
+
+def _compact(items: Sequence[str]) -> str:
     return items[0] if len(set(items)) == 1 else "×".join(items)
+
+
+def format_quantities(values: Sequence[float], steps: Sequence[float]) -> str:
+    """Per-axis physical values, each to the precision its axis's ``steps`` (the output pixel
+    spacing) needs, compact when equal: a northing of 4 999 975 m on a 20 m grid is
+    ``4999975``, not ``5e+06``; 2.125 µm on a 0.2 µm grid is ``2.125``."""
+    return _compact([_quantity(v, s) for v, s in zip(values, steps, strict=True)])
+
+
+def _quantity(value: float, step: float) -> str:
+    """``value`` with three decimals beyond ``step``'s first significant digit, trailing zeros
+    dropped: offsets sit on half input pixels, up to a few hundred times finer than the output
+    spacing of a strided stack, and must not be rounded away."""
+    if not (math.isfinite(value) and math.isfinite(step)) or step == 0:
+        return _number(value)
+    decimals = max(0, 3 - math.floor(math.log10(abs(step))))
+    text = f"{value:.{decimals}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
 
 
 def _number(value: Any) -> str:
@@ -159,9 +183,12 @@ def layer_summary(layer: dict[str, Any]) -> dict[str, Any]:
 def physical_line(physical: dict[str, Any]) -> str:
     """``in µm: receptive field 4.25×4.25, jump 1×1, first centre 2.13,2.13`` for a geometry in
     physical units (:func:`featuremap.io.placement.physical_geometry`)."""
-    units = physical["units"]
-    unit = units[0] if len(set(units)) == 1 else "×".join(units)
+    steps = [abs(jump) for jump in physical["jump"]]
+
+    def quantities(key: str) -> str:
+        return format_quantities(physical[key], steps)
+
     return (
-        f"in {unit}: receptive field {format_pair(physical['receptive_field'])}, jump "
-        f"{format_pair(physical['jump'])}, first output centre {format_pair(physical['offset'])}"
+        f"in {_compact(physical['units'])}: receptive field {quantities('receptive_field')}, "
+        f"jump {quantities('jump')}, first output centre {quantities('offset')}"
     )

@@ -31,13 +31,18 @@ PROVENANCE_KEYS = ("fingerprint", "input", "versions", "device", "started", "fin
 
 
 def _report(store: Any, status: dict[str, Any]) -> dict[str, Any]:
+    from featuremap.io.formats import StoreFormat
+
     data = store.data
+    recorded = store.attrs.get("output")
+    storage = StoreFormat.from_dict(recorded if isinstance(recorded, dict) else {})
     return {
         "store": store.path,
         "dims": list(store.dims),
         "shape": list(data.shape),
         "dtype": str(data.dtype),
         "chunks": list(data.chunksize),
+        "storage": {**storage.to_dict(), "zarr_format": storage.zarr_format},
         "geometry": store.geometry.to_dict(),
         "physical": store.geometry_attrs.get("physical"),
         "layers": [layer_summary(layer) for layer in store.layers],
@@ -72,6 +77,11 @@ def inspect(store: str, as_json: bool) -> None:
     click.echo(
         f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape'], strict=False))}"
         f"  {report['dtype']}, chunks {report['chunks']}"
+    )
+    storage = report["storage"]
+    click.echo(
+        f"  storage   {storage['format']} (Zarr v{storage['zarr_format']}), "
+        f"checksum {storage['checksum']}"
     )
     click.echo(
         f"  geometry  receptive field {format_pair(geometry['receptive_field'])}, "

@@ -20,6 +20,7 @@ from featuremap.cli.banks import banks
 from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo
 from featuremap.cli.explain import explain
+from featuremap.cli.export import export
 from featuremap.cli.inspect import inspect
 from featuremap.cli.preview import preview
 from featuremap.cli.run import run
@@ -47,7 +48,19 @@ def cli() -> None:
     """Banks of conv/pool filters over chunked Zarr images, with exact geometry."""
 
 
-for _command in (run, submit, status, verify, inspect, explain, banks, preview, demo, cluster):
+for _command in (
+    run,
+    submit,
+    status,
+    verify,
+    inspect,
+    explain,
+    export,
+    banks,
+    preview,
+    demo,
+    cluster,
+):
     cli.add_command(_command)
 
 

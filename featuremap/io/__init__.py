@@ -10,6 +10,7 @@ store must record (attributes, weights, layout), and decides what the records me
 
 from __future__ import annotations
 
+from featuremap.io._display import FeatureStats
 from featuremap.io._paths import (
     access_error,
     check_url,
@@ -35,6 +36,7 @@ from featuremap.io.output import (
     Block,
     OutputStore,
     consolidate,
+    damaged_root,
     damaged_store,
     made_by_featuremap,
     read_job_token,
@@ -49,6 +51,7 @@ __all__ = [
     "MARKERS",
     "ROOT_KEY",
     "Block",
+    "FeatureStats",
     "FeatureStore",
     "InputArray",
     "InputSelection",
@@ -59,6 +62,7 @@ __all__ = [
     "check_url",
     "consolidate",
     "create_output",
+    "damaged_root",
     "damaged_store",
     "dangling_link",
     "feature_codecs",

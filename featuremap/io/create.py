@@ -1,30 +1,40 @@
 """Creating an output store: the job record first, then ``features`` (sharded when large), the
 coordinates, the weights, the pyramid's levels, the packed done-markers, the attributes and
-OME-NGFF metadata."""
+OME-NGFF metadata, all in the layout's :class:`~featuremap.io.formats.StoreFormat` (Zarr format 3
+or 2, checksum or not)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import zarr
 
 from featuremap.engine.geometry import axis_names
+from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
+    DISPLAY,
+    FEATURE_AXIS,
     FEATURES,
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
     OutputLayout,
-    checked_codecs,
     feature_codecs,
 )
 from featuremap.io.markers import create_markers
-from featuremap.io.ome import OmeAxis, ome_multiscales
+from featuremap.io.ome import OmeAxis, ngff_attributes, ome_multiscales
 from featuremap.io.output import OutputStore, open_group
-from featuremap.io.placement import Coordinate, Spacing, regular_spacing, spatial_attrs
+from featuremap.io.placement import (
+    TIME_UNITS,
+    Coordinate,
+    Spacing,
+    ngff_unit,
+    regular_spacing,
+    spatial_attrs,
+)
 from featuremap.io.pyramid import Pyramid, ome_datasets
 
 __all__ = ["LayerArrays", "create_output"]
@@ -41,6 +51,7 @@ class LayerArrays:
 
 def _create_coordinate(
     group: zarr.Group,
+    store_format: StoreFormat,
     name: str,
     values: np.ndarray,
     attrs: Mapping[str, Any] | None = None,
@@ -50,10 +61,11 @@ def _create_coordinate(
         name,
         shape=values.shape,
         chunks=values.shape if values.ndim else "auto",
-        # text (feature labels) as Zarr's variable-length UTF-8 strings, which xarray reads
-        dtype=str if values.dtype.kind == "U" else values.dtype,
-        dimension_names=list(dims if dims is not None else [name]),
-        compressors=checked_codecs(),
+        # text (feature labels) in the type the format's readers share (StoreFormat.text_dtype)
+        dtype=store_format.text_dtype(values) if values.dtype.kind == "U" else values.dtype,
+        compressors=store_format.small_compressors(),
+        **store_format.naming(dims if dims is not None else [name]),
+        **store_format.unmasked(),
     )
     array[...] = values
     if attrs:
@@ -63,17 +75,22 @@ def _create_coordinate(
 def _write_coordinates(group: zarr.Group, layout: OutputLayout) -> None:
     """``y``, ``x`` (and ``z`` for a volume) in physical units, ``feature`` labels, the batch
     axes' values and the CRS."""
-    placement = layout.placement
+    placement, store_format = layout.placement, layout.store_format
     for name, spacing, length in _spatial(layout):
-        _create_coordinate(group, name, spacing.values(length), spatial_attrs(spacing))
+        _create_coordinate(
+            group, store_format, name, spacing.values(length), spatial_attrs(spacing)
+        )
     features = layout.shape[-layout.ndim - 1]
     labels = layout.feature_labels or tuple(str(i) for i in range(features))
-    _create_coordinate(group, "feature", np.array(labels, dtype=str))
+    _create_coordinate(group, store_format, FEATURE_AXIS, np.array(labels, dtype=str))
     for name, coordinate in placement.batch.items():
-        _create_coordinate(group, name, np.asarray(coordinate.values), coordinate.attrs)
+        _create_coordinate(
+            group, store_format, name, np.asarray(coordinate.values), coordinate.attrs
+        )
     if placement.grid_mapping is not None:
         _create_coordinate(
             group,
+            store_format,
             placement.grid_mapping.name,
             np.array(0, dtype=np.int64),
             placement.grid_mapping.attrs,
@@ -93,19 +110,30 @@ def _spatial(layout: OutputLayout) -> list[tuple[str, Spacing, int]]:
     )
 
 
+def _batch_spacing(coordinate: Coordinate | None, kind: str) -> Spacing | None:
+    """The regular spacing of a batch axis's coordinates in an NGFF unit of its kind (space for
+    ``z``, time otherwise), or ``None``. CF times (``seconds since 2000-01-01``) count in their
+    unit from the epoch."""
+    if coordinate is None:
+        return None
+    regular = regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
+    if regular is None or regular.unit is None:
+        return None
+    unit = ngff_unit(regular.unit.split(" since ")[0])
+    if unit is None or (unit in TIME_UNITS) != (kind != "z"):
+        return None
+    return replace(regular, unit=unit)
+
+
 def _ome_batch_axis(name: str, kind: str, coordinate: Coordinate | None, lone: bool) -> OmeAxis:
-    """A batch axis for NGFF: ``z`` is a space axis, placed by its coordinates when they are
-    regular; a lone other batch axis is NGFF's time axis; several have no NGFF type."""
-    regular = (
-        None
-        if coordinate is None
-        else regular_spacing(np.asarray(coordinate.values), coordinate.attrs)
-    )
-    if kind == "z":
-        if regular is None:
-            return OmeAxis(name, "space")
-        return OmeAxis(name, "space", regular.unit, regular.scale, regular.translation)
-    return OmeAxis(name, "time" if lone else "batch")
+    """A batch axis for NGFF: ``z`` is a space axis, a lone other batch axis is NGFF's time
+    axis, each placed by its coordinates when they are regular and have a unit NGFF names;
+    several non-``z`` batch axes have no NGFF type."""
+    kind_name = "space" if kind == "z" else "time" if lone else "batch"
+    spacing = _batch_spacing(coordinate, kind)
+    if spacing is None:
+        return OmeAxis(name, kind_name)
+    return OmeAxis(name, kind_name, spacing.unit, spacing.scale, spacing.translation)
 
 
 def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
@@ -121,14 +149,16 @@ def _ome_axes(layout: OutputLayout) -> list[OmeAxis]:
         if name in spatial:
             spacing = spatial[name]
             axes.append(OmeAxis(name, "space", spacing.unit, spacing.scale, spacing.translation))
-        elif name == "feature":
+        elif name == FEATURE_AXIS:
             axes.append(OmeAxis(name, "channel"))
         else:
             axes.append(_ome_batch_axis(name, kinds[name], placement.batch.get(name), lone))
     return axes
 
 
-def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
+def _write_weights(
+    group: zarr.Group, weights: Sequence[LayerArrays], store_format: StoreFormat
+) -> None:
     for layer in weights:
         kernel_dims = [f"k{axis}" for axis in axis_names(layer.weight.ndim - 2)]
         arrays = {"weight": (layer.weight, ["feature", "channel", *kernel_dims])}
@@ -140,8 +170,9 @@ def _write_weights(group: zarr.Group, weights: Sequence[LayerArrays]) -> None:
                 shape=values.shape,
                 chunks=values.shape,
                 dtype="float32",
-                dimension_names=dims,
-                compressors=checked_codecs(),
+                compressors=store_format.small_compressors(),
+                **store_format.naming(dims),
+                **store_format.unmasked(),
             )
             stored[...] = values
 
@@ -153,13 +184,15 @@ def _create_features(
     features = group.create_array(
         path,
         shape=layout.storage_shape,
-        chunks=layout.storage_chunks,
-        shards=layout.storage_shards,
         dtype=layout.dtype,
-        dimension_names=list(layout.dims),
-        compressors=feature_codecs(layout.codec, layout.codec_level),
+        **layout.store_format.chunking(
+            layout.storage_chunks,
+            layout.storage_shards,
+            feature_codecs(layout.codec, layout.codec_level, layout.store_format),
+        ),
         fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
         config={"write_empty_chunks": True},
+        **layout.store_format.naming(layout.dims),
     )
     features.attrs[ROOT_KEY] = dict(geometry_attrs)
     if layout.placement.grid_mapping is not None:
@@ -210,17 +243,19 @@ def create_output(
     the ``featuremap`` attributes of ``features``, ``root_attrs`` the root ones (provenance).
     Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
     """
-    group = open_group(store, "w" if overwrite else "w-")
+    store_format = layout.store_format
+    group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
     _create_features(group, FEATURES, layout, geometry_attrs)
     _write_coordinates(group, layout)
-    _write_weights(group, weights)
+    _write_weights(group, weights, store_format)
     if layout.pyramid is not None:
         _create_levels(group, layout.pyramid, geometry_attrs)
-    create_markers(group, MARKERS, layout.blocks_total)
+    create_markers(group, MARKERS, layout.blocks_total, store_format)
+    group.create_group(DISPLAY)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
     ome = _ome(layout)
     if ome is not None:
-        attrs["ome"] = ome
+        attrs.update(ngff_attributes(ome, store_format.ngff_version))
     group.attrs.update(attrs)
     return OutputStore(store, group)

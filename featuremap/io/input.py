@@ -25,10 +25,11 @@ import numpy as np
 import zarr
 
 from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
+from featuremap.io._bioformats2raw import is_bioformats2raw, series_group
 from featuremap.io._paths import access_error, local_path
 from featuremap.io.axes import Axes, resolve_axes
 from featuremap.io.chunk_cache import read_region
-from featuremap.io.layout import FEATURE_DIMS
+from featuremap.io.layout import FEATURE_DIMS, LEGACY_FEATURE_AXIS
 from featuremap.io.ome import ome_placement, read_multiscales
 from featuremap.io.placement import Interval, Placement, xarray_placement
 from featuremap.io.selection import InputSelection, channel_indices, region_intervals
@@ -123,7 +124,10 @@ class InputArray:
     def batch_dims(self) -> tuple[str, ...]:
         """Names for the output's batch axes: the input's own when usable, else ``dim_<i>``."""
         names = tuple(self.axes.axes[i].name for i in self.axes.batch)
-        usable = len(set(names)) == len(names) and not set(names) & {*FEATURE_DIMS, "feature"}
+        usable = len(set(names)) == len(names) and not set(names) & {
+            *FEATURE_DIMS,
+            LEGACY_FEATURE_AXIS,
+        }
         return names if usable else tuple(f"dim_{i}" for i in self.axes.batch)
 
     @property
@@ -282,10 +286,23 @@ def _data_variables(group: zarr.Group) -> list[str]:
     )
 
 
+def _image_groups(group: zarr.Group) -> list[str]:
+    """The subgroups of ``group`` that are OME-Zarr images (a plate, a bioformats2raw root)."""
+    return sorted(
+        name for name, child in group.groups() if read_multiscales(dict(child.attrs)) is not None
+    )
+
+
 def _pick_array(group: zarr.Group, store: str, array: str | None) -> tuple[str, zarr.Array[Any]]:
     names = _array_names(group)
     if array is None:
         candidates = _data_variables(group)
+        images = _image_groups(group) if not candidates else []
+        if images:
+            raise InputError(
+                f"input store {store!r} holds OME-Zarr images ({', '.join(images)}), not one; "
+                f"give one of them as the input, e.g. {store.rstrip('/')}/{images[0]}"
+            )
         if len(candidates) != 1:
             raise InputError(
                 f"input store {store!r} is a group; choose an array with {input_key('array')} "
@@ -351,6 +368,15 @@ def open_input(
     selection = selection or InputSelection()
     node = _open_node(store)
     group = node if isinstance(node, zarr.Group) else None
+    prefix = ""
+    if group is not None and is_bioformats2raw(group):
+        series, group = series_group(group, store, selection.series)
+        prefix = f"{series}/"
+    elif selection.series is not None:
+        raise InputError(
+            f"input.series {describe(selection.series)} was given but {store!r} is not a "
+            "bioformats2raw layout (a root group of image series 0/, 1/, ...); leave it out"
+        )
     multiscale = None if group is None else read_multiscales(dict(group.attrs))
     level_index = None
     if group is not None and multiscale is not None:
@@ -400,7 +426,7 @@ def open_input(
         labels = tuple(labels[i] for i in (channels or range(len(labels))))
     return InputArray(
         path=store,
-        name=array,
+        name=None if array is None else prefix + array,
         shape=tuple(node.shape),
         chunks=tuple(node.chunks),
         dtype=node.dtype,

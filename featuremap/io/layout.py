@@ -1,19 +1,22 @@
 """The layout of an output store: names, the ``features`` array's shape and chunks, and codecs.
 
-A Zarr format 3 group (DESIGN section 6)::
+A Zarr format 3 group (format 2 for ``output.format: ngff-0.4``: :mod:`.formats`; DESIGN
+section 6)::
 
-    features            (*batch, feature, [z,] y, x) float32, one shard per output block of
-                        one chunk per feature (and z band), crc32c-checked, geometry in
+    features            (*batch, c, [z,] y, x) float32, one shard per output block of one
+                        chunk per feature (and z band; one chunk per block in Zarr v2),
+                        crc32c-checked (``output.checksum``), geometry in
                         attrs["featuremap"]
     y, x                1-D centres of the output pixels in the input's physical units,
                         translation + scale * (offset + i * jump), with ``units``
-    feature             readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
+    c                   readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
     <batch dims>        the batch axes' own coordinates (time stamps, z positions), when known
     spatial_ref         the CRS (CF grid mapping), when the input has one
     levels/<l>/features multiscale level l (``output.pyramid``) with its own coordinates
     layers/<i>/weight   conv weights and biases (a subgroup: xarray reads only root arrays)
     layers/<i>/bias
     _job/done           done-markers, one chunk per block (job bookkeeping, never at the root)
+    _job/display        the display statistics gathered so far (group attributes)
 
 with the job status, provenance and OME-NGFF ``multiscales`` in the root attributes under
 :data:`ROOT_KEY` and ``ome``.
@@ -22,13 +25,13 @@ with the job status, provenance and OME-NGFF ``multiscales`` in the root attribu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import zarr.codecs
-
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import StackGeometry, axis_names, ceil_div
+from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
 from featuremap.io.placement import Placement
 
 if TYPE_CHECKING:
@@ -36,26 +39,64 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODEC_LEVELS",
+    "DISPLAY",
     "FEATURES",
+    "FEATURE_AXIS",
     "FEATURE_DIMS",
     "JOB_GROUP",
+    "LEGACY_FEATURE_AXIS",
     "MARKERS",
     "ROOT_KEY",
     "OutputLayout",
-    "checked_codecs",
+    "feature_axis_of",
     "feature_codecs",
     "feature_dims",
+    "output_batch_names",
 ]
 
 #: The features array.
 FEATURES = "features"
+#: The name of the feature axis, in a store and from ``featuremap.apply``. NGFF calls the axis
+#: a viewer splits into layers the ``channel`` axis, and bioio and ome-zarr-py find it by the
+#: name ``c`` (bioio refuses names longer than one letter); NGFF 0.5 requires the array's
+#: ``dimension_names`` to equal the NGFF axis names, so xarray sees ``c`` too, its labels the
+#: feature labels.
+FEATURE_AXIS = "c"
+#: The feature axis's name in stores of featuremap 0.1 (read, never written).
+LEGACY_FEATURE_AXIS = "feature"
 #: The last three dimension names of ``features`` (of a 2-D stack; :func:`feature_dims`).
-FEATURE_DIMS = ("feature", "y", "x")
+FEATURE_DIMS = (FEATURE_AXIS, "y", "x")
 
 
 def feature_dims(ndim: int) -> tuple[str, ...]:
     """The feature axis and the spatial axes of a rank-``ndim`` stack's ``features``."""
-    return ("feature", *axis_names(ndim))
+    return (FEATURE_AXIS, *axis_names(ndim))
+
+
+def output_batch_names(names: Sequence[str], kinds: Sequence[str], ndim: int) -> tuple[str, ...]:
+    """The output's batch axis names: NGFF's letters where the axes fit NGFF, else ``names``.
+
+    NGFF allows at most one time axis and 3 space axes; a fitting output names its batch axis
+    that is not ``z`` (time, an ML batch, ...) ``t`` -- NGFF's time axis, a slider in viewers --
+    and a batch ``z`` axis ``z``. bioio reads only one-letter axis names, and NGFF requires the
+    array's dimension names to be its axis names, so these are the names xarray sees too. An
+    output with several non-``z`` batch axes has no NGFF form and keeps the input's names.
+    """
+    kinds = tuple(kinds) or ("n",) * len(names)
+    others = sum(1 for kind in kinds if kind != "z")
+    if others > 1 or len(kinds) - others + ndim > 3:
+        return tuple(names)
+    return tuple("z" if kind == "z" else "t" for kind in kinds)
+
+
+def feature_axis_of(names: Sequence[str] | None, rank: int, ndim: int) -> int:
+    """Where the features are in a rank-``rank`` array of a rank-``ndim`` stack with dimension
+    ``names`` (a 0.1 store's ``feature`` axis too); just before the spatial axes when the names
+    do not say."""
+    for name in (FEATURE_AXIS, LEGACY_FEATURE_AXIS):
+        if names and name in names:
+            return list(names).index(name)
+    return rank - ndim - 1
 
 
 #: Root (and ``features``) attribute key holding everything featuremap writes.
@@ -64,28 +105,26 @@ ROOT_KEY = "featuremap"
 JOB_GROUP = "_job"
 #: The done-markers: one bit per block, packed (:mod:`featuremap.io.markers`).
 MARKERS = f"{JOB_GROUP}/done"
+#: The group whose attributes hold the display statistics of the blocks marked done so far
+#: (:mod:`featuremap.io._display`).
+DISPLAY = f"{JOB_GROUP}/display"
 #: Default Blosc level of each codec (LZ4 is fast at any level; zstd 1 is its fast setting).
 CODEC_LEVELS = {"lz4": 5, "zstd": 1}
 
 
-def feature_codecs(codec: OutputCodec = "lz4", level: int | None = None) -> list[Any]:
-    """Bytes-to-bytes codecs of ``features``: Blosc ``lz4`` or ``zstd`` with byte shuffle (or
-    no compression, ``none``), then always a crc32c checksum.
+def feature_codecs(
+    codec: OutputCodec = "lz4", level: int | None = None, store_format: StoreFormat = DEFAULT_FORMAT
+) -> Any:
+    """The ``compressors`` of ``features``: Blosc ``lz4`` or ``zstd`` with byte shuffle (or no
+    compression, ``none``), then the store's checksum (:class:`StoreFormat`).
 
     Float features of noisy data barely compress; LZ4 costs about what raw bytes cost to write
     while Zstandard (Zarr's default) nearly doubles the write time for ~1 % more savings, and
     wins on smooth or float16 features.
     """
-    checksum = zarr.codecs.Crc32cCodec()
-    if codec == "none":
-        return [checksum]
-    clevel = CODEC_LEVELS[codec] if level is None else level
-    return [zarr.codecs.BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle"), checksum]
-
-
-def checked_codecs() -> list[Any]:
-    """Default compression plus a checksum, for the small arrays (weights, coordinates)."""
-    return [zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec()]
+    return store_format.feature_compressors(
+        codec, CODEC_LEVELS.get(codec, 0) if level is None else level
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +160,7 @@ class OutputLayout:
     codec: OutputCodec = "lz4"
     codec_level: int | None = None
     shards: tuple[int, ...] | None = None
+    store_format: StoreFormat = DEFAULT_FORMAT
     pyramid: Pyramid | None = None
 
     @property
@@ -152,6 +192,7 @@ class OutputLayout:
             else self.codec_level,
             "chunks": list(self.storage_chunks),
             "shards": None if self.shards is None else list(self._to_storage(self.shards)),
+            **self.store_format.to_dict(),
             "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
         }
 

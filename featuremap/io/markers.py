@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
+
 __all__ = [
     "BLOCKS_PER_CHUNK",
     "FLUSH_SECONDS",
@@ -51,7 +53,9 @@ def marker_chunk_count(blocks_total: int) -> int:
     return max(1, math.ceil(blocks_total / BLOCKS_PER_CHUNK))
 
 
-def create_markers(group: zarr.Group, path: str, blocks_total: int) -> zarr.Array[Any]:
+def create_markers(
+    group: zarr.Group, path: str, blocks_total: int, store_format: StoreFormat = DEFAULT_FORMAT
+) -> zarr.Array[Any]:
     """The empty marker array of ``blocks_total`` blocks (metadata only: no chunk is written)."""
     length = max(1, math.ceil(blocks_total / 8))
     return group.create_array(
@@ -60,8 +64,8 @@ def create_markers(group: zarr.Group, path: str, blocks_total: int) -> zarr.Arra
         chunks=(min(length, _BYTES_PER_CHUNK),),
         dtype="uint8",
         fill_value=0,
-        dimension_names=["done_bits"],
         overwrite=True,
+        **store_format.naming(["done_bits"]),
     )
 
 
@@ -93,13 +97,20 @@ def done_numbers(markers: zarr.Array[Any], blocks_total: int) -> Iterator[tuple[
 class MarkerWriter:
     """Sets done bits as blocks finish and flushes them in packed chunks (the job's one writer).
 
-    ``check()`` runs before every flush and raises when the job may no longer write.
+    ``check()`` runs before every flush and raises when the job may no longer write;
+    ``before_flush()`` then saves what must be on disk before the bits are (the display
+    statistics of the blocks marked).
     """
 
     def __init__(
-        self, markers: zarr.Array[Any], blocks_total: int, check: Callable[[], None]
+        self,
+        markers: zarr.Array[Any],
+        blocks_total: int,
+        check: Callable[[], None],
+        before_flush: Callable[[], None] | None = None,
     ) -> None:
         self.markers, self.blocks_total, self.check = markers, blocks_total, check
+        self.before_flush = before_flush
         self._open: dict[int, np.ndarray] = {}  # chunk -> its bits (loaded when first touched)
         self._dirty: set[int] = set()
         self._last_flush = time.monotonic()
@@ -120,6 +131,8 @@ class MarkerWriter:
         """Write every chunk with bits set since the last flush; forget the complete ones."""
         if self._dirty:
             self.check()
+            if self.before_flush is not None:
+                self.before_flush()
         for chunk in sorted(self._dirty):
             bits = self._open[chunk]
             start = chunk * _BYTES_PER_CHUNK

@@ -5,13 +5,20 @@ attributes, Zarr format 2) and 0.5 (under ``ome``, Zarr format 3): the axes (nam
 units), each level's ``path`` and its ``scale`` / ``translation``, composed with the multiscale's
 own transforms, and the ``omero`` channel labels.
 
-Writing (:func:`ome_multiscales`) gives the output NGFF 0.5 metadata whenever its axes fit NGFF's
+Writing (:func:`ome_multiscales`) gives the output NGFF metadata whenever its axes fit NGFF's
 rules: at most one time axis first, then the features as the channel axis, then 2 or 3 space
 axes (``z``, ``y``, ``x``). NGFF has no batch axis type, so a single non-space batch axis (an
 ML batch or an unnamed leading axis) is written as the time axis, which viewers show as a
-slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The
-coordinate transformations are one ``scale`` then one ``translation``, the form NGFF requires
-(some readers apply only the first transform, so scale must come first and translation second).
+slider; more than one non-space batch axis has no NGFF form and gets no OME metadata. The axes
+are named ``t``, ``c``, ``z``, ``y``, ``x`` (:func:`featuremap.io.layout.output_batch_names`,
+:data:`featuremap.io.layout.FEATURE_AXIS`): NGFF requires the axis names to be the array's
+dimension names, and bioio reads one-letter names only. Every axis has its unit and scale, the
+time axis too (from its regular coordinates). The coordinate transformations are one ``scale``
+then one ``translation``, the form NGFF requires (some readers apply only the first transform,
+so scale must come first and translation second). The ``omero`` display metadata is
+:mod:`featuremap.io._display`'s. It is built in NGFF 0.5's form; :func:`ngff_attributes` places
+it for the store's version (0.4 keeps the same multiscales and ``omero``, at the top of the
+attributes of a Zarr v2 group).
 """
 
 from __future__ import annotations
@@ -21,13 +28,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
+from featuremap.io._display import FeatureStats, omero_channels
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
 
 from featuremap.io.placement import Coordinate, Interval, Placement, Spacing, ngff_unit
 
-__all__ = ["Level", "Multiscale", "OmeAxis", "ome_multiscales", "ome_placement", "read_multiscales"]
+__all__ = [
+    "Level",
+    "Multiscale",
+    "OmeAxis",
+    "ngff_attributes",
+    "ome_multiscales",
+    "ome_placement",
+    "omero",
+    "read_multiscales",
+]
 
 
 @dataclass(frozen=True)
@@ -196,19 +213,27 @@ def ome_multiscales(
         ],
     }
     if channel_labels:
-        metadata["omero"] = {
-            "channels": [
-                {
-                    "label": label,
-                    "active": True,
-                    "color": "FFFFFF",
-                    "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
-                }
-                for label in channel_labels
-            ],
-            "rdefs": {"model": "greyscale"},
-        }
+        metadata["omero"] = omero(channel_labels)
     return metadata
+
+
+def ngff_attributes(ome: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The group attributes that hold ``ome`` (:func:`ome_multiscales`) in NGFF ``version``:
+    ``{"ome": ome}`` for 0.5; for 0.4 its ``multiscales`` (each with its own ``version``, as 0.4
+    puts it) and ``omero`` at the top level, where 0.4 readers look."""
+    if version == "0.5":
+        return {"ome": dict(ome)}
+    attributes = {key: value for key, value in ome.items() if key != "version"}
+    attributes["multiscales"] = [
+        {"version": version, **multiscale} for multiscale in ome["multiscales"]
+    ]
+    return attributes
+
+
+def omero(labels: Sequence[str], stats: FeatureStats | None = None) -> dict[str, Any]:
+    """The ``omero`` display metadata of features ``labels`` (:mod:`featuremap.io._display`):
+    a few coloured channels active, windows from ``stats`` once the job has gathered them."""
+    return {"channels": omero_channels(labels, stats), "rdefs": {"model": "color"}}
 
 
 def ome_placement(

@@ -22,16 +22,22 @@ import numpy as np
 import zarr
 
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
+from featuremap.io._display import FeatureStats
+from featuremap.io._documents import ATTRIBUTES_DOCUMENT, attributes_in, update_consolidated_root
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
+from featuremap.io.formats import StoreFormat
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
+    DISPLAY,
     FEATURES,
     JOB_GROUP,
     MARKERS,
     ROOT_KEY,
+    feature_axis_of,
 )
 from featuremap.io.markers import MarkerWriter, done_numbers
+from featuremap.io.ome import omero
 
 __all__ = [
     "Block",
@@ -40,6 +46,7 @@ __all__ = [
     "array_at",
     "attrs_dict",
     "consolidate",
+    "damaged_root",
     "damaged_store",
     "feature_chunk",
     "made_by_featuremap",
@@ -60,8 +67,14 @@ def feature_chunk(block: Block, feature_axis: int) -> tuple[int, ...]:
 Mode = Literal["r", "r+", "w", "w-"]
 
 
-def open_group(store: str, mode: Mode, *, consolidated: bool = False) -> zarr.Group:
-    return zarr.open_group(store=store, mode=mode, zarr_format=3, use_consolidated=consolidated)
+def open_group(
+    store: str, mode: Mode, *, consolidated: bool = False, zarr_format: Literal[2, 3] | None = None
+) -> zarr.Group:
+    """Open (or create, in ``zarr_format``) an output group; an existing store is opened in the
+    format it has (``output.format``: :mod:`featuremap.io.formats`)."""
+    return zarr.open_group(
+        store=store, mode=mode, zarr_format=zarr_format, use_consolidated=consolidated
+    )
 
 
 def array_at(group: zarr.Group, path: str) -> zarr.Array[Any]:
@@ -90,6 +103,14 @@ def damaged_store(store: str, document: str, error: BaseException) -> BrokenStor
         f"output store {store!r} is damaged: {document} cannot be read ({error_line(error)}); "
         f"check it with 'featuremap verify', or {replace_hint()}"
     )
+
+
+def damaged_root(store: str, error: BaseException) -> BrokenStoreError:
+    """:func:`damaged_store` for the root group's document: ``zarr.json``, or in a Zarr v2 store
+    (``ngff-0.4``) its ``.zgroup`` / ``.zattrs``."""
+    local = local_path(store)
+    v2 = local is not None and (local / ".zgroup").exists()
+    return damaged_store(store, ".zgroup or .zattrs" if v2 else "zarr.json", error)
 
 
 @dataclass(frozen=True)
@@ -160,24 +181,32 @@ class OutputStore:
         """Merge ``fields`` into the ``_job`` group's attributes."""
         self._update_attributes(JOB_GROUP, lambda attrs: {**attrs, **fields})
 
+    def _group_at(self, node: str) -> zarr.Group:
+        """The group ``node`` (``""``: the root; else ``_job`` or a group inside it)."""
+        if not node:
+            return self.group
+        job = self._job_group()
+        inner = node.removeprefix(JOB_GROUP).strip("/")
+        return job.require_group(inner) if inner else job
+
     def _document(self, node: str) -> Path | None:
-        """The local ``zarr.json`` of the group ``node`` (``""``: the root); ``None`` remotely."""
+        """The local document holding the attributes of the group ``node`` (``""``: the root):
+        its ``zarr.json``, or ``.zattrs`` in a Zarr v2 store; ``None`` remotely."""
         local = local_path(self.path)
-        return None if local is None else local / node / "zarr.json"
+        name = ATTRIBUTES_DOCUMENT[self.group.metadata.zarr_format]
+        return None if local is None else local / node / name
 
     def _attributes(self, node: str) -> dict[str, Any]:
         """The attributes of the group ``node``, read afresh from its document."""
         document = self._document(node)
         if document is None:
-            group = self.group if not node else self._job_group()
-            return dict(group.attrs)
+            return dict(self._group_at(node).attrs)
         if node and not document.parent.is_dir():
             self._job_group()  # raises the "missing" error
         try:
-            attributes = json.loads(document.read_bytes()).get("attributes") or {}
-        except (OSError, ValueError, AttributeError) as error:
-            raise damaged_store(self.path, f"{node}/zarr.json".lstrip("/"), error) from None
-        return dict(attributes)
+            return attributes_in(document)
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            raise damaged_store(self.path, f"{node}/{document.name}".lstrip("/"), error) from None
 
     def _update_attributes(
         self, node: str, update: Callable[[dict[str, Any]], dict[str, Any]]
@@ -187,12 +216,56 @@ class OutputStore:
         ``zarr.json``), on an object store as one put, which is atomic there."""
         document = self._document(node)
         if document is None:
-            group = self.group if not node else self._job_group()
-            group.attrs.put(update(dict(group.attrs)))
-            return
-        content = json.loads(document.read_bytes())
-        content["attributes"] = update(self._attributes(node))
-        write_atomically(document, json.dumps(content, indent=2).encode())
+            group = self._group_at(node)
+            attributes = update(dict(group.attrs))
+            group.attrs.put(attributes)
+        else:
+            attributes = update(self._attributes(node))
+            content: Any = attributes  # a .zattrs is the attributes, a zarr.json holds them
+            if document.name == ATTRIBUTES_DOCUMENT[3]:
+                content = {**json.loads(document.read_bytes()), "attributes": attributes}
+            write_atomically(document, json.dumps(content, indent=2).encode())
+        if not node and self.group.metadata.zarr_format == 2:
+            update_consolidated_root(self.path, attributes)
+
+    # -- display metadata -----------------------------------------------------------------------
+
+    def display_stats(self, features: int) -> FeatureStats:
+        """The display statistics saved with the done-markers so far (:mod:`featuremap.io._display`); empty
+        for a new store, and for a store made before they were gathered."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            return FeatureStats.empty(features)
+        saved = self._attributes(DISPLAY).get("stats")
+        return FeatureStats.from_dict(saved, features) or FeatureStats.empty(features)
+
+    def save_display_stats(self, stats: FeatureStats) -> None:
+        """Save the statistics of the blocks marked done (before their markers are flushed)."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            self._group_at(DISPLAY)  # a store made before display statistics were gathered
+        self._update_attributes(DISPLAY, lambda attrs: {**attrs, "stats": stats.to_dict()})
+
+    def record_display(self, stats: FeatureStats) -> None:
+        """Each NGFF ``omero`` channel's window from ``stats`` (a store without NGFF metadata,
+        or without a channel list, is left as it is)."""
+
+        def update(attrs: dict[str, Any]) -> dict[str, Any]:
+            # NGFF 0.5 keeps omero under "ome", 0.4 at the top (ngff_attributes)
+            nested = "ome" in attrs
+            ome = attrs_dict(attrs.get("ome")) if nested else attrs
+            channels = attrs_dict(ome.get("omero")).get("channels")
+            if not isinstance(channels, list) or len(channels) != stats.features:
+                return attrs
+            labels = [str(attrs_dict(c).get("label", i)) for i, c in enumerate(channels)]
+            display = omero(labels, stats)
+            return (
+                {**attrs, "ome": {**ome, "omero": display}}
+                if nested
+                else {**attrs, "omero": display}
+            )
+
+        self._update_attributes("", update)
 
     def job_token(self) -> str | None:
         """The id of the job that owns the store now, read afresh (the fencing token)."""
@@ -215,10 +288,16 @@ class OutputStore:
         return self._array(FEATURES)
 
     @property
+    def store_format(self) -> StoreFormat:
+        """The store's encoding as recorded (``output.format`` / ``checksum``); a store recorded
+        before there was a choice is ``ngff-0.5`` with ``crc32c``."""
+        return StoreFormat.from_dict(attrs_dict(self.root.get("output")))
+
+    @property
     def feature_axis(self) -> int:
         """Where the features are in the stored array (NGFF order: after time-like batch axes)."""
-        names = dimension_names(self.features) or ()
-        return names.index("feature") if "feature" in names else len(self.features.shape) - 3
+        features = self.features
+        return feature_axis_of(dimension_names(features), features.ndim, self.spatial_ndim)
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -292,9 +371,12 @@ class OutputStore:
         """Number of blocks whose done-marker is set."""
         return sum(int(np.count_nonzero(bits)) for _, bits in self.done_numbers())
 
-    def marker_writer(self, check: Callable[[], None]) -> MarkerWriter:
-        """The job's one marker writer (``check``: its fencing check before every flush)."""
-        return MarkerWriter(self.markers, self.blocks_total, check)
+    def marker_writer(
+        self, check: Callable[[], None], before_flush: Callable[[], None] | None = None
+    ) -> MarkerWriter:
+        """The job's one marker writer (``check``: its fencing check before every flush, then
+        ``before_flush``)."""
+        return MarkerWriter(self.markers, self.blocks_total, check, before_flush)
 
     def arrays(self) -> list[tuple[str, zarr.Array[Any]]]:
         """Every array of the store with its path (``features``, coordinates, weights, markers).
@@ -352,9 +434,12 @@ def read_job_token(store: str) -> str | None:
     local = local_path(store)
     try:
         if local is not None:
-            attributes = json.loads((local / JOB_GROUP / "zarr.json").read_bytes())["attributes"]
+            try:
+                attributes = attributes_in(local / JOB_GROUP / ATTRIBUTES_DOCUMENT[3])
+            except FileNotFoundError:  # a Zarr v2 store (ngff-0.4)
+                attributes = attributes_in(local / JOB_GROUP / ATTRIBUTES_DOCUMENT[2])
         else:
-            attributes = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+            attributes = dict(zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs)
         owner = attributes.get("owner")
     except Exception:  # noqa: BLE001 -- no readable _job: nobody's token
         return None
@@ -389,6 +474,7 @@ def consolidate(store: str) -> OutputStore:
     """Write the consolidated metadata (for xarray) and reopen the store with it."""
     with warnings.catch_warnings():
         # zarr 3 warns that consolidated metadata is not (yet) in the v3 spec; xarray reads it
+        # (a v2 store gets its .zmetadata)
         warnings.simplefilter("ignore", UserWarning)
         zarr.consolidate_metadata(store)
     return OutputStore.open(store, "r+", consolidated=True)

@@ -10,6 +10,10 @@ coordinate values (time stamps, z positions) as :class:`Coordinate` s, and a CRS
 stack of 3-D layers ``z`` is a spatial axis like ``y`` and ``x``: it has a :class:`Spacing`
 (:attr:`Placement.z`) and is composed the same way.
 
+Coordinates without ``units`` under a CRS (rioxarray writes none by default) take the CRS's own
+axis unit and CF names (:meth:`Placement.with_crs_units`: ``metre`` for UTM,
+``degrees_north`` / ``degrees_east`` for EPSG:4326), so metres are never labelled ``pixel``.
+
 :func:`ome_placement` reads a placement from an OME-Zarr level's transforms,
 :func:`xarray_placement` from an xarray dataset's coordinate variables.
 """
@@ -31,11 +35,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NGFF_UNITS",
+    "TIME_UNITS",
     "Coordinate",
     "GridMapping",
     "Interval",
     "Placement",
     "Spacing",
+    "crs_axis_attrs",
     "geometry_attrs",
     "meaning_attrs",
     "ngff_unit",
@@ -127,6 +133,13 @@ NGFF_UNITS: Mapping[str, str] = {
     "h": "hour",
     "hr": "hour",
 }
+
+#: The NGFF units of time (the others are of space).
+TIME_UNITS = frozenset(
+    unit
+    for unit in NGFF_UNITS.values()
+    if unit.endswith("second") or unit in ("minute", "hour", "day")
+)
 
 #: Coordinate attributes that describe encoding, not meaning: never copied to the output.
 _ENCODING_ATTRS = frozenset(
@@ -229,6 +242,50 @@ class GridMapping:
             attrs["GeoTransform"] = f"{left!r} {x.scale!r} 0.0 {top!r} 0.0 {y.scale!r}"
         return replace(self, attrs=attrs)
 
+    @classmethod
+    def from_wkt(cls, wkt: str, name: str = "spatial_ref") -> GridMapping:
+        """A mapping holding only a CRS as WKT, under both names readers look for (CF's
+        ``crs_wkt``, GDAL's and rioxarray's ``spatial_ref``)."""
+        return cls(name, {"crs_wkt": wkt, "spatial_ref": wkt})
+
+    @property
+    def wkt(self) -> str | None:
+        """The CRS as WKT (CF's ``crs_wkt``, or GDAL's ``spatial_ref``), when the mapping has it."""
+        for key in ("crs_wkt", "spatial_ref"):
+            value = self.attrs.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+
+def crs_axis_attrs(mapping: GridMapping) -> dict[str, dict[str, Any]]:
+    """CF attributes of the ``y`` and ``x`` coordinates the CRS implies (``units``,
+    ``standard_name``, ``long_name``, ``axis``), from pyproj's reading of its axes; empty when
+    pyproj is not installed (the ``geo`` extra) or the CRS cannot be read.
+    """
+    try:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+    except ImportError:
+        return {}
+    try:
+        crs = CRS.from_wkt(mapping.wkt) if mapping.wkt else CRS.from_cf(dict(mapping.attrs))
+        axes = crs.cs_to_cf()
+    except (CRSError, KeyError, TypeError, ValueError):
+        return {}
+    found = {str(axis.get("axis", "")).lower(): dict(axis) for axis in axes}
+    return {name: found[name] for name in ("y", "x") if name in found}
+
+
+def _with_unit(spacing: Spacing, cf: Mapping[str, Any]) -> Spacing:
+    """``spacing`` with the CRS's unit and CF names when it has no unit of its own (the
+    coordinate's own attributes win over the CRS's). A default spacing stays as it is: with no
+    coordinate, its values are pixel indices, not CRS units."""
+    unit = cf.get("units")
+    if spacing.unit is not None or spacing == Spacing() or not isinstance(unit, str):
+        return spacing
+    return replace(spacing, unit=unit, attrs={**cf, **spacing.attrs, "units": unit})
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -257,6 +314,16 @@ class Placement:
         if any(spacing.unit is None for spacing in self.spatial):
             return None
         return tuple(abs(spacing.scale) for spacing in self.spatial)
+
+    def with_crs_units(self) -> Placement:
+        """This placement with ``y`` / ``x`` in the CRS's axis units where the coordinates say
+        none (:func:`crs_axis_attrs`); as it is without a CRS."""
+        if self.grid_mapping is None or (self.y.unit is not None and self.x.unit is not None):
+            return self
+        cf = crs_axis_attrs(self.grid_mapping)
+        return replace(
+            self, y=_with_unit(self.y, cf.get("y", {})), x=_with_unit(self.x, cf.get("x", {}))
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A summary for provenance and ``inspect``."""
@@ -299,16 +366,14 @@ def xarray_placement(
             labels = tuple(str(v) for v in values)
         else:
             batch[axis.name] = Coordinate(values, attrs)
-    return (
-        Placement(
-            y=spacings.get(axes.y, Spacing()),
-            x=spacings.get(axes.x, Spacing()),
-            batch=batch,
-            grid_mapping=_grid_mapping(group, array),
-            z=spacings.get(axes.z, Spacing()) if axes.spatial_ndim == 3 else None,
-        ),
-        labels,
+    placement = Placement(
+        y=spacings.get(axes.y, Spacing()),
+        x=spacings.get(axes.x, Spacing()),
+        batch=batch,
+        grid_mapping=_grid_mapping(group, array),
+        z=spacings.get(axes.z, Spacing()) if axes.spatial_ndim == 3 else None,
     )
+    return placement.with_crs_units(), labels
 
 
 def _grid_mapping(group: zarr.Group | None, array: zarr.Array[Any]) -> GridMapping | None:
@@ -321,9 +386,7 @@ def _grid_mapping(group: zarr.Group | None, array: zarr.Array[Any]) -> GridMappi
             if variable is not None and variable.ndim == 0:
                 return GridMapping(name, meaning_attrs(dict(variable.attrs)))
     crs = array.attrs.get("crs")
-    if isinstance(crs, str):
-        return GridMapping("spatial_ref", {"crs_wkt": crs, "spatial_ref": crs})
-    return None
+    return GridMapping.from_wkt(crs) if isinstance(crs, str) else None
 
 
 def physical_geometry(stack: StackGeometry, placement: Placement) -> dict[str, Any]:

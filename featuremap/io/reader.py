@@ -13,13 +13,13 @@ from featuremap.engine.geometry import StackGeometry
 from featuremap.errors import InputError, describe
 from featuremap.io._paths import local_path
 from featuremap.io.input import dimension_names
-from featuremap.io.layout import FEATURES, ROOT_KEY
+from featuremap.io.layout import FEATURES, ROOT_KEY, feature_axis_of
 from featuremap.io.output import (
     Mode,
     OutputStore,
     array_at,
     attrs_dict,
-    damaged_store,
+    damaged_root,
     made_by_featuremap,
 )
 
@@ -39,7 +39,7 @@ class FeatureStore:
 
     @property
     def data(self) -> Any:
-        """The features as a Dask array ``(*batch, feature, y, x)``, one task per stored chunk."""
+        """The features as a Dask array ``(*batch, c, y, x)``, one task per stored chunk."""
         import dask.array as da
 
         return da.from_zarr(self.array)
@@ -47,6 +47,21 @@ class FeatureStore:
     @property
     def dims(self) -> tuple[str, ...]:
         return dimension_names(self.array) or ()
+
+    @property
+    def feature_axis(self) -> int:
+        """Where the features are in :attr:`data` (``c``; ``feature`` in a 0.1 store)."""
+        return feature_axis_of(self.dims, self.array.ndim, len(self.geometry.jump))
+
+    @property
+    def feature_labels(self) -> tuple[str, ...]:
+        """The features' labels, from their coordinate (their indices where it is missing)."""
+        count = self.array.shape[self.feature_axis]
+        name = self.dims[self.feature_axis] if self.dims else None
+        coordinate = self.group.get(name) if name else None
+        if isinstance(coordinate, zarr.Array) and coordinate.shape == (count,):
+            return tuple(str(label) for label in np.asarray(coordinate[...]))
+        return tuple(str(index) for index in range(count))
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -118,7 +133,7 @@ def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:
         output = OutputStore.open(path, mode)
     except Exception as error:  # noqa: BLE001 -- missing, or a torn root zarr.json
         if made_by_featuremap(path):
-            raise damaged_store(path, "zarr.json", error) from None
+            raise damaged_root(path, error) from None
         raise InputError(f"{path!r} is not a Zarr group written by featuremap") from None
     if not output.is_featuremap:
         if made_by_featuremap(path):

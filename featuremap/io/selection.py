@@ -35,6 +35,8 @@ class InputSelection:
         values); ``None`` reads every channel.
     channel_axis : int or None
         The older way to place the channel axis of an unnamed array.
+    series : int or None
+        The image series of a bioformats2raw layout (``input.series``); default 0.
     """
 
     axes: AxesSpec | None = None
@@ -42,6 +44,7 @@ class InputSelection:
     region: Mapping[str, OpenInterval] = field(default_factory=dict)
     channels: tuple[int | str, ...] | None = None
     channel_axis: int | None = None
+    series: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,8 @@ class InputSelection:
             "region": {key: list(value) for key, value in self.region.items()},
             "channels": None if self.channels is None else list(self.channels),
             "channel_axis": self.channel_axis,
+            # only when given: a fingerprint made before input.series existed stays the same
+            **({} if self.series is None else {"series": self.series}),
         }
 
 

@@ -11,6 +11,7 @@ import zarr
 
 from featuremap._typing import Array
 from featuremap.engine.device import to_host
+from featuremap.io._display import FeatureStats
 from featuremap.io.layout import FEATURES, OutputLayout
 from featuremap.io.pyramid import block_level_values
 
@@ -22,7 +23,8 @@ def _features(store: str, session: str, path: str = FEATURES) -> zarr.Array[Any]
     """``features`` (or a level's, at ``path``), opened once per worker process and job
     (``session``, its token): a store replaced by another job is never written through the
     metadata of the one it replaced."""
-    node = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)[path]
+    # in the format the store has (output.format): Zarr v3, or v2 for ngff-0.4
+    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[path]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)
@@ -36,27 +38,31 @@ def write_block(
     block: Array,
     *,
     session: str,
-) -> None:
+) -> FeatureStats:
     """Write a computed block (compute order ``(*batch, feature, *spatial)``, float32) into the
     stored ``features``: moved to the storage order (features after the non-``z`` batch axes),
     converted to the stored dtype. A block is a whole chunk or shard, so concurrent writes never
     share an object and a retried task rewrites the same bytes.
+
+    Returns the per-feature statistics of the values stored, gathered here from the block in
+    memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
     stored = to_host(block).astype(layout.dtype, copy=False)
-    _write(_features(store, session), layout, block_slices, stored)
-    if layout.pyramid is None:
-        return
-    # the levels pool the block as stored, so they are the block means of the stored level 0
-    for level, slices, values in block_level_values(
-        layout.pyramid, layout.ndim, stored, block_slices
-    ):
-        array = _features(store, session, level.path)
-        _write(array, level.layout, slices, values.astype(layout.dtype, copy=False))
+    values = _write(_features(store, session), layout, block_slices, stored)
+    if layout.pyramid is not None:
+        # the levels pool the block as stored, so they are the block means of the stored level 0
+        for level, slices, pooled in block_level_values(
+            layout.pyramid, layout.ndim, stored, block_slices
+        ):
+            array = _features(store, session, level.path)
+            _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
+    return FeatureStats.of(values, layout.feature_axis)
 
 
 def _write(
     array: zarr.Array[Any], layout: OutputLayout, slices: tuple[slice, ...], values: np.ndarray
-) -> None:
-    """Write ``values`` (compute order) into ``array`` in its storage order."""
+) -> np.ndarray:
+    """Write ``values`` (compute order) into ``array`` in its storage order; returns them so."""
     moved = np.moveaxis(values, -layout.ndim - 1, layout.feature_axis)
     array[layout.storage_slices(slices)] = moved
+    return moved

@@ -27,12 +27,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from featuremap._vocabulary import OutputCodec, OutputDtype
+from featuremap._vocabulary import OutputChecksum, OutputCodec, OutputDtype, OutputFormat
 from featuremap.engine.geometry import Sizes, ceil_div
 from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import InputError, option
+from featuremap.io.formats import StoreFormat
 from featuremap.io.input import InputArray
-from featuremap.io.layout import OutputLayout
+from featuremap.io.layout import OutputLayout, output_batch_names
 from featuremap.io.placement import output_placement
 from featuremap.io.pyramid import PyramidOptions, plan_pyramid, pyramid_alignment
 
@@ -75,14 +76,23 @@ _ITEMSIZE = {"float32": 4, "float16": 2}
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """How the features are stored (``output.*``): spatial chunk size, dtype, codec, shards.
+    """How the features are stored (``output.*``): spatial chunk size, dtype, codec, shards,
+    format and checksum.
 
     ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
     3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
     output pixels (whole chunks). ``feature_chunks``: features per stored chunk; ``None`` is the
-    viewer's layout (one per chunk, unless ``shards`` is ``None``: then all in one); fewer than
-    all make every block one shard of feature chunks. ``pyramid``: the multiscale levels
-    (``None``: level 0 only).
+    viewer's layout (one per chunk, unless there are no shards -- ``shards`` ``None``, or Zarr
+    v2 -- then all in one); fewer than all make every block one shard of feature chunks.
+    ``pyramid``: the multiscale levels (``None``: level 0 only). ``format`` and ``checksum`` are
+    the store's encoding (:class:`~featuremap.io.formats.StoreFormat`; ``checksum=None``: the
+    format's default); ``ngff-0.4`` (Zarr v2) has no sharding, so ``shards="auto"`` means none
+    there and a shard shape or ``feature_chunks`` is refused.
+
+    Raises
+    ------
+    InputError
+        A format and a checksum or sharding that do not go together.
     """
 
     chunks: Sizes | None = None
@@ -93,6 +103,27 @@ class OutputOptions:
     allow_large: bool = False
     feature_chunks: int | None = None
     pyramid: PyramidOptions | None = None
+    format: OutputFormat = "ngff-0.5"
+    checksum: OutputChecksum | None = None
+
+    def __post_init__(self) -> None:
+        if self.store_format.zarr_format == 3:
+            return
+        if self.shards not in ("auto", None):
+            raise InputError(
+                f"output.shards: format {self.format} (Zarr v2) has no sharding; remove shards "
+                "or use format ngff-0.5"
+            )
+        if self.feature_chunks is not None:
+            raise InputError(
+                f"output.chunks: chunks that name the feature axis need sharding, which format "
+                f"{self.format} (Zarr v2) has not; give spatial chunks or use format ngff-0.5"
+            )
+
+    @property
+    def store_format(self) -> StoreFormat:
+        """The store's encoding (the checksum defaulted by the format)."""
+        return StoreFormat.of(self.format, self.checksum)
 
     @property
     def itemsize(self) -> int:
@@ -150,8 +181,9 @@ def _integer_root(n: int, k: int) -> int:
 def shard_factor(
     options: OutputOptions, chunk: Sizes, features: int, grid: Sequence[int]
 ) -> Sizes | None:
-    """Chunks per shard along each spatial axis, or ``None`` for no sharding."""
-    if options.shards is None:
+    """Chunks per shard along each spatial axis, or ``None`` for no sharding (always in Zarr v2,
+    which has none)."""
+    if options.shards is None or options.store_format.zarr_format == 2:
         return None
     ndim = len(chunk)
     if options.shards == "auto":
@@ -201,8 +233,8 @@ def viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[i
     (one feature, a band of z-planes in a volume), the block's own with ``shards: false``."""
     if options.feature_chunks is not None:
         return min(options.feature_chunks, features), block
-    if options.shards is None:
-        return features, block
+    if options.shards is None or options.store_format.zarr_format == 2:
+        return features, block  # no shards to hold smaller chunks
     if len(block) == 3 and options.chunks is None:
         # the fewest planes that make a chunk of Z_BAND_PIXELS and divide the block (shards hold
         # whole chunks)
@@ -248,18 +280,26 @@ def plan_layout(
         if factor is not None or inner
         else None
     )
+    names = output_batch_names(source.batch_dims, source.batch_kinds, stack.ndim)
+    placement = output_placement(stack.geometry, source.placement)
+    # the placement knows the batch axes by the input's own names
+    inputs = (source.axes.axes[i].name for i in source.axes.batch)
+    renamed = dict(zip(inputs, names, strict=True))
     layout = OutputLayout(
-        batch_dims=source.batch_dims,
+        batch_dims=names,
         shape=(*source.batch_shape, features, *out_size),
         chunks=chunks,
         stack=stack.geometry,
         batch_kinds=source.batch_kinds,
-        placement=output_placement(stack.geometry, source.placement),
+        placement=replace(
+            placement, batch={renamed[name]: value for name, value in placement.batch.items()}
+        ),
         feature_labels=stack.feature_labels(source.channel_labels),
         dtype=options.dtype,
         codec=options.codec,
         codec_level=options.codec_level,
         shards=shards,
+        store_format=options.store_format,
     )
     if options.pyramid is None:
         return layout

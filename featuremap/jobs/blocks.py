@@ -9,9 +9,10 @@ borders folded), reads exactly that window from the input's Zarr chunks (no sepa
 tasks: a halo is cut from the neighbouring chunks, which stay decoded in the worker's small
 chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack
 on the worker's device, checks that the job still owns the store (the fencing check, right before
-writing) and writes the block. Nothing travels back: the blocks each device computed are counted
-on the worker (:func:`blocks_per_device`, collected once at the end), so the client never fetches
-a result per block.
+writing) and writes the block. What travels back is the block's per-feature statistics (five
+numbers a feature, for the store's display metadata: :mod:`featuremap.io._display`), never its
+data; the blocks each device computed are counted on the worker (:func:`blocks_per_device`,
+collected once at the end).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from featuremap.engine.blockplan import AxisStep, plan_axis
 from featuremap.engine.fused import axis_steps, compute_compact
 from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import FencedError
-from featuremap.io import Block, InputArray, OutputLayout, read_job_token, write_block
+from featuremap.io import Block, FeatureStats, InputArray, OutputLayout, read_job_token, write_block
 
 __all__ = ["BlockJob", "blocks_per_device", "run_block"]
 
@@ -64,8 +65,9 @@ class BlockJob:
         return cls(store, token, source, stack, steps, layout, device)
 
 
-def run_block(job: BlockJob, block: Block) -> None:
-    """Compute and write one block, counted under the device it ran on (``"cpu"``/``"gpu"``).
+def run_block(job: BlockJob, block: Block) -> FeatureStats:
+    """Compute and write one block, counted under the device it ran on (``"cpu"``/``"gpu"``);
+    the statistics of the values written.
 
     Raises
     ------
@@ -91,8 +93,9 @@ def run_block(job: BlockJob, block: Block) -> None:
         raise FencedError(
             f"output store {job.store!r} now belongs to another job; block not written"
         )
-    write_block(job.store, job.layout, slices, out, session=job.token)
+    stats = write_block(job.store, job.layout, slices, out, session=job.token)
     _COMPUTED[job.token, array_device(out)] += 1
+    return stats
 
 
 def blocks_per_device(token: str) -> dict[str, int]:

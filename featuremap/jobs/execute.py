@@ -12,12 +12,14 @@
    data (layers, plan) is scattered to the workers once. As tasks finish, this process sets
    their done-markers (one writer, packed bits, flushed every second:
    :class:`featuremap.io.markers.MarkerWriter`) and reports progress from the finished futures
-   themselves, so progress never lags the disk. A heartbeat thread keeps the store's
-   ``running`` status fresh;
+   themselves, so progress never lags the disk. Each task returns its block's per-feature
+   statistics; they are merged here and saved before each marker flush (:class:`_Display`), so
+   the display windows cover every block marked done, across ``--resume``. A heartbeat thread
+   keeps the store's ``running`` status fresh;
 3. the pyramid's tail levels, those too small to be written per block, are pooled from the top
    level the blocks wrote (:func:`featuremap.io.pyramid.write_tail_levels`; on ``--resume``
    again, which rewrites the same bytes);
-4. the consolidated metadata, then ``status: complete``, are written last.
+4. the display windows, the consolidated metadata, then ``status: complete``, are written last.
 
 Every write of the job -- markers, heartbeat, status -- and every block write on a worker is
 preceded by the fencing check: a job that lost its store to another job stops without writing.
@@ -39,6 +41,7 @@ from typing import Any
 from featuremap.cluster.devices import DevicePlan
 from featuremap.errors import FencedError, JobError, StoreBusyError, error_line
 from featuremap.io import (
+    FeatureStats,
     OutputStore,
     consolidate,
     create_output,
@@ -162,6 +165,25 @@ class _Heartbeat:
             self._thread.join()
 
 
+class _Display:
+    """The features' display statistics (:mod:`featuremap.io._display`): what earlier runs of
+    the job saved, merged with each block this run finishes; saved when the markers flush."""
+
+    def __init__(self, store: OutputStore, features: int) -> None:
+        self.store = store
+        self.total = store.display_stats(features)
+        self._unsaved = False
+
+    def add(self, stats: FeatureStats) -> None:
+        self.total = self.total.merge(stats)
+        self._unsaved = True
+
+    def save(self) -> None:
+        if self._unsaved:
+            self.store.save_display_stats(self.total)
+            self._unsaved = False
+
+
 def window_size(client: Any) -> int:
     """Tasks in flight: :data:`TASKS_PER_THREAD` per worker thread of the cluster, at least
     :data:`MIN_WINDOW`."""
@@ -175,11 +197,12 @@ def _stream_blocks(
     devices: DevicePlan,
     store: OutputStore,
     owner: JobOwner,
-    on_block: Callable[[tuple[int, ...]], None],
+    on_block: Callable[[tuple[int, ...], FeatureStats], None],
     heartbeat: _Heartbeat,
 ) -> None:
-    """Send every block not yet done through a bounded window; ``on_block(block)`` as each
-    finishes (its result stays on the worker: no round trip per block).
+    """Send every block not yet done through a bounded window; ``on_block(block, stats)`` as
+    each finishes (its block's statistics, a few numbers a feature, are all that travels back;
+    they are fetched as the tasks finish, never waited for one by one).
 
     Free places in the window are refilled in batches of half the window, one
     ``client.map`` each: every submission is one graph update for the scheduler and one
@@ -219,13 +242,13 @@ def _stream_blocks(
 
     window = window_size(client)
     refill = max(1, window // 2)
-    pending = as_completed(submit(window))
+    pending = as_completed(submit(window), with_results=True)
     free = 0
     try:
-        for future in pending:
+        for future, stats in pending:
             if future.status != "finished":
-                future.result()  # raises the task's error (past its retries)
-            on_block(blocks.pop(future.key))
+                future.result()  # raises the task's error (past its retries), or its cancelling
+            on_block(blocks.pop(future.key), stats)
             if heartbeat.fenced is not None:
                 raise heartbeat.fenced
             free += 1
@@ -283,12 +306,14 @@ def execute_job(
     total = plan.layout.blocks_total
     skipped = store.count_done()
     heartbeat = _Heartbeat(store, owner, skipped, client)
-    markers = store.marker_writer(lambda: state.check_token(store, owner))
+    display = _Display(store, plan.layout.shape[-plan.layout.ndim - 1])
+    markers = store.marker_writer(lambda: state.check_token(store, owner), display.save)
     grid = plan.layout.grid_shape
     computed = 0
 
-    def on_block(block: tuple[int, ...]) -> None:
+    def on_block(block: tuple[int, ...], stats: FeatureStats) -> None:
         nonlocal computed
+        display.add(stats)
         markers.mark(block_number(block, grid))
         computed += 1
         heartbeat.done = skipped + computed
@@ -314,7 +339,7 @@ def execute_job(
                 log=write_log(plan.store, error),
             ) from error
         raise
-    _finish(plan, store, owner, devices, _count_devices(client, owner.id))
+    _finish(plan, store, owner, devices, _count_devices(client, owner.id), display.total)
     return total - skipped, skipped
 
 
@@ -388,8 +413,10 @@ def _finish(
     owner: JobOwner,
     devices: DevicePlan,
     per_device: Mapping[str, int],
+    display: FeatureStats,
 ) -> None:
-    """Check every marker is there, consolidate, then write ``status: complete`` (last)."""
+    """Check every marker is there, write the display windows, consolidate, then write
+    ``status: complete`` (last)."""
     written = store.count_done()
     state.release(store, owner=owner)
     if written != plan.layout.blocks_total:
@@ -403,5 +430,7 @@ def _finish(
     state.record_devices(
         store, owner=owner, devices=devices.to_dict(), blocks_per_device=dict(per_device)
     )
+    if display.count.any():  # none when every block was done by a run that gathered none
+        state.record_display(store, owner=owner, stats=display)
     complete = consolidate(plan.store)  # reopened with the consolidated metadata, which it keeps
     state.finish_job(complete, "complete", blocks_done=written, owner=owner)

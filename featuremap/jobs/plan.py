@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,9 @@ def plan_job(
     mode, existing = plan_mode(
         output, resume=resume, overwrite=overwrite, fingerprint=fingerprint, input_content=content
     )
-    if existing is not None and mode == "resume":  # the grid of the existing store
+    if existing is not None and mode == "resume":  # the grid and encoding of the existing store
+        recorded = existing.store_format
+        options = replace(options, format=recorded.format, checksum=recorded.checksum)
         layout = plan_layout(source, stack, options, existing_chunks=existing.out_chunks)
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},

@@ -41,7 +41,7 @@ from typing import Any
 
 from featuremap._vocabulary import JobStatus
 from featuremap.errors import FencedError, InputError, StoreBusyError, describe, option
-from featuremap.io import OutputStore, open_output
+from featuremap.io import FeatureStats, OutputStore, open_output
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
@@ -58,6 +58,7 @@ __all__ = [
     "process_start",
     "read_status",
     "record_devices",
+    "record_display",
     "record_progress",
     "release",
     "start_job",
@@ -255,6 +256,13 @@ def record_devices(
     """Provenance of where blocks ran: the device plan and this run's block count per device."""
     check_token(store, owner)
     store.update_root(devices=dict(devices), blocks_per_device=dict(blocks_per_device))
+
+
+def record_display(store: OutputStore, *, owner: JobOwner, stats: FeatureStats) -> None:
+    """The features' display windows from the statistics the job gathered (its step before the
+    consolidated metadata, which then carries them)."""
+    check_token(store, owner)
+    store.record_display(stats)
 
 
 def finish_job(

@@ -18,7 +18,7 @@ from featuremap.io import (
     OutputStore,
     access_error,
     check_url,
-    damaged_store,
+    damaged_root,
     dangling_link,
     local_path,
     made_by_featuremap,
@@ -81,7 +81,7 @@ def existing_store(store: str) -> OutputStore | None:
         output = None
     except Exception as error:  # noqa: BLE001 -- a torn root zarr.json, or an unreachable store
         if made_by_featuremap(store):
-            raise damaged_store(store, "zarr.json", error) from None
+            raise damaged_root(store, error) from None
         if path is None:  # an object store that cannot be read: credentials, network
             raise access_error("output store", store, error) from None
         output = None

@@ -2,9 +2,12 @@
 
 :func:`verify_store` reads everything a store holds and names what is damaged:
 
-* every **metadata document** (each ``zarr.json``) must parse;
+* every **metadata document** (each ``zarr.json``; ``.zarray``, ``.zattrs``, ``.zgroup`` in a
+  Zarr v2 store) must parse;
 * every **array** -- coordinates, weights, biases, the CRS, the done-markers -- is read chunk by
-  chunk (each chunk carries a crc32c checksum, so a flipped byte is an error on read);
+  chunk (each chunk carries a crc32c checksum, so a flipped byte is an error on read; in a store
+  written with ``output.checksum: none`` only what the compressor notices is: a truncated or
+  garbled compressed chunk, not a flipped byte in the data);
 * every **block** of ``features`` is checked against its done-marker, inner chunk by inner chunk
   when the store is sharded:
 
@@ -230,13 +233,18 @@ def _delete_level_parts(store: OutputStore, blocks: tuple[Block, ...], tails: li
         delete_chunks(store.path, array, itertools.product(*(range(n) for n in _shard_grid(array))))
 
 
+def _array_documents(path: str) -> set[str]:
+    """The metadata documents of the array at ``path``, in either Zarr format."""
+    return {f"{path}/{name}" for name in ("zarr.json", ".zarray", ".zattrs")}
+
+
 def _other_arrays(store: OutputStore, documents: Mapping[str, str]) -> dict[str, list[str]]:
     """Damaged chunks of every array but the features (level 0 and the pyramid's levels) and
     the markers, by array path."""
     damaged: dict[str, list[str]] = {}
     skipped = {"features", "_job/done", *itertools.chain(*_levels(store))}
     for path, array in store.arrays():
-        if path in skipped or f"{path}/zarr.json" in documents:
+        if path in skipped or _array_documents(path) & documents.keys():
             continue
         chunks = list(itertools.product(*(range(n) for n in array.cdata_shape)))
         errors = unreadable_chunks(array, stored_chunks(store.path, array, chunks))

@@ -122,12 +122,15 @@ class Pipeline:
 
         These come from the command line (``--input``, ``--array``, ``--output``, ``--axes``,
         ``--level``, ``--region``, ``--channels``), so relative paths resolve against the current
-        directory, not the pipeline's folder.
+        directory, not the pipeline's folder. ``--input`` drops the file's ``input.array`` (a
+        name inside the file's store; ``--array`` names one in the new store).
         """
         cwd = Path.cwd()
         inputs, outputs = self.input, self.output
         if input is not None:
-            inputs = replace(inputs, store=resolve_path(_override_text("input", input), cwd))
+            # the file's input.array names a node of the file's store, not of this one
+            store = resolve_path(_override_text("input", input), cwd)
+            inputs = replace(inputs, store=store, array=None)
         if array is not None:
             inputs = replace(inputs, array=_override_text("array", array))
         if output is not None:

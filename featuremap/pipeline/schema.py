@@ -24,14 +24,19 @@ from featuremap._validation import (
     suggestion,
 )
 from featuremap._vocabulary import (
+    OUTPUT_CHECKSUMS,
     OUTPUT_CODECS,
     OUTPUT_DTYPES,
+    OUTPUT_FORMATS,
+    OutputChecksum,
     OutputCodec,
     OutputDtype,
+    OutputFormat,
 )
 from featuremap.errors import InputError, describe, spoken
 from featuremap.io import InputSelection
 from featuremap.io.axes import AxesSpec, parse_axes_spec
+from featuremap.io.formats import StoreFormat
 from featuremap.io.pyramid import PyramidOptions, parse_pyramid
 from featuremap.io.sizing import OutputOptions
 
@@ -51,8 +56,18 @@ __all__ = [
 
 T = TypeVar("T")
 
-INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis")
-OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards", "pyramid")
+INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis", "series")
+OUTPUT_KEYS = (
+    "store",
+    "chunks",
+    "dtype",
+    "codec",
+    "level",
+    "shards",
+    "format",
+    "checksum",
+    "pyramid",
+)
 
 
 # -- placing errors -------------------------------------------------------------------------
@@ -204,8 +219,9 @@ class InputSpec:
 
     ``store`` and ``array`` locate the array (an OME-Zarr image group needs no ``array``);
     ``axes``, ``level``, ``region`` and ``channels`` select and describe it
-    (:class:`featuremap.io.InputSelection`); ``channel_axis`` is the older way to place the
-    channel axis of an unnamed array.
+    (:class:`featuremap.io.InputSelection`); ``series`` picks the image of a bioformats2raw
+    layout (default 0); ``channel_axis`` is the older way to place the channel axis of an
+    unnamed array.
     """
 
     store: str | None = None
@@ -215,6 +231,7 @@ class InputSpec:
     level: int | str | None = None
     region: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
     channels: tuple[int | str, ...] | None = None
+    series: int | None = None
 
     def selection(self) -> InputSelection:
         """What :func:`featuremap.io.open_input` reads."""
@@ -224,6 +241,7 @@ class InputSpec:
             region=dict(self.region),
             channels=self.channels,
             channel_axis=self.channel_axis,
+            series=self.series,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +258,8 @@ class InputSpec:
             data["region"] = {name: list(interval) for name, interval in self.region.items()}
         if self.channels is not None:
             data["channels"] = list(self.channels)
+        if self.series is not None:
+            data["series"] = self.series
         return data
 
     @classmethod
@@ -261,6 +281,7 @@ class InputSpec:
             level=optional("level", parse_level),
             region=optional("region", parse_region) or {},
             channels=optional("channels", parse_channels),
+            series=optional("series", lambda v: parse_int("series", v, minimum=0)),
         )
 
 
@@ -268,12 +289,14 @@ class InputSpec:
 class OutputSpec:
     """Where the features go and how they are stored (``output.*``): a Zarr store, the spatial
     chunk size ``(y, x)``, the stored ``dtype`` (``float32``, ``float16``), the ``codec``
-    (``lz4``, ``zstd``, ``none``; a crc32c checksum is always added) and its ``level``, and
-    ``shards`` (``auto``, ``false`` or a ``[y, x]`` shard shape in output pixels). ``chunks`` and
+    (``lz4``, ``zstd``, ``none``) and its ``level``, ``shards`` (``auto``, ``false`` or a
+    ``[y, x]`` shard shape in output pixels), the store's ``format`` (``ngff-0.5``: Zarr v3, or
+    ``ngff-0.4``: Zarr v2, never sharded) and ``checksum`` (``crc32c``, the default of
+    ``ngff-0.5``, or ``none``, the only one of ``ngff-0.4``). ``chunks`` and
     ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers; ``chunks``
     may name the feature axis first (``[feature, z, y, x]``), so that a viewer reads one feature
-    without decoding the others (``feature_chunks``; by default one feature per chunk, each
-    block one shard). ``pyramid`` (``{levels: auto|N, method: mean|max}``) adds multiscale
+    without decoding the others (``feature_chunks``; by default, in ``ngff-0.5``, one feature per
+    chunk, each block one shard). ``pyramid`` (``{levels: auto|N, method: mean|max}``) adds multiscale
     levels (:mod:`featuremap.io.pyramid`)."""
 
     store: str | None = None
@@ -283,6 +306,8 @@ class OutputSpec:
     level: int | None = None
     shards: tuple[int, ...] | str | None = "auto"
     feature_chunks: int | None = None
+    format: OutputFormat = "ngff-0.5"
+    checksum: OutputChecksum = "crc32c"
     pyramid: PyramidOptions | None = None
 
     def options(self) -> OutputOptions:
@@ -294,6 +319,8 @@ class OutputSpec:
             codec_level=self.level,
             shards=self.shards,
             feature_chunks=self.feature_chunks,
+            format=self.format,
+            checksum=self.checksum,
             pyramid=self.pyramid,
         )
 
@@ -310,6 +337,8 @@ class OutputSpec:
             "shards": self.shards
             if isinstance(self.shards, str) or self.shards is None
             else list(self.shards),
+            "format": self.format,
+            "checksum": self.checksum,
             **pyramid,
         }
 
@@ -335,7 +364,8 @@ class OutputSpec:
                 f"{join(where, 'shards')}: chunks that name the feature axis need shards (each "
                 "block of all features is one shard of feature chunks); use shards: auto"
             )
-        return cls(
+        store_format = _store_format(where, spec)
+        output = cls(
             store=None if store is None else resolve_path(store, base_dir or Path.cwd()),
             chunks=None
             if chunks is None
@@ -350,8 +380,29 @@ class OutputSpec:
             level=level,
             shards=shards,
             feature_chunks=feature_chunks,
+            format=store_format.format,
+            checksum=store_format.checksum,
             pyramid=field_value(where, "pyramid", parse_pyramid, spec.get("pyramid")),
         )
+        output.options()  # refuses sharding where the format has none, before anything runs
+        return output
+
+
+def _store_format(where: str, spec: Mapping[str, Any]) -> StoreFormat:
+    """``format`` and ``checksum``, the checksum defaulted by the format (``crc32c`` for
+    ``ngff-0.5``, ``none`` for ``ngff-0.4``)."""
+    format = field_value(
+        where,
+        "format",
+        lambda v: parse_choice("format", v, OUTPUT_FORMATS),
+        spec.get("format", "ngff-0.5"),
+    )
+    checksum = spec.get("checksum")
+    if checksum is not None:
+        checksum = field_value(
+            where, "checksum", lambda v: parse_choice("checksum", v, OUTPUT_CHECKSUMS), checksum
+        )
+    return StoreFormat.of(format, checksum)
 
 
 def _codec_and_level(where: str, spec: Mapping[str, Any]) -> tuple[Any, int | None]:

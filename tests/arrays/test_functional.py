@@ -18,7 +18,7 @@ def test_conv2d_on_a_dataarray_dispatches_to_apply_and_stays_lazy(scene):
     result = featuremap.conv2d(scene.chunk({"time": 1}), weight, padding=1)
     assert isinstance(result, xr.DataArray)
     assert isinstance(result.data, da.Array)
-    assert result.dims == ("time", "feature", "y", "x")
+    assert result.dims == ("t", "c", "y", "x")
     np.testing.assert_allclose(result["y"].values, scene["lat"].values)
 
 

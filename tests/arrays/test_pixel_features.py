@@ -135,8 +135,8 @@ def test_a_dataarray_and_a_tensor_give_what_numpy_gives():
     expected = featuremap.pixel_features(data, [1.0], ["gaussian", "hessian_eigenvalues"])
     scene = xr.DataArray(data, dims=("t", "y", "x"), coords={"y": 0.5 * np.arange(40)})
     result = featuremap.pixel_features(scene, [1.0], ["gaussian", "hessian_eigenvalues"])
-    assert result.dims == ("t", "feature", "y", "x")
-    assert list(result["feature"].values) == featuremap.pixel_feature_labels(
+    assert result.dims == ("t", "c", "y", "x")
+    assert list(result["c"].values) == featuremap.pixel_feature_labels(
         [1.0], ["gaussian", "hessian_eigenvalues"]
     )
     np.testing.assert_allclose(result["y"].values, 0.5 * np.arange(40))

@@ -54,6 +54,10 @@ PIPELINES = {
     "weight-2d.yaml": _conv_file("w2d.npy"),
     "weight-nan.yaml": _conv_file("nan.npy"),
     "other-weights.yaml": "layers: [{conv: {bank: {type: box, size: 5}}}]",
+    "ngff-03.yaml": "output: {format: ngff-0.3}\n" + CONV,
+    "md5.yaml": "output: {checksum: md5}\n" + CONV,
+    "v2-crc32c.yaml": "output: {format: ngff-0.4, checksum: crc32c}\n" + CONV,
+    "v2-shards.yaml": "output: {format: ngff-0.4, shards: [64, 64]}\n" + CONV,
 }
 
 
@@ -205,6 +209,10 @@ CASES = [
     ("verify a folder that is no store", ["verify", "existing-dir"], 2),
     ("verify a missing store", ["verify", "nowhere.zarr"], 2),
     ("status of an input store", ["status", "in.zarr"], 2),
+    ("output format ngff-0.3", ["run", "ngff-03.yaml", "IN"], 2),
+    ("output checksum md5", ["run", "md5.yaml", "IN"], 2),
+    ("crc32c in a Zarr v2 store", ["run", "v2-crc32c.yaml", "IN"], 2),
+    ("shards in a Zarr v2 store", ["run", "v2-shards.yaml", "IN"], 2),
 ]
 
 

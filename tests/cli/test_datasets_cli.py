@@ -70,7 +70,7 @@ def test_run_with_level_region_channels(ome_volume):
     )
     assert result.returncode == 0, result.stderr
     ds = xr.open_zarr(out)
-    assert ds["features"].dims == ("feature", "z", "y", "x")
+    assert ds["features"].dims == ("c", "z", "y", "x")
     assert ds["features"].shape == (1, 2, 16, 16)
     np.testing.assert_allclose(ds["z"].values, [2.0, 4.0])
     # box 3x3 stride 2 'same' on 32 rows from row 8 (padding 0 before, 1 after): output row i
@@ -119,4 +119,4 @@ def test_axes_flag_names_a_foreign_axis(tmp_path):
         "species=batch",
     )
     assert done.returncode == 0, done.stderr
-    assert xr.open_zarr(tmp_path / "b.zarr")["features"].dims == ("species", "feature", "y", "x")
+    assert xr.open_zarr(tmp_path / "b.zarr")["features"].dims == ("t", "c", "y", "x")

@@ -93,5 +93,14 @@ def test_physical_line_and_json(capsys):
         }
     )
     assert line == "in micrometer: receptive field 4.25, jump 1, first output centre 2.125"
+    utm = physical_line(
+        {
+            "units": ["metre", "metre"],
+            "receptive_field": [85.0, 85.0],
+            "jump": [-20.0, 20.0],
+            "offset": [4_999_975.0, 500_002.5],
+        }
+    )
+    assert utm == "in metre: receptive field 85, jump -20×20, first output centre 4999975×500002.5"
     echo_json({"status": "complete", "blocks": 3})
     assert json.loads(capsys.readouterr().out) == {"status": "complete", "blocks": 3}

@@ -43,7 +43,7 @@ def test_run_inspect_status(two_layer, images, tmp_path):
     geometries, stacks, shapes = _stack.geometries, _stack.stacks, _stack.shapes
     report = json.loads(run_ok("inspect", out, "--json").stdout)
     assert report["shape"] == [2, *shapes[-1]]
-    assert report["dims"] == ["image", "feature", "y", "x"]
+    assert report["dims"] == ["t", "c", "y", "x"]
     assert report["geometry"] == stacks[-1].to_dict()
     assert [layer["receptive_field"] for layer in report["layers"]] == [
         list(s.receptive_field) for s in stacks

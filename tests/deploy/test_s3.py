@@ -116,6 +116,37 @@ def test_zarr_sees_s3_through_environment(s3_environment: dict[str, str]) -> Non
     assert sum("/c/" in key for key in listing) == 9
 
 
+def test_zarr_v2_output_keeps_its_consolidated_root_in_step(
+    s3_environment: dict[str, str],
+) -> None:
+    """An ``ngff-0.4`` store on S3: the status written after consolidating reaches the copy of
+    the root attributes in ``.zmetadata``, which xarray reads."""
+    from dataclasses import replace
+
+    import s3fs
+    from support.stores import small_layout
+
+    from featuremap.io import consolidate, create_output
+    from featuremap.io.formats import StoreFormat
+
+    url = f"s3://{BUCKET}/v2/features.zarr"
+    layout = replace(small_layout(()), store_format=StoreFormat.of("ngff-0.4"))
+    create_output(
+        url,
+        layout=layout,
+        geometry_attrs={},
+        weights=[],
+        root_attrs={"status": "running"},
+        job_attrs={},
+        overwrite=True,
+    )
+    consolidate(url).update_root(status="complete")
+    listing = s3fs.S3FileSystem().find(f"{BUCKET}/v2/features.zarr")
+    assert not [key for key in listing if key.endswith("zarr.json")]
+    content = json.loads(s3fs.S3FileSystem().cat_file(f"{BUCKET}/v2/features.zarr/.zmetadata"))
+    assert content["metadata"][".zattrs"]["featuremap"]["status"] == "complete"
+
+
 @pytest.mark.slow
 def test_featuremap_runs_from_s3_to_s3(s3_environment: dict[str, str], tmp_path: Path) -> None:
     if not (REPO / "featuremap" / "cli" / "main.py").exists():

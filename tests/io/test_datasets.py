@@ -92,7 +92,7 @@ def test_ngff05_z_is_a_batch_axis_not_channels(volume):
     _, output, layers, data = volume
     features = zarr.open_group(output, mode="r")[FEATURES]
     # (z, y, x) in: z carried as a space batch axis after the features (NGFF order)
-    assert features.metadata.dimension_names == ("feature", "z", "y", "x")
+    assert features.metadata.dimension_names == ("c", "z", "y", "x")
     assert features.shape == (3, 4, 16, 12)
     for z in range(data.shape[0]):
         expected = torch_stack(layers, data[z : z + 1])
@@ -108,7 +108,7 @@ def test_ngff05_output_is_placed_in_micrometres(volume):
     np.testing.assert_allclose(ds["x"].values, 0.25 * (geometry.offset[1] + 4 * np.arange(12)))
     assert ds["y"].attrs["units"] == "micrometer"
     np.testing.assert_allclose(ds["z"].values, 2.0 * np.arange(4))
-    assert list(ds["feature"].values) == ["random #0", "random #1", "random #2"]
+    assert list(ds["c"].values) == ["random #0", "random #1", "random #2"]
 
 
 def test_ngff05_output_validates_and_reads_in_the_ome_zarr_reader(volume):
@@ -118,7 +118,7 @@ def test_ngff05_output_validates_and_reads_in_the_ome_zarr_reader(volume):
     image = Image.from_zarr(zarr.open_group(output, mode="r"))
     axes = image.ome_attributes.multiscales[0].axes
     assert [(a.name, a.type) for a in axes] == [
-        ("feature", "channel"),
+        ("c", "channel"),
         ("z", "space"),
         ("y", "space"),
         ("x", "space"),
@@ -157,7 +157,7 @@ def test_ngff04_czyx_level_region_channels(tmp_path, client):
     output = str(tmp_path / "out.zarr")
     run_layers(layers, input=source, output=output, selection=selection, client=client)
     features = zarr.open_group(output, mode="r")[FEATURES]
-    assert features.metadata.dimension_names == ("feature", "z", "y", "x")
+    assert features.metadata.dimension_names == ("c", "z", "y", "x")
     for i, z in enumerate((1, 2)):
         expected = torch_stack(layers, level1[1:2, z, 4:28, 0:20])
         np.testing.assert_allclose(features[:, i], expected, rtol=1e-5, atol=1e-5)
@@ -218,8 +218,8 @@ def geo(tmp_path_factory, client):
 def test_xarray_time_is_kept_not_consumed_as_channels(geo):
     _, output, layers, values, times = geo
     ds = xr.open_zarr(output)
-    assert ds[FEATURES].dims == ("time", "feature", "y", "x")
-    np.testing.assert_array_equal(ds["time"].values, times.values)
+    assert ds[FEATURES].dims == ("t", "c", "y", "x")
+    np.testing.assert_array_equal(ds["t"].values, times.values)
     for t in range(3):
         np.testing.assert_allclose(
             ds[FEATURES][t].values, torch_stack(layers, values[t : t + 1]), rtol=1e-5, atol=1e-5
@@ -261,7 +261,7 @@ def test_channel_last_uint8_batch(tmp_path, client):
     output = str(tmp_path / "out.zarr")
     run_layers(layers, input=source, output=output, client=client)
     features = zarr.open_group(output, mode="r")[FEATURES]
-    assert features.metadata.dimension_names == ("n", "feature", "y", "x")
+    assert features.metadata.dimension_names == ("t", "c", "y", "x")
     assert features.shape == (3, 3, 10, 6)
     for n in range(3):
         image = np.moveaxis(data[n], -1, 0).astype(np.float32)
@@ -288,7 +288,7 @@ def test_tczyx_gets_valid_ome_with_features_in_the_channel_place(tmp_path, clien
     output = str(tmp_path / "out.zarr")
     run_layers(layers, input=source, output=output, client=client)
     group = zarr.open_group(output, mode="r")
-    assert group[FEATURES].metadata.dimension_names == ("t", "feature", "z", "y", "x")
+    assert group[FEATURES].metadata.dimension_names == ("t", "c", "z", "y", "x")
     image = Image.from_zarr(group)
     types = [a.type for a in image.ome_attributes.multiscales[0].axes]
     assert types == ["time", "channel", "space", "space", "space"]

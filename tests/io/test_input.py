@@ -95,3 +95,46 @@ def test_open_input_bad_channel_axis(tmp_path, input_store, channel_axis):
     source = input_store(np.zeros((2, 3, 4, 4), np.float32), (1, 1, 4, 4))
     with pytest.raises(InputError, match="channel_axis must be an integer in \\[-4, -3\\]"):
         open_input(source, selection=InputSelection(channel_axis=channel_axis))
+
+
+# --- bioformats2raw layouts: a root of image series 0/, 1/, ... ------------------------------
+
+
+def _series_root(path, version):
+    """A bioformats2raw root (NGFF ``version``) with two series of different sizes."""
+    import warnings
+
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image
+
+    fmt = FormatV05() if version == "0.5" else FormatV04()
+    root = zarr.open_group(str(path), mode="w", zarr_format=3 if version == "0.5" else 2)
+    layout = {"bioformats2raw.layout": 3}
+    root.attrs.update({"ome": {"version": "0.5", **layout}} if version == "0.5" else layout)
+    for series, size in enumerate((24, 16)):
+        data = np.full((2, size, size), series, dtype=np.uint16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            write_image(data, root.create_group(str(series)), axes="cyx", fmt=fmt)
+    return str(path)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_bioformats2raw_layout_reads_series_0_or_the_one_asked(tmp_path, version):
+    root = _series_root(tmp_path / "x.ome.zarr", version)
+    first = open_input(root)
+    assert (first.name, first.shape, first.axes.source) == ("0/s0", (2, 24, 24), "OME-NGFF")
+    second = open_input(root, selection=InputSelection(series=1))
+    assert (second.name, second.shape) == ("1/s0", (2, 16, 16))
+    assert int(second.to_dask((16, 16))[0, 0, 0].compute()) == 1
+    with pytest.raises(InputError, match=r"series 0\.\.1, not series 2; .*x\.ome\.zarr/0"):
+        open_input(root, selection=InputSelection(series=2))
+
+
+def test_series_of_a_plain_store_and_a_group_of_images_are_one_line(tmp_path, input_store):
+    with pytest.raises(InputError, match="is not a bioformats2raw layout"):
+        open_input(input_store(np.zeros((8, 8))), selection=InputSelection(series=0))
+    root = _series_root(tmp_path / "y.ome.zarr", "0.5")
+    zarr.open_group(root, mode="a").attrs.clear()  # no layout mark: just a group of images
+    with pytest.raises(InputError, match=r"holds OME-Zarr images \(0, 1\).*y\.ome\.zarr/0"):
+        open_input(root)

@@ -14,11 +14,11 @@ from featuremap.io import FEATURES, MARKERS, OutputStore
 def test_layout_dims_chunks_and_codecs(finished):
     output, layers, _, expected = finished
     group = zarr.open_group(output, mode="r")
-    assert sorted(name for name, _ in group.arrays()) == ["feature", FEATURES, "x", "y"]
+    assert sorted(name for name, _ in group.arrays()) == ["c", FEATURES, "x", "y"]
     features = group[FEATURES]
     assert features.shape == expected.shape
     assert features.dtype == np.float32
-    assert features.metadata.dimension_names == ("t", "feature", "y", "x")
+    assert features.metadata.dimension_names == ("t", "c", "y", "x")
     # batch chunk of the input, one feature (what a viewer reads), out_chunks; the block is one
     # shard of all features
     assert features.chunks == (1, 1, 5, 6)
@@ -36,3 +36,23 @@ def test_layout_dims_chunks_and_codecs(finished):
     # (t, y blocks, x blocks) of a 15 x 19 output, one done bit per block
     assert OutputStore.open(output).grid_shape == (2, 3, 4)
     assert group[MARKERS].dtype == np.uint8
+
+
+def test_batch_axes_take_ngff_letters_where_the_axes_fit_ngff():
+    from featuremap.io.layout import output_batch_names
+
+    assert output_batch_names(["image"], ["n"], 2) == ("t",)
+    assert output_batch_names(["time", "depth"], ["t", "z"], 2) == ("t", "z")
+    assert output_batch_names(["species"], ["n"], 3) == ("t",)
+    assert output_batch_names([], [], 2) == ()
+    # no NGFF form: two non-z batch axes, or a batch z beside a 3-D stack's z
+    assert output_batch_names(["dim_0", "dim_1"], ["batch", "batch"], 2) == ("dim_0", "dim_1")
+    assert output_batch_names(["plane"], ["z"], 3) == ("plane",)
+
+
+def test_feature_axis_found_by_name_also_in_old_stores():
+    from featuremap.io.layout import feature_axis_of
+
+    assert feature_axis_of(("t", "c", "z", "y", "x"), 5, 2) == 1
+    assert feature_axis_of(("time", "feature", "y", "x"), 4, 2) == 1  # featuremap 0.1's name
+    assert feature_axis_of(None, 5, 3) == 1

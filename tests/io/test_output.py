@@ -80,7 +80,7 @@ def test_xarray_opens_without_warnings_with_coordinates(finished):
         warnings.simplefilter("error")
         dataset = xr.open_zarr(output)
     features = dataset[FEATURES]
-    assert features.dims == ("t", "feature", "y", "x")
+    assert features.dims == ("t", "c", "y", "x")
     np.testing.assert_allclose(features.values, expected, rtol=1e-5, atol=1e-5)
     assert float(dataset["y"][1] - dataset["y"][0]) == 4.0
     assert float(dataset["x"][0]) == 0.5

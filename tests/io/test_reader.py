@@ -30,7 +30,7 @@ def test_open_features_api(finished):
     with pytest.raises(InputError, match=r"layer 1 has no weights; conv layers are \[0, 2\]"):
         store.weights(1)
     array = store.to_xarray()
-    assert array.dims == ("t", "feature", "y", "x")
+    assert array.dims == ("t", "c", "y", "x")
     np.testing.assert_array_equal(array["x"].values, 0.5 + 4 * np.arange(expected.shape[-1]))
 
 

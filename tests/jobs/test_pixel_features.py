@@ -25,7 +25,7 @@ def test_the_default_set_in_256_chunks_equals_the_in_memory_features(tmp_path, c
     stored, ds = _run(tmp_path, client, image, (256, 256), ["y", "x"], {"set": "ilastik"})
     expected = featuremap.pixel_features(image)
     np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-6 * float(image.max()))
-    assert list(ds["feature"].values) == featuremap.pixel_feature_labels()
+    assert list(ds["c"].values) == featuremap.pixel_feature_labels()
 
 
 def test_3d_features_in_chunks_equal_the_in_memory_features(tmp_path, client):
@@ -38,5 +38,5 @@ def test_3d_features_in_chunks_equal_the_in_memory_features(tmp_path, client):
     }
     stored, ds = _run(tmp_path, client, volume, (16, 40, 40), ["z", "y", "x"], layer)
     expected = featuremap.pixel_features(volume, layer["sigmas"], layer["features"], ndim=3)
-    assert ds[FEATURES].dims == ("feature", "z", "y", "x")
+    assert ds[FEATURES].dims == ("c", "z", "y", "x")
     np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-6 * float(volume.max()))

@@ -6,6 +6,7 @@ ngff-zarr's convention and validates; level 0 is never read back; ``--resume`` r
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,8 +30,11 @@ CONV = {"conv": {"bank": {"type": "gabor", "orientations": 2}, "padding": "same"
 SHAPE = (1, 301, 555)
 
 
-def _pipeline(**pyramid: Any) -> dict[str, Any]:
-    return {"layers": [CONV], "output": {"chunks": [128, 128], "pyramid": pyramid}}
+def _pipeline(output: dict[str, Any] | None = None, **pyramid: Any) -> dict[str, Any]:
+    return {
+        "layers": [CONV],
+        "output": {"chunks": [128, 128], "pyramid": pyramid, **(output or {})},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +138,7 @@ def test_xarray_opens_the_root_and_each_level(image, tmp_path, client):
     np.testing.assert_allclose(
         level["x"].values, root["x"].values[: 4 * 138].reshape(-1, 4).mean(1)
     )
-    assert list(level["feature"].values) == list(root["feature"].values)
+    assert list(level["c"].values) == list(root["c"].values)
 
 
 class _CountingStore(zarr.storage.LocalStore):
@@ -287,7 +291,7 @@ def test_batch_axes_are_carried_through_untouched(tmp_path, client):
     run(_pipeline(levels=2, method="max"), input=str(source), output=str(store), client=client)
     level0 = _level(store, 0)
     assert zarr.open_group(str(store))[level_path(1)].metadata.dimension_names == (
-        "feature",
+        "c",
         "z",
         "y",
         "x",
@@ -299,3 +303,91 @@ def test_batch_axes_are_carried_through_untouched(tmp_path, client):
     from ome_zarr_models.v05.image import Image
 
     Image.from_zarr(zarr.open_group(str(store), mode="r"))
+
+
+# -- the pyramid in each store format ------------------------------------------------------------
+
+
+def test_ngff04_levels_are_plain_zarr_v2_arrays_that_validate_and_read(image, tmp_path, client):
+    """``format: ngff-0.4``: every level a Zarr v2 array (no shards, ``/`` keys, no checksum,
+    xarray's dimension names), NGFF 0.4 ``multiscales`` at the group's top listing them, read
+    by ome-zarr-models 0.4, ome-zarr-py's Reader and xarray; the levels still the trimmed block
+    means of level 0, checked by ``verify``."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v04.image import Image
+
+    store = tmp_path / "v2.zarr"
+    run(_pipeline({"format": "ngff-0.4"}, levels=3), input=image, output=str(store), client=client)
+    assert not list(store.rglob("zarr.json"))
+    group = zarr.open_group(str(store), mode="r")
+    Image.from_zarr(group)
+    [multiscale] = group.attrs["multiscales"]
+    assert multiscale["version"] == "0.4"
+    assert [d["path"] for d in multiscale["datasets"]] == [
+        "features",
+        *(level_path(n) for n in (1, 2, 3)),
+    ]
+    level0 = _level(store, 0)
+    features = level0.shape[0]
+    for level in (1, 2, 3):
+        document = json.loads((store / level_path(level) / ".zarray").read_text())
+        assert document["zarr_format"] == 2
+        assert document["dimension_separator"] == "/"
+        assert "crc32c" not in json.dumps(document)
+        # all features in a chunk: no shards to hold one-feature chunks
+        assert document["chunks"][0] == features
+        attrs = json.loads((store / level_path(level) / ".zattrs").read_text())
+        assert attrs["_ARRAY_DIMENSIONS"] == ["c", "y", "x"]
+        np.testing.assert_allclose(
+            _level(store, level), _reference(level0, level, "mean"), rtol=1e-6, atol=1e-6
+        )
+    assert group[level_path(1)].chunks == (features, 64, 64)  # the block's part of level 1
+    [node] = list(Reader(parse_url(str(store)))())
+    assert [array.shape for array in node.data] == [
+        (features, 301 >> level, 555 >> level) for level in range(4)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        level2 = xr.open_zarr(str(store), group="levels/2")
+    assert list(level2["c"].values) == list(xr.open_zarr(str(store))["c"].values)
+    # the display windows, at the top of the group in 0.4, span level 0's values
+    windows = [channel["window"] for channel in group.attrs["omero"]["channels"]]
+    np.testing.assert_allclose([w["min"] for w in windows], level0.min(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose([w["max"] for w in windows], level0.max(axis=(1, 2)), rtol=1e-6)
+    assert verify_store(str(store)).clean
+
+
+def test_levels_keep_level_0s_checksum_setting(image, tmp_path, client):
+    store = tmp_path / "none.zarr"
+    run(_pipeline({"checksum": "none"}, levels=3), input=image, output=str(store), client=client)
+    for path in ("features", *(level_path(n) for n in (1, 2, 3))):
+        document = (store / path / "zarr.json").read_text()
+        assert "crc32c" not in document, path
+    default = tmp_path / "crc32c.zarr"
+    run(_pipeline(levels=1), input=image, output=str(default), client=client)
+    assert "crc32c" in (default / level_path(1) / "zarr.json").read_text()
+
+
+def test_ngff04_verify_finds_damaged_levels_and_resume_restores_them(image, tmp_path, client):
+    """Without a checksum ``verify`` finds a missing or truncated object of a level."""
+    pipeline = _pipeline({"format": "ngff-0.4"}, levels=3)
+    reference = tmp_path / "reference.zarr"
+    run(pipeline, input=image, output=str(reference), client=client)
+    store = tmp_path / "damaged.zarr"
+    run(pipeline, input=image, output=str(store), client=client)
+    part = store / level_path(1) / "0" / "1" / "2"  # block (1, 2)'s part of level 1
+    part.write_bytes(part.read_bytes()[:20])
+    (store / level_path(1) / "0" / "0" / "0").unlink()  # block (0, 0)'s part: gone
+    (store / level_path(3) / "0" / "0" / "0").unlink()  # the tail's only chunk: gone
+
+    report = verify_store(str(store))
+    assert report.corrupted == ((1, 2),)
+    assert report.missing == ((0, 0),)
+    assert list(report.arrays) == [level_path(3)]
+    assert verify_store(str(store), repair=True).unrepairable == ()
+    summary = run(pipeline, input=image, output=str(store), client=client, resume=True)
+    assert summary.blocks_computed == 2
+    for level in range(4):
+        np.testing.assert_array_equal(_level(store, level), _level(reference, level))
+    assert verify_store(str(store)).clean

@@ -65,7 +65,7 @@ def em_volume(tmp_path_factory, client):
 def test_a_3d_stack_writes_feature_z_y_x_equal_to_the_in_memory_stack(em_volume):
     output, layers, data = em_volume
     features = zarr.open_group(output, mode="r")[FEATURES]
-    assert features.metadata.dimension_names == ("feature", "z", "y", "x")
+    assert features.metadata.dimension_names == ("c", "z", "y", "x")
     expected = apply_stack(layers, data)
     assert features.shape == expected.shape == (3, 12, 20, 18)
     np.testing.assert_allclose(features[...], expected, rtol=2e-5, atol=2e-5)
@@ -81,7 +81,7 @@ def test_geometry_is_per_z_y_x_and_placed_in_micrometres(em_volume):
     assert attrs["jump"] == [1, 2, 2]
     assert attrs["physical"]["units"] == ["micrometer"] * 3
     ds = xr.open_zarr(output)
-    assert ds[FEATURES].dims == ("feature", "z", "y", "x")
+    assert ds[FEATURES].dims == ("c", "z", "y", "x")
     np.testing.assert_allclose(ds["z"].values, 0.04 * np.arange(12))
     np.testing.assert_allclose(ds["y"].values, 0.004 * (0.5 + 2 * np.arange(20)))
     assert ds["z"].attrs["units"] == "micrometer"
@@ -94,7 +94,7 @@ def test_the_store_validates_as_ngff_with_z_a_space_axis(em_volume):
     image = Image.from_zarr(zarr.open_group(output, mode="r"))
     multiscale = image.ome_attributes.multiscales[0]
     assert [(a.name, a.type, a.unit) for a in multiscale.axes] == [
-        ("feature", "channel", None),
+        ("c", "channel", None),
         ("z", "space", "micrometer"),
         ("y", "space", "micrometer"),
         ("x", "space", "micrometer"),

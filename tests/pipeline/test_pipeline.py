@@ -95,6 +95,15 @@ def test_dict_paths_resolve_against_base_dir_and_overrides_against_cwd(tmp_path,
     assert pipeline.input.array is None  # the original is unchanged (frozen)
 
 
+def test_input_override_drops_the_files_array_name(tmp_path):
+    """``input.array`` names a node of the file's store: ``--input`` (another store) drops it,
+    ``--array`` names one in the new store."""
+    pipeline = load_pipeline(spec(input={"store": "in.zarr", "array": "images"}), base_dir=tmp_path)
+    assert pipeline.with_overrides(input="cells.ome.zarr").input.array is None
+    assert pipeline.with_overrides(input="s2.zarr", array="b").input.array == "b"
+    assert pipeline.with_overrides(array="b").input.array == "b"
+
+
 def test_fingerprint_follows_layers_and_weight_bytes_not_output_path(tmp_path):
     weights = tmp_path / "w.npz"
     np.savez(weights, weight=np.ones((2, 1, 3, 3), np.float32))
