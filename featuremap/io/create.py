@@ -1,6 +1,7 @@
 """Creating an output store: the job record first, then ``features`` (sharded when large), the
-coordinates, the weights, the packed done-markers, the attributes and OME-NGFF metadata, all in
-the layout's :class:`~featuremap.io.formats.StoreFormat` (Zarr format 3 or 2, checksum or not)."""
+coordinates, the weights, the pyramid's levels, the packed done-markers, the attributes and
+OME-NGFF metadata, all in the layout's :class:`~featuremap.io.formats.StoreFormat` (Zarr format 3
+or 2, checksum or not)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from featuremap.io.placement import (
     regular_spacing,
     spatial_attrs,
 )
+from featuremap.io.pyramid import Pyramid, ome_datasets
 
 __all__ = ["LayerArrays", "create_output"]
 
@@ -175,6 +177,55 @@ def _write_weights(
             stored[...] = values
 
 
+def _create_features(
+    group: zarr.Group, path: str, layout: OutputLayout, geometry_attrs: Mapping[str, Any]
+) -> None:
+    """An empty features array at ``path`` laid out by ``layout``, its geometry in its attributes."""
+    features = group.create_array(
+        path,
+        shape=layout.storage_shape,
+        dtype=layout.dtype,
+        **layout.store_format.chunking(
+            layout.storage_chunks,
+            layout.storage_shards,
+            feature_codecs(layout.codec, layout.codec_level, layout.store_format),
+        ),
+        fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
+        config={"write_empty_chunks": True},
+        **layout.store_format.naming(layout.dims),
+    )
+    features.attrs[ROOT_KEY] = dict(geometry_attrs)
+    if layout.placement.grid_mapping is not None:
+        # CF: the grid mapping is a coordinate of the features, so xarray and rioxarray find it
+        name = layout.placement.grid_mapping.name
+        features.attrs.update({"grid_mapping": name, "coordinates": name})
+
+
+def _create_levels(group: zarr.Group, pyramid: Pyramid, geometry_attrs: Mapping[str, Any]) -> None:
+    """Each level's (empty) features and its coordinates, in its own subgroup; its geometry is
+    the stack's followed by the level's pool (the physical summary is level 0's only)."""
+    for level in pyramid.levels:
+        subgroup = group.require_group(level.group)
+        attrs = {
+            **{key: value for key, value in geometry_attrs.items() if key != "physical"},
+            **level.layout.stack.to_dict(),
+            "pyramid": {"level": level.index, "method": pyramid.method},
+        }
+        _create_features(group, level.path, level.layout, attrs)
+        _write_coordinates(subgroup, level.layout)
+
+
+def _ome(layout: OutputLayout) -> dict[str, Any] | None:
+    """The NGFF attributes: level 0, then the pyramid's levels."""
+    ome = ome_multiscales(
+        _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
+    )
+    if ome is None or layout.pyramid is None:
+        return ome
+    levels = [(level.path, _ome_axes(level.layout)) for level in layout.pyramid.levels]
+    return ome_datasets(ome, layout.pyramid.method, levels)
+
+
 def create_output(
     store: str,
     *,
@@ -195,30 +246,15 @@ def create_output(
     store_format = layout.store_format
     group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
-    features = group.create_array(
-        FEATURES,
-        shape=layout.storage_shape,
-        chunks=layout.storage_chunks,
-        shards=layout.storage_shards,
-        dtype=layout.dtype,
-        compressors=feature_codecs(layout.codec, layout.codec_level, store_format),
-        fill_value=float("nan"),  # a block never computed reads as NaN, never as zeros
-        config={"write_empty_chunks": True},
-        **store_format.naming(layout.dims),
-    )
-    features.attrs[ROOT_KEY] = dict(geometry_attrs)
-    if layout.placement.grid_mapping is not None:
-        # CF: the grid mapping is a coordinate of the features, so xarray and rioxarray find it
-        name = layout.placement.grid_mapping.name
-        features.attrs.update({"grid_mapping": name, "coordinates": name})
+    _create_features(group, FEATURES, layout, geometry_attrs)
     _write_coordinates(group, layout)
     _write_weights(group, weights, store_format)
+    if layout.pyramid is not None:
+        _create_levels(group, layout.pyramid, geometry_attrs)
     create_markers(group, MARKERS, layout.blocks_total, store_format)
     group.create_group(DISPLAY)
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
-    ome = ome_multiscales(
-        _ome_axes(layout), path=FEATURES, name=FEATURES, channel_labels=layout.feature_labels
-    )
+    ome = _ome(layout)
     if ome is not None:
         attrs.update(ngff_attributes(ome, store_format.ngff_version))
     group.attrs.update(attrs)

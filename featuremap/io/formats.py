@@ -127,6 +127,24 @@ class StoreFormat:
             codecs.append(zarr.codecs.Crc32cCodec())
         return codecs
 
+    def chunking(
+        self, chunks: Sequence[int], shards: Sequence[int] | None, compressors: Any
+    ) -> dict[str, Any]:
+        """The ``create_array`` arguments that chunk (and shard) an array compressed by
+        ``compressors`` (:meth:`feature_compressors`). A shard's index gets the array's checksum
+        too: Zarr's default index codecs add crc32c, which ``checksum: none`` leaves out (its
+        readers may lack crc32c), so the sharding codec is then built here, index unchecked."""
+        if shards is None or self.checksum == "crc32c":
+            return {"chunks": tuple(chunks), "shards": shards, "compressors": compressors}
+        import zarr.codecs
+
+        sharding = zarr.codecs.ShardingCodec(
+            chunk_shape=tuple(chunks),
+            codecs=[zarr.codecs.BytesCodec(), *compressors],
+            index_codecs=[zarr.codecs.BytesCodec()],
+        )
+        return {"chunks": tuple(shards), "serializer": sharding, "compressors": None}
+
     def naming(self, dims: Sequence[str]) -> dict[str, Any]:
         """The ``create_array`` arguments that name an array's dimensions and its chunk keys:
         ``dimension_names`` in format 3; xarray's ``_ARRAY_DIMENSIONS`` attribute and ``/``

@@ -3,7 +3,8 @@
 A Zarr format 3 group (format 2 for ``output.format: ngff-0.4``: :mod:`.formats`; DESIGN
 section 6)::
 
-    features            (*batch, c, [z,] y, x) float32, one chunk per output block,
+    features            (*batch, c, [z,] y, x) float32, one shard per output block of one
+                        chunk per feature (and z band; one chunk per block in Zarr v2),
                         crc32c-checked (``output.checksum``), geometry in
                         attrs["featuremap"]
     y, x                1-D centres of the output pixels in the input's physical units,
@@ -11,6 +12,7 @@ section 6)::
     c                   readable labels of the features ("gabor θ=45° f=0.2 σ=2.81 even")
     <batch dims>        the batch axes' own coordinates (time stamps, z positions), when known
     spatial_ref         the CRS (CF grid mapping), when the input has one
+    levels/<l>/features multiscale level l (``output.pyramid``) with its own coordinates
     layers/<i>/weight   conv weights and biases (a subgroup: xarray reads only root arrays)
     layers/<i>/bias
     _job/done           done-markers, one chunk per block (job bookkeeping, never at the root)
@@ -25,12 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featuremap._vocabulary import OutputCodec, OutputDtype
 from featuremap.engine.geometry import StackGeometry, axis_names, ceil_div
 from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
 from featuremap.io.placement import Placement
+
+if TYPE_CHECKING:
+    from featuremap.io.pyramid import Pyramid
 
 __all__ = [
     "CODEC_LEVELS",
@@ -139,6 +144,9 @@ class OutputLayout:
     A *block* is what one task computes and writes and one done-marker covers: a chunk, or with
     ``shards`` a shard of whole chunks (Zarr v3 sharding; one writer per shard, so concurrent
     tasks never touch the same object).
+
+    ``pyramid``: the multiscale levels written beside the features (:mod:`featuremap.io.pyramid`),
+    each with its own layout.
     """
 
     batch_dims: tuple[str, ...]
@@ -153,6 +161,7 @@ class OutputLayout:
     codec_level: int | None = None
     shards: tuple[int, ...] | None = None
     store_format: StoreFormat = DEFAULT_FORMAT
+    pyramid: Pyramid | None = None
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -184,6 +193,7 @@ class OutputLayout:
             "chunks": list(self.storage_chunks),
             "shards": None if self.shards is None else list(self._to_storage(self.shards)),
             **self.store_format.to_dict(),
+            "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
         }
 
     @property

@@ -1,4 +1,5 @@
-"""The worker side of a job's output: write one computed block into its chunk or shard."""
+"""The worker side of a job's output: write one computed block into its chunk or shard, and
+its part of each block level of the pyramid (pooled in memory: level 0 is never read back)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ from featuremap._typing import Array
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
 from featuremap.io.layout import FEATURES, OutputLayout
+from featuremap.io.pyramid import block_level_values
 
 __all__ = ["write_block"]
 
 
-@functools.lru_cache(maxsize=4)
-def _features(store: str, session: str) -> zarr.Array[Any]:
-    """``features``, opened once per worker process and job (``session``, its token): a store
-    replaced by another job is never written through the metadata of the one it replaced."""
+@functools.lru_cache(maxsize=32)
+def _features(store: str, session: str, path: str = FEATURES) -> zarr.Array[Any]:
+    """``features`` (or a level's, at ``path``), opened once per worker process and job
+    (``session``, its token): a store replaced by another job is never written through the
+    metadata of the one it replaced."""
     # in the format the store has (output.format): Zarr v3, or v2 for ngff-0.4
-    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[FEATURES]
+    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[path]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)
@@ -44,8 +47,22 @@ def write_block(
     Returns the per-feature statistics of the values stored, gathered here from the block in
     memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
-    features = -layout.ndim - 1
-    values = np.moveaxis(to_host(block), features, layout.feature_axis)
-    values = values.astype(layout.dtype, copy=False)
-    _features(store, session)[layout.storage_slices(block_slices)] = values
+    stored = to_host(block).astype(layout.dtype, copy=False)
+    values = _write(_features(store, session), layout, block_slices, stored)
+    if layout.pyramid is not None:
+        # the levels pool the block as stored, so they are the block means of the stored level 0
+        for level, slices, pooled in block_level_values(
+            layout.pyramid, layout.ndim, stored, block_slices
+        ):
+            array = _features(store, session, level.path)
+            _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
     return FeatureStats.of(values, layout.feature_axis)
+
+
+def _write(
+    array: zarr.Array[Any], layout: OutputLayout, slices: tuple[slice, ...], values: np.ndarray
+) -> np.ndarray:
+    """Write ``values`` (compute order) into ``array`` in its storage order; returns them so."""
+    moved = np.moveaxis(values, -layout.ndim - 1, layout.feature_axis)
+    array[layout.storage_slices(slices)] = moved
+    return moved

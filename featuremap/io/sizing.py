@@ -8,6 +8,14 @@
   :data:`SHARD_FROM_CHUNKS` or more chunks, where object counts start to cost (object stores, ``ls``,
   ``rm``); smaller jobs keep one object per chunk, and their parallelism. A shard is then the
   block: written whole, by exactly one task, so concurrent writers and retries are safe.
+* **Chunks a viewer reads** (the default): one feature per chunk, and in a volume one band of
+  z-planes (:data:`Z_BAND_PIXELS` voxels at least), so showing one feature plane decodes that
+  plane, not every feature of the block. The block is then one shard of those chunks: the object
+  count is the block count, as with one chunk per block. ``output.chunks`` leading with a
+  feature count keeps that many per chunk; ``shards: false`` keeps one chunk per block.
+* **Pyramids** (``output.pyramid``, :mod:`featuremap.io.pyramid`): automatic blocks are rounded
+  up to multiples of :func:`~featuremap.io.pyramid.pyramid_alignment`, so each block carries its
+  own multiscale levels.
 * **Limits**: an output over :data:`MAX_OUTPUT_BYTES` or over :data:`MAX_BLOCKS` blocks is refused
   unless ``allow_large`` (``--allow-large``), which still stops at :data:`HARD_MAX_BLOCKS`. All of
   it is Python integer arithmetic on the parsed geometry, done before a store is created.
@@ -27,6 +35,7 @@ from featuremap.io.formats import StoreFormat
 from featuremap.io.input import InputArray
 from featuremap.io.layout import OutputLayout, output_batch_names
 from featuremap.io.placement import output_placement
+from featuremap.io.pyramid import PyramidOptions, plan_pyramid, pyramid_alignment
 
 __all__ = [
     "HARD_MAX_BLOCKS",
@@ -36,11 +45,13 @@ __all__ = [
     "MIN_BLOCK",
     "SHARD_FROM_CHUNKS",
     "SHARD_TARGET_BYTES",
+    "Z_BAND_PIXELS",
     "OutputOptions",
     "block_chunks",
     "check_limits",
     "plan_layout",
     "shard_factor",
+    "viewer_chunk",
 ]
 
 #: The smallest block side (output pixels) a job plans unless the output is smaller: per axis of
@@ -51,6 +62,9 @@ MIN_BLOCK_3D = 64
 MAX_BLOCK_BYTES = 256 * 2**20
 SHARD_TARGET_BYTES = 256 * 2**20
 SHARD_FROM_CHUNKS = 4096
+#: A volume's chunk holds z-planes until it has at least this many voxels (64 x 64 planes: 8).
+#: (The fewest such planes that divide the block's depth.)
+Z_BAND_PIXELS = 2**15
 #: Refused without ``allow_large``: 1 TiB of features, or ten million blocks.
 MAX_OUTPUT_BYTES = 2**40
 MAX_BLOCKS = 10**7
@@ -67,11 +81,13 @@ class OutputOptions:
 
     ``chunks`` and ``shards`` have one size per spatial axis (``(y, x)``, ``(z, y, x)`` for a
     3-D stack). ``shards`` is ``"auto"``, ``None`` (one object per chunk) or the shard shape in
-    output pixels (whole chunks). ``feature_chunks``: features per stored chunk (``None``: all in
-    one); fewer than all make every block one shard of feature chunks. ``format`` and
-    ``checksum`` are the store's encoding (:class:`~featuremap.io.formats.StoreFormat`;
-    ``checksum=None``: the format's default); ``ngff-0.4`` (Zarr v2) has no sharding, so
-    ``shards="auto"`` means none there and a shard shape or ``feature_chunks`` is refused.
+    output pixels (whole chunks). ``feature_chunks``: features per stored chunk; ``None`` is the
+    viewer's layout (one per chunk, unless there are no shards -- ``shards`` ``None``, or Zarr
+    v2 -- then all in one); fewer than all make every block one shard of feature chunks.
+    ``pyramid``: the multiscale levels (``None``: level 0 only). ``format`` and ``checksum`` are
+    the store's encoding (:class:`~featuremap.io.formats.StoreFormat`; ``checksum=None``: the
+    format's default); ``ngff-0.4`` (Zarr v2) has no sharding, so ``shards="auto"`` means none
+    there and a shard shape or ``feature_chunks`` is refused.
 
     Raises
     ------
@@ -86,6 +102,7 @@ class OutputOptions:
     shards: Sizes | str | None = "auto"
     allow_large: bool = False
     feature_chunks: int | None = None
+    pyramid: PyramidOptions | None = None
     format: OutputFormat = "ngff-0.5"
     checksum: OutputChecksum | None = None
 
@@ -123,11 +140,17 @@ def _check_rank(name: str, sizes: Sizes, ndim: int) -> None:
 
 
 def block_chunks(
-    storage: Sizes, jump: Sizes, out_size: Sizes, features: int, requested: Sizes | None
+    storage: Sizes,
+    jump: Sizes,
+    out_size: Sizes,
+    features: int,
+    requested: Sizes | None,
+    align: int = 1,
 ) -> Sizes:
     """The spatial output chunk: ``requested``, or about one input read's worth (whole stored
     chunks, divided by the jump), at least :data:`MIN_BLOCK` (:data:`MIN_BLOCK_3D` for a
-    volume) per axis and at most :data:`MAX_BLOCK_BYTES` of features."""
+    volume) per axis and at most :data:`MAX_BLOCK_BYTES` of features, rounded up to a multiple
+    of ``align`` (where the axis is longer)."""
     ndim = len(out_size)
     if requested is not None:
         _check_rank("chunks", requested, ndim)
@@ -140,7 +163,9 @@ def block_chunks(
     while features * math.prod(sizes) * 4 > MAX_BLOCK_BYTES and max(sizes) > smallest:
         widest = max(reversed(range(ndim)), key=sizes.__getitem__)  # the last of the widest
         sizes[widest] = max(sizes[widest] // 2, smallest)
-    return tuple(sizes)
+    return tuple(
+        min(ceil_div(size, align) * align, n) for size, n in zip(sizes, out_size, strict=True)
+    )
 
 
 def _integer_root(n: int, k: int) -> int:
@@ -203,44 +228,64 @@ def _human(size: int) -> str:
     return f"{size} B" if exponent == 0 else f"{size / 1024**exponent:.1f} {unit}"
 
 
+def viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[int, Sizes]:
+    """``(features per chunk, spatial chunk)`` inside a block: the viewer's layout by default
+    (one feature, a band of z-planes in a volume), the block's own with ``shards: false``."""
+    if options.feature_chunks is not None:
+        return min(options.feature_chunks, features), block
+    if options.shards is None or options.store_format.zarr_format == 2:
+        return features, block  # no shards to hold smaller chunks
+    if len(block) == 3 and options.chunks is None:
+        # the fewest planes that make a chunk of Z_BAND_PIXELS and divide the block (shards hold
+        # whole chunks)
+        wanted = min(block[0], ceil_div(Z_BAND_PIXELS, block[1] * block[2]))
+        band = next(d for d in range(wanted, block[0] + 1) if block[0] % d == 0)
+        return 1, (band, *block[1:])
+    return 1, block
+
+
 def plan_layout(
     source: InputArray,
     stack: ResolvedStack,
     options: OutputOptions,
     existing_chunks: Sizes | None,
 ) -> OutputLayout:
-    """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks), shards, dtype, codec."""
+    """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks),
+    shards, dtype, codec, and the pyramid's levels."""
     features, *out_size = stack.output_shape
+    ndim = len(out_size)
     if existing_chunks is not None:
         chunk, factor = tuple(existing_chunks), None
     else:
+        align = 1 if options.pyramid is None else pyramid_alignment(ndim)
         chunk = block_chunks(
-            source.spatial_chunks, stack.geometry.jump, tuple(out_size), features, options.chunks
+            source.spatial_chunks,
+            stack.geometry.jump,
+            tuple(out_size),
+            features,
+            options.chunks,
+            align,
         )
         grid = [
             *(ceil_div(n, c) for n, c in zip(source.batch_shape, source.batch_chunks, strict=True)),
             *(ceil_div(n, c) for n, c in zip(out_size, chunk, strict=True)),
         ]
         factor = shard_factor(options, chunk, features, grid)
-    per_chunk = min(options.feature_chunks or features, features)
-    if per_chunk < features and factor is None:  # each block one shard of feature chunks
-        factor = (1,) * len(chunk)
-    chunks = (*source.batch_chunks, per_chunk, *chunk)
+    block = tuple(size * f for size, f in zip(chunk, factor or (1,) * ndim, strict=True))
+    per_chunk, spatial = viewer_chunk(options, chunk, features)
+    chunks = (*source.batch_chunks, per_chunk, *spatial)
+    inner = (per_chunk, *spatial) != (features, *block)
     shards = (
-        None
-        if factor is None
-        else (
-            *source.batch_chunks,
-            ceil_div(features, per_chunk) * per_chunk,
-            *(size * f for size, f in zip(chunk, factor, strict=True)),
-        )
+        (*source.batch_chunks, ceil_div(features, per_chunk) * per_chunk, *block)
+        if factor is not None or inner
+        else None
     )
     names = output_batch_names(source.batch_dims, source.batch_kinds, stack.ndim)
     placement = output_placement(stack.geometry, source.placement)
     # the placement knows the batch axes by the input's own names
     inputs = (source.axes.axes[i].name for i in source.axes.batch)
     renamed = dict(zip(inputs, names, strict=True))
-    return OutputLayout(
+    layout = OutputLayout(
         batch_dims=names,
         shape=(*source.batch_shape, features, *out_size),
         chunks=chunks,
@@ -256,3 +301,6 @@ def plan_layout(
         shards=shards,
         store_format=options.store_format,
     )
+    if options.pyramid is None:
+        return layout
+    return replace(layout, pyramid=plan_pyramid(options.pyramid, layout))

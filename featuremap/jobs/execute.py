@@ -16,7 +16,10 @@
    statistics; they are merged here and saved before each marker flush (:class:`_Display`), so
    the display windows cover every block marked done, across ``--resume``. A heartbeat thread
    keeps the store's ``running`` status fresh;
-3. the display windows, the consolidated metadata, then ``status: complete``, are written last.
+3. the pyramid's tail levels, those too small to be written per block, are pooled from the top
+   level the blocks wrote (:func:`featuremap.io.pyramid.write_tail_levels`; on ``--resume``
+   again, which rewrites the same bytes);
+4. the display windows, the consolidated metadata, then ``status: complete``, are written last.
 
 Every write of the job -- markers, heartbeat, status -- and every block write on a worker is
 preceded by the fencing check: a job that lost its store to another job stops without writing.
@@ -46,6 +49,7 @@ from featuremap.io import (
     sweep_partial_files,
 )
 from featuremap.io.markers import block_number
+from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
 from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
@@ -258,6 +262,16 @@ def _stream_blocks(
             client.cancel(in_flight)
 
 
+def _write_tail(plan: JobPlan, store: OutputStore, owner: JobOwner) -> None:
+    """The pyramid's tail levels, once every block (and so every block level) is written."""
+    pyramid = plan.layout.pyramid
+    if pyramid is None or store.count_done() != plan.layout.blocks_total:
+        return
+    write_tail_levels(
+        store.group, pyramid, plan.layout.ndim, lambda: state.check_token(store, owner)
+    )
+
+
 def _count_devices(client: Any, token: str) -> dict[str, int]:
     """Blocks per device of job ``token``, summed over the workers' own counters."""
     try:
@@ -312,6 +326,7 @@ def execute_job(
         with heartbeat.running():
             _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat)
             markers.flush()
+            _write_tail(plan, store, owner)
     except BaseException as error:
         lost = error if isinstance(error, FencedError) else _lost_store(store, owner)
         if lost is not None:  # whatever failed, the store is another job's now: never touch it

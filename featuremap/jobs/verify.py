@@ -21,8 +21,14 @@
       on disk without its marker: a block whose job stopped before the marker was flushed, or
       not reached yet. Not damage: ``--resume`` recomputes it.
 
+* every **pyramid level** (``output.pyramid``): a block's part of each level its task writes is
+  checked with the block (missing or undecodable: the block is damaged,
+  :func:`_block_level_damage`); the tail levels, pooled once every block is written, must be
+  whole in a complete store (:func:`_tail_damage`).
+
 Verification only reads. ``repair=True`` (``featuremap verify --repair``) then restores what can
-be recomputed: damaged blocks are deleted and unmarked (``run --resume`` recomputes them),
+be recomputed: damaged blocks are deleted and unmarked, with their parts of the levels
+(``run --resume`` recomputes them), damaged tail levels are deleted (``--resume`` pools them again),
 unreadable marker chunks are rebuilt from the blocks that are on disk and decode, and damaged
 ``y`` / ``x`` coordinates are rewritten from the recorded geometry. Damaged metadata documents
 and weights cannot be recomputed from the store: the report says to replace it (``--overwrite``).
@@ -41,6 +47,7 @@ import numpy as np
 from featuremap.errors import spoken
 from featuremap.io import Block, OutputStore, open_output
 from featuremap.io.chunks import (
+    Chunk,
     delete_chunks,
     metadata_documents,
     region_errors,
@@ -48,7 +55,7 @@ from featuremap.io.chunks import (
     unreadable_chunks,
 )
 from featuremap.io.markers import BLOCKS_PER_CHUNK, block_number, marker_chunk_count
-from featuremap.io.output import array_at, feature_chunk
+from featuremap.io.output import array_at, attrs_dict, feature_chunk
 from featuremap.jobs import state
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -142,16 +149,102 @@ def _marker_bits(store: OutputStore) -> tuple[set[Block], set[int]]:
     return marked, {chunk for (chunk,) in bad}
 
 
+def _levels(store: OutputStore) -> tuple[list[str], list[str]]:
+    """The pyramid's level paths: ``(written by the blocks, written by the tail pass)``."""
+    pyramid = attrs_dict(attrs_dict(store.root.get("output")).get("pyramid"))
+    paths = [str(path) for path in pyramid.get("paths", [])]
+    written = int(pyramid.get("block_levels", 0))
+    return paths[:written], paths[written:]
+
+
+def _shard_grid(array: Any) -> tuple[int, ...]:
+    """Stored objects (shards, or chunks) per axis (``cdata_shape`` counts inner chunks)."""
+    size = array.shards or array.chunks
+    return tuple(-(-n // s) for n, s in zip(array.shape, size, strict=True))
+
+
+def _object_errors(array: Any, objects: dict[Chunk, Any], path: str) -> dict[Any, str]:
+    """For stored objects ``{index: key}``: the keys whose object fails to decode (whole shards
+    are read: every inner chunk decodes), with the first error."""
+    size = array.shards or array.chunks
+    regions = [
+        (
+            key,
+            tuple(
+                slice(i * s, min((i + 1) * s, n))
+                for i, s, n in zip(index, size, array.shape, strict=True)
+            ),
+        )
+        for index, key in sorted(objects.items())
+    ]
+    return {key: f"{path}: {error}" for key, error in region_errors(array, regions).items()}
+
+
+def _block_level_damage(
+    store: OutputStore, marked: set[Block]
+) -> tuple[set[Block], dict[Block, str]]:
+    """``(marked blocks missing their part of a block level, those whose part does not
+    decode)``."""
+    missing: set[Block] = set()
+    corrupt: dict[Block, str] = {}
+    for path in _levels(store)[0]:
+        array = array_at(store.group, path)
+        grid = _shard_grid(array)
+        parts = {feature_chunk(block, store.feature_axis): block for block in marked}
+        # the last block of an axis narrower than 2^l has no part of level l
+        parts = {
+            index: block
+            for index, block in parts.items()
+            if all(i < n for i, n in zip(index, grid, strict=True))
+        }
+        stored = stored_chunks(store.path, array, parts)
+        missing |= {block for index, block in parts.items() if index not in stored}
+        found = _object_errors(array, {index: parts[index] for index in stored}, path)
+        for block, error in found.items():
+            corrupt.setdefault(block, error)
+    return missing, corrupt
+
+
+def _tail_damage(store: OutputStore) -> dict[str, list[str]]:
+    """The tail levels' missing and undecodable objects, by level path (of a complete store:
+    the tail is written last)."""
+    damaged: dict[str, list[str]] = {}
+    for path in _levels(store)[1]:
+        array = array_at(store.group, path)
+        objects = list(itertools.product(*(range(n) for n in _shard_grid(array))))
+        stored = stored_chunks(store.path, array, objects)
+        damage = [f"chunk {list(index)}: missing" for index in objects if index not in stored]
+        errors = _object_errors(array, {index: index for index in stored}, path)
+        damage += [f"chunk {list(index)}: {error}" for index, error in sorted(errors.items())]
+        if damage:
+            damaged[path] = damage
+    return damaged
+
+
+def _delete_level_parts(store: OutputStore, blocks: tuple[Block, ...], tails: list[str]) -> None:
+    """Delete the damaged blocks' parts of the block levels, and the damaged tail levels whole
+    (a shard is rewritten through Zarr, which reads the one it replaces first)."""
+    block_paths, _ = _levels(store)
+    for path in block_paths:
+        array = array_at(store.group, path)
+        delete_chunks(store.path, array, (feature_chunk(b, store.feature_axis) for b in blocks))
+    for path in tails:
+        array = array_at(store.group, path)
+        delete_chunks(store.path, array, itertools.product(*(range(n) for n in _shard_grid(array))))
+
+
 def _array_documents(path: str) -> set[str]:
     """The metadata documents of the array at ``path``, in either Zarr format."""
     return {f"{path}/{name}" for name in ("zarr.json", ".zarray", ".zattrs")}
 
 
 def _other_arrays(store: OutputStore, documents: Mapping[str, str]) -> dict[str, list[str]]:
-    """Damaged chunks of every array but ``features`` and the markers, by array path."""
+    """Damaged chunks of every array but the features (level 0 and the pyramid's levels) and
+    the markers, by array path."""
     damaged: dict[str, list[str]] = {}
+    skipped = {"features", "_job/done", *itertools.chain(*_levels(store))}
     for path, array in store.arrays():
-        if path in ("features", "_job/done") or _array_documents(path) & documents.keys():
+        if path in skipped or _array_documents(path) & documents.keys():
             continue
         chunks = list(itertools.product(*(range(n) for n in array.cdata_shape)))
         errors = unreadable_chunks(array, stored_chunks(store.path, array, chunks))
@@ -168,6 +261,10 @@ def _repair(
     delete_chunks(
         store.path, store.features, (feature_chunk(b, feature_axis) for b in report.corrupted)
     )
+    _, tail_paths = _levels(store)
+    _delete_level_parts(
+        store, report.damaged, [path for path in tail_paths if path in report.arrays]
+    )
     writer = store.marker_writer(lambda: None)
     good = on_disk - set(report.corrupted)
     for chunk in sorted(bad_marker_chunks):  # rebuilt from the blocks that are on disk and decode
@@ -183,7 +280,7 @@ def _repair(
             _rewrite_coordinate(store, name)
     unrepairable = tuple(
         [*(f"{path} ({error})" for path, error in report.documents.items())]
-        + [name for name in report.arrays if name not in recomputable]
+        + [name for name in report.arrays if name not in (*recomputable, *tail_paths)]
     )
     state.finish_job(
         store,
@@ -242,6 +339,10 @@ def verify_store(store: str | os.PathLike[str], *, repair: bool = False) -> Veri
     marked, bad_marker_chunks = _marker_bits(output)
     on_disk = output.stored_blocks()
     corrupt = _check_blocks(output, on_disk)
+    level_missing, level_corrupt = _block_level_damage(output, marked & on_disk)
+    tails = _tail_damage(output) if status["status"] == "complete" else {}
+    for block, error in level_corrupt.items():
+        corrupt.setdefault(block, error)
     bad_marker = {
         output.block_of(number)
         for chunk in bad_marker_chunks
@@ -255,11 +356,11 @@ def verify_store(store: str | os.PathLike[str], *, repair: bool = False) -> Veri
         blocks_total=output.blocks_total,
         blocks_done=len(marked),
         chunks_read=len(on_disk),
-        missing=tuple(sorted(marked - on_disk)),
+        missing=tuple(sorted((marked - on_disk) | (level_missing - set(corrupt)))),
         corrupted=tuple(sorted(corrupt)),
         bad_marker=tuple(sorted(bad_marker)),
         unmarked=tuple(sorted(on_disk - marked - set(corrupt) - bad_marker)),
-        arrays=_other_arrays(output, documents),
+        arrays=_other_arrays(output, documents) | tails,
         documents=dict(documents),
         errors={",".join(map(str, b)): e for b, e in sorted(corrupt.items())}
         | {f"marker chunk {c}": "unreadable" for c in sorted(bad_marker_chunks)},

@@ -37,6 +37,7 @@ from featuremap.errors import InputError, describe, spoken
 from featuremap.io import InputSelection
 from featuremap.io.axes import AxesSpec, parse_axes_spec
 from featuremap.io.formats import StoreFormat
+from featuremap.io.pyramid import PyramidOptions, parse_pyramid
 from featuremap.io.sizing import OutputOptions
 
 __all__ = [
@@ -56,7 +57,17 @@ __all__ = [
 T = TypeVar("T")
 
 INPUT_KEYS = ("store", "array", "axes", "level", "region", "channels", "channel_axis", "series")
-OUTPUT_KEYS = ("store", "chunks", "dtype", "codec", "level", "shards", "format", "checksum")
+OUTPUT_KEYS = (
+    "store",
+    "chunks",
+    "dtype",
+    "codec",
+    "level",
+    "shards",
+    "format",
+    "checksum",
+    "pyramid",
+)
 
 
 # -- placing errors -------------------------------------------------------------------------
@@ -284,7 +295,9 @@ class OutputSpec:
     ``ngff-0.5``, or ``none``, the only one of ``ngff-0.4``). ``chunks`` and
     ``shards`` have one size per spatial axis: ``[z, y, x]`` for a stack of 3-D layers; ``chunks``
     may name the feature axis first (``[feature, z, y, x]``), so that a viewer reads one feature
-    without decoding the others (``feature_chunks``; each block is then one shard)."""
+    without decoding the others (``feature_chunks``; by default, in ``ngff-0.5``, one feature per
+    chunk, each block one shard). ``pyramid`` (``{levels: auto|N, method: mean|max}``) adds multiscale
+    levels (:mod:`featuremap.io.pyramid`)."""
 
     store: str | None = None
     chunks: tuple[int, ...] | None = None
@@ -295,6 +308,7 @@ class OutputSpec:
     feature_chunks: int | None = None
     format: OutputFormat = "ngff-0.5"
     checksum: OutputChecksum = "crc32c"
+    pyramid: PyramidOptions | None = None
 
     def options(self) -> OutputOptions:
         """How the job stores its features."""
@@ -307,10 +321,13 @@ class OutputSpec:
             feature_chunks=self.feature_chunks,
             format=self.format,
             checksum=self.checksum,
+            pyramid=self.pyramid,
         )
 
     def to_dict(self) -> dict[str, Any]:
         feature = [] if self.feature_chunks is None else [self.feature_chunks]
+        # no pyramid, no key: the fingerprints of pipelines without one stay what they were
+        pyramid = {} if self.pyramid is None else {"pyramid": self.pyramid.to_dict()}
         return {
             "store": self.store,
             "chunks": None if self.chunks is None else [*feature, *self.chunks],
@@ -322,6 +339,7 @@ class OutputSpec:
             else list(self.shards),
             "format": self.format,
             "checksum": self.checksum,
+            **pyramid,
         }
 
     @classmethod
@@ -364,6 +382,7 @@ class OutputSpec:
             feature_chunks=feature_chunks,
             format=store_format.format,
             checksum=store_format.checksum,
+            pyramid=field_value(where, "pyramid", parse_pyramid, spec.get("pyramid")),
         )
         output.options()  # refuses sharding where the format has none, before anything runs
         return output

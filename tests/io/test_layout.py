@@ -19,8 +19,12 @@ def test_layout_dims_chunks_and_codecs(finished):
     assert features.shape == expected.shape
     assert features.dtype == np.float32
     assert features.metadata.dimension_names == ("t", "c", "y", "x")
-    assert features.chunks == (1, 3, 5, 6)  # batch chunk of the input, all features, out_chunks
-    codecs = [type(codec) for codec in features.metadata.codecs]
+    # batch chunk of the input, one feature (what a viewer reads), out_chunks; the block is one
+    # shard of all features
+    assert features.chunks == (1, 1, 5, 6)
+    assert features.shards == (1, 3, 5, 6)
+    [sharding] = features.metadata.codecs
+    codecs = [type(codec) for codec in sharding.codecs]
     assert zarr.codecs.Crc32cCodec in codecs
     assert zarr.codecs.BloscCodec in codecs
     assert np.isnan(features.metadata.fill_value)

@@ -468,3 +468,17 @@ def test_feature_chunks_need_shards():
                 "layers": [{"conv": {"bank": {"type": "box"}}}],
             }
         )
+
+
+def test_output_pyramid_round_trips_and_leaves_other_fingerprints_alone():
+    from featuremap.io.pyramid import PyramidOptions
+
+    pipeline = load_pipeline(spec(output={"pyramid": {"levels": 3, "method": "max"}}))
+    assert pipeline.output.pyramid == PyramidOptions(3, "max")
+    assert pipeline.output.options().pyramid == PyramidOptions(3, "max")
+    assert pipeline.to_dict()["output"]["pyramid"] == {"levels": 3, "method": "max"}
+    assert load_pipeline(pipeline.to_dict()).to_dict() == pipeline.to_dict()
+    assert load_pipeline(spec(output={"pyramid": "auto"})).output.pyramid == PyramidOptions()
+    plain = load_pipeline(spec())
+    assert "pyramid" not in plain.to_dict()["output"]  # its fingerprint is what it was
+    assert plain.fingerprint() != pipeline.fingerprint()
