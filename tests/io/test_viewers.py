@@ -39,13 +39,13 @@ def _ngff_input(path, data):
     )
 
 
-def _run(tmp, client, data, dtype="float32", name="out.zarr"):
+def _run(tmp, client, data, dtype="float32", name="out.zarr", **output):
     """A Gaussian-derivative job (12 features: 2 scales x orders up to 2) in 27 blocks."""
     source = _ngff_input(tmp / f"in-{name}", data)
     pipeline = {
         "name": "viewers",
         "input": {"store": source},
-        "output": {"store": str(tmp / name), "dtype": dtype, "chunks": [32, 32]},
+        "output": {"store": str(tmp / name), "dtype": dtype, "chunks": [32, 32], **output},
         "layers": [
             {
                 "conv": {
@@ -177,7 +177,8 @@ def test_ome_zarr_reader_gets_labels_and_windows(output):
 # --- the viewers themselves ------------------------------------------------------------------------
 
 
-def test_napari_opens_few_visible_layers_with_contrast_in_the_data_range(output):
+def _napari_layers(store):
+    """The layers napari (headless, with napari-ome-zarr) opens ``store`` as."""
     pytest.importorskip("napari")
     pytest.importorskip("napari_ome_zarr")
     import npe2
@@ -187,8 +188,12 @@ def test_napari_opens_few_visible_layers_with_contrast_in_the_data_range(output)
     viewer = ViewerModel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        viewer.open(output, plugin="napari-ome-zarr")
-    layers = list(viewer.layers)
+        viewer.open(store, plugin="napari-ome-zarr")
+    return list(viewer.layers)
+
+
+def test_napari_opens_few_visible_layers_with_contrast_in_the_data_range(output):
+    layers = _napari_layers(output)
     labels = open_features(output).feature_labels
     assert [layer.name.split(": ", 1)[-1] for layer in layers] == list(labels)
     assert 1 <= sum(layer.visible for layer in layers) <= ACTIVE_CHANNELS
@@ -197,6 +202,19 @@ def test_napari_opens_few_visible_layers_with_contrast_in_the_data_range(output)
         assert low <= start < end <= high
         assert list(layer.scale) == [SECONDS, MICROMETRES, MICROMETRES]  # t keeps its 60 s
     assert len({layer.colormap.name for layer in layers if layer.visible}) == ACTIVE_CHANNELS
+
+
+def test_napari_opens_a_pyramid_as_one_multiscale_layer_per_feature(tmp_path, client):
+    data = (100 + 2000 * np.random.default_rng(22).random(SHAPE)).astype(np.float32)
+    store = _run(tmp_path, client, data, pyramid={"levels": 2})
+    layers = _napari_layers(store)
+    assert len(layers) == len(open_features(store).feature_labels)
+    for layer in layers:
+        assert layer.multiscale
+        shapes = [tuple(level.shape) for level in layer.data]
+        # (t, y, x) per feature: 96 x 80, then floor halves
+        assert shapes == [(3, 96, 80), (3, 48, 40), (3, 24, 20)]
+        assert list(layer.scale) == [SECONDS, MICROMETRES, MICROMETRES]
 
 
 def test_bioio_reads_dims_channel_names_and_physical_sizes(output):
