@@ -108,6 +108,7 @@ def test_ngff_metadata_follows_ngff_zarrs_convention_and_validates(image, tmp_pa
 def _same_as_ngff_zarr(store: Path, datasets: list[dict[str, Any]]) -> None:
     """ngff-zarr's ``to_multiscales`` gives the same shapes, scales and translations."""
     import ngff_zarr
+
     scale, translation = (t for t in datasets[0]["coordinateTransformations"])
     image = ngff_zarr.to_ngff_image(
         _level(store, 0),
