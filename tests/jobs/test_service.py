@@ -1,0 +1,150 @@
+"""A cluster shared by a team (DESIGN section 9), on a real ``dask scheduler`` and two
+``dask worker`` processes on 127.0.0.1, driven through the ``featuremap`` command.
+
+Three people submit a job each at once, with nothing but ``DASK_SCHEDULER_ADDRESS`` set;
+``featuremap jobs`` lists them, their task keys name them, a busy store's message says to
+``featuremap cancel``; one job is cancelled: none of its blocks is written after 5 s while the
+others complete; its log is read; it then resumes to the others' result, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from support.procs import ENV, dask_cluster, featuremap, marked_blocks, wait_for
+
+from featuremap.jobs.state import read_status
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+#: 256 x 256 output in 8 x 8 blocks: 1024 small blocks a job, several seconds each on 2 workers.
+PIPELINE = """\
+name: texture
+input: {{store: {input}}}
+output: {{chunks: [8, 8]}}
+layers:
+  - conv: {{bank: {{type: file, path: w.npy}}, padding: same, activation: relu}}
+"""
+PEOPLE = ("alice", "bob", "carol")
+#: How long a cancelled job may go on writing.
+STOP_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> str:
+    """The scheduler's address, its two workers connected."""
+    from distributed import Client
+
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as (address, _):
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+
+
+def _pipeline(folder: Path) -> Path:
+    rng = np.random.default_rng(7)
+    zarr.create_array(
+        str(folder / "in.zarr"),
+        data=rng.random((1, 256, 256), dtype=np.float32),
+        chunks=(1, 64, 64),
+    )
+    np.save(folder / "w.npy", rng.standard_normal((8, 1, 7, 7)).astype(np.float32))
+    pipeline = folder / "p.yaml"
+    pipeline.write_text(PIPELINE.format(input=folder / "in.zarr"))
+    return pipeline
+
+
+def _env(address: str, person: str = "alice") -> dict[str, str]:
+    """The environment of ``person``'s commands: the scheduler from Dask's configuration."""
+    return {**ENV, "DASK_SCHEDULER_ADDRESS": address, "USER": person, "LOGNAME": person}
+
+
+def _ok(*args: object, env: dict[str, str]) -> str:
+    result = featuremap(*args, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _jobs(address: str, *flags: str) -> dict[str, dict]:
+    return {job["id"]: job for job in json.loads(_ok("jobs", "--json", *flags, env=_env(address)))}
+
+
+def _chunk_times(store: Path) -> dict[str, int]:
+    """Every chunk file of the features and its modification time (ns)."""
+    return {str(path): path.stat().st_mtime_ns for path in (store / "features").rglob("c/**/*")}
+
+
+def _wait_complete(store: Path) -> None:
+    wait_for(lambda: read_status(str(store))["status"] == "complete", 120, f"the job of {store}")
+
+
+def _keys(address: str) -> list[str]:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        return [
+            str(key)
+            for key in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
+        ]
+
+
+def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
+    pipeline = _pipeline(tmp_path)
+    ids = {}
+    for person in PEOPLE:
+        out = json.loads(
+            _ok(
+                "submit",
+                pipeline,
+                "--output",
+                tmp_path / f"{person}.zarr",
+                "--json",
+                env=_env(cluster, person),
+            )
+        )
+        assert out["dashboard"].startswith("http")
+        ids[person] = out["id"]
+    listed = _jobs(cluster)
+    host = socket.gethostname()
+    for person in PEOPLE:
+        job = next(job for job_id, job in listed.items() if job_id.startswith(ids[person]))
+        assert job["submitter"] == f"{person}@{host}"
+        assert job["pipeline"] == "texture"
+        assert job["state"] in ("queued", "running")
+        assert job["blocks_total"] == 1024
+    carol = tmp_path / "carol.zarr"
+    wait_for(lambda: marked_blocks(carol) > 20, 60, "carol's first blocks")
+    assert any(key.startswith(f"featuremap-{ids['carol']}-block-") for key in _keys(cluster))
+
+    busy = featuremap("submit", pipeline, "--output", carol, "--overwrite", env=_env(cluster))
+    assert busy.returncode == 2
+    assert f"featuremap cancel {ids['carol']}" in busy.stderr
+    assert "process" not in busy.stderr
+
+    _ok("cancel", ids["carol"], env=_env(cluster, "bob"))
+    cancelled_at = time.time_ns()
+    assert read_status(str(carol))["status"] == "cancelled"
+    for person in ("alice", "bob"):
+        _wait_complete(tmp_path / f"{person}.zarr")
+    late = {path: t for path, t in _chunk_times(carol).items() if t > cancelled_at + STOP_S * 1e9}
+    assert not late, f"{len(late)} chunks written after the cancel"
+    assert read_status(str(carol))["blocks_done"] < 1024
+
+    history = _jobs(cluster, "--all")
+    states = {job["submitter"].split("@")[0]: job["state"] for job in history.values()}
+    assert states == {"alice": "complete", "bob": "complete", "carol": "cancelled"}
+    assert not _jobs(cluster)  # none active
+    log = _ok("logs", ids["carol"], env=_env(cluster))
+    assert "submitted by carol@" in log
+    assert f"cancelled by bob@{host}" in log
+
+    _ok("run", pipeline, "--output", carol, "--resume", env=_env(cluster))
+    alice = zarr.open_group(str(tmp_path / "alice.zarr"), mode="r")["features"][...]
+    np.testing.assert_array_equal(zarr.open_group(str(carol), mode="r")["features"][...], alice)
+    assert "complete" in _ok("logs", carol, env=_env(cluster))
