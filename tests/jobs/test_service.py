@@ -4,13 +4,16 @@
 Three people submit a job each at once, with nothing but ``DASK_SCHEDULER_ADDRESS`` set;
 ``featuremap jobs`` lists them, their task keys name them, a busy store's message says to
 ``featuremap cancel``; one job is cancelled: none of its blocks is written after 5 s while the
-others complete; its log is read; it then resumes to the others' result, bit for bit.
+others complete; its log is read; it then resumes to the others' result, bit for bit; and the
+cluster is left holding nothing of any of them.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,11 +22,13 @@ import pytest
 import zarr
 from support.procs import ENV, dask_cluster, featuremap, marked_blocks, wait_for
 
+from featuremap.errors import StoreBusyError
+from featuremap.jobs.run import submit
 from featuremap.jobs.state import read_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-#: 256 x 256 output in 8 x 8 blocks: 1024 small blocks a job, several seconds each on 2 workers.
+#: 256 x 384 output in 8 x 8 blocks: 1536 small blocks a job, several seconds each on 2 workers.
 PIPELINE = """\
 name: texture
 input: {{store: {input}}}
@@ -32,6 +37,7 @@ layers:
   - conv: {{bank: {{type: file, path: w.npy}}, padding: same, activation: relu}}
 """
 PEOPLE = ("alice", "bob", "carol")
+BLOCKS = 32 * 48
 #: How long a cancelled job may go on writing.
 STOP_S = 5.0
 
@@ -51,7 +57,7 @@ def _pipeline(folder: Path) -> Path:
     rng = np.random.default_rng(7)
     zarr.create_array(
         str(folder / "in.zarr"),
-        data=rng.random((1, 256, 256), dtype=np.float32),
+        data=rng.random((1, 256, 384), dtype=np.float32),
         chunks=(1, 64, 64),
     )
     np.save(folder / "w.npy", rng.standard_normal((8, 1, 7, 7)).astype(np.float32))
@@ -94,38 +100,57 @@ def _keys(address: str) -> list[str]:
         ]
 
 
-def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
-    pipeline = _pipeline(tmp_path)
-    ids = {}
-    for person in PEOPLE:
-        out = json.loads(
-            _ok(
+def _submit_at_once(pipeline: Path, folder: Path, address: str) -> dict[str, str]:
+    """Each person submits a job to ``folder/<person>.zarr`` at the same moment: their ids."""
+    commands = {
+        person: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "featuremap.cli.main",
                 "submit",
                 pipeline,
                 "--output",
-                tmp_path / f"{person}.zarr",
+                folder / f"{person}.zarr",
                 "--json",
-                env=_env(cluster, person),
-            )
+            ],
+            env=_env(address, person),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        assert out["dashboard"].startswith("http")
-        ids[person] = out["id"]
+        for person in PEOPLE
+    }
+    ids = {}
+    for person, command in commands.items():
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, err
+        submitted = json.loads(out)
+        assert submitted["dashboard"].startswith("http")
+        ids[person] = submitted["id"]
+    return ids
+
+
+def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
+    pipeline = _pipeline(tmp_path)
+    ids = _submit_at_once(pipeline, tmp_path, cluster)
     listed = _jobs(cluster)
     host = socket.gethostname()
     for person in PEOPLE:
-        job = next(job for job_id, job in listed.items() if job_id.startswith(ids[person]))
+        matches = [job for job_id, job in listed.items() if job_id.startswith(ids[person])]
+        assert len(matches) == 1, json.dumps([ids, listed], indent=1)
+        [job] = matches
         assert job["submitter"] == f"{person}@{host}"
         assert job["pipeline"] == "texture"
         assert job["state"] in ("queued", "running")
-        assert job["blocks_total"] == 1024
+        assert job["blocks_total"] == BLOCKS
     carol = tmp_path / "carol.zarr"
     wait_for(lambda: marked_blocks(carol) > 20, 60, "carol's first blocks")
     assert any(key.startswith(f"featuremap-{ids['carol']}-block-") for key in _keys(cluster))
-
-    busy = featuremap("submit", pipeline, "--output", carol, "--overwrite", env=_env(cluster))
-    assert busy.returncode == 2
-    assert f"featuremap cancel {ids['carol']}" in busy.stderr
-    assert "process" not in busy.stderr
+    with pytest.raises(StoreBusyError) as busy:
+        submit(pipeline, scheduler=cluster, output=str(carol), overwrite=True)
+    assert f"featuremap cancel {ids['carol']}" in str(busy.value)
+    assert "process" not in str(busy.value)
 
     _ok("cancel", ids["carol"], env=_env(cluster, "bob"))
     cancelled_at = time.time_ns()
@@ -134,7 +159,7 @@ def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
         _wait_complete(tmp_path / f"{person}.zarr")
     late = {path: t for path, t in _chunk_times(carol).items() if t > cancelled_at + STOP_S * 1e9}
     assert not late, f"{len(late)} chunks written after the cancel"
-    assert read_status(str(carol))["blocks_done"] < 1024
+    assert read_status(str(carol))["blocks_done"] < BLOCKS
 
     history = _jobs(cluster, "--all")
     states = {job["submitter"].split("@")[0]: job["state"] for job in history.values()}
@@ -148,3 +173,5 @@ def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
     alice = zarr.open_group(str(tmp_path / "alice.zarr"), mode="r")["features"][...]
     np.testing.assert_array_equal(zarr.open_group(str(carol), mode="r")["features"][...], alice)
     assert "complete" in _ok("logs", carol, env=_env(cluster))
+    # nothing the jobs used stays on the cluster: no task, no scattered weights, no erred driver
+    wait_for(lambda: not _keys(cluster), 15, "the cluster to forget the jobs' tasks and data")
