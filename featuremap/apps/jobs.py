@@ -83,11 +83,17 @@ def cancel(target: str, client: Any = None) -> Cancelled:
     return Cancelled(job, path, by)
 
 
-def _tell(store: OutputStore, client: Any, job: str, by: str) -> None:
-    """Note the cancelling in the job's log and, with a client, in the cluster's registry."""
+def _log_of(store: OutputStore) -> str | None:
+    """The log its ticket names for the job of ``store`` (``None``: a store from before logs)."""
     ticket = store.job.get("ticket")
     log = ticket.get("log") if isinstance(ticket, dict) else None
-    if isinstance(log, str):
+    return log if isinstance(log, str) else None
+
+
+def _tell(store: OutputStore, client: Any, job: str, by: str) -> None:
+    """Note the cancelling in the job's log and, with a client, in the cluster's registry."""
+    log = _log_of(store)
+    if log is not None:
         JobLog(log).write(f"job {short_id(job)} cancelled by {by}")
     if client is None:
         return
@@ -105,9 +111,8 @@ def job_log(target: str, client: Any = None) -> str:
         No such job or store, or its log cannot be read from here.
     """
     path = _store_of(target, client)
-    ticket = open_output(path).job.get("ticket")
-    log = ticket.get("log") if isinstance(ticket, dict) else None
-    if not isinstance(log, str):
+    log = _log_of(open_output(path))
+    if log is None:
         raise InputError(
             f"the job of {path!r} kept no log (it was started before featuremap logged jobs)"
         )

@@ -93,6 +93,10 @@ def test_cancel_and_logs_by_store_need_no_cluster(finished):
     lines = log.stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in lines[:2]] == ["job started", "second line"]
     assert lines[2].endswith(f"job {owner.id[:12]} cancelled by {submitter()}")
+    status = run_cli("status", store)
+    assert status.returncode == 0, status.stderr
+    assert f"finish it with: featuremap run PIPELINE --output {store} --resume" in status.stdout
+    assert f"log: {store}.log" in status.stdout
     again = run_cli("cancel", store)
     assert again.returncode == 2
     assert again.stderr.startswith("featuremap: error: job ")
