@@ -61,6 +61,8 @@ def _pipeline(folder: Path) -> Path:
         chunks=(1, 64, 64),
     )
     np.save(folder / "w.npy", rng.standard_normal((8, 1, 7, 7)).astype(np.float32))
+    zarr.create_array(str(folder / "small.zarr"), data=rng.random((1, 32, 32), dtype=np.float32))
+    (folder / "short.yaml").write_text(PIPELINE.format(input=folder / "small.zarr"))  # 16 blocks
     pipeline = folder / "p.yaml"
     pipeline.write_text(PIPELINE.format(input=folder / "in.zarr"))
     return pipeline
@@ -155,6 +157,22 @@ def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
     _ok("cancel", ids["carol"], env=_env(cluster, "bob"))
     cancelled_at = time.time_ns()
     assert read_status(str(carol))["status"] == "cancelled"
+    # a short job of higher priority does not wait behind the long ones' backlog
+    dave = tmp_path / "dave.zarr"
+    _ok(
+        "submit",
+        tmp_path / "short.yaml",
+        "--output",
+        dave,
+        "--priority",
+        "10",
+        env=_env(cluster, "dave"),
+    )
+    _wait_complete(dave)
+    assert (
+        marked_blocks(tmp_path / "alice.zarr") < BLOCKS
+        or marked_blocks(tmp_path / "bob.zarr") < BLOCKS
+    )
     for person in ("alice", "bob"):
         _wait_complete(tmp_path / f"{person}.zarr")
     late = {path: t for path, t in _chunk_times(carol).items() if t > cancelled_at + STOP_S * 1e9}
@@ -163,7 +181,15 @@ def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
 
     history = _jobs(cluster, "--all")
     states = {job["submitter"].split("@")[0]: job["state"] for job in history.values()}
-    assert states == {"alice": "complete", "bob": "complete", "carol": "cancelled"}
+    assert states == {
+        "alice": "complete",
+        "bob": "complete",
+        "carol": "cancelled",
+        "dave": "complete",
+    }
+    assert {job["submitter"].split("@")[0]: job["priority"] for job in history.values()}[
+        "dave"
+    ] == 10
     assert not _jobs(cluster)  # none active
     log = _ok("logs", ids["carol"], env=_env(cluster))
     assert "submitted by carol@" in log
