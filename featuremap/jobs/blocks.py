@@ -8,7 +8,8 @@ is sent to each worker once (scattered), so a task's own arguments are only its 
 borders folded), reads exactly that window from the input's Zarr chunks (no separate halo
 tasks: a halo is cut from the neighbouring chunks, which stay decoded in the worker's small
 chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack
-on the worker's device, checks that the job still owns the store (the fencing check, right before
+on the worker's device, checks that the job still owns the store (the fencing check,
+:func:`check_owner`: before starting, so that a cancelled job starts no block, and right before
 writing) and writes the block. What travels back is the block's per-feature statistics (five
 numbers a feature, for the store's display metadata: :mod:`featuremap.io._display`), never its
 data; the blocks each device computed are counted on the worker (:func:`blocks_per_device`,

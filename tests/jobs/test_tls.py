@@ -135,6 +135,7 @@ def test_job_on_a_tls_cluster(tmp_path):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["blocks_computed"] == 9
         assert "warning" not in result.stderr
+        assert "featuremap: dashboard at http" in result.stderr  # the cluster's own dashboard
         np.testing.assert_allclose(
             zarr.open_group(str(out), mode="r")["features"][...], expected, rtol=1e-5, atol=1e-5
         )
