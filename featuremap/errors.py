@@ -28,6 +28,7 @@ __all__ = [
     "FeaturemapError",
     "FencedError",
     "InputError",
+    "JobCancelledError",
     "JobError",
     "StoreBusyError",
     "command_line_names",
@@ -97,6 +98,10 @@ class JobError(FeaturemapError, RuntimeError):
 
 class FencedError(JobError):
     """A job lost its store to another job (which took it over): it stops without writing."""
+
+
+class JobCancelledError(FencedError):
+    """The job was cancelled (``featuremap cancel``): its token was revoked; it stops."""
 
 
 class BrokenStoreError(InputError):

@@ -16,10 +16,12 @@ from featuremap.cli._format import safe
 from featuremap.errors import InputError
 
 __all__ = [
+    "cluster_options",
     "job_options",
     "make_security",
     "prepare_job",
     "refuse_together",
+    "scheduler_address",
     "selection_options",
     "store_options",
     "tls_options",
@@ -114,6 +116,33 @@ job_options = _stack(
     click.option(
         "--resume", is_flag=True, help="Finish an interrupted job: compute only missing blocks."
     ),
+    click.option(
+        "--priority",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Dask priority of the job's tasks on a shared cluster (higher first).",
+    ),
+    tls_options,
+)
+
+
+def scheduler_address(scheduler: str | None) -> str | None:
+    """``--scheduler``, else the address in Dask's configuration (``DASK_SCHEDULER_ADDRESS``)."""
+    from featuremap.cluster.client import configured_scheduler
+
+    return scheduler or configured_scheduler()
+
+
+#: ``--scheduler`` (default: Dask's configuration) and the TLS flags, for the commands that talk
+#: to a running cluster.
+cluster_options = _stack(
+    click.option(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler address (tcp:// or tls://); default: DASK_SCHEDULER_ADDRESS or "
+        "Dask's configuration.",
+    ),
     tls_options,
 )
 
@@ -129,20 +158,25 @@ def refuse_together(**flags: Any) -> None:
 def make_security(
     scheduler: str | None, ca_file: str | None, cert: str | None, key: str | None
 ) -> Any:
-    """A ``distributed.security.Security`` for the TLS flags, or ``None`` when none is given.
+    """A ``distributed.security.Security`` for the TLS flags; without flags, Dask's own TLS
+    configuration for a ``tls://`` scheduler; else ``None``.
 
     Raises
     ------
     InputError
         Only some of the three files given, or a ``tls://`` / ``wss://`` address without them.
     """
-    from featuremap.cluster.client import ENCRYPTED_SCHEMES, scheme_of
+    from featuremap.cluster.client import ENCRYPTED_SCHEMES, configured_security, scheme_of
 
     files = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
     if not any(files.values()):
+        configured = configured_security()
         if scheduler is not None and scheme_of(scheduler) in ENCRYPTED_SCHEMES:
+            if configured is not None:
+                return configured
             raise InputError(
-                f"scheduler {safe(scheduler)} uses TLS: give --tls-ca-file, --tls-cert and --tls-key"
+                f"scheduler {safe(scheduler)} uses TLS: give --tls-ca-file, --tls-cert and "
+                "--tls-key (or set them in Dask's configuration, distributed.comm.tls)"
             )
         return None
     missing = [name for name, value in files.items() if not value]
@@ -175,9 +209,10 @@ def prepare_job(
     level: str | None = None,
     region: str | None = None,
     channels: str | None = None,
+    priority: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """What ``run`` and ``submit`` share: the pipeline with the command line's overrides, and the
-    keyword arguments both pass on (scheduler, security, device, overwrite, resume)."""
+    keyword arguments both pass on (scheduler, security, device, overwrite, resume, priority)."""
     from featuremap.pipeline.pipeline import load_pipeline
 
     refuse_together(overwrite=overwrite, resume=resume)
@@ -198,4 +233,5 @@ def prepare_job(
         "overwrite": overwrite,
         "resume": resume,
         "allow_large": allow_large,
+        "priority": priority,
     }

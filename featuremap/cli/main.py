@@ -17,11 +17,14 @@ import click
 from featuremap._version import __version__
 from featuremap.cli._format import safe
 from featuremap.cli.banks import banks
+from featuremap.cli.cancel import cancel
 from featuremap.cli.cluster import cluster
 from featuremap.cli.demo import demo
 from featuremap.cli.explain import explain
 from featuremap.cli.export import export
 from featuremap.cli.inspect import inspect
+from featuremap.cli.jobs import jobs
+from featuremap.cli.logs import logs
 from featuremap.cli.preview import preview
 from featuremap.cli.run import run
 from featuremap.cli.status import status
@@ -51,6 +54,9 @@ def cli() -> None:
 for _command in (
     run,
     submit,
+    jobs,
+    cancel,
+    logs,
     status,
     verify,
     inspect,

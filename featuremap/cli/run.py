@@ -14,6 +14,7 @@ from featuremap.cli._options import (
     job_options,
     prepare_job,
     refuse_together,
+    scheduler_address,
     selection_options,
     store_options,
 )
@@ -57,7 +58,8 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @click.option(
     "--scheduler",
     metavar="ADDR",
-    help="Dask scheduler address (tcp:// or tls://); default: a local cluster.",
+    help="Dask scheduler address (tcp:// or tls://); default: DASK_SCHEDULER_ADDRESS (Dask's "
+    "configuration), else a local cluster.",
 )
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
@@ -87,6 +89,8 @@ def run(
 
     refuse_together(scheduler=scheduler, workers=workers)
     refuse_together(scheduler=scheduler, dashboard=dashboard)
+    if workers is None and dashboard is None:
+        scheduler = scheduler_address(scheduler)  # Dask's configured scheduler, if any
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
 
     def announce(link: str) -> None:

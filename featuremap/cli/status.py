@@ -13,7 +13,8 @@ Examples:
   featuremap status out/gabor.zarr
   featuremap status out/gabor.zarr --json    # {"status": ..., "blocks_done": ..., "blocks_total": ...}
 
-'interrupted' means running without a recent heartbeat: finish it with 'featuremap run ... --resume'.
+'interrupted' means running without a recent heartbeat (its scheduler, driver or CLI was lost);
+finish it, or a 'cancelled' one, with 'featuremap run ... --resume'.
 """
 
 
@@ -21,8 +22,8 @@ Examples:
 @click.argument("store", metavar="STORE")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as a JSON object.")
 def status(store: str, as_json: bool) -> None:
-    """Print the job status of output STORE: running, interrupted, complete or failed, with the
-    blocks done of the total."""
+    """Print the job status of output STORE: running, interrupted, complete, failed or cancelled,
+    with the blocks done of the total, and where the job's log is."""
     from featuremap.jobs.state import read_status
 
     info = read_status(store)
@@ -42,3 +43,10 @@ def status(store: str, as_json: bool) -> None:
         )
     if info.get("error"):
         click.echo(f"error: {safe(info['error'])}")
+    if info["status"] in ("interrupted", "cancelled", "failed"):
+        click.echo(
+            f"finish it with: featuremap run PIPELINE --output {safe(store)} --resume"
+            + ("" if info["status"] != "interrupted" else " (its scheduler or driver was lost)")
+        )
+    if info.get("log"):
+        click.echo(f"log: {safe(info['log'])} (featuremap logs {safe(store)})")

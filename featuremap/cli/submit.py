@@ -8,8 +8,15 @@ from typing import Any
 import click
 
 from featuremap.cli._format import echo_json
-from featuremap.cli._options import job_options, prepare_job, selection_options, store_options
+from featuremap.cli._options import (
+    job_options,
+    prepare_job,
+    scheduler_address,
+    selection_options,
+    store_options,
+)
 from featuremap.cli.run import scheduler_warning
+from featuremap.errors import InputError
 
 __all__ = ["submit"]
 
@@ -25,25 +32,41 @@ Examples:
 @store_options
 @selection_options
 @click.option(
-    "--scheduler", metavar="ADDR", required=True, help="Address of the running Dask scheduler."
+    "--scheduler",
+    metavar="ADDR",
+    help="Address of the running Dask scheduler; default: DASK_SCHEDULER_ADDRESS or Dask's "
+    "configuration.",
 )
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print {store, pipeline} as a JSON object.")
-def submit(pipeline: str, scheduler: str, as_json: bool, **job_flags: Any) -> None:
+def submit(pipeline: str, scheduler: str | None, as_json: bool, **job_flags: Any) -> None:
     """Submit PIPELINE to the cluster at --scheduler; the job goes on after this command exits.
 
-    Prints the output store's path; follow the job with 'featuremap status STORE'.
+    Prints the output store's path; follow the job with 'featuremap status STORE' or
+    'featuremap jobs', stop it with 'featuremap cancel JOB'.
     """
     from featuremap.jobs.run import submit as submit_job
 
-    spec, job = prepare_job(pipeline, scheduler, **job_flags)
-    with scheduler_warning(scheduler, job["security"]):
-        store = submit_job(spec, **job)
+    address = scheduler_address(scheduler)
+    if address is None:
+        raise InputError("no scheduler: give --scheduler ADDR or set DASK_SCHEDULER_ADDRESS")
+    spec, job = prepare_job(pipeline, address, **job_flags)
+    seen: dict[str, Any] = {}
+
+    def submitted(record: Any, dashboard: str | None) -> None:
+        seen.update(id=record.id[:12], dashboard=dashboard)
+
+    with scheduler_warning(address, job["security"]):
+        store = submit_job(spec, on_submitted=submitted, **job)
     if as_json:
-        echo_json({"store": store, "pipeline": spec.name, "scheduler": scheduler})
+        echo_json({"store": store, "pipeline": spec.name, "scheduler": address, **seen})
         return
     click.echo(store)
     click.echo(
-        f"submitted {spec.name!r} to {scheduler}; follow it with: featuremap status {shlex.quote(store)}",
+        f"submitted {spec.name!r} to {address} as job {seen['id']}; follow it with: featuremap "
+        f"status {shlex.quote(store)} (or featuremap jobs), stop it with: featuremap cancel "
+        f"{seen['id']}",
         err=True,
     )
+    if seen.get("dashboard"):
+        click.echo(f"featuremap: dashboard at {seen['dashboard']}", err=True)

@@ -28,6 +28,8 @@ __all__ = [
     "PLAINTEXT_SCHEMES",
     "UnauthenticatedSchedulerWarning",
     "cluster_client",
+    "configured_scheduler",
+    "configured_security",
     "insecure_scheduler_message",
     "is_loopback",
     "scheme_of",
@@ -68,6 +70,28 @@ def is_loopback(host: str) -> bool:
         return socket.inet_aton(host)[0] == 127  # the short IPv4 forms inet_aton accepts
     except OSError:
         return False
+
+
+def configured_scheduler() -> str | None:
+    """The scheduler address in Dask's configuration (``DASK_SCHEDULER_ADDRESS``, or
+    ``scheduler-address`` in a Dask YAML file), or ``None``."""
+    import dask.config
+
+    address = dask.config.get("scheduler-address", None)
+    return str(address) if address else None
+
+
+def configured_security() -> Any:
+    """A ``distributed.security.Security`` from Dask's TLS configuration
+    (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``; e.g.
+    ``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``), or ``None`` when it names no CA file."""
+    import dask.config
+
+    if not dask.config.get("distributed.comm.tls.ca-file", None):
+        return None
+    from distributed.security import Security
+
+    return Security(require_encryption=True)  # reads the files from Dask's configuration
 
 
 def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | None:
@@ -146,7 +170,7 @@ def cluster_client(
 
     A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
     address (e.g. ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is
-    told the dashboard's address when the cluster is up.
+    told the dashboard's address when the cluster is up, or connected.
     """
     if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
@@ -161,6 +185,8 @@ def cluster_client(
         return
     if scheduler is not None:
         with _connect(scheduler, security) as connected:
+            if on_dashboard is not None and connected.dashboard_link:
+                on_dashboard(connected.dashboard_link)
             yield connected
         return
     import dask.config

@@ -8,7 +8,8 @@ is sent to each worker once (scattered), so a task's own arguments are only its 
 borders folded), reads exactly that window from the input's Zarr chunks (no separate halo
 tasks: a halo is cut from the neighbouring chunks, which stay decoded in the worker's small
 chunk cache for the neighbouring blocks, :mod:`featuremap.io.chunk_cache`), runs the fused stack
-on the worker's device, checks that the job still owns the store (the fencing check, right before
+on the worker's device, checks that the job still owns the store (the fencing check,
+:func:`check_owner`: before starting, so that a cancelled job starts no block, and right before
 writing) and writes the block. What travels back is the block's per-feature statistics (five
 numbers a feature, for the store's display metadata: :mod:`featuremap.io._display`), never its
 data; the blocks each device computed are counted on the worker (:func:`blocks_per_device`,
@@ -25,10 +26,11 @@ from featuremap.cluster.devices import array_device, block_device, to_device
 from featuremap.engine.blockplan import AxisStep, plan_axis
 from featuremap.engine.fused import axis_steps, compute_compact
 from featuremap.engine.stack import ResolvedStack
-from featuremap.errors import FencedError
+from featuremap.errors import FencedError, JobCancelledError
 from featuremap.io import Block, FeatureStats, InputArray, OutputLayout, read_job_token, write_block
+from featuremap.jobs.state import REVOKED
 
-__all__ = ["BlockJob", "blocks_per_device", "run_block"]
+__all__ = ["BlockJob", "blocks_per_device", "check_owner", "run_block"]
 
 #: Blocks computed in this worker process, by ``(job token, device)``.
 _COMPUTED: Counter[tuple[str, str]] = Counter()
@@ -74,6 +76,7 @@ def run_block(job: BlockJob, block: Block) -> FeatureStats:
     FencedError
         The store belongs to another job now: nothing is written.
     """
+    check_owner(job)  # a cancelled job starts no block
     slices = job.layout.block_slices(block)
     ndim = len(job.steps)
     batch, spatial = slices[: -ndim - 1], slices[-ndim:]
@@ -89,13 +92,29 @@ def run_block(job: BlockJob, block: Block) -> FeatureStats:
     if job.device is not None:
         values = to_device(values, block_device(job.device))
     out = compute_compact(job.stack.layers, plans, values)
-    if read_job_token(job.store) != job.token:
-        raise FencedError(
-            f"output store {job.store!r} now belongs to another job; block not written"
-        )
+    check_owner(job)
     stats = write_block(job.store, job.layout, slices, out, session=job.token)
     _COMPUTED[job.token, array_device(out)] += 1
     return stats
+
+
+def check_owner(job: BlockJob) -> None:
+    """The fencing check of a block task: the job still owns its store (read afresh).
+
+    Raises
+    ------
+    JobCancelledError
+        The job was cancelled (``featuremap cancel`` revoked its token).
+    FencedError
+        The store belongs to another job now.
+    """
+    token = read_job_token(job.store)
+    if token == REVOKED + job.token:
+        raise JobCancelledError(f"job {job.token[:12]} was cancelled; block not written")
+    if token != job.token:
+        raise FencedError(
+            f"output store {job.store!r} now belongs to another job; block not written"
+        )
 
 
 def blocks_per_device(token: str) -> dict[str, int]:

@@ -54,6 +54,7 @@ from featuremap.jobs import state
 from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
 from featuremap.jobs.plan import JobPlan
+from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.state import JobOwner
 from featuremap.jobs.target import plan_mode
 
@@ -62,6 +63,7 @@ __all__ = [
     "RETRIES",
     "TASKS_PER_THREAD",
     "Progress",
+    "block_key",
     "execute_job",
     "log_folder",
     "open_job",
@@ -100,8 +102,11 @@ def _recheck(plan: JobPlan) -> None:
         )
 
 
-def open_job(plan: JobPlan, owner: JobOwner) -> OutputStore:
-    """Create (or reopen, to resume) the output store and mark it ``running`` under ``owner``.
+def open_job(
+    plan: JobPlan, owner: JobOwner, ticket: Mapping[str, Any] | None = None
+) -> OutputStore:
+    """Create (or reopen, to resume) the output store and mark it ``running`` under ``owner``
+    (``ticket``: who asked for the job, :class:`featuremap.jobs.registry.JobTicket`).
 
     Runs under the store's claim, so that of two jobs started at once exactly one gets the
     store; the other raises :class:`StoreBusyError`.
@@ -127,6 +132,7 @@ def open_job(plan: JobPlan, owner: JobOwner) -> OutputStore:
             fingerprint=plan.fingerprint,
             blocks_total=plan.layout.blocks_total,
             blocks_done=store.count_done(),
+            ticket=ticket,
         )
     return store
 
@@ -199,6 +205,7 @@ def _stream_blocks(
     owner: JobOwner,
     on_block: Callable[[tuple[int, ...], FeatureStats], None],
     heartbeat: _Heartbeat,
+    priority: int,
 ) -> None:
     """Send every block not yet done through a bounded window; ``on_block(block, stats)`` for
     the blocks finished, a batch at a time (its block's statistics, a few numbers a feature, are
@@ -235,8 +242,9 @@ def _stream_blocks(
             run_block,
             [shared] * len(batch),
             batch,
-            pure=False,
+            key=[block_key(owner.id, block) for block in batch],
             retries=RETRIES,
+            priority=priority,
             **restrictions,
         )
         blocks.update(zip((future.key for future in futures), batch, strict=True))
@@ -263,6 +271,12 @@ def _stream_blocks(
         pending.clear()
         if in_flight:
             client.cancel(in_flight)
+        client.cancel([shared])  # the job's weights leave the workers with it
+
+
+def block_key(job: str, block: tuple[int, ...]) -> str:
+    """The Dask key of job ``job``'s task for ``block``: ``featuremap-<id>-block-<i.j...>``."""
+    return f"{task_prefix(job)}block-{'.'.join(map(str, block))}"
 
 
 def _write_tail(plan: JobPlan, store: OutputStore, owner: JobOwner) -> None:
@@ -294,8 +308,10 @@ def execute_job(
     owner: JobOwner,
     devices: DevicePlan,
     progress: Progress | None = None,
+    priority: int = 0,
 ) -> tuple[int, int]:
-    """Compute every block without a done-marker, then finish the store.
+    """Compute every block without a done-marker, then finish the store (block tasks under
+    Dask ``priority``).
 
     Returns ``(blocks_computed, blocks_skipped)``.
 
@@ -327,7 +343,7 @@ def execute_job(
         progress(skipped, total)
     try:
         with heartbeat.running():
-            _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat)
+            _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat, priority)
             markers.flush()
             _write_tail(plan, store, owner)
     except BaseException as error:

@@ -23,7 +23,9 @@ from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
 from featuremap.jobs.execute import Progress, execute_job, open_job
 from featuremap.jobs.plan import JobPlan, plan_job
+from featuremap.jobs.registry import JobRecord, publish, task_prefix
 from featuremap.jobs.state import JobOwner
+from featuremap.jobs.tracking import JobTracker, job_record, new_ticket
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
 __all__ = ["RunSummary", "run", "run_layers", "submit"]
@@ -88,6 +90,7 @@ def _run_plan(
     progress: Progress | None,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
+    priority: int = 0,
 ) -> RunSummary:
     started = time.perf_counter()
     links: list[str] = []
@@ -102,8 +105,11 @@ def _run_plan(
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
-        store = open_job(plan, owner)
-        computed, skipped = execute_job(active, plan, store, owner, devices, progress)
+        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        store = open_job(plan, owner, ticket.to_dict())
+        tracker = JobTracker(active, job_record(plan, owner, ticket, "running"))
+        with tracker.following(progress) as told:
+            computed, skipped = execute_job(active, plan, store, owner, devices, told, priority)
     return RunSummary(
         status="complete",
         store=plan.store,
@@ -132,6 +138,7 @@ def run(
     allow_large: bool = False,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
+    priority: int = 0,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -158,7 +165,10 @@ def run(
         Run outputs over the size and block limits (:mod:`featuremap.io.sizing`).
     dashboard, on_dashboard
         A local cluster's dashboard listens on 127.0.0.1 unless ``dashboard`` gives another
-        address; ``on_dashboard(link)`` is told its address when the cluster is up.
+        address; ``on_dashboard(link)`` is told the cluster's dashboard address (a local one's
+        when it is up).
+    priority : int
+        Dask priority of the job's tasks (higher first).
 
     Returns
     -------
@@ -186,6 +196,7 @@ def run(
         progress=progress,
         dashboard=dashboard,
         on_dashboard=on_dashboard,
+        priority=priority,
     )
 
 
@@ -242,7 +253,7 @@ def run_layers(
     )
 
 
-def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan) -> str:
+def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan, record: JobRecord) -> str:
     """A submitted job, run inside a task: fans the block tasks out from the worker.
 
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
@@ -252,9 +263,9 @@ def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan) -> str:
     from distributed import worker_client
 
     store = OutputStore.open(plan.store, "r+")
-    adopted = state.adopt_job(store, owner)
-    with worker_client() as client:
-        execute_job(client, plan, store, adopted, devices)
+    with worker_client() as client, JobTracker(client, record).following() as told:
+        adopted = state.adopt_job(store, owner)
+        execute_job(client, plan, store, adopted, devices, told, record.priority)
     return plan.store
 
 
@@ -270,12 +281,16 @@ def submit(
     array: str | None = None,
     device: str = "auto",
     allow_large: bool = False,
+    priority: int = 0,
+    on_submitted: Callable[[JobRecord, str | None], None] | None = None,
 ) -> str:
     """Start a pipeline on a running cluster and return the output store's path at once.
 
     The store is created and marked ``running`` before this returns; the job then runs inside a
-    task on the cluster, independent of the caller. Follow it with
-    :func:`featuremap.jobs.state.read_status`.
+    task on the cluster (its driver, key ``featuremap-<id>-driver``), independent of the
+    caller, its tasks under Dask ``priority``. ``on_submitted(record, dashboard_link)`` is told
+    the job's registry record (:mod:`featuremap.jobs.registry`). Follow it with
+    :func:`featuremap.jobs.state.read_status` or :func:`featuremap.jobs.registry.list_jobs`.
     """
     from distributed import fire_and_forget
 
@@ -285,9 +300,22 @@ def submit(
     )
     with cluster_client(None, scheduler, None, security) as client:
         devices = plan_devices(client, plan.device)
-        owner = state.new_owner(
-            process=False
-        )  # this process exits at once: the task adopts the job
-        open_job(plan, owner)
-        fire_and_forget(client.submit(_job_on_cluster, plan, owner, devices, pure=False))
+        # this process exits at once: the driver task adopts the job
+        owner = state.new_owner(process=False)
+        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        open_job(plan, owner, ticket.to_dict())
+        record = job_record(plan, owner, ticket, "queued")
+        publish(client, record)
+        driver = client.submit(
+            _job_on_cluster,
+            plan,
+            owner,
+            devices,
+            record,
+            key=f"{task_prefix(owner.id)}driver",
+            priority=priority,
+        )
+        fire_and_forget(driver)
+        if on_submitted is not None:
+            on_submitted(record, client.dashboard_link)
     return plan.store

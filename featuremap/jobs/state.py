@@ -40,14 +40,23 @@ from pathlib import Path
 from typing import Any
 
 from featuremap._vocabulary import JobStatus
-from featuremap.errors import FencedError, InputError, StoreBusyError, describe, option
+from featuremap.errors import (
+    FencedError,
+    InputError,
+    JobCancelledError,
+    StoreBusyError,
+    describe,
+    option,
+)
 from featuremap.io import FeatureStats, OutputStore, open_output
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
+    "REVOKED",
     "JobOwner",
     "adopt_job",
+    "cancel_job",
     "check_takeover",
     "check_token",
     "fingerprint",
@@ -71,6 +80,8 @@ HEARTBEAT_INTERVAL_S = 5.0
 #: beats, so a client busy for a moment (a slow object store, a GIL-bound callback) is not
 #: declared dead.
 HEARTBEAT_TIMEOUT_S = 20.0
+#: The token ``featuremap cancel`` leaves in a store: the cancelled job's own, revoked.
+REVOKED = "cancelled-"
 
 
 def utc_now() -> str:
@@ -179,6 +190,8 @@ def check_token(store: OutputStore, owner: JobOwner) -> None:
         The store's job token (read afresh) is not ``owner``'s.
     """
     token = store.job_token()
+    if token == REVOKED + owner.id:
+        raise JobCancelledError(f"job {owner.id[:12]} writing {store.path!r} was cancelled")
     if token != owner.id:
         raise FencedError(
             f"output store {store.path!r} now belongs to another job (token "
@@ -198,11 +211,19 @@ def start_job(
     fingerprint: str,
     blocks_total: int,
     blocks_done: int = 0,
+    ticket: Mapping[str, Any] | None = None,
 ) -> None:
     """Mark the store ``running`` under ``owner`` (the fingerprint is written with it): the job
-    takes the store over, so its token is written without a fencing check."""
+    takes the store over, so its token is written without a fencing check. ``ticket`` is who
+    asked for the job (:class:`featuremap.jobs.registry.JobTicket`), kept as ``_job/ticket``."""
     store.update_job(
-        {"owner": owner.to_dict(), "heartbeat": time.time(), "fingerprint": fingerprint}
+        {
+            "owner": owner.to_dict(),
+            "heartbeat": time.time(),
+            "fingerprint": fingerprint,
+            "ticket": dict(ticket or {}),
+            "cancelled": None,
+        }
     )
     store.update_root(
         status="running",
@@ -231,6 +252,8 @@ def adopt_job(store: OutputStore, owner: JobOwner) -> JobOwner:
     """
     current = store.job.get("owner")
     recorded = JobOwner.from_dict(current)
+    if recorded is not None and recorded.id == REVOKED + owner.id:
+        raise JobCancelledError(f"job {owner.id[:12]} was cancelled before it started")
     if recorded is None or recorded.id != owner.id:
         raise StoreBusyError(
             f"output store {store.path!r} was taken over by another job (owner {describe(current)}); "
@@ -239,6 +262,35 @@ def adopt_job(store: OutputStore, owner: JobOwner) -> JobOwner:
     adopted = owner.adopted()
     _beat(store, adopted)
     return adopted
+
+
+def cancel_job(store: OutputStore, job: str, *, by: str) -> None:
+    """Revoke job ``job``'s fencing token and mark its store ``cancelled`` (resumable).
+
+    From then on every write of the job -- a block, a marker, a heartbeat -- is refused by its
+    fencing check, so its blocks stop within one block and its driver within one heartbeat.
+
+    Raises
+    ------
+    InputError
+        The store's job is not ``job``, or it does not run.
+    """
+    info = job_status(store)
+    owner = JobOwner.from_dict(info["owner"])
+    if owner is None or owner.id != job or info["status"] != "running":
+        raise InputError(
+            f"job {job[:12]} is not running in {store.path!r} (the store is {info['status']}"
+            f"{'' if owner is None or owner.id == job else ', under job ' + owner.id[:12]}); "
+            "nothing to cancel"
+        )
+    revoked = replace(owner, id=REVOKED + job)
+    store.update_job({"owner": revoked.to_dict(), "heartbeat": None, "cancelled": by})
+    store.update_root(
+        status="cancelled",
+        blocks_done=store.count_done(),
+        finished=utc_now(),
+        error=f"cancelled by {by}",
+    )
 
 
 def release(store: OutputStore, *, owner: JobOwner) -> None:
@@ -300,6 +352,7 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         status = "interrupted"
     done = store.count_done()
     pipeline = attrs.get("pipeline")
+    ticket = job_attrs.get("ticket")
     return {
         "status": status,
         "name": pipeline.get("name") if isinstance(pipeline, Mapping) else None,
@@ -310,10 +363,18 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         "heartbeat": heartbeat,
         "owner": job_attrs.get("owner"),
         "error": attrs.get("error"),
+        "ticket": ticket,
+        "log": ticket.get("log") if isinstance(ticket, Mapping) else None,
     }
 
 
-def _busy_advice(owner: JobOwner | None) -> str:
+def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
+    submitted = ticket.get("scheduler") if isinstance(ticket, Mapping) else None
+    if owner is not None and submitted:  # a shared worker runs it: never advise to kill that
+        return (
+            f"it is job {owner.id[:12]} on the cluster {describe(submitted)}: wait for it, or stop "
+            f"it with 'featuremap cancel {owner.id[:12]}' (or 'featuremap cancel STORE')"
+        )
     if owner is not None and owner.alive():  # never declared dead: it may be stopped
         return (
             f"its process {owner.pid} on this host is alive (perhaps stopped); wait for it, "
@@ -341,7 +402,7 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
             f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "
-            f"blocks); {_busy_advice(JobOwner.from_dict(state['owner']))}"
+            f"blocks); {_busy_advice(JobOwner.from_dict(state['owner']), state['ticket'])}"
         )
     stored = store.root.get("fingerprint")
     if fingerprint is not None and stored != fingerprint:

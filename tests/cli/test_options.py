@@ -59,4 +59,5 @@ def test_prepare_job_applies_the_command_lines_overrides(tmp_path, monkeypatch):
         "overwrite": True,
         "resume": False,
         "allow_large": False,
+        "priority": 0,
     }

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.cli import run_cli
-from support.procs import dask_cluster
+from support.procs import ENV, dask_cluster, featuremap
 
 from featuremap.engine.stack import apply_stack
 from featuremap.jobs.run import run_layers
@@ -135,6 +135,7 @@ def test_job_on_a_tls_cluster(tmp_path):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["blocks_computed"] == 9
         assert "warning" not in result.stderr
+        assert "featuremap: dashboard at http" in result.stderr  # the cluster's own dashboard
         np.testing.assert_allclose(
             zarr.open_group(str(out), mode="r")["features"][...], expected, rtol=1e-5, atol=1e-5
         )
@@ -156,6 +157,7 @@ def test_job_on_a_tls_cluster(tmp_path):
             atol=1e-5,
         )
 
+        _configured_only(address, certs, pipeline, tmp_path / "submitted.zarr")
         refused = [
             (
                 run_cli("run", pipeline, "--output", tmp_path / "a.zarr", "--scheduler", address),
@@ -191,6 +193,27 @@ def test_job_on_a_tls_cluster(tmp_path):
     assert "--tls-ca-file" in messages[0]
     assert all("cannot connect to the scheduler" in message for message in messages[1:])
     assert not any((tmp_path / name).exists() for name in ("a.zarr", "b.zarr", "c.zarr"))
+
+
+def _configured_only(address: str, certs: dict[str, Path], pipeline: Path, out: Path) -> None:
+    """``submit``, ``jobs`` and ``cancel`` over tls:// with Dask's configuration alone (its
+    environment variables), no flags."""
+    env = {
+        **ENV,
+        "DASK_SCHEDULER_ADDRESS": address,
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(certs["ca"]),
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(certs["cert"]),
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(certs["key"]),
+    }
+    submitted = featuremap("submit", pipeline, "--output", out, "--json", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)["id"]
+    listed = featuremap("jobs", "--all", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    # the jobs run before through the same scheduler are listed too, ended
+    assert job in [record["id"][:12] for record in json.loads(listed.stdout)]
+    cancelled = featuremap("cancel", job, env=env)  # found through the registry, over TLS
+    assert cancelled.returncode == 0 or "is not running" in cancelled.stderr, cancelled.stderr
 
 
 def test_plain_tcp_to_another_host_warns_in_one_line(tmp_path):
