@@ -10,7 +10,8 @@
   block: written whole, by exactly one task, so concurrent writers and retries are safe.
 * **Chunks a viewer reads** (the default): one feature per chunk, and in a volume one band of
   z-planes (:data:`Z_BAND_PIXELS` voxels at least), so showing one feature plane decodes that
-  plane, not every feature of the block. The block is then one shard of those chunks: the object
+  plane, not every feature of the block (blocks under :data:`VIEWER_MIN_PIXELS` a feature keep
+  every feature in one chunk: tiny chunks cost more to write and read than they save). The block is then one shard of those chunks: the object
   count is the block count, as with one chunk per block. ``output.chunks`` leading with a
   feature count keeps that many per chunk; ``shards: false`` keeps one chunk per block.
 * **Pyramids** (``output.pyramid``, :mod:`featuremap.io.pyramid`): automatic blocks are rounded
@@ -45,6 +46,7 @@ __all__ = [
     "MIN_BLOCK",
     "SHARD_FROM_CHUNKS",
     "SHARD_TARGET_BYTES",
+    "VIEWER_MIN_PIXELS",
     "Z_BAND_PIXELS",
     "OutputOptions",
     "block_chunks",
@@ -65,6 +67,11 @@ SHARD_FROM_CHUNKS = 4096
 #: A volume's chunk holds z-planes until it has at least this many voxels (64 x 64 planes: 8).
 #: (The fewest such planes that divide the block's depth.)
 Z_BAND_PIXELS = 2**15
+#: Blocks smaller than this (pixels or voxels of one feature) keep every feature in one chunk:
+#: such a block reads whole in about a millisecond, while Zarr's sharding codec spends ~0.5 ms
+#: on every inner chunk it writes or reads (a store of 32x32 blocks took 8x longer to verify
+#: with one chunk per feature: 39 s against 4.9 s in tests/jobs/test_failures.py).
+VIEWER_MIN_PIXELS = 2**16
 #: Refused without ``allow_large``: 1 TiB of features, or ten million blocks.
 MAX_OUTPUT_BYTES = 2**40
 MAX_BLOCKS = 10**7
@@ -230,11 +237,17 @@ def _human(size: int) -> str:
 
 def viewer_chunk(options: OutputOptions, block: Sizes, features: int) -> tuple[int, Sizes]:
     """``(features per chunk, spatial chunk)`` inside a block: the viewer's layout by default
-    (one feature, a band of z-planes in a volume), the block's own with ``shards: false``."""
+    (one feature, a band of z-planes in a volume), the block's own with ``shards: false`` and
+    for blocks of fewer than :data:`VIEWER_MIN_PIXELS` pixels a feature."""
     if options.feature_chunks is not None:
         return min(options.feature_chunks, features), block
     if options.shards is None or options.store_format.zarr_format == 2:
         return features, block  # no shards to hold smaller chunks
+    if math.prod(block) < VIEWER_MIN_PIXELS:
+        return (
+            features,
+            block,
+        )  # read whole in a blink; a chunk per feature costs more than it saves
     if len(block) == 3 and options.chunks is None:
         # the fewest planes that make a chunk of Z_BAND_PIXELS and divide the block (shards hold
         # whole chunks)

@@ -19,12 +19,11 @@ def test_layout_dims_chunks_and_codecs(finished):
     assert features.shape == expected.shape
     assert features.dtype == np.float32
     assert features.metadata.dimension_names == ("t", "c", "y", "x")
-    # batch chunk of the input, one feature (what a viewer reads), out_chunks; the block is one
-    # shard of all features
-    assert features.chunks == (1, 1, 5, 6)
-    assert features.shards == (1, 3, 5, 6)
-    [sharding] = features.metadata.codecs
-    codecs = [type(codec) for codec in sharding.codecs]
+    # batch chunk of the input, every feature (a 5 x 6 block is too small for a chunk per
+    # feature), out_chunks; not sharded
+    assert features.chunks == (1, 3, 5, 6)
+    assert features.shards is None
+    codecs = [type(codec) for codec in features.metadata.codecs]
     assert zarr.codecs.Crc32cCodec in codecs
     assert zarr.codecs.BloscCodec in codecs
     assert np.isnan(features.metadata.fill_value)

@@ -106,3 +106,7 @@ def test_viewer_chunks_one_feature_and_a_z_band():
     assert viewer_chunk(OutputOptions(chunks=(16, 64, 64)), (16, 64, 64), 30) == (1, (16, 64, 64))
     assert viewer_chunk(OutputOptions(shards=None), (1024, 1024), 64) == (64, (1024, 1024))
     assert viewer_chunk(OutputOptions(feature_chunks=4), (1024, 1024), 64) == (4, (1024, 1024))
+    # blocks under 2^16 pixels a feature keep every feature in one chunk (tiny chunks cost)
+    assert viewer_chunk(OutputOptions(), (256, 256), 64) == (1, (256, 256))
+    assert viewer_chunk(OutputOptions(), (255, 256), 64) == (64, (255, 256))
+    assert viewer_chunk(OutputOptions(), (16, 64, 63), 30) == (30, (16, 64, 63))

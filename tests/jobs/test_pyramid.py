@@ -275,7 +275,7 @@ def test_a_3d_stack_pools_z_y_x_and_leaves_batch_axes(tmp_path, client):
         got = _level(store, level)
         np.testing.assert_allclose(got, expected.compute(scheduler="sync"), rtol=1e-6, atol=1e-6)
     level1 = zarr.open_group(str(store), mode="r")[level_path(1)]
-    assert level1.chunks == (1, 8, 16, 16)  # one feature, the block's part of the level
+    assert level1.chunks == (3, 8, 16, 16)  # a small block: every feature in its one chunk
     assert verify_store(str(store)).clean
 
 
