@@ -26,7 +26,7 @@ def image(tmp_path_factory) -> tuple[str, np.ndarray]:
 def _blocks_in_flight(dask_scheduler) -> int:
     """Block tasks the scheduler has not finished (finished ones linger until released)."""
     return sum(
-        str(key).startswith("run_block") and task.state != "memory"
+        "-block-" in str(key) and task.state != "memory"  # featuremap-<job>-block-<i.j>
         for key, task in dask_scheduler.tasks.items()
     )
 
