@@ -28,11 +28,13 @@ from featuremap.jobs.state import read_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-#: 256 x 384 output in 8 x 8 blocks: 1536 small blocks a job, several seconds each on 2 workers.
+#: 256 x 384 output in 8 x 8 blocks: 1536 small blocks a job, several seconds each on 2 workers
+#: (a chunk per feature, each block one shard: slow enough writes that a job is still running
+#: when it is cancelled).
 PIPELINE = """\
 name: texture
 input: {{store: {input}}}
-output: {{chunks: [8, 8]}}
+output: {{chunks: [1, 8, 8]}}
 layers:
   - conv: {{bank: {{type: file, path: w.npy}}, padding: same, activation: relu}}
 """
