@@ -19,9 +19,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 PIPELINE = """\
 layers:
   - conv: {bank: {type: gabor, orientations: 4, frequencies: [0.1, 0.25]}, padding: same}
-output: {chunks: [16, 16]}
+output: {chunks: [1, 16, 16]}
 """
-BLOCKS = 1024  # 512 x 512 in 16 x 16 blocks
+BLOCKS = 1024  # 512 x 512 in 16 x 16 blocks, a chunk per feature: writes slow enough that the
+# signal comes while blocks are still running
 
 
 @pytest.fixture(scope="module")
