@@ -301,9 +301,14 @@ def rss_growth(scratch: Path, sizes: tuple[int, int], chunk: int, layer: ConvLay
             peaks.append(run_featuremap(client, source, output, layer)["peak_rss"])
         shutil.rmtree(scratch / f"rss{side}-out.zarr", ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
+    print_rss_growth("peak RSS per worker", [f"{side}^2" for side in sizes], peaks)
+
+
+def print_rss_growth(title: str, names: list[str], peaks: list[int]) -> None:
+    """The peak RSS of two runs (``names``) and its growth against the goal (< 1.3x)."""
     growth = peaks[1] / peaks[0]
     print(
-        f"\npeak RSS per worker: {sizes[0]}^2 {peaks[0] / 2**20:.0f} MiB, {sizes[1]}^2 "
+        f"\n{title}: {names[0]} {peaks[0] / 2**20:.0f} MiB, {names[1]} "
         f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (goal < 1.3x: {_verdict(growth < 1.3)})"
     )
 

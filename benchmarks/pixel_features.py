@@ -64,14 +64,11 @@ from typing import Any
 
 import numpy as np
 import threadpoolctl
+from end_to_end import _verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ilastik's scales.
 SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
-
-
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
 
 
 def _cpu() -> tuple[float, float]:
@@ -312,10 +309,8 @@ def rss_growth(scratch: Path, sizes: tuple[int, int], chunk: int, workers: int) 
             peaks.append(run_job(client, source, str(output), lambda: None)["peak_rss"])
         shutil.rmtree(output, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
-    growth = peaks[1] / peaks[0]
-    print(
-        f"\n(d) job peak RSS per worker: {sizes[0]}^2 {peaks[0] / 2**20:.0f} MiB, {sizes[1]}^2 "
-        f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (goal < 1.3x: {_verdict(growth < 1.3)})"
+    end_to_end.print_rss_growth(
+        "(d) job peak RSS per worker", [f"{side}^2" for side in sizes], peaks
     )
 
 

@@ -43,6 +43,7 @@ from end_to_end import (
     _reads_and_rss,
     _verdict,
     prime_pages,
+    print_rss_growth,
 )
 
 from featuremap import banks
@@ -152,12 +153,8 @@ def rss_growth(scratch: Path, shapes, chunks, workers: int) -> None:
             peaks.append(run_featuremap(client, source, output, layer, chunks)["peak_rss"])
         shutil.rmtree(scratch / "rss-out.zarr", ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
-    growth = peaks[1] / peaks[0]
     names = ["x".join(map(str, shape)) for shape in shapes]
-    print(
-        f"\npeak RSS per worker: {names[0]} {peaks[0] / 2**20:.0f} MiB, {names[1]} "
-        f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (goal < 1.3x: {_verdict(growth < 1.3)})"
-    )
+    print_rss_growth("peak RSS per worker", names, peaks)
 
 
 def main() -> None:
