@@ -63,12 +63,13 @@ def _table(rows: Sequence[list[str]]) -> str:
 def jobs(scheduler: str | None, show_all: bool, as_json: bool, **tls: Any) -> None:
     """List the queued and running featuremap jobs of the cluster at --scheduler: id, state,
     blocks done of total, priority, submitter, pipeline, start time, store."""
+    from featuremap.apps.jobs import job_documents
     from featuremap.apps.jobs import jobs as list_jobs
 
     with cluster_connection(scheduler, required=True, **tls) as client:
         records = list_jobs(client, finished=show_all)
     if as_json:
-        echo_json([record.to_dict() for record in records])
+        echo_json(job_documents(records))
         return
     click.echo(_table([_row(record) for record in records]))
     for record in records:

@@ -120,10 +120,14 @@ def stop(processes: Sequence[subprocess.Popen]) -> None:
 
 @contextmanager
 def dask_cluster(
-    tmp: Path, workers: int = 2, tls: Sequence[object] = ()
+    tmp: Path,
+    workers: int = 2,
+    tls: Sequence[object] = (),
+    scheduler_args: Sequence[object] = (),
 ) -> Iterator[tuple[str, list]]:
     """``(address, processes)`` of a ``dask scheduler`` and ``workers`` single-threaded
-    ``dask worker`` processes on 127.0.0.1; ``tls`` are the TLS flags of both (then tls://)."""
+    ``dask worker`` processes on 127.0.0.1; ``tls`` are the TLS flags of both (then tls://),
+    ``scheduler_args`` more flags of the scheduler (``--preload MODULE``)."""
     port = free_port()
     address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}"
     processes = [
@@ -139,6 +143,7 @@ def dask_cluster(
                 "127.0.0.1:0",
                 *(["--protocol", "tls"] if tls else []),
                 *tls,
+                *scheduler_args,
             ],
             tmp / f"scheduler-{port}.log",
         )
