@@ -85,6 +85,7 @@ def run(
     An existing output store is refused unless --overwrite (replace it) or --resume (compute
     only the blocks not yet written, then finish).
     """
+    from featuremap.jobs.dashboard_page import page_link
     from featuremap.jobs.run import run as run_job
 
     refuse_together(scheduler=scheduler, workers=workers)
@@ -95,6 +96,8 @@ def run(
 
     def announce(link: str) -> None:
         click.echo(f"featuremap: dashboard at {link}", err=True)
+        if scheduler is None:  # featuremap's own cluster serves the jobs page
+            click.echo(f"featuremap: jobs page at {page_link(link)}", err=True)
 
     with scheduler_warning(scheduler, job["security"]), progress_reporter() as progress:
         summary = run_job(

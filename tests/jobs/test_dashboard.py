@@ -25,7 +25,7 @@ from support.procs import dask_cluster
 from featuremap.apps.jobs import cancel
 from featuremap.errors import InputError
 from featuremap.jobs.dashboard_page import page_link
-from featuremap.jobs.run import DASHBOARD_PRELOAD, submit
+from featuremap.jobs.run import DASHBOARD_PRELOAD, run, submit
 from featuremap.jobs.state import read_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -153,6 +153,29 @@ def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
         _assert_json_equals_cli(page_url, address, "--all")
         _assert_json_equals_cli(page_url, address)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_featuremaps_own_cluster_serves_the_page(tmp_path):
+    """``featuremap run``'s local cluster lists its job on the page while it runs."""
+    rng = np.random.default_rng(4)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=rng.random((1, 32, 32), dtype=np.float32))
+    np.save(tmp_path / "w.npy", rng.standard_normal((2, 1, 3, 3)).astype(np.float32))
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        PIPELINE.format(name="small", input=tmp_path / "in.zarr").replace("8, 8", "16, 16")
+    )
+    links: list[str] = []
+    seen: list[list[dict]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not seen:  # once, while the cluster and the job are up
+            seen.append(_get(f"{page_link(links[0])}.json"))
+            with urllib.request.urlopen(page_link(links[0]), timeout=10) as page:
+                assert b"<title>featuremap jobs</title>" in page.read()
+
+    out = str(tmp_path / "out.zarr")
+    run(str(pipeline), output=out, workers=1, on_dashboard=links.append, progress=progress)
+    assert [(job["store"], job["pipeline"]) for job in seen[0]] == [(out, "small")]
 
 
 def test_page_link_is_beside_the_dashboard():
