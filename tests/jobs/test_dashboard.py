@@ -1,7 +1,7 @@
 """The jobs page of a cluster's dashboard (``featuremap.jobs.dashboard``) in a real browser.
 
-An operator's ``dask scheduler --preload featuremap.jobs.dashboard`` with two ``dask worker``
-processes on 127.0.0.1; two jobs submitted to it; the page at ``/featuremap/jobs`` opened in
+An operator's ``dask scheduler --preload featuremap.jobs.dashboard`` with a ``dask worker``
+process on 127.0.0.1 (one: the test shares two cores); two jobs submitted to it; the page at ``/featuremap/jobs`` opened in
 Chromium (the OS package, driven by Playwright; ``.ci/run`` installs it) lists them with their
 progress, which moves while the page is open; a screenshot is kept in the test's folder; the JSON
 endpoint beside the page equals ``featuremap jobs --json`` for the same cluster.
@@ -31,7 +31,7 @@ from featuremap.jobs.state import read_status
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 #: 384 x 384 output in 8 x 8 blocks, a chunk per feature: 2304 small blocks a job, many seconds
-#: on two workers, so the jobs are seen running (they are cancelled once seen).
+#: on one worker, so the jobs are seen running (they are cancelled once seen).
 PIPELINE = """\
 name: {name}
 input: {{store: {input}}}
@@ -110,11 +110,11 @@ def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
     chromium = _chromium()
     pipelines = _pipelines(tmp_path)
     preload = ("--preload", DASHBOARD_PRELOAD)
-    with dask_cluster(tmp_path, workers=2, scheduler_args=preload) as (address, _):
+    with dask_cluster(tmp_path, workers=1, scheduler_args=preload) as (address, _):
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(1, timeout=60)
             page_url = page_link(client.dashboard_link)
         stores = [str(tmp_path / f"{path.stem}.zarr") for path in pipelines]
         for priority, (path, store) in enumerate(zip(pipelines, stores, strict=True)):
