@@ -65,13 +65,17 @@ def jobs(scheduler: str | None, show_all: bool, as_json: bool, **tls: Any) -> No
     blocks done of total, priority, submitter, pipeline, start time, store."""
     from featuremap.apps.jobs import job_documents
     from featuremap.apps.jobs import jobs as list_jobs
+    from featuremap.jobs.dashboard_page import served_page
 
     with cluster_connection(scheduler, required=True, **tls) as client:
         records = list_jobs(client, finished=show_all)
+        page = None if as_json else served_page(client)
     if as_json:
         echo_json(job_documents(records))
         return
     click.echo(_table([_row(record) for record in records]))
+    if page is not None:
+        click.echo(f"featuremap: jobs page at {page}", err=True)
     for record in records:
         if record.state == "interrupted":
             click.echo(

@@ -25,7 +25,7 @@ from typing import Any
 
 from distributed.http.utils import RequestHandler
 
-from featuremap.jobs.dashboard_page import JSON_PATH, PAGE, PAGE_PATH, page_link
+from featuremap.jobs.dashboard_page import JSON_PATH, PAGE, PAGE_PATH, SERVED, page_link
 from featuremap.jobs.registry import REGISTRY, current, job_documents, records_of
 
 __all__ = [
@@ -39,9 +39,6 @@ __all__ = [
     "page_link",
     "routes",
 ]
-
-#: The scheduler metadata key that says the pages are served (and where), for clients.
-SERVED = ("featuremap", "pages")
 
 
 def jobs_json(entries: Any, *, finished: bool = False) -> str:

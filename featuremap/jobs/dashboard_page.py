@@ -1,6 +1,7 @@
-"""The HTML of the dashboard's jobs page (:mod:`featuremap.jobs.dashboard`): one self-contained
-document, no external assets (a cluster's dashboard is often offline), whose script reads
-``jobs.json`` beside it every second and redraws the table.
+"""The dashboard's jobs page (:mod:`featuremap.jobs.dashboard`) without its web server: where it
+is, whether a scheduler serves it, and its HTML: one self-contained document, no external assets
+(a cluster's dashboard is often offline), whose script reads ``jobs.json`` beside it every
+second and redraws the table.
 
 Every value from the registry (paths, names, error lines) is set as text, never as HTML, so a
 store or pipeline name cannot inject markup into an operator's browser.
@@ -8,11 +9,15 @@ store or pipeline name cannot inject markup into an operator's browser.
 
 from __future__ import annotations
 
-__all__ = ["JSON_PATH", "PAGE", "PAGE_PATH", "POLL_MS", "page_link"]
+from typing import Any
+
+__all__ = ["JSON_PATH", "PAGE", "PAGE_PATH", "POLL_MS", "SERVED", "page_link", "served_page"]
 
 #: Where the page and its JSON are served, below the dashboard's root.
 PAGE_PATH = "featuremap/jobs"
 JSON_PATH = "featuremap/jobs.json"
+#: The scheduler metadata key under which a scheduler that serves the page says so.
+SERVED = ("featuremap", "pages")
 #: How often the page reads the jobs again.
 POLL_MS = 1000
 
@@ -22,6 +27,17 @@ def page_link(dashboard_link: str) -> str:
     parts = dashboard_link.split("://", 1)
     scheme, rest = parts if len(parts) == 2 else ("http", parts[0])
     return f"{scheme}://{rest.split('/', 1)[0]}/{PAGE_PATH}"
+
+
+def served_page(client: Any) -> str | None:
+    """The jobs page of ``client``'s scheduler, or ``None`` when it does not serve one (it was
+    not started with ``--preload featuremap.jobs.dashboard``) or has no dashboard."""
+    try:
+        served = client.get_metadata(list(SERVED), default=None)
+    except Exception:  # noqa: BLE001 -- only a hint: never fail a command over it
+        return None
+    link = client.dashboard_link
+    return page_link(link) if isinstance(served, dict) and link else None
 
 
 PAGE = (

@@ -1,10 +1,11 @@
 """The jobs page of a cluster's dashboard (``featuremap.jobs.dashboard``) in a real browser.
 
 An operator's ``dask scheduler --preload featuremap.jobs.dashboard`` with a ``dask worker``
-process on 127.0.0.1 (one: the test shares two cores); two jobs submitted to it; the page at ``/featuremap/jobs`` opened in
-Chromium (the OS package, driven by Playwright; ``.ci/run`` installs it) lists them with their
-progress, which moves while the page is open; a screenshot is kept in the test's folder; the JSON
-endpoint beside the page equals ``featuremap jobs --json`` for the same cluster.
+process on 127.0.0.1 (one: the test shares two cores); two jobs submitted to it; the page at
+``/featuremap/jobs`` opened in Chromium (the OS package, driven by Playwright; ``.ci/run``
+installs it) lists them with their progress, which moves while the page is open; a screenshot
+is kept in the test's folder; the JSON endpoint beside the page equals ``featuremap jobs
+--json`` for the same cluster, and ``featuremap jobs`` names the page.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
                     cancel(store)
         _assert_json_equals_cli(page_url, address, "--all")
         _assert_json_equals_cli(page_url, address)
+        table = run_cli("jobs", "--scheduler", address, "--all")
+        assert f"featuremap: jobs page at {page_url}\n" in table.stderr
     assert screenshot.stat().st_size > 10_000
 
 
