@@ -66,7 +66,7 @@ PAGE = (
        letter-spacing: 0.04em; white-space: nowrap; }
   td.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
             font-size: 12.5px; }
-  td.path { min-width: 10em; max-width: 22em; overflow-wrap: anywhere; }
+  td.path { min-width: 10em; max-width: 26em; overflow-wrap: anywhere; }
   .where { color: var(--muted); font-family: system-ui, sans-serif; }
   td.num, th.num { text-align: right; }
   td.time { white-space: nowrap; color: var(--muted); }
