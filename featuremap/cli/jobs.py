@@ -22,6 +22,9 @@ Examples:
 
 An 'interrupted' job (its scheduler or driver was lost) is finished with
 'featuremap run PIPELINE --output STORE --resume'.
+
+A scheduler started with '--preload featuremap.jobs.dashboard' shows the
+same list live at http://SCHEDULER:8787/featuremap/jobs (named on stderr).
 """
 
 #: The table's columns: heading and the record's field.
