@@ -29,8 +29,6 @@ from featuremap.jobs.dashboard_page import page_link
 from featuremap.jobs.run import DASHBOARD_PRELOAD, run, submit
 from featuremap.jobs.state import read_status
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
 #: 384 x 384 output in 8 x 8 blocks, a chunk per feature: 2304 small blocks a job, many seconds
 #: on one worker, so the jobs are seen running (they are cancelled once seen).
 PIPELINE = """\
@@ -105,6 +103,8 @@ def _assert_json_equals_cli(page_url: str, address: str, *flags: str) -> None:
     raise AssertionError("the jobs never held still for a comparison")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
     from playwright.sync_api import sync_playwright
 
@@ -158,6 +158,8 @@ def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
     assert screenshot.stat().st_size > 10_000
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_featuremaps_own_cluster_serves_the_page(tmp_path):
     """``featuremap run``'s local cluster lists its job on the page while it runs."""
     rng = np.random.default_rng(4)
