@@ -105,15 +105,15 @@ def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path)
             dashboard_address="127.0.0.1:0",
         ) as cluster,
         distributed.Client(cluster) as client,
+        pytest.raises(JobError) as failed,
     ):
-        with pytest.raises(JobError) as failed:
-            run_layers(
-                layers,
-                input=source,
-                output=str(tmp_path / "out.zarr"),
-                out_chunks=(2048, 2048),
-                client=client,
-            )
+        run_layers(
+            layers,
+            input=source,
+            output=str(tmp_path / "out.zarr"),
+            out_chunks=(2048, 2048),
+            client=client,
+        )
     message = str(failed.value)
     assert "\n" not in message
     assert "worker tcp://127.0.0.1:" in message
