@@ -96,9 +96,11 @@ def remember(store: str, value: Any, seen: float) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def heartbeat_liveness(store: str, value: Any) -> Liveness:
+def heartbeat_liveness(
+    store: str, value: Any, *, timeout_s: float = HEARTBEAT_TIMEOUT_S
+) -> Liveness:
     """What the heartbeat ``value`` read now from ``store`` says, against what this host saw
-    before (and remembers it).
+    before (and remembers it): ``dead`` once seen unchanged for ``timeout_s``.
 
     ``store`` is the store's path or URL (the key of what is remembered); ``value`` is the
     heartbeat exactly as written (JSON), never compared with this host's clock.
@@ -108,7 +110,7 @@ def heartbeat_liveness(store: str, value: Any) -> Liveness:
     if record is None or record.get("value") != value:
         remember(store, value, now)
         return "unknown" if record is None else "alive"
-    return "dead" if now - float(record["seen"]) >= HEARTBEAT_TIMEOUT_S else "unknown"
+    return "dead" if now - float(record["seen"]) >= timeout_s else "unknown"
 
 
 def watch_heartbeat(
