@@ -13,7 +13,8 @@ Examples:
   featuremap status out/gabor.zarr
   featuremap status out/gabor.zarr --json    # {"status": ..., "blocks_done": ..., "blocks_total": ...}
 
-'interrupted' means running without a recent heartbeat (its scheduler, driver or CLI was lost);
+'interrupted' means running with a heartbeat that stopped changing (its scheduler, driver or CLI
+was lost); a job on another host is judged by its heartbeat changing, never by that host's clock;
 finish it, or a 'cancelled' one, with 'featuremap run ... --resume'.
 """
 

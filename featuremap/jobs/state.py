@@ -480,7 +480,7 @@ def read_status(store: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         ``status`` (``running``, ``complete``, ``failed`` or ``interrupted``: running without a
-        recent heartbeat), ``blocks_done`` (counted from the done-markers), ``blocks_total``, and
+        heartbeat that changes), ``blocks_done`` (counted from the done-markers), ``blocks_total``, and
         ``started``, ``finished``, ``heartbeat``, ``owner``, ``error``.
 
     Raises
