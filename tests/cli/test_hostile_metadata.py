@@ -134,6 +134,8 @@ def _assert_inert(result: Result, *shown: str) -> None:
         assert text in output, output
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_ome_units_are_escaped_in_explain_and_inspect(world, tmp_path):
     image = _variant(
         world, tmp_path, lambda m, _: m["axes"][0].__setitem__("unit", f"micro{HOSTILE}meter")

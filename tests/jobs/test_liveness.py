@@ -46,6 +46,8 @@ def skewed_heartbeat(store: str, period_s: float = 1.0) -> Iterator[None]:
         thread.join()
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_live_job_on_a_host_behind_ours_is_running_and_never_taken_over(finished, client):
     store, layers, _, source = finished
     with skewed_heartbeat(str(store)):
