@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import click
 
@@ -19,6 +21,7 @@ __all__ = [
     "echo_json",
     "format_pair",
     "format_quantities",
+    "inert_warnings",
     "layer_summary",
     "layer_table",
     "physical_line",
@@ -36,7 +39,35 @@ def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
     """``click.echo`` of ``message`` with every line made :func:`printable`: what any command
     prints reaches the terminal with its control characters shown, never obeyed (only the line
     breaks between its lines are kept)."""
-    click.echo("\n".join(printable(line) for line in str(message).split("\n")), err=err, nl=nl)
+    click.echo(_printable_lines(str(message)), err=err, nl=nl)
+
+
+def _printable_lines(text: str) -> str:
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+@contextmanager
+def inert_warnings() -> Iterator[None]:
+    """Show Python warnings (whose messages may quote data: a CRS, a name) in their usual form,
+    every line :func:`printable`; the previous ``warnings.showwarning`` afterwards."""
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        (file or sys.stderr).write(_printable_lines(text.rstrip("\n")) + "\n")
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def plural(count: int, noun: str) -> str:

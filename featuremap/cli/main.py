@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import click
 
 from featuremap._version import __version__
-from featuremap.cli._format import echo, safe
+from featuremap.cli._format import echo, inert_warnings, safe
 from featuremap.cli.banks import banks
 from featuremap.cli.cancel import cancel
 from featuremap.cli.cluster import cluster
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:
-        with command_line_names():
+        with command_line_names(), inert_warnings():
             result = cli.main(
                 args=list(argv) if argv is not None else None,
                 prog_name="featuremap",

@@ -162,3 +162,16 @@ def test_ome_units_are_escaped_in_explain_and_inspect(world, tmp_path):
     for command in ("status", "verify", "inspect"):
         shown = run_cli(command, store, cwd=world)
         _assert_inert(shown, *(["\\x1b[2J"] if command == "status" else []))
+
+
+def test_warnings_are_shown_inert(capsys):
+    import warnings
+
+    from featuremap.cli._format import inert_warnings
+
+    with warnings.catch_warnings(), inert_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(f"the CRS of {HOSTILE} is lost", UserWarning, stacklevel=1)
+    shown = capsys.readouterr().err
+    assert "UserWarning: the CRS of \\x1b[2J" in shown
+    assert not RAW_CONTROL.search(shown), repr(shown)
