@@ -83,14 +83,16 @@ def _remembered(store: str) -> dict[str, Any] | None:
     return record
 
 
-def remember(store: str, value: Any, seen: float) -> None:
-    """Remember ``value`` as first seen at monotonic time ``seen`` (best effort: an unwritable
-    state folder only means the next look must watch again)."""
+def remember(store: str, value: Any, seen: float, checked: float | None = None) -> None:
+    """Remember ``value`` as first seen at monotonic time ``seen`` and last looked at at
+    ``checked`` (default: ``seen``). Best effort: an unwritable state folder only means the
+    next look must watch again."""
     path = _record_path(store)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    record = {"value": value, "seen": seen, "checked": seen if checked is None else checked}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps({"value": value, "seen": seen, "boot": _boot_id()}))
+        temporary.write_text(json.dumps({**record, "boot": _boot_id()}))
         temporary.replace(path)
     except (OSError, TypeError, ValueError):
         temporary.unlink(missing_ok=True)
@@ -100,16 +102,23 @@ def heartbeat_liveness(
     store: str, value: Any, *, timeout_s: float = HEARTBEAT_TIMEOUT_S
 ) -> Liveness:
     """What the heartbeat ``value`` read now from ``store`` says, against what this host saw
-    before (and remembers it): ``dead`` once seen unchanged for ``timeout_s``.
+    before (and remembers it): ``dead`` once seen unchanged for ``timeout_s``; ``alive`` when it
+    changed since a look less than ``timeout_s`` ago (a change since a look long ago proves
+    only that the job beat at some time since: ``unknown``).
 
     ``store`` is the store's path or URL (the key of what is remembered); ``value`` is the
     heartbeat exactly as written (JSON), never compared with this host's clock.
     """
     now = time.monotonic()
     record = _remembered(store)
-    if record is None or record.get("value") != value:
+    if record is None:
         remember(store, value, now)
-        return "unknown" if record is None else "alive"
+        return "unknown"
+    if record.get("value") != value:
+        recent = now - float(record.get("checked", record["seen"])) <= timeout_s
+        remember(store, value, now)
+        return "alive" if recent else "unknown"
+    remember(store, value, float(record["seen"]), now)
     return "dead" if now - float(record["seen"]) >= timeout_s else "unknown"
 
 

@@ -16,6 +16,7 @@ from support.procs import age_heartbeat
 from featuremap.errors import StoreBusyError
 from featuremap.io import OutputStore
 from featuremap.jobs import state
+from featuremap.jobs.liveness import remember
 from featuremap.jobs.run import run_layers
 from featuremap.jobs.state import read_status
 
@@ -77,3 +78,7 @@ def test_a_still_heartbeat_is_not_dead_before_the_timeout_of_our_clock(finished)
     assert state.heartbeat_liveness(store, output.job["heartbeat"]) == "unknown"
     output.update_job({"heartbeat": time.time() - 10 * SKEW_S})  # it beat
     assert state.heartbeat_liveness(store, output.job["heartbeat"]) == "alive"
+    # a change since a look long ago proves only that it beat at some time since
+    remember(store, output.job["heartbeat"], time.monotonic() - 2 * state.HEARTBEAT_TIMEOUT_S)
+    output.update_job({"heartbeat": time.time() - 10 * SKEW_S})
+    assert state.heartbeat_liveness(store, output.job["heartbeat"]) == "unknown"
