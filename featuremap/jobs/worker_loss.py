@@ -11,11 +11,18 @@ and host, whose logs tell the rest.
 
 from __future__ import annotations
 
+import re
+import signal
+import time
 from typing import Any
 
 from featuremap.errors import printable
 
-__all__ = ["worker_loss_line"]
+__all__ = ["NANNY_LOG_WAIT_S", "worker_loss_line"]
+
+#: How long a failing job waits for the nanny of a dead worker to be reachable again (it
+#: restarts the worker in a second or two) to read how the worker died.
+NANNY_LOG_WAIT_S = 5.0
 
 
 def _mib(value: Any) -> str:
@@ -31,6 +38,40 @@ def _memory_kill(client: Any, address: str) -> dict[str, Any] | None:
     found = [event for _, event in events if isinstance(event, dict)]
     found = [event for event in found if event.get("worker") == address]
     return found[-1] if found else None
+
+
+def _death_in(logs: Any, pid: Any) -> str | None:
+    pattern = re.compile(
+        rf"Worker process {pid} (was killed by signal (\d+)|exited with status -?\d+)"
+    )
+    for lines in logs.values():
+        for _, line in lines:
+            found = pattern.search(str(line))
+            if found is None:
+                continue
+            if found.group(2) is None:
+                return found.group(1)
+            number = int(found.group(2))
+            try:
+                return f"was killed by {signal.Signals(number).name}"
+            except ValueError:
+                return f"was killed by signal {number}"
+    return None
+
+
+def _death(client: Any, pid: Any) -> str | None:
+    """How the worker process ``pid`` ended, from its nanny's log: ``was killed by SIGKILL``,
+    ``exited with status 3``; ``None`` when no nanny logged it within
+    :data:`NANNY_LOG_WAIT_S` (the scheduler reaches a nanny's log through its new worker)."""
+    deadline = time.monotonic() + NANNY_LOG_WAIT_S
+    while True:
+        try:
+            death = _death_in(client.get_worker_logs(nanny=True), pid)
+        except Exception:  # noqa: BLE001 -- the explanation must never replace the error
+            death = None
+        if death is not None or time.monotonic() >= deadline:
+            return death
+        time.sleep(0.25)
 
 
 def worker_loss_line(client: Any, error: BaseException) -> str | None:
@@ -58,8 +99,12 @@ def worker_loss_line(client: Any, error: BaseException) -> str | None:
             "give the workers more memory or make the blocks smaller (smaller output chunks)"
         )
     else:
+        death = _death(client, getattr(worker, "pid", None))
         cause = (
-            "its process ended without exceeding its memory limit: it was killed by a signal "
-            "(e.g. SIGKILL, the system's OOM killer) or crashed; that host's logs say which"
+            f"its process {death} (not over its memory limit: a signal from outside, e.g. the "
+            "system's OOM killer, or a crash)"
+            if death is not None
+            else "its process ended without exceeding its memory limit: it was killed by a "
+            "signal (e.g. SIGKILL, the system's OOM killer) or crashed; that host's logs say which"
         )
     return f"{where} died running {task} ({tries} tries, each on a worker that died): {cause}"

@@ -121,3 +121,55 @@ def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path)
     status = read_status(str(tmp_path / "out.zarr"))
     assert status["status"] == "failed"
     assert "memory limit" in status["error"]
+
+
+def test_a_worker_killed_by_a_signal_is_named_with_the_signal(tmp_path):
+    import dask.config
+    import distributed
+
+    # one 2048 x 2048 block of 64 features: seconds of work, time to kill its worker
+    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=7)
+    weights = np.random.default_rng(7).standard_normal((64, 1, 3, 3))
+    layers = [ConvLayer.create(weights, padding="same")]
+    outcome: dict = {}
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+
+        def job() -> None:
+            try:
+                run_layers(
+                    layers,
+                    input=source,
+                    output=str(tmp_path / "out.zarr"),
+                    out_chunks=(2048, 2048),
+                    client=client,
+                )
+            except BaseException as error:  # checked below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        wait_for(
+            lambda: any(
+                "block" in str(key) for keys in client.processing().values() for key in keys
+            ),
+            60,
+            "the block's task on the worker",
+        )
+        [pid] = client.run(os.getpid).values()
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=120)
+    message = str(outcome.get("error"))
+    assert isinstance(outcome.get("error"), JobError), message
+    assert "\n" not in message
+    assert f"(pid {pid} on 127.0.0.1)" in message
+    assert "was killed by SIGKILL" in message
