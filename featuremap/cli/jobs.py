@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from featuremap.cli._connect import cluster_connection
-from featuremap.cli._format import echo_json, safe
+from featuremap.cli._format import echo, echo_json, safe
 from featuremap.cli._options import cluster_options
 
 __all__ = ["jobs"]
@@ -76,12 +76,12 @@ def jobs(scheduler: str | None, show_all: bool, as_json: bool, **tls: Any) -> No
     if as_json:
         echo_json(job_documents(records))
         return
-    click.echo(_table([_row(record) for record in records]))
+    echo(_table([_row(record) for record in records]))
     if page is not None:
-        click.echo(f"featuremap: jobs page at {page}", err=True)
+        echo(f"featuremap: jobs page at {page}", err=True)
     for record in records:
         if record.state == "interrupted":
-            click.echo(
+            echo(
                 f"{record.id[:12]}: interrupted; finish it with 'featuremap run PIPELINE "
                 f"--output {safe(record.store)} --resume'"
             )

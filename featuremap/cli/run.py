@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, plural, safe
 from featuremap.cli._options import (
     job_options,
     prepare_job,
@@ -45,7 +45,7 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 
     message = None if scheduler is None else insecure_scheduler_message(scheduler, security)
     if message is not None:
-        click.echo(f"featuremap: warning: {message}", err=True)
+        echo(f"featuremap: warning: {message}", err=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnauthenticatedSchedulerWarning)
         yield
@@ -95,9 +95,9 @@ def run(
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
 
     def announce(link: str) -> None:
-        click.echo(f"featuremap: dashboard at {link}", err=True)
+        echo(f"featuremap: dashboard at {link}", err=True)
         if scheduler is None:  # featuremap's own cluster serves the jobs page
-            click.echo(f"featuremap: jobs page at {page_link(link)}", err=True)
+            echo(f"featuremap: jobs page at {page_link(link)}", err=True)
 
     with scheduler_warning(scheduler, job["security"]), progress_reporter() as progress:
         summary = run_job(
@@ -111,7 +111,7 @@ def run(
     if as_json:
         echo_json(summary.to_dict())
         return
-    click.echo(
+    echo(
         f"{summary.status}: {plural(summary.blocks_total, 'block')} ({summary.blocks_computed} "
         f"computed, {summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> "
         f"{safe(summary.store)}"

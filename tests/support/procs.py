@@ -205,9 +205,12 @@ def age_heartbeat(store: Path, seconds: float) -> None:
     """Make the store's heartbeat ``seconds`` old, as if its owner had been silent that long
     (only while the owner is stopped, so that nothing else writes the job record)."""
     from featuremap.io import OutputStore
+    from featuremap.jobs.liveness import remember
 
     output = OutputStore.open(str(store), "r+")
     output.update_job({"heartbeat": time.time() - seconds})
+    # this host has seen that value, unchanged, for ``seconds`` of its own clock
+    remember(str(store), output.job["heartbeat"], time.monotonic() - seconds)
 
 
 def _uts_prefix() -> list[str] | None:
