@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 
 import zarr
 
-from featuremap.errors import error_line
+from featuremap._files import file_kind, read_document
+from featuremap.errors import InputError, error_line
 from featuremap.io._paths import local_path
 
 __all__ = [
@@ -72,6 +74,11 @@ def content_identity(store: str, array: str | None) -> dict[str, Any]:
     if root is not None:
         for key in sorted(_list_local(root)):
             info = (root / key).stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the block that reads it
+                raise InputError(
+                    f"input chunk {str(root / key)!r} is not a regular file "
+                    f"({file_kind(info.st_mode)}); restore the chunk Zarr wrote, or remove it"
+                )
             entries.append(f"{key}\t{info.st_size}\t{info.st_mtime_ns}")
     else:
         import fsspec
@@ -160,7 +167,7 @@ def metadata_documents(store: str) -> dict[str, str]:
         keys = _list_local(root)
 
         def read(key: str) -> bytes:
-            return (root / key).read_bytes()
+            return read_document(root / key, "Zarr metadata document", "replace or remove it")
 
     else:
         import fsspec

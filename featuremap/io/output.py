@@ -24,6 +24,7 @@ import zarr
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
 from featuremap.io._display import FeatureStats
 from featuremap.io._documents import ATTRIBUTES_DOCUMENT, attributes_in, update_consolidated_root
+from featuremap.io._guarded_store import zarr_store
 from featuremap.io._paths import local_path, write_atomically
 from featuremap.io.chunks import stored_chunks
 from featuremap.io.formats import StoreFormat
@@ -73,7 +74,10 @@ def open_group(
     """Open (or create, in ``zarr_format``) an output group; an existing store is opened in the
     format it has (``output.format``: :mod:`featuremap.io.formats`)."""
     return zarr.open_group(
-        store=store, mode=mode, zarr_format=zarr_format, use_consolidated=consolidated
+        store=zarr_store(store, read_only=mode == "r"),
+        mode=mode,
+        zarr_format=zarr_format,
+        use_consolidated=consolidated,
     )
 
 
@@ -418,7 +422,7 @@ def _has_root_record(store: str) -> bool:
 
 def _has_job_record(store: str) -> bool:
     try:
-        job = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+        job = zarr.open_group(store=zarr_store(store), path=JOB_GROUP, mode="r").attrs
     except Exception:  # noqa: BLE001 -- no readable job record
         return False
     return isinstance(job.get("owner"), Mapping) and isinstance(job.get("grid"), list)
@@ -476,5 +480,5 @@ def consolidate(store: str) -> OutputStore:
         # zarr 3 warns that consolidated metadata is not (yet) in the v3 spec; xarray reads it
         # (a v2 store gets its .zmetadata)
         warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(store)
+        zarr.consolidate_metadata(zarr_store(store, read_only=False))
     return OutputStore.open(store, "r+", consolidated=True)
