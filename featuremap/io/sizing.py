@@ -189,7 +189,8 @@ def shard_factor(
     options: OutputOptions, chunk: Sizes, features: int, grid: Sequence[int]
 ) -> Sizes | None:
     """Chunks per shard along each spatial axis, or ``None`` for no sharding (always in Zarr v2,
-    which has none)."""
+    which has none). ``auto`` shards are never larger than the array's grid of chunks
+    (``grid``: chunks along the batch axes, then the spatial ones)."""
     if options.shards is None or options.store_format.zarr_format == 2:
         return None
     ndim = len(chunk)
@@ -198,7 +199,12 @@ def shard_factor(
         factor = _integer_root(max(SHARD_TARGET_BYTES // max(chunk_bytes, 1), 1), ndim)
         if factor < 2 or math.prod(grid) < SHARD_FROM_CHUNKS:
             return None
-        return (factor,) * ndim
+        # never past the array: Zarr writes a shard whole, fill-value chunks included (blocks
+        # are written with write_empty_chunks), so a 16 MB shard around an 8 x 8 image is 16 MB
+        # on disk. Many small images are many chunks along the batch axes, which shards (spatial
+        # only) cannot group: they keep one object per chunk.
+        clipped = tuple(min(factor, int(n)) for n in grid[-ndim:])
+        return None if max(clipped) < 2 else clipped
     assert not isinstance(options.shards, str)
     _check_rank("shards", options.shards, ndim)
     if any(shard % size for shard, size in zip(options.shards, chunk, strict=True)):
