@@ -207,3 +207,20 @@ def test_a_silent_scheduler_is_given_up_on_after_the_connect_timeout(
     assert silent_scheduler in line, line
     assert "handshake" in line, line
     assert elapsed < 20, elapsed
+
+
+def test_an_input_chunk_that_decodes_to_gigabytes_is_refused_at_plan_time(world):
+    """D10: a 64 x 64 input whose one chunk is declared 32768 x 32768 (4 GiB of float32 when
+    decoded, a few hundred bytes stored: zeros compress to nothing) would have every block decode
+    all of it; refused before anything is created, within seconds and 1.5 GiB."""
+    import zarr
+
+    zarr.create_array(
+        str(world / "bomb.zarr"), shape=(64, 64), chunks=(32768, 32768), dtype="float32"
+    )
+    args = ("--input", "bomb.zarr", "--output", "out.zarr", "--workers", "1")
+    line = one_error_line(bounded_featuremap("run", "p.yaml", *args, cwd=world))
+    assert "chunks of shape [32768, 32768]" in line, line
+    assert "4.0 GiB" in line, line
+    assert "rechunk the input" in line, line
+    assert not (world / "out.zarr").exists()
