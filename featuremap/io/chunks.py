@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "delete_chunks",
     "metadata_documents",
     "region_errors",
+    "stored_chunk_indices",
     "stored_chunks",
     "unreadable_chunks",
 ]
@@ -108,6 +110,29 @@ def _listed_keys(store: str, array: zarr.Array[Any]) -> set[str]:
     if root is not None:
         return set(_list_local(root)) if root.is_dir() else set()
     return set(_list_remote(url))
+
+
+def _chunk_of_key(key: str, array: zarr.Array[Any]) -> Chunk | None:
+    """The chunk index a stored key names, or ``None`` for any other object (a metadata
+    document, a leftover): parsed, then checked by encoding it back."""
+    text = key[1:] if key.startswith("c") else key  # Zarr v3's default encoding: "c/0/1"
+    try:
+        index = tuple(int(part) for part in re.split(r"[./]", text.lstrip("./")))
+    except ValueError:
+        return None
+    if len(index) != array.ndim or array.metadata.encode_chunk_key(index) != key:
+        return None
+    return index
+
+
+def stored_chunk_indices(store: str, array: zarr.Array[Any]) -> Iterator[Chunk]:
+    """The chunks (or shards) of ``array`` that are on disk, from one listing: the cost follows
+    the objects stored, never the array's grid (a 10^12-chunk grid with four chunks stored
+    costs four)."""
+    for key in _listed_keys(store, array):
+        index = _chunk_of_key(key, array)
+        if index is not None:
+            yield index
 
 
 def stored_chunks(store: str, array: zarr.Array[Any], chunks: Iterable[Chunk]) -> set[Chunk]:
