@@ -9,6 +9,7 @@ corrupted or truncated chunk into an error.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -43,6 +44,8 @@ Key = Any
 
 #: Chunks read at once: reading is I/O- and decompression-bound, both release the GIL.
 READ_THREADS = 8
+#: Regions handed to the readers at once (:func:`region_errors`).
+REGION_BATCH = 1024
 
 Chunk = tuple[int, ...]
 
@@ -164,8 +167,10 @@ def region_errors(
     array: zarr.Array[Any], regions: Iterable[tuple[Key, tuple[slice, ...]]]
 ) -> dict[Key, str]:
     """For ``(key, region)`` pairs: the keys one of whose regions fails to decode, with the first
-    error. A region of one inner chunk of a sharded array decodes that chunk only."""
-    items = list(regions)
+    error. A region of one inner chunk of a sharded array decodes that chunk only.
+
+    ``regions`` is consumed :data:`REGION_BATCH` at a time: memory follows the batch and the
+    damage found, never the number of regions (a store of millions of inner chunks)."""
 
     def error_of(region: tuple[slice, ...]) -> str | None:
         try:
@@ -175,12 +180,13 @@ def region_errors(
         return None
 
     found: dict[Key, str] = {}
+    pending = iter(regions)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        for (key, _), error in zip(
-            items, pool.map(lambda item: error_of(item[1]), items), strict=True
-        ):
-            if error is not None:
-                found.setdefault(key, error)
+        while batch := list(itertools.islice(pending, REGION_BATCH)):
+            errors = pool.map(lambda item: error_of(item[1]), batch)
+            for (key, _), error in zip(batch, errors, strict=True):
+                if error is not None:
+                    found.setdefault(key, error)
     return found
 
 
