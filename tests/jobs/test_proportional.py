@@ -86,7 +86,9 @@ def test_verify_streams_a_store_of_many_tiles_in_bounded_memory(tmp_path, monkey
     data = np.random.default_rng(6).random((200, 8, 8), dtype=np.float32)
     zarr.create_array("tiles.zarr", data=data, chunks=(1, 8, 8), dimension_names=["t", "y", "x"])
     (tmp_path / "tiles.yaml").write_text(
-        TILES.replace("{store: out.zarr}", "{store: out.zarr, chunks: [8, 8], shards: [2048, 2048]}")
+        TILES.replace(
+            "{store: out.zarr}", "{store: out.zarr, chunks: [8, 8], shards: [2048, 2048]}"
+        )
     )
     plan = _plan_pipeline(load_pipeline("tiles.yaml"), resume=False, overwrite=False, device="cpu")
     assert plan.layout.shards is not None
