@@ -152,11 +152,16 @@ def test_special_files_and_huge_documents_are_refused_in_one_line(
 
 
 def test_a_store_record_that_is_a_fifo_is_refused(world):
-    """D6 on an output store: ``status`` of a store whose ``_job/zarr.json`` is a FIFO."""
+    """D6 on an output store: ``logs`` of a store whose job log is a FIFO, ``status`` of one
+    whose ``_job/zarr.json`` is."""
     done = bounded_featuremap(
         "run", "p.yaml", "--input", "in.zarr", "--output", "out.zarr", "--workers", "1", cwd=world
     )
     assert done.returncode == 0, done.stderr
+    _replace(world / "out.zarr" / "_job" / "log.txt", os.mkfifo)
+    line = one_error_line(bounded_featuremap("logs", "out.zarr", cwd=world))
+    assert "job log" in line, line
+    assert "is not a regular file (a FIFO)" in line, line
     _replace(world / "out.zarr" / "_job" / "zarr.json", os.mkfifo)
     line = one_error_line(bounded_featuremap("status", "out.zarr", cwd=world))
     assert "is not a regular file (a FIFO)" in line
