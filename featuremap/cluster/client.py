@@ -15,6 +15,7 @@ import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -145,7 +146,14 @@ def _check_handshake(scheduler: str, security: Any, timeout: object) -> None:
                 "not speak Dask's protocol)"
             ) from None
 
-    asyncio.run(bounded())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
+        asyncio.run(bounded())
+        return
+    # called from a running event loop (a notebook): probe on a thread of its own
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, bounded()).result()
 
 
 def _connect(scheduler: str, security: Any) -> Any:
