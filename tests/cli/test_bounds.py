@@ -165,6 +165,9 @@ def test_a_store_record_that_is_a_fifo_is_refused(world):
     _replace(world / "out.zarr" / "_job" / "zarr.json", os.mkfifo)
     line = one_error_line(bounded_featuremap("status", "out.zarr", cwd=world))
     assert "is not a regular file (a FIFO)" in line
+    _replace(world / "out.zarr" / "_job" / "zarr.json", _gigabyte)  # D9 on a job record
+    line = one_error_line(bounded_featuremap("status", "out.zarr", cwd=world))
+    assert "zarr.json' is larger than 67108864 bytes" in line, line
 
 
 @pytest.fixture
