@@ -15,7 +15,6 @@ import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,6 +125,7 @@ def _check_handshake(scheduler: str, security: Any, timeout: object) -> None:
     bounds both; a silent peer is a :class:`TimeoutError`.
     """
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from dask.utils import parse_timedelta
     from distributed.comm import connect
