@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import BrokenStoreError, describe
 from featuremap.io.layout import FEATURES, JOB_GROUP, ROOT_KEY
+from featuremap.io.sizing import HARD_MAX_BLOCKS
 
 if TYPE_CHECKING:
     from featuremap.io.output import OutputStore
@@ -73,7 +74,14 @@ def _check_grid(output: OutputStore, job: Mapping[str, Any]) -> int | None:
             f"records the block grid {describe(grid)}, but {FEATURES} (shape "
             f"{list(output.features.shape)}, blocks of {list(output.block_shape)}) has {expected}",
         )
-    return math.prod(expected)
+    blocks = math.prod(expected)
+    if blocks > HARD_MAX_BLOCKS:  # no job makes such a store; checking it would never end
+        raise _broken(
+            output,
+            f"{FEATURES}/zarr.json",
+            f"describes {blocks:,} blocks, more than any job writes ({HARD_MAX_BLOCKS:,})",
+        )
+    return blocks
 
 
 def _check_counts(output: OutputStore, blocks: int) -> None:

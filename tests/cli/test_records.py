@@ -99,6 +99,25 @@ def test_wrong_records_are_one_line_in_status_inspect_and_verify(
 
 
 @pytest.mark.timeout(120, method="signal")
+def test_a_forged_store_of_10_to_the_12_blocks_is_refused(done, tmp_path):
+    """D8 with records that agree: ``features`` and the grid both say 10^12 blocks, more than
+    any job writes (10^9): refused before anything counts them."""
+    store = tmp_path / "forged.zarr"
+    shutil.copytree(done, store)
+    for document, edit in (
+        ("features/zarr.json", lambda d: d.update(shape=[1, 32 * 10**6, 32 * 10**6])),
+        ("_job/zarr.json", lambda d: d["attributes"].update(grid=[10**6, 10**6])),
+    ):
+        content = json.loads((store / document).read_text())
+        edit(content)
+        (store / document).write_text(json.dumps(content))
+    for command in ("status", "inspect", "verify"):
+        result = run_cli(command, str(store), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "describes 1,000,000,000,000 blocks" in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(120, method="signal")
 def test_status_costs_the_markers_that_exist_not_the_grid(tmp_path):
     """D8: a store of 10^9 blocks (the most a job may have) with two blocks done. ``status`` lists
     the marker chunks on disk and reads those two: 0.08 s where reading all 15 259 marker
