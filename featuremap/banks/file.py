@@ -32,6 +32,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from featuremap._files import file_kind
 from featuremap.banks._params import MAX_FILTERS, check_weight_shape, optional, text
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
@@ -100,17 +101,9 @@ def _check_regular_file(path: Path) -> int:
     except OSError as error:
         raise InputError(f"weight file {path} cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        kinds = (
-            (stat.S_ISDIR, "a directory"),
-            (stat.S_ISFIFO, "a FIFO"),
-            (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"),
-            (stat.S_ISSOCK, "a socket"),
-        )
-        kind = next((name for test, name in kinds if test(info.st_mode)), "a special file")
         raise InputError(
-            f"weight file {path} is not a regular file ({kind}); give a .npy, .npz or "
-            ".safetensors file"
+            f"weight file {path} is not a regular file ({file_kind(info.st_mode)}); give a "
+            ".npy, .npz or .safetensors file"
         )
     return info.st_size
 

@@ -12,6 +12,7 @@ import zarr
 from featuremap._typing import Array
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
+from featuremap.io._guarded_store import zarr_store
 from featuremap.io.layout import FEATURES, OutputLayout
 from featuremap.io.pyramid import block_level_values
 
@@ -24,7 +25,9 @@ def _features(store: str, session: str, path: str = FEATURES) -> zarr.Array[Any]
     (``session``, its token): a store replaced by another job is never written through the
     metadata of the one it replaced."""
     # in the format the store has (output.format): Zarr v3, or v2 for ngff-0.4
-    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[path]
+    node = zarr.open_group(
+        store=zarr_store(store, read_only=False), mode="r+", use_consolidated=False
+    )[path]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)

@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from featuremap._files import read_document
 from featuremap.errors import InputError, StoreBusyError
 from featuremap.jobs.liveness import heartbeat_liveness
 from featuremap.jobs.state import JobOwner, owner_alive
@@ -44,7 +45,7 @@ def _read_claim(claim: Path) -> dict[str, Any] | None:
     try:
         if claim.is_symlink() or not claim.is_file():
             return None
-        holder = json.loads(claim.read_text())
+        holder = json.loads(read_document(claim, "claim file", "remove it"))
     except (OSError, ValueError):
         return None
     if not isinstance(holder, dict) or not holder.keys() >= _CLAIM_KEYS:

@@ -69,7 +69,8 @@ def test_status_of_an_unfinished_store(tmp_path):
     output = create_output(
         store,
         layout=small_layout((3,)),
-        geometry_attrs={"layers": [layer.to_dict()]},
+        # the geometry every store records (checked against the data: io.records)
+        geometry_attrs={"layers": [layer.to_dict()], **small_layout((3,)).stack.to_dict()},
         weights=[],
         root_attrs={},
         job_attrs={},
