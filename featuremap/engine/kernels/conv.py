@@ -27,6 +27,15 @@ from k ~ 23; model: k ~ 25); C=16 J=32 512^2 -- GEMM 0.25 s vs FFT 0.35 s at k=1
 0.36 s at k=21 (measured k ~ 17; model: k ~ 20). Stride s divides the GEMM cost by s^2 but
 not the FFT cost, which moves the crossover to larger kernels; the model accounts for it.
 
+* ``torch``: PyTorch's direct convolution (oneDNN, :mod:`.onednn`), only where torch is
+  installed (never imported otherwise) and the bank has one group: ``2 J C kh kw`` flops per
+  output pixel at ``TORCH_FLOPS`` plus ``TORCH_OUT_SECONDS`` per output element (its reorders
+  from and to the blocked layout; ``TORCH_SPILL_SECONDS`` where the output outgrows the cache).
+  It wins for strided large kernels with few channels (11x11/4 3 -> 24 on 1024^2, one core:
+  torch 8.1 ms, GEMM 12.7 ms) and loses on large outputs (7x7 1 -> 16 on 2048^2: 286 vs
+  112 ms), depthwise banks (25 vs 13 ms) and 1x1 (33 vs 11 ms). ``"auto"`` takes it only where
+  it is :data:`TORCH_MARGIN` faster than the best NumPy path.
+
 On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) for kernels up to
 7x7 whose tile fits shared memory; larger kernels go through the cost model like on the CPU.
 """
@@ -40,7 +49,10 @@ from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import CONV_METHODS, ConvMethod
 from featuremap.engine.geometry import Pair, output_length
-from featuremap.engine.kernels import cuda  # importing it never imports CuPy
+from featuremap.engine.kernels import (
+    cuda,  # importing it never imports CuPy
+    onednn,
+)
 from featuremap.engine.kernels._namespace import array_namespace
 from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
@@ -69,6 +81,19 @@ PRODUCT_SECONDS = 1.0e-9  # per complex multiply-add of the spectral products
 # float64 spectra (inputs of a large dynamic range, see .fft): per transformed row, relative to
 # float32 -- scipy.fft rfft2 1024^2 1.9 ms vs 1.05 ms; complex128 products move twice the bytes.
 FFT64_FACTOR = 2.0
+# torch (oneDNN direct convolution), same 2-thread units: fitted on one core (11x11/4 3 -> 24
+# 1024^2 8.1 ms, 8 x 227^2 3.5 ms, 7x7/2 3 -> 64 512^2 7.0 ms, 5x5 32 -> 32 256^2 16.4 ms;
+# outputs of 134-268 MB: 4-5 ns per output element) and halved like the GEMM's constants
+TORCH_FLOPS = 400e9
+TORCH_OUT_SECONDS = 0.3e-9  # per output element, output within TORCH_CACHE_BYTES
+TORCH_SPILL_SECONDS = 2e-9  # per output element beyond it
+TORCH_CACHE_BYTES = 32 << 20
+TORCH_CALL_SECONDS = 30e-6  # per tile (.onednn.TILE_BYTES of output)
+# "auto" takes torch only where it is estimated this much faster (its rates vary more by shape)
+TORCH_MARGIN = 0.8
+# nor for kernels wider than this: there the FFT's cost does not grow with the kernel, and
+# oneDNN has pathological large-kernel cases (C=1 J=8 31x31 1024^2: 31 s, PERFORMANCE.md)
+TORCH_MAX_KERNEL = 15
 
 
 def _gemm_seconds(
@@ -141,6 +166,12 @@ def estimate_seconds(
             )
             seconds *= FFT64_FACTOR * double / single
         return seconds + overhead
+    if method == "torch":
+        outputs = n_images * n_filters * out_h * out_w
+        per_output = TORCH_OUT_SECONDS if outputs * 4 <= TORCH_CACHE_BYTES else TORCH_SPILL_SECONDS
+        flops = 2.0 * outputs * group_channels * kh * kw
+        tiles = 1 + outputs * 4 // onednn.TILE_BYTES
+        return flops / TORCH_FLOPS + outputs * per_output + tiles * TORCH_CALL_SECONDS
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
         block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
@@ -160,7 +191,8 @@ def choose_method(
     finite: bool = True,
     float64_spectra: bool = False,
 ) -> str:
-    """The fastest applicable method for this call: ``"gemm"``, ``"fft"`` or ``"separable"``.
+    """The fastest applicable method for this call: ``"gemm"``, ``"fft"``, ``"separable"`` or
+    (torch installed) ``"torch"``.
 
     Parameters
     ----------
@@ -188,8 +220,10 @@ def _choose(
     groups: int,
     finite: bool,
     float64_spectra: bool = False,
+    on_cpu: bool = True,
 ) -> tuple[str, list[ChannelPlan] | None]:
-    """``(method, separable plan or None)`` of the cheapest applicable method."""
+    """``(method, separable plan or None)`` of the cheapest applicable method; ``"torch"`` only
+    ``on_cpu`` (NumPy input) and where :func:`_torch_wins`."""
     gemm = estimate_seconds("gemm", x_shape, weight.shape, stride, dilation, groups)
     if not finite:
         return "gemm", None
@@ -209,7 +243,31 @@ def _choose(
             )
             if costs["separable"] < min(costs["gemm"], costs["fft"]):
                 return "separable", plans
-    return min(("gemm", "fft"), key=costs.__getitem__), None
+    best = min(("gemm", "fft"), key=costs.__getitem__)
+    if on_cpu and _torch_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
+        return "torch", None
+    return best, None
+
+
+def _torch_wins(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    best_seconds: float,
+) -> bool:
+    """Whether torch's direct convolution is installed, applies well (one group, kernels up to
+    :data:`TORCH_MAX_KERNEL`, not a 1x1 stride-1 product that the GEMM reads in place) and is
+    :data:`TORCH_MARGIN` faster."""
+    kh, kw = weight_shape[-2:]
+    pointwise = kh == kw == 1 and stride == (1, 1)
+    if groups != 1 or pointwise or max(kh, kw) > TORCH_MAX_KERNEL:
+        return False
+    if not onednn.available():
+        return False
+    seconds = estimate_seconds("torch", x_shape, weight_shape, stride, dilation, groups)
+    return seconds < TORCH_MARGIN * best_seconds
 
 
 def _finite(x: Array) -> bool:
@@ -238,9 +296,10 @@ def conv2d_valid(
         ``(y, x)``, parsed already (:class:`~featuremap.engine.geometry.LayerGeometry`): the kernels
         never parse a layer's parameters again.
     groups : int
-    method : {"auto", "gemm", "fft", "separable", "direct"}
+    method : {"auto", "gemm", "fft", "separable", "direct", "torch"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
-        ``"direct"`` kernel for kernels up to 7x7). Forcing ``"fft"`` or
+        ``"direct"`` kernel for kernels up to 7x7). ``"torch"`` (NumPy input, torch installed)
+        falls back to the GEMM where its output is not all finite. Forcing ``"fft"`` or
         ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
         raises ``ValueError``.
 
@@ -275,14 +334,25 @@ def conv2d_valid(
         precision = spectra_dtype(images, span)
         if precision == "float64":  # the FFT costs more: another method may now be cheaper
             chosen, plans = _choose(  # the input is finite: the FFT was chosen
-                images.shape, weight, stride, dilation, groups, True, float64_spectra=True
+                images.shape,
+                weight,
+                stride,
+                dilation,
+                groups,
+                True,
+                float64_spectra=True,
+                on_cpu=xp.__name__ == "numpy",
             )
     out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
+    if chosen == "torch":
+        onednn.torch_conv(images, weight, stride, dilation, groups, out)
+        if not onednn.finite_sum(out):  # NaN/Inf (or overflow): the exact GEMM decides
+            chosen = "gemm"
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
         fft_conv(images, weight, stride, dilation, groups, out, precision)
-    else:
+    elif chosen == "separable":
         assert plans is not None  # the separable method always comes with its plan
         separable_conv(images, plans, stride, dilation, out)
     if bias is not None:
@@ -316,10 +386,22 @@ def _method_for(
     the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
     """
     if method == "auto":
-        chosen, plans = _choose(images.shape, weight, stride, dilation, groups, finite=True)
-        if chosen != "gemm" and not _finite(images):
+        on_cpu = array_namespace(images).__name__ == "numpy"
+        chosen, plans = _choose(
+            images.shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu
+        )
+        # torch's output is checked instead (conv2d_valid): one pass over a smaller array
+        if chosen not in ("gemm", "torch") and not _finite(images):
             return "gemm", None
         return chosen, plans
+    if method == "torch":
+        if array_namespace(images).__name__ != "numpy":
+            raise InputError("method 'torch' needs a NumPy array; use 'auto' for CuPy input")
+        if not onednn.available():
+            raise InputError(
+                "method 'torch' needs PyTorch (pip install torch); use 'auto' or 'gemm'"
+            )
+        return method, None
     if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "
