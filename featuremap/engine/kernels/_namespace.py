@@ -7,6 +7,7 @@ The FFT helpers use :mod:`scipy.fft` (multi-threaded with ``workers=``) for NumP
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy
 
 from featuremap._typing import Array
 
-__all__ = ["array_namespace", "fft_module", "reshape_view", "sliding_windows"]
+__all__ = ["array_namespace", "fft_module", "finite_sum", "reshape_view", "sliding_windows"]
 
 
 def array_namespace(x: object) -> ModuleType:
@@ -55,3 +56,14 @@ def fft_module(xp: ModuleType) -> ModuleType:
     import cupyx.scipy.fft  # pragma: no cover - CuPy only
 
     return cupyx.scipy.fft  # pragma: no cover
+
+
+def finite_sum(out: Array) -> bool:
+    """Whether every value of ``out`` is finite, by one sum (cheaper than ``isfinite``, which
+    writes a mask; a sum that overflows only sends the call to the exact GEMM path)."""
+    xp = array_namespace(out)
+    if xp is not numpy:  # pragma: no cover - CuPy only
+        return math.isfinite(float(xp.sum(out)))
+    with numpy.errstate(invalid="ignore", over="ignore"):  # NaN/Inf are the question here
+        total = numpy.add.reduce(numpy.asarray(out), axis=None)
+    return math.isfinite(float(total))

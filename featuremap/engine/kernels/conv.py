@@ -27,6 +27,10 @@ from k ~ 23; model: k ~ 25); C=16 J=32 512^2 -- GEMM 0.25 s vs FFT 0.35 s at k=1
 0.36 s at k=21 (measured k ~ 17; model: k ~ 20). Stride s divides the GEMM cost by s^2 but
 not the FFT cost, which moves the crossover to larger kernels; the model accounts for it.
 
+* ``polyphase``: strided layers (:mod:`.polyphase`): the input copied once into its
+  ``s_y s_x`` phases (``STRIDED_SECONDS`` per element), then a stride-1 GEMM over
+  ``C s_y s_x`` channels with ``L_y L_x`` taps, zero taps included (their multiply-adds are
+  counted) and contiguous patch copies (``PATCH_SECONDS``).
 * ``torch``: PyTorch's direct convolution (oneDNN, :mod:`.onednn`), only where torch is
   installed (never imported otherwise) and the bank has one group: ``2 J C kh kw`` flops per
   output pixel at ``TORCH_FLOPS`` plus ``TORCH_OUT_SECONDS`` per output element (its reorders
@@ -53,9 +57,10 @@ from featuremap.engine.kernels import (
     cuda,  # importing it never imports CuPy
     onednn,
 )
-from featuremap.engine.kernels._namespace import array_namespace
+from featuremap.engine.kernels._namespace import array_namespace, finite_sum
 from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
+from featuremap.engine.kernels.polyphase import phase_kernel, polyphase_conv
 from featuremap.engine.kernels.separable import (
     COLUMN_BLOCK,
     ChannelPlan,
@@ -85,10 +90,10 @@ FFT64_FACTOR = 2.0
 # 1024^2 8.1 ms, 8 x 227^2 3.5 ms, 7x7/2 3 -> 64 512^2 7.0 ms, 5x5 32 -> 32 256^2 16.4 ms;
 # outputs of 134-268 MB: 4-5 ns per output element) and halved like the GEMM's constants
 TORCH_FLOPS = 400e9
-TORCH_OUT_SECONDS = 0.3e-9  # per output element, output within TORCH_CACHE_BYTES
+TORCH_OUT_SECONDS = 0.1e-9  # per output element, output within TORCH_CACHE_BYTES
 TORCH_SPILL_SECONDS = 2e-9  # per output element beyond it
 TORCH_CACHE_BYTES = 32 << 20
-TORCH_CALL_SECONDS = 30e-6  # per tile (.onednn.TILE_BYTES of output)
+TORCH_CALL_SECONDS = 30e-6  # per tile (.onednn.TILES_PER_THREAD per thread)
 # "auto" takes torch only where it is estimated this much faster (its rates vary more by shape)
 TORCH_MARGIN = 0.8
 # nor for kernels wider than this: there the FFT's cost does not grow with the kernel, and
@@ -166,11 +171,23 @@ def estimate_seconds(
             )
             seconds *= FFT64_FACTOR * double / single
         return seconds + overhead
+    if method == "polyphase":
+        (sy, sx), cell = stride, stride[0] * stride[1]
+        lengths = (phase_kernel(kh, sy, dilation[0]), phase_kernel(kw, sx, dilation[1]))
+        phase_size = (out_h + lengths[0] - 1) * (out_w + lengths[1] - 1)
+        copy = n_images * channels * cell * phase_size * STRIDED_SECONDS
+        return copy + _gemm_seconds(
+            n_images * out_h * out_w,
+            n_filters,
+            group_channels * cell,
+            channels * cell,
+            lengths[0] * lengths[1],
+        )
     if method == "torch":
         outputs = n_images * n_filters * out_h * out_w
         per_output = TORCH_OUT_SECONDS if outputs * 4 <= TORCH_CACHE_BYTES else TORCH_SPILL_SECONDS
         flops = 2.0 * outputs * group_channels * kh * kw
-        tiles = 1 + outputs * 4 // onednn.TILE_BYTES
+        tiles = onednn.TILES_PER_THREAD * 2  # (2 threads, like the other constants)
         return flops / TORCH_FLOPS + outputs * per_output + tiles * TORCH_CALL_SECONDS
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
@@ -191,8 +208,8 @@ def choose_method(
     finite: bool = True,
     float64_spectra: bool = False,
 ) -> str:
-    """The fastest applicable method for this call: ``"gemm"``, ``"fft"``, ``"separable"`` or
-    (torch installed) ``"torch"``.
+    """The fastest applicable method for this call: ``"gemm"``, ``"fft"``, ``"separable"``,
+    ``"polyphase"`` (strided) or (torch installed) ``"torch"``.
 
     Parameters
     ----------
@@ -243,7 +260,11 @@ def _choose(
             )
             if costs["separable"] < min(costs["gemm"], costs["fft"]):
                 return "separable", plans
-    best = min(("gemm", "fft"), key=costs.__getitem__)
+    if stride != (1, 1) and on_cpu:
+        costs["polyphase"] = estimate_seconds(
+            "polyphase", x_shape, weight.shape, stride, dilation, groups
+        )
+    best = min(costs, key=costs.__getitem__)
     if on_cpu and _torch_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
         return "torch", None
     return best, None
@@ -296,10 +317,10 @@ def conv2d_valid(
         ``(y, x)``, parsed already (:class:`~featuremap.engine.geometry.LayerGeometry`): the kernels
         never parse a layer's parameters again.
     groups : int
-    method : {"auto", "gemm", "fft", "separable", "direct", "torch"}
+    method : {"auto", "gemm", "fft", "separable", "direct", "torch", "polyphase"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
         ``"direct"`` kernel for kernels up to 7x7). ``"torch"`` (NumPy input, torch installed)
-        falls back to the GEMM where its output is not all finite. Forcing ``"fft"`` or
+        and ``"polyphase"`` fall back to the GEMM where their output is not all finite. Forcing ``"fft"`` or
         ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
         raises ``ValueError``.
 
@@ -343,11 +364,15 @@ def conv2d_valid(
                 float64_spectra=True,
                 on_cpu=xp.__name__ == "numpy",
             )
-    out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
+    out_shape = (images.shape[0], n_filters, out_h, out_w)
     if chosen == "torch":
-        onednn.torch_conv(images, weight, stride, dilation, groups, out)
-        if not onednn.finite_sum(out):  # NaN/Inf (or overflow): the exact GEMM decides
-            chosen = "gemm"
+        out = onednn.torch_conv(images, weight, stride, dilation, groups, out_shape)
+    else:
+        out = xp.empty(out_shape, dtype=xp.float32)
+    if chosen == "polyphase":
+        polyphase_conv(images, weight, stride, dilation, groups, out)
+    if chosen in ("torch", "polyphase") and not finite_sum(out):
+        chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
@@ -390,8 +415,9 @@ def _method_for(
         chosen, plans = _choose(
             images.shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu
         )
-        # torch's output is checked instead (conv2d_valid): one pass over a smaller array
-        if chosen not in ("gemm", "torch") and not _finite(images):
+        # torch's and the phases' outputs are checked instead (conv2d_valid): one pass over
+        # a smaller array
+        if chosen not in ("gemm", "torch", "polyphase") and not _finite(images):
             return "gemm", None
         return chosen, plans
     if method == "torch":
@@ -402,6 +428,8 @@ def _method_for(
                 "method 'torch' needs PyTorch (pip install torch); use 'auto' or 'gemm'"
             )
         return method, None
+    if method == "polyphase":
+        return method, None  # its output is checked (conv2d_valid)
     if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "

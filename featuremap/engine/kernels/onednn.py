@@ -7,9 +7,9 @@ channels (AlexNet's 11x11 stride-4 first layer), where oneDNN's JIT direct convo
 im2col GEMM: there the GEMM is skinny (``J`` = 16-64 rows) and OpenBLAS runs it far below peak,
 while the patch copy costs another 25-30 %.
 
-Threads: like :mod:`.gemm`, the output is cut into tiles (whole images, or bands of output
-rows with their input rows) that Python threads take one at a time, each calling torch with
-one intra-op thread (torch's thread count is a per-thread OpenMP setting, so the caller's is
+Threads: like :mod:`.gemm`, the output is cut into :data:`TILES_PER_THREAD` tiles per BLAS
+thread (groups of images, or bands of output rows with their input rows) that Python threads
+take one at a time, each calling torch with one intra-op thread (torch's thread count is a per-thread OpenMP setting, so the caller's is
 left alone). On the 2-core development machine (AMD EPYC Zen 5, AVX-512, torch 2.13) torch's
 own 2-thread run of the 11x11/4 layer on 1024^2 took 28 ms and 26 CPU-ms against 7.7 ms on one
 thread: its parallel split of this shape does about 3x the work.
@@ -17,42 +17,33 @@ thread: its parallel split of this shape does about 3x the work.
 Non-finite inputs: a direct convolution propagates NaN/Inf exactly to the windows that hold
 them, but which algorithm torch runs is its choice, so an output that is not all finite (a
 single pass over the output: a sum) is recomputed by the exact GEMM path by the caller
-(:func:`finite_sum`).
+(:func:`._namespace.finite_sum`).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy
 
 from featuremap._typing import Array
-from featuremap.engine.kernels._threads import run_tiles
+from featuremap.engine.kernels._threads import blas_threads, run_tiles
 
-__all__ = ["TILE_BYTES", "available", "finite_sum", "torch_conv"]
+__all__ = ["TILES_PER_THREAD", "available", "torch_conv"]
 
-#: Output bytes per tile: small enough that torch's blocked-layout reorders and our copy of the
-#: tile into the output stay in L2/L3, large enough that the per-call overhead (~30 us) is noise.
-TILE_BYTES = 1 << 20
+#: Tiles per thread: more than one, so that a thread slowed by other processes hands its
+#: share to the other, few enough that each torch call stays large (every tile re-reads the
+#: input rows it shares with its neighbours and pays torch's per-call reorders).
+TILES_PER_THREAD = 2
 
 
 @functools.cache
 def available() -> bool:
     """Whether torch can be imported (checked once, without importing it)."""
     return importlib.util.find_spec("torch") is not None
-
-
-def finite_sum(out: Array) -> bool:
-    """Whether every value of ``out`` is finite, by one sum (cheaper than ``isfinite``, which
-    writes a mask; a sum that overflows only sends the call to the exact GEMM path)."""
-    with numpy.errstate(invalid="ignore", over="ignore"):  # NaN/Inf are the question here
-        total = numpy.add.reduce(numpy.asarray(out), axis=None)
-    return math.isfinite(float(total))
 
 
 def _tensor(torch: Any, array: numpy.ndarray) -> Any:
@@ -64,18 +55,21 @@ def _tensor(torch: Any, array: numpy.ndarray) -> Any:
         return torch.from_numpy(array)
 
 
-def _tiles(n_images: int, rows: int, image_bytes: int) -> Iterator[tuple[slice, slice]]:
-    """``(images, output rows)`` of about :data:`TILE_BYTES` of output each."""
-    if image_bytes <= TILE_BYTES:
-        step = max(1, TILE_BYTES // image_bytes)
-        for n0 in range(0, n_images, step):
-            yield slice(n0, min(n0 + step, n_images)), slice(0, rows)
-        return
-    bands = -(-image_bytes // TILE_BYTES)
+def _tiles(n_images: int, rows: int, parts: int) -> list[tuple[slice, slice]]:
+    """``(images, output rows)`` of about ``parts`` equal tiles: groups of whole images, or
+    bands of output rows of each image where there are fewer images than parts."""
+    if n_images >= parts or rows < 2:
+        step = -(-n_images // parts)
+        return [
+            (slice(n0, min(n0 + step, n_images)), slice(0, rows)) for n0 in range(0, n_images, step)
+        ]
+    bands = -(-parts // n_images)
     step = -(-rows // bands)
-    for n in range(n_images):
-        for r0 in range(0, rows, step):
-            yield slice(n, n + 1), slice(r0, min(r0 + step, rows))
+    return [
+        (slice(n, n + 1), slice(r0, min(r0 + step, rows)))
+        for n in range(n_images)
+        for r0 in range(0, rows, step)
+    ]
 
 
 def torch_conv(
@@ -84,34 +78,41 @@ def torch_conv(
     stride: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
-    out: Array,
+    out_shape: tuple[int, int, int, int],
 ) -> Array:
-    """Valid cross-correlation of ``x (N, C, H, W)`` into ``out (N, J, H_out, W_out)`` by
-    ``torch.nn.functional.conv2d`` on tiles; float32 NumPy arrays, already validated."""
+    """Valid cross-correlation of ``x (N, C, H, W)``: ``(N, J, H_out, W_out)`` = ``out_shape``,
+    by ``torch.nn.functional.conv2d`` on tiles (module docstring); float32 NumPy arrays, already
+    validated. With one tile the result is torch's own output array (no copy)."""
     import torch
 
-    rows = out.shape[-2]
     span_y = dilation[0] * (weight.shape[-2] - 1) + 1
     kernel = _tensor(torch, numpy.ascontiguousarray(weight))
 
-    def tile(item: tuple[slice, slice]) -> None:
-        images, band = item
+    def conv(images: slice, band: slice) -> Any:
         in_rows = slice(band.start * stride[0], (band.stop - 1) * stride[0] + span_y)
         previous = torch.get_num_threads()
         torch.set_num_threads(1)  # this thread only (an OpenMP per-thread setting)
         try:
             with torch.no_grad():
-                result = torch.nn.functional.conv2d(
+                return torch.nn.functional.conv2d(
                     _tensor(torch, numpy.asarray(x[images, :, in_rows])),
                     kernel,
                     stride=stride,
                     dilation=dilation,
                     groups=groups,
-                )
+                ).numpy()
         finally:
             torch.set_num_threads(previous)
-        numpy.copyto(out[images, :, band], result.numpy())
 
-    image_bytes = out[0].nbytes if out.shape[0] else 0
-    run_tiles(tile, _tiles(out.shape[0], rows, max(image_bytes, 1)))
+    threads = blas_threads()
+    tiles = _tiles(out_shape[0], out_shape[2], threads * TILES_PER_THREAD if threads > 1 else 1)
+    if len(tiles) == 1:
+        return numpy.ascontiguousarray(conv(*tiles[0]))
+    out = numpy.empty(out_shape, dtype=numpy.float32)
+
+    def tile(item: tuple[slice, slice]) -> None:
+        images, band = item
+        numpy.copyto(out[images, :, band], conv(images, band))
+
+    run_tiles(tile, tiles)
     return out

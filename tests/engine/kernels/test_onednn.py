@@ -35,7 +35,8 @@ def test_torch_path_matches_torch_and_float64(case):
 def test_torch_path_random_shapes_in_bands(monkeypatch):
     """Random shapes, strides, dilations, groups and even kernels, with tiles of a few output
     rows (bands with their input rows) on two threads."""
-    monkeypatch.setattr(onednn, "TILE_BYTES", 256)
+    monkeypatch.setattr(onednn, "TILES_PER_THREAD", 5)
+    monkeypatch.setattr(onednn, "blas_threads", lambda: 2)
     rng = np.random.default_rng(24)
     for _ in range(12):
         groups = int(rng.choice([1, 2, 3]))
@@ -57,11 +58,13 @@ def test_torch_path_random_shapes_in_bands(monkeypatch):
 
 
 def test_tiles_cover_the_output_once():
-    for n_images, rows, image_bytes in [(5, 7, 100), (3, 10, 4 << 20), (1, 1, 8 << 20)]:
+    for n_images, rows, parts in [(5, 7, 4), (3, 10, 8), (1, 1, 4), (1, 9, 1), (2, 3, 16)]:
         covered = np.zeros((n_images, rows), dtype=int)
-        for images, band in onednn._tiles(n_images, rows, image_bytes):
+        tiles = onednn._tiles(n_images, rows, parts)
+        for images, band in tiles:
             covered[images, band] += 1
         assert (covered == 1).all()
+        assert len(tiles) >= min(parts, n_images * rows) // 2
 
 
 def test_torch_threads_of_the_caller_are_restored():
