@@ -1,6 +1,6 @@
 """``conv2d_valid``: PyTorch ``conv2d(padding=0)`` on already padded NumPy/CuPy arrays.
 
-Three paths give the same result to float32 rounding; ``method="auto"`` takes the cheapest by
+Five CPU paths give the same result to float32 rounding; ``method="auto"`` takes the cheapest by
 a time estimate (:func:`estimate_seconds`) whose constants were fitted on the 2-core development
 machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernels.py``:
 
