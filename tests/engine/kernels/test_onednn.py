@@ -18,6 +18,7 @@ from support.torch_reference import (
 )
 
 from featuremap.engine.kernels import choose_method, conv2d_valid, onednn
+from featuremap.engine.kernels._namespace import finite_sum
 from featuremap.errors import InputError
 
 
@@ -127,3 +128,14 @@ def test_importing_the_kernels_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_finite_sum_sees_every_non_finite_value(value):
+    out = np.ones((2, 3, 4, 5), dtype=np.float32)
+    assert finite_sum(out)
+    assert finite_sum(out[:0])
+    out[1, 2, 3, 4] = value
+    assert not finite_sum(out)
+    out[:] = value
+    assert not finite_sum(out)
