@@ -280,7 +280,7 @@ def _torch_wins(
 ) -> bool:
     """Whether torch's direct convolution is installed, applies well (one group, kernels up to
     :data:`TORCH_MAX_KERNEL`, not a 1x1 stride-1 product that the GEMM reads in place) and is
-    :data:`TORCH_MARGIN` faster."""
+    :data:`TORCH_MARGIN` faster, and the import pays (:func:`.onednn.worth_importing`)."""
     kh, kw = weight_shape[-2:]
     pointwise = kh == kw == 1 and stride == (1, 1)
     if groups != 1 or pointwise or max(kh, kw) > TORCH_MAX_KERNEL:
@@ -288,7 +288,9 @@ def _torch_wins(
     if not onednn.available():
         return False
     seconds = estimate_seconds("torch", x_shape, weight_shape, stride, dilation, groups)
-    return seconds < TORCH_MARGIN * best_seconds
+    if seconds >= TORCH_MARGIN * best_seconds:
+        return False
+    return onednn.worth_importing(best_seconds - seconds)
 
 
 def _finite(x: Array) -> bool:

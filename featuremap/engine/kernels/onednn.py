@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 import warnings
 from typing import Any
 
@@ -32,12 +33,31 @@ import numpy
 from featuremap._typing import Array
 from featuremap.engine.kernels._threads import blas_threads, run_tiles
 
-__all__ = ["TILES_PER_THREAD", "available", "torch_conv"]
+__all__ = ["IMPORT_SECONDS", "TILES_PER_THREAD", "available", "torch_conv", "worth_importing"]
 
 #: Tiles per thread: more than one, so that a thread slowed by other processes hands its
 #: share to the other, few enough that each torch call stays large (every tile re-reads the
 #: input rows it shares with its neighbours and pays torch's per-call reorders).
 TILES_PER_THREAD = 2
+
+
+#: What importing torch costs a process (CPU build 2.13 on this machine kind: 1.4-1.7 CPU-s). Until
+#: a process has torch, "auto" takes it only once the time it would have saved there adds up to
+#: this: a small job never pays the import, a long one pays it once (at most twice the better
+#: of the two choices, the ski-rental bound).
+IMPORT_SECONDS = 1.5
+_forgone_seconds = 0.0  # saved time given up so far in this process (races only delay the switch)
+
+
+def worth_importing(saving_seconds: float) -> bool:
+    """Whether a call that torch would make ``saving_seconds`` faster should use it: always once
+    torch is imported in this process, otherwise when the savings given up reach the import's
+    cost (:data:`IMPORT_SECONDS`)."""
+    global _forgone_seconds
+    if "torch" in sys.modules:
+        return True
+    _forgone_seconds += saving_seconds
+    return _forgone_seconds >= IMPORT_SECONDS
 
 
 @functools.cache

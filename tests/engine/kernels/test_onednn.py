@@ -139,3 +139,21 @@ def test_finite_sum_sees_every_non_finite_value(value):
     assert not finite_sum(out)
     out[:] = value
     assert not finite_sum(out)
+
+
+def test_a_process_imports_torch_only_once_its_savings_pay_for_the_import():
+    """The default pipeline's 15x15/2 Gabor on a 526^2 block would be faster through torch, but
+    a small job must not pay torch's import on every worker: the first calls take the NumPy
+    path and torch comes in once the time given up passes the import's cost."""
+    code = (
+        "import sys, numpy as np; from featuremap.engine.kernels import conv2d_valid, onednn; "
+        "x = np.ones((1, 526, 526), np.float32); w = np.ones((16, 1, 15, 15), np.float32); "
+        "conv2d_valid(x, w, stride=(2, 2)); first = 'torch' in sys.modules\n"
+        "given_up = [onednn.worth_importing(0.4) for _ in range(4)]\n"
+        "import torch\n"
+        "print(first, given_up, onednn.worth_importing(1e-9))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False [False, False, False, True] True"
