@@ -53,6 +53,7 @@ from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
 from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
+from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
 from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.state import JobOwner
@@ -328,10 +329,12 @@ def execute_job(
     display = _Display(store, plan.layout.shape[-plan.layout.ndim - 1])
     markers = store.marker_writer(lambda: state.check_token(store, owner), display.save)
     grid = plan.layout.grid_shape
+    watch = InputWatch(plan.source.path, plan.source.name, plan.source_content)
     computed = 0
 
     def on_block(block: tuple[int, ...], stats: FeatureStats) -> None:
         nonlocal computed
+        watch.check_now_and_then()  # before the block is marked: it may hold the new input
         display.add(stats)
         markers.mark(block_number(block, grid))
         computed += 1
@@ -344,6 +347,7 @@ def execute_job(
     try:
         with heartbeat.running():
             _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat, priority)
+            watch.check()  # the last word before the markers make the result whole
             markers.flush()
             _write_tail(plan, store, owner)
     except BaseException as error:
@@ -352,9 +356,10 @@ def execute_job(
             raise lost from (None if lost is error else error)
         unrecorded = _stop(store, owner, markers, client, error)
         if isinstance(error, Exception):
+            why = str(error) if isinstance(error, InputChangedError) else error_line(error)
             raise JobError(
                 f"job writing {plan.store!r} failed after {computed} of "
-                f"{total - skipped} blocks: {error_line(error)}{unrecorded}",
+                f"{total - skipped} blocks: {why}{unrecorded}",
                 log=write_log(plan.store, error),
             ) from error
         raise
