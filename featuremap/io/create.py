@@ -5,6 +5,7 @@ or 2, checksum or not)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -244,6 +245,13 @@ def create_output(
     Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
     """
     store_format = layout.store_format
+    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
+    ome = _ome(layout)
+    if ome is not None:
+        attrs.update(ngff_attributes(ome, store_format.ngff_version))
+    # NaN and Infinity are not JSON: refused before anything is written (the job's planning
+    # refuses their causes with a message of its own; this is the last guard)
+    json.dumps([attrs, dict(geometry_attrs), dict(job_attrs)], allow_nan=False, default=str)
     group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
     _create_features(group, FEATURES, layout, geometry_attrs)
@@ -253,9 +261,5 @@ def create_output(
         _create_levels(group, layout.pyramid, geometry_attrs)
     create_markers(group, MARKERS, layout.blocks_total, store_format)
     group.create_group(DISPLAY)
-    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
-    ome = _ome(layout)
-    if ome is not None:
-        attrs.update(ngff_attributes(ome, store_format.ngff_version))
     group.attrs.update(attrs)
     return OutputStore(store, group)

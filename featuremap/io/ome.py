@@ -23,6 +23,7 @@ attributes of a Zarr v2 group).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,18 @@ def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], li
     return scale, translation
 
 
+def _check_finite(level: Level) -> None:
+    """Refuse a NaN, infinite or overflowing scale or translation: it would place every output
+    pixel nowhere, and JSON (the output's ``zarr.json``) cannot hold it."""
+    for kind, values in (("scale", level.scale), ("translation", level.translation)):
+        if not all(math.isfinite(value) for value in values):
+            raise InputError(
+                f"OME-NGFF dataset {level.path!r} has a {kind} that is not a finite number "
+                f"({describe(list(values))}, composed with the multiscale's); fix the input's "
+                "coordinateTransformations"
+            )
+
+
 def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
     """The first multiscale of a group's attributes, or ``None`` when it is not an NGFF image."""
     ome = attrs.get("ome")
@@ -151,6 +164,8 @@ def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
         )
     if not levels:
         raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
+    for level in levels:
+        _check_finite(level)
     omero = container.get("omero")
     labels = None
     if isinstance(omero, Mapping) and isinstance(omero.get("channels"), list):
