@@ -12,6 +12,7 @@ from featuremap.cli._format import (
     format_pair,
     layer_summary,
     layer_table,
+    overflow_warning,
     physical_line,
     plural,
     print_rich,
@@ -94,6 +95,8 @@ def inspect(store: str, as_json: bool) -> None:
         f"  status    {status['status']}, {status['blocks_done']} of "
         f"{plural(status['blocks_total'], 'block')}"
     )
+    if status.get("overflowed"):
+        click.echo(f"  {overflow_warning(status['overflowed'])}")
     pipeline = report["provenance"].get("pipeline") or {}
     click.echo(
         f"  pipeline  {safe(pipeline.get('name'))} ({plural(len(pipeline.get('layers', [])), 'layer')})"

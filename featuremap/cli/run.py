@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._format import echo_json, overflow_warning, plural, safe
 from featuremap.cli._options import (
     job_options,
     prepare_job,
@@ -113,3 +113,5 @@ def run(
         f"computed, {summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> "
         f"{safe(summary.store)}"
     )
+    if summary.values_overflowed:
+        click.echo(overflow_warning(summary.values_overflowed))

@@ -47,7 +47,10 @@ def write_block(
     Returns the per-feature statistics of the values stored, gathered here from the block in
     memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
-    stored = to_host(block).astype(layout.dtype, copy=False)
+    computed = to_host(block)
+    with np.errstate(over="ignore"):  # counted below, never silent
+        stored = computed.astype(layout.dtype, copy=False)
+    overflow = _overflow(computed, stored, layout.ndim)
     values = _write(_features(store, session), layout, block_slices, stored)
     if layout.pyramid is not None:
         # the levels pool the block as stored, so they are the block means of the stored level 0
@@ -56,7 +59,22 @@ def write_block(
         ):
             array = _features(store, session, level.path)
             _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
-    return FeatureStats.of(values, layout.feature_axis)
+    return FeatureStats.of(values, layout.feature_axis, overflow)
+
+
+def _overflow(computed: np.ndarray, stored: np.ndarray, ndim: int) -> np.ndarray | None:
+    """Per feature (compute order: the axis before the ``ndim`` spatial ones), the values
+    finite as computed that the stored dtype (float16) made infinite; ``None`` when the
+    conversion cannot overflow or did not."""
+    if stored is computed or stored.dtype.itemsize >= computed.dtype.itemsize:
+        return None
+    infinite = np.isinf(stored)
+    if not infinite.any():  # the usual block: one pass
+        return None
+    overflowed = infinite & np.isfinite(computed)
+    axes = tuple(axis for axis in range(overflowed.ndim) if axis != overflowed.ndim - ndim - 1)
+    counts: np.ndarray = overflowed.sum(axis=axes)
+    return counts
 
 
 def _write(

@@ -51,7 +51,7 @@ from featuremap.io import (
 from featuremap.io.markers import block_number
 from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
-from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
+from featuremap.jobs.blocks import BlockJob, InputRangeError, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
 from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
@@ -356,7 +356,8 @@ def execute_job(
             raise lost from (None if lost is error else error)
         unrecorded = _stop(store, owner, markers, client, error)
         if isinstance(error, Exception):
-            why = str(error) if isinstance(error, InputChangedError) else error_line(error)
+            told = isinstance(error, (InputChangedError, InputRangeError))  # whole: they are ours
+            why = str(error) if told else error_line(error)
             raise JobError(
                 f"job writing {plan.store!r} failed after {computed} of "
                 f"{total - skipped} blocks: {why}{unrecorded}",

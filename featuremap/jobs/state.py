@@ -363,9 +363,19 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         "heartbeat": heartbeat,
         "owner": job_attrs.get("owner"),
         "error": attrs.get("error"),
+        "overflowed": _overflowed(store),
         "ticket": ticket,
         "log": ticket.get("log") if isinstance(ticket, Mapping) else None,
     }
+
+
+def _overflowed(store: OutputStore) -> int:
+    """Values the stored dtype made infinite (0 when the display records cannot be read:
+    ``verify`` reports damage, ``status`` must still answer)."""
+    try:
+        return store.overflowed()
+    except Exception:  # noqa: BLE001 -- a damaged display record is no reason to fail status
+        return 0
 
 
 def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
