@@ -77,6 +77,10 @@ def check_removable(store: str, path: Path) -> None:
     parent = path.parent
     if not os.access(parent, os.W_OK | os.X_OK):
         raise _refusal("replace", store, parent, "is a folder this user may not change")
+    parent_stat, uid = parent.stat(), os.geteuid()
+    sticky = parent_stat.st_mode & stat.S_ISVTX and uid != 0
+    if sticky and uid not in (parent_stat.st_uid, path.stat().st_uid):
+        raise _refusal("replace", store, path, "belongs to another user")
     pending = [path]
     while pending:
         folder = pending.pop()
