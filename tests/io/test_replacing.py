@@ -23,12 +23,18 @@ def _old_store(tmp_path: Path) -> Path:
 def test_a_failed_replacement_puts_the_old_store_back_unchanged(tmp_path):
     store = _old_store(tmp_path)
     before = tree_digest(store)
-    with pytest.raises(RuntimeError, match="disk full"), replacing(str(store)) as set_aside:
-        assert set_aside
-        assert not store.exists()  # the path is free for the new store
-        store.mkdir()
-        (store / "zarr.json").write_text('{"new": "half"}')
-        raise RuntimeError("disk full")
+    seen = []
+
+    def fail_half_way() -> None:
+        with replacing(str(store)) as set_aside:
+            seen.append((set_aside, store.exists()))
+            store.mkdir()
+            (store / "zarr.json").write_text('{"new": "half"}')
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        fail_half_way()
+    assert seen == [(True, False)]  # set aside: the path was free for the new store
     assert tree_digest(store) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.zarr"]
 
