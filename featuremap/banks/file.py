@@ -367,9 +367,9 @@ def _choose(
 
 
 def default_bias_names(tensor: str) -> tuple[str, ...]:
-    """The bias arrays looked for beside weight ``tensor`` when ``bias_tensor`` is not given:
-    PyTorch's sibling (``conv1.weight`` -> ``conv1.bias``: a state dict names them so, and
-    dropping the bias silently changed every feature), then :data:`DEFAULT_BIAS_NAME`."""
+    """The biases looked for beside ``tensor`` without ``bias_tensor``: PyTorch's sibling
+    (``conv1.weight`` -> ``conv1.bias``; dropped silently, it changed every feature), then
+    :data:`DEFAULT_BIAS_NAME`."""
     prefix, dot, last = tensor.rpartition(".")
     sibling = (f"{prefix}.{DEFAULT_BIAS_NAME}",) if dot and last == "weight" else ()
     return (*sibling, DEFAULT_BIAS_NAME)
