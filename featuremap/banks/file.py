@@ -361,9 +361,8 @@ def _choose(
             f"weight file {path} has no bias array {describe(bias_tensor)} "
             f"(it holds: {_listing(names)})"
         )
-    if bias_tensor is not None:
-        return tensor, bias_tensor
-    return tensor, next((name for name in default_bias_names(tensor) if name in names), None)
+    defaults = [name for name in default_bias_names(tensor) if name in names]
+    return tensor, bias_tensor or (defaults[0] if defaults else None)
 
 
 def default_bias_names(tensor: str) -> tuple[str, ...]:
