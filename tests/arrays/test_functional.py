@@ -125,3 +125,14 @@ def test_pools_on_an_empty_batch_are_empty_like_torch(case):
         assert type(result) is type(x)
         assert result.shape == (*batch, *expected.shape[1:])
         assert np.asarray(result).shape == result.shape
+
+
+def test_float64_values_beyond_float32_are_refused_not_made_inf():
+    """Finite in, finite out -- or said (issue 23 D3): 1e300 would become inf in float32."""
+    x = np.zeros((1, 1, 8, 8))
+    x[0, 0, 3, 3] = 1e300
+    with pytest.raises(featuremap.InputError, match="beyond float32's range"):
+        featuremap.conv2d(x, np.ones((1, 1, 3, 3)))
+    np.testing.assert_array_equal(
+        featuremap.conv2d(np.zeros((1, 1, 8, 8)), np.ones((1, 1, 3, 3))), 0
+    )
