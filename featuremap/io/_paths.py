@@ -157,7 +157,14 @@ def replacing(store: str) -> Iterator[bool]:
         yield False
         return
     aside = path.with_name(f".{path.name}.replaced-{os.getpid()}-{threading.get_ident()}")
-    os.rename(path, aside)
+    try:
+        os.rename(path, aside)
+        moved = True
+    except OSError:  # a mount point cannot be moved: replaced in place (proven removable)
+        moved = False
+    if not moved:
+        yield False
+        return
     try:
         yield True
     except BaseException:
