@@ -44,3 +44,24 @@ def test_an_input_rewritten_while_the_job_runs_fails_it(tmp_path, client, when):
     assert rewritten
     assert "\n" not in str(raised.value)
     assert state.job_status(OutputStore.open(str(store), "r"))["status"] == "failed"
+
+
+def test_the_change_is_seen_along_the_way(tmp_path, client, monkeypatch):
+    """Checked as blocks finish (here at every one), the job stops before its last block."""
+    from featuremap.jobs import inputwatch
+
+    monkeypatch.setattr(inputwatch, "CHECK_INTERVAL_S", 0.0)
+    source, _ = random_input(tmp_path / "in.zarr", (1, 64, 64), (1, 32, 32), seed=4)
+    layers = [ConvLayer.create(np.ones((2, 1, 3, 3)), padding="same")]
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:
+            _rewrite(source)
+
+    with pytest.raises(JobError, match=r"failed after (\d+) of 16 blocks") as raised:
+        run_layers(
+            layers, input=source, output=str(tmp_path / "out.zarr"), out_chunks=(16, 16),
+            client=client, progress=progress,
+        )  # fmt: skip
+    computed = int(str(raised.value).split("failed after ")[1].split(" ")[0])
+    assert computed < 16
