@@ -17,6 +17,7 @@ from featuremap.jobs.joblog import JobLog
 from featuremap.jobs.registry import (
     JobRecord,
     find_job,
+    job_documents,
     list_jobs,
     publish,
     registered,
@@ -25,7 +26,7 @@ from featuremap.jobs.registry import (
 )
 from featuremap.jobs.state import REVOKED, cancel_job
 
-__all__ = ["Cancelled", "cancel", "job_log", "jobs"]
+__all__ = ["Cancelled", "cancel", "job_documents", "job_log", "jobs"]
 
 
 def jobs(client: Any, *, finished: bool = False) -> list[JobRecord]:

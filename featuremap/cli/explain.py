@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from featuremap.cli._format import echo_json, layer_summary, layer_table, physical_line, print_rich
+from featuremap.cli._format import (
+    echo,
+    echo_json,
+    layer_summary,
+    layer_table,
+    physical_line,
+    print_rich,
+)
 from featuremap.cli._options import join_repeated, refuse_together
 from featuremap.errors import InputError
 
@@ -155,4 +162,4 @@ def explain(
         )
     )
     if physical is not None:
-        click.echo(physical_line(physical))
+        echo(physical_line(physical))

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,12 +165,14 @@ def cluster_client(
     *,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
+    preload: Sequence[str] = (),
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
 
     A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
-    address (e.g. ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is
-    told the dashboard's address when the cluster is up, or connected.
+    address (e.g. ``:8787`` to open it to the network, deliberately); its scheduler runs the
+    ``preload`` modules (``dask scheduler --preload``). ``on_dashboard(link)`` is told the
+    dashboard's address when the cluster is up, or connected.
     """
     if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
@@ -205,6 +207,7 @@ def cluster_client(
             processes=True,
             host=LOOPBACK,
             dashboard_address=dashboard or f"{LOOPBACK}:0",
+            scheduler_kwargs={"preload": list(preload)} if preload else None,
         )
     with cluster, Client(cluster) as local:
         if on_dashboard is not None:

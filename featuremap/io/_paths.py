@@ -8,11 +8,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from featuremap.errors import InputError, error_line
+from featuremap.errors import InputError, describe, error_line
 
 __all__ = [
     "PROTOCOL_EXTRAS",
+    "check_node_path",
     "check_url",
     "dangling_link",
     "is_url",
@@ -32,6 +34,8 @@ PROTOCOL_EXTRAS = {
     "az": "adlfs",
     "abfs": "adlfs",
 }
+#: The longest name of one path segment (bytes, UTF-8): what every common filesystem allows.
+MAX_SEGMENT_BYTES = 255
 #: Protocols whose "stores" vanish with the process: refused as job outputs.
 EPHEMERAL = ("memory",)
 
@@ -40,6 +44,36 @@ def is_url(store: str) -> bool:
     """``True`` for an fsspec URL such as ``s3://bucket/x.zarr`` (``file://`` excluded by
     :func:`normalize_store`)."""
     return "://" in store
+
+
+def check_node_path(name: Any, what: str) -> str:
+    """``name``, the path of an array or group *inside* a store (``--array``, an OME dataset's
+    ``path``), checked to stay inside it: segments separated by ``/``, none empty, ``.`` or
+    ``..``, none over :data:`MAX_SEGMENT_BYTES` bytes, no NUL or backslash.
+
+    Raises
+    ------
+    InputError
+        One line naming ``what`` and the fix.
+    """
+    if not isinstance(name, str) or not name.strip("/"):
+        raise InputError(f"{what} must be a non-empty path string, got {describe(name)}")
+    for segment in name.strip("/").split("/"):
+        if segment in ("", ".", ".."):
+            raise InputError(
+                f"{what} {describe(name)} has a segment {segment!r}: a path inside the store "
+                "has no empty, '.' or '..' segments; name the array itself (e.g. 'images/0')"
+            )
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            raise InputError(
+                f"{what} {describe(name)} has a segment of {len(segment.encode('utf-8', 'surrogatepass'))} "
+                f"bytes; at most {MAX_SEGMENT_BYTES} bytes a segment: give its real name"
+            )
+        if "\x00" in segment or "\\" in segment:
+            raise InputError(
+                f"{what} {describe(name)} holds a NUL or a backslash; separate segments with '/'"
+            )
+    return name
 
 
 def normalize_store(store: str) -> str:

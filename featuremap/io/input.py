@@ -26,7 +26,7 @@ import zarr
 
 from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
 from featuremap.io._bioformats2raw import is_bioformats2raw, series_group
-from featuremap.io._paths import access_error, local_path
+from featuremap.io._paths import access_error, check_node_path, local_path
 from featuremap.io.axes import Axes, resolve_axes
 from featuremap.io.chunk_cache import read_region
 from featuremap.io.layout import FEATURE_DIMS, LEGACY_FEATURE_AXIS
@@ -309,6 +309,7 @@ def _pick_array(group: zarr.Group, store: str, array: str | None) -> tuple[str, 
                 f"(it holds: {', '.join(names) or 'no arrays'})"
             )
         array = candidates[0]
+    check_node_path(array, f"input array ({input_key('array')})")
     found = group.get(array)
     if not isinstance(found, zarr.Array):
         raise InputError(

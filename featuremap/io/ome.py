@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
 from featuremap.io._display import FeatureStats, omero_channels
+from featuremap.io._paths import check_node_path
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
@@ -93,6 +94,8 @@ class Multiscale:
 def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], list[float]]:
     """``(scale, translation)`` of an NGFF ``coordinateTransformations`` list."""
     scale, translation = [1.0] * ndim, [0.0] * ndim
+    if transforms is not None and not isinstance(transforms, list):
+        raise _malformed(f"{where} coordinateTransformations", transforms, "a list")
     for transform in transforms or []:
         kind = transform.get("type") if isinstance(transform, Mapping) else None
         if kind == "identity":
@@ -102,6 +105,11 @@ def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], li
             raise InputError(
                 f"OME-NGFF {where} has a coordinate transformation featuremap cannot read "
                 f"({describe(transform)}); only inline scale and translation are supported"
+            )
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise InputError(
+                f"OME-NGFF {where} {kind} must be numbers, got {describe(values)}; fix the "
+                "image's metadata (zarr.json or .zattrs)"
             )
         if kind == "scale":
             scale = [float(v) for v in values]
@@ -122,39 +130,47 @@ def _check_finite(level: Level) -> None:
             )
 
 
-def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
-    """The first multiscale of a group's attributes, or ``None`` when it is not an NGFF image."""
-    ome = attrs.get("ome")
-    if isinstance(ome, Mapping) and "multiscales" in ome:
-        version, container = str(ome.get("version", "0.5")), ome
-    elif "multiscales" in attrs:
-        container = attrs
-        version = (
-            str(attrs["multiscales"][0].get("version", "0.4")) if attrs["multiscales"] else "0.4"
-        )
-    else:
-        return None
-    multiscales = container.get("multiscales")
-    if (
-        not isinstance(multiscales, list)
-        or not multiscales
-        or not isinstance(multiscales[0], Mapping)
-    ):
-        raise InputError("the group's OME-NGFF multiscales metadata is empty or malformed")
-    first = multiscales[0]
-    axes = tuple(
-        axis if isinstance(axis, Mapping) else {"name": str(axis)} for axis in first.get("axes", [])
+def _malformed(what: str, value: Any, expected: str) -> InputError:
+    return InputError(
+        f"the group's OME-NGFF {what} is malformed ({describe(value)}): it must be {expected}; "
+        "fix the image's metadata (zarr.json or .zattrs)"
     )
-    ndim = len(axes)
+
+
+def _axes(first: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The multiscale's axes: mappings with a string ``name`` (a bare name is NGFF 0.3's)."""
+    axes = first.get("axes", [])
+    if not isinstance(axes, list):
+        raise _malformed("axes", axes, "a list of axes")
+    checked = []
+    for axis in axes:
+        axis = {"name": axis} if isinstance(axis, str) else axis
+        if not isinstance(axis, Mapping) or not isinstance(axis.get("name"), str):
+            raise _malformed("axis", axis, 'a mapping with a string "name"')
+        for key in ("type", "unit"):
+            if axis.get(key) is not None and not isinstance(axis[key], str):
+                raise _malformed(f"axis {key}", axis[key], "a string")
+        checked.append(axis)
+    return tuple(checked)
+
+
+def _levels(first: Mapping[str, Any], ndim: int) -> tuple[Level, ...]:
+    """The multiscale's datasets as levels, with the multiscale's own transforms composed."""
     outer_scale, outer_translation = _transforms(
         first.get("coordinateTransformations"), ndim, "multiscale"
     )
+    datasets = first.get("datasets", [])
+    if not isinstance(datasets, list):
+        raise _malformed("datasets", datasets, "a list of datasets")
     levels = []
-    for dataset in first.get("datasets", []):
+    for dataset in datasets:
+        if not isinstance(dataset, Mapping) or "path" not in dataset:
+            raise _malformed("dataset", dataset, 'a mapping with a "path"')
+        path = check_node_path(dataset["path"], "the OME-NGFF dataset path")
         scale, translation = _transforms(dataset.get("coordinateTransformations"), ndim, "dataset")
         levels.append(
             Level(
-                str(dataset["path"]),
+                path,
                 tuple(o * s for o, s in zip(outer_scale, scale, strict=True)),
                 tuple(
                     o * t + ot
@@ -166,11 +182,47 @@ def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
         raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
     for level in levels:
         _check_finite(level)
-    omero = container.get("omero")
-    labels = None
-    if isinstance(omero, Mapping) and isinstance(omero.get("channels"), list):
-        labels = tuple(str(c.get("label", i)) for i, c in enumerate(omero["channels"]))
-    return Multiscale(version, axes, tuple(levels), labels)
+    return tuple(levels)
+
+
+def _channel_labels(omero: Any) -> tuple[str, ...] | None:
+    """The ``omero`` channel labels, ``None`` when there is no ``omero`` channel list."""
+    if omero is None:
+        return None
+    channels = omero.get("channels") if isinstance(omero, Mapping) else omero
+    if channels is None:
+        return None
+    if not isinstance(channels, list) or not all(isinstance(c, Mapping) for c in channels):
+        raise _malformed("omero channels", channels, "a list of mappings")
+    return tuple(str(c.get("label", i)) for i, c in enumerate(channels))
+
+
+def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
+    """The first multiscale of a group's attributes, or ``None`` when it is not an NGFF image."""
+    ome = attrs.get("ome")
+    if isinstance(ome, Mapping) and "multiscales" in ome:
+        version, container = str(ome.get("version", "0.5")), ome
+    elif "multiscales" in attrs:
+        container = attrs
+        listed = attrs["multiscales"]
+        version = (
+            str(listed[0].get("version", "0.4"))
+            if isinstance(listed, list) and listed and isinstance(listed[0], Mapping)
+            else "0.4"
+        )
+    else:
+        return None
+    multiscales = container.get("multiscales")
+    if (
+        not isinstance(multiscales, list)
+        or not multiscales
+        or not isinstance(multiscales[0], Mapping)
+    ):
+        raise InputError("the group's OME-NGFF multiscales metadata is empty or malformed")
+    first = multiscales[0]
+    axes = _axes(first)
+    levels = _levels(first, len(axes))
+    return Multiscale(version, axes, levels, _channel_labels(container.get("omero")))
 
 
 def _ngff_axis(name: str, kind: str, unit: str | None) -> dict[str, Any]:
