@@ -51,6 +51,7 @@ def test_the_change_is_seen_along_the_way(tmp_path, client, monkeypatch):
     from featuremap.jobs import inputwatch
 
     monkeypatch.setattr(inputwatch, "CHECK_INTERVAL_S", 0.0)
+    monkeypatch.setattr(inputwatch, "_COST_FACTOR", 0.0)
     source, _ = random_input(tmp_path / "in.zarr", (1, 64, 64), (1, 32, 32), seed=4)
     layers = [ConvLayer.create(np.ones((2, 1, 3, 3)), padding="same")]
 
