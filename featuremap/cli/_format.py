@@ -24,6 +24,7 @@ __all__ = [
     "inert_warnings",
     "layer_summary",
     "layer_table",
+    "overflow_warning",
     "physical_line",
     "plural",
     "print_rich",
@@ -73,6 +74,14 @@ def inert_warnings() -> Iterator[None]:
 def plural(count: int, noun: str) -> str:
     """``1 block``, ``2 blocks``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def overflow_warning(count: int) -> str:
+    """The warning for values a store's dtype made infinite (``status``, ``inspect``, ``run``)."""
+    return (
+        f"warning: {plural(count, 'value')} finite as computed became +-inf in the stored dtype "
+        "(float16 ends at +-65504); store float32 (output: {dtype: float32}) to keep them"
+    )
 
 
 def echo_json(data: Any) -> None:

@@ -15,7 +15,7 @@ from featuremap.cli._format import (
     physical_line,
     print_rich,
 )
-from featuremap.cli._options import refuse_together
+from featuremap.cli._options import join_repeated, refuse_together
 from featuremap.errors import InputError
 
 if TYPE_CHECKING:
@@ -78,7 +78,13 @@ def _first_conv_channels(pipeline: Pipeline) -> int:
 @click.option("--array", metavar="NAME", help="Array inside the --input group.")
 @click.option("--axes", metavar="AXES", help="What each input axis is (as for run).")
 @click.option("--level", metavar="LEVEL", help="OME-Zarr resolution level (as for run).")
-@click.option("--region", metavar="REGION", help="Part of the input (as for run).")
+@click.option(
+    "--region",
+    metavar="REGION",
+    multiple=True,
+    callback=join_repeated,
+    help="Part of the input (as for run).",
+)
 @click.option(
     "--channels",
     type=click.IntRange(min=1),

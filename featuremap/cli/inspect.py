@@ -13,6 +13,7 @@ from featuremap.cli._format import (
     format_pair,
     layer_summary,
     layer_table,
+    overflow_warning,
     physical_line,
     plural,
     print_rich,
@@ -95,6 +96,8 @@ def inspect(store: str, as_json: bool) -> None:
         f"  status    {status['status']}, {status['blocks_done']} of "
         f"{plural(status['blocks_total'], 'block')}"
     )
+    if status.get("overflowed"):
+        echo(f"  {overflow_warning(status['overflowed'])}")
     pipeline = report["provenance"].get("pipeline") or {}
     echo(
         f"  pipeline  {safe(pipeline.get('name'))} ({plural(len(pipeline.get('layers', [])), 'layer')})"

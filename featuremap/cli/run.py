@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._format import echo, echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, overflow_warning, plural, safe
 from featuremap.cli._options import (
     job_options,
     prepare_job,
@@ -116,3 +116,5 @@ def run(
         f"computed, {summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> "
         f"{safe(summary.store)}"
     )
+    if summary.values_overflowed:
+        echo(overflow_warning(summary.values_overflowed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._format import echo, echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, overflow_warning, plural, safe
 
 __all__ = ["status"]
 
@@ -40,6 +40,8 @@ def status(store: str, as_json: bool) -> None:
             f"warning: no readable done-marker for {plural(total - done, 'block')} of a complete "
             f"store; check it with 'featuremap verify {safe(store)}'"
         )
+    if info.get("overflowed"):
+        echo(overflow_warning(info["overflowed"]))
     if info.get("error"):
         echo(f"error: {safe(info['error'])}")
     if info["status"] in ("interrupted", "cancelled", "failed"):

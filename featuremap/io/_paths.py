@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ __all__ = [
     "local_path",
     "nearest_existing",
     "normalize_store",
+    "replacing",
     "sweep_partial_files",
     "write_atomically",
 ]
@@ -167,3 +171,38 @@ def access_error(what: str, store: str, error: BaseException) -> InputError:
         else ""
     )
     return InputError(f"cannot open {what} {store!r}: {error_line(error)}{hint}")
+
+
+@contextmanager
+def replacing(store: str) -> Iterator[bool]:
+    """Replace a local store in one step as seen from its path: the old store is renamed aside
+    (a hidden sibling), the block creates the new one at the free path, and only then is the
+    old one deleted; when the block fails, what it created is removed and the old store is put
+    back, unchanged. Yields whether the old store was set aside (``False`` for an object store,
+    or when nothing is there: the caller replaces it in place).
+
+    Deleting the old store first, entry by entry, could stop half-way (an entry the user may
+    not remove), destroying the old result with nothing in its place
+    (:func:`featuremap.io.permissions.check_removable` proves it will not, beforehand).
+    """
+    path = local_path(store)
+    given = Path(normalize_store(store)).expanduser()
+    if path is None or given.is_symlink() or not path.is_dir():  # a link is replaced in place
+        yield False
+        return
+    aside = path.with_name(f".{path.name}.replaced-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(path, aside)
+        moved = True
+    except OSError:  # a mount point cannot be moved: replaced in place (proven removable)
+        moved = False
+    if not moved:
+        yield False
+        return
+    try:
+        yield True
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

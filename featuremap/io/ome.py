@@ -23,6 +23,7 @@ attributes of a Zarr v2 group).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,18 @@ def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], li
     return scale, translation
 
 
+def _check_finite(level: Level) -> None:
+    """Refuse a NaN, infinite or overflowing scale or translation: it would place every output
+    pixel nowhere, and JSON (the output's ``zarr.json``) cannot hold it."""
+    for kind, values in (("scale", level.scale), ("translation", level.translation)):
+        if not all(math.isfinite(value) for value in values):
+            raise InputError(
+                f"OME-NGFF dataset {level.path!r} has a {kind} that is not a finite number "
+                f"({describe(list(values))}, composed with the multiscale's); fix the input's "
+                "coordinateTransformations"
+            )
+
+
 def _malformed(what: str, value: Any, expected: str) -> InputError:
     return InputError(
         f"the group's OME-NGFF {what} is malformed ({describe(value)}): it must be {expected}; "
@@ -167,6 +180,8 @@ def _levels(first: Mapping[str, Any], ndim: int) -> tuple[Level, ...]:
         )
     if not levels:
         raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
+    for level in levels:
+        _check_finite(level)
     return tuple(levels)
 
 

@@ -242,6 +242,17 @@ class OutputStore:
         saved = self._attributes(DISPLAY).get("stats")
         return FeatureStats.from_dict(saved, features) or FeatureStats.empty(features)
 
+    def overflowed(self) -> int:
+        """Values written as +-inf that were finite as computed (float16's range), over the
+        blocks marked done (0 for a store made before they were counted)."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            return 0
+        saved = attrs_dict(self._attributes(DISPLAY).get("stats")).get("overflow")
+        if not isinstance(saved, list):
+            return 0
+        return int(sum(v for v in saved if isinstance(v, (int, float)) and math.isfinite(v)))
+
     def save_display_stats(self, stats: FeatureStats) -> None:
         """Save the statistics of the blocks marked done (before their markers are flushed)."""
         document = self._document(DISPLAY)

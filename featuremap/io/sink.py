@@ -4,6 +4,7 @@ its part of each block level of the pyramid (pooled in memory: level 0 is never 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,9 @@ def write_block(
     Returns the per-feature statistics of the values stored, gathered here from the block in
     memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
-    stored = to_host(block).astype(layout.dtype, copy=False)
+    computed = to_host(block)
+    with np.errstate(over="ignore"):  # counted below, never silent
+        stored = computed.astype(layout.dtype, copy=False)
     values = _write(_features(store, session), layout, block_slices, stored)
     if layout.pyramid is not None:
         # the levels pool the block as stored, so they are the block means of the stored level 0
@@ -59,7 +62,25 @@ def write_block(
         ):
             array = _features(store, session, level.path)
             _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
-    return FeatureStats.of(values, layout.feature_axis)
+    stats = FeatureStats.of(values, layout.feature_axis)
+    if stats.count.sum() < values.size:  # some value is not finite: did the conversion make it?
+        overflow = _overflow(computed, stored, layout.ndim)
+        if overflow is not None:
+            stats = replace(stats, overflow=overflow.astype(np.float64))
+    return stats
+
+
+def _overflow(computed: np.ndarray, stored: np.ndarray, ndim: int) -> np.ndarray | None:
+    """Per feature (compute order: the axis before the ``ndim`` spatial ones), the values
+    finite as computed that the stored dtype (float16) made infinite; ``None`` when the
+    conversion cannot overflow. Called only for a block with a value that is not finite (its
+    statistics tell, at no extra pass): the usual block pays nothing."""
+    if stored is computed or stored.dtype.itemsize >= computed.dtype.itemsize:
+        return None
+    overflowed = np.isinf(stored) & np.isfinite(computed)
+    axes = tuple(axis for axis in range(overflowed.ndim) if axis != overflowed.ndim - ndim - 1)
+    counts: np.ndarray = overflowed.sum(axis=axes)
+    return counts
 
 
 def _write(

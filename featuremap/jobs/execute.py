@@ -52,8 +52,9 @@ from featuremap.io import (
 from featuremap.io.markers import block_number
 from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
-from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
+from featuremap.jobs.blocks import BlockJob, InputRangeError, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
+from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
 from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.state import JobOwner
@@ -357,10 +358,12 @@ def execute_job(
     display = _Display(store, plan.layout.shape[-plan.layout.ndim - 1])
     markers = store.marker_writer(lambda: state.check_token(store, owner), display.save)
     grid = plan.layout.grid_shape
+    watch = InputWatch(plan.source.path, plan.source.name, plan.source_content)
     computed = 0
 
     def on_block(block: tuple[int, ...], stats: FeatureStats) -> None:
         nonlocal computed
+        watch.check_now_and_then()  # before the block is marked: it may hold the new input
         display.add(stats)
         markers.mark(block_number(block, grid))
         computed += 1
@@ -373,13 +376,15 @@ def execute_job(
     try:
         with heartbeat.running():
             _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat, priority)
+            watch.check()  # the last word before the markers make the result whole
             markers.flush()
             _write_tail(plan, store, owner)
     except BaseException as error:
         lost = error if isinstance(error, FencedError) else _lost_store(store, owner)
         if lost is not None:  # whatever failed, the store is another job's now: never touch it
             raise lost from (None if lost is error else error)
-        reason = worker_loss_line(client, error) or error_line(error)
+        told = isinstance(error, (InputChangedError, InputRangeError))  # whole: they are ours
+        reason = str(error) if told else worker_loss_line(client, error) or error_line(error)
         unrecorded = _stop(store, owner, markers, client, error, reason)
         if isinstance(error, Exception):
             raise JobError(

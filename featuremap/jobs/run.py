@@ -46,6 +46,8 @@ class RunSummary:
     blocks_skipped: int
     seconds: float
     dashboard: str | None = None
+    #: Values finite as computed that the stored dtype (float16) made +-inf, in the whole store.
+    values_overflowed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +123,7 @@ def _run_plan(
         with tracker.following(progress) as told:
             computed, skipped = execute_job(active, plan, store, owner, devices, told, priority)
     return RunSummary(
+        values_overflowed=OutputStore.open(plan.store, "r").overflowed(),
         status="complete",
         store=plan.store,
         blocks_total=plan.layout.blocks_total,

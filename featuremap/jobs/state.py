@@ -405,9 +405,18 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         "heartbeat": job_attrs.get("heartbeat"),
         "owner": job_attrs.get("owner"),
         "error": attrs.get("error"),
+        "overflowed": _overflowed(store),
         "ticket": ticket,
         "log": ticket.get("log") if isinstance(ticket, Mapping) else None,
     }
+
+
+def _overflowed(store: OutputStore) -> int:
+    """Values the stored dtype made infinite; 0 for unreadable records (``verify`` tells)."""
+    try:
+        return store.overflowed()
+    except Exception:  # noqa: BLE001 -- a damaged display record is no reason to fail status
+        return 0
 
 
 def _may_take_over(store: OutputStore, owner: JobOwner | None) -> bool:

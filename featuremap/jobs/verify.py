@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from featuremap.errors import spoken
-from featuremap.io import Block, OutputStore, open_output
+from featuremap.io import Block, OutputStore, local_path, open_output
 from featuremap.io.chunks import (
     Chunk,
     delete_chunks,
@@ -56,6 +56,7 @@ from featuremap.io.chunks import (
 )
 from featuremap.io.markers import BLOCKS_PER_CHUNK, block_number, marker_chunk_count
 from featuremap.io.output import array_at, attrs_dict, feature_chunk
+from featuremap.io.permissions import check_writable
 from featuremap.jobs import state
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -334,6 +335,9 @@ def verify_store(store: str | os.PathLike[str], *, repair: bool = False) -> Veri
     documents = metadata_documents(path)
     if repair:
         state.check_takeover(output, fingerprint=None)
+        local = local_path(path)
+        if local is not None:  # prove it first: a repair that stops half-way is new damage
+            check_writable(path, local, action="repair")
     status = state.job_status(output)
     marked, bad_marker_chunks = _marker_bits(output)
     on_disk = output.stored_blocks()
