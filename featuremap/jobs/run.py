@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -17,7 +18,7 @@ from featuremap.cluster.client import cluster_client
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import stack_ndim
-from featuremap.errors import InputError, option
+from featuremap.errors import InputError, error_line, option
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
@@ -269,14 +270,36 @@ def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan, record:
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
     The task takes the ownership over (its own host and process, the job's id), so that
     ``status`` sees at once when its worker is gone.
+
+    Returns the store's path, or how the job ended (``failed: ...``): a job's failure is
+    recorded in its store, its log and the registry, and the task itself never errs. An erred
+    task's exception is kept by the worker with its traceback, and that traceback holds the
+    frames of the task -- this one's ``plan`` and the job's scattered weights (up to 256 MiB
+    for a large learned bank) -- for the worker's lifetime (measured with Dask 2026.7: one
+    bank more per failed job). The frames the error passed through are cleared too.
     """
     from distributed import worker_client
 
-    store = OutputStore.open(plan.store, "r+")
-    with worker_client() as client, JobTracker(client, record).following() as told:
-        adopted = state.adopt_job(store, owner)
-        execute_job(client, plan, store, adopted, devices, told, record.priority)
+    try:
+        with worker_client() as client, JobTracker(client, record).following() as told:
+            store = OutputStore.open(plan.store, "r+")
+            adopted = state.adopt_job(store, owner)
+            execute_job(client, plan, store, adopted, devices, told, record.priority)
+    except Exception as error:  # noqa: BLE001 -- recorded by the tracker; see above
+        ended = f"{type(error).__name__}: {error_line(error)}"
+        _forget_frames(error)
+        return ended
     return plan.store
+
+
+def _forget_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames ``error`` and its causes went through."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def submit(
