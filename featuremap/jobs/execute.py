@@ -5,8 +5,8 @@
 2. :func:`execute_job` streams the blocks to the cluster through a bounded window: blocks not yet
    done are generated lazily from the done-markers, at most the job's share of the cluster's
    window is in flight (:func:`featuremap.jobs.share.fair_window`: a few tasks per worker
-   thread, split among the jobs running at once), and finished tasks let the next ones in once
-   half of it is done. A task reads, computes and writes its own block
+   thread, split among the jobs running at once), and finished tasks let the next ones in
+   half a share at a time. A task reads, computes and writes its own block
    (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
    small futures, never a graph of every block: what featuremap keeps is the same at 10^3 and
    10^8 blocks (Dask's own per-submission records are in ``docs/scaling.md``). The job's shared
@@ -57,7 +57,13 @@ from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
 from featuremap.jobs.plan import JobPlan
 from featuremap.jobs.registry import task_prefix
-from featuremap.jobs.share import MIN_WINDOW, TASKS_PER_THREAD, fair_window, window_size
+from featuremap.jobs.share import (
+    MIN_WINDOW,
+    TASKS_PER_THREAD,
+    fair_window,
+    task_priority,
+    window_size,
+)
 from featuremap.jobs.state import JobOwner
 from featuremap.jobs.target import plan_mode
 from featuremap.jobs.worker_loss import worker_loss_line
@@ -233,7 +239,7 @@ def _stream_blocks(
             batch,
             key=[block_key(owner.id, block) for block in batch],
             retries=RETRIES,
-            priority=priority,
+            priority=task_priority(priority),  # first in, first out between jobs: see there
             **restrictions,
         )
         blocks.update(zip((future.key for future in futures), batch, strict=True))
@@ -292,7 +298,7 @@ def share_job(client: Any, job: BlockJob, priority: int = 0) -> Any:
 
 
 def block_key(job: str, block: tuple[int, ...]) -> str:
-    """The Dask key of job ``job``'s task for ``block``: ``featuremap-<id>-block-<i.j...>``."""
+    """The Dask key of job ``job``'s task for ``block``: ``featuremap_<id>-block-<i.j...>``."""
     return f"{task_prefix(job)}block-{'.'.join(map(str, block))}"
 
 

@@ -54,8 +54,14 @@ def short_id(job: str) -> str:
 
 
 def task_prefix(job: str) -> str:
-    """What the Dask keys of job ``job``'s tasks start with: ``featuremap-<id>-``."""
-    return f"featuremap-{short_id(job)}-"
+    """What the Dask keys of job ``job``'s tasks start with: ``featuremap_<id>-``.
+
+    Dask's dashboard groups tasks by the key up to its first ``-``-word that holds a digit
+    (``dask.utils.key_split``): ``featuremap-3f2a9c01b7d4-block-0.1`` would be grouped as
+    ``featuremap`` with every other job's, ``featuremap_3f2a9c01b7d4-block-0.1`` is
+    ``featuremap_3f2a9c01b7d4-block``, one task group (and colour, and progress bar) a job.
+    """
+    return f"featuremap_{short_id(job)}-"
 
 
 def submitter() -> str:

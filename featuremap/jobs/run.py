@@ -320,7 +320,7 @@ def submit(
     """Start a pipeline on a running cluster and return the output store's path at once.
 
     The store is created and marked ``running`` before this returns; the job then runs inside a
-    task on the cluster (its driver, key ``featuremap-<id>-driver``), independent of the
+    task on the cluster (its driver, key ``featuremap_<id>-driver``), independent of the
     caller, its tasks under Dask ``priority``. ``on_submitted(record, dashboard_link)`` is told
     the job's registry record (:mod:`featuremap.jobs.registry`). Follow it with
     :func:`featuremap.jobs.state.read_status` or :func:`featuremap.jobs.registry.list_jobs`.

@@ -6,6 +6,14 @@ job submitted behind a backlog waits for all of it. So each job's driver limits 
 flight: the cluster's window (:func:`window_size`: a few tasks per worker thread) is split among
 the jobs running on it, re-read from the cluster's registry (:mod:`.registry`) at every refill.
 
+Dask orders the queue by priority, then by its "generation": for tasks submitted from a task
+(a submitted job's driver) that is the driver's priority, the same for every batch, and then
+by the task's place in its own batch -- so a batch just submitted goes before the rest of an
+older one, and the job that refilled last is served first: two such jobs measured 9 % / 91 %
+of the blocks over 10 s. Each batch is therefore submitted under :func:`task_priority`, the
+job's priority less a small amount that grows with time, which makes the queue first in, first
+out between the jobs' batches, whoever submitted them.
+
 A job counts the running jobs of its own priority or higher. Jobs of equal priority split the
 window evenly, so however many run, the queue holds about one window and a newcomer waits behind
 at most that; Dask's queue interleaves equal priorities in the order their batches came, so each
@@ -22,7 +30,14 @@ from typing import Any
 
 from featuremap.jobs.registry import JobRecord, registered
 
-__all__ = ["MIN_SHARE", "MIN_WINDOW", "STALE_S", "TASKS_PER_THREAD", "fair_window", "window_size"]
+__all__ = [
+    "MIN_SHARE",
+    "MIN_WINDOW",
+    "STALE_S",
+    "TASKS_PER_THREAD",
+    "fair_window",
+    "window_size",
+]
 
 #: Tasks in flight per worker thread: enough that a worker never waits for its next block.
 TASKS_PER_THREAD = 4
@@ -40,6 +55,18 @@ MIN_SHARE = 8
 #: driver died without telling the scheduler (a job publishes its progress every second while its
 #: blocks finish, :data:`featuremap.jobs.tracking.PUBLISH_INTERVAL_S`).
 STALE_S = 60.0
+
+
+#: What :func:`task_priority` takes off a job's priority per second of the clock: small enough
+#: that a century of seconds stays under 1 (a priority step), large enough for a double to tell
+#: apart batches milliseconds apart at the priorities people use (|p| < 10^3).
+FIFO_PER_S = 1e-10
+
+
+def task_priority(priority: int, now: float | None = None) -> float:
+    """The Dask priority of a batch submitted ``now`` (default: the clock) by a job of
+    ``priority``: earlier batches first among equal priorities, whichever job sent them."""
+    return priority - FIFO_PER_S * (time.time() if now is None else now)
 
 
 def window_size(client: Any) -> int:
@@ -77,6 +104,8 @@ def _rivals(client: Any, job: str, priority: int) -> int:
 
 def fair_window(client: Any, job: str, priority: int) -> int:
     """Tasks job ``job`` may have in flight now: the cluster's window split evenly among the
-    running jobs of its priority or higher (itself included), at least :data:`MIN_SHARE`."""
+    running jobs of its priority or higher (itself included), at least :data:`MIN_SHARE`.
+
+    """
     window = window_size(client)
     return max(MIN_SHARE, window // (1 + _rivals(client, job, priority)))

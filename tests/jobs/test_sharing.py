@@ -15,6 +15,7 @@ import pytest
 import zarr
 from support.procs import dask_cluster, wait_for
 
+from featuremap.apps.jobs import cancel
 from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.run import submit
 from featuremap.jobs.share import window_size
@@ -39,10 +40,12 @@ def cluster(tmp_path_factory):
     """``(address, client)``: the scheduler and a client of it, its two workers connected."""
     from distributed import Client
 
-    with dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as (address, _):
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            yield address, client
+    with (
+        dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as (address, _),
+        Client(address, timeout="30s") as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        yield address, client
 
 
 def _pipeline(folder: Path, name: str, data: np.ndarray, bank: np.ndarray, chunk: int) -> Path:
@@ -59,7 +62,7 @@ def _in_flight(client, prefixes: dict[str, str]) -> Counter[str]:
     """Block tasks of each job the scheduler holds but has not finished (queued or running)."""
 
     def count(dask_scheduler, prefixes=prefixes):  # runs on the scheduler
-        counts = {name: 0 for name in prefixes}
+        counts = dict.fromkeys(prefixes, 0)
         for key, task in dask_scheduler.tasks.items():
             for name, prefix in prefixes.items():
                 if str(key).startswith(prefix) and task.state not in ("memory", "erred"):
@@ -75,7 +78,7 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     pipeline = _pipeline(
         tmp_path,
         "long",
-        rng.random((1, 256, 512), dtype=np.float32),
+        rng.random((1, 512, 768), dtype=np.float32),
         rng.standard_normal((16, 1, 9, 9)).astype(np.float32),
         chunk=16,
     )  # 512 blocks of 16 x 16, a chunk file per feature: each job stays backlogged throughout
@@ -98,7 +101,8 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
 
     def sample() -> None:
         while not stop.wait(0.3):
-            peaks.update({k: v - peaks[k] for k, v in _in_flight(client, prefixes).items() if v > peaks[k]})
+            for name, count in _in_flight(client, prefixes).items():
+                peaks[name] = max(peaks[name], count)
 
     sampler = threading.Thread(target=sample)
     start = time.time()
@@ -107,7 +111,8 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     stop.set()
     sampler.join()
     end = time.time()
-    assert all(read_status(s)["status"] == "running" for s in stores.values()), "not backlogged"
+    ended = {name: read_status(store) for name, store in stores.items()}
+    assert all(info["status"] == "running" for info in ended.values()), ("not backlogged", ended)
 
     started: Counter[str] = Counter()
     for task in client.get_task_stream(start=start):
@@ -126,6 +131,4 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     for name in ids:
         assert peaks[name] <= window // 2 + 1, (peaks, window)
     for job in ids.values():
-        from featuremap.apps.jobs import cancel
-
         cancel(job, client)
