@@ -88,6 +88,7 @@ class JobTicket:
     priority: int = 0
     scheduler: str | None = None
     log: str | None = None
+    resume: str | None = None  # the command that finishes the job, when a command started it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +114,7 @@ class JobRecord:
     updated: str
     error: str | None = None
     log: str | None = None
+    resume: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +167,7 @@ def reconcile(record: JobRecord) -> JobRecord:
             return replace(record, state="failed", error="its store was taken over by another job")
         return record
     status = info["status"]
-    queued = record.state == "queued" and status == "running"
+    queued = status == "queued" or (record.state == "queued" and status == "running")
     return replace(
         record,
         state="queued" if queued else status,

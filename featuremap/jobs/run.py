@@ -29,11 +29,16 @@ from featuremap.jobs.state import JobOwner
 from featuremap.jobs.tracking import JobTracker, job_record, new_ticket
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
-__all__ = ["DASHBOARD_PRELOAD", "RunSummary", "run", "run_layers", "submit"]
+__all__ = ["DASHBOARD_PRELOAD", "DRIVER_PRIORITY", "RunSummary", "run", "run_layers", "submit"]
 
 #: The scheduler preload that serves the jobs page (:mod:`featuremap.jobs.dashboard`): a local
 #: cluster's scheduler runs it; named, not imported, so that a run loads no web server code.
 DASHBOARD_PRELOAD = "featuremap.jobs.dashboard"
+#: The Dask priority of every submitted job's driver task, whatever the job's own: a driver
+#: secedes from its thread at once and only queues the job's blocks (under the job's priority),
+#: so it goes ahead of every block task and a queued job waits about one block's time for it
+#: (until then nothing renews the job's heartbeat: :data:`featuremap.jobs.state.QUEUED_TIMEOUT_S`).
+DRIVER_PRIORITY = 10**9
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ def _run_plan(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    resume_command: str | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
     links: list[str] = []
@@ -116,7 +122,9 @@ def _run_plan(
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
-        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        ticket = new_ticket(
+            plan, owner, scheduler=scheduler, priority=priority, resume=resume_command
+        )
         store = open_job(plan, owner, ticket.to_dict())
         tracker = JobTracker(active, job_record(plan, owner, ticket, "running"))
         with tracker.following(progress) as told:
@@ -150,6 +158,7 @@ def run(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    resume_command: str | None = None,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -180,6 +189,9 @@ def run(
         when it is up).
     priority : int
         Dask priority of the job's tasks (higher first).
+    resume_command : str, optional
+        The command line that would finish this job if it is interrupted (the command line
+        gives it; ``featuremap status`` and ``jobs`` show it).
 
     Returns
     -------
@@ -208,6 +220,7 @@ def run(
         dashboard=dashboard,
         on_dashboard=on_dashboard,
         priority=priority,
+        resume_command=resume_command,
     )
 
 
@@ -316,12 +329,14 @@ def submit(
     allow_large: bool = False,
     priority: int = 0,
     on_submitted: Callable[[JobRecord, str | None], None] | None = None,
+    resume_command: str | None = None,
 ) -> str:
     """Start a pipeline on a running cluster and return the output store's path at once.
 
     The store is created and marked ``running`` before this returns; the job then runs inside a
     task on the cluster (its driver, key ``featuremap_<id>-driver``), independent of the
-    caller, its tasks under Dask ``priority``. ``on_submitted(record, dashboard_link)`` is told
+    caller, its tasks under Dask ``priority``; ``resume_command`` is the command line that
+    would finish it after an interruption. ``on_submitted(record, dashboard_link)`` is told
     the job's registry record (:mod:`featuremap.jobs.registry`). Follow it with
     :func:`featuremap.jobs.state.read_status` or :func:`featuremap.jobs.registry.list_jobs`.
     """
@@ -335,7 +350,9 @@ def submit(
         devices = plan_devices(client, plan.device)
         # this process exits at once: the driver task adopts the job
         owner = state.new_owner(process=False)
-        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        ticket = new_ticket(
+            plan, owner, scheduler=scheduler, priority=priority, resume=resume_command
+        )
         open_job(plan, owner, ticket.to_dict())
         record = job_record(plan, owner, ticket, "queued")
         publish(client, record)
@@ -346,7 +363,7 @@ def submit(
             devices,
             record,
             key=f"{task_prefix(owner.id)}driver",
-            priority=priority,
+            priority=DRIVER_PRIORITY,
         )
         fire_and_forget(driver)
         if on_submitted is not None:

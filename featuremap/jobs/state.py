@@ -62,6 +62,7 @@ from featuremap.jobs.liveness import (
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
+    "QUEUED_TIMEOUT_S",
     "REVOKED",
     "JobOwner",
     "adopt_job",
@@ -86,6 +87,11 @@ __all__ = [
 
 #: The token ``featuremap cancel`` leaves in a store: the cancelled job's own, revoked.
 REVOKED = "cancelled-"
+#: How long a submitted job whose driver has not started yet (no process adopted it) reads
+#: ``queued``, not ``interrupted``: nothing beats for it while it waits for a worker thread (its
+#: driver goes ahead of every block task, so that is about one block's time), and a scheduler
+#: lost meanwhile shows only when this has passed.
+QUEUED_TIMEOUT_S = 600.0
 
 
 def utc_now() -> str:
@@ -281,7 +287,7 @@ def cancel_job(store: OutputStore, job: str, *, by: str) -> None:
     """
     info = job_status(store)
     owner = JobOwner.from_dict(info["owner"])
-    if owner is None or owner.id != job or info["status"] != "running":
+    if owner is None or owner.id != job or info["status"] not in ("running", "queued"):
         raise InputError(
             f"job {job[:12]} is not running in {store.path!r} (the store is {info['status']}"
             f"{'' if owner is None or owner.id == job else ', under job ' + owner.id[:12]}); "
@@ -390,11 +396,13 @@ def job_status(store: OutputStore) -> dict[str, Any]:
     job_attrs = store.job
     status = attrs.get("status", "running")
     owner = JobOwner.from_dict(job_attrs.get("owner"))
-    if status == "running":
+    ticket = job_attrs.get("ticket")
+    if status == "running" and _waiting(owner, job_attrs.get("heartbeat"), ticket):
+        status = "queued"  # submitted, no driver yet: nothing renews its heartbeat
+    elif status == "running":
         status = _running_status(store, owner)
     done = store.count_done()
     pipeline = attrs.get("pipeline")
-    ticket = job_attrs.get("ticket")
     return {
         "status": status,
         "name": pipeline.get("name") if isinstance(pipeline, Mapping) else None,
@@ -421,6 +429,21 @@ def _may_take_over(store: OutputStore, owner: JobOwner | None) -> bool:
         return not alive
     patience = HEARTBEAT_TIMEOUT_S + 1.0
     return _heartbeat_liveness(store, watch=True, patience_s=patience) == "dead"
+
+
+def _waiting(owner: JobOwner | None, heartbeat: Any, ticket: Any) -> bool:
+    """Whether the store's job was submitted to a cluster, no driver has adopted it yet
+    (:meth:`JobOwner.new` ``process=False``; :func:`adopt_job` records its process), and it
+    was submitted (its heartbeat, by the submitter's clock) less than
+    :data:`QUEUED_TIMEOUT_S` ago; after that its heartbeat decides, as for any job."""
+    submitted = isinstance(ticket, Mapping) and bool(ticket.get("scheduler"))
+    return (
+        submitted
+        and owner is not None
+        and owner.pid is None
+        and isinstance(heartbeat, (int, float))
+        and time.time() - heartbeat <= QUEUED_TIMEOUT_S
+    )
 
 
 def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
@@ -456,8 +479,10 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
     """
     state = job_status(store)
     owner = JobOwner.from_dict(state["owner"])
-    # what status shows is not enough to take a job over: its heartbeat must be seen still
-    if store.root.get("status", "running") == "running" and not _may_take_over(store, owner):
+    # what status shows is not enough to take a job over: its heartbeat must be seen still (a
+    # queued job's does not change until its driver starts: it is never taken over)
+    running = store.root.get("status", "running") == "running"
+    if state["status"] == "queued" or (running and not _may_take_over(store, owner)):
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
             f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "

@@ -132,3 +132,68 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
         assert peaks[name] <= window // 2 + 1, (peaks, window)
     for job in ids.values():
         cancel(job, client)
+
+
+#: Jobs that fail in :func:`test_failed_jobs_leave_nothing_on_the_workers`, and how many at once.
+FAILED_JOBS, AT_ONCE = 20, 4
+#: A learned bank of 64 MiB (the largest a `file` bank may hold): 4 227 filters of 63 x 63 float32.
+BANK_SHAPE = (4227, 1, 63, 63)
+#: How much a worker's RSS may end above its baseline. A job that left its weights behind adds
+#: 64 MiB, twenty add 1.25 GiB (before the driver's exception stopped pinning them: +66 MiB a
+#: job on the driver's worker); what moves otherwise is the allocator's arenas and Dask's own
+#: bookkeeping (+0-25 MiB measured after 20 jobs).
+RSS_MARGIN = 48 * 2**20
+
+
+def _rss(client) -> dict[str, int]:
+    def resident() -> int:  # runs on each worker
+        import gc
+
+        import psutil
+
+        gc.collect()
+        return psutil.Process().memory_info().rss
+
+    return client.run(resident)
+
+
+def _keys(client) -> list[str]:
+    """The keys the scheduler holds (a task, a future's data)."""
+    return client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+
+
+def test_failed_jobs_leave_nothing_on_the_workers(tmp_path, cluster):
+    address, client = cluster
+    rng = np.random.default_rng(5)
+    pipeline = _pipeline(
+        tmp_path,
+        "leak",
+        rng.random((1, 32, 32), dtype=np.float32),
+        rng.standard_normal(BANK_SHAPE, dtype=np.float32),
+        chunk=32,
+    )
+    for chunk in (tmp_path / "leak-in.zarr" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"not a chunk")  # every block fails reading its input
+
+    def fail(names: list[str]) -> None:
+        stores = [str(tmp_path / f"{name}.zarr") for name in names]
+        for store in stores:
+            submit(pipeline, scheduler=address, output=store)
+        wait_for(lambda: all(read_status(s)["status"] == "failed" for s in stores), 120, "failures")
+        assert "unreadable input chunk" in read_status(stores[0])["error"]
+
+    # imports, caches, Dask's first records and the allocator's arenas of a batch of jobs at
+    # once: the baseline includes them
+    fail([f"warm-{i}" for i in range(AT_ONCE)])
+    wait_for(lambda: not _keys(client), 15, "the cluster to forget the job")
+    baseline = _rss(client)
+    for first in range(0, FAILED_JOBS, AT_ONCE):
+        fail([f"failed-{i}" for i in range(first, first + AT_ONCE)])
+    wait_for(lambda: not _keys(client), 15, "the cluster to forget the jobs")
+    grown = {worker: rss - baseline[worker] for worker, rss in _rss(client).items()}
+    print(
+        f"worker RSS after {FAILED_JOBS} failed jobs, over the baseline (MiB):",
+        grown_mib := {worker: round(growth / 2**20, 1) for worker, growth in grown.items()},
+    )
+    assert all(growth < RSS_MARGIN for growth in grown.values()), grown_mib
