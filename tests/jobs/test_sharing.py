@@ -138,20 +138,25 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
 FAILED_JOBS, AT_ONCE = 20, 4
 #: A learned bank of 64 MiB (the largest a `file` bank may hold): 4 227 filters of 63 x 63 float32.
 BANK_SHAPE = (4227, 1, 63, 63)
-#: How much a worker's RSS may end above its baseline. A job that left its weights behind adds
-#: 64 MiB, twenty add 1.25 GiB (before the driver's exception stopped pinning them: +66 MiB a
-#: job on the driver's worker); what moves otherwise is the allocator's arenas and Dask's own
-#: bookkeeping (+0-25 MiB measured after 20 jobs).
+#: How much a worker's RSS may end above its baseline: less than one bank. A job that left its
+#: weights behind adds 64 MiB, twenty add 1.25 GiB (before a submitted job's driver stopped
+#: erring: +66 MiB a job on the driver's worker, +1.3 GiB after 20); what moves otherwise is
+#: the allocator's arenas and Dask's own bookkeeping (0-33 MiB measured after 20 jobs under
+#: load, free pages not handed back).
 RSS_MARGIN = 48 * 2**20
 
 
 def _rss(client) -> dict[str, int]:
     def resident() -> int:  # runs on each worker
+        import ctypes
         import gc
 
         import psutil
 
         gc.collect()
+        # hand the allocator's free pages back, as a worker under a nanny does on its own
+        # (Dask's nanny sets MALLOC_TRIM_THRESHOLD_; these workers run without one)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         return psutil.Process().memory_info().rss
 
     return client.run(resident)
