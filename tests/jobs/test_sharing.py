@@ -130,8 +130,46 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     window = window_size(client)
     for name in ids:
         assert peaks[name] <= window // 2 + 1, (peaks, window)
-    for job in ids.values():
-        cancel(job, client)
+
+    # a job of higher priority behind their backlog starts before it has run another window
+    urgent = _pipeline(
+        tmp_path,
+        "urgent",
+        rng.random((1, 64, 64), dtype=np.float32),
+        rng.standard_normal((16, 1, 9, 9)).astype(np.float32),
+        chunk=16,
+    )  # 16 blocks
+    submitted_at = time.time()
+    submit(
+        urgent,
+        scheduler=address,
+        output=str(tmp_path / "urgent.zarr"),
+        priority=10,
+        on_submitted=lambda record, _: ids.__setitem__("urgent", record.id),
+    )
+    urgent_store = str(tmp_path / "urgent.zarr")
+    wait_for(lambda: read_status(urgent_store)["blocks_done"] > 0, 60, "the urgent job's blocks")
+    firsts = _first_starts(client, submitted_at, {**prefixes, "urgent": task_prefix(ids["urgent"])})
+    before = sum(1 for name, start in firsts if name != "urgent" and start < _urgent(firsts))
+    print(f"backlog blocks started before the urgent job's first: {before} (window {window})")
+    assert before < window, before
+    for name in ("a", "b"):
+        cancel(ids[name], client)
+
+
+def _first_starts(client, since: float, prefixes: dict[str, str]) -> list[tuple[str, float]]:
+    """``(job, compute start)`` of every block task of ``prefixes``' jobs started ``since``."""
+    starts = []
+    for task in client.get_task_stream(start=since):
+        compute = [s["start"] for s in task["startstops"] if s["action"] == "compute"]
+        for name, prefix in prefixes.items():
+            if compute and str(task["key"]).startswith(prefix) and "-block-" in str(task["key"]):
+                starts.append((name, compute[0]))
+    return starts
+
+
+def _urgent(starts: list[tuple[str, float]]) -> float:
+    return min(start for name, start in starts if name == "urgent")
 
 
 #: Jobs that fail in :func:`test_failed_jobs_leave_nothing_on_the_workers`, and how many at once.
