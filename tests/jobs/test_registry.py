@@ -139,3 +139,17 @@ def test_status_prints_the_command_that_resumes_the_job(finished):
     assert status.returncode == 0, status.stderr
     assert ": interrupted, " in status.stdout
     assert f"finish it with: {command} (its scheduler or driver was lost)" in status.stdout
+
+
+def test_jobs_all_prints_the_command_that_resumes_an_interrupted_job(finished, client):
+    from featuremap.jobs.registry import publish
+
+    store = finished[0]
+    command = f"featuremap submit /p/texture.yaml --output {store} --resume"
+    owner = _running(store, JobTicket(submitter(), scheduler="tcp://127.0.0.1:1", resume=command))
+    age_heartbeat(store, state.QUEUED_TIMEOUT_S + 5)  # its scheduler was restarted
+    # what the new scheduler heard of: the job, as its driver last published it
+    publish(client, JobRecord.from_dict({**_record(owner, store).to_dict(), "resume": command}))
+    listed = run_cli("jobs", "--all", "--scheduler", client.scheduler.address)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{owner.id[:12]}: interrupted; finish it with: {command}" in listed.stdout
