@@ -179,7 +179,7 @@ BANK_SHAPE = (4227, 1, 63, 63)
 #: How much a worker's RSS may end above its baseline: less than one bank. A job that left its
 #: weights behind adds 64 MiB, twenty add 1.25 GiB (before a submitted job's driver stopped
 #: erring: +66 MiB a job on the driver's worker, +1.3 GiB after 20); what moves otherwise is
-#: the allocator's arenas (Python's own are not trimmed) and Dask's own bookkeeping (0-33 MiB
+#: the allocator's arenas (Python's own are not trimmed) and Dask's own bookkeeping (0-37 MiB
 #: measured on the drivers' worker after 20 jobs under load, 0-1 MiB on the other).
 RSS_MARGIN = 56 * 2**20
 
