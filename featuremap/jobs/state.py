@@ -58,6 +58,7 @@ from featuremap.jobs.liveness import (
     heartbeat_liveness,
     watch_heartbeat,
 )
+from featuremap.jobs.queued import QUEUED_TIMEOUT_S, waiting
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
@@ -87,11 +88,6 @@ __all__ = [
 
 #: The token ``featuremap cancel`` leaves in a store: the cancelled job's own, revoked.
 REVOKED = "cancelled-"
-#: How long a submitted job whose driver has not started yet (no process adopted it) reads
-#: ``queued``, not ``interrupted``: nothing beats for it while it waits for a worker thread (its
-#: driver goes ahead of every block task, so that is about one block's time), and a scheduler
-#: lost meanwhile shows only when this has passed.
-QUEUED_TIMEOUT_S = 600.0
 
 
 def utc_now() -> str:
@@ -397,7 +393,7 @@ def job_status(store: OutputStore) -> dict[str, Any]:
     status = attrs.get("status", "running")
     owner = JobOwner.from_dict(job_attrs.get("owner"))
     ticket = job_attrs.get("ticket")
-    if status == "running" and _waiting(owner, job_attrs.get("heartbeat"), ticket):
+    if status == "running" and waiting(owner, job_attrs.get("heartbeat"), ticket):
         status = "queued"  # submitted, no driver yet: nothing renews its heartbeat
     elif status == "running":
         status = _running_status(store, owner)
@@ -429,21 +425,6 @@ def _may_take_over(store: OutputStore, owner: JobOwner | None) -> bool:
         return not alive
     patience = HEARTBEAT_TIMEOUT_S + 1.0
     return _heartbeat_liveness(store, watch=True, patience_s=patience) == "dead"
-
-
-def _waiting(owner: JobOwner | None, heartbeat: Any, ticket: Any) -> bool:
-    """Whether the store's job was submitted to a cluster, no driver has adopted it yet
-    (:meth:`JobOwner.new` ``process=False``; :func:`adopt_job` records its process), and it
-    was submitted (its heartbeat, by the submitter's clock) less than
-    :data:`QUEUED_TIMEOUT_S` ago; after that its heartbeat decides, as for any job."""
-    submitted = isinstance(ticket, Mapping) and bool(ticket.get("scheduler"))
-    return (
-        submitted
-        and owner is not None
-        and owner.pid is None
-        and isinstance(heartbeat, (int, float))
-        and time.time() - heartbeat <= QUEUED_TIMEOUT_S
-    )
 
 
 def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
