@@ -262,7 +262,7 @@ def _stream_blocks(
                 finished.clear()
                 # the share is re-read at each refill: jobs start and end meanwhile
                 share = fair_window(client, owner.id, priority)
-                pending.update(submit(share - in_flight))
+                pending.update(submit(max(0, share - in_flight)))  # the share may have shrunk
     finally:
         in_flight_futures = list(pending.futures)
         pending.clear()
