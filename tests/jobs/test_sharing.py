@@ -78,10 +78,10 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     pipeline = _pipeline(
         tmp_path,
         "long",
-        rng.random((1, 512, 768), dtype=np.float32),
+        rng.random((1, 1024, 768), dtype=np.float32),
         rng.standard_normal((16, 1, 9, 9)).astype(np.float32),
         chunk=16,
-    )  # 512 blocks of 16 x 16, a chunk file per feature: each job stays backlogged throughout
+    )  # 3072 blocks of 16 x 16, a chunk file per feature: each stays backlogged throughout
     client.get_task_stream()  # the scheduler records the task stream from now on
     ids = {}
     for name in ("a", "b"):
