@@ -94,5 +94,5 @@ CONV_METHODS: Final[tuple[ConvMethod, ...]] = get_args(ConvMethod)
 #: A job's state as its store records it: ``running`` until its last write, then ``complete``
 #: or ``failed``; ``interrupted`` is written on Ctrl-C / SIGTERM and reported for a ``running``
 #: job whose owner is gone; ``cancelled`` by ``featuremap cancel`` (resumable, as the others).
-JobStatus = Literal["running", "complete", "failed", "interrupted", "cancelled"]
+JobStatus = Literal["queued", "running", "complete", "failed", "interrupted", "cancelled"]
 JOB_STATUSES: Final[tuple[JobStatus, ...]] = get_args(JobStatus)

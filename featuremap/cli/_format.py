@@ -28,6 +28,7 @@ __all__ = [
     "physical_line",
     "plural",
     "print_rich",
+    "resume_hint",
     "safe",
 ]
 
@@ -254,3 +255,14 @@ def physical_line(physical: dict[str, Any]) -> str:
         f"in {_compact(physical['units'])}: receptive field {quantities('receptive_field')}, "
         f"jump {quantities('jump')}, first output centre {quantities('offset')}"
     )
+
+
+def resume_hint(ticket: Any, store: str) -> str:
+    """The command that finishes the job of ``store``: the one its ``ticket`` recorded (the
+    ``featuremap run`` or ``submit`` that started it, with ``--resume``), else the general form."""
+    import shlex
+
+    recorded = ticket.get("resume") if hasattr(ticket, "get") else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return f"featuremap run PIPELINE --output {shlex.quote(store)} --resume"

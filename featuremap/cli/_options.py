@@ -22,6 +22,7 @@ __all__ = [
     "make_security",
     "prepare_job",
     "refuse_together",
+    "resume_command",
     "scheduler_address",
     "selection_options",
     "store_options",
@@ -246,3 +247,32 @@ def prepare_job(
         "allow_large": allow_large,
         "priority": priority,
     }
+
+
+#: Options a resume command never repeats: it resumes (not overwrites) into the store it names.
+_NOT_REPEATED = ("output_store", "input_store", "overwrite", "resume", "as_json")
+
+
+def resume_command(command: str, spec: Any, store: str) -> str:
+    """The command line that finishes this job after an interruption: ``featuremap COMMAND``
+    with the pipeline file and every option the user gave (stores as absolute paths), and
+    ``--output STORE --resume``. Read from the current click context."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    words = ["featuremap", command, spec.source or context.params["pipeline"]]
+    if spec.input.store is not None and context.params.get("input_store") is not None:
+        words += ["--input", spec.input.store]
+    for parameter in context.command.params:
+        name = parameter.name or ""
+        given = context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        if not given or name in _NOT_REPEATED or not isinstance(parameter, click.Option):
+            continue
+        value = context.params[name]
+        if parameter.is_flag:
+            words += [parameter.opts[0]] if value else []
+        else:
+            words += [parameter.opts[0], str(value)]
+    return shlex.join([*words, "--output", store, "--resume"])

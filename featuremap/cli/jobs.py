@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from featuremap.cli._connect import cluster_connection
-from featuremap.cli._format import echo, echo_json, safe
+from featuremap.cli._format import echo, echo_json, resume_hint, safe
 from featuremap.cli._options import cluster_options
 
 __all__ = ["jobs"]
@@ -20,8 +20,9 @@ Examples:
   featuremap cancel 3f2a9c01b7d4     # stop one
   featuremap logs 3f2a9c01b7d4       # read its log
 
-An 'interrupted' job (its scheduler or driver was lost) is finished with
-'featuremap run PIPELINE --output STORE --resume'.
+An 'interrupted' job (its scheduler or driver was lost), a 'cancelled' or a 'failed' one is
+finished with the command printed under the table: the 'featuremap run' or 'submit' that
+started it, with --resume.
 
 A scheduler started with '--preload featuremap.jobs.dashboard' shows the
 same list live at http://SCHEDULER:8787/featuremap/jobs (named on stderr).
@@ -80,8 +81,6 @@ def jobs(scheduler: str | None, show_all: bool, as_json: bool, **tls: Any) -> No
     if page is not None:
         echo(f"featuremap: jobs page at {page}", err=True)
     for record in records:
-        if record.state == "interrupted":
-            echo(
-                f"{record.id[:12]}: interrupted; finish it with 'featuremap run PIPELINE "
-                f"--output {safe(record.store)} --resume'"
-            )
+        if record.state in ("interrupted", "cancelled", "failed"):
+            hint = resume_hint({"resume": record.resume}, record.store)
+            echo(f"{record.id[:12]}: {record.state}; finish it with: {safe(hint)}")

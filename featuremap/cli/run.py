@@ -14,6 +14,7 @@ from featuremap.cli._options import (
     job_options,
     prepare_job,
     refuse_together,
+    resume_command,
     scheduler_address,
     selection_options,
     store_options,
@@ -93,6 +94,7 @@ def run(
     if workers is None and dashboard is None:
         scheduler = scheduler_address(scheduler)  # Dask's configured scheduler, if any
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
+    resume = resume_command("run", spec, spec.output.store) if spec.output.store else None
 
     def announce(link: str) -> None:
         echo(f"featuremap: dashboard at {link}", err=True)
@@ -106,6 +108,7 @@ def run(
             progress=progress,
             dashboard=dashboard,
             on_dashboard=announce,
+            resume_command=resume,
             **job,
         )
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._format import echo, echo_json, overflow_warning, plural, safe
+from featuremap.cli._format import echo, echo_json, overflow_warning, plural, resume_hint, safe
 
 __all__ = ["status"]
 
@@ -15,7 +15,8 @@ Examples:
 
 'interrupted' means running with a heartbeat that stopped changing (its scheduler, driver or CLI
 was lost); a job on another host is judged by its heartbeat changing, never by that host's clock;
-finish it, or a 'cancelled' one, with 'featuremap run ... --resume'.
+'queued', submitted and waiting for its driver to start. Finish an interrupted, cancelled or failed
+job with the command it prints: the 'featuremap run' or 'submit' that started it, with --resume.
 """
 
 
@@ -46,7 +47,7 @@ def status(store: str, as_json: bool) -> None:
         echo(f"error: {safe(info['error'])}")
     if info["status"] in ("interrupted", "cancelled", "failed"):
         echo(
-            f"finish it with: featuremap run PIPELINE --output {safe(store)} --resume"
+            f"finish it with: {safe(resume_hint(info.get('ticket'), store))}"
             + ("" if info["status"] != "interrupted" else " (its scheduler or driver was lost)")
         )
     if info.get("log"):

@@ -11,6 +11,7 @@ from featuremap.cli._format import echo, echo_json
 from featuremap.cli._options import (
     job_options,
     prepare_job,
+    resume_command,
     scheduler_address,
     selection_options,
     store_options,
@@ -51,13 +52,14 @@ def submit(pipeline: str, scheduler: str | None, as_json: bool, **job_flags: Any
     if address is None:
         raise InputError("no scheduler: give --scheduler ADDR or set DASK_SCHEDULER_ADDRESS")
     spec, job = prepare_job(pipeline, address, **job_flags)
+    resume = resume_command("submit", spec, spec.output.store) if spec.output.store else None
     seen: dict[str, Any] = {}
 
     def submitted(record: Any, dashboard: str | None) -> None:
         seen.update(id=record.id[:12], dashboard=dashboard)
 
     with scheduler_warning(address, job["security"]):
-        store = submit_job(spec, on_submitted=submitted, **job)
+        store = submit_job(spec, on_submitted=submitted, resume_command=resume, **job)
     if as_json:
         echo_json({"store": store, "pipeline": spec.name, "scheduler": address, **seen})
         return

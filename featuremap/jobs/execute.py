@@ -3,9 +3,10 @@
 1. :func:`open_job` creates the output store (or reopens it to resume) under the store's claim,
    writes the job's token first, and marks it ``running``;
 2. :func:`execute_job` streams the blocks to the cluster through a bounded window: blocks not yet
-   done are generated lazily from the done-markers, at most :func:`window_size` tasks are in
-   flight (a few per worker thread, at least :data:`MIN_WINDOW`), and finished tasks let the
-   next ones in, half a window at a time. A task reads, computes and writes its own block
+   done are generated lazily from the done-markers, at most the job's share of the cluster's
+   window is in flight (:func:`featuremap.jobs.share.fair_window`: a few tasks per worker
+   thread, split among the jobs running at once), and finished tasks let the next ones in
+   half a share at a time. A task reads, computes and writes its own block
    (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
    small futures, never a graph of every block: what featuremap keeps is the same at 10^3 and
    10^8 blocks (Dask's own per-submission records are in ``docs/scaling.md``). The job's shared
@@ -57,6 +58,13 @@ from featuremap.jobs.claim import claim_store
 from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
 from featuremap.jobs.registry import task_prefix
+from featuremap.jobs.share import (
+    MIN_WINDOW,
+    TASKS_PER_THREAD,
+    fair_window,
+    task_priority,
+    window_size,
+)
 from featuremap.jobs.state import JobOwner
 from featuremap.jobs.target import plan_mode
 from featuremap.jobs.worker_loss import worker_loss_line
@@ -77,16 +85,6 @@ __all__ = [
 
 #: Extra attempts for a block task that raised (worker loss is retried by Dask on its own).
 RETRIES = 2
-#: Tasks in flight per worker thread: enough that a worker never waits for its next block.
-TASKS_PER_THREAD = 4
-#: The smallest window, whatever the cluster: the window is refilled half at a time, one
-#: ``client.map`` each, and every submission leaves Dask records that outlive the job (see
-#: :func:`_stream_blocks`). On 2 single-threaded workers a window of 8 made that one
-#: submission per 4 blocks; at 64 it is one per 32 (client + scheduler peak RSS at 16 384
-#: trivial blocks 154 -> 148-149 MiB, at 131 044 blocks 187 -> 182 MiB). The tasks beyond the
-#: workers' threads wait in the scheduler's queue: a block index each, no data.
-MIN_WINDOW = 64
-
 Progress = Callable[[int, int], None]
 
 
@@ -194,13 +192,6 @@ class _Display:
             self._unsaved = False
 
 
-def window_size(client: Any) -> int:
-    """Tasks in flight: :data:`TASKS_PER_THREAD` per worker thread of the cluster, at least
-    :data:`MIN_WINDOW`."""
-    threads = sum(client.nthreads().values()) if hasattr(client, "nthreads") else 1
-    return max(MIN_WINDOW, TASKS_PER_THREAD * max(threads, 1))
-
-
 def _stream_blocks(
     client: Any,
     plan: JobPlan,
@@ -217,10 +208,11 @@ def _stream_blocks(
     ``as_completed(with_results=True)``, whose background fetches log a traceback on the
     terminal when Ctrl-C closes the connection under them).
 
-    Free places in the window are refilled in batches of half the window, one
-    ``client.map`` each: every submission is one graph update for the scheduler and one
-    record that its spans keep for the cluster's lifetime, so batches make both a fraction of
-    the blocks while the other half of the window keeps the workers busy.
+    The job keeps at most its share of the cluster's window in flight
+    (:func:`featuremap.jobs.share.fair_window`, re-read at each refill) and refills it once
+    half of it is done, one ``client.map`` each: every submission is one graph update for the
+    scheduler and one record that its spans keep for the cluster's lifetime, so batches make
+    both a fraction of the blocks while the other half keeps the workers busy.
     """
     from distributed import as_completed
 
@@ -248,15 +240,14 @@ def _stream_blocks(
             batch,
             key=[block_key(owner.id, block) for block in batch],
             retries=RETRIES,
-            priority=priority,
+            priority=task_priority(priority),  # first in, first out between jobs: see there
             **restrictions,
         )
         blocks.update(zip((future.key for future in futures), batch, strict=True))
         return list(futures)
 
-    window = window_size(client)
-    refill = max(1, window // 2)
-    pending = as_completed(submit(window))
+    share = fair_window(client, owner.id, priority)
+    pending = as_completed(submit(share))
     finished: list[Any] = []
     try:
         for future in pending:
@@ -265,17 +256,20 @@ def _stream_blocks(
             finished.append(future)
             if heartbeat.fenced is not None:
                 raise heartbeat.fenced
-            if len(finished) >= refill or pending.count() == 0:
+            in_flight = pending.count()
+            if (in_flight <= share // 2 and len(finished) >= share // 2) or in_flight == 0:
                 for done, stats in zip(finished, client.gather(finished), strict=True):
                     on_block(blocks.pop(done.key), stats)
-                pending.update(submit(len(finished)))
                 finished.clear()
+                # the share is re-read at each refill: jobs start and end meanwhile
+                share = fair_window(client, owner.id, priority)
+                pending.update(submit(max(0, share - in_flight)))  # the share may have shrunk
     finally:
-        in_flight = list(pending.futures)
+        in_flight_futures = list(pending.futures)
         pending.clear()
-        if in_flight:
-            client.cancel(in_flight)
-        client.cancel([shared])  # the job's weights leave the workers with it
+        # what the job leaves behind on the cluster goes with it: its queued and running tasks
+        # (a failed one stays on the scheduler as long as a future holds it) and its weights
+        client.cancel([*in_flight_futures, *finished, shared], force=True)
 
 
 def _job_data(job: BlockJob) -> BlockJob:
@@ -305,7 +299,7 @@ def share_job(client: Any, job: BlockJob, priority: int = 0) -> Any:
 
 
 def block_key(job: str, block: tuple[int, ...]) -> str:
-    """The Dask key of job ``job``'s task for ``block``: ``featuremap-<id>-block-<i.j...>``."""
+    """The Dask key of job ``job``'s task for ``block``: ``featuremap_<id>-block-<i.j...>``."""
     return f"{task_prefix(job)}block-{'.'.join(map(str, block))}"
 
 

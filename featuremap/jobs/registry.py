@@ -54,8 +54,14 @@ def short_id(job: str) -> str:
 
 
 def task_prefix(job: str) -> str:
-    """What the Dask keys of job ``job``'s tasks start with: ``featuremap-<id>-``."""
-    return f"featuremap-{short_id(job)}-"
+    """What the Dask keys of job ``job``'s tasks start with: ``featuremap_<id>-``.
+
+    Dask's dashboard groups tasks by the key up to its first ``-``-word that holds a digit
+    (``dask.utils.key_split``): ``featuremap-3f2a9c01b7d4-block-0.1`` would be grouped as
+    ``featuremap`` with every other job's, ``featuremap_3f2a9c01b7d4-block-0.1`` is
+    ``featuremap_3f2a9c01b7d4-block``, one task group (and colour, and progress bar) a job.
+    """
+    return f"featuremap_{short_id(job)}-"
 
 
 def submitter() -> str:
@@ -82,6 +88,7 @@ class JobTicket:
     priority: int = 0
     scheduler: str | None = None
     log: str | None = None
+    resume: str | None = None  # the command that finishes the job, when a command started it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +114,7 @@ class JobRecord:
     updated: str
     error: str | None = None
     log: str | None = None
+    resume: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,7 +167,7 @@ def reconcile(record: JobRecord) -> JobRecord:
             return replace(record, state="failed", error="its store was taken over by another job")
         return record
     status = info["status"]
-    queued = record.state == "queued" and status == "running"
+    queued = status == "queued" or (record.state == "queued" and status == "running")
     return replace(
         record,
         state="queued" if queued else status,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -17,7 +18,7 @@ from featuremap.cluster.client import cluster_client
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import stack_ndim
-from featuremap.errors import InputError, option
+from featuremap.errors import InputError, error_line, option
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
@@ -28,11 +29,16 @@ from featuremap.jobs.state import JobOwner
 from featuremap.jobs.tracking import JobTracker, job_record, new_ticket
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
-__all__ = ["DASHBOARD_PRELOAD", "RunSummary", "run", "run_layers", "submit"]
+__all__ = ["DASHBOARD_PRELOAD", "DRIVER_PRIORITY", "RunSummary", "run", "run_layers", "submit"]
 
 #: The scheduler preload that serves the jobs page (:mod:`featuremap.jobs.dashboard`): a local
 #: cluster's scheduler runs it; named, not imported, so that a run loads no web server code.
 DASHBOARD_PRELOAD = "featuremap.jobs.dashboard"
+#: The Dask priority of every submitted job's driver task, whatever the job's own: a driver
+#: secedes from its thread at once and only queues the job's blocks (under the job's priority),
+#: so it goes ahead of every block task and a queued job waits about one block's time for it
+#: (until then nothing renews the job's heartbeat: :data:`featuremap.jobs.state.QUEUED_TIMEOUT_S`).
+DRIVER_PRIORITY = 10**9
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ def _run_plan(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    resume_command: str | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
     links: list[str] = []
@@ -117,7 +124,9 @@ def _run_plan(
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
-        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        ticket = new_ticket(
+            plan, owner, scheduler=scheduler, priority=priority, resume=resume_command
+        )
         store = open_job(plan, owner, ticket.to_dict())
         tracker = JobTracker(active, job_record(plan, owner, ticket, "running"))
         with tracker.following(progress) as told:
@@ -152,6 +161,7 @@ def run(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    resume_command: str | None = None,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -182,6 +192,9 @@ def run(
         when it is up).
     priority : int
         Dask priority of the job's tasks (higher first).
+    resume_command : str, optional
+        The command line that would finish this job if it is interrupted (the command line
+        gives it; ``featuremap status`` and ``jobs`` show it).
 
     Returns
     -------
@@ -210,6 +223,7 @@ def run(
         dashboard=dashboard,
         on_dashboard=on_dashboard,
         priority=priority,
+        resume_command=resume_command,
     )
 
 
@@ -272,14 +286,36 @@ def _job_on_cluster(plan: JobPlan, owner: JobOwner, devices: DevicePlan, record:
     If its worker dies, Dask reruns this task elsewhere, and the rerun skips blocks already done.
     The task takes the ownership over (its own host and process, the job's id), so that
     ``status`` sees at once when its worker is gone.
+
+    Returns the store's path, or how the job ended (``failed: ...``): a job's failure is
+    recorded in its store, its log and the registry, and the task itself never errs. An erred
+    task's exception is kept by the worker with its traceback, and that traceback holds the
+    frames of the task -- this one's ``plan`` and the job's scattered weights (up to 256 MiB
+    for a large learned bank) -- for the worker's lifetime (measured with Dask 2026.7: one
+    bank more per failed job). The frames the error passed through are cleared too.
     """
     from distributed import worker_client
 
-    store = OutputStore.open(plan.store, "r+")
-    with worker_client() as client, JobTracker(client, record).following() as told:
-        adopted = state.adopt_job(store, owner)
-        execute_job(client, plan, store, adopted, devices, told, record.priority)
+    try:
+        with worker_client() as client, JobTracker(client, record).following() as told:
+            store = OutputStore.open(plan.store, "r+")
+            adopted = state.adopt_job(store, owner)
+            execute_job(client, plan, store, adopted, devices, told, record.priority)
+    except Exception as error:  # noqa: BLE001 -- recorded by the tracker; see above
+        ended = f"{type(error).__name__}: {error_line(error)}"
+        _forget_frames(error)
+        return ended
     return plan.store
+
+
+def _forget_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames ``error`` and its causes went through."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def submit(
@@ -296,12 +332,14 @@ def submit(
     allow_large: bool = False,
     priority: int = 0,
     on_submitted: Callable[[JobRecord, str | None], None] | None = None,
+    resume_command: str | None = None,
 ) -> str:
     """Start a pipeline on a running cluster and return the output store's path at once.
 
     The store is created and marked ``running`` before this returns; the job then runs inside a
-    task on the cluster (its driver, key ``featuremap-<id>-driver``), independent of the
-    caller, its tasks under Dask ``priority``. ``on_submitted(record, dashboard_link)`` is told
+    task on the cluster (its driver, key ``featuremap_<id>-driver``), independent of the
+    caller, its tasks under Dask ``priority``; ``resume_command`` is the command line that
+    would finish it after an interruption. ``on_submitted(record, dashboard_link)`` is told
     the job's registry record (:mod:`featuremap.jobs.registry`). Follow it with
     :func:`featuremap.jobs.state.read_status` or :func:`featuremap.jobs.registry.list_jobs`.
     """
@@ -315,7 +353,9 @@ def submit(
         devices = plan_devices(client, plan.device)
         # this process exits at once: the driver task adopts the job
         owner = state.new_owner(process=False)
-        ticket = new_ticket(plan, owner, scheduler=scheduler, priority=priority)
+        ticket = new_ticket(
+            plan, owner, scheduler=scheduler, priority=priority, resume=resume_command
+        )
         open_job(plan, owner, ticket.to_dict())
         record = job_record(plan, owner, ticket, "queued")
         publish(client, record)
@@ -326,7 +366,7 @@ def submit(
             devices,
             record,
             key=f"{task_prefix(owner.id)}driver",
-            priority=priority,
+            priority=DRIVER_PRIORITY,
         )
         fire_and_forget(driver)
         if on_submitted is not None:

@@ -58,10 +58,12 @@ from featuremap.jobs.liveness import (
     heartbeat_liveness,
     watch_heartbeat,
 )
+from featuremap.jobs.queued import QUEUED_TIMEOUT_S, waiting
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
+    "QUEUED_TIMEOUT_S",
     "REVOKED",
     "JobOwner",
     "adopt_job",
@@ -281,7 +283,7 @@ def cancel_job(store: OutputStore, job: str, *, by: str) -> None:
     """
     info = job_status(store)
     owner = JobOwner.from_dict(info["owner"])
-    if owner is None or owner.id != job or info["status"] != "running":
+    if owner is None or owner.id != job or info["status"] not in ("running", "queued"):
         raise InputError(
             f"job {job[:12]} is not running in {store.path!r} (the store is {info['status']}"
             f"{'' if owner is None or owner.id == job else ', under job ' + owner.id[:12]}); "
@@ -390,11 +392,13 @@ def job_status(store: OutputStore) -> dict[str, Any]:
     job_attrs = store.job
     status = attrs.get("status", "running")
     owner = JobOwner.from_dict(job_attrs.get("owner"))
-    if status == "running":
+    ticket = job_attrs.get("ticket")
+    if status == "running" and waiting(owner, job_attrs.get("heartbeat"), ticket):
+        status = "queued"  # submitted, no driver yet: nothing renews its heartbeat
+    elif status == "running":
         status = _running_status(store, owner)
     done = store.count_done()
     pipeline = attrs.get("pipeline")
-    ticket = job_attrs.get("ticket")
     return {
         "status": status,
         "name": pipeline.get("name") if isinstance(pipeline, Mapping) else None,
@@ -465,8 +469,10 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
     """
     state = job_status(store)
     owner = JobOwner.from_dict(state["owner"])
-    # what status shows is not enough to take a job over: its heartbeat must be seen still
-    if store.root.get("status", "running") == "running" and not _may_take_over(store, owner):
+    # what status shows is not enough to take a job over: its heartbeat must be seen still (a
+    # queued job's does not change until its driver starts: it is never taken over)
+    running = store.root.get("status", "running") == "running"
+    if state["status"] == "queued" or (running and not _may_take_over(store, owner)):
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
             f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "

@@ -24,15 +24,21 @@ PUBLISH_INTERVAL_S = 1.0
 
 
 def new_ticket(
-    plan: JobPlan, owner: JobOwner, *, scheduler: str | None, priority: int
+    plan: JobPlan,
+    owner: JobOwner,
+    *,
+    scheduler: str | None,
+    priority: int,
+    resume: str | None = None,
 ) -> JobTicket:
     """The ticket of a job about to start: this user, ``priority``, ``scheduler`` (``None`` for
-    a local cluster) and the job's log."""
+    a local cluster), the job's log and the command that would resume it (``resume``)."""
     return JobTicket(
         submitter=submitter(),
         priority=priority,
         scheduler=scheduler,
         log=job_log_path(plan.store, owner.id),
+        resume=resume,
     )
 
 
@@ -52,6 +58,7 @@ def job_record(plan: JobPlan, owner: JobOwner, ticket: JobTicket, state: str) ->
         started=now,
         updated=now,
         log=ticket.log,
+        resume=ticket.resume,
     )
 
 

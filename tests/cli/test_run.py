@@ -9,6 +9,7 @@ program itself. The demo images and the two-layer pipeline are ``conftest.py``'s
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -64,7 +65,10 @@ def test_run_inspect_status(two_layer, images, tmp_path):
     again = run_cli("run", two_layer, "--output", out)
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
-    resumed = json.loads(run_ok("run", two_layer, "--output", out, "--resume", "--json").stdout)
+    # the store records the command that resumes it, options and all (absolute paths)
+    hint = status["ticket"]["resume"]
+    assert hint == f"featuremap run {two_layer} --workers 2 --output {out} --resume"
+    resumed = json.loads(run_ok(*shlex.split(hint)[1:], "--json").stdout)
     assert resumed["blocks_skipped"] == summary["blocks_total"]
     assert resumed["blocks_computed"] == 0
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from support.cli import run_cli
+from support.procs import age_heartbeat
 
 from featuremap.errors import InputError, JobCancelledError, StoreBusyError
 from featuremap.io import OutputStore
@@ -110,3 +111,45 @@ def test_a_job_id_without_a_scheduler_is_refused(args, monkeypatch):
     assert result.stderr.startswith("featuremap: error: ")
     assert "DASK_SCHEDULER_ADDRESS" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_queued_job_is_not_interrupted_while_it_waits_for_a_worker(finished):
+    store = finished[0]
+    owner = _running(store)  # submitted: no driver has adopted it yet, nothing renews its beat
+    age_heartbeat(store, state.HEARTBEAT_TIMEOUT_S + 5)
+    assert state.read_status(str(store))["status"] == "queued"
+    assert reconcile(_record(owner, store, "queued")).state == "queued"
+    with pytest.raises(StoreBusyError, match="featuremap cancel"):
+        state.check_takeover(OutputStore.open(str(store)), fingerprint=None)
+    adopted = state.adopt_job(OutputStore.open(str(store), "r+"), owner)  # its driver starts
+    assert adopted.pid is not None
+    assert state.read_status(str(store))["status"] == "running"
+    owner = _running(store)
+    age_heartbeat(store, state.QUEUED_TIMEOUT_S + 5)  # its scheduler was lost with it
+    assert state.read_status(str(store))["status"] == "interrupted"
+
+
+def test_status_prints_the_command_that_resumes_the_job(finished):
+    store = finished[0]
+    command = f"featuremap submit /p/texture.yaml --priority 3 --output {store} --resume"
+    ticket = JobTicket(submitter(), scheduler="tcp://127.0.0.1:1", resume=command)
+    _running(store, ticket)
+    age_heartbeat(store, state.QUEUED_TIMEOUT_S + 5)  # the scheduler restarted under it
+    status = run_cli("status", store)
+    assert status.returncode == 0, status.stderr
+    assert ": interrupted, " in status.stdout
+    assert f"finish it with: {command} (its scheduler or driver was lost)" in status.stdout
+
+
+def test_jobs_all_prints_the_command_that_resumes_an_interrupted_job(finished, client):
+    from featuremap.jobs.registry import publish
+
+    store = finished[0]
+    command = f"featuremap submit /p/texture.yaml --output {store} --resume"
+    owner = _running(store, JobTicket(submitter(), scheduler="tcp://127.0.0.1:1", resume=command))
+    age_heartbeat(store, state.QUEUED_TIMEOUT_S + 5)  # its scheduler was restarted
+    # what the new scheduler heard of: the job, as its driver last published it
+    publish(client, JobRecord.from_dict({**_record(owner, store).to_dict(), "resume": command}))
+    listed = run_cli("jobs", "--all", "--scheduler", client.scheduler.address)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{owner.id[:12]}: interrupted; finish it with: {command}" in listed.stdout

@@ -150,7 +150,7 @@ def test_three_jobs_listed_one_cancelled_and_resumed(tmp_path, cluster):
         assert job["blocks_total"] == BLOCKS
     carol = tmp_path / "carol.zarr"
     wait_for(lambda: marked_blocks(carol) > 20, 60, "carol's first blocks")
-    assert any(key.startswith(f"featuremap-{ids['carol']}-block-") for key in _keys(cluster))
+    assert any(key.startswith(f"featuremap_{ids['carol']}-block-") for key in _keys(cluster))
     with pytest.raises(StoreBusyError) as busy:
         submit(pipeline, scheduler=cluster, output=str(carol), overwrite=True)
     assert f"featuremap cancel {ids['carol']}" in str(busy.value)
