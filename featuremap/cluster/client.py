@@ -26,12 +26,14 @@ __all__ = [
     "ENCRYPTED_SCHEMES",
     "LOOPBACK",
     "PLAINTEXT_SCHEMES",
+    "THREADS_MAX_BLOCKS",
     "UnauthenticatedSchedulerWarning",
     "cluster_client",
     "configured_scheduler",
     "configured_security",
     "insecure_scheduler_message",
     "is_loopback",
+    "local_processes",
     "scheme_of",
 ]
 
@@ -156,6 +158,50 @@ def _sigint_ignored_by_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+#: Block tasks up to which a local cluster runs threads in this process rather than worker
+#: processes (:func:`local_processes`). Worker processes cost seconds before the first block
+#: (each imports Dask, NumPy and featuremap: 1.5-4 s on a 2-core host) and at close; threads
+#: start in 0.05 s and share this process's imports. Past a few blocks per core, processes win
+#: back their start: separate interpreters, a memory limit per worker, and a crash that loses
+#: one worker, not the job's process (benchmarks/cold_start.py measures both).
+THREADS_MAX_BLOCKS = 16
+
+
+def local_processes(processes: bool | None, blocks: int) -> bool:
+    """Whether a local cluster for a job of ``blocks`` block tasks runs worker processes:
+    ``processes`` when given, else processes only past :data:`THREADS_MAX_BLOCKS` blocks."""
+    if processes is not None:
+        return bool(processes)
+    return blocks > THREADS_MAX_BLOCKS
+
+
+def _local_cluster(workers: int | None, processes: bool, dashboard: str | None) -> Any:
+    """A local cluster on loopback: ``workers`` single-threaded worker processes (default one per
+    core), or with ``processes=False`` one worker of ``workers`` threads in this process.
+
+    Worker processes are single-threaded because blocks run BLAS kernels that would fight over
+    cores in threads; a threaded worker's block tasks keep BLAS single-threaded themselves
+    (:func:`featuremap.engine.kernels.task_threads`). Scheduler, workers and dashboard listen on
+    loopback only unless a dashboard address is given on purpose.
+    """
+    import dask.config
+    from distributed import LocalCluster
+
+    count = workers or os.cpu_count() or 1
+    with (
+        _sigint_ignored_by_children(),
+        dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": TASK_STREAM}),
+    ):
+        return LocalCluster(
+            n_workers=count if processes else 1,
+            threads_per_worker=1 if processes else count,
+            processes=processes,
+            host=LOOPBACK,
+            protocol="tcp://",
+            dashboard_address=dashboard or f"{LOOPBACK}:0",
+        )
+
+
 @contextmanager
 def cluster_client(
     client: Any,
@@ -163,14 +209,17 @@ def cluster_client(
     workers: int | None,
     security: Any,
     *,
+    processes: bool = True,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
 
-    A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
-    address (e.g. ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is
-    told the dashboard's address when the cluster is up, or connected.
+    A local cluster runs ``workers`` worker processes, or with ``processes=False`` one worker
+    of ``workers`` threads inside this process (:func:`local_processes` chooses for a job). It
+    binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another address (e.g.
+    ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is told the
+    dashboard's address when the cluster is up, or connected.
     """
     if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
@@ -189,24 +238,9 @@ def cluster_client(
                 on_dashboard(connected.dashboard_link)
             yield connected
         return
-    import dask.config
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    # one single-threaded worker process per core: blocks run BLAS/oneDNN kernels that would
-    # fight over cores in threads. Scheduler, workers and dashboard listen on loopback only
-    # unless a dashboard address is given on purpose.
-    with (
-        _sigint_ignored_by_children(),
-        dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": TASK_STREAM}),
-    ):
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            host=LOOPBACK,
-            dashboard_address=dashboard or f"{LOOPBACK}:0",
-        )
-    with cluster, Client(cluster) as local:
+    with _local_cluster(workers, processes, dashboard) as cluster, Client(cluster) as local:
         if on_dashboard is not None:
             on_dashboard(local.dashboard_link)
         yield local

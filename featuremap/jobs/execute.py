@@ -197,6 +197,14 @@ def window_size(client: Any) -> int:
     return max(MIN_WINDOW, TASKS_PER_THREAD * max(threads, 1))
 
 
+def task_threads(client: Any, blocks: int) -> int:
+    """Threads one block task may use: its worker's threads shared among the blocks that run
+    on it at once (a one-block job on a 2-thread worker tiles its block on both; a job with a
+    block for every thread runs each on one, BLAS single-threaded)."""
+    per_worker = max(client.nthreads().values(), default=1) if hasattr(client, "nthreads") else 1
+    return max(1, per_worker // max(1, min(blocks, per_worker)))
+
+
 def _stream_blocks(
     client: Any,
     plan: JobPlan,
@@ -228,6 +236,7 @@ def _stream_blocks(
         layout=plan.layout,
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
+        threads=task_threads(client, plan.layout.blocks_total),
     )
     [shared] = client.scatter([job], broadcast=True, hash=False)
     restrictions = devices.task_restrictions()

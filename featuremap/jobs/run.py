@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from featuremap.cluster.client import cluster_client
+from featuremap.cluster.client import cluster_client, local_processes
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import stack_ndim
-from featuremap.errors import InputError, option
+from featuremap.errors import InputError, option, spoken
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
@@ -91,8 +91,14 @@ def _run_plan(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    processes: bool | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
+    if processes is not None and (client is not None or scheduler is not None):
+        raise InputError(
+            f"{spoken('--processes/--threads', 'processes=')} chooses how a local cluster runs; "
+            "it cannot be combined with a scheduler or client"
+        )
     links: list[str] = []
 
     def seen(link: str) -> None:
@@ -101,7 +107,13 @@ def _run_plan(
             on_dashboard(link)
 
     with cluster_client(
-        client, scheduler, workers, security, dashboard=dashboard, on_dashboard=seen
+        client,
+        scheduler,
+        workers,
+        security,
+        processes=local_processes(processes, plan.layout.blocks_total),
+        dashboard=dashboard,
+        on_dashboard=seen,
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
@@ -139,6 +151,7 @@ def run(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
+    processes: bool | None = None,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -151,8 +164,9 @@ def run(
     client : distributed.Client, optional
         Run on this client. Otherwise ``scheduler`` (``tcp://`` / ``tls://`` address, with
         ``security`` a :class:`distributed.security.Security` for TLS) is connected, or a local
-        cluster of ``workers`` single-threaded processes (default: one per core) is started and
-        closed after.
+        cluster is started and closed after: ``workers`` single-threaded worker processes
+        (default: one per core), or for a small job one worker of ``workers`` threads inside
+        this process (see ``processes``).
     resume : bool
         Finish an existing store: compute only blocks without a done-marker. The pipeline and input
         must be those the store was started with.
@@ -169,6 +183,11 @@ def run(
         when it is up).
     priority : int
         Dask priority of the job's tasks (higher first).
+    processes : bool, optional
+        How a local cluster runs: worker processes (``True``) or threads in this process
+        (``False``); by default threads for jobs of at most
+        :data:`featuremap.cluster.client.THREADS_MAX_BLOCKS` blocks, whose worker processes
+        would take longer to start than the job to run.
 
     Returns
     -------
@@ -197,6 +216,7 @@ def run(
         dashboard=dashboard,
         on_dashboard=on_dashboard,
         priority=priority,
+        processes=processes,
     )
 
 
@@ -218,6 +238,7 @@ def run_layers(
     device: str = "auto",
     security: Any = None,
     progress: Progress | None = None,
+    processes: bool | None = None,
 ) -> RunSummary:
     """:func:`run` for ready-made layers (:mod:`featuremap.engine.layers`) instead of a pipeline.
 
@@ -250,6 +271,7 @@ def run_layers(
         workers=workers,
         security=security,
         progress=progress,
+        processes=processes,
     )
 
 
