@@ -35,6 +35,7 @@ __all__ = [
     "is_loopback",
     "local_processes",
     "scheme_of",
+    "start_local_cluster",
 ]
 
 #: Where a local cluster listens.
@@ -175,9 +176,18 @@ def local_processes(processes: bool | None, blocks: int) -> bool:
     return blocks > THREADS_MAX_BLOCKS
 
 
-def _local_cluster(workers: int | None, processes: bool, dashboard: str | None) -> Any:
-    """A local cluster on loopback: ``workers`` single-threaded worker processes (default one per
-    core), or with ``processes=False`` one worker of ``workers`` threads in this process.
+def start_local_cluster(
+    workers: int | None,
+    processes: bool,
+    dashboard: str | None,
+    *,
+    port: int = 0,
+    preload: tuple[str, ...] = (),
+) -> Any:
+    """A ``distributed.LocalCluster`` on loopback: ``workers`` single-threaded worker processes
+    (default one per core), or with ``processes=False`` one worker of ``workers`` threads in
+    this process; its scheduler on ``port`` (0: any free port), its workers importing the
+    modules ``preload`` as they start.
 
     Worker processes are single-threaded because blocks run BLAS kernels that would fight over
     cores in threads; a threaded worker's block tasks keep BLAS single-threaded themselves
@@ -198,7 +208,9 @@ def _local_cluster(workers: int | None, processes: bool, dashboard: str | None) 
             processes=processes,
             host=LOOPBACK,
             protocol="tcp://",
+            scheduler_port=port,
             dashboard_address=dashboard or f"{LOOPBACK}:0",
+            preload=list(preload),
         )
 
 
@@ -240,7 +252,7 @@ def cluster_client(
         return
     from distributed import Client
 
-    with _local_cluster(workers, processes, dashboard) as cluster, Client(cluster) as local:
+    with start_local_cluster(workers, processes, dashboard) as cluster, Client(cluster) as local:
         if on_dashboard is not None:
             on_dashboard(local.dashboard_link)
         yield local
