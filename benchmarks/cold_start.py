@@ -49,8 +49,11 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one process (and the children it waited for)."""
+def _timed(command: list[str], env: dict[str, str], output: Path | None) -> tuple[float, float]:
+    """Wall and CPU seconds of one process (and the children it waited for); ``output`` (the
+    job's store) is removed first, untimed, so every job writes a new store."""
+    if output is not None:
+        shutil.rmtree(output, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -124,13 +127,14 @@ def main() -> None:
             )
         images = write_images(scratch / "images.zarr", *make_images(1, args.size))
         pipeline = str(default_pipeline_path())
-        job = ["run", pipeline, "--input", images, "--array", "images", "--overwrite"]
+        job = ["run", pipeline, "--input", images, "--array", "images"]
         commands = {
-            "floor": ([sys.executable, "-c", "import dask.distributed"], _env(REPO)),
+            "floor": ([sys.executable, "-c", "import dask.distributed"], _env(REPO), None),
             **{
                 name: (
                     [sys.executable, "-c", CLI, *job, "--output", str(scratch / f"{name}.zarr")],
                     _env(tree),
+                    scratch / f"{name}.zarr",
                 )
                 for name, tree in trees.items()
             },
@@ -149,9 +153,10 @@ def main() -> None:
                     address,
                 ],
                 _env(REPO),
+                scratch / "warm.zarr",
             )
-            for command, env in commands.values():  # once untimed: page cache, first compiles
-                _timed(command, env)
+            for command in commands.values():  # once untimed: page cache, first compiles
+                _timed(*command)
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
             for round_ in range(args.repeats):
                 names = list(commands)

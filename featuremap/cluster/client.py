@@ -161,10 +161,13 @@ def _sigint_ignored_by_children() -> Iterator[None]:
 
 #: Block tasks up to which a local cluster runs threads in this process rather than worker
 #: processes (:func:`local_processes`). Worker processes cost seconds before the first block
-#: (each imports Dask, NumPy and featuremap: 1.5-4 s on a 2-core host) and at close; threads
-#: start in 0.05 s and share this process's imports. Past a few blocks per core, processes win
-#: back their start: separate interpreters, a memory limit per worker, and a crash that loses
-#: one worker, not the job's process (benchmarks/cold_start.py measures both).
+#: (each imports Dask, NumPy and featuremap) and at close; threads start in 0.05 s and share
+#: this process's imports. Measured on the 2-core host (load 14-18, default pipeline, `run`
+#: wall / CPU seconds): 4 blocks 8.8-12.9 s / 1.7-1.9 against 22-25 s / 4.4-4.6 with
+#: processes; 16 blocks 23-24 s / 3.2-4.6 against 34-53 s / 6.2-7.5. Past a few blocks per
+#: core the start is paid back and processes keep what threads lose: separate interpreters (no
+#: shared GIL for Zarr's Python-level work), a memory limit per worker, and a crash that loses
+#: one worker rather than the job's own process.
 THREADS_MAX_BLOCKS = 16
 
 
