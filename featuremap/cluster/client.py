@@ -218,6 +218,21 @@ def start_local_cluster(
 
 
 @contextmanager
+def _single_threaded_blas(threaded: bool) -> Iterator[None]:
+    """BLAS at one thread in this process while a threaded local cluster runs in it, as a
+    worker process's nanny sets it (``OPENBLAS_NUM_THREADS=1``): block tasks then compute
+    exactly as on worker processes, whatever runs beside them (measured: without it, blocks of
+    two concurrent tasks differed from a process worker's in float32 rounding)."""
+    if not threaded:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
 def cluster_client(
     client: Any,
     scheduler: str | None,
@@ -255,7 +270,11 @@ def cluster_client(
         return
     from distributed import Client
 
-    with start_local_cluster(workers, processes, dashboard) as cluster, Client(cluster) as local:
+    with (
+        _single_threaded_blas(threaded=not processes),
+        start_local_cluster(workers, processes, dashboard) as cluster,
+        Client(cluster) as local,
+    ):
         if on_dashboard is not None:
             on_dashboard(local.dashboard_link)
         yield local

@@ -315,3 +315,31 @@ def test_processes_refused_with_a_client(tmp_path, input_store, client):
             processes=False,
         )
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.slow
+def test_threaded_and_process_clusters_write_identical_features(tmp_path, input_store):
+    """Blocks computed by concurrent threads of one process equal a worker process's bit for
+    bit (BLAS single-threaded in both), so a job resumed on the other kind stays exact."""
+    data = np.random.default_rng(6).random((1, 128, 128), dtype=np.float32)
+    source = input_store(data, (1, 64, 64))
+    pipeline = {
+        "layers": [
+            {
+                "conv": {
+                    "bank": {"type": "gabor", "orientations": 4, "frequencies": [0.1, 0.25]},
+                    "padding": "same",
+                }
+            }
+        ],
+        "output": {"chunks": [1, 16, 16]},
+    }
+    written = {}
+    for processes in (False, True):
+        output = str(tmp_path / f"processes-{processes}.zarr")
+        summary = featuremap.run(
+            pipeline, input=source, output=output, workers=2, processes=processes
+        )
+        assert summary.blocks_computed == 64
+        written[processes] = open_features(output).data.compute()
+    np.testing.assert_array_equal(written[False], written[True])
