@@ -56,7 +56,10 @@ def _timed(command: list[str], env: dict[str, str], output: Path | None) -> tupl
         shutil.rmtree(output, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    # cwd: `python -c` puts the current folder first on sys.path, ahead of PYTHONPATH's tree
+    result = subprocess.run(
+        command, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=600
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -80,6 +83,7 @@ def _start_warm_cluster(env: dict[str, str]) -> tuple[subprocess.Popen[str], str
     process = subprocess.Popen(
         [sys.executable, "-c", CLI, "cluster", "local", "--port", "0"],
         env=env,
+        cwd=tempfile.gettempdir(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
