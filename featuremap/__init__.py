@@ -15,20 +15,22 @@ and a spawned worker re-imports nothing it does not need.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featuremap._version import __version__
-from featuremap.arrays.functional import (
-    avg_pool2d,
-    avg_pool3d,
-    conv2d,
-    conv3d,
-    max_pool2d,
-    max_pool3d,
-    pixel_feature_labels,
-    pixel_features,
-)
 from featuremap.errors import FeaturemapError, InputError, JobError
+
+if TYPE_CHECKING:  # loaded on first use: the command line's --help, status, jobs need no NumPy
+    from featuremap.arrays.functional import (
+        avg_pool2d,
+        avg_pool3d,
+        conv2d,
+        conv3d,
+        max_pool2d,
+        max_pool3d,
+        pixel_feature_labels,
+        pixel_features,
+    )
 
 __all__ = [
     "FeaturemapError",
@@ -50,7 +52,18 @@ __all__ = [
     "run",
 ]
 
+_FUNCTIONAL = (
+    "avg_pool2d",
+    "avg_pool3d",
+    "conv2d",
+    "conv3d",
+    "max_pool2d",
+    "max_pool3d",
+    "pixel_feature_labels",
+    "pixel_features",
+)
 _LAZY = {
+    **{name: ("featuremap.arrays.functional", name) for name in _FUNCTIONAL},
     "load_pipeline": ("featuremap.pipeline.pipeline", "load_pipeline"),
     "run": ("featuremap.jobs.run", "run"),
     "open": ("featuremap.io.reader", "open_features"),

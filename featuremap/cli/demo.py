@@ -29,7 +29,9 @@ Examples:
     help="Folder for images.zarr and features.zarr (both replaced).",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Workers of the local cluster (threads for a small job, else processes).",
 )
 @click.option(
     "--size",

@@ -20,6 +20,7 @@ from featuremap.cli._options import (
     store_options,
 )
 from featuremap.cli._progress import progress_reporter
+from featuremap.cluster.client import THREADS_MAX_BLOCKS
 
 __all__ = ["run", "scheduler_warning"]
 
@@ -63,7 +64,16 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
     "configuration), else a local cluster.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Workers of the local cluster: processes, or threads with --threads (default: cores).",
+)
+@click.option(
+    "--processes/--threads",
+    default=None,
+    help="Run the local cluster as worker processes or as threads in this process (default: "
+    f"threads for jobs of up to {THREADS_MAX_BLOCKS} blocks, which start in a fraction of a "
+    "second).",
 )
 @click.option(
     "--dashboard",
@@ -77,6 +87,7 @@ def run(
     pipeline: str,
     scheduler: str | None,
     workers: int | None,
+    processes: bool | None,
     dashboard: str | None,
     as_json: bool,
     **job_flags: Any,
@@ -91,7 +102,8 @@ def run(
 
     refuse_together(scheduler=scheduler, workers=workers)
     refuse_together(scheduler=scheduler, dashboard=dashboard)
-    if workers is None and dashboard is None:
+    refuse_together(scheduler=scheduler, **{"processes/--threads": processes is not None})
+    if workers is None and dashboard is None and processes is None:
         scheduler = scheduler_address(scheduler)  # Dask's configured scheduler, if any
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
     resume = resume_command("run", spec, spec.output.store) if spec.output.store else None
@@ -105,6 +117,7 @@ def run(
         summary = run_job(
             spec,
             workers=workers,
+            processes=processes,
             progress=progress,
             dashboard=dashboard,
             on_dashboard=announce,

@@ -26,13 +26,16 @@ __all__ = [
     "ENCRYPTED_SCHEMES",
     "LOOPBACK",
     "PLAINTEXT_SCHEMES",
+    "THREADS_MAX_BLOCKS",
     "UnauthenticatedSchedulerWarning",
     "cluster_client",
     "configured_scheduler",
     "configured_security",
     "insecure_scheduler_message",
     "is_loopback",
+    "local_processes",
     "scheme_of",
+    "start_local_cluster",
 ]
 
 #: Where a local cluster listens.
@@ -194,6 +197,82 @@ def _sigint_ignored_by_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+#: Block tasks up to which a local cluster runs threads in this process rather than worker
+#: processes (:func:`local_processes`). Worker processes cost seconds before the first block
+#: (each imports Dask, NumPy and featuremap) and at close; threads start in 0.05 s and share
+#: this process's imports. Measured on the 2-core host (load 14-18, default pipeline, `run`
+#: wall / CPU seconds): 4 blocks 8.8-12.9 s / 1.7-1.9 against 22-25 s / 4.4-4.6 with
+#: processes; 16 blocks 23-24 s / 3.2-4.6 against 34-53 s / 6.2-7.5. Past a few blocks per
+#: core the start is paid back and processes keep what threads lose: separate interpreters (no
+#: shared GIL for Zarr's Python-level work), a memory limit per worker, and a crash that loses
+#: one worker rather than the job's own process.
+THREADS_MAX_BLOCKS = 16
+
+
+def local_processes(processes: bool | None, blocks: int) -> bool:
+    """Whether a local cluster for a job of ``blocks`` block tasks runs worker processes:
+    ``processes`` when given, else processes only past :data:`THREADS_MAX_BLOCKS` blocks."""
+    if processes is not None:
+        return bool(processes)
+    return blocks > THREADS_MAX_BLOCKS
+
+
+def start_local_cluster(
+    workers: int | None,
+    processes: bool,
+    dashboard: str | None,
+    *,
+    port: int = 0,
+    preload: tuple[str, ...] = (),
+    scheduler_preload: tuple[str, ...] = (),
+) -> Any:
+    """A ``distributed.LocalCluster`` on loopback: ``workers`` single-threaded worker processes
+    (default one per core), or with ``processes=False`` one worker of ``workers`` threads in
+    this process; its scheduler on ``port`` (0: any free port) running the modules
+    ``scheduler_preload`` (``dask scheduler --preload``), its workers importing the modules
+    ``preload`` as they start.
+
+    Worker processes are single-threaded because blocks run BLAS kernels that would fight over
+    cores in threads; a threaded worker's block tasks keep BLAS single-threaded themselves
+    (:func:`featuremap.engine.kernels.task_threads`). Scheduler, workers and dashboard listen on
+    loopback only unless a dashboard address is given on purpose.
+    """
+    import dask.config
+    from distributed import LocalCluster
+
+    count = workers or os.cpu_count() or 1
+    with (
+        _sigint_ignored_by_children(),
+        dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": TASK_STREAM}),
+    ):
+        return LocalCluster(
+            n_workers=count if processes else 1,
+            threads_per_worker=1 if processes else count,
+            processes=processes,
+            host=LOOPBACK,
+            protocol="tcp://",
+            scheduler_port=port,
+            dashboard_address=dashboard or f"{LOOPBACK}:0",
+            preload=list(preload),
+            scheduler_kwargs={"preload": list(scheduler_preload)} if scheduler_preload else None,
+        )
+
+
+@contextmanager
+def _single_threaded_blas(threaded: bool) -> Iterator[None]:
+    """BLAS at one thread in this process while a threaded local cluster runs in it, as a
+    worker process's nanny sets it (``OPENBLAS_NUM_THREADS=1``): block tasks then compute
+    exactly as on worker processes, whatever runs beside them (measured: without it, blocks of
+    two concurrent tasks differed from a process worker's in float32 rounding)."""
+    if not threaded:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @contextmanager
 def cluster_client(
     client: Any,
@@ -201,15 +280,18 @@ def cluster_client(
     workers: int | None,
     security: Any,
     *,
+    processes: bool = True,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     preload: Sequence[str] = (),
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
 
-    A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
-    address (e.g. ``:8787`` to open it to the network, deliberately); its scheduler runs the
-    ``preload`` modules (``dask scheduler --preload``). ``on_dashboard(link)`` is told the
+    A local cluster runs ``workers`` worker processes, or with ``processes=False`` one worker
+    of ``workers`` threads inside this process (:func:`local_processes` chooses for a job). It
+    binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another address (e.g.
+    ``:8787`` to open it to the network, deliberately); its scheduler runs the ``preload``
+    modules (``dask scheduler --preload``). ``on_dashboard(link)`` is told the
     dashboard's address when the cluster is up, or connected.
     """
     if client is not None and scheduler is not None:
@@ -229,25 +311,15 @@ def cluster_client(
                 on_dashboard(connected.dashboard_link)
             yield connected
         return
-    import dask.config
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    # one single-threaded worker process per core: blocks run BLAS/oneDNN kernels that would
-    # fight over cores in threads. Scheduler, workers and dashboard listen on loopback only
-    # unless a dashboard address is given on purpose.
     with (
-        _sigint_ignored_by_children(),
-        dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": TASK_STREAM}),
+        _single_threaded_blas(threaded=not processes),
+        start_local_cluster(
+            workers, processes, dashboard, scheduler_preload=tuple(preload)
+        ) as cluster,
+        Client(cluster) as local,
     ):
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            host=LOOPBACK,
-            dashboard_address=dashboard or f"{LOOPBACK}:0",
-            scheduler_kwargs={"preload": list(preload)} if preload else None,
-        )
-    with cluster, Client(cluster) as local:
         if on_dashboard is not None:
             on_dashboard(local.dashboard_link)
         yield local

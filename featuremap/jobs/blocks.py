@@ -18,6 +18,7 @@ collected once at the end).
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from featuremap._typing import Array
 from featuremap.cluster.devices import array_device, block_device, to_device
 from featuremap.engine.blockplan import AxisStep, plan_axis
 from featuremap.engine.fused import axis_steps, compute_compact
+from featuremap.engine.kernels import task_threads
 from featuremap.engine.stack import ResolvedStack
 from featuremap.errors import FencedError, InputError, JobCancelledError
 from featuremap.io import Block, FeatureStats, InputArray, OutputLayout, read_job_token, write_block
@@ -43,6 +45,7 @@ __all__ = [
 
 #: Blocks computed in this worker process, by ``(job token, device)``.
 _COMPUTED: Counter[tuple[str, str]] = Counter()
+_COUNT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class BlockJob:
     """What every block task of one job needs (sent to each worker once).
 
     ``device`` is ``"auto"``, ``"cpu"`` or ``"gpu"``, or ``None`` to keep blocks on NumPy
-    without asking (no GPU worker: CuPy is never imported).
+    without asking (no GPU worker: CuPy is never imported). ``threads`` is how many threads one
+    block task may use (:func:`task_threads`): its worker's threads shared among the blocks
+    that run at once (1 on single-threaded worker processes).
     """
 
     store: str
@@ -60,6 +65,7 @@ class BlockJob:
     steps: tuple[tuple[AxisStep, ...], ...]  # per spatial axis
     layout: OutputLayout
     device: str | None
+    threads: int = 1
 
     @classmethod
     def create(
@@ -71,9 +77,10 @@ class BlockJob:
         stack: ResolvedStack,
         layout: OutputLayout,
         device: str | None,
+        threads: int = 1,
     ) -> BlockJob:
         steps = tuple(tuple(axis) for axis in axis_steps(stack))
-        return cls(store, token, source, stack, steps, layout, device)
+        return cls(store, token, source, stack, steps, layout, device, threads)
 
 
 def run_block(job: BlockJob, block: Block) -> FeatureStats:
@@ -102,10 +109,12 @@ def run_block(job: BlockJob, block: Block) -> FeatureStats:
     values: Array = window
     if job.device is not None:
         values = to_device(values, block_device(job.device))
-    out = compute_compact(job.stack.layers, plans, values)
+    with task_threads(job.threads):
+        out = compute_compact(job.stack.layers, plans, values)
     check_owner(job)
     stats = write_block(job.store, job.layout, slices, out, session=job.token)
-    _COMPUTED[job.token, array_device(out)] += 1
+    with _COUNT_LOCK:  # the tasks of a threaded worker count concurrently
+        _COMPUTED[job.token, array_device(out)] += 1
     return stats
 
 
@@ -159,4 +168,5 @@ def check_owner(job: BlockJob) -> None:
 def blocks_per_device(token: str) -> dict[str, int]:
     """The blocks of job ``token`` this worker process computed, by device (run on each worker
     when the job ends; a retried block may be counted twice, a lost worker's are lost)."""
-    return {device: count for (job, device), count in _COMPUTED.items() if job == token}
+    with _COUNT_LOCK:
+        return {device: count for (job, device), count in _COMPUTED.items() if job == token}

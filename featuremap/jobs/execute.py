@@ -192,6 +192,14 @@ class _Display:
             self._unsaved = False
 
 
+def task_threads(client: Any, blocks: int) -> int:
+    """Threads one block task may use: its worker's threads shared among the blocks that run
+    on it at once (a one-block job on a 2-thread worker tiles its block on both; a job with a
+    block for every thread runs each on one, BLAS single-threaded)."""
+    per_worker = max(client.nthreads().values(), default=1) if hasattr(client, "nthreads") else 1
+    return max(1, per_worker // max(1, min(blocks, per_worker)))
+
+
 def _stream_blocks(
     client: Any,
     plan: JobPlan,
@@ -224,6 +232,7 @@ def _stream_blocks(
         layout=plan.layout,
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
+        threads=task_threads(client, plan.layout.blocks_total),
     )
     shared = share_job(client, job, priority)
     restrictions = devices.task_restrictions()

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from featuremap.cluster.client import cluster_client
+from featuremap.cluster.client import cluster_client, local_processes
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import stack_ndim
-from featuremap.errors import InputError, error_line, option
+from featuremap.errors import InputError, error_line, option, spoken
 from featuremap.io import InputSelection, OutputStore
 from featuremap.io.sizing import OutputOptions
 from featuremap.jobs import state
@@ -104,8 +104,14 @@ def _run_plan(
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
     resume_command: str | None = None,
+    processes: bool | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
+    if processes is not None and (client is not None or scheduler is not None):
+        raise InputError(
+            f"{spoken('--processes/--threads', 'processes=')} chooses how a local cluster runs; "
+            "it cannot be combined with a scheduler or client"
+        )
     links: list[str] = []
 
     def seen(link: str) -> None:
@@ -118,6 +124,7 @@ def _run_plan(
         scheduler,
         workers,
         security,
+        processes=local_processes(processes, plan.layout.blocks_total),
         dashboard=dashboard,
         on_dashboard=seen,
         preload=(DASHBOARD_PRELOAD,),
@@ -162,6 +169,7 @@ def run(
     on_dashboard: Callable[[str], None] | None = None,
     priority: int = 0,
     resume_command: str | None = None,
+    processes: bool | None = None,
 ) -> RunSummary:
     """Run a pipeline to completion and return a summary.
 
@@ -174,8 +182,9 @@ def run(
     client : distributed.Client, optional
         Run on this client. Otherwise ``scheduler`` (``tcp://`` / ``tls://`` address, with
         ``security`` a :class:`distributed.security.Security` for TLS) is connected, or a local
-        cluster of ``workers`` single-threaded processes (default: one per core) is started and
-        closed after.
+        cluster is started and closed after: ``workers`` single-threaded worker processes
+        (default: one per core), or for a small job one worker of ``workers`` threads inside
+        this process (see ``processes``).
     resume : bool
         Finish an existing store: compute only blocks without a done-marker. The pipeline and input
         must be those the store was started with.
@@ -195,6 +204,11 @@ def run(
     resume_command : str, optional
         The command line that would finish this job if it is interrupted (the command line
         gives it; ``featuremap status`` and ``jobs`` show it).
+    processes : bool, optional
+        How a local cluster runs: worker processes (``True``) or threads in this process
+        (``False``); by default threads for jobs of at most
+        :data:`featuremap.cluster.client.THREADS_MAX_BLOCKS` blocks, whose worker processes
+        would take longer to start than the job to run.
 
     Returns
     -------
@@ -224,6 +238,7 @@ def run(
         on_dashboard=on_dashboard,
         priority=priority,
         resume_command=resume_command,
+        processes=processes,
     )
 
 
@@ -245,6 +260,7 @@ def run_layers(
     device: str = "auto",
     security: Any = None,
     progress: Progress | None = None,
+    processes: bool | None = None,
 ) -> RunSummary:
     """:func:`run` for ready-made layers (:mod:`featuremap.engine.layers`) instead of a pipeline.
 
@@ -277,6 +293,7 @@ def run_layers(
         workers=workers,
         security=security,
         progress=progress,
+        processes=processes,
     )
 
 

@@ -43,15 +43,25 @@ def _features(store) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code", "group"),
-    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
-    ids=["SIGTERM", "SIGINT", "Ctrl-C (SIGINT to the process group, workers included)"],
+    ("signum", "code", "group", "kind"),
+    [
+        (signal.SIGTERM, 143, False, "--processes"),
+        (signal.SIGINT, 130, False, "--processes"),
+        (signal.SIGINT, 130, True, "--processes"),
+        (signal.SIGINT, 130, True, "--threads"),
+    ],
+    ids=[
+        "SIGTERM",
+        "SIGINT",
+        "Ctrl-C (SIGINT to the process group, workers included)",
+        "Ctrl-C on a threaded local cluster",
+    ],
 )
-def test_signal_stops_the_run_cleanly_and_resume_is_exact(job, tmp_path, signum, code, group):
+def test_signal_stops_the_run_cleanly_and_resume_is_exact(job, tmp_path, signum, code, group, kind):
     folder, store, log = job["folder"], tmp_path / "stopped.zarr", tmp_path / "run.log"
     process = start_featuremap(
         "run", folder / "p.yaml", "--input", folder / "in.zarr", "--output", store,
-        "--workers", "2", log=log,
+        "--workers", "2", kind, log=log,
     )  # fmt: skip
     try:
         wait_for(lambda: marked_blocks(store) > 50, 120, "the first done-markers")

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from featuremap.cluster.client import cluster_client, insecure_scheduler_message
+from featuremap.cluster.client import (
+    THREADS_MAX_BLOCKS,
+    cluster_client,
+    insecure_scheduler_message,
+    local_processes,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +65,21 @@ def test_local_cluster_listens_on_loopback_only():
         ]
     assert listening, "the cluster should listen somewhere"
     assert set(listening) == {"127.0.0.1"}, listening
+
+
+def test_small_jobs_run_threads_unless_told():
+    assert local_processes(None, 1) is False
+    assert local_processes(None, THREADS_MAX_BLOCKS) is False
+    assert local_processes(None, THREADS_MAX_BLOCKS + 1) is True
+    assert local_processes(False, 10**6) is False
+    assert local_processes(True, 1) is True
+
+
+def test_threaded_local_cluster_runs_in_this_process_on_loopback():
+    """``processes=False``: one worker of ``workers`` threads, in this process, on 127.0.0.1."""
+    import os
+
+    with cluster_client(None, None, 2, None, processes=False) as client:
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert list(client.nthreads().values()) == [2]
+        assert list(client.run(os.getpid).values()) == [os.getpid()]

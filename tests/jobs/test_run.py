@@ -9,6 +9,7 @@ whole array and, for single conv layers, ``torch.nn.functional.conv2d``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -263,21 +264,82 @@ def test_failing_block_marks_the_store_failed(tmp_path, process_client):
     assert status["blocks_done"] < status["blocks_total"] == 4
 
 
-def test_local_cluster_started_and_closed(tmp_path, input_store):
+def _worker_pids(done: int, total: int, seen: list[set[int]]) -> None:
+    """A progress callback: the process ids of the running local cluster's workers."""
+    from distributed import default_client
+
+    seen.append(set(default_client().run(os.getpid).values()))
+
+
+@pytest.mark.parametrize(
+    ("processes", "in_this_process"),
+    [(None, True), (False, True), (True, False)],
+    ids=["small-job-threads", "threads", "processes"],
+)
+def test_local_cluster_started_and_closed(tmp_path, input_store, processes, in_this_process):
+    """A small job's local cluster runs its worker as threads of this process unless told to
+    run processes; either computes the job and is closed after."""
     rng = np.random.default_rng(16)
     data = rng.random((1, 24, 24), dtype=np.float32)
     layer = _conv(rng, 2, 1, 3, padding=1)
+    seen: list[set[int]] = []
     summary = run_layers(
         [layer],
         input=input_store(data, (1, 12, 12)),
         output=str(tmp_path / "out.zarr"),
         workers=1,
         out_chunks=(12, 12),
+        processes=processes,
+        progress=lambda done, total: _worker_pids(done, total, seen),
     )
     assert summary.blocks_computed == 4
+    assert seen
+    assert all(len(pids) == 1 for pids in seen)
+    assert all((pids == {os.getpid()}) == in_this_process for pids in seen)
     np.testing.assert_allclose(
         open_features(str(tmp_path / "out.zarr")).data.compute(),
         _torch_conv(layer, data),
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+def test_processes_refused_with_a_client(tmp_path, input_store, client):
+    data = np.zeros((1, 8, 8), dtype=np.float32)
+    with pytest.raises(InputError, match="cannot be combined with a scheduler or client"):
+        run_layers(
+            [_conv(np.random.default_rng(1), 1, 1, 3)],
+            input=input_store(data),
+            output=str(tmp_path / "out.zarr"),
+            client=client,
+            processes=False,
+        )
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.slow
+def test_threaded_and_process_clusters_write_identical_features(tmp_path, input_store):
+    """Blocks computed by concurrent threads of one process equal a worker process's bit for
+    bit (BLAS single-threaded in both), so a job resumed on the other kind stays exact."""
+    data = np.random.default_rng(6).random((1, 128, 128), dtype=np.float32)
+    source = input_store(data, (1, 64, 64))
+    pipeline = {
+        "layers": [
+            {
+                "conv": {
+                    "bank": {"type": "gabor", "orientations": 4, "frequencies": [0.1, 0.25]},
+                    "padding": "same",
+                }
+            }
+        ],
+        "output": {"chunks": [1, 16, 16]},
+    }
+    written = {}
+    for processes in (False, True):
+        output = str(tmp_path / f"processes-{processes}.zarr")
+        summary = featuremap.run(
+            pipeline, input=source, output=output, workers=2, processes=processes
+        )
+        assert summary.blocks_computed == 64
+        written[processes] = open_features(output).data.compute()
+    np.testing.assert_array_equal(written[False], written[True])

@@ -13,6 +13,7 @@ crossover. On CuPy arrays, kernels up to 7x7 run the CUDA direct kernel
 """
 
 from featuremap.engine.kernels._namespace import array_namespace
+from featuremap.engine.kernels._threads import task_threads
 from featuremap.engine.kernels.activations import activate
 from featuremap.engine.kernels.conv import choose_method, conv2d_valid
 from featuremap.engine.kernels.conv3d import conv3d_valid
@@ -37,6 +38,7 @@ __all__ = [
     "max_pool_valid",
     "pad",
     "symmetric_eigenvalues",
+    "task_threads",
     "tensor_components",
     "tensor_size",
 ]

@@ -11,6 +11,12 @@ The number of threads is the number BLAS would have used (``OPENBLAS_NUM_THREADS
 nanny sets 1 in workers: then everything runs inline). The single-thread limit is reference
 counted so that concurrent calls restore the original BLAS setting only when the last ends;
 a call made while another one holds the limit runs inline.
+
+A block task on a threaded worker (a small job's local cluster runs its worker as threads of
+the job's own process) says how many threads it may use with :func:`task_threads`: one per
+task when the job has a block for every worker thread, so BLAS never threads under a task that
+already has a core of its own; more when there are fewer blocks than threads. BLAS stays
+single-threaded while any such task runs.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["blas_threads", "run_tiles"]
+__all__ = ["blas_threads", "run_tiles", "task_threads"]
 
 Item = TypeVar("Item")
 
@@ -43,9 +49,13 @@ def _blas() -> Any:
 
 
 def blas_threads() -> int:
-    """Threads a BLAS call would use now; 1 inside a tile worker."""
+    """Threads a BLAS call would use now; 1 inside a tile worker, a task's own budget inside
+    :func:`task_threads`."""
     if getattr(_inside_worker, "active", False):
         return 1
+    budget: int | None = getattr(_inside_worker, "budget", None)
+    if budget is not None:
+        return budget
     return max((library.num_threads for library in _blas().lib_controllers), default=1)
 
 
@@ -64,6 +74,20 @@ def _single_threaded_blas() -> Iterator[None]:
             if _limit_users == 0:
                 _limiter.restore_original_limits()
                 _limiter = None
+
+
+@contextmanager
+def task_threads(threads: int) -> Iterator[None]:
+    """Run the calls made inside on at most ``threads`` threads (tiles, FFT workers) of this
+    thread, with BLAS single-threaded meanwhile (reference counted, shared with concurrent
+    tasks and tiled calls)."""
+    previous = getattr(_inside_worker, "budget", None)
+    _inside_worker.budget = max(1, threads)
+    try:
+        with _single_threaded_blas():
+            yield
+    finally:
+        _inside_worker.budget = previous
 
 
 def run_tiles(

@@ -66,3 +66,30 @@ def test_blas_threads_are_restored_after_concurrent_calls():
     )
     before, after = result.stdout.split()
     assert before == after == "2"
+
+
+#: A block task's budget (``task_threads``): its own thread count, BLAS at one thread inside,
+#: the process's BLAS setting back after; tile threads inside a task see one thread each.
+TASK_BUDGET = """
+import threadpoolctl
+from featuremap.engine.kernels import task_threads
+from featuremap.engine.kernels._threads import blas_threads, run_tiles
+threadpoolctl.threadpool_limits(2, user_api="blas")
+def blas():
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+seen = []
+with task_threads(1):
+    one = (blas_threads(), blas())
+with task_threads(3):
+    three = (blas_threads(), blas())
+    run_tiles(lambda item: seen.append(blas_threads()), range(4))
+print(*one, *three, sorted(set(seen)), blas_threads(), blas())
+"""
+
+
+def test_a_task_runs_on_its_own_thread_budget_with_single_threaded_blas():
+    pytest.importorskip("threadpoolctl")
+    result = subprocess.run(
+        [sys.executable, "-c", TASK_BUDGET], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["1", "1", "3", "1", "[1]", "2", "2"]
