@@ -10,6 +10,7 @@ import numpy as np
 import zarr
 
 from featuremap._typing import Array
+from featuremap.engine.cast import cast_to
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
 from featuremap.io.layout import FEATURES, OutputLayout
@@ -47,7 +48,7 @@ def write_block(
     Returns the per-feature statistics of the values stored, gathered here from the block in
     memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
-    stored = to_host(block).astype(layout.dtype, copy=False)
+    stored = cast_to(to_host(block), layout.dtype)  # float16: the compiled cast when there
     values = _write(_features(store, session), layout, block_slices, stored)
     if layout.pyramid is not None:
         # the levels pool the block as stored, so they are the block means of the stored level 0
@@ -55,7 +56,7 @@ def write_block(
             layout.pyramid, layout.ndim, stored, block_slices
         ):
             array = _features(store, session, level.path)
-            _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
+            _write(array, level.layout, slices, cast_to(pooled, layout.dtype))
     return FeatureStats.of(values, layout.feature_axis)
 
 
