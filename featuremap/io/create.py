@@ -13,6 +13,8 @@ import numpy as np
 import zarr
 
 from featuremap.engine.geometry import axis_names
+from featuremap.io._paths import is_url
+from featuremap.io.codec_choice import apply_decision, decide_codecs
 from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
     DISPLAY,
@@ -244,6 +246,8 @@ def create_output(
     Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
     """
     store_format = layout.store_format
+    if layout.codec == "auto":  # a layout no job planned: no sample, auto's unsampled choice
+        layout = apply_decision(layout, decide_codecs(layout, None, object_store=is_url(store)))
     group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
     _create_features(group, FEATURES, layout, geometry_attrs)

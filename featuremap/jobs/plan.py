@@ -31,14 +31,17 @@ from featuremap.io import (
     LayerArrays,
     OutputLayout,
     check_url,
+    is_url,
     normalize_store,
     open_input,
     storage_versions,
 )
 from featuremap.io.chunks import content_identity
+from featuremap.io.codec_choice import apply_decision, decide_codecs, recorded_decision
 from featuremap.io.placement import geometry_attrs
 from featuremap.io.sizing import OutputOptions, check_limits, plan_layout
 from featuremap.jobs import state
+from featuremap.jobs.sample import sample_windows
 from featuremap.jobs.target import check_output_path, plan_mode
 
 __all__ = ["JobPlan", "plan_job"]
@@ -101,6 +104,17 @@ def _layers_hash(layers: Sequence[Layer]) -> str:
     return digest.hexdigest()
 
 
+def _choose_codecs(
+    output: str, source: InputArray, stack: ResolvedStack, layout: OutputLayout
+) -> OutputLayout:
+    """``layout`` with each features array's codec decided (``output.codec: auto``: from a
+    sample of the first blocks, computed here, unless the output is an object store)."""
+    object_store = is_url(output)
+    sample = layout.codec == "auto" and not object_store
+    samples = sample_windows(source, stack, layout) if sample else None
+    return apply_decision(layout, decide_codecs(layout, samples, object_store=object_store))
+
+
 def plan_job(
     layers_for: Callable[[int, tuple[float, ...] | None], Sequence[Layer]],
     *,
@@ -150,6 +164,10 @@ def plan_job(
         recorded = existing.store_format
         options = replace(options, format=recorded.format, checksum=recorded.checksum)
         layout = plan_layout(source, stack, options, existing_chunks=existing.out_chunks)
+        # the codecs the store was made with (auto's choice is never made again)
+        layout = apply_decision(layout, recorded_decision(existing.root.get("output"), layout))
+    else:
+        layout = _choose_codecs(output, source, stack, layout)
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},
         "pipeline_hash": pipeline_hash,
