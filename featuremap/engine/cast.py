@@ -77,6 +77,6 @@ def cast_to(values: np.ndarray, dtype: Any) -> np.ndarray:
     target = np.dtype(dtype)
     if values.dtype == target:
         return values
-    if target == np.float16 and values.dtype == np.float32:
+    if target == np.float16 and values.dtype == np.float32 and isinstance(values, np.ndarray):
         return to_float16(values)
     return values.astype(target)

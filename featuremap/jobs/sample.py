@@ -25,13 +25,17 @@ __all__ = ["SAMPLE_PIXELS", "sample_windows"]
 
 #: Output pixels (voxels) of one sample window, per feature: 256^2 (about 40^3).
 SAMPLE_PIXELS = 2**16
+#: A window's float32 features are at most this many bytes (many features: a smaller window).
+SAMPLE_BYTES = 16 * 2**20
 
 
 def _window(block: tuple[slice, ...], ndim: int) -> tuple[slice, ...]:
     """The sample window in the middle of ``block`` (compute-order slices): the first batch
-    element, every feature, at most :data:`SAMPLE_PIXELS` ** (1/ndim) a spatial side."""
-    side = round(SAMPLE_PIXELS ** (1 / ndim))
+    element, every feature, at most :data:`SAMPLE_PIXELS` and :data:`SAMPLE_BYTES`."""
     batch, feature, spatial = block[: -ndim - 1], block[-ndim - 1], block[-ndim:]
+    features = max(feature.stop - feature.start, 1)
+    pixels = min(SAMPLE_PIXELS, SAMPLE_BYTES // (4 * features))
+    side = max(8, int(pixels ** (1 / ndim)))
     centred = []
     for axis in spatial:
         length = min(side, axis.stop - axis.start)
