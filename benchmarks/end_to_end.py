@@ -112,6 +112,24 @@ def _reads_and_rss() -> tuple[int, int]:
     return read, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (run on each worker too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_snapshot(client) -> tuple[dict, float]:
+    return client.run(_cpu_seconds), _cpu_seconds()
+
+
+def _cpu_since(client, snapshot: tuple[dict, float]) -> float:
+    """CPU seconds of the workers and of this process (client and scheduler) since
+    ``snapshot``: what a run cost whatever else the host was running."""
+    workers, local = snapshot
+    now = client.run(_cpu_seconds)
+    return sum(now[name] - workers.get(name, 0.0) for name in now) + _cpu_seconds() - local
+
+
 def _cluster(workers: int):
     from distributed import Client, LocalCluster
 
@@ -166,6 +184,7 @@ def run_featuremap(
     warm_up(client, Path(output).parent, layer, dtype)
     client.run(_count_reads, str(Path(source).resolve()))
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     summary = run_layers(
         [layer],
@@ -176,10 +195,12 @@ def run_featuremap(
         options=OutputOptions(dtype=dtype, codec=codec),
     )
     seconds = time.perf_counter() - started
+    cpu_seconds = _cpu_since(client, cpu)
     after = client.run(_reads_and_rss)
     read = sum(bytes_read for bytes_read, _ in after.values())
     return {
         "seconds": seconds,
+        "cpu": cpu_seconds,
         "stored": stored_bytes(str(Path(output) / "features")),
         "codec": zarr.open_group(output, mode="r").attrs["featuremap"]["output"]["codec"],
         "blocks": summary.blocks_total,
@@ -202,11 +223,12 @@ def _output_array(path: str, shape: tuple, chunks: tuple) -> zarr.Array:
 
 def run_dask_image(
     client, source: str, output: str, layer: ConvLayer, chunk: int, prime: Callable[[], None]
-) -> float:
+) -> dict:
     import dask.array as da
     from dask_image.ndfilters import correlate
 
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     x = da.from_zarr(source)
     maps = [correlate(x, w[0], mode="constant", cval=0.0) for w in layer.weight]
@@ -217,15 +239,16 @@ def run_dask_image(
         lock=False,
         compute=True,
     )
-    return time.perf_counter() - started
+    return {"seconds": time.perf_counter() - started, "cpu": _cpu_since(client, cpu)}
 
 
 def run_io_floor(
     client, source: str, output: str, filters: int, chunk: int, prime: Callable[[], None]
-) -> float:
+) -> dict:
     import dask.array as da
 
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     x = da.from_zarr(source)
     copies = da.broadcast_to(x[None], (filters, *x.shape)).rechunk((filters, chunk, chunk))
@@ -236,7 +259,7 @@ def run_io_floor(
         lock=False,
         compute=True,
     )
-    return time.perf_counter() - started
+    return {"seconds": time.perf_counter() - started, "cpu": _cpu_since(client, cpu)}
 
 
 def _fresh(outputs) -> None:
@@ -276,17 +299,16 @@ def compare(
             run_io_floor(client, source, str(outputs["floor"]), filters, chunk, primer)
         )
     _fresh(outputs.values())
+    row = {"size": size, "repeats": repeats}
+    for name, variant_runs in runs.items():
+        row[name] = statistics.median(run["seconds"] for run in variant_runs)
+        row[f"{name}_cpu"] = statistics.median(run["cpu"] for run in variant_runs)
     return {
-        "size": size,
-        "fm": statistics.median(run["seconds"] for run in runs["fm"]),
-        "fm_lz4": statistics.median(run["seconds"] for run in runs["fm_lz4"]),
+        **row,
         "codec": runs["fm"][0]["codec"],
         "codec16": runs["fm16"][0]["codec"],
         "bytes": runs["fm"][0]["stored"],
         "bytes_lz4": runs["fm_lz4"][0]["stored"],
-        "fm16": statistics.median(run["seconds"] for run in runs["fm16"]),
-        "di": statistics.median(runs["di"]),
-        "floor": statistics.median(runs["floor"]),
         "blocks": runs["fm"][0]["blocks"],
         "read": runs["fm"][0]["bytes_read"] / stored_bytes(source),
     }
@@ -299,7 +321,7 @@ def _verdict(ok: bool) -> str:
 def report(row: dict) -> None:
     size = row["size"]
     print(f"\n{size}x{size} ({row['blocks']} blocks)")
-    print(f"{'variant':<20} {'seconds':>8} {'vs floor':>9}")
+    print(f"{'variant':<26} {'seconds':>8} {'vs floor':>9} {'CPU s':>8}")
     for name, key in (
         ("I/O floor", "floor"),
         (f"featuremap ({row['codec']})", "fm"),
@@ -307,17 +329,27 @@ def report(row: dict) -> None:
         (f"featuremap float16 ({row['codec16']})", "fm16"),
         ("dask-image", "di"),
     ):
-        print(f"{name:<20} {row[key]:8.2f} {row[key] / row['floor']:8.2f}x")
+        print(
+            f"{name:<26} {row[key]:8.2f} {row[key] / row['floor']:8.2f}x {row[key + '_cpu']:8.2f}"
+        )
     speedup, floor = row["di"] / row["fm"], row["fm"] / row["floor"]
     half, bytes_ratio = row["fm"] / row["fm16"], row["bytes"] / row["bytes_lz4"]
-    print(f"featuremap vs dask-image: {speedup:.2f}x faster (goal >= 4x: {_verdict(speedup >= 4)})")
+    cpu_speedup = row["di_cpu"] / row["fm_cpu"]
     print(
-        f"featuremap auto ({row['codec']}) vs lz4: {row['fm_lz4'] / row['fm']:.2f}x faster, "
+        f"featuremap vs dask-image: {speedup:.2f}x faster (goal >= 4x: {_verdict(speedup >= 4)}); "
+        f"CPU seconds {cpu_speedup:.2f}x fewer"
+    )
+    print(
+        f"featuremap auto ({row['codec']}) vs lz4: {row['fm_lz4'] / row['fm']:.2f}x faster "
+        f"({row['fm_lz4_cpu'] / row['fm_cpu']:.2f}x fewer CPU seconds), "
         f"output bytes {row['bytes'] / 2**20:.0f} vs {row['bytes_lz4'] / 2**20:.0f} MiB = "
         f"{bytes_ratio:.2f}x (goal <= 1.15x: {_verdict(bytes_ratio <= 1.15)})"
     )
     print(f"featuremap vs I/O floor: {floor:.2f}x (goal <= 1.2x: {_verdict(floor <= 1.2)})")
-    print(f"float16 vs float32: {half:.2f}x faster (goal >= 1.5x: {_verdict(half >= 1.5)})")
+    print(
+        f"float16 vs float32: {half:.2f}x faster (goal >= 1.5x: {_verdict(half >= 1.5)}); "
+        f"CPU seconds {row['fm_cpu'] / row['fm16_cpu']:.2f}x fewer"
+    )
     print(f"input bytes read / stored input: {row['read']:.2f}x")
 
 
