@@ -7,6 +7,7 @@ The decision on samples alone: ``io/test_codec_choice.py``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,26 @@ def test_resume_reuses_the_recorded_choice(inputs, tmp_path, client, monkeypatch
     assert _choice(store) == recorded
     assert _compressor(store) == recorded["arrays"]["features"]["codec"] != "none"
     np.testing.assert_array_equal(_values(store), reference)
+
+
+def test_object_store_outputs_keep_compression_without_sampling(monkeypatch):
+    from featuremap.engine.geometry import StackGeometry
+    from featuremap.io import OutputLayout
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("an object store's output was sampled")
+
+    monkeypatch.setattr(plan_module, "sample_windows", no_sampling)
+    layout = OutputLayout(
+        batch_dims=(),
+        shape=(4, 64, 64),
+        chunks=(4, 64, 64),
+        stack=StackGeometry((3, 3), (1, 1), (1.0, 1.0)),
+        codec="auto",
+    )
+    remote = plan_module._choose_codecs("s3://bucket/features.zarr", None, None, layout)
+    assert (remote.codec, remote.codec_decision.reason) == ("lz4", "object store")
+    asked = plan_module._choose_codecs(
+        "s3://bucket/features.zarr", None, None, replace(layout, codec="none")
+    )
+    assert (asked.codec, asked.codec_decision.reason) == ("none", "asked")
