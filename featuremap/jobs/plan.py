@@ -3,9 +3,11 @@
 :func:`plan_job` opens the input (metadata only), builds the layers, resolves the stack's
 geometry once (:func:`featuremap.engine.stack.resolve_stack`), sizes the output blocks and shards and
 checks the output's size against the limits (:mod:`.sizing`), checks the output path and what is
-there (:mod:`.target`), records the input's content identity, and returns one frozen,
-picklable :class:`JobPlan` that creating the store, block planning and the block tasks all read
-without re-parsing anything.
+there (:mod:`.target`), records the input's content identity, decides the features' codecs
+(``output.codec: auto``: from two small windows of the first blocks computed here, the only
+input data the plan reads, :mod:`.sample`; ``--resume``: as the store records them), and returns
+one frozen, picklable :class:`JobPlan` that creating the store, block planning and the block
+tasks all read without re-parsing anything.
 """
 
 from __future__ import annotations
