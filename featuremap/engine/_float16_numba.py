@@ -20,7 +20,7 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["half_bits_into"]
+__all__ = ["half_bits_into", "widen_into"]
 
 _LOG = logging.getLogger(__name__)
 _SIGNATURE = "void(float32[::1], uint16[::1])"
@@ -39,20 +39,42 @@ def _half_bits(typingctx: Any, value: Any) -> Any:
     return types.uint16(types.float32), codegen
 
 
+@intrinsic
+def _widen(typingctx: Any, bits: Any) -> Any:
+    """The float32 value of a float16 bit pattern (a bit cast to half, then LLVM ``fpext``:
+    exact, as every float16 is a float32)."""
+    if bits != types.uint16:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        half = builder.bitcast(args[0], ir.HalfType())
+        return builder.fpext(half, ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+def _widen_loop(bits: np.ndarray, out: np.ndarray) -> None:
+    for index in range(bits.size):
+        out[index] = _widen(bits[index])  # type: ignore[call-arg]  # typingctx: numba
+
+
 def _loop(values: np.ndarray, out: np.ndarray) -> None:
     for index in range(values.size):
         out[index] = _half_bits(values[index])  # type: ignore[call-arg]  # typingctx: numba
 
 
-def _compile() -> Any:
-    """:func:`_loop` compiled, cached on disk where a cache directory is writable."""
+def _compile(loop: Any, signature: str) -> Any:
+    """``loop`` compiled, cached on disk where a cache directory is writable."""
     try:
-        return numba.njit(_SIGNATURE, cache=True, nogil=True, boundscheck=False)(_loop)
+        return numba.njit(signature, cache=True, nogil=True, boundscheck=False)(loop)
     except RuntimeError as error:  # "no locator available": nowhere to write the cache
         _LOG.debug("numba cache unavailable (%s): compiling in this process", error)
-        return numba.njit(_SIGNATURE, cache=False, nogil=True, boundscheck=False)(_loop)
+        return numba.njit(signature, cache=False, nogil=True, boundscheck=False)(loop)
 
 
 #: ``half_bits_into(values, out)``: float32 ``values`` (1-D, contiguous) into the float16 bit
 #: patterns ``out`` (uint16, same size).
-half_bits_into = _compile()
+half_bits_into = _compile(_loop, _SIGNATURE)
+#: ``widen_into(bits, out)``: float16 bit patterns (uint16, 1-D, contiguous) into their float32
+#: values ``out`` (``vcvtph2ps``).
+widen_into = _compile(_widen_loop, "void(uint16[::1], float32[::1])")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cast_to", "fast_float16_available", "to_float16"]
+__all__ = ["cast_to", "fast_float16_available", "to_float16", "to_float32"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +53,17 @@ def _kernel() -> _Kernel | None:
     return _compile()
 
 
+@functools.cache
+def _widen_kernel() -> _Kernel | None:
+    """The compiled float16 -> float32 loop, when the narrowing one works (same module)."""
+    if _kernel() is None:
+        return None
+    from featuremap.engine._float16_numba import widen_into
+
+    kernel: _Kernel = widen_into
+    return kernel
+
+
 def fast_float16_available() -> bool:
     """Whether :func:`to_float16` runs the compiled cast (numba installed and working)."""
     return _kernel() is not None
@@ -68,6 +79,19 @@ def to_float16(values: np.ndarray) -> np.ndarray:
     contiguous = np.ascontiguousarray(values)
     out = np.empty(values.shape, dtype=np.float16)
     kernel(contiguous.reshape(-1), out.reshape(-1).view(np.uint16))
+    return out
+
+
+def to_float32(values: np.ndarray) -> np.ndarray:
+    """float16 ``values`` as float32 (exact: NumPy's ``astype`` is a scalar loop here too, the
+    compiled one ``vcvtph2ps``); anything else through ``astype(np.float32, copy=False)``."""
+    values = np.asarray(values)
+    kernel = _widen_kernel() if values.size >= _MIN_FAST_VALUES else None
+    if kernel is None or values.dtype != np.float16:
+        return values.astype(np.float32, copy=False)
+    contiguous = np.ascontiguousarray(values)
+    out = np.empty(values.shape, dtype=np.float32)
+    kernel(contiguous.reshape(-1).view(np.uint16), out.reshape(-1))
     return out
 
 

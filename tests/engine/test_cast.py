@@ -156,3 +156,16 @@ def test_compiled_cast_without_a_writable_cache(tmp_path):
     done = _python(probe, env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"  # compiled, not cached
+
+
+def test_widening_float16_to_float32_is_exact():
+    """Every float16 bit pattern widens as NumPy widens it (NaN to a NaN)."""
+    halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    result = cast.to_float32(halves)
+    expected = halves.astype(np.float32)
+    assert result.dtype == np.float32
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(result), nan)
+    np.testing.assert_array_equal(result.view(np.uint32)[~nan], expected.view(np.uint32)[~nan])
+    values = np.ones(8, dtype=np.float32)
+    assert cast.to_float32(values) is values  # float32 stays as it is
