@@ -279,25 +279,25 @@ def compare(
     filters = layer.weight.shape[0]
     output_bytes = filters * size * size * 4
     primer = functools.partial(prime_pages, scratch, output_bytes) if prime else _no_priming
-    for _ in range(repeats):  # interleaved, so drift in the machine hits all alike
-        _fresh(outputs.values())
-        runs["fm"].append(run_featuremap(client, source, str(outputs["fm"]), layer, prime=primer))
-        _fresh(outputs.values())
-        runs["fm_lz4"].append(
-            run_featuremap(client, source, str(outputs["fm_lz4"]), layer, prime=primer, codec="lz4")
-        )
-        _fresh(outputs.values())
-        runs["fm16"].append(
-            run_featuremap(
-                client, source, str(outputs["fm16"]), layer, dtype="float16", prime=primer
-            )
-        )
-        _fresh(outputs.values())
-        runs["di"].append(run_dask_image(client, source, str(outputs["di"]), layer, chunk, primer))
-        _fresh(outputs.values())
-        runs["floor"].append(
-            run_io_floor(client, source, str(outputs["floor"]), filters, chunk, primer)
-        )
+    variants: dict[str, Callable[[], dict]] = {
+        "fm": lambda: run_featuremap(client, source, str(outputs["fm"]), layer, prime=primer),
+        "fm_lz4": lambda: run_featuremap(
+            client, source, str(outputs["fm_lz4"]), layer, prime=primer, codec="lz4"
+        ),
+        "fm16": lambda: run_featuremap(
+            client, source, str(outputs["fm16"]), layer, dtype="float16", prime=primer
+        ),
+        "di": lambda: run_dask_image(client, source, str(outputs["di"]), layer, chunk, primer),
+        "floor": lambda: run_io_floor(
+            client, source, str(outputs["floor"]), filters, chunk, primer
+        ),
+    }
+    names = list(variants)
+    for repeat in range(repeats):  # interleaved, so drift in the machine hits all alike
+        # each repeat starts with another variant: no variant always follows the same one
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            _fresh(outputs.values())
+            runs[name].append(variants[name]())
     _fresh(outputs.values())
     row = {"size": size, "repeats": repeats}
     for name, variant_runs in runs.items():
