@@ -156,6 +156,8 @@ def warm_up(client, scratch: Path, layer: ConvLayer, dtype: str = "float32") -> 
     from featuremap.jobs.run import run_layers
 
     source = make_input(scratch / "warm.zarr", 128, 64)
+    if dtype == "float16":  # the tiny job reaches one worker: load the cast on every one
+        client.run(_load_float16_cast)
     run_layers(
         [layer],
         input=source,
@@ -164,6 +166,12 @@ def warm_up(client, scratch: Path, layer: ConvLayer, dtype: str = "float32") -> 
         overwrite=True,
         options=OutputOptions(dtype=dtype),
     )
+
+
+def _load_float16_cast() -> bool:
+    from featuremap.engine.cast import fast_float16_available
+
+    return fast_float16_available()
 
 
 def _no_priming() -> None:
