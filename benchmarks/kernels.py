@@ -67,6 +67,29 @@ def _median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _without_torch(function):
+    """``function`` with featuremap's optional torch backend switched off (the NumPy paths'
+    times: ``no-torch s``), to show what the backend changes, interleaved with the rest."""
+    from featuremap.engine.kernels import onednn
+
+    def call():
+        available = onednn.available
+        onednn.available = lambda: False
+        try:
+            return function()
+        finally:
+            onednn.available = available
+
+    return call
+
+
 def _peak_bytes(function) -> int:
     tracemalloc.start()
     function()
@@ -125,17 +148,24 @@ def main() -> None:
         result, expected = ours(), peer()
         scale = float(np.abs(weight).sum(axis=(1, 2, 3)).max() * np.abs(x).max())
         error = float(np.abs(result - expected).max()) / scale
-        ours_times, peer_times = [], []
-        for _ in range(args.repeats):  # interleaved: a busy spell slows both sides alike
-            ours_times.append(_median_seconds(ours, 1))
-            peer_times.append(_median_seconds(peer, 1))
-        ours_s, peer_s = statistics.median(ours_times), statistics.median(peer_times)
+        numpy_only = _without_torch(ours)
+        times = {"ours": [], "peer": [], "numpy": []}
+        for _ in range(args.repeats):  # interleaved: a busy spell slows all sides alike
+            for side, function in (("ours", ours), ("peer", peer), ("numpy", numpy_only)):
+                times[side].append(_timed(function))
+        ours_s, peer_s, numpy_s = (
+            statistics.median(t[0] for t in times[side]) for side in ("ours", "peer", "numpy")
+        )
+        ours_cpu, peer_cpu, numpy_cpu = (
+            statistics.median(t[1] for t in times[side]) for side in ("ours", "peer", "numpy")
+        )
         half = weight.shape[-1] // 2
         padded_shape = (*x.shape[:-2], x.shape[-2] + 2 * half, x.shape[-1] + 2 * half)
         method = _path(padded_shape, weight, (stride, stride), groups)
         peak = _peak_bytes(ours)
         limit = 2 * (x.nbytes + result.nbytes)
-        rows.append((name, ours_s, peer_s, peer_name, method, peak, limit, error, group))
+        timing = (ours_s, peer_s, numpy_s, ours_cpu, peer_cpu, numpy_cpu)
+        rows.append((name, *timing, peer_name, method, peak, limit, error, group))
 
     def _path(padded_shape, weight, stride, groups):
         method = choose_method(padded_shape, weight, stride, (1, 1), groups)
@@ -243,17 +273,25 @@ def main() -> None:
     )
     print(
         f"threads={args.threads} repeats={args.repeats} (median, interleaved); ratio = peer / featuremap, > 1 = featuremap faster; "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
+        f"{_openblas_environment()}; load average {_load()}"
+    )
+    print(
+        "cpu s: CPU seconds of the process per call (all threads); no-torch s: featuremap with "
+        "its optional torch backend off (NumPy paths only, wall and CPU), interleaved; gain = "
+        "no-torch s / ours s"
     )
     header = (
         f"{'case':<34}{'ours s':>9}{'peer s':>9}  {'peer':<12}{'ratio':>7}  {'method':<22}"
-        f"{'peak MB':>9}{'limit MB':>9}{'rel err':>9}"
+        f"{'peak MB':>9}{'limit MB':>9}{'rel err':>9}{'ours cpu':>9}{'peer cpu':>9}"
+        f"{'no-torch s':>11}{'cpu':>8}{'gain':>6}"
     )
     print(header)
-    for name, ours_s, peer_s, peer_name, method, peak, limit, error, _ in rows:
+    for name, *timing, peer_name, method, peak, limit, error, _ in rows:
+        ours_s, peer_s, numpy_s, ours_cpu, peer_cpu, numpy_cpu = timing
         print(
             f"{name:<34}{ours_s:>9.4f}{peer_s:>9.4f}  {peer_name:<12}{peer_s / ours_s:>7.2f}  {method:<22}"
-            f"{peak / 2**20:>9.1f}{limit / 2**20:>9.1f}{error:>9.1e}"
+            f"{peak / 2**20:>9.1f}{limit / 2**20:>9.1f}{error:>9.1e}{ours_cpu:>9.4f}{peer_cpu:>9.4f}"
+            f"{numpy_s:>11.4f}{numpy_cpu:>8.4f}{numpy_s / ours_s:>6.2f}"
         )
     small = [peer_s / ours_s for _, ours_s, peer_s, *_, group in rows if group == "small"]
     print(
@@ -277,6 +315,20 @@ def _cpu_model() -> str:
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return f"{model} ({vector})"
+
+
+def _openblas_environment() -> str:
+    """The OpenBLAS/OpenMP variables of this process (they pick the kernel and the threads)."""
+    names = (*_PINNING, *_THREAD_VARIABLES, "ONEDNN_MAX_CPU_ISA")
+    return " ".join(f"{name}={os.environ.get(name, '(unset)')}" for name in names)
+
+
+def _load() -> str:
+    """The 1-minute load average: other processes competing for the cores during the run."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
 
 
 def _blas_line() -> str:

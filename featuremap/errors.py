@@ -36,6 +36,7 @@ __all__ = [
     "error_line",
     "input_key",
     "option",
+    "printable",
     "spoken",
 ]
 
@@ -178,3 +179,17 @@ def error_line(error: BaseException) -> str:
     if len(first) > ERROR_LINE_WIDTH:
         first = first[: ERROR_LINE_WIDTH - 3] + "..."
     return f"{type(error).__name__}: {first}"
+
+
+def printable(text: Any) -> str:
+    """``text`` made inert for a terminal: control characters (ESC and so every escape sequence,
+    OSC, BEL, CR, backspace, the other C0 and C1 codes, DEL) and other unprintable code points
+    are shown as Python escapes (``\\x1b``), normal Unicode is kept. Every string that comes
+    from data, a pipeline, a store's metadata or a path passes through it before the terminal
+    (:func:`featuremap.cli._format.echo` does for everything a command prints)."""
+    return "".join(
+        char
+        if char.isprintable() or char == "\t"
+        else char.encode("unicode_escape").decode("ascii")
+        for char in str(text)
+    )

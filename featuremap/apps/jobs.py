@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from featuremap._files import read_document
 from featuremap.errors import InputError
 from featuremap.io import OutputStore, is_url, open_output
 from featuremap.jobs.joblog import JobLog
 from featuremap.jobs.registry import (
     JobRecord,
     find_job,
+    job_documents,
     list_jobs,
     publish,
     registered,
@@ -25,7 +27,10 @@ from featuremap.jobs.registry import (
 )
 from featuremap.jobs.state import REVOKED, cancel_job
 
-__all__ = ["Cancelled", "cancel", "job_log", "jobs"]
+__all__ = ["Cancelled", "cancel", "job_documents", "job_log", "jobs"]
+
+#: The largest job log shown (a job logs a few lines, and one traceback per failure).
+MAX_LOG_BYTES = 64 << 20
 
 
 def jobs(client: Any, *, finished: bool = False) -> list[JobRecord]:
@@ -116,8 +121,11 @@ def job_log(target: str, client: Any = None) -> str:
         raise InputError(
             f"the job of {path!r} kept no log (it was started before featuremap logged jobs)"
         )
-    try:
-        return Path(log).read_text(encoding="utf-8", errors="replace")
+    try:  # the path is a store record: a FIFO or /dev/zero there must not hang or fill memory
+        data = read_document(
+            log, "job log", "it is not a log featuremap wrote", limit=MAX_LOG_BYTES
+        )
+        return data.decode("utf-8", errors="replace")
     except OSError as error:
         raise InputError(
             f"cannot read the log {log!r} of {path!r} ({error.strerror}); a store on object "

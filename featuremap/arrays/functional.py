@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from featuremap.engine.layers import ConvLayer, Layer, PoolLayer
-from featuremap.engine.stack import apply_stack, feature_labels
+from featuremap.engine.stack import apply_stack, feature_labels, resolve_stack, stack_ndim
 from featuremap.errors import InputError
 
 __all__ = [
@@ -73,12 +73,41 @@ def _run(layers: Sequence[Layer], x: Any) -> Any:
         from featuremap.arrays.xarray import apply as apply_to_dataarray
 
         return apply_to_dataarray(x, layers)
+    empty = _empty_batch(layers, x)
+    if empty is not None:
+        return empty
     if _is_dask(x):
         # imported here so NumPy-only users never import dask
         from featuremap.arrays.dask import blockwise_stack
 
         return blockwise_stack(x, layers)
     return apply_stack(layers, x)
+
+
+def _empty_batch(layers: Sequence[Layer], x: Any) -> Any:
+    """For a batch of no images (a batch axis of length 0), the empty result of the right
+    shape, as torch returns -- without computing, whose cost models divide by the pixel count;
+    ``None`` otherwise. The geometry is still checked (:func:`resolve_stack` refuses what torch
+    would refuse on a non-empty batch)."""
+    ndim = stack_ndim(layers)
+    shape = tuple(getattr(x, "shape", ()))
+    batch = shape[: -ndim - 1]
+    if len(shape) <= ndim + 1 or any(not isinstance(n, int) for n in shape) or all(batch):
+        return None
+    resolved = resolve_stack(layers, shape[-ndim:], shape[-ndim - 1])
+    result_shape = (*batch, *resolved.output_shape)
+    if _is_dask(x):
+        import dask.array
+
+        return dask.array.empty(result_shape, dtype="float32")
+    module = type(x).__module__.partition(".")[0]
+    if module == "cupy":
+        import cupy
+
+        return cupy.empty(result_shape, dtype="float32")
+    import numpy
+
+    return numpy.empty(result_shape, dtype="float32")
 
 
 def _conv(

@@ -1,8 +1,9 @@
 """The ``file`` bank: weights (and an optional bias) read from a ``.npy``, ``.npz`` or ``.safetensors``.
 
 * ``.npy``: the weight only. Read with ``allow_pickle=False``: object (pickled) arrays are refused.
-* ``.npz``: arrays ``tensor`` (default ``weight``) and, optionally, ``bias_tensor`` (default: ``bias``
-  when present).
+* ``.npz``: arrays ``tensor`` (default ``weight``) and, optionally, ``bias_tensor`` (default:
+  the ``tensor``'s PyTorch sibling when present -- ``conv1.bias`` beside ``conv1.weight`` -- else
+  ``bias`` when present, as DESIGN.md's ``weight`` / optional ``bias`` convention reads).
 * ``.safetensors``: tensors ``tensor`` and ``bias_tensor`` the same way (needs ``safetensors``).
 
 The weight is ``(J, C, kh, kw)`` or ``(J, kh, kw)`` (then ``C = 1``) for 2-D filters, or
@@ -32,6 +33,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from featuremap._files import file_kind
 from featuremap.banks._params import MAX_FILTERS, check_weight_shape, optional, text
 from featuremap.banks._registry import Filters, Parameter, register
 from featuremap.errors import InputError, describe
@@ -100,17 +102,9 @@ def _check_regular_file(path: Path) -> int:
     except OSError as error:
         raise InputError(f"weight file {path} cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        kinds = (
-            (stat.S_ISDIR, "a directory"),
-            (stat.S_ISFIFO, "a FIFO"),
-            (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"),
-            (stat.S_ISSOCK, "a socket"),
-        )
-        kind = next((name for test, name in kinds if test(info.st_mode)), "a special file")
         raise InputError(
-            f"weight file {path} is not a regular file ({kind}); give a .npy, .npz or "
-            ".safetensors file"
+            f"weight file {path} is not a regular file ({file_kind(info.st_mode)}); give a "
+            ".npy, .npz or .safetensors file"
         )
     return info.st_size
 
@@ -360,7 +354,17 @@ def _choose(
             f"weight file {path} has no bias array {describe(bias_tensor)} "
             f"(it holds: {_listing(names)})"
         )
-    return tensor, bias_tensor or (DEFAULT_BIAS_NAME if DEFAULT_BIAS_NAME in names else None)
+    defaults = [name for name in default_bias_names(tensor) if name in names]
+    return tensor, bias_tensor or (defaults[0] if defaults else None)
+
+
+def default_bias_names(tensor: str) -> tuple[str, ...]:
+    """The biases looked for beside ``tensor`` without ``bias_tensor``: PyTorch's sibling
+    (``conv1.weight`` -> ``conv1.bias``; dropped silently, it changed every feature), then
+    :data:`DEFAULT_BIAS_NAME`."""
+    prefix, dot, last = tensor.rpartition(".")
+    sibling = (f"{prefix}.{DEFAULT_BIAS_NAME}",) if dot and last == "weight" else ()
+    return (*sibling, DEFAULT_BIAS_NAME)
 
 
 LOADERS: dict[str, Callable[[Path, str, str | None, int], Arrays]] = {
@@ -478,7 +482,8 @@ def load_weights(path: Path, tensor: str = "weight", bias_tensor: str | None = N
     Parameter(
         "bias_tensor",
         None,
-        "name of the bias array (default: 'bias' when the file has one)",
+        "name of the bias array (default: X.bias beside tensor X.weight, else 'bias', when "
+        "the file has one)",
         optional(text()),
     ),
 )

@@ -6,18 +6,25 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import click
 
+from featuremap.errors import printable
+
 __all__ = [
     "describe_layer",
+    "echo",
     "echo_json",
     "format_pair",
     "format_quantities",
+    "inert_warnings",
     "layer_summary",
     "layer_table",
+    "overflow_warning",
     "physical_line",
     "plural",
     "print_rich",
@@ -25,15 +32,43 @@ __all__ = [
 ]
 
 
-def safe(text: Any) -> str:
-    """``text`` with control characters (ESC, OSC and other C0/C1 codes, DEL) escaped, so that
-    a string from a pipeline, a store or a path can never drive the terminal it is printed to."""
-    return "".join(
-        char
-        if char.isprintable() or char in "\t"
-        else char.encode("unicode_escape").decode("ascii")
-        for char in str(text)
-    )
+#: :func:`featuremap.errors.printable`, the one escaping function, under its older name here.
+safe = printable
+
+
+def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` of ``message`` with every line made :func:`printable`: what any command
+    prints reaches the terminal with its control characters shown, never obeyed (only the line
+    breaks between its lines are kept)."""
+    click.echo(_printable_lines(str(message)), err=err, nl=nl)
+
+
+def _printable_lines(text: str) -> str:
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+@contextmanager
+def inert_warnings() -> Iterator[None]:
+    """Show Python warnings (whose messages may quote data: a CRS, a name) in their usual form,
+    every line :func:`printable`; the previous ``warnings.showwarning`` afterwards."""
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        (file or sys.stderr).write(_printable_lines(text.rstrip("\n")) + "\n")
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def plural(count: int, noun: str) -> str:
@@ -41,9 +76,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def overflow_warning(count: int) -> str:
+    """The warning for values a store's dtype made infinite (``status``, ``inspect``, ``run``)."""
+    return (
+        f"warning: {plural(count, 'value')} finite as computed became +-inf in the stored dtype "
+        "(float16 ends at +-65504); store float32 (output: {dtype: float32}) to keep them"
+    )
+
+
 def echo_json(data: Any) -> None:
     """Print ``data`` as one JSON document on stdout."""
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
 def format_pair(values: Sequence[Any]) -> str:
@@ -150,7 +193,26 @@ def print_rich(*renderables: Any) -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
     for renderable in renderables:
-        console.print(renderable)
+        console.print(_inert(renderable))
+
+
+def _inert(renderable: Any) -> Any:
+    """A rich renderable with every string :func:`printable` (rich keeps ESC as it is): a
+    table's title and cells, a text, a string."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if isinstance(renderable, str):
+        return printable(renderable)
+    if isinstance(renderable, Text):
+        return Text(printable(renderable.plain), style=renderable.style)
+    if isinstance(renderable, Table):
+        renderable.title = _inert(renderable.title) if renderable.title else renderable.title
+        for column in renderable.columns:
+            column.header = _inert(column.header)
+            # rich keeps a column's cells here (Table.add_row appends to it)
+            column._cells = [_inert(cell) for cell in column._cells]
+    return renderable
 
 
 #: Metadata keys kept per layer in --json output (a bank's long filter list is left out).

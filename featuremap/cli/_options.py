@@ -18,6 +18,7 @@ from featuremap.errors import InputError
 __all__ = [
     "cluster_options",
     "job_options",
+    "join_repeated",
     "make_security",
     "prepare_job",
     "refuse_together",
@@ -58,6 +59,14 @@ store_options = _stack(
     ),
 )
 
+
+def join_repeated(_context: Any, _parameter: Any, values: tuple[str, ...]) -> str | None:
+    """A ``--region`` given twice, joined with commas: click would keep only the last, so that
+    ``--region y=0:4 --region y=5:9`` read ``y=5:9`` silently; joined, an axis given twice is
+    refused (:func:`featuremap.pipeline.schema.parse_region`)."""
+    return ",".join(values) or None
+
+
 #: ``--axes``, ``--level``, ``--region``, ``--channels``: which part of the input, read how.
 selection_options = _stack(
     click.option(
@@ -74,6 +83,8 @@ selection_options = _stack(
     click.option(
         "--region",
         metavar="REGION",
+        multiple=True,
+        callback=join_repeated,
         help="Part of the input, per axis name or kind: z=10:20,y=0:4096,x=0:4096 (stop excluded).",
     ),
     click.option(

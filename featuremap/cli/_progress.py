@@ -8,9 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import click
-
-from featuremap.cli._format import plural
+from featuremap.cli._format import echo, plural
 
 __all__ = ["progress_reporter"]
 
@@ -44,7 +42,7 @@ class _PlainProgress:
         rate = (done - self.first_done) / max(now - self.start, 1e-9)
         eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
         percent = 100 * done // total if total else 100
-        click.echo(
+        echo(
             f"featuremap: {done}/{plural(total, 'block')} ({percent}%), {rate:.1f} blocks/s{eta}",
             err=True,
         )

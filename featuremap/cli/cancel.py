@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from featuremap.cli._connect import cluster_connection
-from featuremap.cli._format import echo_json, safe
+from featuremap.cli._format import echo, echo_json, safe
 from featuremap.cli._options import cluster_options
 
 __all__ = ["cancel"]
@@ -37,7 +37,7 @@ def cancel(target: str, scheduler: str | None, as_json: bool, **tls: Any) -> Non
     if as_json:
         echo_json(done.to_dict())
         return
-    click.echo(
+    echo(
         f"cancelled job {done.id[:12]} writing {safe(done.store)}; finish it with "
         f"'featuremap run PIPELINE --output {safe(done.store)} --resume'"
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from featuremap.cli._format import echo
+
 __all__ = ["cluster"]
 
 cluster = click.Group(
@@ -100,24 +102,24 @@ def slurm(port: int, dashboard_address: str, print_job_script: bool, **options: 
 
     spec = SlurmSpec.from_dict(options)
     if print_job_script:
-        click.echo(render_job_script(spec), nl=False)
+        echo(render_job_script(spec), nl=False)
         return
     slurm_cluster = start_slurm_cluster(spec, port=port, dashboard_address=dashboard_address)
 
     address = slurm_cluster.scheduler_address
-    click.echo(
+    echo(
         f"featuremap: SLURM cluster up: scheduler {address}, {spec.jobs} job(s) of "
         f"{spec.cores} cores / {spec.memory}"
         + (f" / {spec.gpus} GPU(s)" if spec.gpus else "")
         + f", dashboard {slurm_cluster.dashboard_link}"
     )
-    click.echo(f"run a pipeline on it:  {_connect_hint(address, spec)}")
-    click.echo("stop with Ctrl-C (cancels the jobs)")
+    echo(f"run a pipeline on it:  {_connect_hint(address, spec)}")
+    echo("stop with Ctrl-C (cancels the jobs)")
     with _terminate_as_interrupt():
         try:
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:
-            click.echo("featuremap: stopping the cluster and cancelling its jobs")
+            echo("featuremap: stopping the cluster and cancelling its jobs")
         finally:
             slurm_cluster.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from featuremap.cli._format import plural, safe
+from featuremap.cli._format import echo, plural, safe
 from featuremap.cli._progress import progress_reporter
 
 __all__ = ["demo"]
@@ -57,14 +57,14 @@ def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None
             output_dir, n_images=n_images, size=size, workers=workers, progress=progress
         )
     features = shlex.quote(str(Path(summary.store)))
-    click.echo(
+    echo(
         f"{summary.status}: {plural(summary.blocks_total, 'block')} in {summary.seconds:.1f} s "
         f"-> {safe(summary.store)}"
     )
-    click.echo("open it with:")
-    click.echo(
+    echo("open it with:")
+    echo(
         f'  python -c "import featuremap; print(featuremap.open({str(summary.store)!r}).to_xarray())"'
     )
-    click.echo(f'  python -c "import xarray; print(xarray.open_zarr({str(summary.store)!r}))"')
-    click.echo(f"  featuremap inspect {features}")
-    click.echo(f"  featuremap preview {features} -o preview.png")
+    echo(f'  python -c "import xarray; print(xarray.open_zarr({str(summary.store)!r}))"')
+    echo(f"  featuremap inspect {features}")
+    echo(f"  featuremap preview {features} -o preview.png")

@@ -7,8 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from featuremap.cli._format import echo_json, layer_summary, layer_table, physical_line, print_rich
-from featuremap.cli._options import refuse_together
+from featuremap.cli._format import (
+    echo,
+    echo_json,
+    layer_summary,
+    layer_table,
+    physical_line,
+    print_rich,
+)
+from featuremap.cli._options import join_repeated, refuse_together
 from featuremap.errors import InputError
 
 if TYPE_CHECKING:
@@ -71,7 +78,13 @@ def _first_conv_channels(pipeline: Pipeline) -> int:
 @click.option("--array", metavar="NAME", help="Array inside the --input group.")
 @click.option("--axes", metavar="AXES", help="What each input axis is (as for run).")
 @click.option("--level", metavar="LEVEL", help="OME-Zarr resolution level (as for run).")
-@click.option("--region", metavar="REGION", help="Part of the input (as for run).")
+@click.option(
+    "--region",
+    metavar="REGION",
+    multiple=True,
+    callback=join_repeated,
+    help="Part of the input (as for run).",
+)
 @click.option(
     "--channels",
     type=click.IntRange(min=1),
@@ -149,4 +162,4 @@ def explain(
         )
     )
     if physical is not None:
-        click.echo(physical_line(physical))
+        echo(physical_line(physical))

@@ -7,7 +7,7 @@ from typing import cast
 
 import click
 
-from featuremap.cli._format import safe
+from featuremap.cli._format import echo, safe
 
 __all__ = ["export"]
 
@@ -54,4 +54,4 @@ def export(store: str, fmt: str, output: str | None, index: str | None) -> None:
     kind = cast("ExportFormat", fmt)  # click.Choice has checked it
     path = Path(output) if output is not None else default_target(store, kind)
     target = ExportTarget(path, kind, parse_index(index))
-    click.echo(f"wrote {safe(export_store(open_features(store), target))}")
+    echo(f"wrote {safe(export_store(open_features(store), target))}")

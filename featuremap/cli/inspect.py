@@ -8,10 +8,12 @@ from typing import Any
 import click
 
 from featuremap.cli._format import (
+    echo,
     echo_json,
     format_pair,
     layer_summary,
     layer_table,
+    overflow_warning,
     physical_line,
     plural,
     print_rich,
@@ -105,33 +107,35 @@ def inspect(store: str, as_json: bool) -> None:
         echo_json(report)
         return
     geometry, status = report["geometry"], report["status"]
-    click.echo(safe(report["store"]))
-    click.echo(
+    echo(safe(report["store"]))
+    echo(
         f"  features  {' × '.join(f'{d}={n}' for d, n in zip(report['dims'], report['shape'], strict=False))}"
         f"  {report['dtype']}, chunks {report['chunks']}"
     )
     storage = report["storage"]
-    click.echo(
+    echo(
         f"  storage   {storage['format']} (Zarr v{storage['zarr_format']}), "
         f"checksum {storage['checksum']}"
     )
-    click.echo(f"  codec     {safe(_codec_line(report['codec']))}")
-    click.echo(
+    echo(f"  codec     {safe(_codec_line(report['codec']))}")
+    echo(
         f"  geometry  receptive field {format_pair(geometry['receptive_field'])}, "
         f"jump {format_pair(geometry['jump'])}, offset {format_pair(geometry['offset'])} "
         "(output pixel i is centred on input pixel offset + i·jump)"
     )
     if report["physical"]:
-        click.echo(f"  physical  {physical_line(report['physical'])}")
-    click.echo(
+        echo(f"  physical  {physical_line(report['physical'])}")
+    echo(
         f"  status    {status['status']}, {status['blocks_done']} of "
         f"{plural(status['blocks_total'], 'block')}"
     )
+    if status.get("overflowed"):
+        echo(f"  {overflow_warning(status['overflowed'])}")
     pipeline = report["provenance"].get("pipeline") or {}
-    click.echo(
+    echo(
         f"  pipeline  {safe(pipeline.get('name'))} ({plural(len(pipeline.get('layers', [])), 'layer')})"
     )
     for key in PROVENANCE_KEYS:
         if report["provenance"].get(key) is not None:
-            click.echo(f"  {key:<9} {safe(_line(report['provenance'][key]))}")
+            echo(f"  {key:<9} {safe(_line(report['provenance'][key]))}")
     print_rich(layer_table("layers", None, features.layers))

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from featuremap.cli._connect import cluster_connection
-from featuremap.cli._format import echo_json, safe
+from featuremap.cli._format import echo, echo_json, safe
 from featuremap.cli._options import cluster_options
 
 __all__ = ["jobs"]
@@ -22,6 +22,9 @@ Examples:
 
 An 'interrupted' job (its scheduler or driver was lost) is finished with
 'featuremap run PIPELINE --output STORE --resume'.
+
+A scheduler started with '--preload featuremap.jobs.dashboard' shows the
+same list live at http://SCHEDULER:8787/featuremap/jobs (named on stderr).
 """
 
 #: The table's columns: heading and the record's field.
@@ -63,17 +66,22 @@ def _table(rows: Sequence[list[str]]) -> str:
 def jobs(scheduler: str | None, show_all: bool, as_json: bool, **tls: Any) -> None:
     """List the queued and running featuremap jobs of the cluster at --scheduler: id, state,
     blocks done of total, priority, submitter, pipeline, start time, store."""
+    from featuremap.apps.jobs import job_documents
     from featuremap.apps.jobs import jobs as list_jobs
+    from featuremap.jobs.dashboard_page import served_page
 
     with cluster_connection(scheduler, required=True, **tls) as client:
         records = list_jobs(client, finished=show_all)
+        page = None if as_json else served_page(client)
     if as_json:
-        echo_json([record.to_dict() for record in records])
+        echo_json(job_documents(records))
         return
-    click.echo(_table([_row(record) for record in records]))
+    echo(_table([_row(record) for record in records]))
+    if page is not None:
+        echo(f"featuremap: jobs page at {page}", err=True)
     for record in records:
         if record.state == "interrupted":
-            click.echo(
+            echo(
                 f"{record.id[:12]}: interrupted; finish it with 'featuremap run PIPELINE "
                 f"--output {safe(record.store)} --resume'"
             )

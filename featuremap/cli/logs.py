@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from featuremap.cli._connect import cluster_connection
+from featuremap.cli._format import echo
 from featuremap.cli._options import cluster_options
 
 __all__ = ["logs"]
@@ -28,4 +29,4 @@ def logs(target: str, scheduler: str | None, **tls: Any) -> None:
 
     with cluster_connection(scheduler, required=False, **tls) as client:
         text = job_log(target, client)
-    click.echo(text, nl=False)
+    echo(text, nl=False)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import click
 
 from featuremap._version import __version__
-from featuremap.cli._format import safe
+from featuremap.cli._format import echo, inert_warnings, safe
 from featuremap.cli.banks import banks
 from featuremap.cli.cancel import cancel
 from featuremap.cli.cluster import cluster
@@ -91,7 +91,7 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
-    click.echo(f"featuremap: error: {_one_line(message)}", err=True)
+    echo(f"featuremap: error: {_one_line(message)}", err=True)
     return code
 
 
@@ -108,14 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:
-        with command_line_names():
+        with command_line_names(), inert_warnings():
             result = cli.main(
                 args=list(argv) if argv is not None else None,
                 prog_name="featuremap",
                 standalone_mode=False,
             )
     except click.exceptions.NoArgsIsHelpError as error:
-        click.echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
+        echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
         return EXIT_BAD_INPUT
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
@@ -123,10 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as error:
         return _fail(error.format_message(), error.exit_code)
     except click.Abort:
-        click.echo("featuremap: interrupted", err=True)
+        echo("featuremap: interrupted", err=True)
         return EXIT_INTERRUPTED
     except Interrupted as stop:
-        click.echo(f"featuremap: interrupted ({stop}); finish with --resume", err=True)
+        echo(f"featuremap: interrupted ({stop}); finish with --resume", err=True)
         return EXIT_TERMINATED if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED
     except InputError as error:
         if debug:

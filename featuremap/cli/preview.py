@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from featuremap.cli._format import echo
+
 __all__ = ["preview"]
 
 EPILOG = """\b
@@ -38,4 +40,4 @@ def preview(store: str, output: str, image: int, max_features: int) -> None:
     from featuremap.io import open_features
 
     path = render_preview(open_features(store), output, image=image, max_features=max_features)
-    click.echo(f"wrote {path}")
+    echo(f"wrote {path}")

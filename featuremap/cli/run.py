@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, overflow_warning, plural, safe
 from featuremap.cli._options import (
     job_options,
     prepare_job,
@@ -45,7 +45,7 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 
     message = None if scheduler is None else insecure_scheduler_message(scheduler, security)
     if message is not None:
-        click.echo(f"featuremap: warning: {message}", err=True)
+        echo(f"featuremap: warning: {message}", err=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnauthenticatedSchedulerWarning)
         yield
@@ -85,6 +85,7 @@ def run(
     An existing output store is refused unless --overwrite (replace it) or --resume (compute
     only the blocks not yet written, then finish).
     """
+    from featuremap.jobs.dashboard_page import page_link
     from featuremap.jobs.run import run as run_job
 
     refuse_together(scheduler=scheduler, workers=workers)
@@ -94,7 +95,9 @@ def run(
     spec, job = prepare_job(pipeline, scheduler, **job_flags)
 
     def announce(link: str) -> None:
-        click.echo(f"featuremap: dashboard at {link}", err=True)
+        echo(f"featuremap: dashboard at {link}", err=True)
+        if scheduler is None:  # featuremap's own cluster serves the jobs page
+            echo(f"featuremap: jobs page at {page_link(link)}", err=True)
 
     with scheduler_warning(scheduler, job["security"]), progress_reporter() as progress:
         summary = run_job(
@@ -108,8 +111,10 @@ def run(
     if as_json:
         echo_json(summary.to_dict())
         return
-    click.echo(
+    echo(
         f"{summary.status}: {plural(summary.blocks_total, 'block')} ({summary.blocks_computed} "
         f"computed, {summary.blocks_skipped} skipped) in {summary.seconds:.1f} s -> "
         f"{safe(summary.store)}"
     )
+    if summary.values_overflowed:
+        echo(overflow_warning(summary.values_overflowed))

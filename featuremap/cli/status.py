@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, overflow_warning, plural, safe
 
 __all__ = ["status"]
 
@@ -13,7 +13,8 @@ Examples:
   featuremap status out/gabor.zarr
   featuremap status out/gabor.zarr --json    # {"status": ..., "blocks_done": ..., "blocks_total": ...}
 
-'interrupted' means running without a recent heartbeat (its scheduler, driver or CLI was lost);
+'interrupted' means running with a heartbeat that stopped changing (its scheduler, driver or CLI
+was lost); a job on another host is judged by its heartbeat changing, never by that host's clock;
 finish it, or a 'cancelled' one, with 'featuremap run ... --resume'.
 """
 
@@ -33,20 +34,20 @@ def status(store: str, as_json: bool) -> None:
     done, total = info["blocks_done"], info["blocks_total"]
     percent = f" ({100 * done // total}%)" if total else ""
     name = f" ({safe(info['name'])})" if info.get("name") else ""
-    click.echo(
-        f"{safe(store)}{name}: {info['status']}, {done} of {plural(total, 'block')} done{percent}"
-    )
+    echo(f"{safe(store)}{name}: {info['status']}, {done} of {plural(total, 'block')} done{percent}")
     if info["status"] == "complete" and done < total:
-        click.echo(
+        echo(
             f"warning: no readable done-marker for {plural(total - done, 'block')} of a complete "
             f"store; check it with 'featuremap verify {safe(store)}'"
         )
+    if info.get("overflowed"):
+        echo(overflow_warning(info["overflowed"]))
     if info.get("error"):
-        click.echo(f"error: {safe(info['error'])}")
+        echo(f"error: {safe(info['error'])}")
     if info["status"] in ("interrupted", "cancelled", "failed"):
-        click.echo(
+        echo(
             f"finish it with: featuremap run PIPELINE --output {safe(store)} --resume"
             + ("" if info["status"] != "interrupted" else " (its scheduler or driver was lost)")
         )
     if info.get("log"):
-        click.echo(f"log: {safe(info['log'])} (featuremap logs {safe(store)})")
+        echo(f"log: {safe(info['log'])} (featuremap logs {safe(store)})")

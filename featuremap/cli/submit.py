@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from featuremap.cli._format import echo_json
+from featuremap.cli._format import echo, echo_json
 from featuremap.cli._options import (
     job_options,
     prepare_job,
@@ -61,12 +61,12 @@ def submit(pipeline: str, scheduler: str | None, as_json: bool, **job_flags: Any
     if as_json:
         echo_json({"store": store, "pipeline": spec.name, "scheduler": address, **seen})
         return
-    click.echo(store)
-    click.echo(
+    echo(store)
+    echo(
         f"submitted {spec.name!r} to {address} as job {seen['id']}; follow it with: featuremap "
         f"status {shlex.quote(store)} (or featuremap jobs), stop it with: featuremap cancel "
         f"{seen['id']}",
         err=True,
     )
     if seen.get("dashboard"):
-        click.echo(f"featuremap: dashboard at {seen['dashboard']}", err=True)
+        echo(f"featuremap: dashboard at {seen['dashboard']}", err=True)

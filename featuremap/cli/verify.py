@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featuremap.cli._format import echo_json, plural, safe
+from featuremap.cli._format import echo, echo_json, plural, safe
 
 __all__ = ["verify"]
 
@@ -49,7 +49,7 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
     if as_json:
         echo_json(report)
     else:
-        click.echo(
+        echo(
             f"{safe(store)}: {report['status']}, {report['blocks_done']} of "
             f"{plural(report['blocks_total'], 'block')} marked done, "
             f"{plural(report['chunks_read'], 'block')} read"
@@ -60,25 +60,23 @@ def verify(store: str, repair: bool, as_json: bool) -> int:
             ("bad_marker", "unreadable done-markers"),
         ):
             if report[kind]:
-                click.echo(f"{what}: {_blocks(report[kind])}")
+                echo(f"{what}: {_blocks(report[kind])}")
         for name, chunks in report["arrays"].items():
-            click.echo(f"damaged array {safe(name)}: {safe(', '.join(chunks[:3]))}")
+            echo(f"damaged array {safe(name)}: {safe(', '.join(chunks[:3]))}")
         for name, error in report["documents"].items():
-            click.echo(f"unreadable metadata {safe(name)}: {safe(error)}")
+            echo(f"unreadable metadata {safe(name)}: {safe(error)}")
         if report["unrepairable"]:
-            click.echo(
+            echo(
                 "cannot be recomputed from the store: "
                 f"{safe(', '.join(report['unrepairable']))}; replace it with "
                 "'featuremap run PIPELINE --overwrite'"
             )
         if report["clean"]:
-            click.echo("ok: no damage found")
+            echo("ok: no damage found")
         elif report["repaired"]:
-            click.echo(
-                "repaired: damaged blocks cleared; finish with 'featuremap run PIPELINE --resume'"
-            )
+            echo("repaired: damaged blocks cleared; finish with 'featuremap run PIPELINE --resume'")
         else:
-            click.echo(
+            echo(
                 "damage found: run 'featuremap verify --repair' then 'featuremap run PIPELINE --resume'"
             )
     return 0 if report["clean"] else 1

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -116,6 +116,46 @@ def insecure_scheduler_message(scheduler: str, security: Any = None) -> str | No
     )
 
 
+def _check_handshake(scheduler: str, security: Any, timeout: object) -> None:
+    """Connect to ``scheduler`` and wait for its handshake, all within ``timeout``.
+
+    Dask bounds the TCP connect by its connect timeout but then waits for the peer's handshake
+    without one (``distributed.comm.core.connect``), and ``Client(timeout=...)`` does not cover
+    that wait: a port that accepts and never speaks would hold the command forever. This probe
+    bounds both; a silent peer is a :class:`TimeoutError`.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dask.utils import parse_timedelta
+    from distributed.comm import connect
+
+    seconds = parse_timedelta(timeout, default="seconds")
+    arguments = security.get_connection_args("client") if security is not None else {}
+
+    async def handshake() -> None:
+        comm = await connect(scheduler, timeout=seconds, **arguments)
+        await comm.close()
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(handshake(), seconds)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no Dask handshake within {seconds:g} s (the port accepts connections but does "
+                "not speak Dask's protocol)"
+            ) from None
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
+        asyncio.run(bounded())
+        return
+    # called from a running event loop (a notebook): probe on a thread of its own
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, bounded()).result()
+
+
 def _connect(scheduler: str, security: Any) -> Any:
     import dask.config
     from distributed import Client
@@ -123,12 +163,10 @@ def _connect(scheduler: str, security: Any) -> Any:
     message = insecure_scheduler_message(scheduler, security)
     if message is not None:
         warnings.warn(message, UnauthenticatedSchedulerWarning, stacklevel=5)
+    timeout = dask.config.get("distributed.comm.timeouts.connect")
     try:  # Dask's connect timeout (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT), 30 s by default
-        return Client(
-            scheduler,
-            security=security,
-            timeout=dask.config.get("distributed.comm.timeouts.connect"),
-        )
+        _check_handshake(scheduler, security, timeout)
+        return Client(scheduler, security=security, timeout=timeout)
     except (OSError, TimeoutError) as error:
         raise JobError(
             f"cannot connect to the scheduler {scheduler!r}: {error_line(error)}; check that it "
@@ -165,12 +203,14 @@ def cluster_client(
     *,
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
+    preload: Sequence[str] = (),
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
 
     A local cluster binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another
-    address (e.g. ``:8787`` to open it to the network, deliberately). ``on_dashboard(link)`` is
-    told the dashboard's address when the cluster is up, or connected.
+    address (e.g. ``:8787`` to open it to the network, deliberately); its scheduler runs the
+    ``preload`` modules (``dask scheduler --preload``). ``on_dashboard(link)`` is told the
+    dashboard's address when the cluster is up, or connected.
     """
     if client is not None and scheduler is not None:
         raise InputError("give either a client or a scheduler address, not both")
@@ -205,6 +245,7 @@ def cluster_client(
             processes=True,
             host=LOOPBACK,
             dashboard_address=dashboard or f"{LOOPBACK}:0",
+            scheduler_kwargs={"preload": list(preload)} if preload else None,
         )
     with cluster, Client(cluster) as local:
         if on_dashboard is not None:

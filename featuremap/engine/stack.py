@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from featuremap._typing import Array
 from featuremap.engine.geometry import LayerGeometry, Sizes, StackGeometry, compose
 from featuremap.engine.kernels import array_namespace, pad
@@ -209,7 +211,18 @@ def as_float32(x: Array) -> Array:
     xp = array_namespace(x)
     if x.dtype.kind not in "biuf":
         raise InputError(f"input must be a numeric array, got dtype {x.dtype}")
-    return xp.asarray(x, dtype=xp.float32)
+    with np.errstate(over="ignore"):  # an overflow is refused below, never silent
+        cast = xp.asarray(x, dtype=xp.float32)
+    if (
+        x.dtype.kind == "f"
+        and x.dtype.itemsize > 4
+        and bool(xp.any(xp.isinf(cast) & xp.isfinite(x)))
+    ):
+        raise InputError(
+            "input holds finite values beyond float32's range (+-3.4e38), that features are "
+            "computed in: they would become inf; rescale the input"
+        )
+    return cast
 
 
 def apply(layer: Layer, x: Array, ndim: int | None = None) -> Array:

@@ -15,6 +15,7 @@ from typing import Any
 import zarr
 
 from featuremap.errors import InputError, describe
+from featuremap.io._paths import check_node_path
 
 __all__ = ["LAYOUT_KEY", "is_bioformats2raw", "series_group", "series_names"]
 
@@ -65,6 +66,7 @@ def series_group(group: zarr.Group, store: str, series: int | None) -> tuple[str
             f"input store {store!r} is a bioformats2raw layout with {have}, not series "
             f"{describe(index)}; give one image as the input ({root}/0) or input.series"
         )
+    check_node_path(names[index], "the bioformats2raw series path (OME/ series)")
     found = group.get(names[index])
     if not isinstance(found, zarr.Group):  # pragma: no cover - OME/ listing a missing group
         raise InputError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,20 +48,33 @@ COLOURS = ("FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0000FF")
 WINDOW_SIGMAS = 3.0
 
 #: Each field's key in the saved statistics (:meth:`FeatureStats.to_dict`).
-_KEYS = {"count": "count", "mean": "mean", "m2": "m2", "low": "min", "high": "max"}
+_KEYS = {
+    "count": "count",
+    "mean": "mean",
+    "m2": "m2",
+    "low": "min",
+    "high": "max",
+    "overflow": "overflow",
+}
+#: Keys a store written before they were gathered may lack: read as zeros.
+_OPTIONAL_KEYS = frozenset({"overflow"})
 
 
 @dataclass(frozen=True, eq=False)
 class FeatureStats:
     """Per-feature statistics of the finite values written: their ``count``, ``mean``, ``m2``
     (sum of squared deviations from the mean), ``low`` and ``high``; each an array with one
-    value per feature (``low`` is ``+inf`` and ``high`` ``-inf`` where nothing was counted)."""
+    value per feature (``low`` is ``+inf`` and ``high`` ``-inf`` where nothing was counted).
+    ``overflow`` counts the values that were finite as computed and became infinite in the
+    stored dtype (float16's range ends at +-65504): never silent, reported by ``status``,
+    ``inspect`` and the run's summary."""
 
     count: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    overflow: np.ndarray
 
     @classmethod
     def empty(cls, features: int) -> FeatureStats:
@@ -72,11 +85,22 @@ class FeatureStats:
             zeros.copy(),
             np.full(features, np.inf),
             np.full(features, -np.inf),
+            zeros.copy(),
         )
 
     @classmethod
-    def of(cls, values: np.ndarray, feature_axis: int) -> FeatureStats:
-        """The statistics of one block, its features along ``feature_axis``."""
+    def of(
+        cls, values: np.ndarray, feature_axis: int, overflow: np.ndarray | None = None
+    ) -> FeatureStats:
+        """The statistics of one block, its features along ``feature_axis`` (``overflow``: per
+        feature, the values the conversion to the stored dtype made infinite)."""
+        stats = cls._of(values, feature_axis)
+        if overflow is None:
+            return stats
+        return replace(stats, overflow=np.asarray(overflow, dtype=np.float64))
+
+    @classmethod
+    def _of(cls, values: np.ndarray, feature_axis: int) -> FeatureStats:
         rows = np.moveaxis(np.asarray(values), feature_axis, 0)
         rows = rows.reshape(rows.shape[0], -1)
         if rows.shape[1] == 0:
@@ -95,6 +119,7 @@ class FeatureStats:
             np.maximum(squares - total * total / count, 0.0),
             rows.min(axis=1).astype(np.float64),
             rows.max(axis=1).astype(np.float64),
+            np.zeros(rows.shape[0], dtype=np.float64),
         )
         if finite.all():  # the usual block
             return stats
@@ -113,6 +138,7 @@ class FeatureStats:
             np.array([finite.var() * finite.size]),
             np.array([finite.min()]),
             np.array([finite.max()]),
+            np.zeros(1),
         )
 
     @classmethod
@@ -139,7 +165,13 @@ class FeatureStats:
             self.m2 + other.m2 + delta**2 * self.count * share,
             np.minimum(self.low, other.low),
             np.maximum(self.high, other.high),
+            self.overflow + other.overflow,
         )
+
+    @property
+    def overflowed(self) -> int:
+        """Values of all features that became infinite in the stored dtype."""
+        return int(self.overflow.sum())
 
     def to_dict(self) -> dict[str, list[float | None]]:
         """JSON-ready lists (``None`` for the infinite bounds of a feature never counted)."""
@@ -157,6 +189,8 @@ class FeatureStats:
         arrays = []
         for name, key in _KEYS.items():
             items = value.get(key)
+            if items is None and key in _OPTIONAL_KEYS:
+                items = [0.0] * features
             if not isinstance(items, list) or len(items) != features:
                 return None
             # None stands for the infinite bounds of a feature never counted

@@ -5,10 +5,11 @@ reads and replaces these documents directly, atomically)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from featuremap._files import read_document
 from featuremap.io._paths import local_path, write_atomically
 
 __all__ = ["ATTRIBUTES_DOCUMENT", "attributes_in", "update_consolidated_root"]
@@ -18,11 +19,12 @@ __all__ = ["ATTRIBUTES_DOCUMENT", "attributes_in", "update_consolidated_root"]
 ATTRIBUTES_DOCUMENT = {3: "zarr.json", 2: ".zattrs"}
 #: Zarr v2's consolidated metadata (at the root of the store).
 _CONSOLIDATED_V2 = ".zmetadata"
+_FIX = "replace it with the file Zarr wrote, or give another store"
 
 
 def attributes_in(document: Path) -> dict[str, Any]:
     """The attributes a group's ``document`` holds (:data:`ATTRIBUTES_DOCUMENT`)."""
-    content = json.loads(document.read_bytes())
+    content = json.loads(read_document(document, "Zarr metadata document", _FIX))
     if document.name == ATTRIBUTES_DOCUMENT[2]:
         return dict(content)
     return dict(content.get("attributes") or {})
@@ -37,7 +39,9 @@ def update_consolidated_root(store: str, attributes: Mapping[str, Any]) -> None:
     local = local_path(store)
     if local is not None:
         document = local / _CONSOLIDATED_V2
-        read: Callable[[], bytes] = document.read_bytes
+
+        def read() -> bytes:
+            return read_document(document, "Zarr consolidated metadata", _FIX)
 
         def write(data: bytes) -> None:
             write_atomically(document, data)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from featuremap.errors import InputError, error_line
+from featuremap.errors import InputError, describe, error_line
 
 __all__ = [
     "PROTOCOL_EXTRAS",
+    "check_node_path",
     "check_url",
     "dangling_link",
     "is_url",
     "local_path",
     "nearest_existing",
     "normalize_store",
+    "replacing",
     "sweep_partial_files",
     "write_atomically",
 ]
@@ -28,6 +34,8 @@ PROTOCOL_EXTRAS = {
     "az": "adlfs",
     "abfs": "adlfs",
 }
+#: The longest name of one path segment (bytes, UTF-8): what every common filesystem allows.
+MAX_SEGMENT_BYTES = 255
 #: Protocols whose "stores" vanish with the process: refused as job outputs.
 EPHEMERAL = ("memory",)
 
@@ -36,6 +44,36 @@ def is_url(store: str) -> bool:
     """``True`` for an fsspec URL such as ``s3://bucket/x.zarr`` (``file://`` excluded by
     :func:`normalize_store`)."""
     return "://" in store
+
+
+def check_node_path(name: Any, what: str) -> str:
+    """``name``, the path of an array or group *inside* a store (``--array``, an OME dataset's
+    ``path``), checked to stay inside it: segments separated by ``/``, none empty, ``.`` or
+    ``..``, none over :data:`MAX_SEGMENT_BYTES` bytes, no NUL or backslash.
+
+    Raises
+    ------
+    InputError
+        One line naming ``what`` and the fix.
+    """
+    if not isinstance(name, str) or not name.strip("/"):
+        raise InputError(f"{what} must be a non-empty path string, got {describe(name)}")
+    for segment in name.strip("/").split("/"):
+        if segment in ("", ".", ".."):
+            raise InputError(
+                f"{what} {describe(name)} has a segment {segment!r}: a path inside the store "
+                "has no empty, '.' or '..' segments; name the array itself (e.g. 'images/0')"
+            )
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            raise InputError(
+                f"{what} {describe(name)} has a segment of {len(segment.encode('utf-8', 'surrogatepass'))} "
+                f"bytes; at most {MAX_SEGMENT_BYTES} bytes a segment: give its real name"
+            )
+        if "\x00" in segment or "\\" in segment:
+            raise InputError(
+                f"{what} {describe(name)} holds a NUL or a backslash; separate segments with '/'"
+            )
+    return name
 
 
 def normalize_store(store: str) -> str:
@@ -133,3 +171,38 @@ def access_error(what: str, store: str, error: BaseException) -> InputError:
         else ""
     )
     return InputError(f"cannot open {what} {store!r}: {error_line(error)}{hint}")
+
+
+@contextmanager
+def replacing(store: str) -> Iterator[bool]:
+    """Replace a local store in one step as seen from its path: the old store is renamed aside
+    (a hidden sibling), the block creates the new one at the free path, and only then is the
+    old one deleted; when the block fails, what it created is removed and the old store is put
+    back, unchanged. Yields whether the old store was set aside (``False`` for an object store,
+    or when nothing is there: the caller replaces it in place).
+
+    Deleting the old store first, entry by entry, could stop half-way (an entry the user may
+    not remove), destroying the old result with nothing in its place
+    (:func:`featuremap.io.permissions.check_removable` proves it will not, beforehand).
+    """
+    path = local_path(store)
+    given = Path(normalize_store(store)).expanduser()
+    if path is None or given.is_symlink() or not path.is_dir():  # a link is replaced in place
+        yield False
+        return
+    aside = path.with_name(f".{path.name}.replaced-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(path, aside)
+        moved = True
+    except OSError:  # a mount point cannot be moved: replaced in place (proven removable)
+        moved = False
+    if not moved:
+        yield False
+        return
+    try:
+        yield True
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -9,16 +9,20 @@ corrupted or truncated chunk into an error.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-from collections.abc import Iterable
+import re
+import stat
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import zarr
 
-from featuremap.errors import error_line
+from featuremap._files import file_kind, read_document
+from featuremap.errors import InputError, error_line
 from featuremap.io._paths import local_path
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "delete_chunks",
     "metadata_documents",
     "region_errors",
+    "stored_chunk_indices",
     "stored_chunks",
     "unreadable_chunks",
 ]
@@ -39,6 +44,8 @@ Key = Any
 
 #: Chunks read at once: reading is I/O- and decompression-bound, both release the GIL.
 READ_THREADS = 8
+#: Regions handed to the readers at once (:func:`region_errors`).
+REGION_BATCH = 1024
 
 Chunk = tuple[int, ...]
 
@@ -72,6 +79,11 @@ def content_identity(store: str, array: str | None) -> dict[str, Any]:
     if root is not None:
         for key in sorted(_list_local(root)):
             info = (root / key).stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the block that reads it
+                raise InputError(
+                    f"input chunk {str(root / key)!r} is not a regular file "
+                    f"({file_kind(info.st_mode)}); restore the chunk Zarr wrote, or remove it"
+                )
             entries.append(f"{key}\t{info.st_size}\t{info.st_mtime_ns}")
     else:
         import fsspec
@@ -103,6 +115,29 @@ def _listed_keys(store: str, array: zarr.Array[Any]) -> set[str]:
     return set(_list_remote(url))
 
 
+def _chunk_of_key(key: str, array: zarr.Array[Any]) -> Chunk | None:
+    """The chunk index a stored key names, or ``None`` for any other object (a metadata
+    document, a leftover): parsed, then checked by encoding it back."""
+    text = key[1:] if key.startswith("c") else key  # Zarr v3's default encoding: "c/0/1"
+    try:
+        index = tuple(int(part) for part in re.split(r"[./]", text.lstrip("./")))
+    except ValueError:
+        return None
+    if len(index) != array.ndim or array.metadata.encode_chunk_key(index) != key:
+        return None
+    return index
+
+
+def stored_chunk_indices(store: str, array: zarr.Array[Any]) -> Iterator[Chunk]:
+    """The chunks (or shards) of ``array`` that are on disk, from one listing: the cost follows
+    the objects stored, never the array's grid (a 10^12-chunk grid with four chunks stored
+    costs four)."""
+    for key in _listed_keys(store, array):
+        index = _chunk_of_key(key, array)
+        if index is not None:
+            yield index
+
+
 def stored_chunks(store: str, array: zarr.Array[Any], chunks: Iterable[Chunk]) -> set[Chunk]:
     """The chunks among ``chunks`` that are on disk (listed, not read)."""
     keys = _listed_keys(store, array)
@@ -132,8 +167,10 @@ def region_errors(
     array: zarr.Array[Any], regions: Iterable[tuple[Key, tuple[slice, ...]]]
 ) -> dict[Key, str]:
     """For ``(key, region)`` pairs: the keys one of whose regions fails to decode, with the first
-    error. A region of one inner chunk of a sharded array decodes that chunk only."""
-    items = list(regions)
+    error. A region of one inner chunk of a sharded array decodes that chunk only.
+
+    ``regions`` is consumed :data:`REGION_BATCH` at a time: memory follows the batch and the
+    damage found, never the number of regions (a store of millions of inner chunks)."""
 
     def error_of(region: tuple[slice, ...]) -> str | None:
         try:
@@ -143,12 +180,13 @@ def region_errors(
         return None
 
     found: dict[Key, str] = {}
+    pending = iter(regions)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        for (key, _), error in zip(
-            items, pool.map(lambda item: error_of(item[1]), items), strict=True
-        ):
-            if error is not None:
-                found.setdefault(key, error)
+        while batch := list(itertools.islice(pending, REGION_BATCH)):
+            errors = pool.map(lambda item: error_of(item[1]), batch)
+            for (key, _), error in zip(batch, errors, strict=True):
+                if error is not None:
+                    found.setdefault(key, error)
     return found
 
 
@@ -160,7 +198,7 @@ def metadata_documents(store: str) -> dict[str, str]:
         keys = _list_local(root)
 
         def read(key: str) -> bytes:
-            return (root / key).read_bytes()
+            return read_document(root / key, "Zarr metadata document", "replace or remove it")
 
     else:
         import fsspec

@@ -5,7 +5,9 @@ or 2, checksum or not)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 import zarr
 
 from featuremap.engine.geometry import axis_names
-from featuremap.io._paths import is_url
+from featuremap.io._paths import is_url, replacing
 from featuremap.io.codec_choice import apply_decision, decide_codecs
 from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
@@ -248,7 +250,30 @@ def create_output(
     store_format = layout.store_format
     if layout.codec == "auto":  # a layout no job planned: no sample, auto's unsampled choice
         layout = apply_decision(layout, decide_codecs(layout, None, object_store=is_url(store)))
-    group = open_group(store, "w" if overwrite else "w-", zarr_format=store_format.zarr_format)
+    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
+    ome = _ome(layout)
+    if ome is not None:
+        attrs.update(ngff_attributes(ome, store_format.ngff_version))
+    # NaN and Infinity are not JSON: refused before anything is written (the job's planning
+    # refuses their causes with a message of its own; this is the last guard)
+    json.dumps([attrs, dict(geometry_attrs), dict(job_attrs)], allow_nan=False, default=str)
+    with replacing(store) if overwrite else nullcontext(False) as set_aside:
+        # a local store replaced was moved aside whole: the path is free ("w-")
+        in_place = overwrite and not set_aside
+        group = open_group(store, "w" if in_place else "w-", zarr_format=store_format.zarr_format)
+        _create_arrays(group, layout, geometry_attrs, weights, attrs, job_attrs)
+    return OutputStore(store, group)
+
+
+def _create_arrays(
+    group: zarr.Group,
+    layout: OutputLayout,
+    geometry_attrs: Mapping[str, Any],
+    weights: Sequence[LayerArrays],
+    attrs: Mapping[str, Any],
+    job_attrs: Mapping[str, Any],
+) -> None:
+    store_format = layout.store_format
     group.create_group(JOB_GROUP, attributes={**job_attrs, "grid": list(layout.grid_shape)})
     _create_features(group, FEATURES, layout, geometry_attrs)
     _write_coordinates(group, layout)
@@ -257,9 +282,4 @@ def create_output(
         _create_levels(group, layout.pyramid, geometry_attrs)
     create_markers(group, MARKERS, layout.blocks_total, store_format)
     group.create_group(DISPLAY)
-    attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
-    ome = _ome(layout)
-    if ome is not None:
-        attrs.update(ngff_attributes(ome, store_format.ngff_version))
     group.attrs.update(attrs)
-    return OutputStore(store, group)

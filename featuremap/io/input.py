@@ -26,7 +26,8 @@ import zarr
 
 from featuremap.errors import InputError, describe, error_line, input_key, option, spoken
 from featuremap.io._bioformats2raw import is_bioformats2raw, series_group
-from featuremap.io._paths import access_error, local_path
+from featuremap.io._guarded_store import zarr_store
+from featuremap.io._paths import access_error, check_node_path, local_path
 from featuremap.io.axes import Axes, resolve_axes
 from featuremap.io.chunk_cache import read_region
 from featuremap.io.layout import FEATURE_DIMS, LEGACY_FEATURE_AXIS
@@ -228,7 +229,7 @@ class InputArray:
 def _open_array(path: str, name: str | None, session: str) -> zarr.Array[Any]:
     """The input array, opened once per worker process and job (``session``): a worker that
     outlives a job never reads a replaced array through metadata cached for an earlier one."""
-    node = zarr.open(store=path, mode="r", path=name or "")
+    node = zarr.open(store=zarr_store(path), mode="r", path=name or "")
     if not isinstance(node, zarr.Array):
         raise InputError(f"input {path!r} ({name}) is no longer an array")
     return node
@@ -261,7 +262,9 @@ def _open_node(store: str) -> zarr.Array[Any] | zarr.Group:
     if path is not None and not path.exists():
         raise InputError(f"input store {store!r} does not exist; check the path")
     try:
-        return zarr.open(store=store, mode="r")
+        return zarr.open(store=zarr_store(store), mode="r")
+    except InputError:  # a metadata document that is a FIFO, a device or too large
+        raise
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
         raise InputError(
             f"input store {store!r} is not a Zarr array or group ({error_line(error)}); "
@@ -309,6 +312,7 @@ def _pick_array(group: zarr.Group, store: str, array: str | None) -> tuple[str, 
                 f"(it holds: {', '.join(names) or 'no arrays'})"
             )
         array = candidates[0]
+    check_node_path(array, f"input array ({input_key('array')})")
     found = group.get(array)
     if not isinstance(found, zarr.Array):
         raise InputError(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "MarkerWriter",
     "block_number",
     "chunk_bits",
+    "count_marked",
     "create_markers",
     "done_numbers",
     "marker_chunk_count",
@@ -92,6 +93,17 @@ def done_numbers(markers: zarr.Array[Any], blocks_total: int) -> Iterator[tuple[
     damaged marker chunk counts as not done (its blocks are recomputed, ``verify`` names it)."""
     for chunk in range(marker_chunk_count(blocks_total)):
         yield chunk * BLOCKS_PER_CHUNK, _read_or_empty(markers, chunk, blocks_total)
+
+
+def count_marked(markers: zarr.Array[Any], chunks: Iterable[int], blocks_total: int) -> int:
+    """Done bits set in marker chunks ``chunks`` (those on disk: the others hold none); a chunk
+    past the grid is not counted, a damaged one counts none."""
+    last = marker_chunk_count(blocks_total)
+    return sum(
+        int(np.count_nonzero(_read_or_empty(markers, chunk, blocks_total)))
+        for chunk in set(chunks)
+        if chunk < last
+    )
 
 
 class MarkerWriter:

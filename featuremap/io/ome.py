@@ -23,12 +23,14 @@ attributes of a Zarr v2 group).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featuremap.errors import InputError, describe
 from featuremap.io._display import FeatureStats, omero_channels
+from featuremap.io._paths import check_node_path
 
 if TYPE_CHECKING:
     from featuremap.io.axes import Axes
@@ -92,6 +94,8 @@ class Multiscale:
 def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], list[float]]:
     """``(scale, translation)`` of an NGFF ``coordinateTransformations`` list."""
     scale, translation = [1.0] * ndim, [0.0] * ndim
+    if transforms is not None and not isinstance(transforms, list):
+        raise _malformed(f"{where} coordinateTransformations", transforms, "a list")
     for transform in transforms or []:
         kind = transform.get("type") if isinstance(transform, Mapping) else None
         if kind == "identity":
@@ -102,11 +106,95 @@ def _transforms(transforms: Any, ndim: int, where: str) -> tuple[list[float], li
                 f"OME-NGFF {where} has a coordinate transformation featuremap cannot read "
                 f"({describe(transform)}); only inline scale and translation are supported"
             )
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise InputError(
+                f"OME-NGFF {where} {kind} must be numbers, got {describe(values)}; fix the "
+                "image's metadata (zarr.json or .zattrs)"
+            )
         if kind == "scale":
             scale = [float(v) for v in values]
         else:
             translation = [float(v) for v in values]
     return scale, translation
+
+
+def _check_finite(level: Level) -> None:
+    """Refuse a NaN, infinite or overflowing scale or translation: it would place every output
+    pixel nowhere, and JSON (the output's ``zarr.json``) cannot hold it."""
+    for kind, values in (("scale", level.scale), ("translation", level.translation)):
+        if not all(math.isfinite(value) for value in values):
+            raise InputError(
+                f"OME-NGFF dataset {level.path!r} has a {kind} that is not a finite number "
+                f"({describe(list(values))}, composed with the multiscale's); fix the input's "
+                "coordinateTransformations"
+            )
+
+
+def _malformed(what: str, value: Any, expected: str) -> InputError:
+    return InputError(
+        f"the group's OME-NGFF {what} is malformed ({describe(value)}): it must be {expected}; "
+        "fix the image's metadata (zarr.json or .zattrs)"
+    )
+
+
+def _axes(first: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The multiscale's axes: mappings with a string ``name`` (a bare name is NGFF 0.3's)."""
+    axes = first.get("axes", [])
+    if not isinstance(axes, list):
+        raise _malformed("axes", axes, "a list of axes")
+    checked = []
+    for axis in axes:
+        axis = {"name": axis} if isinstance(axis, str) else axis
+        if not isinstance(axis, Mapping) or not isinstance(axis.get("name"), str):
+            raise _malformed("axis", axis, 'a mapping with a string "name"')
+        for key in ("type", "unit"):
+            if axis.get(key) is not None and not isinstance(axis[key], str):
+                raise _malformed(f"axis {key}", axis[key], "a string")
+        checked.append(axis)
+    return tuple(checked)
+
+
+def _levels(first: Mapping[str, Any], ndim: int) -> tuple[Level, ...]:
+    """The multiscale's datasets as levels, with the multiscale's own transforms composed."""
+    outer_scale, outer_translation = _transforms(
+        first.get("coordinateTransformations"), ndim, "multiscale"
+    )
+    datasets = first.get("datasets", [])
+    if not isinstance(datasets, list):
+        raise _malformed("datasets", datasets, "a list of datasets")
+    levels = []
+    for dataset in datasets:
+        if not isinstance(dataset, Mapping) or "path" not in dataset:
+            raise _malformed("dataset", dataset, 'a mapping with a "path"')
+        path = check_node_path(dataset["path"], "the OME-NGFF dataset path")
+        scale, translation = _transforms(dataset.get("coordinateTransformations"), ndim, "dataset")
+        levels.append(
+            Level(
+                path,
+                tuple(o * s for o, s in zip(outer_scale, scale, strict=True)),
+                tuple(
+                    o * t + ot
+                    for o, t, ot in zip(outer_scale, translation, outer_translation, strict=True)
+                ),
+            )
+        )
+    if not levels:
+        raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
+    for level in levels:
+        _check_finite(level)
+    return tuple(levels)
+
+
+def _channel_labels(omero: Any) -> tuple[str, ...] | None:
+    """The ``omero`` channel labels, ``None`` when there is no ``omero`` channel list."""
+    if omero is None:
+        return None
+    channels = omero.get("channels") if isinstance(omero, Mapping) else omero
+    if channels is None:
+        return None
+    if not isinstance(channels, list) or not all(isinstance(c, Mapping) for c in channels):
+        raise _malformed("omero channels", channels, "a list of mappings")
+    return tuple(str(c.get("label", i)) for i, c in enumerate(channels))
 
 
 def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
@@ -116,8 +204,11 @@ def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
         version, container = str(ome.get("version", "0.5")), ome
     elif "multiscales" in attrs:
         container = attrs
+        listed = attrs["multiscales"]
         version = (
-            str(attrs["multiscales"][0].get("version", "0.4")) if attrs["multiscales"] else "0.4"
+            str(listed[0].get("version", "0.4"))
+            if isinstance(listed, list) and listed and isinstance(listed[0], Mapping)
+            else "0.4"
         )
     else:
         return None
@@ -129,33 +220,9 @@ def read_multiscales(attrs: Mapping[str, Any]) -> Multiscale | None:
     ):
         raise InputError("the group's OME-NGFF multiscales metadata is empty or malformed")
     first = multiscales[0]
-    axes = tuple(
-        axis if isinstance(axis, Mapping) else {"name": str(axis)} for axis in first.get("axes", [])
-    )
-    ndim = len(axes)
-    outer_scale, outer_translation = _transforms(
-        first.get("coordinateTransformations"), ndim, "multiscale"
-    )
-    levels = []
-    for dataset in first.get("datasets", []):
-        scale, translation = _transforms(dataset.get("coordinateTransformations"), ndim, "dataset")
-        levels.append(
-            Level(
-                str(dataset["path"]),
-                tuple(o * s for o, s in zip(outer_scale, scale, strict=True)),
-                tuple(
-                    o * t + ot
-                    for o, t, ot in zip(outer_scale, translation, outer_translation, strict=True)
-                ),
-            )
-        )
-    if not levels:
-        raise InputError("the group's OME-NGFF multiscales metadata lists no datasets")
-    omero = container.get("omero")
-    labels = None
-    if isinstance(omero, Mapping) and isinstance(omero.get("channels"), list):
-        labels = tuple(str(c.get("label", i)) for i, c in enumerate(omero["channels"]))
-    return Multiscale(version, axes, tuple(levels), labels)
+    axes = _axes(first)
+    levels = _levels(first, len(axes))
+    return Multiscale(version, axes, levels, _channel_labels(container.get("omero")))
 
 
 def _ngff_axis(name: str, kind: str, unit: str | None) -> dict[str, Any]:

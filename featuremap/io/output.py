@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +23,9 @@ import zarr
 from featuremap.errors import BrokenStoreError, describe, error_line, spoken
 from featuremap.io._display import FeatureStats
 from featuremap.io._documents import ATTRIBUTES_DOCUMENT, attributes_in, update_consolidated_root
+from featuremap.io._guarded_store import zarr_store
 from featuremap.io._paths import local_path, write_atomically
-from featuremap.io.chunks import stored_chunks
+from featuremap.io.chunks import stored_chunk_indices
 from featuremap.io.formats import StoreFormat
 from featuremap.io.input import dimension_names
 from featuremap.io.layout import (
@@ -36,7 +36,7 @@ from featuremap.io.layout import (
     ROOT_KEY,
     feature_axis_of,
 )
-from featuremap.io.markers import MarkerWriter, done_numbers
+from featuremap.io.markers import MarkerWriter, count_marked, done_numbers
 from featuremap.io.ome import omero
 
 __all__ = [
@@ -73,7 +73,10 @@ def open_group(
     """Open (or create, in ``zarr_format``) an output group; an existing store is opened in the
     format it has (``output.format``: :mod:`featuremap.io.formats`)."""
     return zarr.open_group(
-        store=store, mode=mode, zarr_format=zarr_format, use_consolidated=consolidated
+        store=zarr_store(store, read_only=mode == "r"),
+        mode=mode,
+        zarr_format=zarr_format,
+        use_consolidated=consolidated,
     )
 
 
@@ -239,6 +242,17 @@ class OutputStore:
         saved = self._attributes(DISPLAY).get("stats")
         return FeatureStats.from_dict(saved, features) or FeatureStats.empty(features)
 
+    def overflowed(self) -> int:
+        """Values written as +-inf that were finite as computed (float16's range), over the
+        blocks marked done (0 for a store made before they were counted)."""
+        document = self._document(DISPLAY)
+        if document is not None and not document.exists():
+            return 0
+        saved = attrs_dict(self._attributes(DISPLAY).get("stats")).get("overflow")
+        if not isinstance(saved, list):
+            return 0
+        return int(sum(v for v in saved if isinstance(v, (int, float)) and math.isfinite(v)))
+
     def save_display_stats(self, stats: FeatureStats) -> None:
         """Save the statistics of the blocks marked done (before their markers are flushed)."""
         document = self._document(DISPLAY)
@@ -368,8 +382,13 @@ class OutputStore:
         return zip(*(axis.tolist() for axis in axes), strict=True)
 
     def count_done(self) -> int:
-        """Number of blocks whose done-marker is set."""
-        return sum(int(np.count_nonzero(bits)) for _, bits in self.done_numbers())
+        """Number of blocks whose done-marker is set, from the marker chunks on disk (one never
+        written has no bit set): the cost follows the markers that exist, not the grid."""
+        markers = self.markers
+        if _legacy_grid(markers) != ():
+            return int(np.count_nonzero(_legacy_done(markers)))
+        chunks = (index for (index,) in stored_chunk_indices(self.path, markers))
+        return count_marked(markers, chunks, self.blocks_total)
 
     def marker_writer(
         self, check: Callable[[], None], before_flush: Callable[[], None] | None = None
@@ -395,11 +414,15 @@ class OutputStore:
         ]
 
     def stored_blocks(self) -> set[Block]:
-        """Blocks whose ``features`` chunk (or shard) is on disk (listed, not read)."""
-        by_chunk = {
-            feature_chunk(block, self.feature_axis): block for block in _all(self.grid_shape)
-        }
-        return {by_chunk[chunk] for chunk in stored_chunks(self.path, self.features, by_chunk)}
+        """Blocks whose ``features`` chunk (or shard) is on disk (listed, not read): the cost
+        follows the objects stored, not the grid."""
+        axis, grid = self.feature_axis, self.grid_shape
+        blocks = (
+            (*chunk[:axis], *chunk[axis + 1 :])
+            for chunk in stored_chunk_indices(self.path, self.features)
+            if chunk[axis] == 0
+        )
+        return {b for b in blocks if all(i < n for i, n in zip(b, grid, strict=True))}
 
 
 def made_by_featuremap(store: str) -> bool:
@@ -418,7 +441,7 @@ def _has_root_record(store: str) -> bool:
 
 def _has_job_record(store: str) -> bool:
     try:
-        job = zarr.open_group(store=store, path=JOB_GROUP, mode="r").attrs
+        job = zarr.open_group(store=zarr_store(store), path=JOB_GROUP, mode="r").attrs
     except Exception:  # noqa: BLE001 -- no readable job record
         return False
     return isinstance(job.get("owner"), Mapping) and isinstance(job.get("grid"), list)
@@ -447,10 +470,6 @@ def read_job_token(store: str) -> str | None:
     return token if isinstance(token, str) else None
 
 
-def _all(grid_shape: Sequence[int]) -> Iterator[Block]:
-    return itertools.product(*(range(n) for n in grid_shape))
-
-
 def _legacy_grid(markers: zarr.Array[Any]) -> tuple[int, ...]:
     """The block grid of featuremap 0.1's markers (one ``uint8`` chunk per block), else ``()``."""
     names = dimension_names(markers) or ()
@@ -476,5 +495,5 @@ def consolidate(store: str) -> OutputStore:
         # zarr 3 warns that consolidated metadata is not (yet) in the v3 spec; xarray reads it
         # (a v2 store gets its .zmetadata)
         warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(store)
+        zarr.consolidate_metadata(zarr_store(store, read_only=False))
     return OutputStore.open(store, "r+", consolidated=True)

@@ -22,6 +22,7 @@ from featuremap.io.output import (
     damaged_root,
     made_by_featuremap,
 )
+from featuremap.io.records import check_records
 
 __all__ = ["FeatureStore", "open_features", "open_output"]
 
@@ -143,6 +144,7 @@ def open_output(store: str | os.PathLike[str], mode: Mode = "r") -> OutputStore:
             f"'{ROOT_KEY}' attributes)"
         )
     output.features  # noqa: B018 -- BrokenStoreError if its metadata cannot be read
+    check_records(output)  # before anything acts on them: a grid, a pid, the geometry
     return output
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from featuremap.io._guarded_store import zarr_store
+
 __all__ = ["group_attributes", "write_image_group"]
 
 
@@ -15,7 +17,7 @@ def group_attributes(store: str) -> dict[str, Any] | None:
     """The attributes of the Zarr group at ``store``; ``None`` when nothing readable is a group
     there (a plain folder, a file, an array, a damaged store)."""
     try:
-        group = zarr.open_group(store, mode="r")
+        group = zarr.open_group(zarr_store(store), mode="r")  # a FIFO there: refused, not read
     except Exception:  # noqa: BLE001 -- whatever it is, it is not a readable group
         return None
     return dict(group.attrs)

@@ -88,12 +88,18 @@ def region_intervals(
     """Per stored axis, the ``[start, stop)`` that ``input.region`` reads (all of an axis it
     leaves out)."""
     intervals = [(0, n) for n in shape]
+    given: dict[int, str] = {}
     for key, value in region.items():
         axis = axes.find(key)
         if axis == axes.channel:
             raise InputError(
                 f"region {key}: select channels with {input_key('channels')}, not a region"
             )
+        if axis in given:  # two names of one axis (its name and its kind): which one is meant?
+            raise InputError(
+                f"region {given[axis]} and region {key} select the same axis; give it once"
+            )
+        given[axis] = key
         intervals[axis] = _interval(value, shape[axis], key)
     return tuple(intervals)
 

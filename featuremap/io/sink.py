@@ -4,6 +4,7 @@ its part of each block level of the pyramid (pooled in memory: level 0 is never 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from featuremap._typing import Array
 from featuremap.engine.cast import cast_to
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
+from featuremap.io._guarded_store import zarr_store
 from featuremap.io.layout import FEATURES, OutputLayout
 from featuremap.io.pyramid import block_level_values
 
@@ -25,7 +27,9 @@ def _features(store: str, session: str, path: str = FEATURES) -> zarr.Array[Any]
     (``session``, its token): a store replaced by another job is never written through the
     metadata of the one it replaced."""
     # in the format the store has (output.format): Zarr v3, or v2 for ngff-0.4
-    node = zarr.open_group(store=store, mode="r+", use_consolidated=False)[path]
+    node = zarr.open_group(
+        store=zarr_store(store, read_only=False), mode="r+", use_consolidated=False
+    )[path]
     assert isinstance(node, zarr.Array)
     # a block is always written whole: never scan it for "all fill value" first (NaN is the
     # fill value: the scan would cost a pass over the block to find what a block never is)
@@ -48,7 +52,9 @@ def write_block(
     Returns the per-feature statistics of the values stored, gathered here from the block in
     memory for the store's display metadata (:mod:`featuremap.io._display`).
     """
-    stored = cast_to(to_host(block), layout.dtype)  # float16: the compiled cast when there
+    computed = to_host(block)
+    with np.errstate(over="ignore"):  # counted below, never silent
+        stored = cast_to(computed, layout.dtype)  # float16: the compiled cast when there
     values = _write(_features(store, session), layout, block_slices, stored)
     if layout.pyramid is not None:
         # the levels pool the block as stored, so they are the block means of the stored level 0
@@ -57,7 +63,25 @@ def write_block(
         ):
             array = _features(store, session, level.path)
             _write(array, level.layout, slices, cast_to(pooled, layout.dtype))
-    return FeatureStats.of(values, layout.feature_axis)
+    stats = FeatureStats.of(values, layout.feature_axis)
+    if stats.count.sum() < values.size:  # some value is not finite: did the conversion make it?
+        overflow = _overflow(computed, stored, layout.ndim)
+        if overflow is not None:
+            stats = replace(stats, overflow=overflow.astype(np.float64))
+    return stats
+
+
+def _overflow(computed: np.ndarray, stored: np.ndarray, ndim: int) -> np.ndarray | None:
+    """Per feature (compute order: the axis before the ``ndim`` spatial ones), the values
+    finite as computed that the stored dtype (float16) made infinite; ``None`` when the
+    conversion cannot overflow. Called only for a block with a value that is not finite (its
+    statistics tell, at no extra pass): the usual block pays nothing."""
+    if stored is computed or stored.dtype.itemsize >= computed.dtype.itemsize:
+        return None
+    overflowed = np.isinf(stored) & np.isfinite(computed)
+    axes = tuple(axis for axis in range(overflowed.ndim) if axis != overflowed.ndim - ndim - 1)
+    counts: np.ndarray = overflowed.sum(axis=axes)
+    return counts
 
 
 def _write(

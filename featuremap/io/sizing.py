@@ -42,6 +42,7 @@ __all__ = [
     "HARD_MAX_BLOCKS",
     "MAX_BLOCKS",
     "MAX_BLOCK_BYTES",
+    "MAX_INPUT_CHUNK_BYTES",
     "MAX_OUTPUT_BYTES",
     "MIN_BLOCK",
     "SHARD_FROM_CHUNKS",
@@ -50,6 +51,7 @@ __all__ = [
     "Z_BAND_PIXELS",
     "OutputOptions",
     "block_chunks",
+    "check_input_chunk",
     "check_limits",
     "plan_layout",
     "shard_factor",
@@ -63,6 +65,10 @@ MIN_BLOCK = 256
 MIN_BLOCK_3D = 64
 MAX_BLOCK_BYTES = 256 * 2**20
 SHARD_TARGET_BYTES = 256 * 2**20
+#: The most one stored input chunk may decode to: a block decodes every input chunk it reads
+#: whole, so a chunk holds at most a few blocks' worth (a 128 KB chunk of zeros can declare a
+#: shape that decodes to gigabytes).
+MAX_INPUT_CHUNK_BYTES = 4 * MAX_BLOCK_BYTES
 SHARD_FROM_CHUNKS = 4096
 #: A volume's chunk holds z-planes until it has at least this many voxels (64 x 64 planes: 8).
 #: (The fewest such planes that divide the block's depth.)
@@ -189,7 +195,8 @@ def shard_factor(
     options: OutputOptions, chunk: Sizes, features: int, grid: Sequence[int]
 ) -> Sizes | None:
     """Chunks per shard along each spatial axis, or ``None`` for no sharding (always in Zarr v2,
-    which has none)."""
+    which has none). ``auto`` shards are never larger than the array's grid of chunks
+    (``grid``: chunks along the batch axes, then the spatial ones)."""
     if options.shards is None or options.store_format.zarr_format == 2:
         return None
     ndim = len(chunk)
@@ -198,7 +205,12 @@ def shard_factor(
         factor = _integer_root(max(SHARD_TARGET_BYTES // max(chunk_bytes, 1), 1), ndim)
         if factor < 2 or math.prod(grid) < SHARD_FROM_CHUNKS:
             return None
-        return (factor,) * ndim
+        # never past the array: Zarr writes a shard whole, fill-value chunks included (blocks
+        # are written with write_empty_chunks), so a 16 MB shard around an 8 x 8 image is 16 MB
+        # on disk. Many small images are many chunks along the batch axes, which shards (spatial
+        # only) cannot group: they keep one object per chunk.
+        clipped = tuple(min(factor, int(n)) for n in grid[-ndim:])
+        return None if max(clipped) < 2 else clipped
     assert not isinstance(options.shards, str)
     _check_rank("shards", options.shards, ndim)
     if any(shard % size for shard, size in zip(options.shards, chunk, strict=True)):
@@ -207,6 +219,20 @@ def shard_factor(
             f"{list(chunk)}; give multiples, or shards: auto"
         )
     return tuple(shard // size for shard, size in zip(options.shards, chunk, strict=True))
+
+
+def check_input_chunk(source: InputArray) -> None:
+    """Refuse an input whose one stored chunk decodes to more than
+    :data:`MAX_INPUT_CHUNK_BYTES`: every block that reads it would decode all of it (its stored
+    size says nothing: zeros compress to almost nothing)."""
+    decoded = math.prod(int(n) for n in source.chunks) * source.dtype.itemsize
+    if decoded > MAX_INPUT_CHUNK_BYTES:
+        raise InputError(
+            f"input {source.path!r} has chunks of shape {list(source.chunks)} "
+            f"({source.dtype}), {_human(decoded)} each when decoded, more than the "
+            f"{_human(MAX_INPUT_CHUNK_BYTES)} a block may decode; rechunk the input (smaller "
+            "chunks, e.g. 1024 pixels a side)"
+        )
 
 
 def check_limits(shape: Sequence[int], blocks: int, options: OutputOptions) -> None:
@@ -265,6 +291,7 @@ def plan_layout(
 ) -> OutputLayout:
     """The output's layout for ``stack`` on ``source``: chunks (or the existing store's blocks),
     shards, dtype, codec, and the pyramid's levels."""
+    check_input_chunk(source)
     features, *out_size = stack.output_shape
     ndim = len(out_size)
     if existing_chunks is not None:

@@ -21,16 +21,25 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from featuremap._typing import Array
 from featuremap.cluster.devices import array_device, block_device, to_device
 from featuremap.engine.blockplan import AxisStep, plan_axis
 from featuremap.engine.fused import axis_steps, compute_compact
 from featuremap.engine.stack import ResolvedStack
-from featuremap.errors import FencedError, JobCancelledError
+from featuremap.errors import FencedError, InputError, JobCancelledError
 from featuremap.io import Block, FeatureStats, InputArray, OutputLayout, read_job_token, write_block
 from featuremap.jobs.state import REVOKED
 
-__all__ = ["BlockJob", "blocks_per_device", "check_owner", "run_block"]
+__all__ = [
+    "BlockJob",
+    "InputRangeError",
+    "blocks_per_device",
+    "check_owner",
+    "check_range",
+    "run_block",
+]
 
 #: Blocks computed in this worker process, by ``(job token, device)``.
 _COMPUTED: Counter[tuple[str, str]] = Counter()
@@ -84,11 +93,13 @@ def run_block(job: BlockJob, block: Block) -> FeatureStats:
         plan_axis(steps, out.start, out.stop, [size])
         for steps, out, size in zip(job.steps, spatial, job.source.spatial_shape, strict=True)
     )
-    values: Array = job.source.read(
+    window = job.source.read(
         batch,
         [[(piece.start, piece.stop) for piece in plan.reads] for plan in plans],
         session=job.token,
     )
+    check_range(window, block)
+    values: Array = window
     if job.device is not None:
         values = to_device(values, block_device(job.device))
     out = compute_compact(job.stack.layers, plans, values)
@@ -96,6 +107,34 @@ def run_block(job: BlockJob, block: Block) -> FeatureStats:
     stats = write_block(job.store, job.layout, slices, out, session=job.token)
     _COMPUTED[job.token, array_device(out)] += 1
     return stats
+
+
+class InputRangeError(InputError):
+    """Input values beyond the range of float32, the dtype every block is computed in."""
+
+
+#: The largest magnitude float32 holds: beyond it a value becomes inf when the block is cast.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_range(values: np.ndarray, block: Block) -> None:
+    """Refuse finite input values that float32 cannot hold (a float64 input's 1e300): cast
+    silently they become inf and spoil every feature whose receptive field sees them. Only a
+    float64 (or wider) input can hold them; the check is one pass over its window.
+
+    Raises
+    ------
+    InputRangeError
+        Naming the largest value and the block.
+    """
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return
+    largest = float(np.max(np.abs(values), where=np.isfinite(values), initial=0.0))
+    if largest > _FLOAT32_MAX:
+        raise InputRangeError(
+            f"the input holds {largest:.3g} (block {list(block)}), beyond float32's range "
+            f"(+-{_FLOAT32_MAX:.3g}) that features are computed in; rescale the input"
+        )
 
 
 def check_owner(job: BlockJob) -> None:

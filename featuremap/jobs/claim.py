@@ -22,7 +22,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from featuremap._files import read_document
 from featuremap.errors import InputError, StoreBusyError
+from featuremap.jobs.liveness import heartbeat_liveness
 from featuremap.jobs.state import JobOwner, owner_alive
 
 __all__ = ["CLAIM_TIMEOUT_S", "claim_store"]
@@ -43,7 +45,7 @@ def _read_claim(claim: Path) -> dict[str, Any] | None:
     try:
         if claim.is_symlink() or not claim.is_file():
             return None
-        holder = json.loads(claim.read_text())
+        holder = json.loads(read_document(claim, "claim file", "remove it"))
     except (OSError, ValueError):
         return None
     if not isinstance(holder, dict) or not holder.keys() >= _CLAIM_KEYS:
@@ -51,14 +53,16 @@ def _read_claim(claim: Path) -> dict[str, Any] | None:
     return holder
 
 
-def _stale(holder: Mapping[str, Any]) -> bool:
+def _stale(claim: Path, holder: Mapping[str, Any]) -> bool:
+    """Whether the claim was left by a dead job: its process on this host is gone, or (held
+    from another host) this host has seen this very claim for :data:`CLAIM_TIMEOUT_S` of its
+    own monotonic clock -- the holder's wall time is never compared with ours (its clock may
+    be minutes off), so a claim first seen now is never stale."""
     alive = owner_alive(JobOwner.from_dict(holder))
     if alive is not None:
         return not alive
-    try:
-        return time.time() - float(holder["time"]) > CLAIM_TIMEOUT_S
-    except (TypeError, ValueError):
-        return False
+    seen = heartbeat_liveness(str(claim), dict(holder), timeout_s=CLAIM_TIMEOUT_S)
+    return seen == "dead"
 
 
 def _create(claim: Path, content: str) -> bool:
@@ -136,7 +140,7 @@ def claim_store(store_path: Path | None, owner: JobOwner, store: str) -> Iterato
                 if claim.exists() or claim.is_symlink():
                     raise _refuse_foreign(claim, store)
                 continue  # released meanwhile
-            if not _stale(holder):
+            if not _stale(claim, holder):
                 raise StoreBusyError(
                     f"output store {store!r} is being opened by another job (claim file "
                     f"{str(claim)!r}); wait for it, or remove that file if no featuremap job runs"

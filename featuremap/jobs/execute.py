@@ -9,7 +9,8 @@
    (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
    small futures, never a graph of every block: what featuremap keeps is the same at 10^3 and
    10^8 blocks (Dask's own per-submission records are in ``docs/scaling.md``). The job's shared
-   data (layers, plan) is scattered to the workers once. As tasks finish, this process sets
+   data (layers, plan) is one task every block depends on (:func:`share_job`), so it
+   survives the loss of any worker. As tasks finish, this process sets
    their done-markers (one writer, packed bits, flushed every second:
    :class:`featuremap.io.markers.MarkerWriter`) and reports progress from the finished futures
    themselves, so progress never lags the disk. Each task returns its block's per-feature
@@ -51,12 +52,14 @@ from featuremap.io import (
 from featuremap.io.markers import block_number
 from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
-from featuremap.jobs.blocks import BlockJob, blocks_per_device, run_block
+from featuremap.jobs.blocks import BlockJob, InputRangeError, blocks_per_device, run_block
 from featuremap.jobs.claim import claim_store
+from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
 from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.state import JobOwner
 from featuremap.jobs.target import plan_mode
+from featuremap.jobs.worker_loss import worker_loss_line
 
 __all__ = [
     "MIN_WINDOW",
@@ -67,6 +70,7 @@ __all__ = [
     "execute_job",
     "log_folder",
     "open_job",
+    "share_job",
     "window_size",
     "write_log",
 ]
@@ -229,7 +233,7 @@ def _stream_blocks(
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
     )
-    [shared] = client.scatter([job], broadcast=True, hash=False)
+    shared = share_job(client, job, priority)
     restrictions = devices.task_restrictions()
     todo = store.undone_blocks()
     blocks: dict[str, tuple[int, ...]] = {}
@@ -272,6 +276,32 @@ def _stream_blocks(
         if in_flight:
             client.cancel(in_flight)
         client.cancel([shared])  # the job's weights leave the workers with it
+
+
+def _job_data(job: BlockJob) -> BlockJob:
+    """The task whose result is the job's shared data (see :func:`share_job`)."""
+    return job
+
+
+def share_job(client: Any, job: BlockJob, priority: int = 0) -> Any:
+    """The job's shared data (layers, plan) on the cluster: a future every block task depends on.
+
+    It is a *task* that returns the job, not scattered data: the scheduler keeps the task's
+    definition, so when the only worker holding the result dies (killed by its nanny over
+    memory, SIGKILL, a lost host), Dask computes it again on a worker that lives and the blocks
+    go on -- scattered data would be lost for good, and every later block cancelled with it.
+    Workers fetch it from one another as their first block needs it, like a broadcast. The
+    cost: the scheduler holds the pickled job (its weights) while the job runs, and it travels
+    once to the scheduler and once to the first worker (``docs/scaling.md``).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        # distributed's advice to scatter large arguments is exactly what this must not do
+        warnings.filterwarnings("ignore", message=".*[Ll]arge.*graph.*")
+        return client.submit(
+            _job_data, job, key=f"{task_prefix(job.token)}job", pure=False, priority=priority + 1
+        )
 
 
 def block_key(job: str, block: tuple[int, ...]) -> str:
@@ -328,10 +358,12 @@ def execute_job(
     display = _Display(store, plan.layout.shape[-plan.layout.ndim - 1])
     markers = store.marker_writer(lambda: state.check_token(store, owner), display.save)
     grid = plan.layout.grid_shape
+    watch = InputWatch(plan.source.path, plan.source.name, plan.source_content)
     computed = 0
 
     def on_block(block: tuple[int, ...], stats: FeatureStats) -> None:
         nonlocal computed
+        watch.check_now_and_then()  # before the block is marked: it may hold the new input
         display.add(stats)
         markers.mark(block_number(block, grid))
         computed += 1
@@ -344,17 +376,20 @@ def execute_job(
     try:
         with heartbeat.running():
             _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat, priority)
+            watch.check()  # the last word before the markers make the result whole
             markers.flush()
             _write_tail(plan, store, owner)
     except BaseException as error:
         lost = error if isinstance(error, FencedError) else _lost_store(store, owner)
         if lost is not None:  # whatever failed, the store is another job's now: never touch it
             raise lost from (None if lost is error else error)
-        unrecorded = _stop(store, owner, markers, client, error)
+        told = isinstance(error, (InputChangedError, InputRangeError))  # whole: they are ours
+        reason = str(error) if told else worker_loss_line(client, error) or error_line(error)
+        unrecorded = _stop(store, owner, markers, client, error, reason)
         if isinstance(error, Exception):
             raise JobError(
                 f"job writing {plan.store!r} failed after {computed} of "
-                f"{total - skipped} blocks: {error_line(error)}{unrecorded}",
+                f"{total - skipped} blocks: {reason}{unrecorded}",
                 log=write_log(plan.store, error),
             ) from error
         raise
@@ -399,7 +434,12 @@ def _lost_store(store: OutputStore, owner: JobOwner) -> FencedError | None:
 
 
 def _stop(
-    store: OutputStore, owner: JobOwner, markers: Any, client: Any, error: BaseException
+    store: OutputStore,
+    owner: JobOwner,
+    markers: Any,
+    client: Any,
+    error: BaseException,
+    reason: str,
 ) -> str:
     """After a failure or an interrupt: keep the markers of the blocks that did finish and mark
     the store ``interrupted`` (lost scheduler, Ctrl-C, SIGTERM) or ``failed`` -- unless the
@@ -417,7 +457,7 @@ def _stop(
             "interrupted" if lost else "failed",
             blocks_done=store.count_done(),
             owner=owner,
-            error=error_line(error),
+            error=reason,
         )
     except FencedError:
         return ""

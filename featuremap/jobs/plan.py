@@ -117,6 +117,33 @@ def _choose_codecs(
     return apply_decision(layout, decide_codecs(layout, samples, object_store=object_store))
 
 
+def _check_finite_metadata(layout: OutputLayout, root_attrs: Mapping[str, Any]) -> None:
+    """Refuse a placement whose output coordinates overflow (a huge scale times the output's
+    length) and any record JSON cannot hold: the output's ``zarr.json`` never holds ``NaN`` or
+    ``Infinity``, which are not JSON."""
+    for name, spacing, length in zip(
+        layout.dims[-layout.ndim :],
+        layout.placement.spatial,
+        layout.shape[-layout.ndim :],
+        strict=True,
+    ):
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is what is looked for
+            ends = spacing.values(length)[[0, -1]] if length else np.zeros(0)
+        if not np.isfinite(ends).all():
+            raise InputError(
+                f"the output's {name} coordinates overflow (scale {spacing.scale:g}, translation "
+                f"{spacing.translation:g}, {length} pixels): the input's physical placement is "
+                "out of range; fix its scale and translation"
+            )
+    try:
+        json.dumps(root_attrs, allow_nan=False, default=str)
+    except ValueError as error:
+        raise InputError(
+            f"the job's records hold a number JSON cannot store ({error}); check the input's "
+            "metadata and the pipeline's values for NaN or infinity"
+        ) from None
+
+
 def plan_job(
     layers_for: Callable[[int, tuple[float, ...] | None], Sequence[Layer]],
     *,
@@ -180,6 +207,7 @@ def plan_job(
         "versions": versions,
         "device": device,
     }
+    _check_finite_metadata(layout, root_attrs)
     return JobPlan(
         store=output,
         source=source,

@@ -28,9 +28,12 @@ __all__ = [
     "ID_LENGTH",
     "JobRecord",
     "JobTicket",
+    "current",
     "find_job",
+    "job_documents",
     "list_jobs",
     "publish",
+    "records_of",
     "registered",
     "short_id",
     "submitter",
@@ -124,9 +127,9 @@ def publish(client: Any, record: JobRecord) -> None:
         client.set_metadata([*REGISTRY, record.id], record.to_dict())
 
 
-def registered(client: Any) -> list[JobRecord]:
-    """Every job the scheduler has heard of, oldest first."""
-    entries = client.get_metadata(list(REGISTRY), default={})
+def records_of(entries: Any) -> list[JobRecord]:
+    """The job records among the registry's metadata ``entries`` (``{id: record}``), oldest
+    first."""
     records = []
     for value in entries.values() if isinstance(entries, Mapping) else ():
         try:
@@ -134,6 +137,11 @@ def registered(client: Any) -> list[JobRecord]:
         except (InputError, TypeError):  # someone else's entry: not a job record
             continue
     return sorted(records, key=lambda record: (record.started, record.id))
+
+
+def registered(client: Any) -> list[JobRecord]:
+    """Every job the scheduler has heard of, oldest first."""
+    return records_of(client.get_metadata(list(REGISTRY), default={}))
 
 
 def reconcile(record: JobRecord) -> JobRecord:
@@ -161,11 +169,23 @@ def reconcile(record: JobRecord) -> JobRecord:
     )
 
 
+def current(records: list[JobRecord], *, finished: bool = False) -> list[JobRecord]:
+    """``records`` reconciled with their stores: the queued and running ones, and with
+    ``finished`` also those that ended (complete, failed, cancelled, interrupted)."""
+    reconciled = [reconcile(record) for record in records]
+    return [record for record in reconciled if finished or record.state in ACTIVE]
+
+
 def list_jobs(client: Any, *, finished: bool = False) -> list[JobRecord]:
     """The cluster's jobs, reconciled with their stores: the queued and running ones, and with
     ``finished`` also those that ended (complete, failed, cancelled, interrupted)."""
-    records = [reconcile(record) for record in registered(client)]
-    return [record for record in records if finished or record.state in ACTIVE]
+    return current(registered(client), finished=finished)
+
+
+def job_documents(records: list[JobRecord]) -> list[dict[str, Any]]:
+    """``records`` as the JSON list that ``featuremap jobs --json`` prints and the dashboard's
+    jobs page serves (one function for both, so they never differ)."""
+    return [record.to_dict() for record in records]
 
 
 def find_job(client: Any, job: str) -> JobRecord:

@@ -28,7 +28,11 @@ from featuremap.jobs.state import JobOwner
 from featuremap.jobs.tracking import JobTracker, job_record, new_ticket
 from featuremap.pipeline.pipeline import Pipeline, load_pipeline
 
-__all__ = ["RunSummary", "run", "run_layers", "submit"]
+__all__ = ["DASHBOARD_PRELOAD", "RunSummary", "run", "run_layers", "submit"]
+
+#: The scheduler preload that serves the jobs page (:mod:`featuremap.jobs.dashboard`): a local
+#: cluster's scheduler runs it; named, not imported, so that a run loads no web server code.
+DASHBOARD_PRELOAD = "featuremap.jobs.dashboard"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class RunSummary:
     blocks_skipped: int
     seconds: float
     dashboard: str | None = None
+    #: Values finite as computed that the stored dtype (float16) made +-inf, in the whole store.
+    values_overflowed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +107,13 @@ def _run_plan(
             on_dashboard(link)
 
     with cluster_client(
-        client, scheduler, workers, security, dashboard=dashboard, on_dashboard=seen
+        client,
+        scheduler,
+        workers,
+        security,
+        dashboard=dashboard,
+        on_dashboard=seen,
+        preload=(DASHBOARD_PRELOAD,),
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
@@ -111,6 +123,7 @@ def _run_plan(
         with tracker.following(progress) as told:
             computed, skipped = execute_job(active, plan, store, owner, devices, told, priority)
     return RunSummary(
+        values_overflowed=OutputStore.open(plan.store, "r").overflowed(),
         status="complete",
         store=plan.store,
         blocks_total=plan.layout.blocks_total,

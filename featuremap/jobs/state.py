@@ -12,9 +12,11 @@ Everything a job needs to be followed, resumed and refused lives in the store it
   that follows the job (the ``run`` client, or the task of a submitted job) rewrites the
   heartbeat every :data:`HEARTBEAT_INTERVAL_S`. A ``running`` job is reported ``interrupted``
   at once when its owner process on this host is gone, and -- owned from another host, or not
-  yet adopted -- when its heartbeat is older than :data:`HEARTBEAT_TIMEOUT_S` (about 4
-  periods); a live process on this host is never declared dead (a stopped one is alive). A
-  store whose job is alive is never taken over by another job (:class:`StoreBusyError`). The
+  yet adopted -- when its heartbeat has not *changed* for :data:`HEARTBEAT_TIMEOUT_S` (about 4
+  periods) of this host's monotonic clock (:mod:`.liveness`: another host's clock is never
+  compared with ours); a live process on this host is never declared dead (a stopped one is
+  alive). A store whose job is alive, or not yet known dead, is never taken over by another
+  job (:class:`StoreBusyError`). The
   owner's id is the job's **fencing token**: :func:`check_token` runs before each of the job's
   writes, so a job that lost its store stops without writing (:class:`FencedError`);
 * the **claim** (:mod:`.claim`), held only while a job checks the store and marks it
@@ -49,6 +51,13 @@ from featuremap.errors import (
     option,
 )
 from featuremap.io import FeatureStats, OutputStore, open_output
+from featuremap.jobs.liveness import (
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_TIMEOUT_S,
+    Liveness,
+    heartbeat_liveness,
+    watch_heartbeat,
+)
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
@@ -61,6 +70,7 @@ __all__ = [
     "check_token",
     "fingerprint",
     "finish_job",
+    "heartbeat_liveness",
     "job_status",
     "new_owner",
     "owner_alive",
@@ -74,12 +84,6 @@ __all__ = [
     "utc_now",
 ]
 
-#: How often the client refreshes the heartbeat and ``blocks_done`` while it follows a job.
-HEARTBEAT_INTERVAL_S = 5.0
-#: A ``running`` job whose heartbeat is older than this is reported ``interrupted``: four missed
-#: beats, so a client busy for a moment (a slow object store, a GIL-bound callback) is not
-#: declared dead.
-HEARTBEAT_TIMEOUT_S = 20.0
 #: The token ``featuremap cancel`` leaves in a store: the cancelled job's own, revoked.
 REVOKED = "cancelled-"
 
@@ -335,21 +339,59 @@ def finish_job(
     store.update_root(status=status, blocks_done=blocks_done, finished=utc_now(), error=error)
 
 
+def _looks_old(heartbeat: float) -> bool:
+    """Whether a heartbeat *looks* older than the timeout by our clock -- only a hint of when
+    to watch it (the writer's clock may be off ours), never a verdict."""
+    return time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
+
+
+def _heartbeat_liveness(
+    store: OutputStore, *, watch: bool, patience_s: float = HEARTBEAT_INTERVAL_S + 1.0
+) -> Liveness:
+    """Whether the job of ``store`` (owned from elsewhere) beats: from what this host saw of
+    its heartbeat before, and (``watch``) by watching it for up to ``patience_s``."""
+    heartbeat = store.job.get("heartbeat")
+    if not isinstance(heartbeat, (int, float)) or isinstance(heartbeat, bool):
+        return "dead"  # released, cancelled, or never started
+    if not watch:
+        return heartbeat_liveness(store.path, heartbeat)
+    return watch_heartbeat(store.path, lambda: store.job.get("heartbeat"), patience_s=patience_s)
+
+
+def _running_status(store: OutputStore, owner: JobOwner | None) -> JobStatus:
+    """``running`` or ``interrupted`` for a store whose records say ``running``.
+
+    A live owner process on this host is never declared dead (a stopped one is still alive); a
+    gone one is at once. Otherwise the heartbeat decides: ``alive`` or ``dead`` when this host
+    has seen it change or stay still long enough; when not yet, a heartbeat that looks fresh is
+    taken as running, and one that looks old is watched for up to one period (a host whose
+    clock is behind ours has a live job's heartbeat look old: it changes while watched).
+    """
+    alive = owner_alive(owner)
+    if alive is not None:
+        return "running" if alive else "interrupted"
+    liveness = _heartbeat_liveness(store, watch=False)
+    heartbeat = store.job.get("heartbeat")
+    if liveness == "unknown" and isinstance(heartbeat, (int, float)) and _looks_old(heartbeat):
+        liveness = _heartbeat_liveness(store, watch=True)
+        if liveness == "unknown":  # still for a period, and old by our clock: report it lost
+            liveness = "dead"
+    return "interrupted" if liveness == "dead" else "running"
+
+
 def job_status(store: OutputStore) -> dict[str, Any]:
     """``status``, ``blocks_done``, ``blocks_total`` (+ timing and owner) of a store's job.
 
     ``blocks_done`` counts the markers; a ``running`` job whose owner process is known to be
-    gone, or (on another host) whose heartbeat is stale, is reported ``interrupted``.
+    gone, or (on another host) whose heartbeat stopped changing, is reported ``interrupted``
+    (:func:`_running_status`).
     """
     attrs = store.root
     job_attrs = store.job
     status = attrs.get("status", "running")
-    heartbeat = job_attrs.get("heartbeat")
-    stale = not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
-    alive = owner_alive(JobOwner.from_dict(job_attrs.get("owner")))
-    # a live process on this host is never declared dead (a stopped one is still alive)
-    if status == "running" and alive is not True and (stale or alive is False):
-        status = "interrupted"
+    owner = JobOwner.from_dict(job_attrs.get("owner"))
+    if status == "running":
+        status = _running_status(store, owner)
     done = store.count_done()
     pipeline = attrs.get("pipeline")
     ticket = job_attrs.get("ticket")
@@ -360,12 +402,34 @@ def job_status(store: OutputStore) -> dict[str, Any]:
         "blocks_total": int(attrs.get("blocks_total", 0)),
         "started": attrs.get("started"),
         "finished": attrs.get("finished"),
-        "heartbeat": heartbeat,
+        "heartbeat": job_attrs.get("heartbeat"),
         "owner": job_attrs.get("owner"),
         "error": attrs.get("error"),
+        "overflowed": _overflowed(store),
         "ticket": ticket,
         "log": ticket.get("log") if isinstance(ticket, Mapping) else None,
     }
+
+
+def _overflowed(store: OutputStore) -> int:
+    """Values the stored dtype made infinite; 0 for unreadable records (``verify`` tells)."""
+    try:
+        return store.overflowed()
+    except Exception:  # noqa: BLE001 -- a damaged display record is no reason to fail status
+        return 0
+
+
+def _may_take_over(store: OutputStore, owner: JobOwner | None) -> bool:
+    """Whether another job may take ``store`` over: its owner process on this host is gone, or
+    its heartbeat has been seen unchanged for :data:`HEARTBEAT_TIMEOUT_S` of this host's own
+    clock -- never judged by the writer's clock, so a live job on a host whose clock is off is
+    never taken over. Not yet known, the heartbeat is watched until it changes or the timeout
+    passes (at most :data:`HEARTBEAT_TIMEOUT_S`)."""
+    alive = owner_alive(owner)
+    if alive is not None:
+        return not alive
+    patience = HEARTBEAT_TIMEOUT_S + 1.0
+    return _heartbeat_liveness(store, watch=True, patience_s=patience) == "dead"
 
 
 def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
@@ -381,7 +445,8 @@ def _busy_advice(owner: JobOwner | None, ticket: Any) -> str:
             "or end that process first"
         )
     return (
-        f"wait for it, or if it is dead retry after {HEARTBEAT_TIMEOUT_S:.0f} s without a heartbeat"
+        f"wait for it; a job whose heartbeat this host sees unchanged for "
+        f"{HEARTBEAT_TIMEOUT_S:.0f} s is taken over: if it is dead, retry in {HEARTBEAT_TIMEOUT_S:.0f} s"
     )
 
 
@@ -393,16 +458,19 @@ def check_takeover(store: OutputStore, *, fingerprint: str | None) -> dict[str, 
     Raises
     ------
     StoreBusyError
-        The store's job is ``running`` with a fresh heartbeat.
+        The store's job is ``running``: its owner process on this host lives, or its heartbeat
+        changes, or has not been seen still for :data:`HEARTBEAT_TIMEOUT_S`.
     InputError
         ``fingerprint`` is given and differs from the store's.
     """
     state = job_status(store)
-    if state["status"] == "running":
+    owner = JobOwner.from_dict(state["owner"])
+    # what status shows is not enough to take a job over: its heartbeat must be seen still
+    if store.root.get("status", "running") == "running" and not _may_take_over(store, owner):
         raise StoreBusyError(
             f"output store {store.path!r} belongs to a job that is still running "
             f"(owner {describe(state['owner'])}, {state['blocks_done']}/{state['blocks_total']} "
-            f"blocks); {_busy_advice(JobOwner.from_dict(state['owner']), state['ticket'])}"
+            f"blocks); {_busy_advice(owner, state['ticket'])}"
         )
     stored = store.root.get("fingerprint")
     if fingerprint is not None and stored != fingerprint:
@@ -421,7 +489,7 @@ def read_status(store: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         ``status`` (``running``, ``complete``, ``failed`` or ``interrupted``: running without a
-        recent heartbeat), ``blocks_done`` (counted from the done-markers), ``blocks_total``, and
+        heartbeat that changes), ``blocks_done`` (counted from the done-markers), ``blocks_total``, and
         ``started``, ``finished``, ``heartbeat``, ``owner``, ``error``.
 
     Raises

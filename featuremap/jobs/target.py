@@ -24,6 +24,7 @@ from featuremap.io import (
     made_by_featuremap,
     nearest_existing,
 )
+from featuremap.io.permissions import check_removable, check_writable
 from featuremap.jobs import state
 
 __all__ = ["check_output_path", "existing_store", "plan_mode"]
@@ -108,6 +109,7 @@ def plan_mode(
         existing = existing_store(store)
     except BrokenStoreError:
         if overwrite:  # featuremap made it: its torn root is no reason to keep it
+            _check_replaceable(store)
             return "overwrite", None
         raise
     if existing is None:
@@ -121,6 +123,7 @@ def plan_mode(
         )
     if overwrite:
         _check_busy(existing)
+        _check_replaceable(store)
         return "overwrite", existing
     state.check_takeover(existing, fingerprint=fingerprint)
     recorded = existing.root.get("input_content")
@@ -129,7 +132,18 @@ def plan_mode(
             f"cannot resume {store!r}: its input changed since the job started (the sizes or "
             f"modification times of its chunks differ); use {option('overwrite')} to start again"
         )
+    path = local_path(store)
+    if path is not None:
+        check_writable(store, path, action="resume")
     return "resume", existing
+
+
+def _check_replaceable(store: str) -> None:
+    """Prove that the whole store can be deleted before any of it is (a deletion that stops
+    half-way destroys the old result and leaves no new one)."""
+    path = local_path(store)
+    if path is not None:
+        check_removable(store, path)
 
 
 def _check_busy(existing: OutputStore) -> None:

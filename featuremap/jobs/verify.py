@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from featuremap.errors import spoken
-from featuremap.io import Block, OutputStore, open_output
+from featuremap.io import Block, OutputStore, local_path, open_output
 from featuremap.io.chunks import (
     Chunk,
     delete_chunks,
@@ -56,6 +56,7 @@ from featuremap.io.chunks import (
 )
 from featuremap.io.markers import BLOCKS_PER_CHUNK, block_number, marker_chunk_count
 from featuremap.io.output import array_at, attrs_dict, feature_chunk
+from featuremap.io.permissions import check_writable
 from featuremap.jobs import state
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -107,33 +108,32 @@ class VerifyReport:
         return data
 
 
-def _inner_regions(store: OutputStore) -> dict[Block, list[tuple[slice, ...]]]:
-    """Each block's inner chunks as regions of the stored ``features`` (one per unsharded block)."""
-    features = store.features
-    chunks, blocks = tuple(features.chunks), store.block_shape
-    feature_axis = store.feature_axis
-    regions: dict[Block, list[tuple[slice, ...]]] = {}
-    per_block = [b // c for b, c in zip(blocks, chunks, strict=True)]
-    for block in itertools.product(*(range(n) for n in store.grid_shape)):
-        origin = feature_chunk(block, feature_axis)
-        regions[block] = [
-            tuple(
-                slice((o * k + i) * c, min((o * k + i + 1) * c, n))
-                for o, k, i, c, n in zip(
-                    origin, per_block, inner, chunks, features.shape, strict=True
-                )
-            )
-            for inner in itertools.product(*(range(k) for k in per_block))
-        ]
-    return regions
+def _block_regions(
+    features: Any, block_shape: tuple[int, ...], origin: Chunk
+) -> Iterator[tuple[slice, ...]]:
+    """The inner chunks of the block stored at ``origin`` (its index among the shards, or the
+    chunks) as regions of ``features`` (one per unsharded block), lazily, and only those inside
+    the array: a shard larger than the array (8 x 8 images in shards of 8192 x 8192) has a
+    million inner chunks past its edge, none of them data."""
+    chunks, shape = tuple(features.chunks), tuple(features.shape)
+    starts = [o * b for o, b in zip(origin, block_shape, strict=True)]
+    ends = [min(s + b, n) for s, b, n in zip(starts, block_shape, shape, strict=True)]
+    for inner in itertools.product(
+        *(range(s, e, c) for s, e, c in zip(starts, ends, chunks, strict=True))
+    ):
+        yield tuple(slice(i, min(i + c, e)) for i, c, e in zip(inner, chunks, ends, strict=True))
 
 
 def _check_blocks(store: OutputStore, on_disk: set[Block]) -> dict[Block, str]:
-    """The blocks on disk one of whose inner chunks fails to decode, with the first error."""
-    regions = _inner_regions(store)
-    return region_errors(
-        store.features, [(block, region) for block in sorted(on_disk) for region in regions[block]]
+    """The blocks on disk one of whose inner chunks fails to decode, with the first error; the
+    regions are generated as they are read (:func:`region_errors` takes them in batches)."""
+    features, block_shape, axis = store.features, store.block_shape, store.feature_axis
+    regions = (
+        (block, region)
+        for block in sorted(on_disk)
+        for region in _block_regions(features, block_shape, feature_chunk(block, axis))
     )
+    return region_errors(features, regions)
 
 
 def _marker_bits(store: OutputStore) -> tuple[set[Block], set[int]]:
@@ -335,6 +335,9 @@ def verify_store(store: str | os.PathLike[str], *, repair: bool = False) -> Veri
     documents = metadata_documents(path)
     if repair:
         state.check_takeover(output, fingerprint=None)
+        local = local_path(path)
+        if local is not None:  # prove it first: a repair that stops half-way is new damage
+            check_writable(path, local, action="repair")
     status = state.job_status(output)
     marked, bad_marker_chunks = _marker_bits(output)
     on_disk = output.stored_blocks()

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from featuremap._files import open_regular
 from featuremap._validation import parse_text
 from featuremap.engine.geometry import Sizes
 from featuremap.engine.layers import Layer
@@ -209,7 +210,8 @@ class Pipeline:
 
 def _file_digest(path: str) -> bytes:
     """sha256 of a file, read in pieces (weight files may be large)."""
-    with Path(path).open("rb") as file:
+    descriptor, _ = open_regular(path, "weight file", "give a .npy, .npz or .safetensors file")
+    with os.fdopen(descriptor, "rb") as file:
         return hashlib.file_digest(file, "sha256").digest()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from featuremap._files import read_document
 from featuremap.errors import InputError, describe
 
 __all__ = [
@@ -132,23 +133,22 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_bounded_int)
 
 
+_PIPELINE_FIX = "give a YAML file (a pipeline is a few kilobytes)"
+
+
 def read_yaml_text(path: Path) -> str:
     """The pipeline file's text, refused past :data:`MAX_PIPELINE_BYTES` before it is all read
     (``/dev/zero`` never ends)."""
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_PIPELINE_BYTES + 1)
+        data = read_document(
+            path, "pipeline file", _PIPELINE_FIX, limit=MAX_PIPELINE_BYTES, unit="1 MiB"
+        )
     except FileNotFoundError:
         raise InputError(f"pipeline file {str(path)!r} not found") from None
     except IsADirectoryError:
         raise InputError(f"pipeline {str(path)!r} is a directory; give a YAML file") from None
     except OSError as error:
         raise InputError(f"cannot read pipeline file {str(path)!r}: {error}") from None
-    if len(data) > MAX_PIPELINE_BYTES:
-        raise InputError(
-            f"pipeline file {str(path)!r} is larger than {MAX_PIPELINE_BYTES} bytes (1 MiB); "
-            "a pipeline is a few kilobytes"
-        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -143,7 +143,14 @@ def parse_region(value: Any) -> dict[str, tuple[int | None, int | None]]:
     """``{axis: [start, stop]}`` (``null`` for an open end, one index for a single plane), or the
     command line's ``z=10:20,y=0:4096``; axis names are checked against the input later."""
     if isinstance(value, str):
-        value = dict(_region_item(item) for item in value.split(",") if item.strip())
+        items = [_region_item(item) for item in value.split(",") if item.strip()]
+        names = [name for name, _ in items]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # a dict would keep the last silently
+            raise InputError(
+                f"axis {twice[0]!r} is given twice in the region {value!r}; give each axis once"
+            )
+        value = dict(items)
     if not isinstance(value, Mapping) or not value:
         raise InputError(
             f"must be a mapping of axis to [start, stop], e.g. {{z: [10, 20], y: [0, 4096]}}"

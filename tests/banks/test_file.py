@@ -65,8 +65,25 @@ def test_safetensors_named_tensors(tmp_path):
     )
     np.testing.assert_array_equal(bank.weight, WEIGHT.astype(np.float32))
     np.testing.assert_array_equal(bank.bias, BIAS.astype(np.float32))
-    no_bias = banks.get("file", path=str(tmp_path / "m.safetensors"), tensor="conv1.weight")
-    assert no_bias.bias is None
+    # issue 23: tensor X.weight without bias_tensor used to drop X.bias silently
+    sibling = banks.get("file", path=str(tmp_path / "m.safetensors"), tensor="conv1.weight")
+    np.testing.assert_array_equal(sibling.bias, BIAS.astype(np.float32))
+
+
+def test_the_bias_beside_a_named_weight_is_its_own(tmp_path):
+    other = np.arange(4.0) + 10
+    np.savez(
+        tmp_path / "s.npz",
+        **{"conv1.weight": WEIGHT, "conv1.bias": other, "conv2.weight": WEIGHT, "conv2.bias": BIAS},
+    )
+    bank = banks.get("file", path=tmp_path / "s.npz", tensor="conv2.weight")
+    np.testing.assert_array_equal(bank.bias, BIAS.astype(np.float32))
+    np.savez(tmp_path / "t.npz", filters=WEIGHT, bias=BIAS)  # no sibling: the file's 'bias'
+    np.testing.assert_array_equal(
+        banks.get("file", path=tmp_path / "t.npz", tensor="filters").bias, BIAS.astype(np.float32)
+    )
+    np.savez(tmp_path / "u.npz", **{"conv1.weight": WEIGHT})  # no bias at all: none
+    assert banks.get("file", path=tmp_path / "u.npz", tensor="conv1.weight").bias is None
 
 
 def test_five_dimensional_weights_are_3d_filters(tmp_path):

@@ -14,6 +14,7 @@ from support.procs import dead_pid
 from featuremap.errors import InputError, StoreBusyError
 from featuremap.jobs import state
 from featuremap.jobs.claim import CLAIM_TIMEOUT_S, claim_store
+from featuremap.jobs.liveness import remember
 
 
 def test_claim_is_exclusive_and_released(tmp_path):
@@ -53,7 +54,17 @@ def test_claim_is_exclusive_and_released(tmp_path):
                 "id": "b",
                 "time": time.time() - 2 * CLAIM_TIMEOUT_S,
             },
-            True,
+            True,  # seen unchanged by this host for the timeout (below)
+        ),
+        # a host whose clock is behind ours: its claim looks old, but this host sees it first now
+        (
+            lambda: {
+                "host": "elsewhere",
+                "pid": 1,
+                "id": "f",
+                "time": time.time() - 2 * CLAIM_TIMEOUT_S,
+            },
+            False,
         ),
         # a live process on this host is never declared dead, however old its claim
         (
@@ -76,12 +87,22 @@ def test_claim_is_exclusive_and_released(tmp_path):
         ),
         (lambda: {"host": "elsewhere", "pid": 1, "id": "e", "time": time.time()}, False),
     ],
-    ids=["dead owner", "other host, old", "live owner, old", "live owner", "other host, fresh"],
+    ids=[
+        "dead owner",
+        "other host, seen for the timeout",
+        "other host, looks old, first seen now",
+        "live owner, old",
+        "live owner",
+        "other host, fresh",
+    ],
 )
 def test_leftover_claim(tmp_path, holder, stale):
     store = tmp_path / "out.zarr"
     claim = tmp_path / "out.zarr.lock"
-    claim.write_text(json.dumps(holder()))
+    content = holder()
+    claim.write_text(json.dumps(content))
+    if content["id"] == "b":  # this host has watched that very claim for twice the timeout
+        remember(str(claim), content, time.monotonic() - 2 * CLAIM_TIMEOUT_S)
     if stale:
         with claim_store(store, state.new_owner(), str(store)):
             assert json.loads(claim.read_text())["pid"] == os.getpid()

@@ -195,7 +195,11 @@ CASES: dict[str, tuple[str, dict[str, Callable[[Path], object]], str]] = {
     ),
     "two-megabytes": ("#" + "x" * (2 << 20) + "\n", {}, r"larger than 1048576 bytes"),
     # a device as the pipeline itself: read up to the limit, never to the end
-    "dev-zero-pipeline": ("/dev/zero", {}, r"pipeline file '/dev/zero' is larger than 1048576"),
+    "dev-zero-pipeline": (
+        "/dev/zero",
+        {},
+        r"pipeline file '/dev/zero' is not a regular file \(a character device\)",
+    ),
     # -- banks -----------------------------------------------------------------------------------
     "gabor-size": (
         _conv("{type: gabor, size: 100001}"),

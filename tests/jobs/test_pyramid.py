@@ -21,6 +21,7 @@ from support.cli import run_cli
 from support.stores import unmark
 
 from featuremap.io import OutputStore
+from featuremap.io._guarded_store import GuardedLocalStore
 from featuremap.io.pyramid import level_path
 from featuremap.jobs.run import run
 from featuremap.jobs.verify import verify_store
@@ -142,7 +143,7 @@ def test_xarray_opens_the_root_and_each_level(image, tmp_path, client):
     assert list(level["c"].values) == list(root["c"].values)
 
 
-class _CountingStore(zarr.storage.LocalStore):
+class _CountingStore(GuardedLocalStore):
     """A local store that records every key it returns bytes of (a shard write first looks
     for the shard it replaces: a miss, not a read)."""
 
@@ -164,7 +165,9 @@ class _CountingStore(zarr.storage.LocalStore):
 
 
 def test_level_0_is_never_read_back(image, tmp_path, client, monkeypatch):
-    # every store opened from a path in this process (the in-process cluster's workers too)
+    # every store opened from a path in this process (the in-process cluster's workers too):
+    # featuremap's own (io._guarded_store), and any Zarr makes from a path
+    monkeypatch.setattr("featuremap.io._guarded_store.GuardedLocalStore", _CountingStore)
     monkeypatch.setattr("zarr.storage._common.LocalStore", _CountingStore)
     _CountingStore.reads = []
     store = tmp_path / "counted.zarr"

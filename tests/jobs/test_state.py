@@ -4,12 +4,11 @@ of a submitted job, the status of an unfinished store."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from support.procs import dead_pid
+from support.procs import age_heartbeat, dead_pid
 from support.stores import small_layout
 
 from featuremap.engine.layers import PoolLayer
@@ -37,7 +36,7 @@ def test_running_or_interrupted(finished, owner, status, stale_status):
     group = OutputStore.open(str(store), "r+")
     state.start_job(group, owner=owner(), fingerprint="f" * 64, blocks_total=20, blocks_done=20)
     assert read_status(str(store))["status"] == status
-    group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
+    age_heartbeat(store, state.HEARTBEAT_TIMEOUT_S + 1)
     assert read_status(str(store))["status"] == stale_status
 
 
@@ -47,7 +46,7 @@ def test_same_host_owner_with_recycled_pid_is_dead(finished):
     # our own pid, but a different process start time: the pid was reused after the owner died
     owner = replace(state.new_owner(), start=1)
     state.start_job(group, owner=owner, fingerprint="f" * 64, blocks_total=20)
-    group.update_job({"heartbeat": time.time() - state.HEARTBEAT_TIMEOUT_S - 1})
+    age_heartbeat(store, state.HEARTBEAT_TIMEOUT_S + 1)
     assert read_status(str(store))["status"] == "interrupted"
 
 
@@ -70,7 +69,8 @@ def test_status_of_an_unfinished_store(tmp_path):
     output = create_output(
         store,
         layout=small_layout((3,)),
-        geometry_attrs={"layers": [layer.to_dict()]},
+        # the geometry every store records (checked against the data: io.records)
+        geometry_attrs={"layers": [layer.to_dict()], **small_layout((3,)).stack.to_dict()},
         weights=[],
         root_attrs={},
         job_attrs={},
@@ -83,7 +83,7 @@ def test_status_of_an_unfinished_store(tmp_path):
     writer.mark(block_number((1, 0, 1), output.grid_shape))
     writer.flush()
     assert read_status(store)["blocks_done"] == 1
-    output.update_job({"heartbeat": time.time() - 2 * state.HEARTBEAT_TIMEOUT_S})
+    age_heartbeat(store, 2 * state.HEARTBEAT_TIMEOUT_S)
     status = read_status(store)
     assert status["status"] == "interrupted"
     assert status["blocks_total"] == 12

@@ -120,10 +120,14 @@ def stop(processes: Sequence[subprocess.Popen]) -> None:
 
 @contextmanager
 def dask_cluster(
-    tmp: Path, workers: int = 2, tls: Sequence[object] = ()
+    tmp: Path,
+    workers: int = 2,
+    tls: Sequence[object] = (),
+    scheduler_args: Sequence[object] = (),
 ) -> Iterator[tuple[str, list]]:
     """``(address, processes)`` of a ``dask scheduler`` and ``workers`` single-threaded
-    ``dask worker`` processes on 127.0.0.1; ``tls`` are the TLS flags of both (then tls://)."""
+    ``dask worker`` processes on 127.0.0.1; ``tls`` are the TLS flags of both (then tls://),
+    ``scheduler_args`` more flags of the scheduler (``--preload MODULE``)."""
     port = free_port()
     address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}"
     processes = [
@@ -139,6 +143,7 @@ def dask_cluster(
                 "127.0.0.1:0",
                 *(["--protocol", "tls"] if tls else []),
                 *tls,
+                *scheduler_args,
             ],
             tmp / f"scheduler-{port}.log",
         )
@@ -200,9 +205,12 @@ def age_heartbeat(store: Path, seconds: float) -> None:
     """Make the store's heartbeat ``seconds`` old, as if its owner had been silent that long
     (only while the owner is stopped, so that nothing else writes the job record)."""
     from featuremap.io import OutputStore
+    from featuremap.jobs.liveness import remember
 
     output = OutputStore.open(str(store), "r+")
     output.update_job({"heartbeat": time.time() - seconds})
+    # this host has seen that value, unchanged, for ``seconds`` of its own clock
+    remember(str(store), output.job["heartbeat"], time.monotonic() - seconds)
 
 
 def _uts_prefix() -> list[str] | None:

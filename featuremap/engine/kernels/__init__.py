@@ -5,9 +5,10 @@ No Dask and no Zarr here: callers hand over one (already padded) block and get i
 Every function takes its array module from its input (:func:`array_namespace`), so the same
 code runs on CuPy arrays; CuPy is never imported unless such an array arrives.
 
-``conv2d_valid`` picks among three paths (:func:`choose_method`): tiled im2col + GEMM, overlap-save
-FFT for large kernels, and separable 1-D passes for rank-1 banks; see :mod:`.conv` for the cost
-model and the measured crossover. On CuPy arrays, kernels up to 7x7 run the CUDA direct kernel
+``conv2d_valid`` picks among its paths (:func:`choose_method`): tiled im2col + GEMM, overlap-save
+FFT for large kernels, separable 1-D passes for rank-1 banks, polyphase strided GEMM, and (torch
+installed) oneDNN's direct convolution; see :mod:`.conv` for the cost model and the measured
+crossover. On CuPy arrays, kernels up to 7x7 run the CUDA direct kernel
 (:mod:`.cuda`) instead.
 """
 

@@ -1,6 +1,6 @@
 """``conv2d_valid``: PyTorch ``conv2d(padding=0)`` on already padded NumPy/CuPy arrays.
 
-Three paths give the same result to float32 rounding; ``method="auto"`` takes the cheapest by
+Five CPU paths give the same result to float32 rounding; ``method="auto"`` takes the cheapest by
 a time estimate (:func:`estimate_seconds`) whose constants were fitted on the 2-core development
 machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernels.py``:
 
@@ -27,6 +27,19 @@ from k ~ 23; model: k ~ 25); C=16 J=32 512^2 -- GEMM 0.25 s vs FFT 0.35 s at k=1
 0.36 s at k=21 (measured k ~ 17; model: k ~ 20). Stride s divides the GEMM cost by s^2 but
 not the FFT cost, which moves the crossover to larger kernels; the model accounts for it.
 
+* ``polyphase``: strided layers (:mod:`.polyphase`): the input copied once into its
+  ``s_y s_x`` phases (``STRIDED_SECONDS`` per element), then a stride-1 GEMM over
+  ``C s_y s_x`` channels with ``L_y L_x`` taps, zero taps included (their multiply-adds are
+  counted) and contiguous patch copies (``PATCH_SECONDS``).
+* ``torch``: PyTorch's direct convolution (oneDNN, :mod:`.onednn`), only where torch is
+  installed (never imported otherwise) and the bank has one group: ``2 J C kh kw`` flops per
+  output pixel at ``TORCH_FLOPS`` plus ``TORCH_OUT_SECONDS`` per output element (its reorders
+  from and to the blocked layout; ``TORCH_SPILL_SECONDS`` where the output outgrows the cache).
+  It wins for strided large kernels with few channels (11x11/4 3 -> 24 on 1024^2, one core:
+  torch 8.1 ms, GEMM 12.7 ms) and loses on large outputs (7x7 1 -> 16 on 2048^2: 286 vs
+  112 ms), depthwise banks (25 vs 13 ms) and 1x1 (33 vs 11 ms). ``"auto"`` takes it only where
+  it is :data:`TORCH_MARGIN` faster than the best NumPy path.
+
 On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) for kernels up to
 7x7 whose tile fits shared memory; larger kernels go through the cost model like on the CPU.
 """
@@ -40,10 +53,14 @@ from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import CONV_METHODS, ConvMethod
 from featuremap.engine.geometry import Pair, output_length
-from featuremap.engine.kernels import cuda  # importing it never imports CuPy
-from featuremap.engine.kernels._namespace import array_namespace
+from featuremap.engine.kernels import (
+    cuda,  # importing it never imports CuPy
+    onednn,
+)
+from featuremap.engine.kernels._namespace import array_namespace, finite_sum
 from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
+from featuremap.engine.kernels.polyphase import phase_kernel, polyphase_conv
 from featuremap.engine.kernels.separable import (
     COLUMN_BLOCK,
     ChannelPlan,
@@ -69,6 +86,19 @@ PRODUCT_SECONDS = 1.0e-9  # per complex multiply-add of the spectral products
 # float64 spectra (inputs of a large dynamic range, see .fft): per transformed row, relative to
 # float32 -- scipy.fft rfft2 1024^2 1.9 ms vs 1.05 ms; complex128 products move twice the bytes.
 FFT64_FACTOR = 2.0
+# torch (oneDNN direct convolution), same 2-thread units: fitted on one core (11x11/4 3 -> 24
+# 1024^2 8.1 ms, 8 x 227^2 3.5 ms, 7x7/2 3 -> 64 512^2 7.0 ms, 5x5 32 -> 32 256^2 16.4 ms;
+# outputs of 134-268 MB: 4-5 ns per output element) and halved like the GEMM's constants
+TORCH_FLOPS = 400e9
+TORCH_OUT_SECONDS = 0.1e-9  # per output element, output within TORCH_CACHE_BYTES
+TORCH_SPILL_SECONDS = 2e-9  # per output element beyond it
+TORCH_CACHE_BYTES = 32 << 20
+TORCH_CALL_SECONDS = 30e-6  # per tile (.onednn.TILES_PER_THREAD per thread)
+# "auto" takes torch only where it is estimated this much faster (its rates vary more by shape)
+TORCH_MARGIN = 0.8
+# nor for kernels wider than this: there the FFT's cost does not grow with the kernel, and
+# oneDNN has pathological large-kernel cases (C=1 J=8 31x31 1024^2: 31 s, PERFORMANCE.md)
+TORCH_MAX_KERNEL = 15
 
 
 def _gemm_seconds(
@@ -141,6 +171,24 @@ def estimate_seconds(
             )
             seconds *= FFT64_FACTOR * double / single
         return seconds + overhead
+    if method == "polyphase":
+        (sy, sx), cell = stride, stride[0] * stride[1]
+        lengths = (phase_kernel(kh, sy, dilation[0]), phase_kernel(kw, sx, dilation[1]))
+        phase_size = (out_h + lengths[0] - 1) * (out_w + lengths[1] - 1)
+        copy = n_images * channels * cell * phase_size * STRIDED_SECONDS
+        return copy + _gemm_seconds(
+            n_images * out_h * out_w,
+            n_filters,
+            group_channels * cell,
+            channels * cell,
+            lengths[0] * lengths[1],
+        )
+    if method == "torch":
+        outputs = n_images * n_filters * out_h * out_w
+        per_output = TORCH_OUT_SECONDS if outputs * 4 <= TORCH_CACHE_BYTES else TORCH_SPILL_SECONDS
+        flops = 2.0 * outputs * group_channels * kh * kw
+        tiles = onednn.TILES_PER_THREAD * 2  # (2 threads, like the other constants)
+        return flops / TORCH_FLOPS + outputs * per_output + tiles * TORCH_CALL_SECONDS
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
         block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
@@ -160,7 +208,8 @@ def choose_method(
     finite: bool = True,
     float64_spectra: bool = False,
 ) -> str:
-    """The fastest applicable method for this call: ``"gemm"``, ``"fft"`` or ``"separable"``.
+    """The fastest applicable method for this call: ``"gemm"``, ``"fft"``, ``"separable"``,
+    ``"polyphase"`` (strided) or (torch installed) ``"torch"``.
 
     Parameters
     ----------
@@ -188,8 +237,10 @@ def _choose(
     groups: int,
     finite: bool,
     float64_spectra: bool = False,
+    on_cpu: bool = True,
 ) -> tuple[str, list[ChannelPlan] | None]:
-    """``(method, separable plan or None)`` of the cheapest applicable method."""
+    """``(method, separable plan or None)`` of the cheapest applicable method; ``"torch"`` only
+    ``on_cpu`` (NumPy input) and where :func:`_torch_wins`."""
     gemm = estimate_seconds("gemm", x_shape, weight.shape, stride, dilation, groups)
     if not finite:
         return "gemm", None
@@ -209,7 +260,37 @@ def _choose(
             )
             if costs["separable"] < min(costs["gemm"], costs["fft"]):
                 return "separable", plans
-    return min(("gemm", "fft"), key=costs.__getitem__), None
+    if stride != (1, 1) and on_cpu:
+        costs["polyphase"] = estimate_seconds(
+            "polyphase", x_shape, weight.shape, stride, dilation, groups
+        )
+    best = min(costs, key=costs.__getitem__)
+    if on_cpu and _torch_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
+        return "torch", None
+    return best, None
+
+
+def _torch_wins(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    best_seconds: float,
+) -> bool:
+    """Whether torch's direct convolution is installed, applies well (one group, kernels up to
+    :data:`TORCH_MAX_KERNEL`, not a 1x1 stride-1 product that the GEMM reads in place) and is
+    :data:`TORCH_MARGIN` faster, and the import pays (:func:`.onednn.worth_importing`)."""
+    kh, kw = weight_shape[-2:]
+    pointwise = kh == kw == 1 and stride == (1, 1)
+    if groups != 1 or pointwise or max(kh, kw) > TORCH_MAX_KERNEL:
+        return False
+    if not onednn.available():
+        return False
+    seconds = estimate_seconds("torch", x_shape, weight_shape, stride, dilation, groups)
+    if seconds >= TORCH_MARGIN * best_seconds:
+        return False
+    return onednn.worth_importing(best_seconds - seconds)
 
 
 def _finite(x: Array) -> bool:
@@ -238,9 +319,10 @@ def conv2d_valid(
         ``(y, x)``, parsed already (:class:`~featuremap.engine.geometry.LayerGeometry`): the kernels
         never parse a layer's parameters again.
     groups : int
-    method : {"auto", "gemm", "fft", "separable", "direct"}
+    method : {"auto", "gemm", "fft", "separable", "direct", "torch", "polyphase"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
-        ``"direct"`` kernel for kernels up to 7x7). Forcing ``"fft"`` or
+        ``"direct"`` kernel for kernels up to 7x7). ``"torch"`` (NumPy input, torch installed)
+        and ``"polyphase"`` fall back to the GEMM where their output is not all finite. Forcing ``"fft"`` or
         ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
         raises ``ValueError``.
 
@@ -275,14 +357,29 @@ def conv2d_valid(
         precision = spectra_dtype(images, span)
         if precision == "float64":  # the FFT costs more: another method may now be cheaper
             chosen, plans = _choose(  # the input is finite: the FFT was chosen
-                images.shape, weight, stride, dilation, groups, True, float64_spectra=True
+                images.shape,
+                weight,
+                stride,
+                dilation,
+                groups,
+                True,
+                float64_spectra=True,
+                on_cpu=xp.__name__ == "numpy",
             )
-    out = xp.empty((images.shape[0], n_filters, out_h, out_w), dtype=xp.float32)
+    out_shape = (images.shape[0], n_filters, out_h, out_w)
+    if chosen == "torch":
+        out = onednn.torch_conv(images, weight, stride, dilation, groups, out_shape)
+    else:
+        out = xp.empty(out_shape, dtype=xp.float32)
+    if chosen == "polyphase":
+        polyphase_conv(images, weight, stride, dilation, groups, out)
+    if chosen in ("torch", "polyphase") and not finite_sum(out):
+        chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
         fft_conv(images, weight, stride, dilation, groups, out, precision)
-    else:
+    elif chosen == "separable":
         assert plans is not None  # the separable method always comes with its plan
         separable_conv(images, plans, stride, dilation, out)
     if bias is not None:
@@ -316,10 +413,25 @@ def _method_for(
     the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
     """
     if method == "auto":
-        chosen, plans = _choose(images.shape, weight, stride, dilation, groups, finite=True)
-        if chosen != "gemm" and not _finite(images):
+        on_cpu = array_namespace(images).__name__ == "numpy"
+        chosen, plans = _choose(
+            images.shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu
+        )
+        # torch's and the phases' outputs are checked instead (conv2d_valid): one pass over
+        # a smaller array
+        if chosen not in ("gemm", "torch", "polyphase") and not _finite(images):
             return "gemm", None
         return chosen, plans
+    if method == "torch":
+        if array_namespace(images).__name__ != "numpy":
+            raise InputError("method 'torch' needs a NumPy array; use 'auto' for CuPy input")
+        if not onednn.available():
+            raise InputError(
+                "method 'torch' needs PyTorch (pip install torch); use 'auto' or 'gemm'"
+            )
+        return method, None
+    if method == "polyphase":
+        return method, None  # its output is checked (conv2d_valid)
     if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "

@@ -1,0 +1,159 @@
+"""The optional torch (oneDNN) direct-convolution path of ``conv2d_valid`` (:mod:`.onednn`):
+forced on through ``method="torch"``, it must match PyTorch and the float64 reference like the
+NumPy paths; the cost model takes it only where it pays and never without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from support.torch_reference import (
+    CONV_CASES,
+    assert_close,
+    case_arrays,
+    reference64,
+    torch_conv,
+)
+
+from featuremap.engine.kernels import choose_method, conv2d_valid, onednn
+from featuremap.engine.kernels._namespace import finite_sum
+from featuremap.errors import InputError
+
+
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_torch_path_matches_torch_and_float64(case):
+    batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
+    x, weight, bias = case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
+    result = conv2d_valid(
+        x, weight, bias, stride=stride, dilation=dilation, groups=groups, method="torch"
+    )
+    assert_close(result, torch_conv(x, weight, bias, stride, dilation, groups), x, weight)
+    assert_close(result, reference64(x, weight, bias, stride, dilation, groups), x, weight)
+
+
+def test_torch_path_random_shapes_in_bands(monkeypatch):
+    """Random shapes, strides, dilations, groups and even kernels, with tiles of a few output
+    rows (bands with their input rows) on two threads."""
+    monkeypatch.setattr(onednn, "TILES_PER_THREAD", 5)
+    monkeypatch.setattr(onednn, "blas_threads", lambda: 2)
+    rng = np.random.default_rng(24)
+    for _ in range(12):
+        groups = int(rng.choice([1, 2, 3]))
+        channels, n_filters = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        kh, kw = (int(k) for k in rng.integers(1, 8, size=2))
+        stride = tuple(int(s) for s in rng.integers(1, 5, size=2))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, size=2))
+        height = dilation[0] * (kh - 1) + 1 + int(rng.integers(0, 30))
+        width = dilation[1] * (kw - 1) + 1 + int(rng.integers(0, 30))
+        batch = (int(rng.integers(1, 3)),)
+        x, weight, bias = case_arrays(
+            int(rng.integers(1000)), batch, channels, n_filters, kh, kw, groups, height, width
+        )
+        result = conv2d_valid(
+            x, weight, bias, stride=stride, dilation=dilation, groups=groups, method="torch"
+        )
+        expected = reference64(x, weight, bias, stride, dilation, groups)
+        assert_close(result, expected, x, weight)
+
+
+def test_tiles_cover_the_output_once():
+    for n_images, rows, parts in [(5, 7, 4), (3, 10, 8), (1, 1, 4), (1, 9, 1), (2, 3, 16)]:
+        covered = np.zeros((n_images, rows), dtype=int)
+        tiles = onednn._tiles(n_images, rows, parts)
+        for images, band in tiles:
+            covered[images, band] += 1
+        assert (covered == 1).all()
+        assert len(tiles) >= min(parts, n_images * rows) // 2
+
+
+def test_torch_threads_of_the_caller_are_restored():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 40, 40)).astype(np.float32)
+    weight = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    conv2d_valid(x, weight, stride=(2, 2), method="torch")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("method", ["torch", "auto"])
+def test_nan_and_inf_fall_back_to_the_exact_gemm(method):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 80, 81)).astype(np.float32)
+    x[0, 1, 4, 7] = np.nan
+    x[1, 0, 40, 3] = np.inf
+    x[1, 2, 70:, 60:] = -np.inf
+    weight = rng.standard_normal((24, 3, 11, 11)).astype(np.float32)
+    expected = conv2d_valid(x, weight, stride=(4, 4), method="gemm")
+    result = conv2d_valid(x, weight, stride=(4, 4), method=method)
+    np.testing.assert_array_equal(result, expected)  # NaN where expected has NaN, bit for bit
+
+
+def test_cost_model_takes_torch_for_large_strided_kernels_only():
+    rng = np.random.default_rng(9)
+    alexnet = rng.standard_normal((24, 3, 11, 11)).astype(np.float32)
+    assert choose_method((3, 1034, 1034), alexnet, (4, 4), (1, 1), 1) == "torch"
+    assert choose_method((8, 3, 237, 237), alexnet, (4, 4), (1, 1), 1) == "torch"
+    # not: large outputs, 1x1, depthwise, kernels for the FFT, non-finite input
+    wide = rng.standard_normal((16, 1, 7, 7)).astype(np.float32)
+    assert choose_method((1, 2054, 2054), wide, (1, 1), (1, 1), 1) == "gemm"
+    pointwise = rng.standard_normal((128, 64, 1, 1)).astype(np.float32)
+    assert choose_method((64, 256, 256), pointwise, (1, 1), (1, 1), 1) == "gemm"
+    depthwise = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    assert choose_method((64, 258, 258), depthwise, (1, 1), (1, 1), 64) == "gemm"
+    large = rng.standard_normal((8, 1, 31, 31)).astype(np.float32)
+    assert choose_method((1, 1054, 1054), large, (1, 1), (1, 1), 1) == "fft"
+    assert choose_method((3, 1034, 1034), alexnet, (4, 4), (1, 1), 1, finite=False) == "gemm"
+
+
+def test_without_torch_the_numpy_paths_run(monkeypatch):
+    monkeypatch.setattr(onednn, "available", lambda: False)
+    rng = np.random.default_rng(10)
+    weight = rng.standard_normal((24, 3, 11, 11)).astype(np.float32)
+    assert choose_method((3, 1034, 1034), weight, (4, 4), (1, 1), 1) == "gemm"
+    x = rng.standard_normal((3, 50, 50)).astype(np.float32)
+    with pytest.raises(InputError, match="needs PyTorch"):
+        conv2d_valid(x, weight, stride=(4, 4), method="torch")
+
+
+def test_importing_the_kernels_does_not_import_torch():
+    code = (
+        "import sys, featuremap.engine.kernels as k, numpy as np; "
+        "k.conv2d_valid(np.ones((1, 9, 9), np.float32), np.ones((2, 1, 3, 3), np.float32)); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_finite_sum_sees_every_non_finite_value(value):
+    out = np.ones((2, 3, 4, 5), dtype=np.float32)
+    assert finite_sum(out)
+    assert finite_sum(out[:0])
+    out[1, 2, 3, 4] = value
+    assert not finite_sum(out)
+    out[:] = value
+    assert not finite_sum(out)
+
+
+def test_a_process_imports_torch_only_once_its_savings_pay_for_the_import():
+    """The default pipeline's 15x15/2 Gabor on a 526^2 block would be faster through torch, but
+    a small job must not pay torch's import on every worker: the first calls take the NumPy
+    path and torch comes in once the time given up passes the import's cost."""
+    code = (
+        "import sys, numpy as np; from featuremap.engine.kernels import conv2d_valid, onednn; "
+        "x = np.ones((1, 526, 526), np.float32); w = np.ones((16, 1, 15, 15), np.float32); "
+        "conv2d_valid(x, w, stride=(2, 2)); first = 'torch' in sys.modules\n"
+        "given_up = [onednn.worth_importing(0.4) for _ in range(4)]\n"
+        "import torch\n"
+        "print(first, given_up, onednn.worth_importing(1e-9))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False [False, False, False, True] True"

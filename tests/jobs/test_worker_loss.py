@@ -1,0 +1,175 @@
+"""Jobs outlive any one worker (issue 23, D13), on real worker processes under their nannies.
+
+* the only worker of a cluster -- the one holding the job's shared data (layers, plan) -- is
+  killed with SIGKILL in the middle of a job; its nanny starts a new one: the job completes and
+  its result is bit for bit the one of an uninterrupted run;
+* a block that needs more memory than the worker's limit: the nanny kills the worker each time;
+  the job fails with one line that names the worker and its memory limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from support.procs import marked_blocks, wait_for
+from support.stores import random_input
+
+from featuremap.engine.layers import ConvLayer
+from featuremap.errors import JobError
+from featuremap.io import open_features
+from featuremap.jobs.run import run_layers
+from featuremap.jobs.state import read_status
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture
+def nanny_cluster() -> Iterator[Any]:
+    """A client of one single-threaded worker process under its nanny (which restarts it)."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _layers(seed: int) -> list:
+    weights = np.random.default_rng(seed).standard_normal((4, 1, 5, 5))
+    return [ConvLayer.create(weights, padding="same", activation="relu")]
+
+
+def test_job_survives_the_sigkill_of_its_only_worker(tmp_path, nanny_cluster, client):
+    source, _ = random_input(tmp_path / "in.zarr", (1, 180, 180), (1, 60, 60), seed=5)
+    layers = _layers(5)
+    reference = tmp_path / "reference.zarr"
+    run_layers(layers, input=source, output=str(reference), out_chunks=(6, 6), client=client)
+    output = tmp_path / "out.zarr"
+    outcome: dict = {}
+
+    def job() -> None:
+        try:
+            outcome["summary"] = run_layers(
+                layers, input=source, output=str(output), out_chunks=(6, 6), client=nanny_cluster
+            )  # 900 small blocks
+        except BaseException as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    wait_for(lambda: marked_blocks(output) > 40, 120, "the first done-markers")
+    [pid] = nanny_cluster.run(os.getpid).values()
+    os.kill(pid, signal.SIGKILL)
+    done_at_kill = marked_blocks(output)
+    thread.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert done_at_kill < 900, "the job ended before its worker was killed"
+    assert [pid] != list(nanny_cluster.run(os.getpid).values())  # a new worker process
+    assert outcome["summary"].status == "complete"
+    assert read_status(str(output))["blocks_done"] == 900
+    np.testing.assert_array_equal(
+        open_features(str(output)).data.compute(), open_features(str(reference)).data.compute()
+    )
+
+
+def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path):
+    import dask.config
+    import distributed
+
+    # one 2048 x 2048 block of 64 features: 1 GiB of output for a worker limited to 400 MiB
+    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=6)
+    weights = np.random.default_rng(6).standard_normal((64, 1, 3, 3))
+    layers = [ConvLayer.create(weights, padding="same")]
+    with (
+        # the first death fails the block (Dask's default retries it on 3 more new workers)
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="400MiB",
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        pytest.raises(JobError) as failed,
+    ):
+        run_layers(
+            layers,
+            input=source,
+            output=str(tmp_path / "out.zarr"),
+            out_chunks=(2048, 2048),
+            client=client,
+        )
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "worker tcp://127.0.0.1:" in message
+    assert "memory limit of 400 MiB" in message
+    status = read_status(str(tmp_path / "out.zarr"))
+    assert status["status"] == "failed"
+    assert "memory limit" in status["error"]
+
+
+def test_a_worker_killed_by_a_signal_is_named_with_the_signal(tmp_path):
+    import dask.config
+    import distributed
+
+    # one 2048 x 2048 block of 64 features: seconds of work, time to kill its worker
+    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=7)
+    weights = np.random.default_rng(7).standard_normal((64, 1, 3, 3))
+    layers = [ConvLayer.create(weights, padding="same")]
+    outcome: dict = {}
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+
+        def job() -> None:
+            try:
+                run_layers(
+                    layers,
+                    input=source,
+                    output=str(tmp_path / "out.zarr"),
+                    out_chunks=(2048, 2048),
+                    client=client,
+                )
+            except BaseException as error:  # checked below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        wait_for(
+            lambda: any(
+                "block" in str(key) for keys in client.processing().values() for key in keys
+            ),
+            60,
+            "the block's task on the worker",
+        )
+        [pid] = client.run(os.getpid).values()
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=120)
+    message = str(outcome.get("error"))
+    assert isinstance(outcome.get("error"), JobError), message
+    assert "\n" not in message
+    assert f"(pid {pid} on 127.0.0.1)" in message
+    assert "was killed by SIGKILL" in message
