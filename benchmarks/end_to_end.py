@@ -1,15 +1,21 @@
 """End to end: a float32 Zarr image -> 16 filters 7x7 "same" -> a (16, H, W) Zarr store.
 
-Compares, at each image size, on the same ``LocalCluster`` and the same output codec
-(featuremap's default: Blosc-LZ4 + shuffle + crc32c)::
+Compares, at each image size, on the same ``LocalCluster``::
 
-    featuremap           featuremap.jobs.run.run_layers (one fused task per output block)
-    featuremap float16   the same job with ``output.dtype: float16``
-    dask-image           dask_image.ndfilters.correlate once per filter, stacked, stored
-    I/O floor            read the input, write a float32 output of the same size, no compute
+    featuremap           featuremap.jobs.run.run_layers (one fused task per output block) with
+                         the default ``output.codec: auto`` (the codec chosen from a sample:
+                         none for these noisy features, crc32c kept)
+    featuremap lz4       the same job with ``output.codec: lz4`` (Blosc-LZ4 + shuffle + crc32c,
+                         the default before ``auto``): its output bytes are auto's reference
+    featuremap float16   the default job with ``output.dtype: float16``
+    dask-image           dask_image.ndfilters.correlate once per filter, stacked, stored (LZ4)
+    I/O floor            read the input, write a float32 output of the same size (LZ4), no
+                         compute
 
-Goals (issue #13): featuremap >= 3x dask-image at 4096^2 and 8192^2, <= 1.2x the I/O floor,
-float16 >= 1.6x faster than float32; peak RSS per worker 12288^2 vs 4096^2 < 1.3x. Also printed:
+Goals (issue #13, #24): featuremap >= 4x dask-image at 4096^2 and 8192^2 with the default
+codec, its output bytes within 15 % of LZ4's, <= 1.2x the I/O floor, float16 >= 1.5x faster
+than float32; peak RSS per worker 12288^2 vs 4096^2 < 1.3x. The CPU, numpy's BLAS (library,
+kernel, threads) and the OpenBLAS environment are printed first. Also printed:
 the input bytes the workers read against the stored input (each block task reads its own window,
 halo included, from the Zarr chunks, through each worker's decoded-chunk cache: the read
 amplification). Bytes are counted on the workers by a wrapper around the Zarr stores' ``get``.
@@ -106,6 +112,24 @@ def _reads_and_rss() -> tuple[int, int]:
     return read, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (run on each worker too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_snapshot(client) -> tuple[dict, float]:
+    return client.run(_cpu_seconds), _cpu_seconds()
+
+
+def _cpu_since(client, snapshot: tuple[dict, float]) -> float:
+    """CPU seconds of the workers and of this process (client and scheduler) since
+    ``snapshot``: what a run cost whatever else the host was running."""
+    workers, local = snapshot
+    now = client.run(_cpu_seconds)
+    return sum(now[name] - workers.get(name, 0.0) for name in now) + _cpu_seconds() - local
+
+
 def _cluster(workers: int):
     from distributed import Client, LocalCluster
 
@@ -126,14 +150,28 @@ def bank(filters: int, kernel: int) -> ConvLayer:
     return ConvLayer.create(weight, padding="same")
 
 
-def warm_up(client, scratch: Path, layer: ConvLayer) -> None:
-    """A tiny job first, so worker imports (torch, zarr codecs) are neither timed nor counted."""
+def warm_up(client, scratch: Path, layer: ConvLayer, dtype: str = "float32") -> None:
+    """A tiny job first, so worker imports (torch, zarr codecs; numba's float16 cast for a
+    float16 job) are neither timed nor counted."""
     from featuremap.jobs.run import run_layers
 
-    source = make_input(scratch / "warm.zarr", 64, 32)
+    source = make_input(scratch / "warm.zarr", 128, 64)
+    if dtype == "float16":  # the tiny job reaches one worker: load the cast on every one
+        client.run(_load_float16_cast)
     run_layers(
-        [layer], input=source, output=str(scratch / "warm-out.zarr"), client=client, overwrite=True
+        [layer],
+        input=source,
+        output=str(scratch / "warm-out.zarr"),
+        client=client,
+        overwrite=True,
+        options=OutputOptions(dtype=dtype),
     )
+
+
+def _load_float16_cast() -> bool:
+    from featuremap.engine.cast import fast_float16_available
+
+    return fast_float16_available()
 
 
 def _no_priming() -> None:
@@ -147,12 +185,14 @@ def run_featuremap(
     layer: ConvLayer,
     dtype: str = "float32",
     prime: Callable[[], None] = _no_priming,
+    codec: str = "auto",
 ) -> dict:
     from featuremap.jobs.run import run_layers
 
-    warm_up(client, Path(output).parent, layer)
+    warm_up(client, Path(output).parent, layer, dtype)
     client.run(_count_reads, str(Path(source).resolve()))
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     summary = run_layers(
         [layer],
@@ -160,13 +200,17 @@ def run_featuremap(
         output=output,
         client=client,
         overwrite=True,
-        options=OutputOptions(dtype=dtype),
+        options=OutputOptions(dtype=dtype, codec=codec),
     )
     seconds = time.perf_counter() - started
+    cpu_seconds = _cpu_since(client, cpu)
     after = client.run(_reads_and_rss)
     read = sum(bytes_read for bytes_read, _ in after.values())
     return {
         "seconds": seconds,
+        "cpu": cpu_seconds,
+        "stored": stored_bytes(str(Path(output) / "features")),
+        "codec": zarr.open_group(output, mode="r").attrs["featuremap"]["output"]["codec"],
         "blocks": summary.blocks_total,
         "bytes_read": read,
         "peak_rss": max(rss for _, rss in after.values()),
@@ -187,11 +231,12 @@ def _output_array(path: str, shape: tuple, chunks: tuple) -> zarr.Array:
 
 def run_dask_image(
     client, source: str, output: str, layer: ConvLayer, chunk: int, prime: Callable[[], None]
-) -> float:
+) -> dict:
     import dask.array as da
     from dask_image.ndfilters import correlate
 
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     x = da.from_zarr(source)
     maps = [correlate(x, w[0], mode="constant", cval=0.0) for w in layer.weight]
@@ -202,15 +247,16 @@ def run_dask_image(
         lock=False,
         compute=True,
     )
-    return time.perf_counter() - started
+    return {"seconds": time.perf_counter() - started, "cpu": _cpu_since(client, cpu)}
 
 
 def run_io_floor(
     client, source: str, output: str, filters: int, chunk: int, prime: Callable[[], None]
-) -> float:
+) -> dict:
     import dask.array as da
 
     prime()
+    cpu = _cpu_snapshot(client)
     started = time.perf_counter()
     x = da.from_zarr(source)
     copies = da.broadcast_to(x[None], (filters, *x.shape)).rechunk((filters, chunk, chunk))
@@ -221,7 +267,7 @@ def run_io_floor(
         lock=False,
         compute=True,
     )
-    return time.perf_counter() - started
+    return {"seconds": time.perf_counter() - started, "cpu": _cpu_since(client, cpu)}
 
 
 def _fresh(outputs) -> None:
@@ -236,33 +282,41 @@ def compare(
 ) -> dict:
     """Interleaved runs of every variant at one size; medians, and featuremap's read bytes."""
     source = make_input(scratch / f"input{size}.zarr", size, chunk)
-    outputs = {name: scratch / f"{name}.zarr" for name in ("fm", "fm16", "di", "floor")}
+    outputs = {name: scratch / f"{name}.zarr" for name in ("fm", "fm_lz4", "fm16", "di", "floor")}
     runs: dict[str, list] = {name: [] for name in outputs}
     filters = layer.weight.shape[0]
     output_bytes = filters * size * size * 4
     primer = functools.partial(prime_pages, scratch, output_bytes) if prime else _no_priming
-    for _ in range(repeats):  # interleaved, so drift in the machine hits all alike
-        _fresh(outputs.values())
-        runs["fm"].append(run_featuremap(client, source, str(outputs["fm"]), layer, prime=primer))
-        _fresh(outputs.values())
-        runs["fm16"].append(
-            run_featuremap(
-                client, source, str(outputs["fm16"]), layer, dtype="float16", prime=primer
-            )
-        )
-        _fresh(outputs.values())
-        runs["di"].append(run_dask_image(client, source, str(outputs["di"]), layer, chunk, primer))
-        _fresh(outputs.values())
-        runs["floor"].append(
-            run_io_floor(client, source, str(outputs["floor"]), filters, chunk, primer)
-        )
+    variants: dict[str, Callable[[], dict]] = {
+        "fm": lambda: run_featuremap(client, source, str(outputs["fm"]), layer, prime=primer),
+        "fm_lz4": lambda: run_featuremap(
+            client, source, str(outputs["fm_lz4"]), layer, prime=primer, codec="lz4"
+        ),
+        "fm16": lambda: run_featuremap(
+            client, source, str(outputs["fm16"]), layer, dtype="float16", prime=primer
+        ),
+        "di": lambda: run_dask_image(client, source, str(outputs["di"]), layer, chunk, primer),
+        "floor": lambda: run_io_floor(
+            client, source, str(outputs["floor"]), filters, chunk, primer
+        ),
+    }
+    names = list(variants)
+    for repeat in range(repeats):  # interleaved, so drift in the machine hits all alike
+        # each repeat starts with another variant: no variant always follows the same one
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            _fresh(outputs.values())
+            runs[name].append(variants[name]())
     _fresh(outputs.values())
+    row = {"size": size, "repeats": repeats}
+    for name, variant_runs in runs.items():
+        row[name] = statistics.median(run["seconds"] for run in variant_runs)
+        row[f"{name}_cpu"] = statistics.median(run["cpu"] for run in variant_runs)
     return {
-        "size": size,
-        "fm": statistics.median(run["seconds"] for run in runs["fm"]),
-        "fm16": statistics.median(run["seconds"] for run in runs["fm16"]),
-        "di": statistics.median(runs["di"]),
-        "floor": statistics.median(runs["floor"]),
+        **row,
+        "codec": runs["fm"][0]["codec"],
+        "codec16": runs["fm16"][0]["codec"],
+        "bytes": runs["fm"][0]["stored"],
+        "bytes_lz4": runs["fm_lz4"][0]["stored"],
         "blocks": runs["fm"][0]["blocks"],
         "read": runs["fm"][0]["bytes_read"] / stored_bytes(source),
     }
@@ -275,19 +329,35 @@ def _verdict(ok: bool) -> str:
 def report(row: dict) -> None:
     size = row["size"]
     print(f"\n{size}x{size} ({row['blocks']} blocks)")
-    print(f"{'variant':<20} {'seconds':>8} {'vs floor':>9}")
+    print(f"{'variant':<26} {'seconds':>8} {'vs floor':>9} {'CPU s':>8}")
     for name, key in (
         ("I/O floor", "floor"),
-        ("featuremap", "fm"),
-        ("featuremap float16", "fm16"),
+        (f"featuremap ({row['codec']})", "fm"),
+        ("featuremap lz4", "fm_lz4"),
+        (f"featuremap float16 ({row['codec16']})", "fm16"),
         ("dask-image", "di"),
     ):
-        print(f"{name:<20} {row[key]:8.2f} {row[key] / row['floor']:8.2f}x")
+        print(
+            f"{name:<26} {row[key]:8.2f} {row[key] / row['floor']:8.2f}x {row[key + '_cpu']:8.2f}"
+        )
     speedup, floor = row["di"] / row["fm"], row["fm"] / row["floor"]
-    half = row["fm"] / row["fm16"]
-    print(f"featuremap vs dask-image: {speedup:.2f}x faster (goal >= 3x: {_verdict(speedup >= 3)})")
+    half, bytes_ratio = row["fm"] / row["fm16"], row["bytes"] / row["bytes_lz4"]
+    cpu_speedup = row["di_cpu"] / row["fm_cpu"]
+    print(
+        f"featuremap vs dask-image: {speedup:.2f}x faster (goal >= 4x: {_verdict(speedup >= 4)}); "
+        f"CPU seconds {cpu_speedup:.2f}x fewer"
+    )
+    print(
+        f"featuremap auto ({row['codec']}) vs lz4: {row['fm_lz4'] / row['fm']:.2f}x faster "
+        f"({row['fm_lz4_cpu'] / row['fm_cpu']:.2f}x fewer CPU seconds), "
+        f"output bytes {row['bytes'] / 2**20:.0f} vs {row['bytes_lz4'] / 2**20:.0f} MiB = "
+        f"{bytes_ratio:.2f}x (goal <= 1.15x: {_verdict(bytes_ratio <= 1.15)})"
+    )
     print(f"featuremap vs I/O floor: {floor:.2f}x (goal <= 1.2x: {_verdict(floor <= 1.2)})")
-    print(f"float16 vs float32: {half:.2f}x faster (goal >= 1.6x: {_verdict(half >= 1.6)})")
+    print(
+        f"float16 vs float32: {half:.2f}x faster (goal >= 1.5x: {_verdict(half >= 1.5)}); "
+        f"CPU seconds {row['fm_cpu'] / row['fm16_cpu']:.2f}x fewer"
+    )
     print(f"input bytes read / stored input: {row['read']:.2f}x")
 
 
@@ -310,6 +380,25 @@ def print_rss_growth(title: str, names: list[str], peaks: list[int]) -> None:
     print(
         f"\n{title}: {names[0]} {peaks[0] / 2**20:.0f} MiB, {names[1]} "
         f"{peaks[1] / 2**20:.0f} MiB = {growth:.2f}x (goal < 1.3x: {_verdict(growth < 1.3)})"
+    )
+
+
+def host_line() -> str:
+    """The CPU, numpy's BLAS (library, kernel, threads), the OpenBLAS environment and whether
+    the float16 cast is compiled, for the line above every figure."""
+    from kernels import _blas_line, _cpu_model
+
+    from featuremap.engine.cast import fast_float16_available
+
+    openblas = " ".join(
+        f"{name}={value}"
+        for name, value in sorted(os.environ.items())
+        if name.startswith("OPENBLAS")
+    )
+    return (
+        f"cpu: {_cpu_model()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; "
+        f"{_blas_line()}; env: {openblas or '(no OPENBLAS_*)'}; "
+        f"float16 cast: {'numba' if fast_float16_available() else 'numpy'}"
     )
 
 
@@ -341,10 +430,12 @@ def main() -> None:
     scratch = Path(args.dir or tempfile.mkdtemp(prefix="featuremap-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     layer = bank(args.filters, args.kernel)
+    print(host_line())
     print(
         f"float32 input, {chunk}^2 chunks, {args.filters} filters {args.kernel}x{args.kernel} "
-        f"'same', LocalCluster {args.workers} workers x 1 thread, output codec "
-        f"blosc-lz4+shuffle+crc32c for every variant; median of {args.repeats} interleaved runs, "
+        f"'same', LocalCluster {args.workers} workers x 1 thread, featuremap's output codec "
+        f"auto (lz4 where named), the others' blosc-lz4+shuffle+crc32c; median of "
+        f"{args.repeats} interleaved runs, "
         "outputs removed and dirty pages synced before each"
         + ("" if args.no_prime else ", memory pages primed with the output's size")
     )

@@ -266,7 +266,9 @@ def compare_job(
             jobs.append(run_job(client, source, str(output), primer))
             end_to_end._fresh([output, floor_output])
             floors.append(
-                end_to_end.run_io_floor(client, source, str(floor_output), 49, chunk, primer)
+                end_to_end.run_io_floor(client, source, str(floor_output), 49, chunk, primer)[
+                    "seconds"
+                ]
             )
     end_to_end._fresh([output, floor_output])
     image = np.asarray(zarr.open_array(source, mode="r")[...])

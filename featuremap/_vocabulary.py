@@ -73,8 +73,9 @@ CHANNEL_MODES: Final[tuple[ChannelMode, ...]] = get_args(ChannelMode)
 OutputDtype = Literal["float32", "float16"]
 OUTPUT_DTYPES: Final[tuple[OutputDtype, ...]] = get_args(OutputDtype)
 
-#: The features' compression (``output.codec``); the checksum is ``output.checksum``.
-OutputCodec = Literal["lz4", "zstd", "none"]
+#: The features' compression (``output.codec``); the checksum is ``output.checksum``. ``auto``
+#: picks ``none``, ``lz4`` or ``zstd`` per array from a sample (:mod:`featuremap.io.codec_choice`).
+OutputCodec = Literal["auto", "lz4", "zstd", "none"]
 OUTPUT_CODECS: Final[tuple[OutputCodec, ...]] = get_args(OutputCodec)
 
 #: The store's format (``output.format``): OME-NGFF 0.5 in Zarr format 3, or OME-NGFF 0.4 in

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from featuremap.engine.cast import to_float32
+
 __all__ = [
     "ACTIVE_CHANNELS",
     "COLOURS",
@@ -104,7 +106,7 @@ class FeatureStats:
         if rows.shape[1] == 0:
             return cls.empty(rows.shape[0])
         if rows.dtype != np.float64:  # float16 sums are slow in NumPy; float32 is exact for them
-            rows = rows.astype(np.float32, copy=False)
+            rows = to_float32(rows)  # float16: the compiled widening when there
         # float64 sums in one pass each (a sum of squares, not a variance: no float64 copy of
         # the block); a row's sums are finite exactly when all its values are
         count = np.full(rows.shape[0], rows.shape[1], dtype=np.float64)

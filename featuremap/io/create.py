@@ -15,7 +15,8 @@ import numpy as np
 import zarr
 
 from featuremap.engine.geometry import axis_names
-from featuremap.io._paths import replacing
+from featuremap.io._paths import is_url, replacing
+from featuremap.io.codec_choice import apply_decision, decide_codecs
 from featuremap.io.formats import StoreFormat
 from featuremap.io.layout import (
     DISPLAY,
@@ -247,6 +248,8 @@ def create_output(
     Creating costs the same at 10^3 and 10^8 blocks: no chunk and no marker is written.
     """
     store_format = layout.store_format
+    if layout.codec == "auto":  # a layout no job planned: no sample, auto's unsampled choice
+        layout = apply_decision(layout, decide_codecs(layout, None, object_store=is_url(store)))
     attrs: dict[str, Any] = {ROOT_KEY: dict(root_attrs)}
     ome = _ome(layout)
     if ome is not None:

@@ -91,7 +91,10 @@ class StoreFormat:
 
     def feature_compressors(self, codec: OutputCodec, level: int) -> Any:
         """The ``compressors`` of ``features``: Blosc ``codec`` (``lz4``, ``zstd``) at ``level``
-        with byte shuffle, or none, then the checksum."""
+        with byte shuffle, or none, then the checksum; ``auto`` is decided before
+        (:mod:`featuremap.io.codec_choice`)."""
+        if codec == "auto":
+            raise ValueError("output.codec auto is decided before the arrays are made")
         if codec == "none":
             return self._checked(None)
         if self.zarr_format == 2:

@@ -35,6 +35,7 @@ from featuremap.io.formats import DEFAULT_FORMAT, StoreFormat
 from featuremap.io.placement import Placement
 
 if TYPE_CHECKING:
+    from featuremap.io.codec_choice import CodecDecision
     from featuremap.io.pyramid import Pyramid
 
 __all__ = [
@@ -147,6 +148,9 @@ class OutputLayout:
 
     ``pyramid``: the multiscale levels written beside the features (:mod:`featuremap.io.pyramid`),
     each with its own layout.
+
+    ``codec`` is ``auto`` until :func:`featuremap.io.codec_choice.apply_decision` resolves it
+    (each level's layout then has its own codec); ``codec_decision`` is that choice, recorded.
     """
 
     batch_dims: tuple[str, ...]
@@ -162,6 +166,7 @@ class OutputLayout:
     shards: tuple[int, ...] | None = None
     store_format: StoreFormat = DEFAULT_FORMAT
     pyramid: Pyramid | None = None
+    codec_decision: CodecDecision | None = None
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -194,6 +199,11 @@ class OutputLayout:
             "shards": None if self.shards is None else list(self._to_storage(self.shards)),
             **self.store_format.to_dict(),
             "pyramid": None if self.pyramid is None else self.pyramid.to_dict(),
+            **(
+                {}
+                if self.codec_decision is None
+                else {"codec_choice": self.codec_decision.to_dict()}
+            ),
         }
 
     @property

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 import numpy as np
 
 from featuremap._validation import parse_choice, parse_int, suggestion
+from featuremap.engine.cast import cast_to
 from featuremap.engine.geometry import LayerGeometry, StackGeometry
 from featuremap.errors import InputError, describe
 from featuremap.io.output import array_at
@@ -361,7 +362,7 @@ def write_tail_levels(
         def write(region: tuple[slice, ...], below: Any = below, target: Any = target) -> None:
             source = (*region[:-ndim], *(slice(2 * s.start, 2 * s.stop) for s in region[-ndim:]))
             pooled = pool(np.asarray(below[source]), ndim, pyramid.method)
-            target[region] = pooled.astype(target.dtype, copy=False)
+            target[region] = cast_to(pooled, target.dtype)
 
         with ThreadPoolExecutor(TAIL_THREADS) as threads:
             for _ in threads.map(write, _regions(target)):  # re-raises a region's error

@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 
 from featuremap._typing import Array
+from featuremap.engine.cast import cast_to
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
 from featuremap.io._guarded_store import zarr_store
@@ -53,7 +54,7 @@ def write_block(
     """
     computed = to_host(block)
     with np.errstate(over="ignore"):  # counted below, never silent
-        stored = computed.astype(layout.dtype, copy=False)
+        stored = cast_to(computed, layout.dtype)  # float16: the compiled cast when there
     values = _write(_features(store, session), layout, block_slices, stored)
     if layout.pyramid is not None:
         # the levels pool the block as stored, so they are the block means of the stored level 0
@@ -61,7 +62,7 @@ def write_block(
             layout.pyramid, layout.ndim, stored, block_slices
         ):
             array = _features(store, session, level.path)
-            _write(array, level.layout, slices, pooled.astype(layout.dtype, copy=False))
+            _write(array, level.layout, slices, cast_to(pooled, layout.dtype))
     stats = FeatureStats.of(values, layout.feature_axis)
     if stats.count.sum() < values.size:  # some value is not finite: did the conversion make it?
         overflow = _overflow(computed, stored, layout.ndim)

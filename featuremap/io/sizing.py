@@ -110,7 +110,7 @@ class OutputOptions:
 
     chunks: Sizes | None = None
     dtype: OutputDtype = "float32"
-    codec: OutputCodec = "lz4"
+    codec: OutputCodec = "auto"
     codec_level: int | None = None
     shards: Sizes | str | None = "auto"
     allow_large: bool = False

@@ -3,9 +3,11 @@
 :func:`plan_job` opens the input (metadata only), builds the layers, resolves the stack's
 geometry once (:func:`featuremap.engine.stack.resolve_stack`), sizes the output blocks and shards and
 checks the output's size against the limits (:mod:`.sizing`), checks the output path and what is
-there (:mod:`.target`), records the input's content identity, and returns one frozen,
-picklable :class:`JobPlan` that creating the store, block planning and the block tasks all read
-without re-parsing anything.
+there (:mod:`.target`), records the input's content identity, decides the features' codecs
+(``output.codec: auto``: from two small windows of the first blocks computed here, the only
+input data the plan reads, :mod:`.sample`; ``--resume``: as the store records them), and returns
+one frozen, picklable :class:`JobPlan` that creating the store, block planning and the block
+tasks all read without re-parsing anything.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ from featuremap.io import (
     LayerArrays,
     OutputLayout,
     check_url,
+    is_url,
     normalize_store,
     open_input,
     storage_versions,
 )
 from featuremap.io.chunks import content_identity
+from featuremap.io.codec_choice import apply_decision, decide_codecs, recorded_decision
 from featuremap.io.placement import geometry_attrs
 from featuremap.io.sizing import OutputOptions, check_limits, plan_layout
 from featuremap.jobs import state
+from featuremap.jobs.sample import sample_windows
 from featuremap.jobs.target import check_output_path, plan_mode
 
 __all__ = ["JobPlan", "plan_job"]
@@ -99,6 +104,17 @@ def _layers_hash(layers: Sequence[Layer]) -> str:
             digest.update(layer.weight.tobytes())
             digest.update(b"" if layer.bias is None else layer.bias.tobytes())
     return digest.hexdigest()
+
+
+def _choose_codecs(
+    output: str, source: InputArray, stack: ResolvedStack, layout: OutputLayout
+) -> OutputLayout:
+    """``layout`` with each features array's codec decided (``output.codec: auto``: from a
+    sample of the first blocks, computed here, unless the output is an object store)."""
+    object_store = is_url(output)
+    sample = layout.codec == "auto" and not object_store
+    samples = sample_windows(source, stack, layout) if sample else None
+    return apply_decision(layout, decide_codecs(layout, samples, object_store=object_store))
 
 
 def _check_finite_metadata(layout: OutputLayout, root_attrs: Mapping[str, Any]) -> None:
@@ -177,6 +193,10 @@ def plan_job(
         recorded = existing.store_format
         options = replace(options, format=recorded.format, checksum=recorded.checksum)
         layout = plan_layout(source, stack, options, existing_chunks=existing.out_chunks)
+        # the codecs the store was made with (auto's choice is never made again)
+        layout = apply_decision(layout, recorded_decision(existing.root.get("output"), layout))
+    else:
+        layout = _choose_codecs(output, source, stack, layout)
     root_attrs = {
         "pipeline": dict(pipeline) if pipeline is not None else {"layers": stack.describe()},
         "pipeline_hash": pipeline_hash,

@@ -296,7 +296,8 @@ class InputSpec:
 class OutputSpec:
     """Where the features go and how they are stored (``output.*``): a Zarr store, the spatial
     chunk size ``(y, x)``, the stored ``dtype`` (``float32``, ``float16``), the ``codec``
-    (``lz4``, ``zstd``, ``none``) and its ``level``, ``shards`` (``auto``, ``false`` or a
+    (``auto``: chosen per array from a sample, :mod:`featuremap.io.codec_choice`; ``lz4``,
+    ``zstd``, ``none``) and its ``level``, ``shards`` (``auto``, ``false`` or a
     ``[y, x]`` shard shape in output pixels), the store's ``format`` (``ngff-0.5``: Zarr v3, or
     ``ngff-0.4``: Zarr v2, never sharded) and ``checksum`` (``crc32c``, the default of
     ``ngff-0.5``, or ``none``, the only one of ``ngff-0.4``). ``chunks`` and
@@ -309,7 +310,7 @@ class OutputSpec:
     store: str | None = None
     chunks: tuple[int, ...] | None = None
     dtype: OutputDtype = "float32"
-    codec: OutputCodec = "lz4"
+    codec: OutputCodec = "auto"
     level: int | None = None
     shards: tuple[int, ...] | str | None = "auto"
     feature_chunks: int | None = None
@@ -415,7 +416,7 @@ def _store_format(where: str, spec: Mapping[str, Any]) -> StoreFormat:
 def _codec_and_level(where: str, spec: Mapping[str, Any]) -> tuple[Any, int | None]:
     """``codec: zstd`` with an optional ``level: 5`` beside it, or ``codec: {name: zstd,
     level: 5}``; the level is Blosc's ``clevel``, 0-9."""
-    codec, level = spec.get("codec", "lz4"), spec.get("level")
+    codec, level = spec.get("codec", "auto"), spec.get("level")
     codec_where = where
     if isinstance(codec, Mapping):
         codec_where = join(where, "codec")

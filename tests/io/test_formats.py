@@ -158,7 +158,14 @@ def test_ngff04_is_a_zarr_v2_store_as_ngff_04_lays_it_out(stores):
     features = json.loads((Path(store) / FEATURES / ".zarray").read_text())
     assert features["zarr_format"] == 2
     assert features["dimension_separator"] == "/"  # NGFF 0.4 requires it
-    assert features["compressor"]["id"] == "blosc"
+    recorded = json.loads((Path(store) / ".zattrs").read_text())["featuremap"]["output"]
+    codec = recorded["codec_choice"]["arrays"][FEATURES]["codec"]  # output.codec: auto
+    assert codec == recorded["codec"]
+    if codec == "none":
+        assert features["compressor"] is None  # Zarr v2's form of "uncompressed"
+    else:
+        assert features["compressor"]["id"] == "blosc"
+        assert features["compressor"]["cname"] == codec
     assert "shards" not in features
     attrs = json.loads((Path(store) / FEATURES / ".zattrs").read_text())
     assert attrs["_ARRAY_DIMENSIONS"] == ["c", "y", "x"]

@@ -25,7 +25,10 @@ def test_layout_dims_chunks_and_codecs(finished):
     assert features.shards is None
     codecs = [type(codec) for codec in features.metadata.codecs]
     assert zarr.codecs.Crc32cCodec in codecs
-    assert zarr.codecs.BloscCodec in codecs
+    # random input: output.codec auto found too little to save in the sample: checksum only
+    assert zarr.codecs.BloscCodec not in codecs
+    choice = OutputStore.open(output).root["output"]["codec_choice"]
+    assert choice["arrays"][FEATURES]["codec"] == "none"
     assert np.isnan(features.metadata.fill_value)
     for index, layer in enumerate(layers):
         if layer.kind == "conv":

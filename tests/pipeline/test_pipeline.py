@@ -229,8 +229,11 @@ ERRORS = [
     (spec(input={"channel_axis": "c"}), "input.channel_axis: must be an integer"),
     (spec(output={"chunks": [0, 4]}), "output.chunks: must be an integer >= 1"),
     (spec(output=[1]), "output: must be a mapping"),
-    (spec(output={"codec": "gzip"}), "output.codec: must be one of lz4, zstd, none"),
-    (spec(output={"codec": {"name": "zsd"}}), "output.codec.name: must be one of lz4, zstd, none"),
+    (spec(output={"codec": "gzip"}), "output.codec: must be one of auto, lz4, zstd, none"),
+    (
+        spec(output={"codec": {"name": "zsd"}}),
+        "output.codec.name: must be one of auto, lz4, zstd, none",
+    ),
     (spec(output={"codec": "zstd", "level": 10}), "output.level: must be an integer >= 0 and <= 9"),
     (spec(output={"codec": {"name": "zstd", "level": 3}, "level": 4}), "output.level: given twice"),
     (spec(output={"codec": "none", "level": 3}), "output.level: codec none has no level"),
