@@ -278,12 +278,15 @@ def _torch_wins(
     groups: int,
     best_seconds: float,
 ) -> bool:
-    """Whether torch's direct convolution is installed, applies well (one group, kernels up to
-    :data:`TORCH_MAX_KERNEL`, not a 1x1 stride-1 product that the GEMM reads in place) and is
-    :data:`TORCH_MARGIN` faster, and the import pays (:func:`.onednn.worth_importing`)."""
+    """Whether torch's direct convolution is installed, applies well (one group, strided,
+    kernels up to :data:`TORCH_MAX_KERNEL`) and is :data:`TORCH_MARGIN` faster, and the import
+    pays (:func:`.onednn.worth_importing`).
+
+    Stride-1 calls stay on the NumPy paths: there the GEMM is near torch, and oneDNN's
+    summation order would make every stride-1 result (pixel features, 3-D layers done as
+    depth-stacked 2-D convolutions) depend on whether torch happens to be imported."""
     kh, kw = weight_shape[-2:]
-    pointwise = kh == kw == 1 and stride == (1, 1)
-    if groups != 1 or pointwise or max(kh, kw) > TORCH_MAX_KERNEL:
+    if groups != 1 or stride == (1, 1) or max(kh, kw) > TORCH_MAX_KERNEL:
         return False
     if not onednn.available():
         return False

@@ -96,7 +96,10 @@ def test_cost_model_takes_torch_for_large_strided_kernels_only():
     alexnet = rng.standard_normal((24, 3, 11, 11)).astype(np.float32)
     assert choose_method((3, 1034, 1034), alexnet, (4, 4), (1, 1), 1) == "torch"
     assert choose_method((8, 3, 237, 237), alexnet, (4, 4), (1, 1), 1) == "torch"
-    # not: large outputs, 1x1, depthwise, kernels for the FFT, non-finite input
+    # not: stride 1 (torch's summation order must not depend on whether torch is imported),
+    # large outputs, 1x1, depthwise, kernels for the FFT, non-finite input
+    small = rng.standard_normal((32, 32, 5, 5)).astype(np.float32)
+    assert choose_method((32, 260, 260), small, (1, 1), (1, 1), 1) == "gemm"
     wide = rng.standard_normal((16, 1, 7, 7)).astype(np.float32)
     assert choose_method((1, 2054, 2054), wide, (1, 1), (1, 1), 1) == "gemm"
     pointwise = rng.standard_normal((128, 64, 1, 1)).astype(np.float32)
