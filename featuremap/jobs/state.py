@@ -8,17 +8,14 @@ Everything a job needs to be followed, resumed and refused lives in the store it
 * the **done-markers** (:mod:`featuremap.io.markers`), one bit per block, set by the client
   once the block's task has written it: markers are the truth, ``blocks_done`` in the
   attributes is only a periodic summary;
-* the **owner and heartbeat** of the running job in the ``_job`` group's attributes. The process
-  that follows the job (the ``run`` client, or the task of a submitted job) rewrites the
-  heartbeat every :data:`HEARTBEAT_INTERVAL_S`. A ``running`` job is reported ``interrupted``
-  at once when its owner process on this host is gone, and -- owned from another host, or not
-  yet adopted -- when its heartbeat has not *changed* for :data:`HEARTBEAT_TIMEOUT_S` (about 4
-  periods) of this host's monotonic clock (:mod:`.liveness`: another host's clock is never
-  compared with ours); a live process on this host is never declared dead (a stopped one is
-  alive). A store whose job is alive, or not yet known dead, is never taken over by another
-  job (:class:`StoreBusyError`). The
-  owner's id is the job's **fencing token**: :func:`check_token` runs before each of the job's
-  writes, so a job that lost its store stops without writing (:class:`FencedError`);
+* the **owner and heartbeat** of the running job in the ``_job`` group's attributes, rewritten
+  every :data:`HEARTBEAT_INTERVAL_S` by the process that follows the job. A ``running`` job is
+  ``interrupted`` once its owner process on this host is gone or -- another host's, or not yet
+  adopted -- once its heartbeat has not *changed* for :data:`HEARTBEAT_TIMEOUT_S` of this host's
+  monotonic clock (:mod:`.liveness`; never another host's clock). A store whose job is alive,
+  or not known dead, is never taken over (:class:`StoreBusyError`). The owner's id is the job's
+  **fencing token**: :func:`check_token` runs before each of the job's writes, so a job that
+  lost its store stops without writing (:class:`FencedError`);
 * the **claim** (:mod:`.claim`), held only while a job checks the store and marks it
   ``running``, so that of two jobs started at once exactly one proceeds;
 * the **fingerprint** (pipeline hash + input identity + software version), which ``--resume``
