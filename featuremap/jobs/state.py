@@ -94,11 +94,8 @@ def utc_now() -> str:
 
 def fingerprint(pipeline_hash: str, input_identity: Mapping[str, Any], version: str) -> str:
     """sha256 of what decides the result: the pipeline, the input and featuremap's version."""
-    canonical = json.dumps(
-        {"pipeline": pipeline_hash, "input": dict(input_identity), "featuremap": version},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    decisive = {"pipeline": pipeline_hash, "input": dict(input_identity), "featuremap": version}
+    canonical = json.dumps(decisive, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -339,8 +336,7 @@ def finish_job(
 
 
 def _looks_old(heartbeat: float) -> bool:
-    """Whether a heartbeat *looks* older than the timeout by our clock -- only a hint of when
-    to watch it (the writer's clock may be off ours), never a verdict."""
+    """Whether a heartbeat *looks* stale by our clock: when to watch it, never a verdict."""
     return time.time() - heartbeat > HEARTBEAT_TIMEOUT_S
 
 
