@@ -216,11 +216,12 @@ def as_float32(x: Array) -> Array:
     if (
         x.dtype.kind == "f"
         and x.dtype.itemsize > 4
-        and bool(xp.any(xp.isinf(cast) & xp.isfinite(x)))
+        and bool(xp.any(lost := xp.isinf(cast) & xp.isfinite(x)))
     ):
+        largest = float(xp.max(xp.abs(x[lost])))
         raise InputError(
-            "input holds finite values beyond float32's range (+-3.4e38), that features are "
-            "computed in: they would become inf; rescale the input"
+            f"the input holds {largest:.3g}, beyond float32's range (+-3.4e38) that features "
+            "are computed in: it would become inf; rescale the input"
         )
     return cast
 

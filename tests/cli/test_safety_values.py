@@ -21,21 +21,31 @@ pytestmark = pytest.mark.cluster
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
 
 
-def test_float64_values_beyond_float32_are_refused_not_made_inf(tmp_path):
+@pytest.mark.parametrize(
+    ("codec", "refused_at_plan"),
+    [("auto", True), ("lz4", False)],
+    ids=["auto codec: found by the plan's sample", "explicit codec: found by its block"],
+)
+def test_float64_values_beyond_float32_are_refused_not_made_inf(tmp_path, codec, refused_at_plan):
     data = np.zeros((64, 64))
     data[40, 40] = 1e300  # float32 ends at 3.4e38
     write_input(tmp_path / "in.zarr", data, (32, 32))
-    (tmp_path / "p.yaml").write_text(PIPELINE)
+    (tmp_path / "p.yaml").write_text(
+        PIPELINE.replace("chunks: [32, 32]", f"chunks: [32, 32], codec: {codec}")
+    )
     result = run_cli(
         "run", "p.yaml", "--input", "in.zarr", "--output", "out.zarr", "--workers", "1",
         cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode != 0, result.stdout
+    assert result.returncode == (2 if refused_at_plan else 1), result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("featuremap: error:")]
     assert len(errors) == 1, result.stderr
     assert "1e+300" in errors[0]
     assert "beyond float32's range" in errors[0]
     assert "Traceback" not in result.stderr
+    if refused_at_plan:  # nothing written
+        assert not (tmp_path / "out.zarr").exists()
+        return
     status = state.job_status(OutputStore.open(str(tmp_path / "out.zarr"), "r"))["status"]
     assert status == "failed"
 
