@@ -86,8 +86,10 @@ def to_float32(values: np.ndarray) -> np.ndarray:
     """float16 ``values`` as float32 (exact: NumPy's ``astype`` is a scalar loop here too, the
     compiled one ``vcvtph2ps``); anything else through ``astype(np.float32, copy=False)``."""
     values = np.asarray(values)
+    if values.dtype != np.float16:  # a float32 job never loads numba (nor scipy, which it loads)
+        return values.astype(np.float32, copy=False)
     kernel = _widen_kernel() if values.size >= _MIN_FAST_VALUES else None
-    if kernel is None or values.dtype != np.float16:
+    if kernel is None:
         return values.astype(np.float32, copy=False)
     contiguous = np.ascontiguousarray(values)
     out = np.empty(values.shape, dtype=np.float32)
