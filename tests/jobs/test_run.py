@@ -21,6 +21,7 @@ from featuremap.engine.layers import ConvLayer, PoolLayer, ReduceLayer
 from featuremap.engine.stack import apply_stack
 from featuremap.errors import InputError, JobError
 from featuremap.io import FEATURES, open_features
+from featuremap.io.sizing import OutputOptions
 from featuremap.jobs.run import RunSummary, run_layers
 from featuremap.jobs.state import read_status
 from featuremap.pipeline.pipeline import load_pipeline
@@ -255,7 +256,8 @@ def test_failing_block_marks_the_store_failed(tmp_path, process_client):
             [_conv(rng, 2, 1, 3, padding=1)],
             input=str(source),
             output=str(output),
-            out_chunks=(20, 20),
+            # an explicit codec: auto's sample would read the broken chunk while planning
+            options=OutputOptions(chunks=(20, 20), codec="lz4"),
             client=process_client,
         )
     status = read_status(str(output))
