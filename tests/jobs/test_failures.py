@@ -35,16 +35,18 @@ from featuremap.pipeline.pipeline import load_pipeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-#: 256 x 256 output in 8 x 8 blocks: 1024 small blocks, a job of several seconds on 2 workers.
+#: 256 x 256 output in 8 x 16 blocks: 512 small blocks, a job of a few seconds on 2 workers.
 PIPELINE = """\
 name: slow
 input: {{store: {input}}}
-output: {{store: {output}, chunks: [8, 8]{shards}}}
+output: {{store: {output}, chunks: [8, 16]{shards}}}
 layers:
   - conv: {{bank: {{type: file, path: w.npy}}, padding: same, activation: relu}}
 """
-#: Blocks of each layout: 8 x 8 chunks, or shards of 8 x 16 (two chunks, one task each).
-LAYOUTS = {"chunks": ("", 1024), "shards": (", shards: [8, 16]", 512)}
+#: Blocks of each layout: 8 x 16 chunks, or shards of 8 x 32 (two chunks, one task each).
+LAYOUTS = {"chunks": ("", 512), "shards": (", shards: [8, 32]", 256)}
+#: Blocks done before a job is killed (most are still to run).
+STARTED = 8
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def _reference(layout: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     summary = json.loads(_ok("run", pipeline, "--workers", "2", "--json").stdout)
     assert summary["blocks_computed"] == blocks
     if shards:
-        assert zarr.open_group(str(folder / "reference.zarr"))["features"].shards == (8, 8, 16)
+        assert zarr.open_group(str(folder / "reference.zarr"))["features"].shards == (8, 8, 32)
     reference = _features(folder / "reference.zarr")
     layers = load_pipeline(pipeline).build_layers(1)
     np.testing.assert_allclose(reference, apply_stack(layers, data), rtol=1e-4, atol=1e-4)
@@ -121,11 +123,11 @@ def test_sigkill_of_run_then_resume(job, tmp_path):
         "run", job["pipeline"], "--output", store, "--workers", "2", log=tmp_path / "run.log"
     )
     try:
-        wait_for(lambda: marked_blocks(store) > 30, 120, "the first done-markers")
+        wait_for(lambda: marked_blocks(store) > STARTED, 120, "the first done-markers")
     finally:
         kill_group(process)  # the CLI and its local cluster's workers, without any cleanup
     done = marked_blocks(store)
-    assert 30 < done < job["blocks"], "the job should have been killed midway"
+    assert STARTED < done < job["blocks"], "the job should have been killed midway"
     status = _status(store)  # the owner process is gone: interrupted at once, no heartbeat wait
     assert (status["status"], status["blocks_done"], status["blocks_total"]) == (
         "interrupted",
@@ -149,7 +151,7 @@ def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
         )
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["store"] == str(store)
-        wait_for(lambda: marked_blocks(store) > 30, 120, "the submitted job's first done-markers")
+        wait_for(lambda: marked_blocks(store) > STARTED, 120, "the submitted job's first done-markers")
         kill_group(processes[0])  # the scheduler
         wait_for(lambda: _status(store)["status"] != "running", 60, "status to notice the lost job")
     status = _status(store)
