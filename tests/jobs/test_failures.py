@@ -151,7 +151,9 @@ def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
         )
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["store"] == str(store)
-        wait_for(lambda: marked_blocks(store) > STARTED, 120, "the submitted job's first done-markers")
+        wait_for(
+            lambda: marked_blocks(store) > STARTED, 120, "the submitted job's first done-markers"
+        )
         kill_group(processes[0])  # the scheduler
         wait_for(lambda: _status(store)["status"] != "running", 60, "status to notice the lost job")
     status = _status(store)
