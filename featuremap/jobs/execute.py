@@ -61,7 +61,7 @@ from featuremap.jobs.registry import task_prefix
 from featuremap.jobs.share import (
     MIN_WINDOW,
     TASKS_PER_THREAD,
-    fair_window,
+    FairShare,
     task_priority,
     window_size,
 )
@@ -217,8 +217,8 @@ def _stream_blocks(
     terminal when Ctrl-C closes the connection under them).
 
     The job keeps at most its share of the cluster's window in flight
-    (:func:`featuremap.jobs.share.fair_window`, re-read at each refill) and refills it once
-    half of it is done, one ``client.map`` each: every submission is one graph update for the
+    (:class:`featuremap.jobs.share.FairShare`, re-read at refills at most every second) and
+    refills it once half of it is done, one ``client.map`` each: every submission is one graph update for the
     scheduler and one record that its spans keep for the cluster's lifetime, so batches make
     both a fraction of the blocks while the other half keeps the workers busy.
     """
@@ -255,7 +255,8 @@ def _stream_blocks(
         blocks.update(zip((future.key for future in futures), batch, strict=True))
         return list(futures)
 
-    share = fair_window(client, owner.id, priority)
+    fair_share = FairShare(client, owner.id, priority)
+    share = fair_share()
     pending = as_completed(submit(share))
     finished: list[Any] = []
     try:
@@ -270,8 +271,7 @@ def _stream_blocks(
                 for done, stats in zip(finished, client.gather(finished), strict=True):
                     on_block(blocks.pop(done.key), stats)
                 finished.clear()
-                # the share is re-read at each refill: jobs start and end meanwhile
-                share = fair_window(client, owner.id, priority)
+                share = fair_share()  # jobs start and end meanwhile
                 pending.update(submit(max(0, share - in_flight)))  # the share may have shrunk
     finally:
         in_flight_futures = list(pending.futures)

@@ -33,8 +33,10 @@ from featuremap.jobs.registry import JobRecord, registered
 __all__ = [
     "MIN_SHARE",
     "MIN_WINDOW",
+    "REFRESH_S",
     "STALE_S",
     "TASKS_PER_THREAD",
+    "FairShare",
     "fair_window",
     "window_size",
 ]
@@ -55,6 +57,10 @@ MIN_SHARE = 8
 #: driver died without telling the scheduler (a job publishes its progress every second while its
 #: blocks finish, :data:`featuremap.jobs.tracking.PUBLISH_INTERVAL_S`).
 STALE_S = 60.0
+#: How often a job re-reads its share: jobs start and end seconds apart, while a refill comes
+#: every few blocks (milliseconds apart for small ones), and each read is two scheduler round
+#: trips (the workers' threads, the registry).
+REFRESH_S = 1.0
 
 
 #: What :func:`task_priority` takes off a job's priority per second of the clock: small enough
@@ -109,3 +115,20 @@ def fair_window(client: Any, job: str, priority: int) -> int:
     """
     window = window_size(client)
     return max(MIN_SHARE, window // (1 + _rivals(client, job, priority)))
+
+
+class FairShare:
+    """A job's :func:`fair_window`, re-read from the cluster at most every :data:`REFRESH_S`:
+    ``share()`` is what the job may have in flight now."""
+
+    def __init__(self, client: Any, job: str, priority: int) -> None:
+        self._client, self._job, self._priority = client, job, priority
+        self._share = 0
+        self._read_at = -REFRESH_S  # monotonic seconds; the first call reads
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._read_at >= REFRESH_S:
+            self._share = fair_window(self._client, self._job, self._priority)
+            self._read_at = now
+        return self._share
