@@ -13,6 +13,8 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,10 @@ from featuremap.jobs.state import read_status
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-@pytest.fixture
-def nanny_cluster() -> Iterator[Any]:
-    """A client of one single-threaded worker process under its nanny (which restarts it)."""
+@contextmanager
+def _one_worker(**options: Any) -> Iterator[Any]:
+    """A client of one single-threaded worker process under its nanny (which restarts it), on
+    loopback; ``options``: more of ``LocalCluster``'s (a memory limit)."""
     import distributed
 
     with (
@@ -41,10 +44,24 @@ def nanny_cluster() -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
+            **options,
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+@pytest.fixture
+def nanny_cluster() -> Iterator[Any]:
+    with _one_worker() as client:
+        yield client
+
+
+def _big_block(tmp_path: Path, seed: int) -> tuple[str, list]:
+    """One 2048 x 2048 block of 64 features (1 GiB of output, seconds of work) and its layers."""
+    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=seed)
+    weights = np.random.default_rng(seed).standard_normal((64, 1, 3, 3))
+    return source, [ConvLayer.create(weights, padding="same")]
 
 
 def _layers(seed: int) -> list:
@@ -87,24 +104,12 @@ def test_job_survives_the_sigkill_of_its_only_worker(tmp_path, nanny_cluster, cl
 
 def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path):
     import dask.config
-    import distributed
 
-    # one 2048 x 2048 block of 64 features: 1 GiB of output for a worker limited to 400 MiB
-    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=6)
-    weights = np.random.default_rng(6).standard_normal((64, 1, 3, 3))
-    layers = [ConvLayer.create(weights, padding="same")]
+    source, layers = _big_block(tmp_path, 6)  # 1 GiB of output for a worker limited to 400 MiB
     with (
         # the first death fails the block (Dask's default retries it on 3 more new workers)
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit="400MiB",
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        distributed.Client(cluster) as client,
+        _one_worker(memory_limit="400MiB") as client,
         pytest.raises(JobError) as failed,
     ):
         run_layers(
@@ -125,23 +130,12 @@ def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path)
 
 def test_a_worker_killed_by_a_signal_is_named_with_the_signal(tmp_path):
     import dask.config
-    import distributed
 
-    # one 2048 x 2048 block of 64 features: seconds of work, time to kill its worker
-    source, _ = random_input(tmp_path / "in.zarr", (1, 2048, 2048), (1, 2048, 2048), seed=7)
-    weights = np.random.default_rng(7).standard_normal((64, 1, 3, 3))
-    layers = [ConvLayer.create(weights, padding="same")]
+    source, layers = _big_block(tmp_path, 7)  # seconds of work: time to kill its worker
     outcome: dict = {}
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        distributed.Client(cluster) as client,
+        _one_worker() as client,
     ):
 
         def job() -> None:

@@ -22,7 +22,7 @@ from featuremap.engine.kernels import choose_method, conv2d_valid
 from featuremap.errors import InputError
 
 
-@pytest.mark.parametrize("method", ["auto", "gemm", "fft"])
+@pytest.mark.parametrize("method", ["auto", "gemm", "fft", "polyphase", "torch"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 def test_conv_matches_torch(case, method):
     batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
@@ -40,7 +40,7 @@ def test_conv_matches_float64_reference(case):
         100 + case, batch, channels, n_filters, kh, kw, groups, height, width
     )
     expected = reference64(x, weight, bias, stride, dilation, groups)
-    for method in ("gemm", "fft"):
+    for method in ("gemm", "fft", "polyphase", "torch"):
         result = conv2d_valid(
             x, weight, bias, stride=stride, dilation=dilation, groups=groups, method=method
         )

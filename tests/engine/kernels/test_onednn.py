@@ -1,6 +1,6 @@
 """The optional torch (oneDNN) direct-convolution path of ``conv2d_valid`` (:mod:`.onednn`):
 forced on through ``method="torch"``, it must match PyTorch and the float64 reference like the
-NumPy paths; the cost model takes it only where it pays and never without torch."""
+NumPy paths (every case of the table: ``test_conv.py``, which runs each method); the cost model takes it only where it pays and never without torch."""
 
 from __future__ import annotations
 
@@ -10,27 +10,14 @@ import sys
 import numpy as np
 import pytest
 from support.torch_reference import (
-    CONV_CASES,
     assert_close,
     case_arrays,
     reference64,
-    torch_conv,
 )
 
 from featuremap.engine.kernels import choose_method, conv2d_valid, onednn
 from featuremap.engine.kernels._namespace import finite_sum
 from featuremap.errors import InputError
-
-
-@pytest.mark.parametrize("case", range(len(CONV_CASES)))
-def test_torch_path_matches_torch_and_float64(case):
-    batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
-    x, weight, bias = case_arrays(case, batch, channels, n_filters, kh, kw, groups, height, width)
-    result = conv2d_valid(
-        x, weight, bias, stride=stride, dilation=dilation, groups=groups, method="torch"
-    )
-    assert_close(result, torch_conv(x, weight, bias, stride, dilation, groups), x, weight)
-    assert_close(result, reference64(x, weight, bias, stride, dilation, groups), x, weight)
 
 
 def test_torch_path_random_shapes_in_bands(monkeypatch):
