@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from featuremap._vocabulary import JobStatus
@@ -55,6 +54,7 @@ from featuremap.jobs.liveness import (
     heartbeat_liveness,
     watch_heartbeat,
 )
+from featuremap.jobs.processes import process_exited, process_start
 from featuremap.jobs.queued import QUEUED_TIMEOUT_S, waiting
 
 __all__ = [
@@ -73,7 +73,6 @@ __all__ = [
     "job_status",
     "new_owner",
     "owner_alive",
-    "process_start",
     "read_status",
     "record_devices",
     "record_display",
@@ -97,17 +96,6 @@ def fingerprint(pipeline_hash: str, input_identity: Mapping[str, Any], version: 
     decisive = {"pipeline": pipeline_hash, "input": dict(input_identity), "featuremap": version}
     canonical = json.dumps(decisive, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``), to tell it from a
-    later process that got the same pid; ``None`` where that cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # after "(comm)", which may hold spaces
-    return int(fields[19]) if len(fields) > 19 else None
 
 
 @dataclass(frozen=True)
@@ -158,8 +146,9 @@ class JobOwner:
 
     def alive(self) -> bool | None:
         """Whether the owner process still exists: ``None`` when that cannot be told from here
-        (another host, or no process recorded). A stopped process (``SIGSTOP``) is alive; a pid
-        now used by another process (its start time differs) is not."""
+        (another host, or no process recorded). A stopped process (``SIGSTOP``) is alive; one that
+        has exited but not been collected by its parent (a zombie) is not, nor is a pid now used
+        by another process (its start time differs)."""
         if self.pid is None or self.host != socket.gethostname():
             return None
         try:
@@ -168,6 +157,8 @@ class JobOwner:
             return False
         except PermissionError:  # it exists, under another user
             return True
+        if process_exited(self.pid):
+            return False
         return self.start is None or process_start(self.pid) in (None, self.start)
 
 
