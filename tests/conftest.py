@@ -5,6 +5,8 @@
   test module; ``process_client``: two single-threaded worker *processes*, so tasks, blocks and
   results really cross process borders (pickling), one per test module.
 * ``input_store``: writes a NumPy array as a Zarr input into ``tmp_path``.
+* Test modules run longest first (:mod:`support.ordering`), as ``tests/module_durations.json``
+  (``--store-module-durations``) has them.
 
 Helpers that are not fixtures live in the ``support`` package next to this file.
 """
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from support.gpu import cuda_device_available
+from support.ordering import DurationRecorder, longest_first, read_durations
 from support.stores import write_input
 
 # Property tests (hypothesis) set their own small ``max_examples``; none has a per-example deadline
@@ -27,7 +30,21 @@ settings.register_profile("featuremap", deadline=None)
 settings.load_profile("featuremap")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-module-durations",
+        action="store_true",
+        help="write each test module's seconds to tests/module_durations.json (the run order)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("store_module_durations"):
+        config.pluginmanager.register(DurationRecorder(), "module-durations")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    longest_first(items, read_durations())  # see support.ordering
     # torch, where a test module imported it, computes its oracles on one thread: the tests
     # share two cores with Dask's workers (and with each other under pytest-xdist)
     if "torch" in sys.modules:
