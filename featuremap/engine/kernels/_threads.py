@@ -59,12 +59,29 @@ def blas_threads() -> int:
     return max((library.num_threads for library in _blas().lib_controllers), default=1)
 
 
+def _release_control() -> None:
+    """Let the next thread set OpenBLAS's threads. threadpoolctl (3.6 on) lets only the first
+    thread that set a pthreads OpenBLAS's limit change it again and silently ignores the others,
+    so a block task on a Dask worker thread kept BLAS at 2 threads whenever another thread (the
+    planning thread's sample) had set a limit before: two tasks then ran multi-threaded GEMMs
+    side by side, oversubscribed, and summed in another order (features 1 ulp apart from run to
+    run). This module's limit is process-wide and changed only under ``_limit_lock``, so the
+    thread that sets or restores it may take control for that moment."""
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)  # threadpoolctl >= 3.6
+    if clear is not None:
+        clear(force=True)
+
+
 @contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     global _limit_users, _limiter
     with _limit_lock:
         if _limit_users == 0:
+            _release_control()
             _limiter = _blas().limit(limits=1)
+            _release_control()
         _limit_users += 1
     try:
         yield
@@ -72,7 +89,9 @@ def _single_threaded_blas() -> Iterator[None]:
         with _limit_lock:
             _limit_users -= 1
             if _limit_users == 0:
+                _release_control()
                 _limiter.restore_original_limits()
+                _release_control()
                 _limiter = None
 
 

@@ -93,3 +93,44 @@ def test_a_task_runs_on_its_own_thread_budget_with_single_threaded_blas():
         [sys.executable, "-c", TASK_BUDGET], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.split() == ["1", "1", "3", "1", "[1]", "2", "2"]
+
+
+#: Block tasks on the threads of a threaded Dask worker, after the planning (main) thread has
+#: set and restored the BLAS limit once (as the codec sample does): each task's BLAS runs on
+#: one thread, and their features are bit-identical to the same calls made one at a time.
+CONCURRENT_TASKS = """
+import threading
+import numpy as np, threadpoolctl
+from featuremap.engine.kernels import conv2d_valid, task_threads
+lib = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers[0]
+rng = np.random.default_rng(4)
+w = rng.standard_normal((16, 1, 35, 35)).astype(np.float32)
+xs = [rng.random((1, 1, 66, 66), dtype=np.float32) for _ in range(8)]
+with task_threads(1):  # the main thread takes, then gives back, the BLAS limit
+    alone = [conv2d_valid(x, w, method="gemm") for x in xs]
+seen, together = set(), [None] * len(xs)
+def task(first):
+    with task_threads(1):
+        for i in range(first, len(xs), 2):
+            seen.add(lib.get_num_threads())
+            together[i] = conv2d_valid(xs[i], w, method="gemm")
+threads = [threading.Thread(target=task, args=(k,)) for k in (0, 1)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(sorted(seen), all(np.array_equal(a, b) for a, b in zip(alone, together)), lib.get_num_threads())
+"""
+
+
+def test_concurrent_tasks_run_single_threaded_blas_and_agree_bit_for_bit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas or blas[0]["num_threads"] < 2:
+        pytest.skip("BLAS runs on one thread here: nothing to limit")
+    result = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_TASKS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.split() == ["[1]", "True", str(blas[0]["num_threads"])], result.stdout
