@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
-from featuremap.cli.main import main
+from featuremap.cli.main import entry_point
 
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -7,10 +7,13 @@ no traceback unless the environment sets ``FEATUREMAP_DEBUG=1``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
@@ -32,7 +35,7 @@ from featuremap.cli.submit import submit
 from featuremap.cli.verify import verify
 from featuremap.errors import InputError, JobError, command_line_names
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "entry_point", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -148,5 +151,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
+def entry_point() -> NoReturn:
+    """The ``featuremap`` console script: :func:`main`, then the process ends at once.
+
+    Everything a command writes is closed before :func:`main` returns (stores, logs, the local
+    cluster), so the interpreter's teardown -- freeing the objects of the ~1,000 modules Dask,
+    Zarr and NumPy import, 0.15-0.35 CPU s, a third of a tiny job above the import floor -- is
+    skipped: the output streams and logging are flushed and the process exits with ``os._exit``.
+    An exception escaping :func:`main` (``FEATUREMAP_DEBUG``) ends the usual way, traceback shown.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -7,6 +7,8 @@ the first batch element: in the middle of the first block and in the middle of t
 block (an image's corner is often background, which compresses where the rest may not). On the
 4096^2 16-feature 7x7 benchmark job this is ~1/128 of the job's pixels, computed in
 milliseconds; reading the windows' input goes through the chunk cache as a block task's does.
+A small job samples at most :data:`SAMPLE_FRACTION` of its output pixels (a 256^2 window would be
+the whole of a 1024^2 job's stride-4 output, computed twice).
 """
 
 from __future__ import annotations
@@ -21,20 +23,23 @@ from featuremap.engine.fused import axis_steps, compute_compact
 from featuremap.engine.stack import ResolvedStack
 from featuremap.io import InputArray, OutputLayout
 
-__all__ = ["SAMPLE_PIXELS", "sample_windows"]
+__all__ = ["SAMPLE_FRACTION", "SAMPLE_PIXELS", "sample_windows"]
 
 #: Output pixels (voxels) of one sample window, per feature: 256^2 (about 40^3).
 SAMPLE_PIXELS = 2**16
 #: A window's float32 features are at most this many bytes (many features: a smaller window).
 SAMPLE_BYTES = 16 * 2**20
+#: A window is at most this fraction of the job's output pixels (per feature).
+SAMPLE_FRACTION = 1 / 16
 
 
-def _window(block: tuple[slice, ...], ndim: int) -> tuple[slice, ...]:
+def _window(block: tuple[slice, ...], ndim: int, budget: int) -> tuple[slice, ...]:
     """The sample window in the middle of ``block`` (compute-order slices): the first batch
-    element, every feature, at most :data:`SAMPLE_PIXELS` and :data:`SAMPLE_BYTES`."""
+    element, every feature, at most :data:`SAMPLE_BYTES` and ``budget`` pixels (at least 8 on
+    a side)."""
     batch, feature, spatial = block[: -ndim - 1], block[-ndim - 1], block[-ndim:]
     features = max(feature.stop - feature.start, 1)
-    pixels = min(SAMPLE_PIXELS, SAMPLE_BYTES // (4 * features))
+    pixels = min(budget, SAMPLE_BYTES // (4 * features))
     side = max(8, int(pixels ** (1 / ndim)))
     centred = []
     for axis in spatial:
@@ -65,4 +70,7 @@ def sample_windows(
     blocks = [tuple(0 for _ in grid), tuple(n // 2 for n in grid)]
     if blocks[0] == blocks[1] or math.prod(grid) == 0:
         blocks = blocks[:1]
-    return [_compute(source, stack, _window(layout.block_slices(b), stack.ndim)) for b in blocks]
+    budget = min(SAMPLE_PIXELS, int(math.prod(layout.shape[-stack.ndim :]) * SAMPLE_FRACTION))
+    return [
+        _compute(source, stack, _window(layout.block_slices(b), stack.ndim, budget)) for b in blocks
+    ]

@@ -3,6 +3,10 @@ errors are one line and exit 2 -- from a real process, the exit status of the pr
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from support.cli import run_ok
 from support.procs import featuremap
@@ -21,3 +25,17 @@ def test_usage_errors_are_one_line():
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
         assert result.stderr.startswith("featuremap: error: ")
+
+
+def test_the_console_script_keeps_its_output_and_status_through_its_quick_exit():
+    # the installed script ends with os._exit after main(), skipping the interpreter's
+    # teardown: what the command printed (stdout piped is block-buffered) and its exit status
+    # must come out whole all the same
+    script = Path(sys.executable).with_name("featuremap")
+    listed = subprocess.run([script, "banks"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == run_ok("banks").stdout
+    refused = subprocess.run([script, "status", "no-such.zarr"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("featuremap: error: ")
+    assert refused.stderr.endswith("\n")

@@ -57,4 +57,3 @@ class DurationRecorder:
         if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
             ranked = sorted(self.seconds.items(), key=lambda pair: -pair[1])
             self.path.write_text(json.dumps({m: round(s, 2) for m, s in ranked}, indent=1) + "\n")
-
