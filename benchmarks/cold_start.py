@@ -47,7 +47,13 @@ from pathlib import Path
 from kernels import _blas_line, _cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = "import sys; from featuremap.cli.main import main; sys.exit(main())"
+#: The ``featuremap`` console script: its ``entry_point`` where the tree has one (it ends the
+#: process without the interpreter's teardown), else ``main`` as the script called it then.
+CLI = (
+    "import sys, featuremap.cli.main as cli\n"
+    "if hasattr(cli, 'entry_point'): cli.entry_point()\n"
+    "sys.exit(cli.main())"
+)
 ENVIRONMENT = re.compile(r"^(OPENBLAS_|OMP_|MKL_|GOTO|BLIS_)")
 
 
