@@ -13,6 +13,7 @@ Helpers that are not fixtures live in the ``support`` package next to this file.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -23,6 +24,13 @@ from hypothesis import settings
 from support.gpu import cuda_device_available
 from support.ordering import DurationRecorder, longest_first, read_durations
 from support.stores import write_input
+
+# Bytecode is cached even where the environment says PYTHONDONTWRITEBYTECODE (this machine image
+# does): otherwise every test process rewrites every test module's asserts again, and every
+# process the tests start (`featuremap` commands, `dask worker`s) compiles featuremap from source
+# again (0.1-0.2 CPU-s each, a few hundred processes in a run).
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Property tests (hypothesis) set their own small ``max_examples``; none has a per-example deadline
 # (a loaded 2-core machine makes timings meaningless).
