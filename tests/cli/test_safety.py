@@ -17,6 +17,8 @@ Hostile pipelines, banks and weight files (alias bombs, huge kernels, forged hea
 
 Commands run in process (:func:`support.cli.run_cli`) unless the case needs a process of its own:
 an address-space limit, a mount or network namespace, an environment that the S3 libraries read.
+Such a process runs all the commands of its test (or module) in turn
+(:mod:`support.limited`: the interpreter's start-up paid once, a hang still a failure).
 """
 
 from __future__ import annotations
@@ -24,18 +26,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from support.cli import Result, run_cli
-from support.procs import ENV, UNREACHABLE_ENV, featuremap, free_port, tree_digest
+from support.limited import LimitedRunner, limited_runner
+from support.procs import ENV, free_port, tree_digest
 from support.stores import marker_chunk, random_input, unmark
 
 from featuremap.io import OutputStore
@@ -46,8 +49,6 @@ from featuremap.jobs import state
 pytestmark = pytest.mark.cluster
 
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
-#: What any refused command may use: the bombs of the issue needed gigabytes to terabytes.
-MEMORY_LIMIT = 3 << 29  # 1.5 GiB
 
 
 def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2) -> str:
@@ -60,10 +61,18 @@ def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2)
     return errors[0]
 
 
-def _refused(*args: object, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command that must be refused (exit 2, one line, nothing on stdout): in process, or
-    in a process of its own with the environment ``env``."""
-    result = run_cli(*args, cwd=cwd) if env is None else featuremap(*args, cwd=cwd, env=env)
+def _refused(*args: object, cwd: Path) -> str:
+    """Run a command that must be refused (exit 2, one line, nothing on stdout) in process."""
+    result = run_cli(*args, cwd=cwd)
+    line = _one_error_line(result)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+    return line
+
+
+def _refused_in(runner: LimitedRunner, *args: object, cwd: Path) -> str:
+    """:func:`_refused` for a command run in ``runner``, a process of its own."""
+    result = runner.run(*args, cwd=cwd)
     line = _one_error_line(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
@@ -231,8 +240,12 @@ def test_resume_with_the_same_input_finishes_the_job(world, tmp_path):
 # -- absurd geometry --------------------------------------------------------------------------------
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+@pytest.fixture(scope="module")
+def limited() -> Iterator[LimitedRunner]:
+    """A process under :data:`support.limited.MEMORY_LIMIT` (1.5 GiB of address space) that runs
+    the module's memory-bounded commands in turn."""
+    with limited_runner() as runner:
+        yield runner
 
 
 @pytest.mark.slow
@@ -254,17 +267,17 @@ def _limit_memory() -> None:
     ],
     ids=["padding 10^6 (16 TB)", "strides 2^40 twice", "padding after a pool"],
 )
-def test_absurd_geometry_is_refused_fast_and_writes_nothing(world, tmp_path, layers, expected):
+def test_absurd_geometry_is_refused_fast_and_writes_nothing(
+    limited, world, tmp_path, layers, expected
+):
     store = _copy(world, tmp_path)
     (tmp_path / "absurd.yaml").write_text(f"layers: {layers}\n")
     before = tree_digest(store)
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "featuremap.cli.main", "run", tmp_path / "absurd.yaml",
-         "--input", world / "in.zarr", "--output", store, "--overwrite"],
-        capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=_limit_memory,
+    result = limited.run(
+        "run", tmp_path / "absurd.yaml", "--input", world / "in.zarr", "--output", store,
+        "--overwrite", cwd=world, timeout=120,
     )  # fmt: skip
-    assert time.monotonic() - started < 30
+    assert result.seconds < 30
     assert expected in _one_error_line(result)
     assert tree_digest(store) == before  # the complete store it would have replaced is intact
 
@@ -361,12 +374,12 @@ def test_s3_without_its_filesystem_names_the_extra(world, tmp_path):
     shim.mkdir()
     (shim / "s3fs.py").write_text("raise ImportError('No module named s3fs')\n")
     env = {**ENV, "PYTHONPATH": f"{shim}{os.pathsep}{ENV['PYTHONPATH']}"}
-    for store in ("--input", "--output"):
-        arguments = {"--input": "in.zarr", "--output": "o.zarr", store: "s3://bucket/x.zarr"}
-        line = _refused(
-            "run", "p.yaml", *[x for pair in arguments.items() for x in pair], cwd=world, env=env
-        )
-        assert "featuremap[s3]" in line
+    with limited_runner(env=env) as runner:  # one process for both: s3fs cannot be imported
+        for store in ("--input", "--output"):
+            arguments = {"--input": "in.zarr", "--output": "o.zarr", store: "s3://bucket/x.zarr"}
+            pairs = [x for pair in arguments.items() for x in pair]
+            line = _refused_in(runner, "run", "p.yaml", *pairs, cwd=world)
+            assert "featuremap[s3]" in line
 
 
 @pytest.mark.slow
@@ -379,12 +392,13 @@ def test_s3_without_credentials_says_so(world, tmp_path):
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
     }
-    for arguments in (
-        ["--input", "s3://bucket/x.zarr", "--output", "o.zarr"],
-        ["--input", "in.zarr", "--output", "s3://bucket/o.zarr"],
-    ):
-        line = _refused("run", "p.yaml", *arguments, cwd=world, env=env)
-        assert "AWS_ACCESS_KEY_ID" in line
+    with limited_runner(env=env) as runner:  # one process for both, with no credentials at all
+        for arguments in (
+            ["--input", "s3://bucket/x.zarr", "--output", "o.zarr"],
+            ["--input", "in.zarr", "--output", "s3://bucket/o.zarr"],
+        ):
+            line = _refused_in(runner, "run", "p.yaml", *arguments, cwd=world)
+            assert "AWS_ACCESS_KEY_ID" in line
 
 
 # -- preview ----------------------------------------------------------------------------------------
@@ -516,29 +530,39 @@ def test_counts_are_pluralised(world, tmp_path):
 # -- plain text to another host -------------------------------------------------------------------
 
 
+#: Dask's connect timeout where nothing listens: Dask retries a refused connection until then, and
+#: the refusal, not the retrying, is what the test is about.
+REFUSED_TIMEOUT = "0.2s"
+
+
+@pytest.fixture(scope="module")
+def other_hosts() -> Iterator[LimitedRunner]:
+    """A process in a network namespace of its own whose loopback device also holds 10.77.0.1,
+    "another host" that refuses every connection (nothing leaves this machine)."""
+    if not _network_namespaces():
+        pytest.skip("no network namespace (unshare --net, ip)")
+    script = 'ip link set lo up && ip addr add 10.77.0.1/32 dev lo && exec "$@"'
+    with limited_runner(prefix=["unshare", "--net", "sh", "-c", script, "sh"]) as runner:
+        yield runner
+
+
 def _network_namespaces() -> bool:
     probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
     return probe.returncode == 0 and shutil.which("ip") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _network_namespaces(), reason="no network namespace (unshare --net, ip)")
 @pytest.mark.parametrize(
     ("scheme", "warns"), [("tcp://", True), ("ws://", True), ("", True), ("tcp://127.1", False)]
 )
-def test_plaintext_scheduler_on_another_host_warns(world, scheme, warns):
+def test_plaintext_scheduler_on_another_host_warns(other_hosts, world, scheme, warns):
     """Another host stood in by an address on the loopback device of a network namespace this
-    test makes: nothing listens there, so the run fails to connect (exit 1) -- after the warning
+    module makes: nothing listens there, so the run fails to connect (exit 1) -- after the warning
     for every plain-text scheme, and none for an address in 127.0.0.0/8."""
     address = f"{scheme}10.77.0.1:8786" if scheme != "tcp://127.1" else "tcp://127.1:9"
-    cli = f"{sys.executable} -m featuremap.cli.main"
-    script = (
-        "ip link set lo up && ip addr add 10.77.0.1/32 dev lo && "
-        f"exec {cli} run p.yaml --input in.zarr --output out.zarr --scheduler {address}"
-    )
-    result = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script],
-        capture_output=True, text=True, env=UNREACHABLE_ENV, cwd=world, timeout=120,
+    result = other_hosts.run(
+        "run", "p.yaml", "--input", "in.zarr", "--output", "out.zarr", "--scheduler", address,
+        cwd=world, connect_timeout=REFUSED_TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert ("unauthenticated and unencrypted" in result.stderr) == warns, result.stderr
