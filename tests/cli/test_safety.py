@@ -465,27 +465,30 @@ def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(world, tmp
     (tmp_path / "g.yaml").write_text(
         "layers: [{conv: {bank: {type: gabor, orientations: 4}}}]\noutput: {chunks: [32, 32]}\n"
     )
-    cli = f"FEATUREMAP_LOG_DIR={logs} {sys.executable} -m featuremap.cli.main"
     store = disk / "out.zarr"
-    result = _in_mount_namespace(
-        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
-        f"{cli} run {tmp_path / 'g.yaml'} --input {tmp_path / 'big.zarr'} --output {store} "
-        f"--workers 2; code=$?; {cli} status {store} --json > {tmp_path / 'status.json'}; "
-        f"{cli} verify {store} --json > {tmp_path / 'verify.json'}; exit $code"
-    )
+    # one process for the three commands, in a mount namespace where `disk` is a 1 MB tmpfs
+    script = f'mount -t tmpfs -o size=1m tmpfs {disk} && exec "$@"'
+    env = {**ENV, "FEATUREMAP_LOG_DIR": str(logs)}
+    with limited_runner(prefix=["unshare", "--mount", "sh", "-c", script, "sh"]) as runner:
+        result = runner.run(
+            "run", tmp_path / "g.yaml", "--input", tmp_path / "big.zarr", "--output", store,
+            "--workers", "2", cwd=tmp_path, env=env, timeout=300,
+        )  # fmt: skip
+        status_json = runner.run("status", store, "--json", cwd=tmp_path, env=env).stdout
+        verify_json = runner.run("verify", store, "--json", cwd=tmp_path, env=env).stdout
     line = _one_error_line(result, code=1)
     assert "No space left on device" in line
     log = line.rsplit("(full log: ", 1)[1].rstrip(")")
     assert Path(log).parent == logs
     assert "Traceback" in Path(log).read_text()
     assert "Compute Failed" not in result.stderr  # no worker tracebacks on the terminal
-    status = json.loads((tmp_path / "status.json").read_text())
+    status = json.loads(status_json)
     # resumable once there is room: "failed" with the error when its status still fit on the
     # disk (one-feature chunks leave a few bytes), else "interrupted" (its owner is gone)
     assert status["status"] in ("failed", "interrupted")
     if status["status"] == "failed":
         assert "No space left on device" in json.dumps(status)
-    report = json.loads((tmp_path / "verify.json").read_text())
+    report = json.loads(verify_json)
     assert report["documents"] == {}  # not one metadata document torn
 
 

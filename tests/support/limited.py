@@ -97,6 +97,11 @@ class LimitedRunner:
         #: What the runner said when it started: its ``memory_limit`` and ``uid``.
         self.ready: dict[str, Any] = {}
 
+    @property
+    def pid(self) -> int | None:
+        """The runner's process id (the id of its process group too); ``None`` before a start."""
+        return self._process.pid if self._process is not None else None
+
     # -- the runner process ----------------------------------------------------------------
 
     def _start(self) -> None:
