@@ -48,6 +48,11 @@ from featuremap.jobs import state
 #: jobs or processes of their own are also ``slow``.
 pytestmark = pytest.mark.cluster
 
+#: Dask's connect timeout where nothing listens: Dask retries a refused connection until then, and
+#: the refusal, not the retrying, is what the test is about.
+REFUSED_TIMEOUT = "0.2s"
+
+
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
 
 
@@ -305,7 +310,7 @@ def test_allow_large_lets_a_large_output_through_the_soft_limit(world, tmp_path)
         "--scheduler",
         f"tcp://127.0.0.1:{free_port()}",
         cwd=world,
-        connect_timeout="1s",
+        connect_timeout=REFUSED_TIMEOUT,
     )
     assert "--allow-large" not in allowed.stderr
     assert allowed.returncode == 1  # it went as far as connecting to the (absent) scheduler
@@ -531,11 +536,6 @@ def test_counts_are_pluralised(world, tmp_path):
 
 
 # -- plain text to another host -------------------------------------------------------------------
-
-
-#: Dask's connect timeout where nothing listens: Dask retries a refused connection until then, and
-#: the refusal, not the retrying, is what the test is about.
-REFUSED_TIMEOUT = "0.2s"
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,10 @@ class LimitedRunner:
         os.close(reply_write)
         self._requests, self._replies, self._pending = request_write, reply_read, b""
         self.starts += 1
-        ready = self._reply(time.monotonic() + START_SECONDS)
+        try:
+            ready = self._reply(time.monotonic() + START_SECONDS)
+        except EOFError:
+            ready = None
         self.ready = ready or {}
         if ready is None or ready.get("memory_limit") != limit:
             tail = self._tail()
@@ -159,8 +162,8 @@ class LimitedRunner:
         return self._errors.read().decode(errors="replace")
 
     def _reply(self, deadline: float) -> dict[str, Any] | None:
-        """The next reply; ``None`` when the runner closed its end (it died) or at ``deadline``
-        (then ``self._process`` is still alive)."""
+        """The next reply; ``None`` at ``deadline``; :class:`EOFError` when the runner closed
+        its end (it died: its descriptors close before its exit status can be collected)."""
         with selectors.DefaultSelector() as selector:
             selector.register(self._replies, selectors.EVENT_READ)
             while b"\n" not in self._pending:
@@ -169,7 +172,7 @@ class LimitedRunner:
                     return None
                 chunk = os.read(self._replies, 1 << 20)
                 if not chunk:
-                    return None
+                    raise EOFError("the runner closed its replies")
                 self._pending += chunk
         line, self._pending = self._pending.split(b"\n", 1)
         return json.loads(line)
@@ -187,25 +190,27 @@ class LimitedRunner:
         """Run ``featuremap ARGS`` in the runner, in ``cwd``; ``env`` replaces its whole
         environment for the call (Dask's connect timeout is ``connect_timeout``: Dask reads its
         variables once). Fails the test when the command still runs after ``timeout`` s."""
+        if self._process is not None and self._process.poll() is not None:
+            self.close()  # died between commands (nothing of this command's doing)
         if self._process is None:
             self._start()
         assert self._process is not None
         argv = [str(arg) for arg in args]
         request = {"args": argv, "cwd": str(cwd), "env": dict(env) if env is not None else None}
         request["connect_timeout"] = connect_timeout
-        os.write(self._requests, json.dumps(request).encode() + b"\n")
-        reply = self._reply(time.monotonic() + timeout)
-        if reply is None:
-            hung = self._process.poll() is None
-            code, tail = self._process.poll(), self._tail()
+        try:
+            os.write(self._requests, json.dumps(request).encode() + b"\n")
+            reply = self._reply(time.monotonic() + timeout)
+        except (BrokenPipeError, EOFError):  # it died: reported as a process's own death is
+            code = self._process.wait(timeout=30)
+            tail = self._tail()
             self.close()
-            if hung:
-                import pytest
-
-                pytest.fail(f"featuremap {' '.join(argv)} still ran after {timeout} s")
-            # the runner died: as a separate process would have, by its signal or status
-            code = code if code is not None else -signal.SIGKILL
             return LimitedResult(code, "", f"runner died (status {code}):\n{tail}", timeout)
+        if reply is None:  # a hang: fails the test; the runner and what it started are killed
+            self.close()
+            import pytest
+
+            pytest.fail(f"featuremap {' '.join(argv)} still ran after {timeout} s")
         if not reply["healthy"]:
             self.close()  # an exception escaped main: start the next command afresh
         return LimitedResult(reply["code"], reply["stdout"], reply["stderr"], reply["seconds"])
