@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
+import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -427,32 +428,40 @@ def test_preview_targets_and_damaged_chunks_are_one_line(world, tmp_path):
     assert len(line) < 400
 
 
-def _in_mount_namespace(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-
-
 def _mount_namespaces() -> bool:
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
     return probe.returncode == 0
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
-def test_preview_to_a_read_only_filesystem(world, tmp_path):
-    target = tmp_path / "ro"
-    target.mkdir()
-    cli = f"{sys.executable} -m featuremap.cli.main"
-    result = _in_mount_namespace(
-        f"mount --bind {target} {target} && mount -o remount,ro,bind {target} && "
-        f"exec {cli} preview {world / 'done.zarr'} -o {target / 'p.png'}"
+@pytest.fixture(scope="module")
+def mounts(tmp_path_factory) -> Iterator[tuple[LimitedRunner, Path, Path]]:
+    """``(runner, read_only, disk)``: a process in a mount namespace of its own, where the folder
+    ``read_only`` is mounted read-only and ``disk`` is a 1 MB tmpfs (elsewhere both are plain
+    folders: what a command wrote there through the mount would show)."""
+    if not _mount_namespaces():
+        pytest.skip("no mount namespace (unshare --mount)")
+    root = tmp_path_factory.mktemp("mounts")
+    read_only, disk = root / "ro", root / "disk"
+    read_only.mkdir()
+    disk.mkdir()
+    ro, tmpfs = shlex.quote(str(read_only)), shlex.quote(str(disk))
+    script = (
+        f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && "
+        f'mount -t tmpfs -o size=1m tmpfs {tmpfs} && exec "$@"'
     )
-    line = _one_error_line(result)
+    # no address-space limit: a run on a local cluster (its workers threads of this process) is
+    # the point of the full-disk case, not a bomb
+    prefix = ["unshare", "--mount", "sh", "-c", script, "sh"]
+    with limited_runner(resource.RLIM_INFINITY, prefix) as runner:
+        yield runner, read_only, disk
+
+
+@pytest.mark.slow
+def test_preview_to_a_read_only_filesystem(mounts, world):
+    runner, target, _ = mounts
+    line = _one_error_line(
+        runner.run("preview", world / "done.zarr", "-o", target / "p.png", cwd=world)
+    )
     assert "cannot write preview" in line
     assert "Read-only file system" in line
     assert list(target.iterdir()) == []
@@ -462,25 +471,21 @@ def test_preview_to_a_read_only_filesystem(world, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
-def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(world, tmp_path):
-    disk, logs = tmp_path / "disk", tmp_path / "logs"
-    disk.mkdir()
+def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(mounts, world, tmp_path):
+    runner, _, disk = mounts  # the only test that fills `disk`
+    logs = tmp_path / "logs"
     random_input(tmp_path / "big.zarr", (512, 512), (64, 64), seed=2)
     (tmp_path / "g.yaml").write_text(
         "layers: [{conv: {bank: {type: gabor, orientations: 4}}}]\noutput: {chunks: [32, 32]}\n"
     )
     store = disk / "out.zarr"
-    # one process for the three commands, in a mount namespace where `disk` is a 1 MB tmpfs
-    script = f'mount -t tmpfs -o size=1m tmpfs {disk} && exec "$@"'
     env = {**ENV, "FEATUREMAP_LOG_DIR": str(logs)}
-    with limited_runner(prefix=["unshare", "--mount", "sh", "-c", script, "sh"]) as runner:
-        result = runner.run(
-            "run", tmp_path / "g.yaml", "--input", tmp_path / "big.zarr", "--output", store,
-            "--workers", "2", cwd=tmp_path, env=env, timeout=300,
-        )  # fmt: skip
-        status_json = runner.run("status", store, "--json", cwd=tmp_path, env=env).stdout
-        verify_json = runner.run("verify", store, "--json", cwd=tmp_path, env=env).stdout
+    result = runner.run(
+        "run", tmp_path / "g.yaml", "--input", tmp_path / "big.zarr", "--output", store,
+        "--workers", "2", cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    status_json = runner.run("status", store, "--json", cwd=tmp_path, env=env).stdout
+    verify_json = runner.run("verify", store, "--json", cwd=tmp_path, env=env).stdout
     line = _one_error_line(result, code=1)
     assert "No space left on device" in line
     log = line.rsplit("(full log: ", 1)[1].rstrip(")")
