@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from support.limited import MEMORY_LIMIT, LimitedRunner, limited_runner
+from support.limited import MEMORY_LIMIT, LimitedRunner, _execute, limited_runner
 
 pytestmark = pytest.mark.slow
 
@@ -74,3 +74,20 @@ def test_a_runner_that_dies_is_reported_and_replaced(runner, mute_scheduler, tmp
     assert result.stderr.startswith("runner died")
     assert runner.run("--version", cwd=tmp_path).returncode == 0
     assert runner.starts == starts + 1
+
+
+def test_an_exception_escaping_main_is_a_traceback_and_exit_1(monkeypatch, tmp_path):
+    """What the runner does with an exception that escapes ``main`` (a ``MemoryError`` main
+    did not catch), here in this process: what a fresh interpreter shows, and not healthy (the
+    runner then exits and the next command gets a new one)."""
+    import featuremap.cli.main
+
+    def bomb(argv: object) -> int:
+        raise MemoryError("a bomb went off")
+
+    monkeypatch.setattr(featuremap.cli.main, "main", bomb)
+    reply = _execute({"args": ["run"], "cwd": str(tmp_path), "env": None, "connect_timeout": "1s"})
+    assert reply["code"] == 1
+    assert reply["healthy"] is False
+    assert "Traceback" in reply["stderr"]
+    assert reply["stderr"].rstrip().endswith("MemoryError: a bomb went off")
