@@ -17,6 +17,8 @@ Hostile pipelines, banks and weight files (alias bombs, huge kernels, forged hea
 
 Commands run in process (:func:`support.cli.run_cli`) unless the case needs a process of its own:
 an address-space limit, a mount or network namespace, an environment that the S3 libraries read.
+Such a process runs all the commands of its test (or module) in turn
+(:mod:`support.limited`: the interpreter's start-up paid once, a hang still a failure).
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from support.cli import Result, run_cli
-from support.procs import ENV, UNREACHABLE_ENV, featuremap, free_port, tree_digest
+from support.limited import LimitedRunner, limited_runner
+from support.procs import ENV, free_port, tree_digest
 from support.stores import marker_chunk, random_input, unmark
 
 from featuremap.io import OutputStore
@@ -45,9 +49,12 @@ from featuremap.jobs import state
 #: jobs or processes of their own are also ``slow``.
 pytestmark = pytest.mark.cluster
 
+#: Dask's connect timeout where nothing listens: Dask retries a refused connection until then, and
+#: the refusal, not the retrying, is what the test is about.
+REFUSED_TIMEOUT = "0.2s"
+
+
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
-#: What any refused command may use: the bombs of the issue needed gigabytes to terabytes.
-MEMORY_LIMIT = 3 << 29  # 1.5 GiB
 
 
 def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2) -> str:
@@ -60,10 +67,18 @@ def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2)
     return errors[0]
 
 
-def _refused(*args: object, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command that must be refused (exit 2, one line, nothing on stdout): in process, or
-    in a process of its own with the environment ``env``."""
-    result = run_cli(*args, cwd=cwd) if env is None else featuremap(*args, cwd=cwd, env=env)
+def _refused(*args: object, cwd: Path) -> str:
+    """Run a command that must be refused (exit 2, one line, nothing on stdout) in process."""
+    result = run_cli(*args, cwd=cwd)
+    line = _one_error_line(result)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+    return line
+
+
+def _refused_in(runner: LimitedRunner, *args: object, cwd: Path) -> str:
+    """:func:`_refused` for a command run in ``runner``, a process of its own."""
+    result = runner.run(*args, cwd=cwd)
     line = _one_error_line(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
@@ -231,8 +246,12 @@ def test_resume_with_the_same_input_finishes_the_job(world, tmp_path):
 # -- absurd geometry --------------------------------------------------------------------------------
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+@pytest.fixture(scope="module")
+def limited() -> Iterator[LimitedRunner]:
+    """A process under :data:`support.limited.MEMORY_LIMIT` (1.5 GiB of address space) that runs
+    the module's memory-bounded commands in turn."""
+    with limited_runner() as runner:
+        yield runner
 
 
 @pytest.mark.slow
@@ -254,17 +273,17 @@ def _limit_memory() -> None:
     ],
     ids=["padding 10^6 (16 TB)", "strides 2^40 twice", "padding after a pool"],
 )
-def test_absurd_geometry_is_refused_fast_and_writes_nothing(world, tmp_path, layers, expected):
+def test_absurd_geometry_is_refused_fast_and_writes_nothing(
+    limited, world, tmp_path, layers, expected
+):
     store = _copy(world, tmp_path)
     (tmp_path / "absurd.yaml").write_text(f"layers: {layers}\n")
     before = tree_digest(store)
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "featuremap.cli.main", "run", tmp_path / "absurd.yaml",
-         "--input", world / "in.zarr", "--output", store, "--overwrite"],
-        capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=_limit_memory,
+    result = limited.run(
+        "run", tmp_path / "absurd.yaml", "--input", world / "in.zarr", "--output", store,
+        "--overwrite", cwd=world, timeout=120,
     )  # fmt: skip
-    assert time.monotonic() - started < 30
+    assert result.seconds < 30
     assert expected in _one_error_line(result)
     assert tree_digest(store) == before  # the complete store it would have replaced is intact
 
@@ -292,7 +311,7 @@ def test_allow_large_lets_a_large_output_through_the_soft_limit(world, tmp_path)
         "--scheduler",
         f"tcp://127.0.0.1:{free_port()}",
         cwd=world,
-        connect_timeout="1s",
+        connect_timeout=REFUSED_TIMEOUT,
     )
     assert "--allow-large" not in allowed.stderr
     assert allowed.returncode == 1  # it went as far as connecting to the (absent) scheduler
@@ -361,12 +380,12 @@ def test_s3_without_its_filesystem_names_the_extra(world, tmp_path):
     shim.mkdir()
     (shim / "s3fs.py").write_text("raise ImportError('No module named s3fs')\n")
     env = {**ENV, "PYTHONPATH": f"{shim}{os.pathsep}{ENV['PYTHONPATH']}"}
-    for store in ("--input", "--output"):
-        arguments = {"--input": "in.zarr", "--output": "o.zarr", store: "s3://bucket/x.zarr"}
-        line = _refused(
-            "run", "p.yaml", *[x for pair in arguments.items() for x in pair], cwd=world, env=env
-        )
-        assert "featuremap[s3]" in line
+    with limited_runner(env=env) as runner:  # one process for both: s3fs cannot be imported
+        for store in ("--input", "--output"):
+            arguments = {"--input": "in.zarr", "--output": "o.zarr", store: "s3://bucket/x.zarr"}
+            pairs = [x for pair in arguments.items() for x in pair]
+            line = _refused_in(runner, "run", "p.yaml", *pairs, cwd=world)
+            assert "featuremap[s3]" in line
 
 
 @pytest.mark.slow
@@ -379,12 +398,13 @@ def test_s3_without_credentials_says_so(world, tmp_path):
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
     }
-    for arguments in (
-        ["--input", "s3://bucket/x.zarr", "--output", "o.zarr"],
-        ["--input", "in.zarr", "--output", "s3://bucket/o.zarr"],
-    ):
-        line = _refused("run", "p.yaml", *arguments, cwd=world, env=env)
-        assert "AWS_ACCESS_KEY_ID" in line
+    with limited_runner(env=env) as runner:  # one process for both, with no credentials at all
+        for arguments in (
+            ["--input", "s3://bucket/x.zarr", "--output", "o.zarr"],
+            ["--input", "in.zarr", "--output", "s3://bucket/o.zarr"],
+        ):
+            line = _refused_in(runner, "run", "p.yaml", *arguments, cwd=world)
+            assert "AWS_ACCESS_KEY_ID" in line
 
 
 # -- preview ----------------------------------------------------------------------------------------
@@ -408,32 +428,40 @@ def test_preview_targets_and_damaged_chunks_are_one_line(world, tmp_path):
     assert len(line) < 400
 
 
-def _in_mount_namespace(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-
-
 def _mount_namespaces() -> bool:
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
     return probe.returncode == 0
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
-def test_preview_to_a_read_only_filesystem(world, tmp_path):
-    target = tmp_path / "ro"
-    target.mkdir()
-    cli = f"{sys.executable} -m featuremap.cli.main"
-    result = _in_mount_namespace(
-        f"mount --bind {target} {target} && mount -o remount,ro,bind {target} && "
-        f"exec {cli} preview {world / 'done.zarr'} -o {target / 'p.png'}"
+@pytest.fixture(scope="module")
+def mounts(tmp_path_factory) -> Iterator[tuple[LimitedRunner, Path, Path]]:
+    """``(runner, read_only, disk)``: a process in a mount namespace of its own, where the folder
+    ``read_only`` is mounted read-only and ``disk`` is a 1 MB tmpfs (elsewhere both are plain
+    folders: what a command wrote there through the mount would show)."""
+    if not _mount_namespaces():
+        pytest.skip("no mount namespace (unshare --mount)")
+    root = tmp_path_factory.mktemp("mounts")
+    read_only, disk = root / "ro", root / "disk"
+    read_only.mkdir()
+    disk.mkdir()
+    ro, tmpfs = shlex.quote(str(read_only)), shlex.quote(str(disk))
+    script = (
+        f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && "
+        f'mount -t tmpfs -o size=1m tmpfs {tmpfs} && exec "$@"'
     )
-    line = _one_error_line(result)
+    # no address-space limit: a run on a local cluster (its workers threads of this process) is
+    # the point of the full-disk case, not a bomb
+    prefix = ["unshare", "--mount", "sh", "-c", script, "sh"]
+    with limited_runner(resource.RLIM_INFINITY, prefix) as runner:
+        yield runner, read_only, disk
+
+
+@pytest.mark.slow
+def test_preview_to_a_read_only_filesystem(mounts, world):
+    runner, target, _ = mounts
+    line = _one_error_line(
+        runner.run("preview", world / "done.zarr", "-o", target / "p.png", cwd=world)
+    )
     assert "cannot write preview" in line
     assert "Read-only file system" in line
     assert list(target.iterdir()) == []
@@ -443,35 +471,34 @@ def test_preview_to_a_read_only_filesystem(world, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _mount_namespaces(), reason="no mount namespace (unshare --mount)")
-def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(world, tmp_path):
-    disk, logs = tmp_path / "disk", tmp_path / "logs"
-    disk.mkdir()
+def test_full_disk_is_one_line_with_the_log_and_the_store_is_not_torn(mounts, world, tmp_path):
+    runner, _, disk = mounts  # the only test that fills `disk`
+    logs = tmp_path / "logs"
     random_input(tmp_path / "big.zarr", (512, 512), (64, 64), seed=2)
     (tmp_path / "g.yaml").write_text(
         "layers: [{conv: {bank: {type: gabor, orientations: 4}}}]\noutput: {chunks: [32, 32]}\n"
     )
-    cli = f"FEATUREMAP_LOG_DIR={logs} {sys.executable} -m featuremap.cli.main"
     store = disk / "out.zarr"
-    result = _in_mount_namespace(
-        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
-        f"{cli} run {tmp_path / 'g.yaml'} --input {tmp_path / 'big.zarr'} --output {store} "
-        f"--workers 2; code=$?; {cli} status {store} --json > {tmp_path / 'status.json'}; "
-        f"{cli} verify {store} --json > {tmp_path / 'verify.json'}; exit $code"
-    )
+    env = {**ENV, "FEATUREMAP_LOG_DIR": str(logs)}
+    result = runner.run(
+        "run", tmp_path / "g.yaml", "--input", tmp_path / "big.zarr", "--output", store,
+        "--workers", "2", cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    status_json = runner.run("status", store, "--json", cwd=tmp_path, env=env).stdout
+    verify_json = runner.run("verify", store, "--json", cwd=tmp_path, env=env).stdout
     line = _one_error_line(result, code=1)
     assert "No space left on device" in line
     log = line.rsplit("(full log: ", 1)[1].rstrip(")")
     assert Path(log).parent == logs
     assert "Traceback" in Path(log).read_text()
     assert "Compute Failed" not in result.stderr  # no worker tracebacks on the terminal
-    status = json.loads((tmp_path / "status.json").read_text())
+    status = json.loads(status_json)
     # resumable once there is room: "failed" with the error when its status still fit on the
     # disk (one-feature chunks leave a few bytes), else "interrupted" (its owner is gone)
     assert status["status"] in ("failed", "interrupted")
     if status["status"] == "failed":
         assert "No space left on device" in json.dumps(status)
-    report = json.loads((tmp_path / "verify.json").read_text())
+    report = json.loads(verify_json)
     assert report["documents"] == {}  # not one metadata document torn
 
 
@@ -516,29 +543,34 @@ def test_counts_are_pluralised(world, tmp_path):
 # -- plain text to another host -------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def other_hosts() -> Iterator[LimitedRunner]:
+    """A process in a network namespace of its own whose loopback device also holds 10.77.0.1,
+    "another host" that refuses every connection (nothing leaves this machine)."""
+    if not _network_namespaces():
+        pytest.skip("no network namespace (unshare --net, ip)")
+    script = 'ip link set lo up && ip addr add 10.77.0.1/32 dev lo && exec "$@"'
+    with limited_runner(prefix=["unshare", "--net", "sh", "-c", script, "sh"]) as runner:
+        yield runner
+
+
 def _network_namespaces() -> bool:
     probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
     return probe.returncode == 0 and shutil.which("ip") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _network_namespaces(), reason="no network namespace (unshare --net, ip)")
 @pytest.mark.parametrize(
     ("scheme", "warns"), [("tcp://", True), ("ws://", True), ("", True), ("tcp://127.1", False)]
 )
-def test_plaintext_scheduler_on_another_host_warns(world, scheme, warns):
+def test_plaintext_scheduler_on_another_host_warns(other_hosts, world, scheme, warns):
     """Another host stood in by an address on the loopback device of a network namespace this
-    test makes: nothing listens there, so the run fails to connect (exit 1) -- after the warning
+    module makes: nothing listens there, so the run fails to connect (exit 1) -- after the warning
     for every plain-text scheme, and none for an address in 127.0.0.0/8."""
     address = f"{scheme}10.77.0.1:8786" if scheme != "tcp://127.1" else "tcp://127.1:9"
-    cli = f"{sys.executable} -m featuremap.cli.main"
-    script = (
-        "ip link set lo up && ip addr add 10.77.0.1/32 dev lo && "
-        f"exec {cli} run p.yaml --input in.zarr --output out.zarr --scheduler {address}"
-    )
-    result = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script],
-        capture_output=True, text=True, env=UNREACHABLE_ENV, cwd=world, timeout=120,
+    result = other_hosts.run(
+        "run", "p.yaml", "--input", "in.zarr", "--output", "out.zarr", "--scheduler", address,
+        cwd=world, connect_timeout=REFUSED_TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert ("unauthenticated and unencrypted" in result.stderr) == warns, result.stderr

@@ -5,7 +5,8 @@ store byte-identical.
 The tests run as root, which ignores permission bits, so the permission failure is made real in
 two ways: a folder made immutable (``chattr +i``, which stops root too), in process; and the
 command run as an unprivileged user (``setpriv``, uid 65534) on a store a "colleague" (root)
-owns, in a process of its own.
+owns, in a process of its own (one for the module, :mod:`support.limited`: the interpreter's
+start-up paid once).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cli import run_cli
+from support.cli import Result, run_cli
+from support.limited import LimitedResult, LimitedRunner, limited_runner
 from support.procs import ENV, tree_digest
 from support.stores import random_input, unmark
 
@@ -33,7 +34,7 @@ PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32
 NOBODY = 65534
 
 
-def _one_line(result: subprocess.CompletedProcess) -> str:
+def _one_line(result: Result) -> str:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("featuremap: error:"), result.stderr
@@ -90,18 +91,20 @@ def test_overwrite_refuses_a_store_it_cannot_remove_whole(world, store):
     assert tree_digest(store) == before
 
 
-def _as_nobody(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def nobody(world: Path) -> Iterator[LimitedRunner]:
+    """A process that runs commands as the unprivileged user (its home the world's folder)."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run a command as another user")
-    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    return subprocess.run(
-        [*command, sys.executable, "-m", "featuremap.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**ENV, "HOME": str(cwd)},
-        timeout=60,
-    )
+    prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    with limited_runner(prefix=prefix, env={**ENV, "HOME": str(world)}) as runner:
+        yield runner
+
+
+def _as_nobody(runner: LimitedRunner, *args: object, cwd: Path) -> LimitedResult:
+    result = runner.run(*args, cwd=cwd)
+    assert runner.ready["uid"] == NOBODY, runner.ready
+    return result
 
 
 def _colleagues(store: Path, *, theirs: str | None) -> None:
@@ -115,13 +118,21 @@ def _colleagues(store: Path, *, theirs: str | None) -> None:
 
 
 @pytest.mark.slow
-def test_overwrite_of_a_colleagues_job_folder_as_another_user(world, store):
+def test_overwrite_of_a_colleagues_job_folder_as_another_user(nobody, world, store):
     """D1 as reported: the store is the user's, its ``_job/`` a colleague's."""
     _colleagues(store, theirs="_job")
     before = tree_digest(store)
     line = _one_line(
         _as_nobody(
-            "run", "p.yaml", "--input", "in.zarr", "--output", store.name, "--overwrite", cwd=world
+            nobody,
+            "run",
+            "p.yaml",
+            "--input",
+            "in.zarr",
+            "--output",
+            store.name,
+            "--overwrite",
+            cwd=world,
         )
     )
     assert "cannot replace output store" in line
@@ -139,7 +150,7 @@ def test_overwrite_of_a_colleagues_job_folder_as_another_user(world, store):
     ],
     ids=["overwrite", "resume", "repair"],
 )
-def test_a_store_the_user_may_not_write_is_one_line(world, store, command):
+def test_a_store_the_user_may_not_write_is_one_line(nobody, world, store, command):
     """D18: a colleague's whole store: nothing changed, one line, exit 2."""
     unmark(store, [(0, 1)])  # something to resume
     chunk = next(path for path in (store / "features" / "c").rglob("*") if path.is_file())
@@ -147,7 +158,9 @@ def test_a_store_the_user_may_not_write_is_one_line(world, store, command):
     state.finish_job(OutputStore.open(str(store), "r+"), "interrupted", blocks_done=3, owner=None)
     _colleagues(store, theirs=None)
     before = tree_digest(store)
-    line = _one_line(_as_nobody(*(part.format(store=store.name) for part in command), cwd=world))
+    line = _one_line(
+        _as_nobody(nobody, *(part.format(store=store.name) for part in command), cwd=world)
+    )
     assert store.name in line
     assert "nothing was changed" in line
     assert tree_digest(store) == before

@@ -2,9 +2,11 @@
 
 YAML alias bombs and deep nesting, oversized banks, weight files whose headers or zip directory
 declare gigabytes or terabytes, special files (a FIFO, ``/dev/zero``), text posing as ``.npy``. Each
-case runs the real command line in a subprocess under a 1.5 GiB address-space limit
-(``RLIMIT_AS``) and must exit 2 within seconds with exactly one ``featuremap: error:`` line, no
-traceback, and no output store. An in-process test pins the pipeline-wide limits; the pieces
+case runs the real command line in a process under a 1.5 GiB address-space limit (``RLIMIT_AS``)
+and must exit 2 within seconds with exactly one ``featuremap: error:`` line, no traceback, and no
+output store. The cases share one such process (:mod:`support.limited`, which pays the
+interpreter's start-up once): a hang still fails the case and a bomb that escapes still shows as
+a traceback, and either gets the next case a fresh process. An in-process test pins the pipeline-wide limits; the pieces
 have their modules' tests: ``describe`` in ``test_errors.py``, the YAML budgets on legitimate
 aliased files in ``pipeline/test_reader.py``.
 """
@@ -15,19 +17,15 @@ import io
 import json
 import os
 import re
-import resource
 import struct
-import subprocess
-import sys
-import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support.procs import ENV
+from support.limited import MEMORY_LIMIT, LimitedRunner, limited_runner
 from support.stores import write_input
 
 from featuremap.errors import InputError
@@ -35,30 +33,18 @@ from featuremap.pipeline.layers import MAX_LAYERS
 from featuremap.pipeline.pipeline import load_pipeline
 from featuremap.pipeline.reader import MAX_YAML_DEPTH, MAX_YAML_NODES
 
-#: The address space each command may use: the normal command fits well under it (about 150 MB
-#: resident for a small `run`), the bombs of the issue need gigabytes to terabytes.
-MEMORY_LIMIT = 3 << 29  # 1.5 GiB
-#: Generous for "within seconds" on a loaded two-core machine.
+#: Generous for "within seconds" on a loaded two-core machine; a command still running then has
+#: hung, and fails its case.
 SECONDS = 30
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-
-def featuremap_limited(*args: object, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``featuremap ARGS`` under :data:`MEMORY_LIMIT`; the result and the seconds it took."""
-    start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "featuremap.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=300,
-        preexec_fn=_limit_memory,
-    )
-    return result, time.monotonic() - start
+@pytest.fixture(scope="module")
+def limited() -> Iterator[LimitedRunner]:
+    """One process under :data:`support.limited.MEMORY_LIMIT` (1.5 GiB of address space: the
+    normal command fits well under it, about 150 MB resident for a small ``run``; the bombs of
+    the issue need gigabytes to terabytes) that runs the module's commands in turn."""
+    with limited_runner(MEMORY_LIMIT) as runner:
+        yield runner
 
 
 # -- hostile files -----------------------------------------------------------------------------
@@ -300,18 +286,19 @@ def tiny_input(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-def test_the_normal_command_fits_under_the_memory_limit(tmp_path, tiny_input):
+def test_the_normal_command_fits_under_the_memory_limit(limited, tmp_path, tiny_input):
     (tmp_path / "p.yaml").write_text(_conv("{type: gabor, size: 15}"))
-    result, _ = featuremap_limited(
+    result = limited.run(
         "run", "p.yaml", "--input", tiny_input, "--output", "out.zarr", cwd=tmp_path
     )
+    assert limited.ready["memory_limit"] == MEMORY_LIMIT
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.zarr").is_dir()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_hostile_input_is_one_line_exit_2_within_seconds(tmp_path, tiny_input, case):
+def test_hostile_input_is_one_line_exit_2_within_seconds(limited, tmp_path, tiny_input, case):
     text, files, pattern = CASES[case]
     pipeline = text if text.startswith("/dev/") else "p.yaml"
     if pipeline == "p.yaml":
@@ -320,8 +307,15 @@ def test_hostile_input_is_one_line_exit_2_within_seconds(tmp_path, tiny_input, c
         pytest.skip(f"no {pipeline} on this system")
     for name, write in files.items():
         write(tmp_path / name)
-    result, seconds = featuremap_limited(
-        "run", pipeline, "--input", tiny_input, "--output", "out.zarr", cwd=tmp_path
+    result = limited.run(
+        "run",
+        pipeline,
+        "--input",
+        tiny_input,
+        "--output",
+        "out.zarr",
+        cwd=tmp_path,
+        timeout=SECONDS,
     )
     lines = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
@@ -331,7 +325,7 @@ def test_hostile_input_is_one_line_exit_2_within_seconds(tmp_path, tiny_input, c
     assert "internal error" not in lines[0]
     assert re.search(pattern, lines[0]), lines[0]
     assert len(lines[0]) < 600, lines[0]
-    assert seconds < SECONDS
+    assert result.seconds < SECONDS
     assert not (tmp_path / "out.zarr").exists()
 
 

@@ -1,6 +1,8 @@
 """Helpers shared by the test folders (on the path through pytest's ``pythonpath = ["tests"]``).
 
 * :mod:`support.cli`: the ``featuremap`` command run in this process (``run_cli``);
+* :mod:`support.limited`: many commands in one process under an address-space and a time limit
+  (the hostile-input tables);
 * :mod:`support.procs`: real processes (the ``featuremap`` command, ``dask scheduler`` / ``worker``);
 * :mod:`support.stores`: sample Zarr inputs and output layouts;
 * :mod:`support.torch_reference`: float64 / torch oracles of the kernels;
