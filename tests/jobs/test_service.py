@@ -2,12 +2,13 @@
 ``dask worker`` processes on 127.0.0.1, driven through the ``featuremap`` command.
 
 Three people submit a job each at once (three processes), with nothing but
-``DASK_SCHEDULER_ADDRESS`` set; ``featuremap jobs`` lists them, their task keys name them, a busy store's message says to
-``featuremap cancel``; one job is cancelled: none of its blocks is written after 5 s while the
-others complete; its log is read; it then resumes to the others' result, bit for bit; and the
-cluster is left holding nothing of any of them. The commands after the three submissions run in
-this process (:func:`support.cli.run_cli`, the scheduler in Dask's configuration as that variable
-sets it in a new process): a process costs seconds of start-up on a loaded machine.
+``DASK_SCHEDULER_ADDRESS`` set; ``featuremap jobs`` lists them, their task keys name them, a busy
+store's message says to ``featuremap cancel``; one job is cancelled: none of its blocks is
+written after 5 s while the others complete; its log is read; it then resumes to the others'
+result, bit for bit; and the cluster is left holding nothing of any of them. The commands after
+the three submissions run in this process (:func:`support.cli.run_cli`, the scheduler in Dask's
+configuration, where that variable puts it in a new process): a process costs seconds of
+start-up on a loaded machine.
 """
 
 from __future__ import annotations
