@@ -95,7 +95,13 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     prefixes = {name: f"{task_prefix(job)}block-" for name, job in ids.items()}
     stores = {name: str(tmp_path / f"{name}.zarr") for name in ids}
     wait_for(lambda: all(read_status(s)["blocks_done"] > 0 for s in stores.values()), 60, "both")
-    time.sleep(2)  # a refill of each, now that both run
+    # a refill of each, now that both run: the first one down from the whole window to its share
+    window = window_size(client)
+    wait_for(
+        lambda: max(_in_flight(client, prefixes).values()) <= window // 2 + 1,
+        15,
+        "each job down to its share of the window",
+    )
 
     peaks: Counter[str] = Counter()
     stop = threading.Event()
@@ -128,7 +134,6 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     for name in ids:
         assert started[name] >= 0.4 * total, started
     # each keeps its share of the window in flight (and its refill), not a window of its own
-    window = window_size(client)
     for name in ids:
         assert peaks[name] <= window // 2 + 1, (peaks, window)
 
