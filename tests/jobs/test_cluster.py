@@ -10,8 +10,6 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,29 +25,17 @@ from featuremap.jobs.state import read_status
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-5}
 
 
-@contextmanager
-def _cluster(tmp: Path) -> Iterator[tuple[str, list]]:
-    """``(address, [worker processes])``, the workers connected; every process is stopped afterwards."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[tuple[str, list]]:
+    """``(address, [worker processes])``, the workers connected; every process is stopped
+    afterwards. One for the module (a start-up is seconds): the test that kills a worker comes
+    last (the others pass on one worker too, only slower)."""
     from distributed import Client
 
-    with dask_cluster(tmp, workers=2) as (address, processes):
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as (address, processes):
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
         yield address, processes[1:]  # processes[0] is the scheduler
-
-
-@pytest.fixture(scope="module")
-def shared_cluster(tmp_path_factory) -> Iterator[tuple[str, list]]:
-    """A cluster the tests that leave it as they found it share (a start-up is seconds)."""
-    with _cluster(tmp_path_factory.mktemp("cluster")) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[tuple[str, list]]:
-    """A cluster of the test's own (one of its workers is killed)."""
-    with _cluster(tmp_path) as cluster:
-        yield cluster
 
 
 def _layers(seed: int) -> list:
@@ -62,8 +48,8 @@ def _layers(seed: int) -> list:
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_run_through_scheduler_address(tmp_path, shared_cluster):
-    address, _ = shared_cluster
+def test_run_through_scheduler_address(tmp_path, cluster):
+    address, _ = cluster
     source, data = random_input(tmp_path / "in.zarr", (1, 60, 70), (1, 25, 25), seed=1)
     layers = _layers(1)
     summary = run_layers(
@@ -81,8 +67,8 @@ def test_run_through_scheduler_address(tmp_path, shared_cluster):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_submit_returns_at_once_and_job_goes_on(tmp_path, shared_cluster):
-    address, _ = shared_cluster
+def test_submit_returns_at_once_and_job_goes_on(tmp_path, cluster):
+    address, _ = cluster
     source, data = random_input(tmp_path / "in.zarr", (1, 80, 90), (1, 30, 30), seed=2)
     rng = np.random.default_rng(2)
     np.save(tmp_path / "w.npy", rng.standard_normal((3, 1, 3, 3)).astype(np.float32))
