@@ -24,9 +24,10 @@ SKEW_S = 90.0
 
 
 @contextmanager
-def skewed_heartbeat(store: str, period_s: float = 1.0) -> Iterator[None]:
+def skewed_heartbeat(store: str, period_s: float = 0.2) -> Iterator[None]:
     """A live job on another host whose clock is :data:`SKEW_S` behind ours: its heartbeat is
-    rewritten every ``period_s``, each value its own (old-looking) wall time."""
+    rewritten every ``period_s``, each value its own (old-looking) wall time. (A real job beats
+    every few seconds; every look that waits for a beat waits for this one's period.)"""
     output = OutputStore.open(store, "r+")
     owner = replace(state.new_owner(), host="elsewhere", pid=1)
     fingerprint = output.root["fingerprint"]  # the same job, resumable

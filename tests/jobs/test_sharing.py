@@ -31,8 +31,9 @@ layers:
   - conv: {{bank: {{type: file, path: {weights}}}, padding: same}}
 """
 #: How long the two jobs' shares are measured (the issue asks for a minute; the suite's time is
-#: short, and a 2-worker cluster runs several hundred blocks in this much).
-MEASURE_S = 10.0
+#: short, and a 2-worker cluster runs hundreds of blocks in this much: 730 / 736 in 10 s
+#: standalone under load, each job's batches interleaved first in, first out).
+MEASURE_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def cluster(tmp_path_factory):
 
 def _pipeline(folder: Path, name: str, data: np.ndarray, bank: np.ndarray, chunk: int) -> Path:
     source = folder / f"{name}-in.zarr"
-    zarr.create_array(str(source), data=data, chunks=(1, 64, 64))
+    zarr.create_array(str(source), data=data, chunks=(len(data), 64, 64))
     weights = folder / f"{name}-w.npy"
     np.save(weights, bank)
     path = folder / f"{name}.yaml"
@@ -94,7 +95,13 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     prefixes = {name: f"{task_prefix(job)}block-" for name, job in ids.items()}
     stores = {name: str(tmp_path / f"{name}.zarr") for name in ids}
     wait_for(lambda: all(read_status(s)["blocks_done"] > 0 for s in stores.values()), 60, "both")
-    time.sleep(2)  # a refill of each, now that both run
+    # a refill of each, now that both run: the first one down from the whole window to its share
+    window = window_size(client)
+    wait_for(
+        lambda: max(_in_flight(client, prefixes).values()) <= window // 2 + 1,
+        15,
+        "each job down to its share of the window",
+    )
 
     peaks: Counter[str] = Counter()
     stop = threading.Event()
@@ -127,7 +134,6 @@ def test_two_backlogged_jobs_split_the_window_and_the_throughput(tmp_path, clust
     for name in ids:
         assert started[name] >= 0.4 * total, started
     # each keeps its share of the window in flight (and its refill), not a window of its own
-    window = window_size(client)
     for name in ids:
         assert peaks[name] <= window // 2 + 1, (peaks, window)
 
@@ -174,8 +180,10 @@ def _urgent(starts: list[tuple[str, float]]) -> float:
 
 #: Jobs that fail in :func:`test_failed_jobs_leave_nothing_on_the_workers`, and how many at once.
 FAILED_JOBS, AT_ONCE = 20, 4
-#: A learned bank of 64 MiB (the largest a `file` bank may hold): 4 227 filters of 63 x 63 float32.
-BANK_SHAPE = (4227, 1, 63, 63)
+#: A learned bank of 64 MiB (the largest a `file` bank may hold): 16 filters of 264 channels of
+#: 63 x 63 float32, on an input of 264 channels. Few features: a store's metadata has an entry
+#: per feature (4 227 single-channel filters made each submission's own work a third slower).
+BANK_SHAPE = (16, 264, 63, 63)
 #: How much a worker's RSS may end above its baseline: less than one bank. A job that left its
 #: weights behind adds 64 MiB, twenty add 1.25 GiB (before a submitted job's driver stopped
 #: erring: +66 MiB a job on the driver's worker, +1.3 GiB after 20); what moves otherwise is
@@ -211,7 +219,7 @@ def test_failed_jobs_leave_nothing_on_the_workers(tmp_path, cluster):
     pipeline = _pipeline(
         tmp_path,
         "leak",
-        rng.random((1, 32, 32), dtype=np.float32),
+        rng.random((BANK_SHAPE[1], 32, 32), dtype=np.float32),
         rng.standard_normal(BANK_SHAPE, dtype=np.float32),
         chunk=32,
     )

@@ -196,8 +196,11 @@ def test_job_on_a_tls_cluster(tmp_path):
 
 
 def _configured_only(address: str, certs: dict[str, Path], pipeline: Path, out: Path) -> None:
-    """``submit``, ``jobs`` and ``cancel`` over tls:// with Dask's configuration alone (its
-    environment variables), no flags."""
+    """``submit``, ``jobs`` and ``cancel`` over tls:// with Dask's configuration alone, no
+    flags: ``submit`` in a new process from its environment variables; ``jobs`` and ``cancel``
+    in this one (a process costs seconds) from the configuration those variables set."""
+    import dask.config
+
     env = {
         **ENV,
         "DASK_SCHEDULER_ADDRESS": address,
@@ -208,11 +211,18 @@ def _configured_only(address: str, certs: dict[str, Path], pipeline: Path, out: 
     submitted = featuremap("submit", pipeline, "--output", out, "--json", env=env)
     assert submitted.returncode == 0, submitted.stderr
     job = json.loads(submitted.stdout)["id"]
-    listed = featuremap("jobs", "--all", "--json", env=env)
-    assert listed.returncode == 0, listed.stderr
-    # the jobs run before through the same scheduler are listed too, ended
-    assert job in [record["id"][:12] for record in json.loads(listed.stdout)]
-    cancelled = featuremap("cancel", job, env=env)  # found through the registry, over TLS
+    configuration = {
+        "scheduler-address": address,
+        "distributed.comm.tls.ca-file": str(certs["ca"]),
+        "distributed.comm.tls.client.cert": str(certs["cert"]),
+        "distributed.comm.tls.client.key": str(certs["key"]),
+    }
+    with dask.config.set(configuration):
+        listed = run_cli("jobs", "--all", "--json")
+        assert listed.returncode == 0, listed.stderr
+        # the jobs run before through the same scheduler are listed too, ended
+        assert job in [record["id"][:12] for record in json.loads(listed.stdout)]
+        cancelled = run_cli("cancel", job)  # found through the registry, over TLS
     assert cancelled.returncode == 0 or "is not running" in cancelled.stderr, cancelled.stderr
 
 
