@@ -158,12 +158,13 @@ def test_scheduler_killed_under_a_submitted_job(job, tmp_path):
         )
         kill_group(processes[0])  # the scheduler
         wait_for(lambda: _status(store)["status"] != "running", 60, "status to notice the lost job")
+        for worker in processes[1:]:  # not waited on to close: the job is lost already
+            kill_group(worker)
     status = _status(store)
     assert status["status"] == "interrupted", status
     assert status["blocks_done"] < job["blocks"], status
     done = marked_blocks(store)
-    with dask_cluster(tmp_path) as (address, _):  # a new cluster finishes the job
-        summary = _resume(job, store, "--scheduler", address)
+    summary = _resume(job, store, "--workers", "2", "--threads")  # a new cluster finishes it
     assert summary["blocks_skipped"] == done
 
 
