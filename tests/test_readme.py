@@ -4,12 +4,20 @@ holding a copy of ``pipelines/`` and the three inputs the README names but does 
 (``cells.ome.zarr``, ``s2-scene.zarr``, ``batch.zarr``, built as the README describes them).
 
 Only the installation and the test suite itself are not run (:data:`NOT_RUN`, with the reason).
+
+A plain ``featuremap ...`` line (no shell syntax: :func:`_in_process_argv`) after the first runs in
+this process, through the console script's own ``main(argv)`` with the words the shell would pass
+it (``shlex``), in the same folder and environment (:func:`support.cli.run_cli`): the same command,
+without the second of interpreter start-up each. The first runs as a real shell process, so the
+``featuremap`` console script itself is still run as the README writes it; every other line (shell
+syntax, any other program) and every ``python`` block runs as a real process.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,6 +28,7 @@ import numpy as np
 import pytest
 import zarr
 from support import REPO
+from support.cli import run_cli
 from support.procs import ENV
 from support.stores import write_ome_image
 
@@ -38,6 +47,20 @@ class Command:
     kind: str
     text: str
     line: int
+
+
+#: Characters that make a line more than a program and its words for the shell: operators,
+#: redirections, expansions, globs, escapes, comments.
+_SHELL_SYNTAX = set("|&;<>()$`\\*?[]{}~!#")
+
+
+def _in_process_argv(command: Command) -> list[str] | None:
+    """The arguments after ``featuremap`` of a shell command that is only ``featuremap`` and its
+    words, as the shell would pass them; ``None`` for anything else (run as a real shell)."""
+    if command.kind != "shell" or _SHELL_SYNTAX & set(command.text):
+        return None
+    words = shlex.split(command.text)
+    return words[1:] if words[0] == "featuremap" else None
 
 
 def _shell_commands(language: str, body: str) -> list[str]:
@@ -96,6 +119,19 @@ def test_readme_commands_are_found():
     assert sum(command.kind == "python" for command in commands) >= 5
 
 
+def test_only_plain_featuremap_lines_run_in_process():
+    """A line with shell syntax, or of another program, is left to a real shell."""
+    assert _in_process_argv(Command("shell", "featuremap run 'a b.yaml' --region z=1:2", 1)) == [
+        "run",
+        "a b.yaml",
+        "--region",
+        "z=1:2",
+    ]
+    for text in ("featuremap run p.yaml | tee log", "featuremap run $P", "ls *.zarr", "cd out"):
+        assert _in_process_argv(Command("shell", text, 1)) is None, text
+    assert _in_process_argv(Command("python", "featuremap", 1)) is None
+
+
 # --- the inputs the README names ------------------------------------------------------------
 
 
@@ -147,15 +183,21 @@ def test_every_readme_command_runs(tmp_path):
     _batch(tmp_path / "batch.zarr")
     bin_dir = str(Path(sys.executable).parent)  # the environment's `featuremap` command
     env = {**ENV, "PATH": bin_dir + os.pathsep + ENV.get("PATH", "")}
+    console_script_ran = False
     for command in readme_commands((REPO / "README.md").read_text()):
-        argv = (
-            ["bash", "-c", command.text]
-            if command.kind == "shell"
-            else [sys.executable, "-c", command.text]
-        )
-        done = subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540
-        )
+        words = _in_process_argv(command)
+        if words is not None and console_script_ran:
+            done = run_cli(*words, cwd=tmp_path, env=env)
+        else:
+            argv = (
+                ["bash", "-c", command.text]
+                if command.kind == "shell"
+                else [sys.executable, "-c", command.text]
+            )
+            done = subprocess.run(
+                argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540
+            )
+            console_script_ran |= words is not None
         assert done.returncode == 0, (
             f"README.md line {command.line}: {command.text[:200]!r} exited {done.returncode}\n"
             f"{done.stderr[-3000:]}"

@@ -1,6 +1,11 @@
 """SIGTERM is SIGINT: a ``run`` stopped either way says so in one line, exits 130 (SIGINT) or 143
 (SIGTERM), leaves the store ``interrupted`` (not ``running``), prints no leaked-resource warning,
-and ``--resume`` then finishes it bit for bit like an uninterrupted run."""
+and ``--resume`` then finishes it bit for bit like an uninterrupted run.
+
+The signalled ``run`` is a real process (with its local cluster's worker processes, or threads);
+the reference run, ``status`` and the resumes run in this process (:func:`support.cli.run_cli`) on
+a threaded cluster: what they check does not depend on the kind of cluster (threaded and process
+workers write identical blocks, ``jobs/test_run.py``), and each process cluster costs seconds."""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import signal
 import numpy as np
 import pytest
 import zarr
-from support.procs import featuremap, marked_blocks, start_featuremap, wait_for
+from support.cli import run_cli
+from support.procs import marked_blocks, start_featuremap, wait_for
 from support.stores import random_input
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -30,7 +36,7 @@ def job(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("signals")
     random_input(folder / "in.zarr", (512, 512), (64, 64), seed=6)
     (folder / "p.yaml").write_text(PIPELINE)
-    reference = featuremap(
+    reference = run_cli(
         "run", "p.yaml", "--input", "in.zarr", "--output", "reference.zarr", "--workers", "2",
         "--threads", cwd=folder,
     )  # fmt: skip
@@ -79,12 +85,12 @@ def test_signal_stops_the_run_cleanly_and_resume_is_exact(job, tmp_path, signum,
     name = signal.Signals(signum).name
     assert f"featuremap: interrupted ({name}); finish with --resume" in output
 
-    status = json.loads(featuremap("status", store, "--json").stdout)
+    status = json.loads(run_cli("status", store, "--json").stdout)
     assert status["status"] == "interrupted"
     assert STARTED < status["blocks_done"] < BLOCKS
-    resumed = featuremap(
+    resumed = run_cli(
         "run", folder / "p.yaml", "--input", folder / "in.zarr", "--output", store, "--resume",
-        "--workers", "2", "--json",
+        "--workers", "2", "--threads", "--json",
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)

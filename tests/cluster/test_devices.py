@@ -333,10 +333,15 @@ def tripwire(tmp_path: Path) -> tuple[dict[str, str], Path]:
     }, marker
 
 
-def _run_job(folder: Path, device: str, env: dict[str, str]) -> dict:
-    """:data:`JOB` in a fresh interpreter, against a fresh one-worker cluster sharing ``env``."""
-    (folder / "cluster").mkdir()
-    cluster = Cluster(folder / "cluster", {"plain": []}, env=env)
+def _run_job(
+    folder: Path, device: str, env: dict[str, str], cluster: Cluster | None = None
+) -> dict:
+    """:data:`JOB` in a fresh interpreter, against ``cluster`` or a fresh one-worker cluster
+    sharing ``env``."""
+    own = cluster is None
+    if cluster is None:
+        (folder / "cluster").mkdir()
+        cluster = Cluster(folder / "cluster", {"plain": []}, env=env)
     try:
         arguments = (
             cluster.scheduler_file,
@@ -347,7 +352,8 @@ def _run_job(folder: Path, device: str, env: dict[str, str]) -> dict:
         )
         report = json.loads(_run_script(JOB, *arguments, env=env).stdout.strip().splitlines()[-1])
     finally:
-        cluster.close()
+        if own:
+            cluster.close()
     runner = importlib.util.find_spec("featuremap.jobs.run") is not None
     assert report["ran"] == (["numpy", "dask", "pipeline"] if runner else ["numpy", "dask"])
     return report
@@ -358,9 +364,10 @@ def _run_job(folder: Path, device: str, env: dict[str, str]) -> dict:
 @pytest.mark.skipif(
     importlib.util.find_spec("cupy") is not None, reason="cupy is installed: not a CPU-only install"
 )
-def test_cpu_only_install_never_imports_cupy(tmp_path: Path) -> None:
-    """The default device (auto) on an install without CuPy: nothing so much as loads it."""
-    assert _run_job(tmp_path, "auto", env={})["cupy_modules"] == []
+def test_cpu_only_install_never_imports_cupy(tmp_path: Path, cpu_cluster: Cluster) -> None:
+    """The default device (auto) on an install without CuPy: nothing so much as loads it (in the
+    fresh client interpreter; the module's plain worker can load no CuPy either)."""
+    assert _run_job(tmp_path, "auto", env={}, cluster=cpu_cluster)["cupy_modules"] == []
 
 
 @pytest.mark.slow
