@@ -13,8 +13,11 @@ candidate and keeps:
   saved are worth on a local or network file system, and the storage saved is small beside the
   features' own size (the noisy-data case above saves 11 %; the data that compresses saves
   40-95 %, far from the threshold, so the choice does not hinge on its exact value);
-- Zstandard when it stores at most :data:`ZSTD_OVER_LZ4` of LZ4's bytes (sparse data and
-  masks, where its entropy stage wins by far: it encodes about half as fast as LZ4);
+- Zstandard when it stores at most :data:`ZSTD_OVER_LZ4` of LZ4's bytes and at least
+  :data:`ZSTD_MIN_GAIN` of the raw bytes fewer (sparse data and masks, where its entropy stage
+  wins by far: it encodes about half as fast as LZ4, and features that both store in a
+  fraction of a percent -- all-zero blocks: 0.004 against 0.0002 of raw -- are not worth its
+  time: 1.2 ms more per 256^2 block of 4 features, measured by ``benchmarks/scale.py``);
 - LZ4 otherwise.
 
 Each array decides for itself: ``features`` and each pyramid level (pooled from the sample as
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_SAVING",
     "OBJECT_STORE_CODEC",
+    "ZSTD_MIN_GAIN",
     "ZSTD_OVER_LZ4",
     "CodecChoice",
     "CodecDecision",
@@ -55,8 +59,10 @@ __all__ = [
 
 #: Compression must save at least this share of the raw bytes to be used (see the module).
 MIN_SAVING = 0.15
-#: Zstandard is chosen over LZ4 when it stores at most this share of LZ4's bytes.
+#: Zstandard is chosen over LZ4 when it stores at most this share of LZ4's bytes ...
 ZSTD_OVER_LZ4 = 0.8
+#: ... and at least this share of the raw bytes fewer.
+ZSTD_MIN_GAIN = 0.05
 #: The candidates sampled, each at its default level (:data:`featuremap.io.layout.CODEC_LEVELS`).
 CANDIDATES: tuple[Literal["lz4", "zstd"], ...] = ("lz4", "zstd")
 #: What an object store's features are compressed with under ``auto``.
@@ -136,7 +142,8 @@ def choose_codec(stored: Mapping[str, float]) -> OutputCodec:
     lz4, zstd = stored["lz4"], stored["zstd"]
     if min(lz4, zstd) > 1 - MIN_SAVING:
         return "none"
-    return "zstd" if zstd <= ZSTD_OVER_LZ4 * lz4 else "lz4"
+    pays = zstd <= ZSTD_OVER_LZ4 * lz4 and lz4 - zstd >= ZSTD_MIN_GAIN
+    return "zstd" if pays else "lz4"
 
 
 def _choice(samples: Sequence[np.ndarray], feature_axis: int, level: int | None) -> CodecChoice:

@@ -14,6 +14,7 @@ from featuremap.io import FEATURES, OutputLayout
 from featuremap.io.codec_choice import (
     MIN_SAVING,
     OBJECT_STORE_CODEC,
+    ZSTD_MIN_GAIN,
     CodecDecision,
     apply_decision,
     choose_codec,
@@ -66,6 +67,9 @@ def test_choose_codec_thresholds():
     assert choose_codec({"lz4": 0.95, "zstd": 0.6}) == "zstd"  # zstd alone pays
     assert choose_codec({"lz4": 0.3, "zstd": 0.2}) == "zstd"  # zstd <= 0.8 x LZ4's bytes
     assert choose_codec({"lz4": 0.3, "zstd": 0.28}) == "lz4"  # LZ4 is faster for about as much
+    # both store almost nothing (all-zero blocks): zstd's 0.4 % of raw saved is not worth its time
+    assert choose_codec({"lz4": 0.004, "zstd": 0.0002}) == "lz4"
+    assert choose_codec({"lz4": 0.1, "zstd": 0.1 - ZSTD_MIN_GAIN}) == "zstd"
 
 
 def test_noisy_features_store_near_raw_and_masks_far_below():
