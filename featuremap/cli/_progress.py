@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from featuremap.cli._format import echo, plural
+from featuremap.cli._signals import raise_pending
 
 __all__ = ["progress_reporter"]
 
@@ -27,6 +28,7 @@ class _PlainProgress:
         self.last_done = -1
 
     def __call__(self, done: int, total: int) -> None:
+        raise_pending()  # a signal whose exception a finalizer swallowed
         now = time.monotonic()
         if self.first_done is None:
             # The rate counts from the first report: cluster start-up and skipped blocks are not work.
@@ -86,6 +88,7 @@ def progress_reporter(enabled: bool = True) -> Iterator[Callable[[int, int], Non
         task = bar.add_task("run", total=None)
 
         def update(done: int, total: int) -> None:
+            raise_pending()
             bar.update(task, completed=done, total=total)
 
         yield update

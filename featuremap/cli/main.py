@@ -19,6 +19,7 @@ import click
 
 from featuremap._version import __version__
 from featuremap.cli._format import echo, inert_warnings, safe
+from featuremap.cli._signals import Interrupted, clear_pending, install_handlers
 from featuremap.cli.banks import banks
 from featuremap.cli.cancel import cancel
 from featuremap.cli.cluster import cluster
@@ -76,19 +77,6 @@ for _command in (
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: unwinds a command like Ctrl-C (jobs record ``interrupted``), but is not
-    a ``KeyboardInterrupt``, so click leaves it to :func:`main` to report in one line."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
-
-
 def _one_line(text: str) -> str:
     return " ".join(safe(text).split())
 
@@ -108,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("FEATUREMAP_DEBUG", "") not in ("", "0")
     if not debug:
         _quiet_workers()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    install_handlers()
     try:
         with command_line_names(), inert_warnings():
             result = cli.main(
@@ -129,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         echo("featuremap: interrupted", err=True)
         return EXIT_INTERRUPTED
     except Interrupted as stop:
+        clear_pending()
         echo(f"featuremap: interrupted ({stop}); finish with --resume", err=True)
         return EXIT_TERMINATED if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED
     except InputError as error:

@@ -1,9 +1,15 @@
-"""Progress on stderr: plain lines for a log (every ~10 % or ~2 s, and at the end)."""
+"""Progress on stderr: plain lines for a log (every ~10 % or ~2 s, and at the end); each report
+is also where a signal whose exception a finalizer dropped stops the run."""
 
 from __future__ import annotations
 
+import signal
+
+import pytest
+
 from featuremap.cli import _progress
 from featuremap.cli._progress import progress_reporter
+from featuremap.cli._signals import Interrupted, clear_pending, install_handlers
 
 
 def test_disabled_progress_is_none():
@@ -32,3 +38,31 @@ def test_a_repeated_count_prints_once(capsys):
         report(5, 5)
         report(5, 5)
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+class _Finalized:
+    """An object whose finalizer runs while a signal arrives: Python prints the handler's
+    exception ("Exception ignored in ...") and drops it, as it did in a Dask ``Future.__del__``
+    under a signalled ``featuremap run`` that then went on to ``complete``."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_dropped_by_a_finalizer_stops_the_run_at_its_next_progress_report():
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        install_handlers()
+        with progress_reporter() as report:
+            assert report is not None
+            report(1, 10)
+            _Finalized()  # collected at once: the handler's Interrupted is dropped
+            with pytest.raises(Interrupted) as stopped:
+                report(2, 10)
+        assert stopped.value.signum == signal.SIGTERM
+        clear_pending()
+        report(3, 10)  # acted on: no longer raised
+    finally:
+        clear_pending()
+        signal.signal(signal.SIGTERM, previous)
