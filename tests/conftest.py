@@ -84,17 +84,12 @@ def client() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def process_client() -> Iterator[Any]:
     """A client of a local cluster of two single-threaded worker processes."""
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        distributed.Client(cluster) as active,
-    ):
+    pytest.importorskip("distributed")
+    # imported here: support.procs copies the environment when imported, after the bytecode
+    # setting below
+    from support.procs import local_process_client
+
+    with local_process_client(2) as active:
         yield active
 
 

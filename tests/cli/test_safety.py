@@ -67,18 +67,10 @@ def _one_error_line(result: Result | subprocess.CompletedProcess, code: int = 2)
     return errors[0]
 
 
-def _refused(*args: object, cwd: Path) -> str:
-    """Run a command that must be refused (exit 2, one line, nothing on stdout) in process."""
-    result = run_cli(*args, cwd=cwd)
-    line = _one_error_line(result)
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stdout == ""
-    return line
-
-
-def _refused_in(runner: LimitedRunner, *args: object, cwd: Path) -> str:
-    """:func:`_refused` for a command run in ``runner``, a process of its own."""
-    result = runner.run(*args, cwd=cwd)
+def _refused(*args: object, cwd: Path, runner: LimitedRunner | None = None) -> str:
+    """Run a command that must be refused (exit 2, one line, nothing on stdout): in this
+    process, or in ``runner``, a process of its own."""
+    result = run_cli(*args, cwd=cwd) if runner is None else runner.run(*args, cwd=cwd)
     line = _one_error_line(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
@@ -384,7 +376,7 @@ def test_s3_without_its_filesystem_names_the_extra(world, tmp_path):
         for store in ("--input", "--output"):
             arguments = {"--input": "in.zarr", "--output": "o.zarr", store: "s3://bucket/x.zarr"}
             pairs = [x for pair in arguments.items() for x in pair]
-            line = _refused_in(runner, "run", "p.yaml", *pairs, cwd=world)
+            line = _refused("run", "p.yaml", *pairs, cwd=world, runner=runner)
             assert "featuremap[s3]" in line
 
 
@@ -403,7 +395,7 @@ def test_s3_without_credentials_says_so(world, tmp_path):
             ["--input", "s3://bucket/x.zarr", "--output", "o.zarr"],
             ["--input", "in.zarr", "--output", "s3://bucket/o.zarr"],
         ):
-            line = _refused_in(runner, "run", "p.yaml", *arguments, cwd=world)
+            line = _refused("run", "p.yaml", *arguments, cwd=world, runner=runner)
             assert "AWS_ACCESS_KEY_ID" in line
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cli import Result, run_cli
+from support.cli import refusal_line, run_cli
 from support.limited import LimitedResult, LimitedRunner, limited_runner
 from support.procs import ENV, tree_digest
 from support.stores import random_input, unmark
@@ -32,14 +32,6 @@ pytestmark = pytest.mark.cluster
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\noutput: {chunks: [32, 32]}\n"
 #: The unprivileged user the commands run as (``nobody``).
 NOBODY = 65534
-
-
-def _one_line(result: Result) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("featuremap: error:"), result.stderr
-    assert "internal error" not in result.stderr
-    return result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +76,7 @@ def test_overwrite_refuses_a_store_it_cannot_remove_whole(world, store):
     result = run_cli(
         "run", "p.yaml", "--input", "in.zarr", "--output", store, "--overwrite", cwd=world
     )
-    line = _one_line(result)
+    line = refusal_line(result)
     assert "cannot replace output store" in line
     assert "_job" in line
     assert "nothing was changed" in line
@@ -122,7 +114,7 @@ def test_overwrite_of_a_colleagues_job_folder_as_another_user(nobody, world, sto
     """D1 as reported: the store is the user's, its ``_job/`` a colleague's."""
     _colleagues(store, theirs="_job")
     before = tree_digest(store)
-    line = _one_line(
+    line = refusal_line(
         _as_nobody(
             nobody,
             "run",
@@ -158,7 +150,7 @@ def test_a_store_the_user_may_not_write_is_one_line(nobody, world, store, comman
     state.finish_job(OutputStore.open(str(store), "r+"), "interrupted", blocks_done=3, owner=None)
     _colleagues(store, theirs=None)
     before = tree_digest(store)
-    line = _one_line(
+    line = refusal_line(
         _as_nobody(nobody, *(part.format(store=store.name) for part in command), cwd=world)
     )
     assert store.name in line

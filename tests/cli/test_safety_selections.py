@@ -10,18 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from support.cli import Result, run_cli
+from support.cli import refusal_line, run_cli
 from support.stores import write_ome_image
 
 PIPELINE = "layers: [{conv: {bank: {type: box, size: 3}}}]\n"
-
-
-def _refused(result: Result) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("featuremap: error:"), result.stderr
-    assert "internal error" not in result.stderr
-    return result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ def geo(tmp_path_factory) -> Path:
     ids=["name-and-kind", "twice-in-one", "option-twice"],
 )
 def test_a_region_given_twice_for_one_axis_is_refused(geo, region):
-    line = _refused(
+    line = refusal_line(
         run_cli(
             "explain", "p.yaml", "--input", "geo.zarr", "--axes", "lat=y,lon=x", *region, cwd=geo
         )
@@ -57,7 +49,7 @@ def test_a_pipeline_region_naming_one_axis_twice_is_refused(geo):
     (geo / "twice.yaml").write_text(
         PIPELINE + "input: {axes: {lat: y, lon: x}, region: {lat: [0, 10], y: [5, 40]}}\n"
     )
-    line = _refused(run_cli("explain", "twice.yaml", "--input", "geo.zarr", cwd=geo))
+    line = refusal_line(run_cli("explain", "twice.yaml", "--input", "geo.zarr", cwd=geo))
     assert "region lat and region y select the same axis" in line
 
 
@@ -111,7 +103,7 @@ def test_non_finite_placement_is_refused_and_nothing_written(tmp_path, edit, exp
     source = _ome_with(tmp_path, "img.zarr", edit)
     (tmp_path / "p.yaml").write_text(PIPELINE)
     out = tmp_path / "out.zarr"
-    line = _refused(
+    line = refusal_line(
         run_cli("run", "p.yaml", "--input", source, "--output", out, "--workers", "1", cwd=tmp_path)
     )
     assert expected in line

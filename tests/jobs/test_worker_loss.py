@@ -13,14 +13,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import zarr
-from support.procs import marked_blocks, wait_for
+from support.procs import local_process_client, marked_blocks, wait_for
 from support.stores import random_input
 
 from featuremap.engine.layers import ConvLayer
@@ -31,29 +30,9 @@ from featuremap.jobs.state import read_status
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-@contextmanager
-def _one_worker(**options: Any) -> Iterator[Any]:
-    """A client of one single-threaded worker process under its nanny (which restarts it), on
-    loopback; ``options``: more of ``LocalCluster``'s (a memory limit)."""
-    import distributed
-
-    with (
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            **options,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
 @pytest.fixture
 def nanny_cluster() -> Iterator[Any]:
-    with _one_worker() as client:
+    with local_process_client(1) as client:
         yield client
 
 
@@ -116,7 +95,7 @@ def test_a_block_over_the_memory_limit_names_the_worker_and_its_memory(tmp_path)
     with (
         # the first death fails the block (Dask's default retries it on 3 more new workers)
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        _one_worker(memory_limit="400MiB") as client,
+        local_process_client(1, memory_limit="400MiB") as client,
         pytest.raises(JobError) as failed,
     ):
         run_layers(
@@ -142,7 +121,7 @@ def test_a_worker_killed_by_a_signal_is_named_with_the_signal(tmp_path):
     outcome: dict = {}
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        _one_worker() as client,
+        local_process_client(1) as client,
     ):
 
         def job() -> None:

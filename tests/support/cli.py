@@ -142,3 +142,13 @@ def run_ok(*args: object, cwd: Path | str | None = None) -> Result:
     result = run_cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def refusal_line(result: Result) -> str:
+    """The one line of a refused command: exit 2, exactly one ``featuremap: error:`` line on
+    stderr, not an internal error."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("featuremap: error:"), result.stderr
+    assert "internal error" not in result.stderr
+    return result.stderr

@@ -236,3 +236,24 @@ def on_other_host(
         raise RuntimeError("no UTS namespace can be made on this machine")
     command = " ".join(shlex.quote(str(arg)) for arg in args)
     return [*UTS_PREFIX, "sh", "-c", f"hostname {shlex.quote(hostname)} && exec {command}"]
+
+
+@contextmanager
+def local_process_client(workers: int, **options: object) -> Iterator[object]:
+    """A client of a ``LocalCluster`` of ``workers`` single-threaded worker processes, each under
+    its nanny (which restarts it), on loopback; ``options``: more of ``LocalCluster``'s (a
+    memory limit)."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            **options,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
