@@ -85,8 +85,8 @@ def client() -> Iterator[Any]:
 def process_client() -> Iterator[Any]:
     """A client of a local cluster of two single-threaded worker processes."""
     pytest.importorskip("distributed")
-    # imported here: support.procs copies the environment when imported, after the bytecode
-    # setting below
+    # imported here: support.procs copies the environment when imported, and imported at the
+    # top it would copy it before the bytecode setting above has run
     from support.procs import local_process_client
 
     with local_process_client(2) as active:
