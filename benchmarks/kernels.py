@@ -128,7 +128,7 @@ def main() -> None:
     import torch
 
     import featuremap.banks
-    from featuremap.engine.kernels import choose_method, conv2d_valid, pad
+    from featuremap.engine.kernels import choose_method, conv2d_valid
     from featuremap.engine.kernels import gemm as gemm_module
 
     torch.set_num_threads(args.threads)
@@ -137,11 +137,12 @@ def main() -> None:
 
     def ours_call(x, weight, stride, groups=1):
         half = weight.shape[-1] // 2
-        return lambda: conv2d_valid(
-            pad(x, ((half, half), (half, half)), "zeros"),
+        return lambda: conv2d_valid(  # zero padding added by the kernel (torch's own padding)
+            x,
             weight,
             stride=(stride, stride),
             groups=groups,
+            zero_padding=((half, half), (half, half)),
         )
 
     def record(name, x, weight, stride, ours, peer, peer_name, group, groups=1):

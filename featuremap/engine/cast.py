@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cast_to", "fast_float16_available", "to_float16", "to_float32"]
+__all__ = ["cast_to", "fast_float16_available", "to_float16", "to_float32", "widen_into"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -88,13 +88,19 @@ def to_float32(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype != np.float16:  # a float32 job never loads numba (nor scipy, which it loads)
         return values.astype(np.float32, copy=False)
+    out = np.empty(values.shape, dtype=np.float32)
+    widen_into(np.ascontiguousarray(values).reshape(-1), out.reshape(-1))
+    return out
+
+
+def widen_into(values: np.ndarray, out: np.ndarray) -> None:
+    """float16 ``values`` (1-D, contiguous) into the float32 array ``out`` of the same size:
+    exact, through the compiled widening when there."""
     kernel = _widen_kernel() if values.size >= _MIN_FAST_VALUES else None
     if kernel is None:
-        return values.astype(np.float32, copy=False)
-    contiguous = np.ascontiguousarray(values)
-    out = np.empty(values.shape, dtype=np.float32)
-    kernel(contiguous.reshape(-1).view(np.uint16), out.reshape(-1))
-    return out
+        np.copyto(out, values)
+    else:
+        kernel(values.view(np.uint16), out)
 
 
 def cast_to(values: np.ndarray, dtype: Any) -> np.ndarray:

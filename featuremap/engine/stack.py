@@ -22,7 +22,7 @@ from featuremap._typing import Array
 from featuremap.engine.geometry import LayerGeometry, Sizes, StackGeometry, compose
 from featuremap.engine.kernels import array_namespace, pad
 from featuremap.engine.labels import filter_label
-from featuremap.engine.layers import FeatureDescription, Layer, Window
+from featuremap.engine.layers import ConvLayer, FeatureDescription, Layer, Window
 from featuremap.errors import InputError
 
 __all__ = [
@@ -239,8 +239,16 @@ def apply(layer: Layer, x: Array, ndim: int | None = None) -> Array:
     layer.out_channels(x.shape[-ndim - 1])
     size = tuple(int(n) for n in x.shape[-ndim:])
     geometry = layer.geometry(size)
+    window = Window((0,) * ndim, size)
+    if isinstance(layer, ConvLayer) and _zeros(geometry.padding_mode):
+        return layer.apply_zero_padded(x, geometry.padding, window)  # no padded copy first
     padded = pad(x, geometry.padding, geometry.padding_mode, layer.pad_value)
-    return layer.apply_padded(padded, Window((0,) * ndim, size))
+    return layer.apply_padded(padded, window)
+
+
+def _zeros(mode: Any) -> bool:
+    """Whether a border ``mode`` (one, or one per axis) is zeros on every axis."""
+    return all(m == "zeros" for m in ((mode,) if isinstance(mode, str) else mode))
 
 
 def apply_stack(layers: Sequence[Layer], x: Array) -> Array:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from featuremap.engine.cast import to_float32
+from featuremap.engine.cast import widen_into
 
 __all__ = [
     "ACTIVE_CHANNELS",
@@ -105,20 +105,16 @@ class FeatureStats:
         rows = rows.reshape(rows.shape[0], -1)
         if rows.shape[1] == 0:
             return cls.empty(rows.shape[0])
-        if rows.dtype != np.float64:  # float16 sums are slow in NumPy; float32 is exact for them
-            rows = to_float32(rows)  # float16: the compiled widening when there
-        # float64 sums in one pass each (a sum of squares, not a variance: no float64 copy of
-        # the block); a row's sums are finite exactly when all its values are
         count = np.full(rows.shape[0], rows.shape[1], dtype=np.float64)
-        total = rows.sum(axis=1, dtype=np.float64)
-        squares = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        shift, total, squares, low, high = _row_sums(rows)
+        # a row's sums are finite exactly when all its values are
         finite = np.isfinite(total) & np.isfinite(squares)
         stats = cls(
             count,
-            total / count,
+            shift + total / count,
             np.maximum(squares - total * total / count, 0.0),
-            rows.min(axis=1).astype(np.float64),
-            rows.max(axis=1).astype(np.float64),
+            low,
+            high,
             np.zeros(rows.shape[0], dtype=np.float64),
         )
         if finite.all():  # the usual block
@@ -217,6 +213,47 @@ class FeatureStats:
         if end <= start:  # a constant feature: a window around its one value
             start, end = start - 0.5, start + 0.5
         return {"min": low, "max": high, "start": start, "end": end}
+
+
+#: Values per step of :func:`_row_sums`: a 512 KiB float64 scratch, within a core's L2.
+_SEGMENT = 65536
+
+
+def _row_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row of ``rows`` (2-D, each row contiguous): a shift (the row's first value, 0 where
+    it is not finite), the float64 sums of the values minus it and of their squares, the
+    minimum and the maximum -- exact for finite rows; a row with NaN or inf has sums that are
+    not finite (the caller recomputes it).
+
+    One pass over the block, a segment at a time through an L2-sized float64 scratch (float16
+    widened first, by the compiled loop when there): float64 sums without a float64 copy of the
+    block; NumPy's ``sum(dtype=float64)`` of float32 and its ``einsum`` run a buffered cast at
+    half this speed, and separate ``min``/``max`` passes read the block from memory again.
+    Shifting by one of the row's own values keeps the sum of squares from cancelling when the
+    mean is far from zero.
+    """
+    n_rows, length = rows.shape
+    size = min(_SEGMENT, length)
+    wide = np.empty(size)
+    narrow = np.empty(size, dtype=np.float32) if rows.dtype == np.float16 else None
+    shift = rows[:, 0].astype(np.float64)
+    shift[~np.isfinite(shift)] = 0.0
+    sums = np.zeros((4, n_rows))  # total, squares, low, high
+    sums[2], sums[3] = np.inf, -np.inf
+    for index, row in enumerate(rows):
+        for start in range(0, length, _SEGMENT):
+            part = row[start : start + _SEGMENT]
+            if narrow is not None:
+                widen_into(part, narrow[: part.size])
+                part = narrow[: part.size]
+            sums[2, index] = np.fmin(sums[2, index], part.min())
+            sums[3, index] = np.fmax(sums[3, index], part.max())
+            scratch = wide[: part.size]
+            np.copyto(scratch, part)
+            scratch -= shift[index]
+            sums[0, index] += scratch.sum()
+            sums[1, index] += np.einsum("i,i", scratch, scratch)
+    return shift, *sums
 
 
 def omero_channels(

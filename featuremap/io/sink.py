@@ -15,6 +15,7 @@ from featuremap.engine.cast import cast_to
 from featuremap.engine.device import to_host
 from featuremap.io._display import FeatureStats
 from featuremap.io._guarded_store import zarr_store
+from featuremap.io._zarr_private import write_whole_object
 from featuremap.io.layout import FEATURES, OutputLayout
 from featuremap.io.pyramid import block_level_values
 
@@ -89,5 +90,7 @@ def _write(
 ) -> np.ndarray:
     """Write ``values`` (compute order) into ``array`` in its storage order; returns them so."""
     moved = np.moveaxis(values, -layout.ndim - 1, layout.feature_axis)
-    array[layout.storage_slices(slices)] = moved
+    selection = layout.storage_slices(slices)
+    if not write_whole_object(array, selection, moved):  # Zarr's own write for anything else
+        array[selection] = moved
     return moved

@@ -4,9 +4,11 @@ behaves: if this fails after a Zarr upgrade, the chunk cache's concurrent reads 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import zarr
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 
-from featuremap.io._zarr_private import read_selections
+from featuremap.io._zarr_private import read_selections, write_whole_object
 
 
 def test_zarr_still_has_sync_and_async_array(tmp_path):
@@ -41,3 +43,107 @@ def test_dimension_names_of_both_formats(tmp_path):
     v2.attrs["_ARRAY_DIMENSIONS"] = ["y", "x"]
     assert dimension_names(v3) == ("y", "x")
     assert dimension_names(v2) == ("y", "x")
+
+
+def _sharded(path, shape, shards, chunks, dtype="float32", compressors=None):
+    return zarr.create_array(
+        path,
+        shape=shape,
+        shards=shards,
+        chunks=chunks,
+        dtype=dtype,
+        serializer=BytesCodec(endian="little"),
+        compressors=list(compressors or [Crc32cCodec()]),
+        fill_value=np.nan if dtype.startswith("float") else 0,
+        config={"write_empty_chunks": True},
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "shards", "chunks", "dtype"),
+    [
+        ((5, 64, 96), (5, 32, 48), (1, 32, 48), "float32"),  # one feature per inner chunk
+        ((2, 3, 40, 40), (1, 3, 40, 40), (1, 3, 8, 20), "float16"),  # batch axis, 2-D chunks
+        ((4, 12, 30, 30), (4, 6, 15, 10), (2, 3, 5, 5), "float32"),  # volume, odd sizes
+    ],
+)
+def test_a_whole_shard_written_in_one_buffer_reads_back_through_zarr(
+    tmp_path, shape, shards, chunks, dtype
+):
+    rng = np.random.default_rng(sum(shape))
+    data = rng.standard_normal(shape).astype(dtype)
+    ours = _sharded(tmp_path / "ours.zarr", shape, shards, chunks, dtype)
+    theirs = _sharded(tmp_path / "theirs.zarr", shape, shards, chunks, dtype)
+    for origin in np.ndindex(*(n // s for n, s in zip(shape, shards, strict=True))):
+        selection = tuple(slice(o * s, (o + 1) * s) for o, s in zip(origin, shards, strict=True))
+        assert write_whole_object(ours, selection, data[selection])
+        theirs[selection] = data[selection]
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+    # one inner chunk read alone (what a viewer does): through the index
+    inner = tuple(slice(0, c) for c in chunks)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[inner], data[inner])
+    for shard in (tmp_path / "theirs.zarr" / "c").rglob("*"):
+        if shard.is_file():  # the same size as Zarr's own shard: nothing more, nothing less
+            mine = tmp_path / "ours.zarr" / shard.relative_to(tmp_path / "theirs.zarr")
+            assert mine.stat().st_size == shard.stat().st_size
+
+
+def test_a_whole_chunk_of_an_unsharded_array_is_the_bytes_zarr_writes(tmp_path):
+    data = np.random.default_rng(5).standard_normal((3, 20, 30)).astype(np.float32)
+    arrays = {
+        name: zarr.create_array(
+            tmp_path / f"{name}.zarr",
+            shape=data.shape,
+            chunks=(3, 10, 15),
+            dtype="float32",
+            compressors=[Crc32cCodec()],
+            config={"write_empty_chunks": True},
+        )
+        for name in ("ours", "theirs")
+    }
+    for y in range(2):
+        for x in range(2):
+            selection = (slice(0, 3), slice(10 * y, 10 * y + 10), slice(15 * x, 15 * x + 15))
+            assert write_whole_object(arrays["ours"], selection, data[selection])
+            arrays["theirs"][selection] = data[selection]
+            key = f"c/0/{y}/{x}"
+            mine, zarrs = (tmp_path / f"{n}.zarr" / key for n in ("ours", "theirs"))
+            assert mine.read_bytes() == zarrs.read_bytes()
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+
+
+def test_a_damaged_shard_written_so_is_refused(tmp_path):
+    array = _sharded(tmp_path / "a.zarr", (2, 16, 16), (2, 16, 16), (1, 16, 16))
+    assert write_whole_object(
+        array, (slice(0, 2), slice(0, 16), slice(0, 16)), np.ones((2, 16, 16))
+    )
+    shard = tmp_path / "a.zarr" / "c" / "0" / "0" / "0"
+    damaged = bytearray(shard.read_bytes())
+    damaged[1030] ^= 0x01  # inside the second inner chunk
+    shard.write_bytes(bytes(damaged))
+    reopened = zarr.open_array(tmp_path / "a.zarr")
+    np.testing.assert_array_equal(reopened[0], np.ones((16, 16)))
+    with pytest.raises(ValueError, match="checksum"):
+        reopened[1]
+
+
+def test_anything_but_one_whole_uncompressed_object_is_left_to_zarr(tmp_path):
+    values = np.zeros((2, 16, 16), dtype=np.float32)
+    whole = (slice(0, 2), slice(0, 16), slice(0, 16))
+    sharded = _sharded(tmp_path / "s.zarr", (2, 20, 16), (2, 16, 16), (1, 16, 16))
+    assert not write_whole_object(sharded, (slice(0, 2), slice(0, 8), slice(0, 16)), values[:, :8])
+    assert not write_whole_object(
+        sharded, (slice(0, 2), slice(16, 20), slice(0, 16)), values[:, :4]
+    )
+    compressed = _sharded(
+        tmp_path / "c.zarr", (2, 16, 16), (2, 16, 16), (1, 16, 16), compressors=(BloscCodec(),)
+    )
+    plain = zarr.create_array(
+        tmp_path / "p.zarr", shape=(2, 16, 16), chunks=(2, 16, 16), dtype="f4"
+    )
+    v2 = zarr.create_array(
+        tmp_path / "v2.zarr", shape=(2, 16, 16), chunks=(2, 16, 16), dtype="f4", zarr_format=2
+    )
+    for array in (compressed, plain, v2):
+        assert not write_whole_object(array, whole, values)
+    assert not list((tmp_path / "s.zarr").rglob("c/*"))  # nothing written

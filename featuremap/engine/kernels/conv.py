@@ -60,6 +60,7 @@ from featuremap.engine.kernels import (
 from featuremap.engine.kernels._namespace import array_namespace, finite_sum
 from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
+from featuremap.engine.kernels.padding import pad
 from featuremap.engine.kernels.polyphase import phase_kernel, polyphase_conv
 from featuremap.engine.kernels.separable import (
     COLUMN_BLOCK,
@@ -309,8 +310,10 @@ def conv2d_valid(
     dilation: Pair = (1, 1),
     groups: int = 1,
     method: ConvMethod = "auto",
+    zero_padding: tuple[Pair, Pair] = ((0, 0), (0, 0)),
 ) -> Array:
-    """Cross-correlation of an already padded input, exactly ``torch.nn.functional.conv2d(padding=0)``.
+    """Cross-correlation of an already padded input, exactly ``torch.nn.functional.conv2d(padding=0)``
+    -- or of ``x`` with ``zero_padding`` around it, as torch's ``padding``.
 
     Parameters
     ----------
@@ -322,6 +325,10 @@ def conv2d_valid(
         ``(y, x)``, parsed already (:class:`~featuremap.engine.geometry.LayerGeometry`): the kernels
         never parse a layer's parameters again.
     groups : int
+    zero_padding : ((top, bottom), (left, right))
+        Zeros around ``x``. Where oneDNN runs the call and the padding is symmetric, torch adds
+        them inside its own call (no padded copy of the input: a tenth of an 11x11 stride-4
+        layer's time); every other method gets a padded copy first.
     method : {"auto", "gemm", "fft", "separable", "direct", "torch", "polyphase"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
         ``"direct"`` kernel for kernels up to 7x7). ``"torch"`` (NumPy input, torch installed)
@@ -340,20 +347,28 @@ def conv2d_valid(
     weight = xp.asarray(weight, dtype=xp.float32)
     check_shapes(x.shape, weight.shape, groups, spatial=2)
     n_filters, _, kh, kw = weight.shape
-    out_h = output_length(x.shape[-2], kh, stride[0], dilation[0], 0, 0, axis="y")
-    out_w = output_length(x.shape[-1], kw, stride[1], dilation[1], 0, 0, axis="x")
+    (top, bottom), (left, right) = zero_padding
+    out_h = output_length(x.shape[-2], kh, stride[0], dilation[0], top, bottom, axis="y")
+    out_w = output_length(x.shape[-1], kw, stride[1], dilation[1], left, right, axis="x")
     if bias is not None:
         bias = xp.asarray(bias, dtype=xp.float32)
         if bias.shape != (n_filters,):
             raise InputError(
                 f"bias must have shape ({n_filters},) to match the weight, got shape {bias.shape}"
             )
+    padded = any(zero_padding[0]) or any(zero_padding[1])
     if _use_direct(method, xp, (kh, kw), stride, dilation):
         # the CUDA direct kernel is exact for NaN/Inf too: no finiteness check, no device sync
+        x = pad(x, zero_padding, "zeros") if padded else x
         return cuda.direct_conv2d(x, weight, bias, stride=stride, dilation=dilation, groups=groups)
     batch = x.shape[:-3]
     images = x.reshape((-1, *x.shape[-3:]))
-    chosen, plans = _method_for(method, images, weight, stride, dilation, groups)
+    shape = (*images.shape[:2], images.shape[2] + top + bottom, images.shape[3] + left + right)
+    chosen, plans = _method_for(method, images, weight, stride, dilation, groups, shape)
+    # torch pads symmetrically inside its call; everything else computes on a padded copy
+    torch_padding = (top, left) if chosen == "torch" and (top, left) == (bottom, right) else None
+    if padded and torch_padding is None:
+        images = pad(images, zero_padding, "zeros")
     precision = None  # of the FFT: fft_conv decides where it was forced
     if method == "auto" and chosen == "fft":
         span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
@@ -371,13 +386,16 @@ def conv2d_valid(
             )
     out_shape = (images.shape[0], n_filters, out_h, out_w)
     if chosen == "torch":
-        out = onednn.torch_conv(images, weight, stride, dilation, groups, out_shape)
+        out = onednn.torch_conv(
+            images, weight, stride, dilation, groups, out_shape, torch_padding or (0, 0)
+        )
     else:
         out = xp.empty(out_shape, dtype=xp.float32)
     if chosen == "polyphase":
         polyphase_conv(images, weight, stride, dilation, groups, out)
     if chosen in ("torch", "polyphase") and not finite_sum(out):
         chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
+        images = pad(images, zero_padding, "zeros") if torch_padding else images
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
@@ -409,17 +427,17 @@ def _method_for(
     stride: Pair,
     dilation: Pair,
     groups: int,
+    shape: tuple[int, ...],
 ) -> tuple[str, list[ChannelPlan] | None]:
-    """Resolve ``method`` to ``(name, separable plan)``, refusing forced methods that cannot apply.
+    """Resolve ``method`` to ``(name, separable plan)`` for ``images`` padded to ``shape``,
+    refusing forced methods that cannot apply (zero padding changes neither finiteness nor rank).
 
     The GEMM is exact for NaN/Inf, so only the choice or the forcing of another method needs
     the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
     """
     if method == "auto":
         on_cpu = array_namespace(images).__name__ == "numpy"
-        chosen, plans = _choose(
-            images.shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu
-        )
+        chosen, plans = _choose(shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu)
         # torch's and the phases' outputs are checked instead (conv2d_valid): one pass over
         # a smaller array
         if chosen not in ("gemm", "torch", "polyphase") and not _finite(images):

@@ -92,6 +92,25 @@ def _tiles(n_images: int, rows: int, parts: int) -> list[tuple[slice, slice]]:
     ]
 
 
+def _band_rows(
+    band: slice, stride: int, span: int, pad: int, height: int
+) -> tuple[slice, int, int]:
+    """What one torch call computes output rows ``band`` from, with ``pad`` zero rows on either
+    side of the ``height`` input rows: ``(input rows, torch's row padding, output rows to skip)``.
+
+    A band inside the image needs no padding; one that reaches past an edge gets torch's
+    (symmetric) padding. Where that padding stands in front of real rows (a band reaching past
+    the bottom edge only), the band starts ``skip`` output rows early and those rows, which
+    see the zeros in place of real rows, are dropped.
+    """
+    first = band.start * stride - pad  # the band's first input row, unpadded coordinates
+    end = (band.stop - 1) * stride + span - pad
+    if first >= 0 and end <= height:
+        return slice(first, end), 0, 0
+    skip = min(band.start, -(-pad // stride))
+    return slice((band.start - skip) * stride, min(end, height)), pad, skip
+
+
 def torch_conv(
     x: Array,
     weight: Array,
@@ -99,9 +118,11 @@ def torch_conv(
     dilation: tuple[int, int],
     groups: int,
     out_shape: tuple[int, int, int, int],
+    padding: tuple[int, int] = (0, 0),
 ) -> Array:
-    """Valid cross-correlation of ``x (N, C, H, W)``: ``(N, J, H_out, W_out)`` = ``out_shape``,
-    by ``torch.nn.functional.conv2d`` on tiles (module docstring); float32 NumPy arrays, already
+    """Cross-correlation of ``x (N, C, H, W)`` with ``padding`` zeros on both sides of each
+    axis, as torch's ``padding``: ``(N, J, H_out, W_out)`` = ``out_shape``, by
+    ``torch.nn.functional.conv2d`` on tiles (module docstring); float32 NumPy arrays, already
     validated. With one tile the result is torch's own output array (no copy)."""
     import torch
 
@@ -109,20 +130,26 @@ def torch_conv(
     kernel = _tensor(torch, numpy.ascontiguousarray(weight))
 
     def conv(images: slice, band: slice) -> Any:
-        in_rows = slice(band.start * stride[0], (band.stop - 1) * stride[0] + span_y)
+        rows, pad_y, skip = _band_rows(band, stride[0], span_y, padding[0], x.shape[-2])
+        if rows.start >= rows.stop:  # the band's windows hold padding only
+            n_images = len(range(*images.indices(out_shape[0])))
+            shape = (n_images, out_shape[1], band.stop - band.start, out_shape[3])
+            return numpy.zeros(shape, dtype=numpy.float32)
         previous = torch.get_num_threads()
         torch.set_num_threads(1)  # this thread only (an OpenMP per-thread setting)
         try:
             with torch.no_grad():
-                return torch.nn.functional.conv2d(
-                    _tensor(torch, numpy.asarray(x[images, :, in_rows])),
+                result = torch.nn.functional.conv2d(
+                    _tensor(torch, numpy.asarray(x[images, :, rows])),
                     kernel,
                     stride=stride,
                     dilation=dilation,
                     groups=groups,
+                    padding=(pad_y, padding[1]),
                 ).numpy()
         finally:
             torch.set_num_threads(previous)
+        return result[:, :, skip : skip + band.stop - band.start]
 
     threads = blas_threads()
     tiles = _tiles(out_shape[0], out_shape[2], threads * TILES_PER_THREAD if threads > 1 else 1)

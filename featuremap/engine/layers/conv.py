@@ -17,6 +17,7 @@ from featuremap._vocabulary import Activation, PaddingMode
 from featuremap.engine.geometry import (
     LayerGeometry,
     Padding,
+    ResolvedPadding,
     Sizes,
     as_pair,
     modes_spec,
@@ -30,6 +31,7 @@ from featuremap.engine.kernels import (
     check_fits,
     conv2d_valid,
     conv3d_valid,
+    pad,
 )
 from featuremap.engine.layers._base import (
     FeatureDescription,
@@ -143,6 +145,12 @@ class ConvLayer:
 
     def apply_padded(self, x: Array, window: Window) -> Array:
         """Compute on a block that already carries its padding."""
+        return self.apply_zero_padded(x, ((0, 0),) * (self.ndim or 2), window)
+
+    def apply_zero_padded(self, x: Array, padding: ResolvedPadding, window: Window) -> Array:
+        """Compute on a block with ``padding`` zeros around it (``((top, bottom), (left,
+        right))``), added by the kernel: oneDNN pads inside its own call, so a whole in-memory
+        array through a 2-D layer whose border is zeros is never copied just to pad it."""
         xp = array_namespace(x)
         weight = xp.asarray(self.weight)
         bias = None if self.bias is None else xp.asarray(self.bias)
@@ -154,8 +162,11 @@ class ConvLayer:
                 stride=as_pair(self.stride),
                 dilation=as_pair(self.dilation),
                 groups=self.groups,
+                zero_padding=(as_pair(padding[0]), as_pair(padding[1])),
             )
         else:
+            if any(any(pair) for pair in padding):
+                x = pad(x, padding, "zeros")
             out = conv3d_valid(
                 x, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups
             )

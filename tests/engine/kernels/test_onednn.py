@@ -45,6 +45,54 @@ def test_torch_path_random_shapes_in_bands(monkeypatch):
         assert_close(result, expected, x, weight)
 
 
+@pytest.mark.parametrize("tiles_per_thread", [1, 5])
+def test_zero_padding_inside_torch_matches_a_padded_copy(monkeypatch, tiles_per_thread):
+    """``zero_padding`` handed to torch (no padded copy), one tile or bands that reach past
+    either edge or both: the float64 reference on the padded input; asymmetric padding (a
+    padded copy) too, and every other method given the same padding."""
+    monkeypatch.setattr(onednn, "TILES_PER_THREAD", tiles_per_thread)
+    monkeypatch.setattr(onednn, "blas_threads", lambda: 2)
+    rng = np.random.default_rng(25 + tiles_per_thread)
+    for _ in range(12):
+        kh, kw = (int(k) for k in rng.integers(1, 12, size=2))
+        stride = tuple(int(s) for s in rng.integers(1, 5, size=2))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, size=2))
+        py, px = (int(p) for p in rng.integers(0, 7, size=2))
+        height = max(1, dilation[0] * (kh - 1) + 1 - 2 * py) + int(rng.integers(0, 40))
+        width = max(1, dilation[1] * (kw - 1) + 1 - 2 * px) + int(rng.integers(0, 40))
+        x, weight, bias = case_arrays(
+            int(rng.integers(1000)), (int(rng.integers(1, 3)),), 2, 3, kh, kw, 1, height, width
+        )
+        asymmetric = int(rng.integers(0, 3))
+        padding = ((py, py + asymmetric), (px, px))
+        padded = np.pad(x, ((0, 0), (0, 0), padding[0], padding[1]))
+        expected = reference64(padded, weight, bias, stride, dilation, 1)
+        for method in ("torch", "gemm", "auto"):
+            result = conv2d_valid(
+                x,
+                weight,
+                bias,
+                stride=stride,
+                dilation=dilation,
+                method=method,
+                zero_padding=padding,
+            )
+            assert_close(result, expected, x, weight)
+
+
+def test_padded_torch_output_with_nan_falls_back_to_the_gemm_on_the_padded_input():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 3, 60, 61)).astype(np.float32)
+    x[0, 2, 0, 0] = np.nan  # in the corner: only windows that overlap the padding see it
+    weight = rng.standard_normal((8, 3, 11, 11)).astype(np.float32)
+    padding = ((5, 5), (5, 5))
+    expected = conv2d_valid(np.pad(x, ((0, 0), (0, 0), *padding)), weight, stride=(4, 4))
+    result = conv2d_valid(x, weight, stride=(4, 4), method="torch", zero_padding=padding)
+    np.testing.assert_array_equal(result, expected)
+    assert np.isnan(result[0, :, 0, 0]).all()
+    assert np.isfinite(result[0, :, 2:, 2:]).all()
+
+
 def test_tiles_cover_the_output_once():
     for n_images, rows, parts in [(5, 7, 4), (3, 10, 8), (1, 1, 4), (1, 9, 1), (2, 3, 16)]:
         covered = np.zeros((n_images, rows), dtype=int)
