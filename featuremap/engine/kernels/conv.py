@@ -36,7 +36,9 @@ not the FFT cost, which moves the crossover to larger kernels; the model account
   output pixel at ``TORCH_FLOPS`` plus ``TORCH_OUT_SECONDS`` per output element (its reorders
   from and to the blocked layout; ``TORCH_SPILL_SECONDS`` where the output outgrows the cache).
   It wins for strided large kernels with few channels (11x11/4 3 -> 24 on 1024^2, one core:
-  torch 8.1 ms, GEMM 12.7 ms) and loses on large outputs (7x7 1 -> 16 on 2048^2: 286 vs
+  torch 8.1 ms, GEMM 12.7 ms) and for stride-1 layers of many channels (32 -> 32 5x5 on
+  256^2: 17.6 vs 26.3 ms; stride-1 calls on fewer than ``TORCH_MIN_CHANNELS`` input channels
+  never take it, see :func:`_torch_wins`) and loses on large outputs (7x7 1 -> 16 on 2048^2: 286 vs
   112 ms), depthwise banks (25 vs 13 ms) and 1x1 (33 vs 11 ms). ``"auto"`` takes it only where
   it is :data:`TORCH_MARGIN` faster than the best NumPy path.
 
@@ -94,9 +96,11 @@ TORCH_FLOPS = 400e9
 TORCH_OUT_SECONDS = 0.1e-9  # per output element, output within TORCH_CACHE_BYTES
 TORCH_SPILL_SECONDS = 2e-9  # per output element beyond it
 TORCH_CACHE_BYTES = 32 << 20
-TORCH_CALL_SECONDS = 30e-6  # per tile (.onednn.TILES_PER_THREAD per thread)
+TORCH_CALL_SECONDS = 120e-6  # per call (its reorders of the weights, its threads' start)
 # "auto" takes torch only where it is estimated this much faster (its rates vary more by shape)
 TORCH_MARGIN = 0.8
+# stride-1 calls only from this many input channels on (learned layers, not banks on images)
+TORCH_MIN_CHANNELS = 16
 # nor for kernels wider than this: there the FFT's cost does not grow with the kernel, and
 # oneDNN has pathological large-kernel cases (C=1 J=8 31x31 1024^2: 31 s, PERFORMANCE.md)
 TORCH_MAX_KERNEL = 15
@@ -188,8 +192,7 @@ def estimate_seconds(
         outputs = n_images * n_filters * out_h * out_w
         per_output = TORCH_OUT_SECONDS if outputs * 4 <= TORCH_CACHE_BYTES else TORCH_SPILL_SECONDS
         flops = 2.0 * outputs * group_channels * kh * kw
-        tiles = onednn.TILES_PER_THREAD * 2  # (2 threads, like the other constants)
-        return flops / TORCH_FLOPS + outputs * per_output + tiles * TORCH_CALL_SECONDS
+        return flops / TORCH_FLOPS + outputs * per_output + TORCH_CALL_SECONDS
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
         block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
@@ -279,15 +282,21 @@ def _torch_wins(
     groups: int,
     best_seconds: float,
 ) -> bool:
-    """Whether torch's direct convolution is installed, applies well (one group, strided,
-    kernels up to :data:`TORCH_MAX_KERNEL`) and is :data:`TORCH_MARGIN` faster, and the import
-    pays (:func:`.onednn.worth_importing`).
+    """Whether torch's direct convolution is installed, applies well (one group, strided or
+    with :data:`TORCH_MIN_CHANNELS` input channels, kernels up to :data:`TORCH_MAX_KERNEL`)
+    and is :data:`TORCH_MARGIN` faster, and the import pays
+    (:func:`.onednn.worth_importing`).
 
-    Stride-1 calls stay on the NumPy paths: there the GEMM is near torch, and oneDNN's
-    summation order would make every stride-1 result (pixel features, 3-D layers done as
-    depth-stacked 2-D convolutions) depend on whether torch happens to be imported."""
+    Which method runs decides the summation order, so where torch may run a result depends
+    (by an ulp or so) on whether the process has imported torch yet. Stride-1 calls on few
+    channels -- every classical bank and pixel feature, on one to a few image channels -- stay
+    on the NumPy paths, which are near torch there, so their results never depend on it. A
+    learned stride-1 layer of many channels (32 -> 32 5x5 on 256^2, one core of the
+    development machine, AVX-512: torch 17.6 ms, the GEMM 26.3 ms at 80 % of OpenBLAS's
+    SGEMM peak) runs where strided layers do."""
     kh, kw = weight_shape[-2:]
-    if groups != 1 or stride == (1, 1) or max(kh, kw) > TORCH_MAX_KERNEL:
+    few_channels = weight_shape[1] < TORCH_MIN_CHANNELS
+    if groups != 1 or (stride == (1, 1) and few_channels) or max(kh, kw) > TORCH_MAX_KERNEL:
         return False
     if not onednn.available():
         return False
@@ -386,9 +395,7 @@ def conv2d_valid(
             )
     out_shape = (images.shape[0], n_filters, out_h, out_w)
     if chosen == "torch":
-        out = onednn.torch_conv(
-            images, weight, stride, dilation, groups, out_shape, torch_padding or (0, 0)
-        )
+        out = onednn.torch_conv(images, weight, stride, dilation, groups, torch_padding or (0, 0))
     else:
         out = xp.empty(out_shape, dtype=xp.float32)
     if chosen == "polyphase":
