@@ -8,10 +8,12 @@ no traceback unless the environment sets ``FEATUREMAP_DEBUG=1``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -139,6 +141,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
+#: Seconds a command runs before Python's cyclic garbage collector resumes (:func:`entry_point`).
+COLLECTOR_PAUSE_S = 2.0
+
+
+def _pause_collector(seconds: float) -> None:
+    """No cyclic garbage collection for the first ``seconds``, then all objects made so far
+    frozen (never scanned again) and collection resumed: start-up builds the ~1M long-lived
+    objects of the modules Dask, Zarr and NumPy import, and scanning them found nothing to
+    free (45 ms of a tiny job's 0.7 s, 51 ms in 245 collections). A command that runs longer
+    collects its cycles as usual from then on."""
+
+    def resume() -> None:
+        gc.freeze()
+        gc.enable()
+
+    gc.disable()
+    timer = threading.Timer(seconds, resume)
+    timer.daemon = True
+    timer.start()
+
+
 def entry_point() -> NoReturn:
     """The ``featuremap`` console script: :func:`main`, then the process ends at once.
 
@@ -147,7 +170,9 @@ def entry_point() -> NoReturn:
     Zarr and NumPy import, 0.15-0.35 CPU s, a third of a tiny job above the import floor -- is
     skipped: the output streams and logging are flushed and the process exits with ``os._exit``.
     An exception escaping :func:`main` (``FEATUREMAP_DEBUG``) ends the usual way, traceback shown.
+    Garbage collection waits :data:`COLLECTOR_PAUSE_S` (:func:`_pause_collector`).
     """
+    _pause_collector(COLLECTOR_PAUSE_S)
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -39,3 +39,15 @@ def test_the_console_script_keeps_its_output_and_status_through_its_quick_exit()
     assert refused.returncode == 2
     assert refused.stderr.startswith("featuremap: error: ")
     assert refused.stderr.endswith("\n")
+
+
+def test_the_console_script_pauses_garbage_collection_only_at_start_up():
+    # start-up objects are frozen once the pause ends and collection resumes: a long command
+    # still collects its cycles (in its own process: the freeze is for good)
+    code = (
+        "import gc, time; from featuremap.cli.main import _pause_collector\n"
+        "_pause_collector(0.3); paused = gc.isenabled()\n"
+        "time.sleep(1.0); print(paused, gc.isenabled(), gc.get_freeze_count() > 1000)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "True", "True"], result.stderr
