@@ -219,6 +219,20 @@ class FeatureStats:
 _SEGMENT = 65536
 
 
+def _pieces(n_rows: int, length: int) -> list[tuple[slice, slice]]:
+    """``(rows, columns)`` of pieces of at most :data:`_SEGMENT` values (one, where a row is
+    longer): segments of each long row, or groups of whole short rows (a small block's
+    features in one step, not one step each)."""
+    if length >= _SEGMENT:
+        return [
+            (slice(row, row + 1), slice(start, start + _SEGMENT))
+            for row in range(n_rows)
+            for start in range(0, length, _SEGMENT)
+        ]
+    step = _SEGMENT // length
+    return [(slice(row, row + step), slice(0, length)) for row in range(0, n_rows, step)]
+
+
 def _row_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per row of ``rows`` (2-D, each row contiguous): a shift (the row's first value, 0 where
     it is not finite), the float64 sums of the values minus it and of their squares, the
@@ -233,26 +247,26 @@ def _row_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     mean is far from zero.
     """
     n_rows, length = rows.shape
-    size = min(_SEGMENT, length)
-    wide = np.empty(size)
-    narrow = np.empty(size, dtype=np.float32) if rows.dtype == np.float16 else None
     shift = rows[:, 0].astype(np.float64)
     shift[~np.isfinite(shift)] = 0.0
     sums = np.zeros((4, n_rows))  # total, squares, low, high
     sums[2], sums[3] = np.inf, -np.inf
-    for index, row in enumerate(rows):
-        for start in range(0, length, _SEGMENT):
-            part = row[start : start + _SEGMENT]
-            if narrow is not None:
-                widen_into(part, narrow[: part.size])
-                part = narrow[: part.size]
-            sums[2, index] = np.fmin(sums[2, index], part.min())
-            sums[3, index] = np.fmax(sums[3, index], part.max())
-            scratch = wide[: part.size]
-            np.copyto(scratch, part)
-            scratch -= shift[index]
-            sums[0, index] += scratch.sum()
-            sums[1, index] += np.einsum("i,i", scratch, scratch)
+    wide = np.empty(min(_SEGMENT, n_rows * length))
+    narrow = np.empty(wide.size, dtype=np.float32) if rows.dtype == np.float16 else None
+    for lines, columns in _pieces(n_rows, length):
+        part = rows[lines, columns]
+        count, width = part.shape
+        if narrow is not None:  # float16: widened a piece at a time (contiguous pieces only)
+            widened = narrow[: part.size].reshape(count, width)
+            widen_into(np.ascontiguousarray(part).reshape(-1), widened.reshape(-1))
+            part = widened
+        sums[2, lines] = np.fmin(sums[2, lines], part.min(axis=1))
+        sums[3, lines] = np.fmax(sums[3, lines], part.max(axis=1))
+        scratch = wide[: part.size].reshape(count, width)
+        np.copyto(scratch, part)
+        scratch -= shift[lines, None]
+        sums[0, lines] += scratch.sum(axis=1)
+        sums[1, lines] += np.einsum("ij,ij->i", scratch, scratch)
     return shift, *sums
 
 
