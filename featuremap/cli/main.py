@@ -146,13 +146,18 @@ COLLECTOR_PAUSE_S = 2.0
 
 
 def _pause_collector(seconds: float) -> None:
-    """No cyclic garbage collection for the first ``seconds``, then all objects made so far
-    frozen (never scanned again) and collection resumed: start-up builds the ~1M long-lived
-    objects of the modules Dask, Zarr and NumPy import, and scanning them found nothing to
-    free (45 ms of a tiny job's 0.7 s, 51 ms in 245 collections). A command that runs longer
-    collects its cycles as usual from then on."""
+    """No cyclic garbage collection for the first ``seconds``; then one full collection, all
+    objects left frozen (never scanned again) and collection resumed.
+
+    Start-up builds the ~1M long-lived objects of the modules Dask, Zarr and NumPy import, and
+    the collections that scanned them found nothing to free (45 ms of a tiny job's 0.7 s: 51 ms
+    in 245 collections). A command that runs longer frees the cycles of its first seconds in
+    that one collection -- run by the timer's thread, so no finalizer it calls can swallow a
+    signal meant for the main thread -- and collects as usual from then on.
+    """
 
     def resume() -> None:
+        gc.collect()
         gc.freeze()
         gc.enable()
 
