@@ -59,6 +59,7 @@ def _sharded(path, shape, shards, chunks, dtype="float32", compressors=None):
     )
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "lz4"])
 @pytest.mark.parametrize(
     ("shape", "shards", "chunks", "dtype"),
     [
@@ -68,12 +69,14 @@ def _sharded(path, shape, shards, chunks, dtype="float32", compressors=None):
     ],
 )
 def test_a_whole_shard_written_in_one_buffer_reads_back_through_zarr(
-    tmp_path, shape, shards, chunks, dtype
+    tmp_path, shape, shards, chunks, dtype, compressed
 ):
     rng = np.random.default_rng(sum(shape))
     data = rng.standard_normal(shape).astype(dtype)
-    ours = _sharded(tmp_path / "ours.zarr", shape, shards, chunks, dtype)
-    theirs = _sharded(tmp_path / "theirs.zarr", shape, shards, chunks, dtype)
+    data[0] = 0  # compressible chunks, and (compressed) an all-zero one
+    codecs = [BloscCodec(cname="lz4", shuffle="shuffle"), Crc32cCodec()] if compressed else None
+    ours = _sharded(tmp_path / "ours.zarr", shape, shards, chunks, dtype, codecs)
+    theirs = _sharded(tmp_path / "theirs.zarr", shape, shards, chunks, dtype, codecs)
     for origin in np.ndindex(*(n // s for n, s in zip(shape, shards, strict=True))):
         selection = tuple(slice(o * s, (o + 1) * s) for o, s in zip(origin, shards, strict=True))
         assert write_whole_object(ours, selection, data[selection])
@@ -127,7 +130,7 @@ def test_a_damaged_shard_written_so_is_refused(tmp_path):
         reopened[1]
 
 
-def test_anything_but_one_whole_uncompressed_object_is_left_to_zarr(tmp_path):
+def test_anything_but_one_whole_object_of_featuremaps_layouts_is_left_to_zarr(tmp_path):
     values = np.zeros((2, 16, 16), dtype=np.float32)
     whole = (slice(0, 2), slice(0, 16), slice(0, 16))
     sharded = _sharded(tmp_path / "s.zarr", (2, 20, 16), (2, 16, 16), (1, 16, 16))
@@ -135,15 +138,12 @@ def test_anything_but_one_whole_uncompressed_object_is_left_to_zarr(tmp_path):
     assert not write_whole_object(
         sharded, (slice(0, 2), slice(16, 20), slice(0, 16)), values[:, :4]
     )
-    compressed = _sharded(
-        tmp_path / "c.zarr", (2, 16, 16), (2, 16, 16), (1, 16, 16), compressors=(BloscCodec(),)
-    )
-    plain = zarr.create_array(
+    unsharded_compressed = zarr.create_array(
         tmp_path / "p.zarr", shape=(2, 16, 16), chunks=(2, 16, 16), dtype="f4"
     )
     v2 = zarr.create_array(
         tmp_path / "v2.zarr", shape=(2, 16, 16), chunks=(2, 16, 16), dtype="f4", zarr_format=2
     )
-    for array in (compressed, plain, v2):
+    for array in (unsharded_compressed, v2):
         assert not write_whole_object(array, whole, values)
     assert not list((tmp_path / "s.zarr").rglob("c/*"))  # nothing written
