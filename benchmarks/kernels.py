@@ -7,7 +7,8 @@ Usage::
 Cases: the "small" group against PyTorch (7x7, 5x5/2, 3x3; AlexNet's 11x11/4 on 3 -> 24 channels,
 1024^2 and 8 x 227^2; ResNet's 7x7/2 stem; depthwise 3x3; 5x5; 1x1), summarised by the geometric
 mean and the minimum of the ratios; then a large kernel against SciPy's FFT and a separable bank
-against scipy.ndimage. Times are medians of ``--repeats`` calls, ours and the peer's interleaved.
+against scipy.ndimage. Times are medians of ``--repeats`` calls, ours and the peer's interleaved,
+each repeat starting with another side.
 Prints per case: featuremap seconds (padding included), peer seconds, ratio = peer / featuremap
 (> 1: featuremap is faster), the method chosen (for the GEMM with its patch path,
 :func:`featuremap.engine.kernels.gemm.patch_path`), and the peak memory of our call beyond its input
@@ -151,8 +152,11 @@ def main() -> None:
         error = float(np.abs(result - expected).max()) / scale
         numpy_only = _without_torch(ours)
         times = {"ours": [], "peer": [], "numpy": []}
-        for _ in range(args.repeats):  # interleaved: a busy spell slows all sides alike
-            for side, function in (("ours", ours), ("peer", peer), ("numpy", numpy_only)):
+        sides = [("ours", ours), ("peer", peer), ("numpy", numpy_only)]
+        for repeat in range(args.repeats):  # interleaved: a busy spell slows all sides alike
+            # each repeat starts with another side: no side always runs right after the
+            # NumPy-only call, whose memory traffic leaves the caches cold for the next one
+            for side, function in sides[repeat % 3 :] + sides[: repeat % 3]:
                 times[side].append(_timed(function))
         ours_s, peer_s, numpy_s = (
             statistics.median(t[0] for t in times[side]) for side in ("ours", "peer", "numpy")
