@@ -26,7 +26,9 @@ interpreter's finalization after it (0.15-0.35 CPU s, measured by ending with ``
 Since the console script ends with ``os._exit`` and auto's sample is at most 1/16 of a small
 job's output (2026-12-05, load 2.4-2.9, 7 rounds): floor 0.35 s, cold 0.69 s (1.98x the floor,
 CPU 1.80x), warm 0.69 s, baseline 1.73 s (cold 2.51x faster, 2.79x in CPU: the 3x goal is not
-met).
+met). With the garbage collector paused at start-up and blocks written as one buffer (2026-12-05,
+load 1.7, 7 rounds): floor 0.43 s, cold 0.69 s (1.62x, CPU 1.54x), warm 0.70 s, baseline 1.81 s
+(cold 2.63x faster, 2.95x in CPU: still short of 3x).
 
 Usage::
 
