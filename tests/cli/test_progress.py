@@ -4,6 +4,8 @@ is also where a signal whose exception a finalizer dropped stops the run."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -51,7 +53,7 @@ class _Finalized:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_signal_dropped_by_a_finalizer_stops_the_run_at_its_next_progress_report():
-    previous = signal.getsignal(signal.SIGTERM)
+    previous, previous_hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
     try:
         install_handlers()
         with progress_reporter() as report:
@@ -66,3 +68,28 @@ def test_a_signal_dropped_by_a_finalizer_stops_the_run_at_its_next_progress_repo
     finally:
         clear_pending()
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+
+
+def test_an_interrupt_a_finalizer_dropped_is_not_printed():
+    # Python reports an exception raised in a finalizer ("Exception ignored in ...") on
+    # stderr: an interrupt is pending instead, said in the command's one line when it stops
+    code = (
+        "import signal, sys\n"
+        "from featuremap.cli._signals import Interrupted, install_handlers, raise_pending\n"
+        "install_handlers()\n"
+        "class Finalized:\n"
+        "    def __del__(self): signal.raise_signal(signal.SIGINT)\n"
+        "Finalized()\n"
+        "class Broken:\n"
+        "    def __del__(self): raise ValueError('a real error')\n"
+        "Broken()\n"
+        "try:\n"
+        "    raise_pending()\n"
+        "except Interrupted as stopped:\n"
+        "    print('pending', stopped)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout == "pending SIGINT\n"
+    assert "Interrupted" not in result.stderr
+    assert "ValueError: a real error" in result.stderr  # other errors are still reported
