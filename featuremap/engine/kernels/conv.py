@@ -375,8 +375,8 @@ def conv2d_valid(
     shape = (*images.shape[:2], images.shape[2] + top + bottom, images.shape[3] + left + right)
     chosen, plans = _method_for(method, images, weight, stride, dilation, groups, shape)
     # torch pads symmetrically inside its call; everything else computes on a padded copy
-    torch_padding = (top, left) if chosen == "torch" and (top, left) == (bottom, right) else None
-    if padded and torch_padding is None:
+    torch_pads = padded and chosen == "torch" and (top, left) == (bottom, right)
+    if padded and not torch_pads:
         images = pad(images, zero_padding, "zeros")
     precision = None  # of the FFT: fft_conv decides where it was forced
     if method == "auto" and chosen == "fft":
@@ -395,14 +395,15 @@ def conv2d_valid(
             )
     out_shape = (images.shape[0], n_filters, out_h, out_w)
     if chosen == "torch":
-        out = onednn.torch_conv(images, weight, stride, dilation, groups, torch_padding or (0, 0))
+        padding = (top, left) if torch_pads else (0, 0)
+        out = onednn.torch_conv(images, weight, stride, dilation, groups, padding)
     else:
         out = xp.empty(out_shape, dtype=xp.float32)
     if chosen == "polyphase":
         polyphase_conv(images, weight, stride, dilation, groups, out)
     if chosen in ("torch", "polyphase") and not finite_sum(out):
         chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
-        images = pad(images, zero_padding, "zeros") if torch_padding else images
+        images = pad(images, zero_padding, "zeros") if torch_pads else images
     if chosen == "gemm":
         gemm_conv(images, weight, stride, dilation, groups, out)
     elif chosen == "fft":
