@@ -12,10 +12,12 @@ Threads: one torch call with the task's BLAS threads (:func:`._threads.blas_thre
 intra-op threads, set for the calling thread only (torch's thread count is a per-thread OpenMP
 setting, so the caller's is restored). On the 2-core development machine (AMD EPYC Zen 5,
 AVX-512, torch 2.13, 2026-12-05) torch's own 2-thread run of the 11x11/4 layer on 1024^2
-(padding 5) took 3.8-4.1 ms and 7.6-8.3 CPU-ms against 7.1-7.4 ms on one thread, from the main
+(padding 5) took 3.8-4.2 ms and 7.6-8.3 CPU-ms against 7.1-7.4 ms on one thread, from the main
 thread or another; cutting the output into row bands that Python threads passed to
-single-threaded torch calls (as this module did before) took 4.6-11.7 ms: every band re-reads
-its neighbours' input rows and pays torch's per-call reorders.
+single-threaded torch calls (as this module did before) took 5.8-11.7 ms and 10.3 CPU-ms there
+(2.2-5.6 ms against torch's 1.5-1.8 on 8 x 227^2; on 7x7/2 3 -> 64 at 512^2 the bands and one
+call both ~10 ms): every band re-reads its neighbours' input rows and pays torch's per-call
+reorders.
 
 Non-finite inputs: a direct convolution propagates NaN/Inf exactly to the windows that hold
 them, but which algorithm torch runs is its choice, so an output that is not all finite (a
