@@ -26,6 +26,7 @@ OpenBLAS thread count); scipy.ndimage is single-threaded by design.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -68,8 +69,22 @@ def _median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+#: Settling time before every timed call. torch's OpenMP threads spin after each of its calls
+#: (libgomp's default wait policy: ~5 ms on this machine), taking a core from whatever runs
+#: next in the process: featuremap's numba depthwise 3x3 took 6-9 ms wall and 12-16 CPU-ms
+#: right after torch's call against 3.5 ms and 4.5 CPU-ms otherwise (GOMP_SPINCOUNT=0: 3.9 ms).
+#: The main thread busy-waits meanwhile (sleeping let the VM's vCPUs idle down: torch's next
+#: 8 x 227^2 call took 8.6 ms instead of 1.7), so every side starts on a settled machine
+#: whichever side ran before it.
+_SETTLE_SECONDS = 0.01
+
+
 def _timed(function) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    """(wall seconds, CPU seconds of this process, all threads) of one call, after
+    :data:`_SETTLE_SECONDS` of busy waiting."""
+    settled = time.perf_counter() + _SETTLE_SECONDS
+    while time.perf_counter() < settled:
+        pass
     wall, cpu = time.perf_counter(), time.process_time()
     function()
     return time.perf_counter() - wall, time.process_time() - cpu
@@ -133,6 +148,11 @@ def main() -> None:
     from featuremap.engine.kernels import gemm as gemm_module
 
     torch.set_num_threads(args.threads)
+    # featuremap imports its optional backends once they pay (kernels/_optional.py); a long job
+    # has them imported, so the benchmark measures that steady state: torch is imported above
+    # for the peer, numba (the "fast" extra, depthwise layers) here where it is installed
+    with contextlib.suppress(ImportError):
+        import numba  # noqa: F401
     rng = np.random.default_rng(0)
     rows = []
 
@@ -152,11 +172,14 @@ def main() -> None:
         error = float(np.abs(result - expected).max()) / scale
         numpy_only = _without_torch(ours)
         times = {"ours": [], "peer": [], "numpy": []}
-        sides = [("ours", ours), ("peer", peer), ("numpy", numpy_only)]
+        pair = [("ours", ours), ("peer", peer)]
         for repeat in range(args.repeats):  # interleaved: a busy spell slows all sides alike
-            # each repeat starts with another side: no side always runs right after the
-            # NumPy-only call, whose memory traffic leaves the caches cold for the next one
-            for side, function in sides[repeat % 3 :] + sides[: repeat % 3]:
+            # ours and the peer swap places every repeat and the NumPy-only call comes last,
+            # so each of them follows it (whose memory traffic leaves the caches cold for the
+            # next call) equally often; rotating all three sides made ours follow it in two
+            # repeats of three and the peer in one (torch-routed cases: +0.3-0.4 ms for ours)
+            order = pair if repeat % 2 == 0 else pair[::-1]
+            for side, function in (*order, ("numpy", numpy_only)):
                 times[side].append(_timed(function))
         ours_s, peer_s, numpy_s = (
             statistics.median(t[0] for t in times[side]) for side in ("ours", "peer", "numpy")

@@ -89,7 +89,7 @@ OutputChecksum = Literal["crc32c", "none"]
 OUTPUT_CHECKSUMS: Final[tuple[OutputChecksum, ...]] = get_args(OutputChecksum)
 
 #: Convolution algorithms of the kernels (``auto`` picks by a cost model).
-ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct", "torch", "polyphase"]
+ConvMethod = Literal["auto", "gemm", "fft", "separable", "direct", "torch", "polyphase", "numba"]
 CONV_METHODS: Final[tuple[ConvMethod, ...]] = get_args(ConvMethod)
 
 #: A job's state as its store records it: ``running`` until its last write, then ``complete``

@@ -4,25 +4,23 @@ imported by it, on the first float16 cast).
 The loop's body is LLVM's ``fptrunc float to half`` (round to nearest even, IEEE-754), which
 LLVM vectorises to F16C / AVX-512 ``vcvtps2ph`` for the host CPU; numba has no float16 scalar,
 so the loop writes the halves' bit patterns into a ``uint16`` view of the output. Both are
-module-level functions so that numba's on-disk cache (keyed on this file) serves every later
-process; where no cache directory is writable numba refuses ``cache=True`` and the loop is
-compiled in each process instead.
+module-level functions so that numba's on-disk cache serves every later process
+(:func:`.._numba.compile_loop`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import numba
 import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic
 
+from featuremap.engine._numba import compile_loop
+
 __all__ = ["half_bits_into", "widen_into"]
 
-_LOG = logging.getLogger(__name__)
 _SIGNATURE = "void(float32[::1], uint16[::1])"
 
 
@@ -63,18 +61,9 @@ def _loop(values: np.ndarray, out: np.ndarray) -> None:
         out[index] = _half_bits(values[index])  # type: ignore[call-arg]  # typingctx: numba
 
 
-def _compile(loop: Any, signature: str) -> Any:
-    """``loop`` compiled, cached on disk where a cache directory is writable."""
-    try:
-        return numba.njit(signature, cache=True, nogil=True, boundscheck=False)(loop)
-    except RuntimeError as error:  # "no locator available": nowhere to write the cache
-        _LOG.debug("numba cache unavailable (%s): compiling in this process", error)
-        return numba.njit(signature, cache=False, nogil=True, boundscheck=False)(loop)
-
-
 #: ``half_bits_into(values, out)``: float32 ``values`` (1-D, contiguous) into the float16 bit
 #: patterns ``out`` (uint16, same size).
-half_bits_into = _compile(_loop, _SIGNATURE)
+half_bits_into = compile_loop(_loop, _SIGNATURE)
 #: ``widen_into(bits, out)``: float16 bit patterns (uint16, 1-D, contiguous) into their float32
 #: values ``out`` (``vcvtph2ps``).
-widen_into = _compile(_widen_loop, "void(uint16[::1], float32[::1])")
+widen_into = compile_loop(_widen_loop, "void(uint16[::1], float32[::1])")

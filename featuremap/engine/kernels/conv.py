@@ -42,6 +42,15 @@ not the FFT cost, which moves the crossover to larger kernels; the model account
   112 ms), depthwise banks (25 vs 13 ms) and 1x1 (33 vs 11 ms). ``"auto"`` takes it only where
   it is :data:`TORCH_MARGIN` faster than the best NumPy path.
 
+* ``numba``: a direct loop compiled by numba (:mod:`.numba_direct`), only where numba is
+  installed (the ``fast`` extra; imported once it pays), NumPy input: ``J C_g kh kw``
+  multiply-adds per output pixel at ``NUMBA_MACS`` (``NUMBA_STRIDED_MACS`` with a column stride)
+  plus ``NUMBA_ROW_SECONDS`` per output row and tap; for ``NUMBA_MIN_GROUPS`` groups or more
+  only. It wins for depthwise-like layers (one or a few filters per group), whose GEMMs are
+  GEMVs after a large patch copy: depthwise 3x3 on
+  64 x 256^2, one core, 3.0-3.4 ms against the GEMM's 6-13 ms and torch's 24-28 ms. It pads
+  itself and adds the bias in its loop.
+
 On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) for kernels up to
 7x7 whose tile fits shared memory; larger kernels go through the cost model like on the CPU.
 """
@@ -57,9 +66,10 @@ from featuremap._vocabulary import CONV_METHODS, ConvMethod
 from featuremap.engine.geometry import Pair, output_length
 from featuremap.engine.kernels import (
     cuda,  # importing it never imports CuPy
+    numba_direct,  # nor numba
     onednn,
 )
-from featuremap.engine.kernels._namespace import array_namespace, finite_sum
+from featuremap.engine.kernels._namespace import array_namespace, finite_sum, sum_of_squares
 from featuremap.engine.kernels.fft import fft_conv, spectra_dtype, transformed_rows
 from featuremap.engine.kernels.gemm import gemm_conv, phase_elements, use_phases
 from featuremap.engine.kernels.padding import pad
@@ -97,6 +107,15 @@ TORCH_OUT_SECONDS = 0.1e-9  # per output element, output within TORCH_CACHE_BYTE
 TORCH_SPILL_SECONDS = 2e-9  # per output element beyond it
 TORCH_CACHE_BYTES = 32 << 20
 TORCH_CALL_SECONDS = 120e-6  # per call (its reorders of the weights, its threads' start)
+# numba's direct loop (2-thread units, halved from one core: depthwise 3x3 64 x 256^2 3.0 ms,
+# 1 -> 16 7x7 on 1024^2 ~30 ms; a column stride makes its loads gathers: 3x3/2 4.7 ms)
+NUMBA_MACS = 60e9  # multiply-adds per second, stride 1 along x
+NUMBA_STRIDED_MACS = 5e9  # with a column stride
+NUMBA_ROW_SECONDS = 6e-9  # per output row and tap (slicing, the tap's bounds)
+# grouped calls of this many groups only (learned depthwise layers, not banks on images)
+NUMBA_MIN_GROUPS = 16
+# outputs bounded by this are far from float32's overflow (3.4e38) in any algorithm (_keeps)
+SAFE_MAGNITUDE = 1e30
 # "auto" takes torch only where it is estimated this much faster (its rates vary more by shape)
 TORCH_MARGIN = 0.8
 # stride-1 calls only from this many input channels on (learned layers, not banks on images)
@@ -193,6 +212,10 @@ def estimate_seconds(
         per_output = TORCH_OUT_SECONDS if outputs * 4 <= TORCH_CACHE_BYTES else TORCH_SPILL_SECONDS
         flops = 2.0 * outputs * group_channels * kh * kw
         return flops / TORCH_FLOPS + outputs * per_output + TORCH_CALL_SECONDS
+    if method == "numba":
+        row_taps = n_images * n_filters * out_h * group_channels * kh * kw
+        rate = NUMBA_MACS if stride[1] == 1 else NUMBA_STRIDED_MACS
+        return row_taps * out_w / rate + row_taps * NUMBA_ROW_SECONDS
     if method == "separable":
         rows = _gemm_seconds(n_images * height * out_w, row_filters, 1, 1, kw) * channels
         block_span = (COLUMN_BLOCK - 1) * stride[0] + dilation[0] * (kh - 1) + 1
@@ -213,7 +236,7 @@ def choose_method(
     float64_spectra: bool = False,
 ) -> str:
     """The fastest applicable method for this call: ``"gemm"``, ``"fft"``, ``"separable"``,
-    ``"polyphase"`` (strided) or (torch installed) ``"torch"``.
+    ``"polyphase"`` (strided), (numba installed) ``"numba"`` or (torch installed) ``"torch"``.
 
     Parameters
     ----------
@@ -243,8 +266,8 @@ def _choose(
     float64_spectra: bool = False,
     on_cpu: bool = True,
 ) -> tuple[str, list[ChannelPlan] | None]:
-    """``(method, separable plan or None)`` of the cheapest applicable method; ``"torch"`` only
-    ``on_cpu`` (NumPy input) and where :func:`_torch_wins`."""
+    """``(method, separable plan or None)`` of the cheapest applicable method; ``"numba"`` and
+    ``"torch"`` only ``on_cpu`` (NumPy input) and where :func:`_numba_wins`, :func:`_torch_wins`."""
     gemm = estimate_seconds("gemm", x_shape, weight.shape, stride, dilation, groups)
     if not finite:
         return "gemm", None
@@ -269,9 +292,36 @@ def _choose(
             "polyphase", x_shape, weight.shape, stride, dilation, groups
         )
     best = min(costs, key=costs.__getitem__)
+    if on_cpu and _numba_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
+        return "numba", None
     if on_cpu and _torch_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
         return "torch", None
     return best, None
+
+
+def _numba_wins(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    best_seconds: float,
+) -> bool:
+    """Whether numba's direct loop applies (:data:`NUMBA_MIN_GROUPS` groups or more), is
+    installed, estimated faster than ``best_seconds`` and worth numba's import
+    (:func:`.numba_direct.worth_importing`), and loads.
+
+    As with torch, which method runs decides the summation order, so where this path may run
+    a result depends by an ulp or so on whether numba is installed and imported yet: grouped
+    layers of many groups (learned depthwise layers) only, never a bank on the few channels of
+    an image, whose results must not depend on it (a single 33x33 filter on 256^2 would be
+    faster here than on the GEMM)."""
+    if groups < NUMBA_MIN_GROUPS or not numba_direct.available():
+        return False
+    seconds = estimate_seconds("numba", x_shape, weight_shape, stride, dilation, groups)
+    if seconds >= best_seconds or not numba_direct.worth_importing(best_seconds - seconds):
+        return False
+    return numba_direct.usable()
 
 
 def _torch_wins(
@@ -306,6 +356,23 @@ def _torch_wins(
     return onednn.worth_importing(best_seconds - seconds)
 
 
+def _keeps(images: Array, weight: Array, out: Array) -> bool:
+    """Whether ``out``, computed by torch or the phases (which may carry a NaN/Inf beyond the
+    windows that hold it), is right: the input is bounded, where it is the smaller array to
+    check, or else the output is finite (:func:`._namespace.finite_sum`).
+
+    A finite input bounds every output by ``|x|_max sum|w_j|`` (``|x|_max <= sqrt(sum x^2)``), and
+    where that bound is far from float32's range no algorithm's intermediates overflow either:
+    7x7/2 3 -> 64 on 512^2 checks 0.8M input values instead of 4.2M output values (1 ms of its
+    8 ms on one core)."""
+    if math.prod(images.shape) < math.prod(out.shape):
+        xp = array_namespace(weight)
+        gain = float(xp.abs(weight).sum(axis=(1, 2, 3)).max())
+        if math.sqrt(sum_of_squares(images)) * gain < SAFE_MAGNITUDE:  # False for NaN
+            return True
+    return finite_sum(out)
+
+
 def _finite(x: Array) -> bool:
     return bool(array_namespace(x).isfinite(x).all())
 
@@ -337,10 +404,11 @@ def conv2d_valid(
     zero_padding : ((top, bottom), (left, right))
         Zeros around ``x``. Where oneDNN runs the call and the padding is symmetric, torch adds
         them inside its own call (no padded copy of the input: a tenth of an 11x11 stride-4
-        layer's time); every other method gets a padded copy first.
-    method : {"auto", "gemm", "fft", "separable", "direct", "torch", "polyphase"}
+        layer's time); numba's loop skips them; every other method gets a padded copy first.
+    method : {"auto", "gemm", "fft", "separable", "direct", "torch", "polyphase", "numba"}
         ``"auto"`` picks the fastest (:func:`choose_method`; on CuPy arrays the CUDA
-        ``"direct"`` kernel for kernels up to 7x7). ``"torch"`` (NumPy input, torch installed)
+        ``"direct"`` kernel for kernels up to 7x7). ``"numba"`` (NumPy input, numba installed)
+        is exact for NaN/Inf like the GEMM. ``"torch"`` (NumPy input, torch installed)
         and ``"polyphase"`` fall back to the GEMM where their output is not all finite. Forcing ``"fft"`` or
         ``"separable"`` on an input with NaN/Inf, or ``"separable"`` on a bank that is not rank 1,
         raises ``ValueError``.
@@ -374,9 +442,10 @@ def conv2d_valid(
     images = x.reshape((-1, *x.shape[-3:]))
     shape = (*images.shape[:2], images.shape[2] + top + bottom, images.shape[3] + left + right)
     chosen, plans = _method_for(method, images, weight, stride, dilation, groups, shape)
-    # torch pads symmetrically inside its call; everything else computes on a padded copy
+    # numba's loop skips the padding; torch pads symmetrically inside its call; everything
+    # else computes on a padded copy
     torch_pads = padded and chosen == "torch" and (top, left) == (bottom, right)
-    if padded and not torch_pads:
+    if padded and not torch_pads and chosen != "numba":
         images = pad(images, zero_padding, "zeros")
     precision = None  # of the FFT: fft_conv decides where it was forced
     if method == "auto" and chosen == "fft":
@@ -401,7 +470,10 @@ def conv2d_valid(
         out = xp.empty(out_shape, dtype=xp.float32)
     if chosen == "polyphase":
         polyphase_conv(images, weight, stride, dilation, groups, out)
-    if chosen in ("torch", "polyphase") and not finite_sum(out):
+    if chosen == "numba":  # the bias is added in its loop
+        numba_direct.numba_conv(images, weight, bias, stride, dilation, groups, (top, left), out)
+        return out.reshape(batch + out.shape[1:])
+    if chosen in ("torch", "polyphase") and not _keeps(images, weight, out):
         chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
         images = pad(images, zero_padding, "zeros") if torch_pads else images
     if chosen == "gemm":
@@ -440,15 +512,16 @@ def _method_for(
     """Resolve ``method`` to ``(name, separable plan)`` for ``images`` padded to ``shape``,
     refusing forced methods that cannot apply (zero padding changes neither finiteness nor rank).
 
-    The GEMM is exact for NaN/Inf, so only the choice or the forcing of another method needs
-    the finiteness check (a full pass over the input); ``"auto"`` then falls back to the GEMM.
+    The GEMM and numba's direct loop are exact for NaN/Inf, so only the choice or the forcing
+    of another method needs the finiteness check (a full pass over the input); ``"auto"`` then
+    falls back to the GEMM.
     """
     if method == "auto":
         on_cpu = array_namespace(images).__name__ == "numpy"
         chosen, plans = _choose(shape, weight, stride, dilation, groups, finite=True, on_cpu=on_cpu)
         # torch's and the phases' outputs are checked instead (conv2d_valid): one pass over
         # a smaller array
-        if chosen not in ("gemm", "torch", "polyphase") and not _finite(images):
+        if chosen not in ("gemm", "numba", "torch", "polyphase") and not _finite(images):
             return "gemm", None
         return chosen, plans
     if method == "torch":
@@ -461,6 +534,14 @@ def _method_for(
         return method, None
     if method == "polyphase":
         return method, None  # its output is checked (conv2d_valid)
+    if method == "numba":  # exact for NaN/Inf like the GEMM
+        if array_namespace(images).__name__ != "numpy":
+            raise InputError("method 'numba' needs a NumPy array; use 'auto' for CuPy input")
+        if not numba_direct.usable():
+            raise InputError(
+                "method 'numba' needs numba (pip install 'featuremap[fast]'); use 'auto' or 'gemm'"
+            )
+        return method, None
     if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "

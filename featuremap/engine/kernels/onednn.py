@@ -27,42 +27,34 @@ single pass over the output: a sum) is recomputed by the exact GEMM path by the 
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
 import warnings
 from typing import Any
 
 import numpy
 
 from featuremap._typing import Array
+from featuremap.engine.kernels._optional import OptionalModule
 from featuremap.engine.kernels._threads import blas_threads
 
 __all__ = ["IMPORT_SECONDS", "available", "torch_conv", "worth_importing"]
 
-#: What importing torch costs a process (CPU build 2.13 on this machine kind: 1.4-1.7 CPU-s). Until
-#: a process has torch, "auto" takes it only once the time it would have saved there adds up to
-#: this: a small job never pays the import, a long one pays it once (at most twice the better
-#: of the two choices, the ski-rental bound).
+#: What importing torch costs a process (CPU build 2.13 on this machine kind: 1.4-1.7 CPU-s); until
+#: then "auto" takes torch only once the time it would have saved adds up to this
+#: (:class:`._optional.OptionalModule`).
 IMPORT_SECONDS = 1.5
-_forgone_seconds = 0.0  # saved time given up so far in this process (races only delay the switch)
+_TORCH = OptionalModule("torch", IMPORT_SECONDS)
 
 
 def worth_importing(saving_seconds: float) -> bool:
     """Whether a call that torch would make ``saving_seconds`` faster should use it: always once
     torch is imported in this process, otherwise when the savings given up reach the import's
     cost (:data:`IMPORT_SECONDS`)."""
-    global _forgone_seconds
-    if "torch" in sys.modules:
-        return True
-    _forgone_seconds += saving_seconds
-    return _forgone_seconds >= IMPORT_SECONDS
+    return _TORCH.worth_importing(saving_seconds)
 
 
-@functools.cache
 def available() -> bool:
     """Whether torch can be imported (checked once, without importing it)."""
-    return importlib.util.find_spec("torch") is not None
+    return _TORCH.available()
 
 
 def _tensor(torch: Any, array: numpy.ndarray) -> Any:

@@ -22,7 +22,7 @@ from featuremap.engine.kernels import choose_method, conv2d_valid
 from featuremap.errors import InputError
 
 
-@pytest.mark.parametrize("method", ["auto", "gemm", "fft", "polyphase", "torch"])
+@pytest.mark.parametrize("method", ["auto", "gemm", "fft", "polyphase", "torch", "numba"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 def test_conv_matches_torch(case, method):
     batch, channels, n_filters, kh, kw, stride, dilation, groups, height, width = CONV_CASES[case]
@@ -40,7 +40,7 @@ def test_conv_matches_float64_reference(case):
         100 + case, batch, channels, n_filters, kh, kw, groups, height, width
     )
     expected = reference64(x, weight, bias, stride, dilation, groups)
-    for method in ("gemm", "fft", "polyphase", "torch"):
+    for method in ("gemm", "fft", "polyphase", "torch", "numba"):
         result = conv2d_valid(
             x, weight, bias, stride=stride, dilation=dilation, groups=groups, method=method
         )
@@ -56,7 +56,7 @@ def test_nan_and_inf_propagate_like_torch():
     weight = rng.standard_normal((5, 3, 7, 7)).astype(np.float32)  # large enough to tempt FFT
     expected = torch_conv(x, weight, None, (1, 1), (1, 1), 1)
     assert choose_method(x.shape, weight, (1, 1), (1, 1), 1, finite=False) == "gemm"
-    for method in ("auto", "gemm"):
+    for method in ("auto", "gemm", "numba"):
         result = conv2d_valid(x, weight, method=method)
         np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
         np.testing.assert_array_equal(np.isposinf(result), np.isposinf(expected))

@@ -15,7 +15,7 @@ from support.torch_reference import (
     reference64,
 )
 
-from featuremap.engine.kernels import choose_method, conv2d_valid, onednn
+from featuremap.engine.kernels import choose_method, conv2d_valid, numba_direct, onednn
 from featuremap.engine.kernels._namespace import finite_sum
 from featuremap.errors import InputError
 
@@ -113,8 +113,30 @@ def test_nan_and_inf_fall_back_to_the_exact_gemm(method):
     np.testing.assert_array_equal(result, expected)  # NaN where expected has NaN, bit for bit
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the GEMM's
+@pytest.mark.parametrize("method", ["torch", "polyphase"])
+def test_an_input_smaller_than_the_output_is_the_one_checked(method):
+    """7x7/2 3 -> 64: the input (3 channels) is checked instead of the output (64): a NaN or
+    an infinity there still sends the call to the exact GEMM, and an input too large to bound
+    the output away from overflow still has its output checked."""
+    rng = np.random.default_rng(11)
+    weight = rng.standard_normal((64, 3, 7, 7)).astype(np.float32)
+    for value in (np.nan, np.inf):
+        x = rng.standard_normal((3, 60, 61)).astype(np.float32)
+        x[1, 30, 17] = value
+        expected = conv2d_valid(x, weight, stride=(2, 2), method="gemm")
+        result = conv2d_valid(x, weight, stride=(2, 2), method=method)
+        np.testing.assert_array_equal(result, expected)
+    huge = rng.standard_normal((3, 60, 61)).astype(np.float32) * np.float32(1e37)
+    expected = conv2d_valid(huge, weight, stride=(2, 2), method="gemm")
+    result = conv2d_valid(huge, weight, stride=(2, 2), method=method)
+    np.testing.assert_array_equal(np.isfinite(result), np.isfinite(expected))
+    assert not np.isfinite(expected).all()  # the case overflows somewhere
+
+
 def test_cost_model_takes_torch_for_strided_or_many_channel_layers_only(monkeypatch):
     monkeypatch.setattr(onednn, "worth_importing", lambda saving: True)
+    monkeypatch.setattr(numba_direct, "available", lambda: False)  # depthwise: test_numba_direct
     rng = np.random.default_rng(9)
     alexnet = rng.standard_normal((24, 3, 11, 11)).astype(np.float32)
     assert choose_method((3, 1034, 1034), alexnet, (4, 4), (1, 1), 1) == "torch"
