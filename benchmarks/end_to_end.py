@@ -86,8 +86,23 @@ def stored_bytes(path: str) -> int:
 
 def _count_reads(prefix: str) -> None:
     """On a worker: count the bytes Zarr stores hand out for keys under ``prefix`` (a wrapper
-    around ``get``; the total is kept on the store classes, read back by :func:`_reads_and_rss`)."""
+    around ``get``; the total is kept on the store classes, read back by :func:`_reads_and_rss`),
+    and the chunk files featuremap reads itself (:mod:`featuremap.io.chunk_files`), counted on
+    ``LocalStore`` too."""
     from zarr.storage import FsspecStore, LocalStore
+
+    from featuremap.io import chunk_files
+
+    if not hasattr(chunk_files, "_bench_original_file_bytes"):
+        chunk_files._bench_original_file_bytes = chunk_files.file_bytes
+
+        def file_bytes(path):
+            value = chunk_files._bench_original_file_bytes(path)
+            if value is not None and str(path).startswith(LocalStore._bench_prefix):
+                LocalStore._bench_bytes += len(value)
+            return value
+
+        chunk_files.file_bytes = file_bytes
 
     for store_class in (FsspecStore, LocalStore):
         if not hasattr(store_class, "_bench_original_get"):

@@ -25,6 +25,7 @@ import zarr
 
 from featuremap.errors import InputError, error_line
 from featuremap.io._zarr_private import read_selections
+from featuremap.io.chunk_files import read_chunk_files
 
 __all__ = ["CACHE_BYTES", "ChunkCache", "read_region"]
 
@@ -114,7 +115,8 @@ def read_region(
 def _read_chunks(
     array: zarr.Array[Any], missing: Sequence[tuple[int, ...]], chunk_shape: tuple[int, ...]
 ) -> dict[tuple[int, ...], np.ndarray]:
-    """The ``missing`` chunks, each decoded into its own array, with one call into Zarr.
+    """The ``missing`` chunks, each decoded into its own array: read from their files where the
+    layout allows (:mod:`.chunk_files`), else with one call into Zarr.
 
     One call, not one per chunk: each call is a round trip through Zarr's event-loop thread,
     which costs more than decoding a small chunk (a trivial block's window touches 9 chunks).
@@ -128,7 +130,9 @@ def _read_chunks(
             for start, size, extent in zip(position, chunk_shape, array.shape, strict=True)
         )
 
-    decoded = read_selections(array, [chunk_index(position) for position in missing])
+    decoded = read_chunk_files(array, missing)  # straight from their files where it can
+    if decoded is None:
+        decoded = read_selections(array, [chunk_index(position) for position in missing])
     chunks = {}
     for position, chunk in zip(missing, decoded, strict=True):
         if isinstance(chunk, Exception):
