@@ -137,7 +137,7 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes | memoryview) -> None:
     """Replace ``path`` by ``data`` in one step: written beside it as ``*.partial``, then renamed
     over it, so that a crash or a full disk leaves the old file or the new, never a torn one."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")

@@ -4,16 +4,19 @@
 ``Array.async_array`` is the asynchronous array behind a synchronous one. Together they read
 several chunks in one round trip through that loop (:func:`read_selections`), which the public
 API cannot: one ``array[...]`` call per chunk costs a loop round trip each, more than decoding a
-small chunk. ``sync`` also runs the one store write of :func:`write_whole_object`, which
-encodes compressed inner chunks through the sharding codec's own pipeline and its private
-``_get_chunk_spec``.
-``tests/io/test_zarr_private.py`` fails loudly when either moves.
+small chunk. :func:`write_whole_object` encodes compressed inner chunks with the sharding codec's
+own codecs, called synchronously (their private ``_encode_sync``, with the chunk spec of the
+private ``_get_chunk_spec``: no hop through the loop and a worker thread per chunk and codec),
+and writes the object straight to its file in a local store (atomically, as Zarr's
+``LocalStore`` does), elsewhere through ``sync``.
+``tests/io/test_zarr_private.py`` fails loudly when any of them moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import google_crc32c
@@ -22,6 +25,9 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync  # private: see the module docstring
+from zarr.storage import LocalStore
+
+from featuremap.io._paths import write_atomically
 
 __all__ = ["read_selections", "write_whole_object"]
 
@@ -79,9 +85,21 @@ def write_whole_object(
         data_bytes = encoded.size - index.nbytes - 4
         encoded[data_bytes:-4] = index.reshape(-1).view(np.uint8)
         _put_crc32c(encoded, data_bytes, index.nbytes)
-    buffer = default_buffer_prototype().buffer.from_array_like(encoded)
-    sync((array.async_array.store_path / array.metadata.encode_chunk_key(coords)).set(buffer))
+    _put(array, array.metadata.encode_chunk_key(coords), encoded)
     return True
+
+
+def _put(array: zarr.Array[Any], key: str, encoded: np.ndarray) -> None:
+    """Store ``encoded`` as ``key`` of ``array``: a local store's file replaced in one step
+    (no round trip through Zarr's loop), any other store through Zarr."""
+    store_path = array.store_path
+    if isinstance(store_path.store, LocalStore):
+        path = Path(store_path.store.root) / store_path.path / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, encoded.data)  # a memoryview: no copy
+        return
+    buffer = default_buffer_prototype().buffer.from_array_like(encoded)
+    sync((array.async_array.store_path / key).set(buffer))
 
 
 def _inner_chunks(values: np.ndarray, inner: tuple[int, ...]) -> dict[tuple[int, ...], Any]:
@@ -128,10 +146,7 @@ def _encoded_chunks(
     prototype = default_buffer_prototype()
     shard_spec = array.metadata.get_chunk_spec(coords, array.async_array.config, prototype)
     chunk_spec = sharding._get_chunk_spec(shard_spec)  # private: see the module docstring
-    pipeline = sharding.codec_pipeline
-    arrays = [prototype.nd_buffer.from_numpy_array(chunk) for chunk in chunks.values()]
-    buffers = sync(pipeline.encode([(chunk, chunk_spec) for chunk in arrays]))
-    pieces = [None if b is None else b.as_numpy_array() for b in buffers]
+    pieces = [_encode_inner(sharding, chunk_spec, chunk) for chunk in chunks.values()]
     index = _index_for(chunks)
     data_bytes = sum(piece.size for piece in pieces if piece is not None)
     encoded = np.empty(data_bytes + index.nbytes + 4, dtype=np.uint8)
@@ -142,6 +157,20 @@ def _encoded_chunks(
             index[chunk_coords] = (start, piece.size)
             start += piece.size
     return encoded, index
+
+
+def _encode_inner(sharding: ShardingCodec, chunk_spec: Any, chunk: np.ndarray) -> np.ndarray | None:
+    """One inner chunk encoded by the shard's codecs in turn, in this thread (their private
+    ``_encode_sync``; featuremap's shards hold ``bytes`` and bytes-to-bytes codecs only, whose
+    chunk spec does not change along the chain); ``None`` where a codec drops the chunk."""
+    encoded: Any = default_buffer_prototype().nd_buffer.from_numpy_array(chunk)
+    codec: Any
+    for codec in sharding.codecs:
+        encoded = codec._encode_sync(encoded, chunk_spec)  # private: see the module docstring
+        if encoded is None:
+            return None
+    piece: np.ndarray = encoded.as_numpy_array()
+    return piece
 
 
 def _put_crc32c(encoded: np.ndarray, start: int, length: int) -> None:
@@ -157,9 +186,9 @@ _CHECKSUMMED = [BytesCodec(endian="little").to_dict(), Crc32cCodec().to_dict()]
 def _object_layout(array: zarr.Array[Any]) -> tuple[ShardingCodec | None, bool] | None:
     """``(sharding codec, plain)`` of a Zarr v3 array featuremap can write whole objects of:
     unsharded with uncompressed, checksummed chunks (``(None, True)``), or sharded with a
-    checksummed index at the end (``plain`` when its chunks are uncompressed and checksummed
-    too); ``None`` for anything else (Zarr v2, another byte order, other codecs around the
-    shards)."""
+    checksummed index at the end and inner chunks serialised by ``bytes`` first (``plain`` when
+    they are uncompressed and checksummed too); ``None`` for anything else (Zarr v2, another
+    byte order, other codecs around the shards, array-to-array codecs inside them)."""
     metadata = array.metadata
     dtype = np.dtype(array.dtype)
     if metadata.zarr_format != 3 or dtype.newbyteorder("<") != dtype.newbyteorder("="):
@@ -173,6 +202,7 @@ def _object_layout(array: zarr.Array[Any]) -> tuple[ShardingCodec | None, bool] 
         and isinstance(sharding, ShardingCodec)
         and sharding.index_location.value == "end"
         and [codec.to_dict() for codec in sharding.index_codecs] == _CHECKSUMMED
+        and isinstance(sharding.codecs[0], BytesCodec)
     ):
         plain = [codec.to_dict() for codec in sharding.codecs] == _CHECKSUMMED
         return sharding, plain

@@ -6,17 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.storage import MemoryStore
 
 from featuremap.io._zarr_private import read_selections, write_whole_object
 
 
 def test_zarr_still_has_sync_and_async_array(tmp_path):
+    from zarr.codecs import ShardingCodec
     from zarr.core.sync import sync  # noqa: F401 -- the import itself is the check
+    from zarr.storage import LocalStore
 
     array = zarr.create_array(tmp_path / "a.zarr", shape=(4,), chunks=(2,), dtype="i4")
     assert hasattr(array, "async_array")
     assert hasattr(array.async_array, "getitem")
+    assert isinstance(array.store_path.store, LocalStore)
+    assert hasattr(ShardingCodec, "_get_chunk_spec")
+    for codec in (BytesCodec, BloscCodec, ZstdCodec, Crc32cCodec):
+        assert hasattr(codec, "_encode_sync"), codec
 
 
 def test_read_selections_reads_each_selection_and_reports_failures_in_place(tmp_path):
@@ -59,7 +66,7 @@ def _sharded(path, shape, shards, chunks, dtype="float32", compressors=None):
     )
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "lz4"])
+@pytest.mark.parametrize("compressed", [False, "lz4", "zstd"], ids=["plain", "lz4", "zstd"])
 @pytest.mark.parametrize(
     ("shape", "shards", "chunks", "dtype"),
     [
@@ -74,7 +81,8 @@ def test_a_whole_shard_written_in_one_buffer_reads_back_through_zarr(
     rng = np.random.default_rng(sum(shape))
     data = rng.standard_normal(shape).astype(dtype)
     data[0] = 0  # compressible chunks, and (compressed) an all-zero one
-    codecs = [BloscCodec(cname="lz4", shuffle="shuffle"), Crc32cCodec()] if compressed else None
+    compressor = {"lz4": BloscCodec(cname="lz4", shuffle="shuffle"), "zstd": ZstdCodec(level=3)}
+    codecs = [compressor[compressed], Crc32cCodec()] if compressed else None
     ours = _sharded(tmp_path / "ours.zarr", shape, shards, chunks, dtype, codecs)
     theirs = _sharded(tmp_path / "theirs.zarr", shape, shards, chunks, dtype, codecs)
     for origin in np.ndindex(*(n // s for n, s in zip(shape, shards, strict=True))):
@@ -89,6 +97,14 @@ def test_a_whole_shard_written_in_one_buffer_reads_back_through_zarr(
         if shard.is_file():  # the same size as Zarr's own shard: nothing more, nothing less
             mine = tmp_path / "ours.zarr" / shard.relative_to(tmp_path / "theirs.zarr")
             assert mine.stat().st_size == shard.stat().st_size
+
+
+def test_a_whole_shard_in_a_store_that_is_not_local_goes_through_zarr():
+    data = np.random.default_rng(4).standard_normal((2, 16, 16)).astype(np.float32)
+    store = MemoryStore()
+    array = _sharded(store, data.shape, (2, 16, 16), (1, 8, 8), "float32", [ZstdCodec()])
+    assert write_whole_object(array, (slice(0, 2), slice(0, 16), slice(0, 16)), data)
+    np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], data)
 
 
 def test_a_whole_chunk_of_an_unsharded_array_is_the_bytes_zarr_writes(tmp_path):
