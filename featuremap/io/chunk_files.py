@@ -24,7 +24,6 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, Endian, GzipCodec, ZstdCodec
-from zarr.core.metadata import ArrayV2Metadata
 from zarr.storage import LocalStore
 
 __all__ = ["file_bytes", "read_chunk_files"]
@@ -101,8 +100,8 @@ def _decoders(array: zarr.Array[Any]) -> list[_Decode] | None:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf" or dtype.byteorder == ">":
         return None
-    metadata = array.metadata
-    if isinstance(metadata, ArrayV2Metadata):
+    metadata: Any = array.metadata
+    if metadata.zarr_format == 2:
         if metadata.filters or metadata.order != "C":
             return None
         compressor = metadata.compressor

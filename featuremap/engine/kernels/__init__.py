@@ -8,7 +8,7 @@ code runs on CuPy arrays; CuPy is never imported unless such an array arrives.
 ``conv2d_valid`` picks among its paths (:func:`choose_method`): tiled im2col + GEMM, overlap-save
 FFT for large kernels, separable 1-D passes for rank-1 banks, polyphase strided GEMM, (numba
 installed) a compiled direct loop for depthwise layers and (torch installed) oneDNN's direct
-convolution; see :mod:`.conv` for the cost model and the measured
+convolution; see :mod:`.cost` for the time model and the measured
 crossover. On CuPy arrays, kernels up to 7x7 run the CUDA direct kernel
 (:mod:`.cuda`) instead.
 """

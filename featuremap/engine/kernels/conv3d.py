@@ -20,7 +20,7 @@ im2col GEMM, FFT or 2-D separable passes, and the CUDA direct kernel on CuPy) do
 
 Banks whose every 3-D kernel is rank 1 (Gaussian derivatives) run as 1-D passes instead
 (:mod:`.separable3d`). ``method="auto"`` takes the cheapest by a time estimate
-(:func:`estimate_seconds`: :func:`.conv.estimate_seconds` of every 2-D call, the GEMM slowed for
+(:func:`estimate_seconds`: :func:`.cost.estimate_seconds` of every 2-D call, the GEMM slowed for
 few rows, plus the folds' copies, sums and per-call costs). Work goes in chunks of planes of
 about :data:`.separable3d.SLAB_BYTES`, so the scratch is bounded whatever the volume.
 
@@ -60,7 +60,7 @@ from featuremap._typing import Array
 from featuremap._validation import parse_choice
 from featuremap._vocabulary import CONV_METHODS, ConvMethod
 from featuremap.engine.geometry import output_length
-from featuremap.engine.kernels import conv, separable3d
+from featuremap.engine.kernels import cost, separable3d
 from featuremap.engine.kernels._namespace import array_namespace
 from featuremap.engine.kernels._threads import run_tiles
 from featuremap.engine.kernels.conv import conv2d_valid
@@ -74,7 +74,7 @@ __all__ = ["choose_method", "conv3d_valid", "estimate_seconds"]
 Triple = tuple[int, int, int]
 
 #: GEMM rows at which OpenBLAS's SGEMM runs at half its peak: the flops of a GEMM of ``m`` rows
-#: cost ``1 + HALF_ROWS / m`` times :data:`.conv.GEMM_FLOPS`'s time.
+#: cost ``1 + HALF_ROWS / m`` times :data:`.cost.GEMM_FLOPS`'s time.
 HALF_ROWS = 24
 #: Seconds per response summed into the output by the ``filters`` fold (2 threads).
 SUM_SECONDS = 0.3e-9
@@ -154,17 +154,17 @@ def _gemm2d_seconds(
     groups: int,
 ) -> float:
     """Estimated seconds of the 2-D convolution of ``images`` planes ``x_shape (C, H, W)`` by
-    ``weight_shape``: :func:`.conv.estimate_seconds`'s cheaper of GEMM and FFT, the GEMM slowed
+    ``weight_shape``: :func:`.cost.estimate_seconds`'s cheaper of GEMM and FFT, the GEMM slowed
     down for few rows per group (:data:`HALF_ROWS`)."""
     shape = (images, *x_shape)
     pair = (stride[1], stride[2]), (dilation[1], dilation[2])
-    gemm = conv.estimate_seconds("gemm", shape, weight_shape, *pair, groups)
+    gemm = cost.estimate_seconds("gemm", shape, weight_shape, *pair, groups)
     n_filters, group_channels, kh, kw = weight_shape
     out_h = (x_shape[1] - pair[1][0] * (kh - 1) - 1) // pair[0][0] + 1
     out_w = (x_shape[2] - pair[1][1] * (kw - 1) - 1) // pair[0][1] + 1
     flops = 2.0 * images * out_h * out_w * n_filters * group_channels * kh * kw
-    gemm += flops / conv.GEMM_FLOPS * HALF_ROWS / (n_filters // groups)
-    return min(gemm, conv.estimate_seconds("fft", shape, weight_shape, *pair, groups))
+    gemm += flops / cost.GEMM_FLOPS * HALF_ROWS / (n_filters // groups)
+    return min(gemm, cost.estimate_seconds("fft", shape, weight_shape, *pair, groups))
 
 
 def estimate_seconds(

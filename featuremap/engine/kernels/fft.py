@@ -51,7 +51,7 @@ this machine's timings drift by up to 30 % between runs): 0.050 s before, 0.051 
 0.052 s with the range test (~1.5 ms: a few passes over each channel), 0.109 s with float64
 spectra (2.1-2.2x: transforms ~1.8x, complex128 products, more bands within the scratch budget).
 ``method="auto"`` computes the range only when the FFT would win, and then re-chooses with the
-float64 cost (:data:`.conv.FFT64_FACTOR`, :func:`transformed_rows`): for one filter on 256^2
+float64 cost (:data:`.cost.FFT64_FACTOR`, :func:`transformed_rows`): for one filter on 256^2
 (many short float64 bands) GEMM wins; for the 1024^2 case above with a bright patch the model
 picks GEMM (0.14 s) over float64 FFT (0.10 s) -- a close call, both accurate.
 

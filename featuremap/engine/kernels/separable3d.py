@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy
 
 from featuremap._typing import Array
-from featuremap.engine.kernels import conv
+from featuremap.engine.kernels import cost
 from featuremap.engine.kernels._namespace import array_namespace
 from featuremap.engine.kernels._threads import blas_threads, run_tiles
 from featuremap.engine.kernels.gemm import _even
@@ -295,7 +295,7 @@ def estimate_seconds(
 ) -> float:
     """Estimated seconds of :func:`separable_conv3d` on padded volumes ``x_shape (..., C, D, H, W)``
     giving ``out_shape (D_out, H_out, W_out)``: per ``z`` filter its banded GEMM (like the column
-    pass of :func:`.conv.estimate_seconds`), its 2-D separable passes, and :data:`CALL_SECONDS`
+    pass of :func:`.cost.estimate_seconds`), its 2-D separable passes, and :data:`CALL_SECONDS`
     per volume, slab and ``z`` filter."""
     volumes, width = math.prod(x_shape[:-4]), x_shape[-1]
     out_d, out_h, out_w = out_shape
@@ -311,8 +311,8 @@ def estimate_seconds(
             rows_in, cols_in = rows.stop - rows.start, cols.stop - cols.start
             span = dilation[0] * (len(f.taps) - 1) + 1
             block_span = (COLUMN_BLOCK - 1) * stride[0] + span
-            seconds += 2.0 * images * rows_in * width * block_span / conv.GEMM_FLOPS
-            seconds += conv.estimate_seconds(
+            seconds += 2.0 * images * rows_in * width * block_span / cost.GEMM_FLOPS
+            seconds += cost.estimate_seconds(
                 "separable",
                 (images, 1, rows_in, cols_in),
                 (len(f.outputs), 1, *f.size),

@@ -16,6 +16,7 @@ from support.torch_reference import assert_close, case_arrays, reference64, torc
 
 from featuremap.engine.kernels import choose_method, conv2d_valid
 from featuremap.engine.kernels import conv as conv_module
+from featuremap.engine.kernels import cost as cost_module
 from featuremap.engine.kernels import gemm as gemm_module
 from featuremap.engine.kernels.conv import estimate_seconds
 from featuremap.engine.kernels.gemm import column_phases, gemm_conv, patch_path, use_phases
@@ -202,20 +203,20 @@ def test_cost_model_charges_strided_gathers_and_phases():
     shape = (3, 1034, 1034)
     large = (24, 3, 11, 11)
     phases = estimate_seconds("gemm", shape, large, (4, 4), (1, 1), 1)
-    flops = 2 * 256 * 256 * 24 * 3 * 121 / conv_module.GEMM_FLOPS
-    contiguous = 256 * 256 * 3 * 121 * conv_module.PATCH_SECONDS
-    strided = 256 * 256 * 3 * 121 * conv_module.STRIDED_SECONDS
+    flops = 2 * 256 * 256 * 24 * 3 * 121 / cost_module.GEMM_FLOPS
+    contiguous = 256 * 256 * 3 * 121 * cost_module.PATCH_SECONDS
+    strided = 256 * 256 * 3 * 121 * cost_module.STRIDED_SECONDS
     assert flops + contiguous < phases < flops + strided
     # no phases where the kernel is small against the stride: every element strided
     small = estimate_seconds("gemm", shape, (24, 3, 3, 3), (3, 3), (1, 1), 1)
     pixels = 344 * 344
     expected = (
-        2 * pixels * 24 * 27 / conv_module.GEMM_FLOPS + pixels * 27 * conv_module.STRIDED_SECONDS
+        2 * pixels * 24 * 27 / cost_module.GEMM_FLOPS + pixels * 27 * cost_module.STRIDED_SECONDS
     )
     assert math.isclose(small, expected)
     # a 1x1 stride-1 convolution copies nothing
     one = estimate_seconds("gemm", (64, 256, 256), (128, 64, 1, 1), (1, 1), (1, 1), 1)
-    assert math.isclose(one, 2 * 256 * 256 * 128 * 64 / conv_module.GEMM_FLOPS)
+    assert math.isclose(one, 2 * 256 * 256 * 128 * 64 / cost_module.GEMM_FLOPS)
 
 
 def test_even_tiles_have_no_short_remainder():
