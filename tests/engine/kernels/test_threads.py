@@ -141,3 +141,56 @@ def test_concurrent_tasks_run_single_threaded_blas_and_agree_bit_for_bit():
     if before == "1":
         pytest.skip("BLAS runs on one thread on this machine: nothing to limit")
     assert rest == ["[1]", "True", before], result.stdout
+
+
+#: Tile threads are kept per calling thread between calls (no start-up per call), the caller
+#: takes tiles too, a failing tile fails the call only after every tile has run, and a forked
+#: child (whose parent's pool threads do not exist in it) starts its own.
+KEPT_POOLS = """
+import os, threading, threadpoolctl
+from featuremap.engine.kernels._threads import run_tiles
+threadpoolctl.threadpool_limits(2, user_api="blas")
+def names():
+    seen = set()
+    def work(item):
+        seen.add((threading.current_thread().name, threading.get_ident()))
+        threading.Event().wait(0.002)  # long enough for both threads to take tiles
+    run_tiles(work, range(8))
+    return seen
+first, second = names(), names()
+other = []
+caller = threading.Thread(target=lambda: other.append(names()), name="caller")
+caller.start(); caller.join()
+mine = {ident for name, ident in first if name != "MainThread"}
+theirs = {ident for name, ident in other[0] if name != "caller"}
+done = []
+def failing(item):
+    done.append(item)
+    if item == 0:
+        raise ValueError("tile 0")
+try:
+    run_tiles(failing, range(6))
+except ValueError as error:
+    failed = (str(error), sorted(done))
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if len(names()) == 2 else 1)
+child = os.waitpid(pid, 0)[1]
+print(first == second, "MainThread" in {name for name, _ in first}, len(first),
+      len(theirs) == 1 and not theirs & mine, failed, child)
+"""
+
+
+def test_tile_threads_are_kept_per_caller_and_survive_fork():
+    pytest.importorskip("threadpoolctl")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", KEPT_POOLS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    assert result.stdout.split(maxsplit=4)[:4] == ["True", "True", "2", "True"]
+    assert result.stdout.strip().endswith("('tile 0', [0, 1, 2, 3, 4, 5]) 0")
