@@ -28,7 +28,11 @@ job's output (2026-12-05, load 2.4-2.9, 7 rounds): floor 0.35 s, cold 0.69 s (1.
 CPU 1.80x), warm 0.69 s, baseline 1.73 s (cold 2.51x faster, 2.79x in CPU: the 3x goal is not
 met). With the garbage collector paused at start-up and blocks written as one buffer (2026-12-05,
 load 1.7, 7 rounds): floor 0.43 s, cold 0.69 s (1.62x, CPU 1.54x), warm 0.70 s, baseline 1.81 s
-(cold 2.63x faster, 2.95x in CPU: still short of 3x).
+(cold 2.63x faster, 2.95x in CPU: still short of 3x). With input chunks read straight from
+their files and whole shards written without Zarr's event loop (2026-12-05, fifth session, load
+0.9-1.3, 7 rounds, two runs): floor 0.39/0.48 s, cold 0.69/0.81 s (1.77x/1.69x), warm 0.74/0.83 s,
+baseline 2.04/2.46 s (cold 2.97x/3.03x faster, 3.36x/3.34x in CPU). Earlier runs that session
+with part of those changes: 2.56-2.74x wall, 2.91-3.08x CPU; the ratio moves with the host.
 
 Usage::
 
