@@ -58,6 +58,7 @@ On CuPy arrays ``"auto"`` first takes the CUDA ``direct`` kernel (:mod:`.cuda`) 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 from featuremap._typing import Array
 from featuremap.engine.geometry import Pair, output_length
@@ -71,7 +72,11 @@ from featuremap.engine.kernels.polyphase import phase_kernel
 from featuremap.engine.kernels.separable import COLUMN_BLOCK, ChannelPlan, plan_separable
 from featuremap.engine.kernels.shapes import check_shapes
 
-__all__ = ["choose", "choose_method", "estimate_seconds"]
+__all__ = ["Call", "choose", "choose_method", "estimate_seconds"]
+
+#: One convolution call as the model sees it: ``(x_shape, weight_shape, stride, dilation,
+#: groups)``, the input's shape padded.
+Call = tuple[tuple[int, ...], tuple[int, ...], Pair, Pair, int]
 
 # Fitted rates (seconds per unit) on the development machine, 2 threads; see module docstring.
 GEMM_FLOPS = 280e9  # AVX-512 OpenBLAS on 2 threads of tiles (84e9 with OPENBLAS_CORETYPE=Haswell)
@@ -280,50 +285,32 @@ def choose(
             "polyphase", x_shape, weight.shape, stride, dilation, groups
         )
     best = min(costs, key=costs.__getitem__)
-    if on_cpu and _numba_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
+    call = (x_shape, weight.shape, stride, dilation, groups)
+    if on_cpu and _numba_wins(call, costs[best]):
         return "numba", None
-    if on_cpu and _torch_wins(x_shape, weight.shape, stride, dilation, groups, costs[best]):
+    if on_cpu and _torch_wins(call, costs[best]):
         return "torch", None
     return best, None
 
 
-def _numba_wins(
-    x_shape: tuple[int, ...],
-    weight_shape: tuple[int, ...],
-    stride: Pair,
-    dilation: Pair,
-    groups: int,
-    best_seconds: float,
-) -> bool:
-    """Whether numba's direct loop applies (:data:`NUMBA_MIN_GROUPS` groups or more), is
-    installed, estimated faster than ``best_seconds`` and worth numba's import
-    (:func:`.numba_direct.worth_importing`), and loads.
+def _numba_wins(call: Call, best_seconds: float) -> bool:
+    """Whether numba's direct loop applies (:data:`NUMBA_MIN_GROUPS` groups or more) and
+    :func:`_pays` against ``best_seconds``, and loads.
 
     As with torch, which method runs decides the summation order, so where this path may run
     a result depends by an ulp or so on whether numba is installed and imported yet: grouped
     layers of many groups (learned depthwise layers) only, never a bank on the few channels of
     an image, whose results must not depend on it (a single 33x33 filter on 256^2 would be
     faster here than on the GEMM)."""
-    if groups < NUMBA_MIN_GROUPS or not numba_direct.available():
-        return False
-    seconds = estimate_seconds("numba", x_shape, weight_shape, stride, dilation, groups)
-    if seconds >= best_seconds or not numba_direct.worth_importing(best_seconds - seconds):
+    if call[4] < NUMBA_MIN_GROUPS or not _pays("numba", numba_direct, 1.0, call, best_seconds):
         return False
     return numba_direct.usable()
 
 
-def _torch_wins(
-    x_shape: tuple[int, ...],
-    weight_shape: tuple[int, ...],
-    stride: Pair,
-    dilation: Pair,
-    groups: int,
-    best_seconds: float,
-) -> bool:
-    """Whether torch's direct convolution is installed, applies well (one group, strided or
-    with :data:`TORCH_MIN_CHANNELS` input channels, kernels up to :data:`TORCH_MAX_KERNEL`)
-    and is :data:`TORCH_MARGIN` faster, and the import pays
-    (:func:`.onednn.worth_importing`).
+def _torch_wins(call: Call, best_seconds: float) -> bool:
+    """Whether torch's direct convolution applies well (one group, strided or with
+    :data:`TORCH_MIN_CHANNELS` input channels, kernels up to :data:`TORCH_MAX_KERNEL`) and
+    :func:`_pays` at :data:`TORCH_MARGIN` of ``best_seconds``.
 
     Which method runs decides the summation order, so where torch may run a result depends
     (by an ulp or so) on whether the process has imported torch yet. Stride-1 calls on few
@@ -332,13 +319,26 @@ def _torch_wins(
     learned stride-1 layer of many channels (32 -> 32 5x5 on 256^2, one core of the
     development machine, AVX-512: torch 17.6 ms, the GEMM 26.3 ms at 80 % of OpenBLAS's
     SGEMM peak) runs where strided layers do."""
+    _, weight_shape, stride, _, groups = call
     kh, kw = weight_shape[-2:]
     few_channels = weight_shape[1] < TORCH_MIN_CHANNELS
     if groups != 1 or (stride == (1, 1) and few_channels) or max(kh, kw) > TORCH_MAX_KERNEL:
         return False
-    if not onednn.available():
+    return _pays("torch", onednn, TORCH_MARGIN, call, best_seconds)
+
+
+def _pays(
+    method: str,
+    backend: ModuleType,
+    margin: float,
+    call: Call,
+    best_seconds: float,
+) -> bool:
+    """Whether the optional ``backend`` of ``method`` is installed, estimated ``margin`` times
+    ``best_seconds`` or faster for ``call``, and worth its import (its ``worth_importing``: :class:`._optional.OptionalModule`)."""
+    if not backend.available():
         return False
-    seconds = estimate_seconds("torch", x_shape, weight_shape, stride, dilation, groups)
-    if seconds >= TORCH_MARGIN * best_seconds:
+    seconds = estimate_seconds(method, *call)
+    if seconds >= margin * best_seconds:
         return False
-    return onednn.worth_importing(best_seconds - seconds)
+    return bool(backend.worth_importing(best_seconds - seconds))
