@@ -1,6 +1,6 @@
 """The time model of :func:`.conv.conv2d_valid`'s ``method="auto"``: which path is cheapest.
 
-Five CPU paths give the same result to float32 rounding; ``"auto"`` takes the cheapest by
+Six CPU paths give the same result to float32 rounding; ``"auto"`` takes the cheapest by
 a time estimate (:func:`estimate_seconds`) whose constants were fitted on the 2-core development
 machine (AMD EPYC, AVX-512, OpenBLAS 0.3.31, 2 threads), see ``benchmarks/kernels.py``:
 
