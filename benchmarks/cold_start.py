@@ -30,8 +30,8 @@ met). With the garbage collector paused at start-up and blocks written as one bu
 load 1.7, 7 rounds): floor 0.43 s, cold 0.69 s (1.62x, CPU 1.54x), warm 0.70 s, baseline 1.81 s
 (cold 2.63x faster, 2.95x in CPU: still short of 3x). With input chunks read straight from
 their files and whole shards written without Zarr's event loop (2026-12-05, fifth session, load
-0.9-1.3, 7 rounds, two runs): floor 0.39/0.48 s, cold 0.69/0.81 s (1.77x/1.69x), warm 0.74/0.83 s,
-baseline 2.04/2.46 s (cold 2.97x/3.03x faster, 3.36x/3.34x in CPU). Earlier runs that session
+0.9-1.6, 7 rounds, three runs): floor 0.39/0.48/0.41 s, cold 0.69/0.81/0.73 s (1.69-1.77x), warm
+0.71-0.83 s, baseline 2.04/2.46/2.07 s (cold 2.97x/3.03x/2.82x faster, 3.36x/3.34x/3.22x in CPU). Earlier runs that session
 with part of those changes: 2.56-2.74x wall, 2.91-3.08x CPU; the ratio moves with the host.
 
 Usage::
