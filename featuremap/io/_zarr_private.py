@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import google_crc32c
@@ -25,9 +24,9 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync  # private: see the module docstring
-from zarr.storage import LocalStore
 
 from featuremap.io._paths import write_atomically
+from featuremap.io.chunk_files import array_folder
 
 __all__ = ["read_selections", "write_whole_object"]
 
@@ -92,9 +91,9 @@ def write_whole_object(
 def _put(array: zarr.Array[Any], key: str, encoded: np.ndarray) -> None:
     """Store ``encoded`` as ``key`` of ``array``: a local store's file replaced in one step
     (no round trip through Zarr's loop), any other store through Zarr."""
-    store_path = array.store_path
-    if isinstance(store_path.store, LocalStore):
-        path = Path(store_path.store.root) / store_path.path / key
+    folder = array_folder(array)
+    if folder is not None:
+        path = folder / key
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, encoded.data)  # a memoryview: no copy
         return

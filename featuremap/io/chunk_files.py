@@ -26,7 +26,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, Endian, GzipCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-__all__ = ["file_bytes", "read_chunk_files"]
+__all__ = ["array_folder", "file_bytes", "read_chunk_files"]
 
 _Decode = Callable[[Any], Any]  # bytes-like in, bytes-like out
 
@@ -38,7 +38,7 @@ def read_chunk_files(
     clipped to the array's extent -- or an exception in its place where its file cannot be
     read or decoded; ``None`` where the array is not laid out as the module docstring says."""
     decoders = _decoders(array)
-    root = _local_root(array)
+    root = array_folder(array)
     if decoders is None or root is None:
         return None
     chunk_shape = tuple(int(size) for size in array.chunks)
@@ -88,7 +88,9 @@ def file_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _local_root(array: zarr.Array[Any]) -> Path | None:
+def array_folder(array: zarr.Array[Any]) -> Path | None:
+    """The folder of ``array`` in a local store (its chunk keys are paths under it), or
+    ``None`` in any other store."""
     store = array.store_path.store
     if not isinstance(store, LocalStore):
         return None

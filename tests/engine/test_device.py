@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
+from support.procs import fresh_python
 
 from featuremap.engine.device import array_device, is_cupy, to_host
 
@@ -43,7 +41,4 @@ def test_telling_devices_never_imports_cupy():
         "to_host(np.zeros(1)); array_device(np.zeros(1))\n"
         "print('cupy' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
+    assert fresh_python(code).strip() == "False"

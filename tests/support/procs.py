@@ -50,6 +50,22 @@ _next_ports = itertools.cycle(
 )
 
 
+def fresh_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """What ``code`` prints in a fresh interpreter (whose imports and threads no other test has
+    touched); a failure raises with its output."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {result.stderr}")
+    return result.stdout
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on, from this test process's own range; never
     the same twice in a row (each call moves on through the range)."""

@@ -128,7 +128,7 @@ def conv2d_valid(
     # numba's loop skips the padding; torch pads symmetrically inside its call; everything
     # else computes on a padded copy
     torch_pads = padded and chosen == "torch" and (top, left) == (bottom, right)
-    if padded and not torch_pads and chosen != "numba":
+    if padded and not (torch_pads or chosen == "numba"):
         images = pad(images, zero_padding, "zeros")
     precision = None  # of the FFT: fft_conv decides where it was forced
     if method == "auto" and chosen == "fft":
@@ -153,9 +153,9 @@ def conv2d_valid(
         out = xp.empty(out_shape, dtype=xp.float32)
     if chosen == "polyphase":
         polyphase_conv(images, weight, stride, dilation, groups, out)
-    if chosen == "numba":  # the bias is added in its loop
+    if chosen == "numba":  # its loop starts each row from the bias
         numba_direct.numba_conv(images, weight, bias, stride, dilation, groups, (top, left), out)
-        return out.reshape(batch + out.shape[1:])
+        bias = None
     if chosen in ("torch", "polyphase") and not _keeps(images, weight, out):
         chosen = "gemm"  # NaN/Inf (or overflow): the exact GEMM decides
         images = pad(images, zero_padding, "zeros") if torch_pads else images
@@ -183,6 +183,13 @@ def _use_direct(method: str, xp: ModuleType, kernel: Pair, stride: Pair, dilatio
     )
 
 
+#: The optional CPU backends a forced method needs, and what installs each.
+_OPTIONAL = {
+    "torch": (onednn, "PyTorch (pip install torch)"),
+    "numba": (numba_direct, "numba (pip install 'featuremap[fast]')"),
+}
+
+
 def _method_for(
     method: str,
     images: Array,
@@ -207,24 +214,15 @@ def _method_for(
         if chosen not in ("gemm", "numba", "torch", "polyphase") and not _finite(images):
             return "gemm", None
         return chosen, plans
-    if method == "torch":
+    if method in _OPTIONAL:  # torch's output is checked (conv2d_valid); numba's loop is exact
+        backend, needs = _OPTIONAL[method]
         if array_namespace(images).__name__ != "numpy":
-            raise InputError("method 'torch' needs a NumPy array; use 'auto' for CuPy input")
-        if not onednn.available():
-            raise InputError(
-                "method 'torch' needs PyTorch (pip install torch); use 'auto' or 'gemm'"
-            )
+            raise InputError(f"method {method!r} needs a NumPy array; use 'auto' for CuPy input")
+        if not backend.usable():
+            raise InputError(f"method {method!r} needs {needs}; use 'auto' or 'gemm'")
         return method, None
     if method == "polyphase":
         return method, None  # its output is checked (conv2d_valid)
-    if method == "numba":  # exact for NaN/Inf like the GEMM
-        if array_namespace(images).__name__ != "numpy":
-            raise InputError("method 'numba' needs a NumPy array; use 'auto' for CuPy input")
-        if not numba_direct.usable():
-            raise InputError(
-                "method 'numba' needs numba (pip install 'featuremap[fast]'); use 'auto' or 'gemm'"
-            )
-        return method, None
     if method != "gemm" and not _finite(images):
         raise ValueError(
             f"method {method!r} cannot be used on an input with NaN or Inf (it would spread them "

@@ -36,7 +36,7 @@ from featuremap._typing import Array
 from featuremap.engine.kernels._optional import OptionalModule
 from featuremap.engine.kernels._threads import blas_threads
 
-__all__ = ["IMPORT_SECONDS", "available", "torch_conv", "worth_importing"]
+__all__ = ["IMPORT_SECONDS", "available", "torch_conv", "usable", "worth_importing"]
 
 #: What importing torch costs a process (CPU build 2.13 on this machine kind: 1.4-1.7 CPU-s); until
 #: then "auto" takes torch only once the time it would have saved adds up to this
@@ -55,6 +55,11 @@ def worth_importing(saving_seconds: float) -> bool:
 def available() -> bool:
     """Whether torch can be imported (checked once, without importing it)."""
     return _TORCH.available()
+
+
+def usable() -> bool:
+    """Whether a forced ``"torch"`` call can run: torch is installed (imported by the call)."""
+    return available()
 
 
 def _tensor(torch: Any, array: numpy.ndarray) -> Any:

@@ -5,11 +5,9 @@ padding skipped rather than copied, NaN/Inf kept to their windows, threads that 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from support.procs import fresh_python
 from support.torch_reference import assert_close, reference64, torch_conv
 
 from featuremap.engine.kernels import choose_method, conv2d_valid, numba_direct, task_threads
@@ -139,7 +137,4 @@ def test_a_process_imports_numba_only_once_its_savings_pay_for_the_import():
         "(1, 1), 64)\n"
         "print(first, given_up, 'numba' in sys.modules, big)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False [False, False, True] True numba"
+    assert fresh_python(code).strip() == "False [False, False, True] True numba"

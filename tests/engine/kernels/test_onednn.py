@@ -4,11 +4,9 @@ NumPy paths (every case of the table: ``test_conv.py``, which runs each method);
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from support.procs import fresh_python
 from support.torch_reference import (
     assert_close,
     case_arrays,
@@ -178,10 +176,7 @@ def test_importing_the_kernels_does_not_import_torch():
         "k.conv2d_valid(np.ones((1, 9, 9), np.float32), np.ones((2, 1, 3, 3), np.float32)); "
         "print('torch' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
+    assert fresh_python(code).strip() == "False"
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -207,7 +202,4 @@ def test_a_process_imports_torch_only_once_its_savings_pay_for_the_import():
         "import torch\n"
         "print(first, given_up, onednn.worth_importing(1e-9))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False [False, False, False, True] True"
+    assert fresh_python(code).strip() == "False [False, False, False, True] True"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from support.procs import fresh_python
 from support.torch_reference import assert_close, gaussian_bank
 
 from featuremap.engine.kernels import conv2d_valid
@@ -62,10 +61,7 @@ print(before, blas_threads())
 
 def test_blas_threads_are_restored_after_concurrent_calls():
     pytest.importorskip("threadpoolctl")
-    result = subprocess.run(
-        [sys.executable, "-c", RESTORED], capture_output=True, text=True, timeout=120, check=True
-    )
-    before, after = result.stdout.split()
+    before, after = fresh_python(RESTORED).split()
     assert before == after == "2"
 
 
@@ -90,10 +86,7 @@ print(*one, *three, sorted(set(seen)), blas_threads(), blas())
 
 def test_a_task_runs_on_its_own_thread_budget_with_single_threaded_blas():
     pytest.importorskip("threadpoolctl")
-    result = subprocess.run(
-        [sys.executable, "-c", TASK_BUDGET], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert result.stdout.split() == ["1", "1", "3", "1", "[1]", "2", "2"]
+    assert fresh_python(TASK_BUDGET).split() == ["1", "1", "3", "1", "[1]", "2", "2"]
 
 
 #: Block tasks on the threads of a threaded Dask worker, after the planning (main) thread has
@@ -129,18 +122,11 @@ def test_concurrent_tasks_run_single_threaded_blas_and_agree_bit_for_bit():
     # two BLAS threads by default, whatever this process's environment says (a nanny's workers
     # and some tests set one)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", CONCURRENT_TASKS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env=env,
-    )
-    before, *rest = result.stdout.split()
+    output = fresh_python(CONCURRENT_TASKS, env=env)
+    before, *rest = output.split()
     if before == "1":
         pytest.skip("BLAS runs on one thread on this machine: nothing to limit")
-    assert rest == ["[1]", "True", before], result.stdout
+    assert rest == ["[1]", "True", before], output
 
 
 #: Tile threads are kept per calling thread between calls (no start-up per call), the caller
@@ -184,13 +170,6 @@ print(first == second, "MainThread" in {name for name, _ in first}, len(first),
 def test_tile_threads_are_kept_per_caller_and_survive_fork():
     pytest.importorskip("threadpoolctl")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", KEPT_POOLS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=env,
-    )
-    assert result.stdout.split(maxsplit=4)[:4] == ["True", "True", "2", "True"]
-    assert result.stdout.strip().endswith("('tile 0', [0, 1, 2, 3, 4, 5]) 0")
+    output = fresh_python(KEPT_POOLS, env=env, timeout=60)
+    assert output.split(maxsplit=4)[:4] == ["True", "True", "2", "True"]
+    assert output.strip().endswith("('tile 0', [0, 1, 2, 3, 4, 5]) 0")
