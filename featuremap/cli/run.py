@@ -71,9 +71,9 @@ def scheduler_warning(scheduler: str | None, security: Any) -> Iterator[None]:
 @click.option(
     "--processes/--threads",
     default=None,
-    help="Run the local cluster as worker processes or as threads in this process (default: "
-    f"threads for jobs of up to {THREADS_MAX_BLOCKS} blocks, which start in a fraction of a "
-    "second).",
+    help="Run the local cluster as worker processes or as threads in this process, with Dask's "
+    f"scheduler and dashboard (default: a job of up to {THREADS_MAX_BLOCKS} blocks runs on "
+    "threads of this process without them, which start at once; a bigger one on processes).",
 )
 @click.option(
     "--dashboard",

@@ -34,6 +34,7 @@ __all__ = [
     "insecure_scheduler_message",
     "is_loopback",
     "local_processes",
+    "runs_inline",
     "scheme_of",
     "start_local_cluster",
 ]
@@ -217,6 +218,14 @@ def local_processes(processes: bool | None, blocks: int) -> bool:
     return blocks > THREADS_MAX_BLOCKS
 
 
+def runs_inline(processes: bool | None, dashboard: str | None, blocks: int) -> bool:
+    """Whether a local job of ``blocks`` block tasks runs on threads of this process without
+    Dask's scheduler (:class:`featuremap.cluster.inline.InlineCluster`): when nothing asks for
+    a cluster (``processes`` not chosen, no ``dashboard`` address) and the job is small enough
+    for threads (:func:`local_processes`)."""
+    return processes is None and dashboard is None and not local_processes(None, blocks)
+
+
 def start_local_cluster(
     workers: int | None,
     processes: bool,
@@ -284,11 +293,14 @@ def cluster_client(
     dashboard: str | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     preload: Sequence[str] = (),
+    inline: bool = False,
 ) -> Iterator[Any]:
     """The given client, one connected to ``scheduler``, or a fresh local cluster's (closed after).
 
     A local cluster runs ``workers`` worker processes, or with ``processes=False`` one worker
-    of ``workers`` threads inside this process (:func:`local_processes` chooses for a job). It
+    of ``workers`` threads inside this process (:func:`local_processes` chooses for a job), or
+    with ``inline=True`` ``workers`` threads of this process without a scheduler or dashboard
+    (:class:`featuremap.cluster.inline.InlineCluster`; :func:`runs_inline` chooses). It
     binds 127.0.0.1; its dashboard too unless ``dashboard`` gives another address (e.g.
     ``:8787`` to open it to the network, deliberately); its scheduler runs the ``preload``
     modules (``dask scheduler --preload``). ``on_dashboard(link)`` is told the
@@ -310,6 +322,12 @@ def cluster_client(
             if on_dashboard is not None and connected.dashboard_link:
                 on_dashboard(connected.dashboard_link)
             yield connected
+        return
+    if inline:
+        from featuremap.cluster.inline import inline_cluster
+
+        with _single_threaded_blas(threaded=True), inline_cluster(workers) as threads:
+            yield threads
         return
     from distributed import Client
 

@@ -2,7 +2,9 @@
 
 1. :func:`open_job` creates the output store (or reopens it to resume) under the store's claim,
    writes the job's token first, and marks it ``running``;
-2. :func:`execute_job` streams the blocks to the cluster through a bounded window: blocks not yet
+2. :func:`execute_job` streams the blocks to the cluster through a bounded window
+   (:mod:`featuremap.jobs.stream`; a small local job's "cluster" is threads of this process,
+   :class:`featuremap.cluster.inline.InlineCluster`, and the rest of this applies): blocks not yet
    done are generated lazily from the done-markers, at most the job's share of the cluster's
    window is in flight (:func:`featuremap.jobs.share.fair_window`: a few tasks per worker
    thread, split among the jobs running at once), and finished tasks let the next ones in
@@ -10,7 +12,7 @@
    (:func:`featuremap.jobs.blocks.run_block`), so the client and the scheduler hold a window of
    small futures, never a graph of every block: what featuremap keeps is the same at 10^3 and
    10^8 blocks (Dask's own per-submission records are in ``docs/scaling.md``). The job's shared
-   data (layers, plan) is one task every block depends on (:func:`share_job`), so it
+   data (layers, plan) is one task every block depends on (:func:`~.stream.share_job`), so it
    survives the loss of any worker. As tasks finish, this process sets
    their done-markers (one writer, packed bits, flushed every second:
    :class:`featuremap.io.markers.MarkerWriter`) and reports progress from the finished futures
@@ -29,7 +31,6 @@ preceded by the fencing check: a job that lost its store to another job stops wi
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -53,19 +54,13 @@ from featuremap.io import (
 from featuremap.io.markers import block_number
 from featuremap.io.pyramid import write_tail_levels
 from featuremap.jobs import state
-from featuremap.jobs.blocks import BlockJob, InputRangeError, blocks_per_device, run_block
+from featuremap.jobs.blocks import BlockJob, InputRangeError, blocks_per_device
 from featuremap.jobs.claim import claim_store
 from featuremap.jobs.inputwatch import InputChangedError, InputWatch
 from featuremap.jobs.plan import JobPlan
-from featuremap.jobs.registry import task_prefix
-from featuremap.jobs.share import (
-    MIN_WINDOW,
-    TASKS_PER_THREAD,
-    FairShare,
-    task_priority,
-    window_size,
-)
+from featuremap.jobs.share import MIN_WINDOW, TASKS_PER_THREAD, window_size
 from featuremap.jobs.state import JobOwner
+from featuremap.jobs.stream import RETRIES, block_key, block_threads, share_job, stream_blocks
 from featuremap.jobs.target import plan_mode
 from featuremap.jobs.worker_loss import worker_loss_line
 
@@ -83,8 +78,6 @@ __all__ = [
     "write_log",
 ]
 
-#: Extra attempts for a block task that raised (worker loss is retried by Dask on its own).
-RETRIES = 2
 Progress = Callable[[int, int], None]
 
 
@@ -163,6 +156,11 @@ class _Heartbeat:
                 self.fenced = error
                 return
 
+    def check(self) -> None:
+        """Raise the :class:`FencedError` a beat found, if any."""
+        if self.fenced is not None:
+            raise self.fenced
+
     @contextmanager
     def running(self) -> Iterator[_Heartbeat]:
         self._thread.start()
@@ -192,14 +190,6 @@ class _Display:
             self._unsaved = False
 
 
-def task_threads(client: Any, blocks: int) -> int:
-    """Threads one block task may use: its worker's threads shared among the blocks that run
-    on it at once (a one-block job on a 2-thread worker tiles its block on both; a job with a
-    block for every thread runs each on one, BLAS single-threaded)."""
-    per_worker = max(client.nthreads().values(), default=1) if hasattr(client, "nthreads") else 1
-    return max(1, per_worker // max(1, min(blocks, per_worker)))
-
-
 def _stream_blocks(
     client: Any,
     plan: JobPlan,
@@ -207,23 +197,10 @@ def _stream_blocks(
     store: OutputStore,
     owner: JobOwner,
     on_block: Callable[[tuple[int, ...], FeatureStats], None],
-    heartbeat: _Heartbeat,
+    check: Callable[[], None],
     priority: int,
 ) -> None:
-    """Send every block not yet done through a bounded window; ``on_block(block, stats)`` for
-    the blocks finished, a batch at a time (its block's statistics, a few numbers a feature, are
-    all that travels back: one ``gather`` per batch, never a round trip per block, and never
-    ``as_completed(with_results=True)``, whose background fetches log a traceback on the
-    terminal when Ctrl-C closes the connection under them).
-
-    The job keeps at most its share of the cluster's window in flight
-    (:class:`featuremap.jobs.share.FairShare`, re-read at refills at most every second) and
-    refills it once half of it is done, one ``client.map`` each: every submission is one graph update for the
-    scheduler and one record that its spans keep for the cluster's lifetime, so batches make
-    both a fraction of the blocks while the other half keeps the workers busy.
-    """
-    from distributed import as_completed
-
+    """Every block not yet done, through :func:`featuremap.jobs.stream.stream_blocks`."""
     job = BlockJob.create(
         store=plan.store,
         token=owner.id,
@@ -232,84 +209,17 @@ def _stream_blocks(
         layout=plan.layout,
         # without any GPU worker no task so much as imports CuPy
         device=devices.requested if devices.gpu_workers else None,
-        threads=task_threads(client, plan.layout.blocks_total),
+        threads=block_threads(client, plan.layout.blocks_total),
     )
-    shared = share_job(client, job, priority)
-    restrictions = devices.task_restrictions()
-    todo = store.undone_blocks()
-    blocks: dict[str, tuple[int, ...]] = {}
-
-    def submit(count: int) -> list[Any]:
-        batch = list(itertools.islice(todo, count))
-        if not batch:
-            return []
-        futures = client.map(
-            run_block,
-            [shared] * len(batch),
-            batch,
-            key=[block_key(owner.id, block) for block in batch],
-            retries=RETRIES,
-            priority=task_priority(priority),  # first in, first out between jobs: see there
-            **restrictions,
-        )
-        blocks.update(zip((future.key for future in futures), batch, strict=True))
-        return list(futures)
-
-    fair_share = FairShare(client, owner.id, priority)
-    share = fair_share()
-    pending = as_completed(submit(share))
-    finished: list[Any] = []
-    try:
-        for future in pending:
-            if future.status != "finished":
-                future.result()  # raises the task's error (past its retries), or its cancelling
-            finished.append(future)
-            if heartbeat.fenced is not None:
-                raise heartbeat.fenced
-            in_flight = pending.count()
-            if (in_flight <= share // 2 and len(finished) >= share // 2) or in_flight == 0:
-                for done, stats in zip(finished, client.gather(finished), strict=True):
-                    on_block(blocks.pop(done.key), stats)
-                finished.clear()
-                share = fair_share()  # jobs start and end meanwhile
-                pending.update(submit(max(0, share - in_flight)))  # the share may have shrunk
-    finally:
-        in_flight_futures = list(pending.futures)
-        pending.clear()
-        # what the job leaves behind on the cluster goes with it: its queued and running tasks
-        # (a failed one stays on the scheduler as long as a future holds it) and its weights
-        client.cancel([*in_flight_futures, *finished, shared], force=True)
-
-
-def _job_data(job: BlockJob) -> BlockJob:
-    """The task whose result is the job's shared data (see :func:`share_job`)."""
-    return job
-
-
-def share_job(client: Any, job: BlockJob, priority: int = 0) -> Any:
-    """The job's shared data (layers, plan) on the cluster: a future every block task depends on.
-
-    It is a *task* that returns the job, not scattered data: the scheduler keeps the task's
-    definition, so when the only worker holding the result dies (killed by its nanny over
-    memory, SIGKILL, a lost host), Dask computes it again on a worker that lives and the blocks
-    go on -- scattered data would be lost for good, and every later block cancelled with it.
-    Workers fetch it from one another as their first block needs it, like a broadcast. The
-    cost: the scheduler holds the pickled job (its weights) while the job runs, and it travels
-    once to the scheduler and once to the first worker (``docs/scaling.md``).
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        # distributed's advice to scatter large arguments is exactly what this must not do
-        warnings.filterwarnings("ignore", message=".*[Ll]arge.*graph.*")
-        return client.submit(
-            _job_data, job, key=f"{task_prefix(job.token)}job", pure=False, priority=priority + 1
-        )
-
-
-def block_key(job: str, block: tuple[int, ...]) -> str:
-    """The Dask key of job ``job``'s task for ``block``: ``featuremap_<id>-block-<i.j...>``."""
-    return f"{task_prefix(job)}block-{'.'.join(map(str, block))}"
+    stream_blocks(
+        client,
+        job,
+        store.undone_blocks(),
+        on_block,
+        check,
+        priority=priority,
+        restrictions=devices.task_restrictions(),
+    )
 
 
 def _write_tail(plan: JobPlan, store: OutputStore, owner: JobOwner) -> None:
@@ -378,7 +288,7 @@ def execute_job(
         progress(skipped, total)
     try:
         with heartbeat.running():
-            _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat, priority)
+            _stream_blocks(client, plan, devices, store, owner, on_block, heartbeat.check, priority)
             watch.check()  # the last word before the markers make the result whole
             markers.flush()
             _write_tail(plan, store, owner)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from featuremap.cluster.client import cluster_client, local_processes
+from featuremap.cluster.client import cluster_client, local_processes, runs_inline
 from featuremap.cluster.devices import DevicePlan, plan_devices
 from featuremap.engine.layers import Layer
 from featuremap.engine.stack import stack_ndim
@@ -128,6 +128,7 @@ def _run_plan(
         dashboard=dashboard,
         on_dashboard=seen,
         preload=(DASHBOARD_PRELOAD,),
+        inline=runs_inline(processes, dashboard, plan.layout.blocks_total),
     ) as active:
         devices = plan_devices(active, plan.device)  # may refuse: nothing written yet
         owner = state.new_owner()
@@ -198,7 +199,7 @@ def run(
     dashboard, on_dashboard
         A local cluster's dashboard listens on 127.0.0.1 unless ``dashboard`` gives another
         address; ``on_dashboard(link)`` is told the cluster's dashboard address (a local one's
-        when it is up).
+        when it is up; never for a small job run without a scheduler, see ``processes``).
     priority : int
         Dask priority of the job's tasks (higher first).
     resume_command : str, optional
@@ -206,9 +207,11 @@ def run(
         gives it; ``featuremap status`` and ``jobs`` show it).
     processes : bool, optional
         How a local cluster runs: worker processes (``True``) or threads in this process
-        (``False``); by default threads for jobs of at most
+        (``False``: one worker with its scheduler and dashboard). By default a job of at most
         :data:`featuremap.cluster.client.THREADS_MAX_BLOCKS` blocks, whose worker processes
-        would take longer to start than the job to run.
+        would take longer to start than the job to run, runs on threads of this process
+        without Dask's scheduler (:class:`featuremap.cluster.inline.InlineCluster`: nothing
+        to start, no dashboard) unless ``dashboard`` is given; a bigger one on processes.
 
     Returns
     -------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import time
 from typing import Any
 
@@ -78,11 +79,9 @@ def worker_loss_line(client: Any, error: BaseException) -> str | None:
     """One line for a block that failed because its workers died (``KilledWorker``): which
     worker, and whether it was killed for memory (its limit and RSS) or otherwise (a signal or
     a crash); ``None`` for any other error."""
-    try:
-        from distributed import KilledWorker
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    if not isinstance(error, KilledWorker):
+    # only a job run by distributed (imported then) can lose a worker; a small job never imports it
+    killed = getattr(sys.modules.get("distributed"), "KilledWorker", None)
+    if killed is None or not isinstance(error, killed):
         return None
     worker = error.last_worker
     address = str(getattr(worker, "address", worker))

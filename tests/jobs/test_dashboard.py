@@ -161,7 +161,8 @@ def test_jobs_page_lists_jobs_live_in_chromium(tmp_path, record_property):
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_featuremaps_own_cluster_serves_the_page(tmp_path):
-    """``featuremap run``'s local cluster lists its job on the page while it runs."""
+    """``featuremap run``'s local cluster lists its job on the page while it runs (threads with
+    their scheduler: a small job left to itself runs without one, and has no page)."""
     rng = np.random.default_rng(4)
     zarr.create_array(str(tmp_path / "in.zarr"), data=rng.random((1, 32, 32), dtype=np.float32))
     np.save(tmp_path / "w.npy", rng.standard_normal((2, 1, 3, 3)).astype(np.float32))
@@ -179,7 +180,14 @@ def test_featuremaps_own_cluster_serves_the_page(tmp_path):
                 assert b"<title>featuremap jobs</title>" in page.read()
 
     out = str(tmp_path / "out.zarr")
-    run(str(pipeline), output=out, workers=1, on_dashboard=links.append, progress=progress)
+    run(
+        str(pipeline),
+        output=out,
+        workers=1,
+        processes=False,
+        on_dashboard=links.append,
+        progress=progress,
+    )
     assert [(job["store"], job["pipeline"]) for job in seen[0]] == [(out, "small")]
 
 

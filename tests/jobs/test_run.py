@@ -275,13 +275,11 @@ def _worker_pids(done: int, total: int, seen: list[set[int]]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("processes", "in_this_process"),
-    [(None, True), (False, True), (True, False)],
-    ids=["small-job-threads", "threads", "processes"],
+    ("processes", "in_this_process"), [(False, True), (True, False)], ids=["threads", "processes"]
 )
 def test_local_cluster_started_and_closed(tmp_path, input_store, processes, in_this_process):
-    """A small job's local cluster runs its worker as threads of this process unless told to
-    run processes; either computes the job and is closed after."""
+    """A local cluster told how to run runs its worker as threads of this process or as a
+    process of its own; either computes the job and is closed after."""
     rng = np.random.default_rng(16)
     data = rng.random((1, 24, 24), dtype=np.float32)
     layer = _conv(rng, 2, 1, 3, padding=1)
