@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cast_to", "fast_float16_available", "to_float16", "to_float32", "widen_into"]
+__all__ = [
+    "cast_to",
+    "fast_float16_available",
+    "float16_row_sums",
+    "to_float16",
+    "to_float32",
+    "widen_into",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -61,6 +68,17 @@ def _widen_kernel() -> _Kernel | None:
     from featuremap.engine._float16_numba import widen_into
 
     kernel: _Kernel = widen_into
+    return kernel
+
+
+@functools.cache
+def _row_sums_kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
+    """The compiled float16 row statistics, when the narrowing loop works (same module)."""
+    if _kernel() is None:
+        return None
+    from featuremap.engine._float16_numba import half_row_sums
+
+    kernel: Callable[[np.ndarray, np.ndarray, np.ndarray], None] = half_row_sums
     return kernel
 
 
@@ -101,6 +119,19 @@ def widen_into(values: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, values)
     else:
         kernel(values.view(np.uint16), out)
+
+
+def float16_row_sums(rows: np.ndarray, shift: np.ndarray) -> np.ndarray | None:
+    """Per row of the float16 ``rows`` (2-D): the float64 sums of the values minus
+    ``shift[row]`` and of their squares, the minimum and the maximum (``(4, rows)``), in one
+    compiled pass; ``None`` without the compiled loops (NumPy's passes are the caller's). A row
+    holding NaN or inf has sums that are not finite."""
+    kernel = _row_sums_kernel() if rows.size >= _MIN_FAST_VALUES else None
+    if kernel is None:
+        return None
+    out = np.empty((4, rows.shape[0]))
+    kernel(np.ascontiguousarray(rows).view(np.uint16), shift, out)
+    return out
 
 
 def cast_to(values: np.ndarray, dtype: Any) -> np.ndarray:

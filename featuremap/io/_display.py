@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from featuremap.engine.cast import widen_into
+from featuremap.engine.cast import float16_row_sums, widen_into
 
 __all__ = [
     "ACTIVE_CHANNELS",
@@ -109,10 +109,12 @@ class FeatureStats:
         shift, total, squares, low, high = _row_sums(rows)
         # a row's sums are finite exactly when all its values are
         finite = np.isfinite(total) & np.isfinite(squares)
+        with np.errstate(invalid="ignore"):  # inf - inf in a row with inf: recomputed below
+            spread = np.maximum(squares - total * total / count, 0.0)
         stats = cls(
             count,
             shift + total / count,
-            np.maximum(squares - total * total / count, 0.0),
+            spread,
             low,
             high,
             np.zeros(rows.shape[0], dtype=np.float64),
@@ -249,6 +251,9 @@ def _row_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     n_rows, length = rows.shape
     shift = rows[:, 0].astype(np.float64)
     shift[~np.isfinite(shift)] = 0.0
+    compiled = float16_row_sums(rows, shift) if rows.dtype == np.float16 else None
+    if compiled is not None:  # numba is loaded for a float16 store's cast anyway
+        return shift, *compiled
     sums = np.zeros((4, n_rows))  # total, squares, low, high
     sums[2], sums[3] = np.inf, -np.inf
     wide = np.empty(min(_SEGMENT, n_rows * length))

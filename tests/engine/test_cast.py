@@ -169,3 +169,32 @@ def test_widening_float16_to_float32_is_exact():
     np.testing.assert_array_equal(result.view(np.uint32)[~nan], expected.view(np.uint32)[~nan])
     values = np.ones(8, dtype=np.float32)
     assert cast.to_float32(values) is values  # float32 stays as it is
+
+
+@pytest.mark.skipif(not cast.fast_float16_available(), reason="numba not installed")
+@pytest.mark.parametrize("length", [4096, 4099, 70_001])  # whole lanes, a tail, many lanes
+def test_compiled_float16_row_sums_equal_a_float64_reference(length):
+    """One compiled pass over float16 rows (every finite bit pattern among them, subnormals
+    and the largest values too): float64 sums about each row's shift, minimum, maximum; a row
+    with inf or NaN has sums that are not finite."""
+    rng = np.random.default_rng(length)
+    finite = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = finite[np.isfinite(finite)]
+    rows = rng.choice(finite, size=(5, length))
+    rows[3, length // 2] = np.inf
+    rows[4, 7] = np.nan
+    shift = rows[:, 0].astype(np.float64)
+    sums = cast.float16_row_sums(rows, shift)
+    assert sums is not None
+    assert sums.shape == (4, 5)
+    wide = rows[:3].astype(np.float64) - shift[:3, None]
+    np.testing.assert_allclose(sums[0, :3], wide.sum(axis=1), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(sums[1, :3], (wide * wide).sum(axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(sums[2, :3], rows[:3].min(axis=1).astype(np.float64))
+    np.testing.assert_array_equal(sums[3, :3], rows[:3].max(axis=1).astype(np.float64))
+    assert not np.isfinite(sums[:2, 3:]).all(axis=0).any()  # each of rows 3 and 4 flagged
+
+
+def test_float16_row_sums_leave_small_blocks_to_numpy():
+    rows = np.ones((2, 8), dtype=np.float16)
+    assert cast.float16_row_sums(rows, np.ones(2)) is None
