@@ -73,17 +73,24 @@ class InlineCluster:
             node = node[key]
         return node
 
-    def close(self) -> None:
-        """Drop the tasks not started and wait for the running ones."""
+    def close(self, wait: bool = True) -> None:
+        """Drop the tasks not started; wait for the running ones unless ``wait`` is false (they
+        then end on their own, as a cluster's running tasks do when their job stops: a block
+        one of them writes gets no done-marker, so ``--resume`` computes it again, and once
+        another job owns the store the fencing check stops it from writing at all)."""
         self.status = "closed"
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 @contextmanager
 def inline_cluster(threads: int | None) -> Iterator[InlineCluster]:
-    """An :class:`InlineCluster` of ``threads`` threads (default: one per core), closed after."""
+    """An :class:`InlineCluster` of ``threads`` threads (default: one per core), closed after;
+    on an error or an interrupt without waiting for the blocks still running (a Ctrl-C must
+    not wait for a block of minutes)."""
     cluster = InlineCluster(threads or os.cpu_count() or 1)
     try:
         yield cluster
-    finally:
-        cluster.close()
+    except BaseException:
+        cluster.close(wait=False)
+        raise
+    cluster.close()

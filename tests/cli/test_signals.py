@@ -105,3 +105,35 @@ def test_signal_stops_the_run_cleanly_and_resume_is_exact(job, tmp_path, signum,
     summary = json.loads(resumed.stdout)
     assert summary["blocks_skipped"] == status["blocks_done"]
     np.testing.assert_array_equal(_features(store), job["reference"])
+
+
+SMALL_JOB = """\
+layers:
+  - conv: {bank: {type: gabor, orientations: 8, frequencies: [0.04, 0.06]}, padding: same}
+output: {chunks: [1, 512, 512]}
+"""
+
+
+def test_ctrl_c_stops_a_small_job_run_without_a_cluster(tmp_path):
+    """A job of 16 blocks runs on threads of the ``featuremap`` process, no scheduler: Ctrl-C
+    stops it as it stops a cluster's job, in one line, the store ``interrupted``."""
+    random_input(tmp_path / "in.zarr", (2048, 2048), (256, 256), seed=7)
+    (tmp_path / "p.yaml").write_text(SMALL_JOB)
+    store, log = tmp_path / "stopped.zarr", tmp_path / "run.log"
+    process = start_featuremap(
+        "run", tmp_path / "p.yaml", "--input", tmp_path / "in.zarr", "--output", store, log=log
+    )
+    try:
+        wait_for(lambda: _blocks_reported(log) >= 1, 120, "the first block")
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log.read_text()
+    assert "dashboard" not in output  # no cluster was started
+    assert [line for line in output.splitlines() if not line.startswith("featuremap: ")] == []
+    assert "featuremap: interrupted (SIGINT); finish with --resume" in output
+    status = json.loads(run_cli("status", store, "--json").stdout)
+    assert status["status"] == "interrupted"
+    assert 1 <= status["blocks_done"] < 16
