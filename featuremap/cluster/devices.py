@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -143,12 +144,14 @@ def worker_capabilities(dask_worker: Any = None) -> dict[str, Any]:
 
 
 def _current_worker() -> Any:
-    """The :class:`distributed.Worker` running the current task, or None outside one."""
+    """The :class:`distributed.Worker` running the current task, or None outside one (a worker
+    has imported distributed; a small job's threads never import it for this)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
     try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):
+        return distributed.get_worker()
+    except ValueError:
         return None
 
 
