@@ -33,6 +33,11 @@ their files and whole shards written without Zarr's event loop (2026-12-05, fift
 0.9-1.6, 7 rounds, three runs): floor 0.39/0.48/0.41 s, cold 0.69/0.81/0.73 s (1.69-1.77x), warm
 0.71-0.83 s, baseline 2.04/2.46/2.07 s (cold 2.97x/3.03x/2.82x faster, 3.36x/3.34x/3.22x in CPU). Earlier runs that session
 with part of those changes: 2.56-2.74x wall, 2.91-3.08x CPU; the ratio moves with the host.
+With a small job run on threads of the ``featuremap`` process without Dask's scheduler (sixth
+session, 2026-12-05, load 2.3-4.8, 7 rounds, three runs): floor 0.39/0.51/0.34 s, cold
+0.52/0.57/0.51 s (1.34x/1.12x/1.48x the floor), warm 0.70/0.80/0.62 s, baseline 1.98/2.20/1.73 s
+(cold 3.78x/3.87x/3.39x faster, 4.05x/4.20x/3.65x in CPU). The warm cluster is now slower than
+a cold run for a job this small: connecting imports ``distributed``, the floor itself.
 
 Usage::
 
