@@ -1,4 +1,4 @@
-"""``featuremap demo``: sample textures, the default pipeline, a local cluster, in one step."""
+"""``featuremap demo``: sample textures, the default pipeline run on this machine, in one step."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ Examples:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Workers of the local cluster (threads for a small job, else processes).",
+    help="Threads for a small job, else worker processes of the local cluster (default: cores).",
 )
 @click.option(
     "--size",
@@ -50,8 +50,8 @@ Examples:
 )
 def demo(output_dir: str, workers: int | None, size: int, n_images: int) -> None:
     """Make a sample dataset (synthetic texture mosaics) in DIR/images.zarr, run the default
-    pipeline (Gabor energy, pooled) on a local cluster into DIR/features.zarr, and show how to
-    open the result."""
+    pipeline (Gabor energy, pooled) on this machine (threads of this process for a small sample,
+    else a local cluster) into DIR/features.zarr, and show how to open the result."""
     from featuremap.apps.demo import run_demo
 
     with progress_reporter() as progress:

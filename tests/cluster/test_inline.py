@@ -33,7 +33,8 @@ def test_what_a_job_asks_of_its_cluster():
         names = {cluster.submit(lambda: threading.current_thread().name).result()}
         assert all(name.startswith("featuremap-block") for name in names)
     assert cluster.status == "closed"
-    assert inline_cluster(None).__enter__().threads == os.cpu_count()
+    with inline_cluster(None) as default:
+        assert default.threads == os.cpu_count()
 
 
 def test_close_drops_the_tasks_not_started():
