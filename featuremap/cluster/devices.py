@@ -228,7 +228,11 @@ def plan_devices(client: Any, device: str) -> DevicePlan:
     if requested == "cpu":  # never touch CuPy, not even to look
         return DevicePlan(requested)
     reports = client.run(worker_capabilities)
-    workers = tuple(WorkerCapabilities.from_dict(report) for _, report in sorted(reports.items()))
+    # named by the address ``run`` reports them under (an inline cluster's one "worker" has none)
+    workers = tuple(
+        WorkerCapabilities.from_dict({**report, "address": address})
+        for address, report in sorted(reports.items())
+    )
     plan = DevicePlan(requested, workers)
     if requested == "gpu" and not plan.gpu_workers:
         reasons = sorted({worker.cuda_error or "no GPU" for worker in workers}) or [

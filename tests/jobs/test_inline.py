@@ -68,6 +68,8 @@ def test_inline_threads_write_what_a_cluster_writes(tmp_path, input_store):
         )
         assert summary.blocks_computed == 16
         assert (summary.dashboard is None) == (processes is None)
+        workers = featuremap.open(output).attrs["devices"]["workers"]
+        assert (list(workers) == ["inline"]) == (processes is None)  # provenance names it
         written[processes] = _features(output)
     np.testing.assert_array_equal(written[None], written[False])
 
